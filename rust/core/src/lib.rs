@@ -1,0 +1,15 @@
+//! zdfuzz-core: an executable model of how Linux accounts references to
+//! ZONE_DEVICE memory — the `pgmap->ref` percpu_ref, struct page / folio
+//! refcounts, mapcounts and pins — for the device types PRIVATE, FS_DAX,
+//! GENERIC and PCI_P2PDMA, under each kernel era's rules.
+//!
+//! No Python here: the `zdfuzz-python` crate is a thin PyO3 binding.
+
+pub mod bench;
+pub mod percpu_ref;
+pub mod rcu;
+pub mod stress;
+pub mod sync;
+pub mod word;
+
+pub use percpu_ref::{init_flags, Effects, Events, Mode, NoSuchCpu, PercpuRef, RefEvent};

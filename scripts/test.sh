@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test suite: Rust unit/integration tests, loom model checking, the
+# extension built into the current Python environment, mypy stubtest, pytest.
+# Run from anywhere inside the checkout; installs what it needs with pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== pip install -e .[test]"
+python -m pip install -q -e ".[test]"
+
+echo "== cargo test (workspace)"
+cargo test --workspace --quiet
+
+echo "== loom (percpu_ref interleavings)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p zdfuzz-core --test loom_percpu_ref --release --quiet
+
+echo "== mypy stubtest"
+python -m mypy.stubtest zdfuzz._core --concise
+python -m mypy
+
+echo "== pytest"
+python -m pytest -q
