@@ -6,10 +6,28 @@
 //! No Python here: the `zdfuzz-python` crate is a thin PyO3 binding.
 
 pub mod bench;
+pub mod config;
+mod dax;
+mod driver;
+mod gup;
+pub mod machine;
+pub mod oracle;
+mod p2pdma;
+pub mod page;
+pub mod pgmap;
+mod process;
+pub mod program;
+pub mod sched;
 pub mod percpu_ref;
 pub mod rcu;
+pub mod rules;
 pub mod stress;
 pub mod sync;
 pub mod word;
 
+pub use config::{Config, Shape};
+pub use machine::{Machine, StepError, Verdict};
+pub use oracle::{Class, Violation};
 pub use percpu_ref::{init_flags, Effects, Events, Mode, NoSuchCpu, PercpuRef, RefEvent};
+pub use program::{Op, OpKind, Program, ProgramError};
+pub use rules::{DeviceType, Rules};

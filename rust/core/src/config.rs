@@ -1,0 +1,239 @@
+//! The shape of a machine: which device types, how many pgmaps, pages, CPUs,
+//! processes, address slots and DAX files — and the derived layout (which
+//! pfns belong to which pgmap, which files to which filesystem).
+//!
+//! pfns are global indices: pgmap `g` covers `g*pages .. (g+1)*pages`.
+//! Pgmaps are listed type by type in the order the types were given.
+//! Each FS-DAX pgmap carries one filesystem with `files` files of
+//! `file_pages` entries; file ids count across FS-DAX filesystems.
+
+use crate::rules::{DeviceType, Rules};
+use std::fmt;
+use std::sync::Arc;
+
+/// Upper bounds (keep operands in a byte and the state small).
+pub const MAX_CPUS: usize = 8;
+pub const MAX_PGMAPS: usize = 16;
+pub const MAX_PAGES: usize = 64;
+pub const MAX_PROCS: usize = 4;
+pub const MAX_ADDRS: usize = 16;
+pub const MAX_FILES: usize = 4;
+pub const MAX_FILE_PAGES: usize = 8;
+pub const MAX_TASKS: usize = 8;
+/// Largest multi-page P2P allocation / mmap an action asks for.
+pub const MAX_ALLOC_PAGES: usize = 4;
+
+/// The machine shape: how many of everything. Programs carry one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Device types present, distinct, in this order.
+    pub types: Vec<DeviceType>,
+    /// pgmaps per type.
+    pub pgmaps: usize,
+    /// pages per pgmap.
+    pub pages: usize,
+    pub cpus: usize,
+    /// process slots (all alive at start; `fork` refills an exited slot).
+    pub procs: usize,
+    /// virtual page slots per process.
+    pub addrs: usize,
+    /// files per FS-DAX filesystem.
+    pub files: usize,
+    /// entries (page-sized offsets) per file.
+    pub file_pages: usize,
+    /// concurrent kernel tasks (memunmap_pages, truncate, get_dev_pagemap).
+    pub tasks: usize,
+}
+
+impl Default for Shape {
+    /// All four types, one pgmap each, 4 pages, 2 CPUs, 2 processes with 4
+    /// address slots, 2 files of 2 pages per filesystem, 4 task slots.
+    fn default() -> Shape {
+        Shape {
+            types: DeviceType::ALL.to_vec(),
+            pgmaps: 1,
+            pages: 4,
+            cpus: 2,
+            procs: 2,
+            addrs: 4,
+            files: 2,
+            file_pages: 2,
+            tasks: 4,
+        }
+    }
+}
+
+impl Shape {
+    /// (name, value) pairs of the numeric fields, in the text header's order.
+    pub fn fields(&self) -> [(&'static str, usize); 8] {
+        [
+            ("pgmaps", self.pgmaps),
+            ("pages", self.pages),
+            ("cpus", self.cpus),
+            ("procs", self.procs),
+            ("addrs", self.addrs),
+            ("files", self.files),
+            ("file_pages", self.file_pages),
+            ("tasks", self.tasks),
+        ]
+    }
+
+    /// Set a numeric field by name; false if there is no such field.
+    pub fn set(&mut self, name: &str, v: usize) -> bool {
+        match name {
+            "pgmaps" => self.pgmaps = v,
+            "pages" => self.pages = v,
+            "cpus" => self.cpus = v,
+            "procs" => self.procs = v,
+            "addrs" => self.addrs = v,
+            "files" => self.files = v,
+            "file_pages" => self.file_pages = v,
+            "tasks" => self.tasks = v,
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |name: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                Err(ConfigError(format!("{name} must be between {lo} and {hi}, got {v}")))
+            } else {
+                Ok(())
+            }
+        };
+        if self.types.is_empty() {
+            return Err(ConfigError("at least one device type is needed".into()));
+        }
+        for (i, t) in self.types.iter().enumerate() {
+            if self.types[..i].contains(t) {
+                return Err(ConfigError(format!("device type {:?} given twice", t.name())));
+            }
+        }
+        range("pgmaps (per type)", self.pgmaps, 1, MAX_PGMAPS / self.types.len())?;
+        range("pages (per pgmap)", self.pages, 1, MAX_PAGES)?;
+        range("cpus", self.cpus, 1, MAX_CPUS)?;
+        range("procs", self.procs, 1, MAX_PROCS)?;
+        range("addrs", self.addrs, 1, MAX_ADDRS)?;
+        range("files", self.files, 1, MAX_FILES)?;
+        range("file_pages", self.file_pages, 1, MAX_FILE_PAGES)?;
+        range("tasks", self.tasks, 1, MAX_TASKS)?;
+        Ok(())
+    }
+}
+
+/// Rules plus shape: everything a [`Machine`](crate::machine::Machine) needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub rules: Arc<Rules>,
+    pub shape: Shape,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The default shape under `rules`.
+    pub fn new(rules: Rules) -> Config {
+        Config { rules: Arc::new(rules), shape: Shape::default() }
+    }
+
+    pub fn with_shape(rules: Rules, shape: Shape) -> Config {
+        Config { rules: Arc::new(rules), shape }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.shape.validate()
+    }
+}
+
+/// Derived layout; cheap lookups on the hot path.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub npgmaps: usize,
+    pub pages: usize,
+    pub npfns: usize,
+    pub cpus: usize,
+    pub procs: usize,
+    pub addrs: usize,
+    pub tasks: usize,
+    pub files_per_fs: usize,
+    pub file_pages: usize,
+    /// type of each pgmap
+    pub pgmap_type: Vec<DeviceType>,
+    /// FS-DAX pgmaps in order: filesystem k lives on pgmap `fs_pgmap[k]`
+    pub fs_pgmap: Vec<u8>,
+    pub nfiles: usize,
+}
+
+impl Layout {
+    pub fn new(c: &Config) -> Layout {
+        let c = &c.shape;
+        let mut pgmap_type = Vec::new();
+        for t in &c.types {
+            for _ in 0..c.pgmaps {
+                pgmap_type.push(*t);
+            }
+        }
+        let fs_pgmap: Vec<u8> = pgmap_type
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == DeviceType::Fsdax)
+            .map(|(g, _)| g as u8)
+            .collect();
+        Layout {
+            npgmaps: pgmap_type.len(),
+            pages: c.pages,
+            npfns: pgmap_type.len() * c.pages,
+            cpus: c.cpus,
+            procs: c.procs,
+            addrs: c.addrs,
+            tasks: c.tasks,
+            files_per_fs: c.files,
+            file_pages: c.file_pages,
+            nfiles: fs_pgmap.len() * c.files,
+            pgmap_type,
+            fs_pgmap,
+        }
+    }
+
+    #[inline]
+    pub fn pgmap_of(&self, pfn: usize) -> usize {
+        pfn / self.pages
+    }
+
+    #[inline]
+    pub fn type_of(&self, pfn: usize) -> DeviceType {
+        self.pgmap_type[pfn / self.pages]
+    }
+
+    #[inline]
+    pub fn pfns_of(&self, g: usize) -> std::ops::Range<usize> {
+        g * self.pages..(g + 1) * self.pages
+    }
+
+    /// The pgmap holding file `f`'s filesystem.
+    #[inline]
+    pub fn file_pgmap(&self, file: usize) -> usize {
+        self.fs_pgmap[file / self.files_per_fs] as usize
+    }
+
+    /// Slot of entry (file, index) in the DAX entry table.
+    #[inline]
+    pub fn entry_slot(&self, file: usize, index: usize) -> usize {
+        file * self.file_pages + index
+    }
+
+    #[inline]
+    pub fn pte_slot(&self, proc: usize, addr: usize) -> usize {
+        proc * self.addrs + addr
+    }
+}

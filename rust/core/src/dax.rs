@@ -1,0 +1,162 @@
+//! FS-DAX filesystems and device-dax.
+//!
+//! Mirrors fs/dax.c and the ext4/xfs callers: `dax_associate_entry` (a block
+//! of pmem becomes file data: `page->mapping`/`index`), `dax_iomap_fault`
+//! (E1–E3: a devmap PTE with no page reference; E4: `folio_ref_inc` +
+//! `vmf_insert_page_mkwrite` + `folio_put` = one reference and one mapcount per
+//! mapping), and truncate as the filesystem does it: break layouts —
+//! `dax_layout_busy_page_range` (unmap the range, then scan for a busy page:
+//! E1–E3 refcount > 1, E4 refcount − mapcount > 0), wait until that page is
+//! idle (`ext4_break_layouts` / `dax_wait_page_idle`), retry — and only then
+//! `dax_disassociate_entry` and free the block. Faults on the file are
+//! excluded meanwhile (the filesystem's invalidate lock).
+//!
+//! Device-dax (drivers/dax/device.c): `dev_dax_huge_fault` maps a pfn of the
+//! device (E1–E3 `vmf_insert_mixed`, no reference; E4 refcounted insert).
+
+use crate::machine::Machine;
+use crate::oracle::Class;
+use crate::page::{Pte, MAPPING_FILE, MAPPING_NONE};
+use crate::rules::DeviceType;
+use crate::sched::{TaskKind, TR_FREE, TR_SCAN, TR_WAIT};
+
+impl Machine {
+    /// The pfn of DAX entry (file, index), if associated.
+    #[inline]
+    pub(crate) fn dax_entry(&self, file: usize, index: usize) -> Option<usize> {
+        let v = self.s.dax[self.layout.entry_slot(file, index)];
+        (v > 0).then(|| v as usize - 1)
+    }
+
+    pub(crate) fn dax_associate_entry(&mut self, file: usize, index: usize, p: usize) {
+        self.touch_page(p);
+        self.s.dax[self.layout.entry_slot(file, index)] = p as u16 + 1;
+        self.s.mapping[p] = MAPPING_FILE + file as u8;
+        self.s.ledger.pages[p].fs = true;
+    }
+
+    /// Map a page into a process the way the type's fault path does.
+    pub(crate) fn insert_device_mapping(&mut self, proc: usize, addr: usize, p: usize, what: &str) {
+        let tr = self.rules.of(self.layout.type_of(p));
+        let refcounted = tr.map_refcounted;
+        if refcounted {
+            // a 0-based type's first mapping takes the first reference
+            let min = if tr.init_rc == 0 { 0 } else { 1 };
+            self.page_get_from(p, 1, min, what);
+            self.s.mc[p] += 1;
+        } else if self.page_torn_down(p, what) {
+            return;
+        }
+        self.touch_page(p);
+        self.s.ptes[self.layout.pte_slot(proc, addr)] = Pte::Present { pfn: p as u16, write: true, refcounted };
+        self.s.ledger.pages[p].maps += 1;
+    }
+
+    pub(crate) fn dax_iomap_fault(&mut self, proc: usize, addr: usize, file: usize, index: usize) {
+        if let Some(p) = self.dax_entry(file, index) {
+            self.insert_device_mapping(proc, addr, p, "dax_iomap_fault");
+        }
+    }
+
+    pub(crate) fn dev_dax_huge_fault(&mut self, proc: usize, addr: usize, p: usize) {
+        self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
+    }
+
+    /// `dax_busy_page`: references beyond the idle value and the counted
+    /// mappings (E1–E3: refcount > 1; E4: refcount - mapcount > 0).
+    pub(crate) fn dax_busy(&self, p: usize) -> bool {
+        let tr = self.rules.of(DeviceType::Fsdax);
+        let mapped = if tr.map_refcounted { self.s.mc[p] } else { 0 };
+        self.s.rc[p] - mapped > tr.init_rc as i32
+    }
+
+    /// Any associated page of the filesystem on pgmap `g` busy?
+    pub(crate) fn dax_fs_busy(&self, g: usize) -> bool {
+        self.fs_entries(g).any(|(_, _, p)| self.dax_busy(p))
+    }
+
+    /// (file, index, pfn) of every entry of the filesystem on pgmap `g`.
+    fn fs_entries(&self, g: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.fs_files(g)
+            .flat_map(move |f| (0..self.layout.file_pages).filter_map(move |i| self.dax_entry(f, i).map(|p| (f, i, p))))
+    }
+
+    /// Does any process map a page of `file`? (`mapping_mapped`)
+    fn file_mapped(&self, file: usize) -> bool {
+        (0..self.layout.file_pages)
+            .filter_map(|i| self.dax_entry(file, i))
+            .any(|p| self.s.ledger.pages[p].maps > 0)
+    }
+
+    /// Is a truncate running on `file`? (faults are excluded meanwhile)
+    pub(crate) fn truncating(&self, file: usize) -> bool {
+        self.s.tasks.iter().flatten().any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
+    }
+
+    /// One step of the truncate task.
+    pub(crate) fn truncate_step(&mut self, file: usize, index: usize, pc: u8, cpu: usize) -> Option<u8> {
+        let p = self.dax_entry(file, index)?;
+        match pc {
+            TR_SCAN => {
+                // dax_layout_busy_page_range
+                if self.rules.dax.busy_scan_needs_mapping && !self.file_mapped(file) {
+                    self.trace_note(|| "dax_layout_busy_page_range: !mapping_mapped -> NULL".into());
+                    return Some(TR_FREE);
+                }
+                self.zap_pfn_mappings(p, cpu); // unmap_mapping_pages
+                if self.dax_busy(p) {
+                    self.trace_note(|| format!("dax_layout_busy_page -> pfn {p} busy"));
+                    Some(TR_WAIT)
+                } else {
+                    Some(TR_FREE)
+                }
+            }
+            TR_WAIT => Some(TR_SCAN), // runnable once the page is idle; rescan
+            _ => {
+                self.dax_free_block(file, index, p);
+                None
+            }
+        }
+    }
+
+    /// dax_disassociate_entry + the filesystem freeing the block: the oracle
+    /// checks no DMA/GUP user still holds the page (I-X2).
+    fn dax_free_block(&mut self, file: usize, index: usize, p: usize) {
+        let h = self.s.ledger.pages[p];
+        if h.extra_refs() > 0 || h.maps > 0 {
+            self.violate("I-X2", Class::Safety, &[("file", file as u32), ("pfn", p as u32)], || {
+                (format!("truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {}",
+                         h.describe()), "idle page".into(), h.describe())
+            });
+        }
+        self.dax_drop_entry(file, index, p);
+    }
+
+    fn dax_drop_entry(&mut self, file: usize, index: usize, p: usize) {
+        self.touch_page(p);
+        self.s.dax[self.layout.entry_slot(file, index)] = 0;
+        self.s.mapping[p] = MAPPING_NONE;
+        self.s.ledger.pages[p].fs = false;
+    }
+
+    /// The filesystem on pgmap `g` shuts down before its device goes
+    /// (unmount / MF_MEM_PRE_REMOVE): its entries are dropped. Blocks are not
+    /// freed — the data stays on the medium.
+    pub(crate) fn dax_drop_filesystem(&mut self, g: usize) {
+        for file in self.fs_files(g) {
+            for index in 0..self.layout.file_pages {
+                if let Some(p) = self.dax_entry(file, index) {
+                    self.dax_drop_entry(file, index, p);
+                }
+            }
+        }
+    }
+
+    /// The files of the filesystem on pgmap `g` (empty if it is not FS-DAX).
+    fn fs_files(&self, g: usize) -> std::ops::Range<usize> {
+        match self.layout.fs_pgmap.iter().position(|&x| x as usize == g) {
+            Some(k) => k * self.layout.files_per_fs..(k + 1) * self.layout.files_per_fs,
+            None => 0..0,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! get_user_pages / pin_user_pages on ZONE_DEVICE mappings (mm/gup.c).
+//!
+//! FOLL_GET adds one reference, FOLL_PIN adds `GUP_PIN_COUNTING_BIAS` (1024)
+//! to a small folio; `unpin_user_page` undoes exactly that through the put
+//! path (E1–E3 still offer it to the devmap-managed hook, so a 2→1 wakes
+//! FS-DAX waiters). In E1–E3 a devmap PTE is only followed after
+//! `get_dev_pagemap` succeeds (`tryget_live`: fails once the pgmap is
+//! killed), and that pgmap reference is dropped again before GUP returns: the
+//! page reference outlives it. Refusals per type: device-private entries are
+//! not present (GUP faults instead), FS-DAX refuses FOLL_LONGTERM, P2P pages
+//! need FOLL_PCI_P2PDMA and refuse FOLL_LONGTERM (v6.2+). The oracle
+//! re-checks each grant from the ledger: a granted longterm FS-DAX pin
+//! (I-X4), device-private page (I-G3) or flagless P2P page (I-G4) is a violation
+//! whatever the rules said.
+
+use crate::machine::Machine;
+use crate::oracle::Class;
+use crate::page::Pte;
+use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
+use crate::rules::DeviceType;
+
+/// Why GUP refused (the errno it returns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GupError {
+    /// -EFAULT: nothing mapped, or a device-private entry (GUP would fault)
+    Fault,
+    /// -EOPNOTSUPP: FOLL_LONGTERM on FS-DAX, or FOLL_LONGTERM|FOLL_PCI_P2PDMA
+    NotSupported,
+    /// -EREMOTEIO: a P2P page without FOLL_PCI_P2PDMA
+    RemoteIo,
+    /// NULL from get_dev_pagemap: the pgmap is dying
+    PgmapDying,
+}
+
+impl GupError {
+    pub fn errno(self) -> &'static str {
+        match self {
+            GupError::Fault => "-EFAULT",
+            GupError::NotSupported => "-EOPNOTSUPP",
+            GupError::RemoteIo => "-EREMOTEIO",
+            GupError::PgmapDying => "-EFAULT (get_dev_pagemap: pgmap dying)",
+        }
+    }
+}
+
+impl Machine {
+    /// GUP one address; on success the caller holds a reference or pin.
+    pub(crate) fn gup(&mut self, proc: usize, addr: usize, flags: u16, pin: bool, cpu: usize) -> Result<usize, GupError> {
+        let longterm = flags & FOLL_LONGTERM != 0;
+        let p2pdma = flags & FOLL_PCI_P2PDMA != 0;
+        let pte = self.s.ptes[self.layout.pte_slot(proc, addr)];
+        let p = match pte {
+            Pte::None => return Err(GupError::Fault),
+            Pte::DevicePrivate { pfn, .. } => {
+                if self.rules.gup.refuses_device_private {
+                    return Err(GupError::Fault);
+                }
+                pfn as usize
+            }
+            Pte::Present { pfn, .. } => pfn as usize,
+        };
+        let t = self.layout.type_of(p);
+        match t {
+            DeviceType::P2pdma if self.rules.p2p.gup_needs_flag => {
+                if !p2pdma {
+                    return Err(GupError::RemoteIo);
+                }
+                if longterm {
+                    return Err(GupError::NotSupported);
+                }
+            }
+            DeviceType::Fsdax if longterm && self.rules.dax.longterm_refused => return Err(GupError::NotSupported),
+            _ => {}
+        }
+        let devmap = matches!(pte, Pte::Present { refcounted: false, .. });
+        let g = self.layout.pgmap_of(p);
+        let walk_ref = self.rules.of(t).gup_pgmap_ref && devmap;
+        if walk_ref && !self.pgmap_tryget_live(g, cpu, "GUP: get_dev_pagemap") {
+            return Err(GupError::PgmapDying);
+        }
+        let bias = self.rules.gup.pin_bias as i32;
+        self.page_get(p, if pin { bias } else { 1 }, if pin { "pin_user_pages" } else { "get_user_pages" });
+        let h = &mut self.s.ledger.pages[p];
+        if pin {
+            h.gup_pins += 1;
+            if longterm {
+                h.longterm_pins += 1;
+            }
+        } else {
+            h.gup_gets += 1;
+        }
+        if walk_ref {
+            self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap");
+        }
+        self.check_gup_grant(p, t, longterm, p2pdma);
+        Ok(p)
+    }
+
+    fn check_gup_grant(&mut self, p: usize, t: DeviceType, longterm: bool, p2pdma: bool) {
+        let obj = [("pfn", p as u32)];
+        match t {
+            DeviceType::Fsdax if longterm => self.violate("I-X4", Class::Safety, &obj, || {
+                (format!("a FOLL_LONGTERM pin of FS-DAX pfn {p} was granted"), "-EOPNOTSUPP".into(), "granted".into())
+            }),
+            DeviceType::Private => self.violate("I-G3", Class::Safety, &obj, || {
+                (format!("GUP returned device-private pfn {p}"), "-EFAULT (fault, migrate)".into(), "granted".into())
+            }),
+            DeviceType::P2pdma if !p2pdma || longterm => {
+                self.violate("I-G4", Class::Safety, &obj, || {
+                    (format!("GUP returned P2P pfn {p} {}",
+                             if longterm { "for FOLL_LONGTERM" } else { "without FOLL_PCI_P2PDMA" }),
+                     "refused".into(), "granted".into())
+                })
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn unpin_user_page(&mut self, p: usize, cpu: usize) {
+        let h = &mut self.s.ledger.pages[p];
+        h.gup_pins -= 1;
+        h.longterm_pins = h.longterm_pins.min(h.gup_pins);
+        let bias = self.rules.gup.pin_bias as i32;
+        self.put_page_refs(p, bias, cpu, "unpin_user_page");
+    }
+
+    pub(crate) fn put_user_page(&mut self, p: usize, cpu: usize) {
+        self.s.ledger.pages[p].gup_gets -= 1;
+        self.put_page_refs(p, 1, cpu, "put_page");
+    }
+}

@@ -1,0 +1,832 @@
+//! The machine: pgmaps, struct pages, page tables, tasks and the oracle's
+//! ledger, driven one action at a time.
+//!
+//! [`Machine::enabled`] is the actors' contract: an action is offered only
+//! when the actor issuing it may legally do so in its era (only a holder puts,
+//! only the pinner unpins, a driver frees only what it allocated and stops
+//! allocating once it unbinds, a filesystem faults nothing in while it
+//! truncates, ...). A violation is therefore a defect of the refcount design
+//! under test, never of the caller. [`Machine::step`] applies one action
+//! through the kernel functions in the domain modules (`page`, `pgmap`,
+//! `driver`, `p2pdma`, `dax`, `gup`, `process`, `sched`); the oracle checks
+//! run inside them (safety) and after each action on what it touched
+//! (conformance), so the cost per action is O(objects touched).
+
+use crate::config::{Config, ConfigError, Layout};
+use crate::oracle::{Class, Ledger, Life, Violation};
+use crate::page::{Pte, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::pgmap::{Pgmap, PgmapState};
+use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS};
+use crate::rules::{AllocPgmapRef, DeviceType, MemunmapPut, Rules};
+use crate::sched::{Task, TaskKind};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Everything that changes while a program runs (cheap to clone; the
+/// explorer hashes it).
+#[derive(Clone, Debug)]
+pub struct State {
+    pub pgmaps: Vec<Pgmap>,
+    /// `_refcount` per pfn
+    pub rc: Vec<i32>,
+    /// mapcount per pfn (refcounted mappings only, as rmap counts them)
+    pub mc: Vec<i32>,
+    pub flags: Vec<u8>,
+    pub mapping: Vec<u8>,
+    /// page tables: procs × addrs
+    pub ptes: Vec<Pte>,
+    pub alive: Vec<bool>,
+    /// DAX entries: files × file_pages, pfn + 1 (0 = none)
+    pub dax: Vec<u16>,
+    /// pci_alloc_p2pmem allocations: length at the start pfn
+    pub p2p_len: Vec<u8>,
+    pub tasks: Vec<Option<Task>>,
+    pub ledger: Ledger,
+}
+
+/// One executed action, for `explain` and reproducers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TraceEntry {
+    pub step: usize,
+    pub action: String,
+    pub cpu: usize,
+    /// part of the end-of-program drain
+    pub drain: bool,
+    /// counter changes: "pfn 3 refcount 1 -> 2", "pgmap 0 ref 5 -> 4"
+    pub changes: Vec<String>,
+    /// kernel events: "page_free(pfn 3)", "task 0: ..."
+    pub notes: Vec<String>,
+}
+
+/// The outcome of a program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// first safety or liveness violation
+    pub violation: Option<Violation>,
+    /// first conformance failure (the run goes on after one)
+    pub conformance: Option<Violation>,
+    /// actions executed (program + drain)
+    pub steps: usize,
+    pub trace: Vec<TraceEntry>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.violation.is_none() && self.conformance.is_none()
+    }
+    /// The violation to report: safety/liveness first, else conformance.
+    pub fn reported(&self) -> Option<&Violation> {
+        self.violation.as_ref().or(self.conformance.as_ref())
+    }
+}
+
+/// Why an action could not be applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepError {
+    /// an operand outside its domain
+    Domain(String),
+    /// the actor's contract does not allow the action now
+    NotEnabled(&'static str),
+    /// the machine already stopped at a violation
+    Stopped,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Domain(s) => write!(f, "bad operand: {s}"),
+            StepError::NotEnabled(s) => write!(f, "not enabled: {s}"),
+            StepError::Stopped => f.write_str("the machine stopped at a violation"),
+        }
+    }
+}
+
+const TOUCH_CAP: usize = 24;
+
+/// `GUP_PIN_COUNTING_BIAS` (include/linux/mm.h).
+pub const GUP_PIN_COUNTING_BIAS: i32 = 1024;
+
+pub struct Machine {
+    pub cfg: Config,
+    pub layout: Layout,
+    pub rules: Arc<Rules>,
+    pub s: State,
+    pub(crate) violation: Option<Violation>,
+    pub(crate) conformance: Option<Violation>,
+    /// index of the action being applied
+    pub(crate) at: usize,
+    pub(crate) at_op: Option<Op>,
+    pub(crate) at_label: Option<String>,
+    pub(crate) in_drain: bool,
+    touched_pages: [u16; TOUCH_CAP],
+    ntouched: usize,
+    touched_pgmaps: u32,
+    tracing: bool,
+    trace: Vec<TraceEntry>,
+    notes: Vec<String>,
+    before_rc: Vec<i32>,
+    before_mc: Vec<i32>,
+    before_ref: Vec<i64>,
+}
+
+impl Machine {
+    pub fn new(cfg: Config) -> Result<Machine, ConfigError> {
+        cfg.validate()?;
+        let layout = Layout::new(&cfg);
+        let n = layout.npfns;
+        let s = State {
+            pgmaps: (0..layout.npgmaps).map(|_| Pgmap::new(layout.cpus)).collect(),
+            rc: vec![0; n],
+            mc: vec![0; n],
+            flags: vec![0; n],
+            mapping: vec![0; n],
+            ptes: vec![Pte::None; layout.procs * layout.addrs],
+            alive: vec![true; layout.procs],
+            dax: vec![0; layout.nfiles * layout.file_pages],
+            p2p_len: vec![0; n],
+            tasks: vec![None; layout.tasks],
+            ledger: Ledger::new(n, layout.npgmaps),
+        };
+        Ok(Machine {
+            rules: cfg.rules.clone(),
+            cfg,
+            layout,
+            s,
+            violation: None,
+            conformance: None,
+            at: 0,
+            at_op: None,
+            at_label: None,
+            in_drain: false,
+            touched_pages: [0; TOUCH_CAP],
+            ntouched: 0,
+            touched_pgmaps: 0,
+            tracing: false,
+            trace: Vec::new(),
+            notes: Vec::new(),
+            before_rc: Vec::new(),
+            before_mc: Vec::new(),
+            before_ref: Vec::new(),
+        })
+    }
+
+    /// Back to the initial state, reusing every allocation.
+    pub fn reset(&mut self) {
+        let s = &mut self.s;
+        for p in s.pgmaps.iter_mut() {
+            p.reset();
+        }
+        s.rc.fill(0);
+        s.mc.fill(0);
+        s.flags.fill(0);
+        s.mapping.fill(0);
+        s.ptes.fill(Pte::None);
+        s.alive.fill(true);
+        s.dax.fill(0);
+        s.p2p_len.fill(0);
+        s.tasks.fill(None);
+        s.ledger.reset();
+        self.violation = None;
+        self.conformance = None;
+        self.at = 0;
+        self.at_op = None;
+        self.at_label = None;
+        self.in_drain = false;
+        self.ntouched = 0;
+        self.touched_pgmaps = 0;
+        self.trace.clear();
+        self.notes.clear();
+    }
+
+    /// Record traces (changes and notes per action) from now on.
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    pub fn steps(&self) -> usize {
+        self.at
+    }
+
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.violation.is_some()
+    }
+
+    // ------------------------------------------------------------------
+    // Oracle plumbing
+    // ------------------------------------------------------------------
+
+    /// Report a broken invariant. Safety/liveness: the first one stops the
+    /// program. Conformance: the first one is kept, the program goes on.
+    pub(crate) fn violate(
+        &mut self,
+        invariant: &'static str,
+        class: Class,
+        objects: &[(&'static str, u32)],
+        f: impl FnOnce() -> (String, String, String),
+    ) {
+        let slot = if class == Class::Conformance { &self.conformance } else { &self.violation };
+        if slot.is_some() {
+            return;
+        }
+        let (message, expected, actual) = f();
+        let action = match (&self.at_label, &self.at_op) {
+            (Some(l), _) => format!("drain: {l}"),
+            (None, Some(op)) => crate::program::text::op_to_text(op),
+            _ => String::new(),
+        };
+        let v = Violation {
+            invariant,
+            class,
+            step: self.at,
+            action,
+            message,
+            objects: objects.to_vec(),
+            expected,
+            actual,
+        };
+        if class == Class::Conformance {
+            self.conformance = Some(v);
+        } else {
+            self.violation = Some(v);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn touch_page(&mut self, pfn: usize) {
+        if self.ntouched < TOUCH_CAP {
+            self.touched_pages[self.ntouched] = pfn as u16;
+        }
+        self.ntouched += 1;
+        self.touched_pgmaps |= 1 << self.layout.pgmap_of(pfn);
+    }
+
+    #[inline]
+    pub(crate) fn touch_pgmap(&mut self, g: usize) {
+        self.touched_pgmaps |= 1 << g;
+    }
+
+    /// A kernel event worth showing in a trace (only built when tracing).
+    #[inline]
+    pub(crate) fn trace_note(&mut self, f: impl FnOnce() -> String) {
+        if self.tracing {
+            self.notes.push(f());
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // The actors' contracts
+    // ------------------------------------------------------------------
+
+    /// Is `op` allowed now? `Err` says why not.
+    pub fn enabled(&self, op: &Op) -> Result<(), &'static str> {
+        use OpKind::*;
+        let s = &self.s;
+        let l = &self.layout;
+        let a = |i: usize| op.a(i);
+        let ok = |c: bool, why: &'static str| if c { Ok(()) } else { Err(why) };
+        let live = |g: usize| s.pgmaps[g].state == PgmapState::Live;
+        let pte = |proc: usize, addr: usize| s.ptes[l.pte_slot(proc, addr)];
+        match op.kind {
+            MemremapPages => ok(s.pgmaps[a(0)].state == PgmapState::Unused, "the pgmap is already registered"),
+            MemunmapPages => {
+                let g = a(0);
+                ok(live(g), "the pgmap is not registered, or already unbinding")?;
+                ok(self.free_task_slot(), "no free task slot")?;
+                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
+                   "the driver frees the pages it still holds before it unbinds")
+            }
+            Step => match s.tasks[a(0)] {
+                None => Err("no such task"),
+                Some(_) => self.task_blocked(a(0)).map_or(Ok(()), Err),
+            },
+            RcuGracePeriod => ok(self.any_switch_pending(), "no RCU callback is pending"),
+            GetDevPagemap => {
+                ok(self.free_task_slot(), "no free task slot")?;
+                let c = a(1);
+                ok(c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0, "the kernel user holds no reference on the cached pgmap")
+            }
+            PutDevPagemap => ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"),
+            AllocDevicePage => {
+                let g = a(0);
+                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+                let bound = live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
+                ok(bound, "the driver is not bound (registered and not unbinding)")?;
+                ok(self.driver_free_page(g).is_some(), "the driver has no free page")
+            }
+            FreeDevicePage => ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
+            LockPage => {
+                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
+                ok(s.flags[a(0)] & PG_LOCKED == 0, "the page is locked")
+            }
+            UnlockPage => {
+                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
+                ok(s.flags[a(0)] & PG_LOCKED != 0, "the page is not locked")
+            }
+            MigrateVmaInsertPage => {
+                let (proc, addr, p) = (a(0), a(1), a(2));
+                ok(s.alive[proc], "no such process")?;
+                ok(pte(proc, addr) == Pte::None, "the address is mapped")?;
+                ok(s.ledger.pages[p].driver, "the driver does not hold this page")?;
+                ok(s.flags[p] & PG_LOCKED != 0, "migrate_vma needs the destination page locked")?;
+                ok(live(l.pgmap_of(p)), "the driver is unbinding")
+            }
+            PciAllocP2pmem => {
+                let g = a(0);
+                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
+                ok(matches!(s.ledger.life[g], Life::Registered | Life::Killed), "the P2P device is not registered")?;
+                ok(self.p2p_pool_fit(g, a(1)).is_some(), "no free chunk that large")
+            }
+            PciFreeP2pmem => {
+                let p = a(0);
+                let k = s.p2p_len[p] as usize;
+                ok(k > 0, "no kernel P2P allocation starts at this pfn")?;
+                ok((p..p + k).all(|q| s.ledger.pages[q].kernel_gets == 0),
+                   "the kernel user puts its page references before freeing")
+            }
+            GetPage => {
+                ok(self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era")?;
+                ok(self.p2p_alloc_of(a(0)).is_some(), "the kernel user has no allocation covering this page")
+            }
+            PutPage => {
+                let h = &s.ledger.pages[a(0)];
+                if op.args[1] == BY_GUP {
+                    ok(h.gup_gets > 0, "no GUP reference on this page")
+                } else {
+                    ok(h.kernel_gets > 0, "no kernel reference on this page")
+                }
+            }
+            P2pmemAllocMmap => {
+                let (g, proc, addr, k) = (a(0), a(1), a(2), a(3));
+                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
+                ok(self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)")?;
+                ok(live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)")?;
+                ok(s.alive[proc], "no such process")?;
+                ok(addr + k <= l.addrs && (addr..addr + k).all(|x| pte(proc, x) == Pte::None), "the address range is not free")?;
+                ok(self.p2p_pool_fit(g, k).is_some(), "no free chunk that large")
+            }
+            DevDaxFault => {
+                let (proc, addr, p) = (a(0), a(1), a(2));
+                ok(l.type_of(p) == DeviceType::Generic, "not a device-dax page")?;
+                ok(live(l.pgmap_of(p)), "the device-dax device is not bound")?;
+                ok(s.alive[proc], "no such process")?;
+                ok(pte(proc, addr) == Pte::None, "the address is mapped")
+            }
+            DaxAssociateEntry => {
+                let (f, i, p) = (a(0), a(1), a(2));
+                let g = l.file_pgmap(f);
+                ok(live(g), "the filesystem's device is not bound")?;
+                ok(l.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
+                ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
+                ok(!s.ledger.pages[p].fs, "the block belongs to a file")?;
+                ok(!self.truncating(f), "the file is being truncated")
+            }
+            DaxIomapFault => {
+                let (proc, addr, f, i) = (a(0), a(1), a(2), a(3));
+                ok(s.alive[proc], "no such process")?;
+                ok(pte(proc, addr) == Pte::None, "the address is mapped")?;
+                ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
+                ok(live(l.file_pgmap(f)), "the filesystem's device is not bound")?;
+                ok(!self.truncating(f), "faults wait while the file is truncated")
+            }
+            Truncate => {
+                ok(self.dax_entry(a(0), a(1)).is_some(), "the file offset has no block")?;
+                ok(!self.truncating(a(0)), "the file is already being truncated")?;
+                ok(self.free_task_slot(), "no free task slot")
+            }
+            Fork => {
+                ok(s.alive[a(0)], "no such process")?;
+                ok(!s.alive[a(1)], "the child slot is taken")
+            }
+            ExitMmap => ok(s.alive[a(0)], "no such process"),
+            Munmap => {
+                ok(s.alive[a(0)], "no such process")?;
+                ok(pte(a(0), a(1)) != Pte::None, "nothing is mapped there")
+            }
+            GetUserPages | PinUserPages => {
+                ok(s.alive[a(0)], "no such process")?;
+                ok(pte(a(0), a(1)) != Pte::None, "nothing is mapped there")
+            }
+            UnpinUserPage => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
+        }
+    }
+
+    /// Every action enabled now, in canonical order (kind, then operands).
+    pub fn enabled_actions(&self) -> Vec<Op> {
+        let mut out = Vec::new();
+        for info in KINDS {
+            let sizes: Vec<usize> = info.args.iter().map(|(_, d)| d.size(&self.layout)).collect();
+            let total: usize = sizes.iter().product();
+            for idx in 0..total {
+                let op = self.op_at(info.kind, idx);
+                if self.enabled(&op).is_ok() {
+                    out.push(op);
+                }
+            }
+        }
+        out
+    }
+
+    /// The `idx`-th operand combination of `kind` (mixed radix, first
+    /// operand most significant).
+    pub fn op_at(&self, kind: OpKind, mut idx: usize) -> Op {
+        let info = kind.info();
+        let mut args = [0u16; MAX_ARGS];
+        for (i, (_, d)) in info.args.iter().enumerate().rev() {
+            let n = d.size(&self.layout).max(1);
+            args[i] = d.value(idx % n);
+            idx /= n;
+        }
+        Op { kind, args }
+    }
+
+    // ------------------------------------------------------------------
+    // Applying actions
+    // ------------------------------------------------------------------
+
+    /// Apply one action after checking its operands and its contract.
+    ///
+    /// One leniency over [`Machine::enabled`]: a `step` of a task that is
+    /// blocked is accepted and does nothing — the scheduler ran the task and
+    /// it went back to sleep. That lets one program be replayed under eras
+    /// where the task blocks and eras where it does not (the seed's Q1:
+    /// memunmap_pages waits in E1, not under P20). Generators never offer it.
+    pub fn step(&mut self, op: &Op) -> Result<(), StepError> {
+        if self.violation.is_some() {
+            return Err(StepError::Stopped);
+        }
+        op.in_domain(&self.layout).map_err(StepError::Domain)?;
+        if op.kind == OpKind::Step && self.s.tasks[op.a(0)].is_some() {
+            if let Some(why) = self.task_blocked(op.a(0)) {
+                self.at_op = Some(*op);
+                if self.tracing {
+                    self.begin_trace();
+                    self.notes.push(format!("still waiting: {why}"));
+                    self.end_trace(crate::program::text::op_to_text(op), 0, false);
+                }
+                self.at += 1;
+                return Ok(());
+            }
+        }
+        self.enabled(op).map_err(StepError::NotEnabled)?;
+        self.apply_traced(op);
+        Ok(())
+    }
+
+    /// Apply an action known to be enabled (the decoder's path).
+    pub(crate) fn apply_traced(&mut self, op: &Op) {
+        self.at_op = Some(*op);
+        if self.tracing {
+            self.begin_trace();
+        }
+        self.apply(op);
+        self.after_action();
+        if self.tracing {
+            let action = crate::program::text::op_to_text(op);
+            self.end_trace(action, op.cpu(), false);
+        }
+        self.at += 1;
+    }
+
+    /// A step of the drain (not an action of the program).
+    pub(crate) fn drain_step(&mut self, f: impl FnOnce(&mut Machine), label: impl FnOnce() -> String) {
+        let label = label();
+        if self.tracing {
+            self.begin_trace();
+        }
+        self.at_label = Some(label.clone());
+        f(self);
+        self.after_action();
+        if self.tracing {
+            self.end_trace(label, 0, true);
+        }
+        self.at_label = None;
+        self.at += 1;
+    }
+
+    fn apply(&mut self, op: &Op) {
+        use OpKind::*;
+        let a = |i: usize| op.a(i);
+        let cpu = op.cpu();
+        match op.kind {
+            MemremapPages => self.memremap_pages(a(0)),
+            MemunmapPages => self.spawn_memunmap(a(0), cpu),
+            Step => self.task_step(a(0)),
+            RcuGracePeriod => self.rcu_grace_period(),
+            GetDevPagemap => {
+                if let Some(c) = (op.args[1] as usize).checked_sub(1) {
+                    // the caller hands its cached reference to the call
+                    self.s.ledger.kernel_pgmap_refs[c] -= 1;
+                    self.s.ledger.inflight_pgmap_refs[c] += 1;
+                }
+                self.spawn(TaskKind::GetDevPagemap { pfn: op.args[0], cached: op.args[1] as u8, found: 0 }, cpu)
+            }
+            PutDevPagemap => self.put_dev_pagemap(a(0), cpu),
+            AllocDevicePage => self.alloc_device_page(a(0), cpu),
+            FreeDevicePage => self.free_device_page(a(0), cpu),
+            LockPage => self.s.flags[a(0)] |= PG_LOCKED,
+            UnlockPage => self.s.flags[a(0)] &= !PG_LOCKED,
+            MigrateVmaInsertPage => self.migrate_vma_insert_page(a(0), a(1), a(2), cpu),
+            PciAllocP2pmem => self.pci_alloc_p2pmem(a(0), a(1), cpu),
+            PciFreeP2pmem => self.pci_free_p2pmem(a(0), cpu),
+            GetPage => self.kernel_get_page(a(0)),
+            PutPage => {
+                if op.args[1] == BY_GUP {
+                    self.put_user_page(a(0), cpu)
+                } else {
+                    self.kernel_put_page(a(0), cpu)
+                }
+            }
+            P2pmemAllocMmap => self.p2pmem_alloc_mmap(a(0), a(1), a(2), a(3), cpu),
+            DevDaxFault => self.dev_dax_huge_fault(a(0), a(1), a(2)),
+            DaxAssociateEntry => self.dax_associate_entry(a(0), a(1), a(2)),
+            DaxIomapFault => self.dax_iomap_fault(a(0), a(1), a(2), a(3)),
+            Truncate => self.spawn(TaskKind::Truncate { file: op.args[0] as u8, index: op.args[1] as u8 }, cpu),
+            Fork => self.fork(a(0), a(1)),
+            ExitMmap => self.exit_mmap(a(0), cpu),
+            Munmap => self.munmap(a(0), a(1), cpu),
+            GetUserPages | PinUserPages => {
+                let pin = op.kind == PinUserPages;
+                let r = self.gup(a(0), a(1), op.args[2], pin, cpu);
+                self.trace_note(|| match r {
+                    Ok(p) => format!("-> pfn {p}"),
+                    Err(e) => format!("-> {}", e.errno()),
+                });
+            }
+            UnpinUserPage => self.unpin_user_page(a(0), cpu),
+        }
+    }
+
+    /// Run the program's end: drain, then final sweep. Idempotent.
+    pub fn finish(&mut self) {
+        if self.in_drain {
+            return;
+        }
+        self.in_drain = true;
+        self.drain();
+    }
+
+    pub fn verdict(&mut self) -> Verdict {
+        Verdict {
+            violation: self.violation.clone(),
+            conformance: self.conformance.clone(),
+            steps: self.at,
+            trace: std::mem::take(&mut self.trace),
+        }
+    }
+
+    /// reset, apply every action, drain. Actions that are not enabled are
+    /// an error (the program is not valid for this configuration).
+    pub fn run(&mut self, ops: &[Op]) -> Result<Verdict, (usize, StepError)> {
+        self.reset();
+        for (i, op) in ops.iter().enumerate() {
+            match self.step(op) {
+                Ok(()) => {}
+                Err(StepError::Stopped) => break,
+                Err(e) => return Err((i, e)),
+            }
+            if self.violation.is_some() {
+                break;
+            }
+        }
+        self.finish();
+        Ok(self.verdict())
+    }
+
+    // ------------------------------------------------------------------
+    // Conformance checks on what the action touched
+    // ------------------------------------------------------------------
+
+    fn after_action(&mut self) {
+        if self.violation.is_none() && self.conformance.is_none() {
+            if self.ntouched > TOUCH_CAP {
+                for p in 0..self.layout.npfns {
+                    self.check_page_conformance(p);
+                }
+            } else {
+                for i in 0..self.ntouched {
+                    let p = self.touched_pages[i] as usize;
+                    self.check_page_conformance(p);
+                }
+            }
+            let mut m = self.touched_pgmaps;
+            while m != 0 {
+                let g = m.trailing_zeros() as usize;
+                m &= m - 1;
+                self.check_pgmap_conformance(g);
+            }
+        }
+        self.ntouched = 0;
+        self.touched_pgmaps = 0;
+    }
+
+    fn check_page_conformance(&mut self, p: usize) {
+        let g = self.layout.pgmap_of(p);
+        if self.s.ledger.life[g] != Life::Registered {
+            return;
+        }
+        let h = self.s.ledger.pages[p];
+        let rc = self.s.rc[p];
+        let t = self.layout.type_of(p);
+        let free_rc = self.rules.of(t).free_rc as i32;
+        if !h.in_use() && rc != free_rc {
+            self.violate("I-F5", Class::Conformance, &[("pfn", p as u32)], || {
+                (format!("pfn {p} ({}) is free but its refcount is {rc}; the preset says free pages of this type \
+                          have {free_rc}", t.name()), format!("{free_rc}"), format!("{rc}"))
+            });
+        }
+        let pins = h.gup_pins as i32;
+        // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1 checks
+        // the preset against the spec
+        let bias = GUP_PIN_COUNTING_BIAS;
+        if pins > 0 && rc < bias * pins {
+            self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
+                (format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
+                 format!(">= {}", bias * pins), format!("{rc}"))
+            });
+        }
+    }
+
+    /// I-P1: pgmap->ref equals the references the preset accounts for.
+    pub fn expected_pgmap_refs(&self, g: usize) -> i64 {
+        let t = self.layout.pgmap_type[g];
+        let tr = self.rules.of(t);
+        let pg = &self.s.pgmaps[g];
+        let pfns = self.layout.pfns_of(g);
+        let mut r: i64 = if pg.pref.is_dying() { 0 } else { 1 };
+        if tr.init_pgmap_refs {
+            r += match tr.memunmap_put {
+                MemunmapPut::EveryPage if tr.put_pgmap_on_zero => {
+                    pfns.clone().filter(|&p| self.s.flags[p] & PG_INIT_REF != 0).count() as i64
+                }
+                _ if pg.init_dropped => 0,
+                _ => self.layout.pages as i64,
+            };
+        }
+        if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
+            r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
+        }
+        if t == DeviceType::P2pdma {
+            if self.rules.p2p.alloc_pgmap_ref {
+                r += self.s.ledger.p2p_allocs[g] as i64;
+            }
+            r += pfns.filter(|&p| self.s.flags[p] & PG_POOL != 0 && !self.s.ledger.pages[p].p2p_kernel).count() as i64;
+        }
+        r + self.s.ledger.kernel_pgmap_refs[g] as i64 + self.s.ledger.inflight_pgmap_refs[g] as i64
+    }
+
+    fn check_pgmap_conformance(&mut self, g: usize) {
+        if self.s.ledger.life[g] != Life::Registered {
+            return;
+        }
+        let actual = self.s.pgmaps[g].pref.count();
+        let expected = self.expected_pgmap_refs(g);
+        if actual != expected {
+            self.violate("I-P1", Class::Conformance, &[("pgmap", g as u32)], || {
+                (format!("pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}"),
+                 format!("{expected}"), format!("{actual}"))
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Traces
+    // ------------------------------------------------------------------
+
+    fn begin_trace(&mut self) {
+        self.before_rc.clone_from(&self.s.rc);
+        self.before_mc.clone_from(&self.s.mc);
+        self.before_ref.clear();
+        for g in 0..self.layout.npgmaps {
+            self.before_ref.push(self.s.pgmaps[g].pref.count());
+        }
+        self.notes.clear();
+    }
+
+    fn end_trace(&mut self, action: String, cpu: usize, drain: bool) {
+        let mut changes = Vec::new();
+        for p in 0..self.layout.npfns {
+            if self.before_rc[p] != self.s.rc[p] {
+                changes.push(format!("pfn {p} refcount {} -> {}", self.before_rc[p], self.s.rc[p]));
+            }
+            if self.before_mc[p] != self.s.mc[p] {
+                changes.push(format!("pfn {p} mapcount {} -> {}", self.before_mc[p], self.s.mc[p]));
+            }
+        }
+        for g in 0..self.layout.npgmaps {
+            let now = self.s.pgmaps[g].pref.count();
+            if self.before_ref[g] != now {
+                changes.push(format!("pgmap {g} ref {} -> {}", self.before_ref[g], now));
+            }
+        }
+        let notes = std::mem::take(&mut self.notes);
+        self.trace.push(TraceEntry { step: self.at, action, cpu, drain, changes, notes });
+    }
+
+    // ------------------------------------------------------------------
+    // A readable snapshot
+    // ------------------------------------------------------------------
+
+    pub fn view(&self) -> StateView {
+        let l = &self.layout;
+        StateView {
+            rules: self.rules.name.clone(),
+            pgmaps: (0..l.npgmaps)
+                .map(|g| {
+                    let pg = &self.s.pgmaps[g];
+                    PgmapView {
+                        id: g,
+                        r#type: l.pgmap_type[g].name(),
+                        state: match pg.state {
+                            PgmapState::Unused => "unused",
+                            PgmapState::Live => "live",
+                            PgmapState::Unbinding => "unbinding",
+                            PgmapState::Gone => "gone",
+                        },
+                        r#ref: pg.pref.count(),
+                        mode: pg.pref.mode().name(),
+                        dying: pg.pref.is_dying(),
+                        released: pg.done,
+                        pfns: (l.pfns_of(g).start, l.pfns_of(g).end),
+                    }
+                })
+                .collect(),
+            pages: (0..l.npfns)
+                .map(|p| PageView {
+                    pfn: p,
+                    pgmap: l.pgmap_of(p),
+                    refcount: self.s.rc[p],
+                    mapcount: self.s.mc[p],
+                    locked: self.s.flags[p] & PG_LOCKED != 0,
+                    holders: self.s.ledger.pages[p].describe(),
+                })
+                .collect(),
+            procs: (0..l.procs)
+                .map(|proc| ProcView {
+                    id: proc,
+                    alive: self.s.alive[proc],
+                    ptes: (0..l.addrs)
+                        .map(|a| match self.s.ptes[l.pte_slot(proc, a)] {
+                            Pte::None => String::new(),
+                            Pte::Present { pfn, refcounted, .. } => {
+                                format!("pfn {pfn}{}", if refcounted { "" } else { " (devmap, no ref)" })
+                            }
+                            Pte::DevicePrivate { pfn, write } => {
+                                format!("device-private pfn {pfn}{}", if write { " (write)" } else { " (read)" })
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+            tasks: self
+                .s
+                .tasks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t.describe(), self.task_blocked(i).map(|s| s.to_string()))))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StateView {
+    pub rules: String,
+    pub pgmaps: Vec<PgmapView>,
+    pub pages: Vec<PageView>,
+    pub procs: Vec<ProcView>,
+    /// (slot, what, blocked on)
+    pub tasks: Vec<(usize, String, Option<String>)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PgmapView {
+    pub id: usize,
+    pub r#type: &'static str,
+    pub state: &'static str,
+    pub r#ref: i64,
+    pub mode: &'static str,
+    pub dying: bool,
+    pub released: bool,
+    pub pfns: (usize, usize),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PageView {
+    pub pfn: usize,
+    pub pgmap: usize,
+    pub refcount: i32,
+    pub mapcount: i32,
+    pub locked: bool,
+    pub holders: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcView {
+    pub id: usize,
+    pub alive: bool,
+    pub ptes: Vec<String>,
+}

@@ -1,0 +1,229 @@
+//! The oracle: ground truth that never reads the rules.
+//!
+//! The ledger records *who holds what* as the actors see it — a page-table
+//! mapping, a GUP reference or pin, a kernel user's `get_page`, a driver's
+//! allocation, a P2P allocation, a filesystem block association, a kernel
+//! user's pgmap reference — and the *physical events*: a page handed back to
+//! its allocator (`page_free`, `gen_pool_free`, a freed filesystem block), a
+//! pgmap's percpu_ref released, struct pages torn down. Safety properties
+//! are judged from the ledger alone, the same for every era: if a page is
+//! returned to its allocator while somebody still holds it, or the struct
+//! pages vanish while somebody still uses them, the design under test is
+//! unsafe, whatever its refcount arithmetic says.
+//!
+//! Conformance checks (class [`Class::Conformance`]) are different: they
+//! compare the machine's counters with what the preset in force says they
+//! should be (spec I-F5, I-P1, I-G1). A conformance failure means zdfuzz
+//! itself, or a hand-written preset, is inconsistent — never that the kernel
+//! design is unsafe. The two classes are reported apart.
+
+use std::fmt;
+
+/// Holders of one struct page, as the actors know them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Holders {
+    /// page-table entries pointing at the page (any kind)
+    pub maps: u16,
+    /// GUP FOLL_GET references
+    pub gup_gets: u16,
+    /// GUP FOLL_PIN pins
+    pub gup_pins: u16,
+    /// of which FOLL_LONGTERM
+    pub longterm_pins: u16,
+    /// kernel users' get_page references
+    pub kernel_gets: u16,
+    /// allocated by its device-private driver and not yet given away
+    pub driver: bool,
+    /// part of a live kernel P2P allocation (pci_alloc_p2pmem)
+    pub p2p_kernel: bool,
+    /// associated with a file by the filesystem (DAX entry)
+    pub fs: bool,
+}
+
+impl Holders {
+    /// Somebody uses the page: it must not be freed or torn down.
+    #[inline]
+    pub fn in_use(&self) -> bool {
+        self.maps + self.gup_gets + self.gup_pins + self.kernel_gets > 0 || self.driver || self.p2p_kernel
+    }
+
+    /// References that are not mappings (GUP, kernel): "busy" for DAX.
+    #[inline]
+    pub fn extra_refs(&self) -> u16 {
+        self.gup_gets + self.gup_pins + self.kernel_gets
+    }
+
+    /// Human-readable list of the holders, for violation messages.
+    pub fn describe(&self) -> String {
+        let mut v = Vec::new();
+        let mut n = |c: u16, what: &str| {
+            if c > 0 {
+                v.push(format!("{c} {what}"));
+            }
+        };
+        n(self.maps, "mapping(s)");
+        n(self.gup_gets, "GUP reference(s)");
+        n(self.gup_pins, "GUP pin(s)");
+        n(self.kernel_gets, "kernel reference(s)");
+        if self.driver {
+            v.push("its driver's allocation".into());
+        }
+        if self.p2p_kernel {
+            v.push("a live pci_alloc_p2pmem allocation".into());
+        }
+        if self.fs {
+            v.push("a filesystem block association".into());
+        }
+        if v.is_empty() {
+            "nobody".into()
+        } else {
+            v.join(", ")
+        }
+    }
+}
+
+/// Physical lifecycle of a pgmap, as the oracle observes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Life {
+    #[default]
+    Unregistered,
+    Registered,
+    /// percpu_ref_kill ran
+    Killed,
+    /// struct pages removed (pageunmap_range)
+    TornDown,
+}
+
+/// The ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Ledger {
+    pub pages: Vec<Holders>,
+    /// refcount each page had when memremap_pages initialised it: the value
+    /// an idle page must return to (observed, not read from the rules)
+    pub init_rc: Vec<i32>,
+    /// per pgmap: references kernel users got from get_dev_pagemap
+    pub kernel_pgmap_refs: Vec<u16>,
+    /// per pgmap: references passed as `cached` to a get_dev_pagemap call
+    /// still in flight (the call owns them until it returns)
+    pub inflight_pgmap_refs: Vec<u16>,
+    /// per pgmap: live pci_alloc_p2pmem allocations
+    pub p2p_allocs: Vec<u16>,
+    pub life: Vec<Life>,
+    /// per pgmap: percpu_ref release ran
+    pub released: Vec<bool>,
+}
+
+impl Ledger {
+    pub fn new(npfns: usize, npgmaps: usize) -> Ledger {
+        Ledger {
+            pages: vec![Holders::default(); npfns],
+            init_rc: vec![0; npfns],
+            kernel_pgmap_refs: vec![0; npgmaps],
+            inflight_pgmap_refs: vec![0; npgmaps],
+            p2p_allocs: vec![0; npgmaps],
+            life: vec![Life::Unregistered; npgmaps],
+            released: vec![false; npgmaps],
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.pages.fill(Holders::default());
+        self.init_rc.fill(0);
+        self.kernel_pgmap_refs.fill(0);
+        self.inflight_pgmap_refs.fill(0);
+        self.p2p_allocs.fill(0);
+        self.life.fill(Life::Unregistered);
+        self.released.fill(false);
+    }
+
+    /// Users of the pgmap itself (not through a page): kernel pgmap
+    /// references and live P2P allocations.
+    pub fn pgmap_users(&self, g: usize) -> u16 {
+        self.kernel_pgmap_refs[g] + self.inflight_pgmap_refs[g] + self.p2p_allocs[g]
+    }
+}
+
+/// What kind of property a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// the design under test is unsafe (use after free, busy page freed,
+    /// underflow, misuse the kernel warns about, refused pin granted)
+    Safety,
+    /// something never completes or is never released (hang, leak)
+    Liveness,
+    /// the counters disagree with the preset's own description: a bug in
+    /// zdfuzz or an inconsistent preset, not a finding about the kernel
+    Conformance,
+}
+
+impl Class {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::Safety => "safety",
+            Class::Liveness => "liveness",
+            Class::Conformance => "conformance",
+        }
+    }
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// spec id, e.g. "I-L2"
+    pub invariant: &'static str,
+    pub class: Class,
+    /// index of the action that broke it (drain actions continue the count)
+    pub step: usize,
+    /// the action's text (e.g. "step task=0"), or the drain phase
+    pub action: String,
+    pub message: String,
+    /// the objects involved, e.g. [("pgmap", 0), ("pfn", 3)]
+    pub objects: Vec<(&'static str, u32)>,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}) at step {} [{}]: {}", self.invariant, self.class.name(), self.step, self.action, self.message)?;
+        if !self.expected.is_empty() || !self.actual.is_empty() {
+            write!(f, " (expected {}, actual {})", self.expected, self.actual)?;
+        }
+        Ok(())
+    }
+}
+
+/// Plain-words description of each invariant (spec §8.1 plus the ones
+/// zdfuzz adds), used by reports and `zdfuzz explain`.
+pub fn invariant_doc(id: &str) -> &'static str {
+    match id {
+        "I-R1" => "the pgmap's percpu_ref count never goes below zero",
+        "I-R2" => "percpu_ref release runs at most once per init/reinit cycle",
+        "I-R3" => "release never runs while a holder still owns a pgmap reference",
+        "I-R4" => "percpu_ref kill/reinit/resurrect/switch are used as the API requires",
+        "I-R7" => "no percpu_ref operation after percpu_ref_exit",
+        "I-R8" => "percpu_ref_exit is not called while a mode switch is pending",
+        "I-P1" => "pgmap->ref equals the references the preset says exist (conformance)",
+        "I-L2" => "memunmap_pages tears the struct pages down only when no page of the pgmap is in use",
+        "I-L3" => "no page, pgmap or device memory is touched after memunmap_pages tore it down",
+        "I-L4" => "memunmap_pages and every other kernel task terminate once all users are gone",
+        "I-L5" => "no device page is allocated (zone_device_page_init) after the pgmap was killed",
+        "I-F1" => "a page refcount never goes negative and never rises from zero outside allocation",
+        "I-F2" => "a page handed to a new owner carries no stale mapping from its previous life",
+        "I-F5" => "a free page has the refcount the preset says free pages have (conformance)",
+        "I-F9" => "a page is returned to its allocator only when nobody holds it, and only once",
+        "I-F10" => "once every holder is gone, a page's refcount is back at its initial value (no leak)",
+        "I-X2" => "a truncate frees a DAX block only when no DMA/GUP reference to its page remains",
+        "I-X4" => "no FOLL_LONGTERM pin of an FS-DAX page is granted",
+        "I-G1" => "pin accounting: a pinned small page carries GUP_PIN_COUNTING_BIAS per pin (conformance)",
+        "I-G3" => "GUP never returns a device-private page",
+        "I-G4" => "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM",
+        _ => "",
+    }
+}
+
+/// Every invariant id the machine can report.
+pub const INVARIANTS: &[&str] = &[
+    "I-R1", "I-R2", "I-R3", "I-R4", "I-R7", "I-R8", "I-P1", "I-L2", "I-L3", "I-L4", "I-L5", "I-F1", "I-F2", "I-F5",
+    "I-F9", "I-F10", "I-X2", "I-X4", "I-G1", "I-G3", "I-G4",
+];

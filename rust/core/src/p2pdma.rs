@@ -1,0 +1,123 @@
+//! PCI peer-to-peer DMA memory (drivers/pci/p2pdma.c).
+//!
+//! Kernel users (`pci_alloc_p2pmem` / `pci_free_p2pmem`, e.g. NVMe CMB queues)
+//! get page-granular chunks from a gen_pool and hold **one pgmap reference per
+//! allocation**, not per page; page refcounts stay at the idle value and a
+//! kernel user's `get_page`/`put_page` only bounces 1→2→1 (the seed's remark:
+//! if such a page reached 0 the per-page pgmap put would break the count).
+//! v5.x allocates first, then `tryget_live`s the chunk owner's ref, freeing
+//! the chunk on failure.
+//!
+//! User space (v6.2+, `p2pmem_alloc_mmap`): a chunk is allocated, one
+//! chunk-level `tryget_live`, then per page `vm_insert_page` (+1 ref, +1
+//! mapcount), `percpu_ref_get`, `put_page` (dropping the idle reference; E4
+//! first sets the 0-based page to 1); finally the chunk reference is put. A
+//! mapped page thus holds refcount 1 and one pgmap reference, both returned by
+//! `p2pdma_page_free` when its last mapping goes.
+
+use crate::machine::Machine;
+use crate::page::{Pte, PG_POOL};
+
+impl Machine {
+    /// First fit of `k` contiguous free gen_pool pages in pgmap `g`.
+    pub(crate) fn p2p_pool_fit(&self, g: usize, k: usize) -> Option<usize> {
+        let r = self.layout.pfns_of(g);
+        (r.start..=r.end.checked_sub(k)?).find(|&s| (s..s + k).all(|p| self.s.flags[p] & PG_POOL == 0))
+    }
+
+    pub(crate) fn pci_alloc_p2pmem(&mut self, g: usize, k: usize, cpu: usize) {
+        let Some(start) = self.p2p_pool_fit(g, k) else { return };
+        for p in start..start + k {
+            self.s.flags[p] |= PG_POOL;
+            self.touch_page(p);
+        }
+        if self.rules.p2p.alloc_pgmap_ref && !self.pgmap_tryget_live(g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live") {
+            // the device is going away: give the chunk back, return NULL
+            for p in start..start + k {
+                self.s.flags[p] &= !PG_POOL;
+            }
+            self.trace_note(|| "pci_alloc_p2pmem -> NULL (pgmap dying)".into());
+            return;
+        }
+        self.s.p2p_len[start] = k as u8;
+        self.s.ledger.p2p_allocs[g] += 1;
+        for p in start..start + k {
+            self.s.ledger.pages[p].p2p_kernel = true;
+            if self.rules.p2p.alloc_sets_rc {
+                let v = self.s.rc[p] + 1;
+                self.page_set_count(p, v);
+            }
+        }
+    }
+
+    pub(crate) fn pci_free_p2pmem(&mut self, start: usize, cpu: usize) {
+        let g = self.layout.pgmap_of(start);
+        let k = self.s.p2p_len[start] as usize;
+        self.s.p2p_len[start] = 0;
+        self.s.ledger.p2p_allocs[g] -= 1;
+        for p in start..start + k {
+            self.s.ledger.pages[p].p2p_kernel = false;
+        }
+        if self.rules.p2p.alloc_sets_rc {
+            for p in start..start + k {
+                self.put_page_refs(p, 1, cpu, "pci_free_p2pmem: put_page");
+            }
+        }
+        // gen_pool_free_owner
+        for p in start..start + k {
+            self.s.flags[p] &= !PG_POOL;
+            self.touch_page(p);
+        }
+        if self.rules.p2p.alloc_pgmap_ref {
+            self.pgmap_put(g, cpu, 1, "pci_free_p2pmem: percpu_ref_put");
+        }
+    }
+
+    /// A kernel user's `get_page` on a page of its allocation.
+    pub(crate) fn kernel_get_page(&mut self, p: usize) {
+        self.page_get(p, 1, "get_page");
+        self.s.ledger.pages[p].kernel_gets += 1;
+    }
+
+    pub(crate) fn kernel_put_page(&mut self, p: usize, cpu: usize) {
+        self.s.ledger.pages[p].kernel_gets -= 1;
+        self.put_page_refs(p, 1, cpu, "put_page");
+    }
+
+    /// Is the kernel allocation starting at `start` the one covering `p`?
+    pub(crate) fn p2p_alloc_of(&self, p: usize) -> Option<usize> {
+        let g = self.layout.pgmap_of(p);
+        (self.layout.pfns_of(g).start..=p).rev().find(|&s| self.s.p2p_len[s] > 0)
+            .filter(|&s| p < s + self.s.p2p_len[s] as usize)
+    }
+
+    pub(crate) fn p2pmem_alloc_mmap(&mut self, g: usize, proc: usize, addr: usize, k: usize, cpu: usize) {
+        let Some(start) = self.p2p_pool_fit(g, k) else { return };
+        for p in start..start + k {
+            self.s.flags[p] |= PG_POOL;
+            self.touch_page(p);
+        }
+        // the chunk-level reference, so rcu_read_unlock can precede the inserts
+        if !self.pgmap_tryget_live(g, cpu, "p2pmem_alloc_mmap: percpu_ref_tryget_live_rcu") {
+            for p in start..start + k {
+                self.s.flags[p] &= !PG_POOL;
+            }
+            self.trace_note(|| "p2pmem_alloc_mmap -> -ENODEV".into());
+            return;
+        }
+        for (i, p) in (start..start + k).enumerate() {
+            if self.rules.p2p.mmap_sets_rc {
+                self.page_set_count(p, 1);
+            }
+            // vm_insert_page: +1 reference, +1 mapcount
+            self.page_get(p, 1, "p2pmem_alloc_mmap: vm_insert_page");
+            self.s.mc[p] += 1;
+            let slot = self.layout.pte_slot(proc, addr + i);
+            self.s.ptes[slot] = Pte::Present { pfn: p as u16, write: true, refcounted: true };
+            self.s.ledger.pages[p].maps += 1;
+            self.pgmap_get(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get");
+            self.put_page_refs(p, 1, cpu, "p2pmem_alloc_mmap: put_page");
+        }
+        self.pgmap_put(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk)");
+    }
+}

@@ -1,0 +1,354 @@
+//! struct dev_pagemap: registration, teardown and lookups.
+//!
+//! Mirrors mm/memremap.c: `memremap_pages` (percpu_ref_init of `pgmap->ref`
+//! with a release that completes `pgmap->done`, `memmap_init_zone_device`,
+//! the per-page init references), `memunmap_pages` as a task with the steps
+//! the kernel blocks between — kill, drop the init references (E1: put_page on
+//! every pfn; E2+: percpu_ref_put_many; E3+ device-private: none), wait for
+//! `pgmap->done`, tear down (`percpu_ref_exit`, `pageunmap_range` after
+//! `synchronize_rcu`) — and `get_dev_pagemap(pfn, cached)` as a task whose two
+//! steps are the RCU-protected `pgmap_array` lookup and the tryget.
+//!
+//! Before the kill the unbinding driver makes its memory unreachable from user
+//! space: device-dax (`kill_dev_dax`) and P2P (sysfs `p2pmem/allocate`
+//! removal) zap every user mapping; for FS-DAX the filesystem on the device
+//! is shut down — mappings zapped, (E4) every page waited idle
+//! (`dax_break_layout_final`), DAX entries dropped.
+
+use crate::machine::Machine;
+use crate::oracle::{Class, Life};
+use crate::page::{PG_FREE_LIST, PG_INIT_REF};
+use crate::percpu_ref::{Effects, PercpuRef};
+use crate::rules::{DeviceType, MemunmapPut};
+use std::cell::Cell;
+
+/// The simulation's percpu_ref: plain words, one thread, explicit CPUs.
+pub type SimRef = PercpuRef<Cell<u64>>;
+
+/// The driver's view of its pgmap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PgmapState {
+    /// not registered yet
+    #[default]
+    Unused,
+    /// memremap_pages returned
+    Live,
+    /// memunmap_pages task running
+    Unbinding,
+    /// memunmap_pages returned
+    Gone,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pgmap {
+    pub state: PgmapState,
+    /// `pgmap->ref`
+    pub pref: SimRef,
+    /// `pgmap->done` completed by the release callback
+    pub done: bool,
+    /// memunmap_pages dropped the init references (put_many)
+    pub init_dropped: bool,
+}
+
+impl Pgmap {
+    pub fn new(cpus: usize) -> Pgmap {
+        Pgmap { state: PgmapState::Unused, pref: SimRef::uninit(cpus), done: false, init_dropped: false }
+    }
+
+    pub fn reset(&mut self) {
+        self.state = PgmapState::Unused;
+        self.pref.exit();
+        self.pref = SimRef::uninit(self.pref.cpus());
+        self.done = false;
+        self.init_dropped = false;
+    }
+}
+
+/// Steps of the memunmap_pages task.
+pub const MU_SHUTDOWN: u8 = 0;
+pub const MU_KILL: u8 = 1;
+pub const MU_DROP: u8 = 2;
+pub const MU_WAIT: u8 = 3;
+pub const MU_TEARDOWN: u8 = 4;
+
+impl Machine {
+    /// Feed a percpu_ref operation's effects to the oracle.
+    pub(crate) fn pref_effects(&mut self, g: usize, fx: Effects, what: &str) {
+        for e in fx.events.iter() {
+            let what = what.to_string();
+            let value = fx.value;
+            self.violate(e.invariant(), Class::Safety, &[("pgmap", g as u32)], || {
+                (format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", e.name()),
+                 "no WARN".into(), if value != 0 { format!("{} (count {value})", e.name()) } else { e.name().into() })
+            });
+        }
+        if fx.released {
+            self.on_release(g);
+        }
+    }
+
+    /// The release callback: `complete(&pgmap->done)`.
+    fn on_release(&mut self, g: usize) {
+        self.s.pgmaps[g].done = true;
+        self.s.ledger.released[g] = true;
+        self.trace_note(|| format!("pgmap {g}: percpu_ref release -> complete(&pgmap->done)"));
+        let users = self.s.ledger.pgmap_users(g);
+        if users > 0 {
+            let (k, p) = (self.s.ledger.kernel_pgmap_refs[g], self.s.ledger.p2p_allocs[g]);
+            self.violate("I-R3", Class::Safety, &[("pgmap", g as u32)], || {
+                (format!("pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
+                          allocation(s) still use it"), "0 users".into(), format!("{users} users"))
+            });
+        }
+    }
+
+    fn pgmap_gone(&mut self, g: usize, what: &str) -> bool {
+        if self.s.ledger.life[g] == Life::TornDown {
+            let what = what.to_string();
+            self.violate("I-L3", Class::Safety, &[("pgmap", g as u32)], || {
+                (format!("{what} touches pgmap {g} after memunmap_pages freed it"), "live pgmap".into(), "freed".into())
+            });
+            return true;
+        }
+        false
+    }
+
+    /// `percpu_ref_put_many(&pgmap->ref, n)` on `cpu`.
+    pub(crate) fn pgmap_put(&mut self, g: usize, cpu: usize, n: u64, what: &str) {
+        if self.pgmap_gone(g, what) {
+            return;
+        }
+        self.touch_pgmap(g);
+        let fx = self.s.pgmaps[g].pref.put_many(cpu, n).unwrap_or_default();
+        self.pref_effects(g, fx, what);
+    }
+
+    /// `percpu_ref_get_many(&pgmap->ref, n)` on `cpu`.
+    pub(crate) fn pgmap_get(&mut self, g: usize, cpu: usize, n: u64, what: &str) {
+        if self.pgmap_gone(g, what) {
+            return;
+        }
+        self.touch_pgmap(g);
+        let fx = self.s.pgmaps[g].pref.get_many(cpu, n).unwrap_or_default();
+        self.pref_effects(g, fx, what);
+    }
+
+    /// `percpu_ref_tryget_live(&pgmap->ref)`.
+    pub(crate) fn pgmap_tryget_live(&mut self, g: usize, cpu: usize, what: &str) -> bool {
+        if self.pgmap_gone(g, what) {
+            return false;
+        }
+        self.touch_pgmap(g);
+        let (ok, fx) = self.s.pgmaps[g].pref.tryget_live(cpu).unwrap_or_default();
+        self.pref_effects(g, fx, what);
+        ok
+    }
+
+    /// `percpu_ref_tryget_many(&pgmap->ref, n)` (ignores DEAD).
+    pub(crate) fn pgmap_tryget_many(&mut self, g: usize, cpu: usize, n: u64, what: &str) -> bool {
+        if self.pgmap_gone(g, what) {
+            return false;
+        }
+        self.touch_pgmap(g);
+        let (ok, fx) = self.s.pgmaps[g].pref.tryget_many(cpu, n).unwrap_or_default();
+        self.pref_effects(g, fx, what);
+        ok
+    }
+
+    /// `memremap_pages(pgmap, nid)`.
+    pub(crate) fn memremap_pages(&mut self, g: usize) {
+        let t = self.layout.pgmap_type[g];
+        let tr = *self.rules.of(t);
+        let pg = &mut self.s.pgmaps[g];
+        pg.state = PgmapState::Live;
+        pg.done = false;
+        pg.init_dropped = false;
+        // percpu_ref_init(&pgmap->ref, dev_pagemap_percpu_release, 0, GFP_KERNEL)
+        pg.pref.init(0);
+        self.s.ledger.life[g] = Life::Registered;
+        self.s.ledger.released[g] = false;
+        // memmap_init_zone_device
+        for p in self.layout.pfns_of(g) {
+            self.s.rc[p] = tr.init_rc as i32;
+            self.s.mc[p] = 0;
+            self.s.mapping[p] = 0;
+            self.s.flags[p] = if tr.init_pgmap_refs { PG_INIT_REF } else { 0 };
+            if t == DeviceType::Private {
+                self.s.flags[p] |= PG_FREE_LIST;
+            }
+            self.s.ledger.init_rc[p] = tr.init_rc as i32;
+            self.s.ledger.pages[p] = Default::default();
+            self.touch_page(p);
+        }
+        if tr.init_pgmap_refs {
+            // percpu_ref_get_many(&pgmap->ref, pfn_len(pgmap, range_id))
+            self.pgmap_get(g, 0, self.layout.pages as u64, "memremap_pages");
+        }
+        self.touch_pgmap(g);
+    }
+
+    /// One step of the memunmap_pages task for pgmap `g`; returns the next pc
+    /// or None when the task is finished.
+    pub(crate) fn memunmap_step(&mut self, g: usize, pc: u8, cpu: usize) -> Option<u8> {
+        let t = self.layout.pgmap_type[g];
+        let tr = *self.rules.of(t);
+        match pc {
+            MU_SHUTDOWN => {
+                // make the memory unreachable from user space first
+                match t {
+                    DeviceType::Generic | DeviceType::P2pdma => self.zap_pgmap_mappings(g, cpu),
+                    DeviceType::Fsdax => {
+                        self.zap_pgmap_mappings(g, cpu);
+                        self.dax_drop_filesystem(g);
+                    }
+                    DeviceType::Private => {}
+                }
+                Some(MU_KILL)
+            }
+            MU_KILL => {
+                // percpu_ref_kill(&pgmap->ref)
+                self.touch_pgmap(g);
+                let fx = self.s.pgmaps[g].pref.kill();
+                self.s.ledger.life[g] = Life::Killed;
+                self.pref_effects(g, fx, "memunmap_pages: percpu_ref_kill");
+                Some(MU_DROP)
+            }
+            MU_DROP => {
+                if tr.init_pgmap_refs {
+                    match tr.memunmap_put {
+                        MemunmapPut::EveryPage => {
+                            for p in self.layout.pfns_of(g) {
+                                self.put_page_refs(p, 1, cpu, "memunmap_pages: put_page");
+                            }
+                        }
+                        MemunmapPut::PutMany => {
+                            self.s.pgmaps[g].init_dropped = true;
+                            for p in self.layout.pfns_of(g) {
+                                self.s.flags[p] &= !PG_INIT_REF;
+                            }
+                            self.pgmap_put(g, cpu, self.layout.pages as u64, "memunmap_pages: percpu_ref_put_many");
+                        }
+                        MemunmapPut::None => {}
+                    }
+                }
+                Some(MU_WAIT)
+            }
+            MU_WAIT => Some(MU_TEARDOWN), // runnable only once pgmap->done completed
+            _ => {
+                self.memunmap_teardown(g);
+                None
+            }
+        }
+    }
+
+    /// Why a memunmap_pages task cannot take its next step, if it cannot.
+    pub(crate) fn memunmap_blocked(&self, g: usize, pc: u8) -> Option<&'static str> {
+        match pc {
+            MU_SHUTDOWN
+                if self.layout.pgmap_type[g] == DeviceType::Fsdax
+                    && self.rules.dax.unmount_waits_idle
+                    && self.dax_fs_busy(g) =>
+            {
+                Some("dax_break_layout_final: waits for every FS-DAX page to be idle")
+            }
+            MU_WAIT if self.rules.pgmap.memunmap_waits && !self.s.pgmaps[g].done => {
+                Some("wait_for_completion(&pgmap->done): waits for pgmap->ref to reach zero")
+            }
+            MU_TEARDOWN if self.rules.pgmap.teardown_syncs_rcu && self.rcu_reader_active() => {
+                Some("synchronize_rcu: waits for get_dev_pagemap lookups in their RCU read section")
+            }
+            _ => None,
+        }
+    }
+
+    /// percpu_ref_exit + pageunmap_range: the struct pages are gone. The
+    /// oracle checks nobody still uses them (I-L2).
+    fn memunmap_teardown(&mut self, g: usize) {
+        self.touch_pgmap(g);
+        let fx = self.s.pgmaps[g].pref.exit();
+        self.pref_effects(g, fx, "memunmap_pages: percpu_ref_exit");
+        for p in self.layout.pfns_of(g) {
+            let h = self.s.ledger.pages[p];
+            if h.in_use() {
+                self.violate("I-L2", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
+                    (format!("memunmap_pages tore pgmap {g} down while pfn {p} is still held by {}", h.describe()),
+                     "no holder".into(), h.describe())
+                });
+                break;
+            }
+        }
+        let users = self.s.ledger.pgmap_users(g);
+        if users > 0 {
+            self.violate("I-L2", Class::Safety, &[("pgmap", g as u32)], || {
+                (format!("memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references \
+                          or P2P allocations"), "0".into(), format!("{users}"))
+            });
+        }
+        self.s.ledger.life[g] = Life::TornDown;
+        self.s.pgmaps[g].state = PgmapState::Gone;
+    }
+
+    /// Some get_dev_pagemap lookup is between its xa_load and its tryget.
+    pub(crate) fn rcu_reader_active(&self) -> bool {
+        self.s.tasks.iter().flatten().any(|t| t.is_rcu_reader())
+    }
+
+    /// `rcu_grace_period`: run every pending percpu_ref switch callback.
+    pub(crate) fn rcu_grace_period(&mut self) {
+        for g in 0..self.layout.npgmaps {
+            if self.s.pgmaps[g].pref.switch_pending() {
+                self.touch_pgmap(g);
+                let fx = self.s.pgmaps[g].pref.grace_period();
+                self.pref_effects(g, fx, "RCU callback percpu_ref_switch_to_atomic_rcu");
+            }
+        }
+    }
+
+    pub(crate) fn any_switch_pending(&self) -> bool {
+        self.s.pgmaps.iter().any(|p| p.pref.switch_pending())
+    }
+
+    /// get_dev_pagemap step 1: the `cached` argument, then `xa_load`.
+    /// Returns Some(pgmap found) to continue with the tryget, None if done.
+    pub(crate) fn get_dev_pagemap_lookup(&mut self, pfn: usize, cached: usize, cpu: usize) -> Option<usize> {
+        if cached > 0 {
+            let c = cached - 1;
+            self.s.ledger.inflight_pgmap_refs[c] -= 1;
+            if self.layout.pgmap_of(pfn) == c {
+                // covered: the caller's reference comes back, no new one
+                self.s.ledger.kernel_pgmap_refs[c] += 1;
+                self.trace_note(|| format!("cached pgmap {c} covers pfn {pfn}: reused"));
+                return None;
+            }
+            // not covering: the caller's reference is consumed
+            self.pgmap_put(c, cpu, 1, "get_dev_pagemap: put_dev_pagemap(cached)");
+        }
+        let g = self.layout.pgmap_of(pfn);
+        match self.s.ledger.life[g] {
+            Life::Registered | Life::Killed => Some(g),
+            _ => {
+                self.trace_note(|| format!("xa_load(pfn {pfn}) -> NULL"));
+                None
+            }
+        }
+    }
+
+    /// get_dev_pagemap step 2: `percpu_ref_tryget_live` (or `tryget`).
+    pub(crate) fn get_dev_pagemap_tryget(&mut self, g: usize, cpu: usize) {
+        let ok = if self.rules.pgmap.get_dev_pagemap_live {
+            self.pgmap_tryget_live(g, cpu, "get_dev_pagemap")
+        } else {
+            self.pgmap_tryget_many(g, cpu, 1, "get_dev_pagemap")
+        };
+        if ok {
+            self.s.ledger.kernel_pgmap_refs[g] += 1;
+        }
+        self.trace_note(|| format!("get_dev_pagemap -> {}", if ok { "pgmap" } else { "NULL (dying)" }));
+    }
+
+    /// `put_dev_pagemap(pgmap)` by a kernel user.
+    pub(crate) fn put_dev_pagemap(&mut self, g: usize, cpu: usize) {
+        self.s.ledger.kernel_pgmap_refs[g] -= 1;
+        self.pgmap_put(g, cpu, 1, "put_dev_pagemap");
+    }
+}

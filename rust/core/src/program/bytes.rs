@@ -1,0 +1,149 @@
+//! The compact byte encoding and its *total* decoder.
+//!
+//! Every byte string is a valid program. An action is one kind byte
+//! followed by one operand byte per operand (two, little-endian, for a
+//! domain larger than 256): the kind is `byte % kinds`, each operand
+//! `byte % domain size`. If that action is not enabled now, the decoder takes
+//! the next enabled operand combination of the same kind (cyclically), then
+//! the next kind that has one — so a small mutation of the bytes changes the
+//! program a little, and nothing is ever rejected. Decoding ends with the
+//! data or when no action at all is enabled.
+//!
+//! Encoding an enabled action gives exactly the bytes that decode to it, so
+//! `from_bytes(to_bytes(p)) == p` for every program whose actions are all
+//! enabled when they run (the canonical programs the decoder produces).
+
+use super::op::{Dim, Op, OpKind, KINDS, MAX_ARGS};
+use crate::machine::{Machine, Verdict};
+
+#[inline]
+fn width(dim: Dim, m: &Machine) -> usize {
+    if dim.size(&m.layout) > 256 {
+        2
+    } else {
+        1
+    }
+}
+
+impl Machine {
+    /// Decode the next action at `*pos` and advance `*pos`.
+    pub fn decode_op(&self, data: &[u8], pos: &mut usize) -> Option<Op> {
+        if *pos >= data.len() {
+            return None;
+        }
+        let k0 = data[*pos] as usize % KINDS.len();
+        *pos += 1;
+        let byte = |pos: &mut usize| -> usize {
+            let b = data.get(*pos).copied().unwrap_or(0) as usize;
+            *pos += 1;
+            b
+        };
+        // operand indices of the first kind, as read
+        let info = &KINDS[k0];
+        let mut first = [0usize; MAX_ARGS];
+        for (i, (_, d)) in info.args.iter().enumerate() {
+            let mut v = byte(pos);
+            if width(*d, self) == 2 {
+                v |= byte(pos) << 8;
+            }
+            first[i] = v % d.size(&self.layout).max(1);
+        }
+        for dk in 0..KINDS.len() {
+            let info = &KINDS[(k0 + dk) % KINDS.len()];
+            if !self.kind_possible(info.kind) {
+                continue;
+            }
+            let sizes = info.args.iter().map(|(_, d)| d.size(&self.layout));
+            let mut total = 1usize;
+            let mut start = 0usize;
+            for (i, n) in sizes.enumerate() {
+                total *= n;
+                start = start * n + if dk == 0 { first[i] } else { 0 };
+            }
+            for j in 0..total {
+                let op = self.op_at(info.kind, (start + j) % total);
+                if self.enabled(&op).is_ok() {
+                    return Some(op);
+                }
+            }
+        }
+        None
+    }
+
+    /// A cheap necessary condition for any action of `kind` to be enabled,
+    /// so the decoder skips hopeless kinds without scanning their operands.
+    fn kind_possible(&self, kind: OpKind) -> bool {
+        use OpKind::*;
+        let l = &self.layout;
+        match kind {
+            Step => self.s.tasks.iter().any(|t| t.is_some()),
+            RcuGracePeriod => self.any_switch_pending(),
+            PutDevPagemap => self.s.ledger.kernel_pgmap_refs.iter().any(|&n| n > 0),
+            FreeDevicePage | LockPage | UnlockPage | MigrateVmaInsertPage => {
+                self.s.ledger.pages.iter().any(|h| h.driver)
+            }
+            PciFreeP2pmem | GetPage => self.s.ledger.p2p_allocs.iter().any(|&n| n > 0),
+            PutPage => self.s.ledger.pages.iter().any(|h| h.gup_gets > 0 || h.kernel_gets > 0),
+            UnpinUserPage => self.s.ledger.pages.iter().any(|h| h.gup_pins > 0),
+            DaxAssociateEntry | DaxIomapFault | Truncate => l.nfiles > 0,
+            Munmap | GetUserPages | PinUserPages => self.s.ptes.iter().any(|p| *p != crate::page::Pte::None),
+            _ => true,
+        }
+    }
+
+    /// Append the bytes that decode to `op` (when it is enabled).
+    pub fn encode_op(&self, op: &Op, out: &mut Vec<u8>) {
+        out.push(op.kind as u8);
+        let info = op.kind.info();
+        for (i, (_, d)) in info.args.iter().enumerate() {
+            let idx = d.index(op.args[i], &self.layout).unwrap_or(0);
+            out.push(idx as u8);
+            if width(*d, self) == 2 {
+                out.push((idx >> 8) as u8);
+            }
+        }
+    }
+
+    /// Decode and run a whole byte program in one call: reset, decode and
+    /// apply action by action (stopping at the first violation), drain.
+    /// Allocates nothing per action.
+    pub fn run_bytes(&mut self, data: &[u8]) -> Verdict {
+        self.reset();
+        let mut pos = 0;
+        while self.violation.is_none() {
+            match self.decode_op(data, &mut pos) {
+                Some(op) => self.apply_traced(&op),
+                None => break,
+            }
+        }
+        self.finish();
+        self.verdict()
+    }
+
+    /// Decode a byte program into its actions (running them to follow the
+    /// state), without the drain.
+    pub fn decode_program(&mut self, data: &[u8]) -> Vec<Op> {
+        self.reset();
+        let mut ops = Vec::new();
+        let mut pos = 0;
+        while self.violation.is_none() {
+            match self.decode_op(data, &mut pos) {
+                Some(op) => {
+                    self.apply_traced(&op);
+                    ops.push(op);
+                }
+                None => break,
+            }
+        }
+        ops
+    }
+
+    /// Encode actions as bytes.
+    pub fn encode_program(&self, ops: &[Op]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ops.len() * 4);
+        for op in ops {
+            self.encode_op(op, &mut out);
+        }
+        out
+    }
+}

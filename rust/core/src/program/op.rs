@@ -1,0 +1,231 @@
+//! The canonical operation: one action of one actor, with explicit operands.
+//!
+//! Each kind is named after the kernel function or event it models. The
+//! table [`KINDS`] gives, per kind, its operands and their domains; the
+//! three program encodings (text, bytes, JSON) are all generic over it. The
+//! order of [`OpKind`] is the byte encoding: append new kinds, never reorder.
+
+use crate::config::{Layout, MAX_ALLOC_PAGES};
+
+/// GUP flag bits as operands (the kernel's FOLL_* are different numbers).
+pub const FOLL_LONGTERM: u16 = 1;
+pub const FOLL_PCI_P2PDMA: u16 = 2;
+
+/// Who drops a `put_page`: a GUP caller (FOLL_GET) or a kernel user.
+pub const BY_GUP: u16 = 0;
+pub const BY_KERNEL: u16 = 1;
+
+/// The domain an operand ranges over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Pgmap,
+    Cpu,
+    Task,
+    Pfn,
+    Proc,
+    Addr,
+    File,
+    Index,
+    /// a page count, 1..=MAX_ALLOC_PAGES
+    Pages,
+    /// FOLL_LONGTERM | FOLL_PCI_P2PDMA bits
+    Flags,
+    /// optional pgmap: 0 = none, g+1 = pgmap g
+    Cached,
+    /// BY_GUP or BY_KERNEL
+    By,
+}
+
+impl Dim {
+    /// Number of values the operand can take in this layout.
+    pub fn size(self, l: &Layout) -> usize {
+        match self {
+            Dim::Pgmap => l.npgmaps,
+            Dim::Cpu => l.cpus,
+            Dim::Task => l.tasks,
+            Dim::Pfn => l.npfns,
+            Dim::Proc => l.procs,
+            Dim::Addr => l.addrs,
+            Dim::File => l.nfiles,
+            Dim::Index => l.file_pages,
+            Dim::Pages => MAX_ALLOC_PAGES,
+            Dim::Flags => 4,
+            Dim::Cached => l.npgmaps + 1,
+            Dim::By => 2,
+        }
+    }
+
+    /// The i-th value of the domain (values are dense from 0, except Pages).
+    #[inline]
+    pub fn value(self, i: usize) -> u16 {
+        match self {
+            Dim::Pages => i as u16 + 1,
+            _ => i as u16,
+        }
+    }
+
+    /// Inverse of [`Dim::value`]; None when out of the domain.
+    #[inline]
+    pub fn index(self, v: u16, l: &Layout) -> Option<usize> {
+        let i = match self {
+            Dim::Pages => (v as usize).checked_sub(1)?,
+            _ => v as usize,
+        };
+        (i < self.size(l)).then_some(i)
+    }
+}
+
+macro_rules! kinds {
+    ($( $variant:ident = $name:literal [$($arg:literal : $dim:ident),*] $doc:literal ;)*) => {
+        /// Every action the machine knows.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum OpKind { $($variant),* }
+
+        /// Per kind: text name, operands, one-line documentation.
+        pub const KINDS: &[KindInfo] = &[
+            $(KindInfo { kind: OpKind::$variant, name: $name, args: &[$(($arg, Dim::$dim)),*], doc: $doc }),*
+        ];
+    };
+}
+
+pub struct KindInfo {
+    pub kind: OpKind,
+    pub name: &'static str,
+    pub args: &'static [(&'static str, Dim)],
+    pub doc: &'static str,
+}
+
+kinds! {
+    MemremapPages = "memremap_pages" ["pgmap": Pgmap]
+        "driver probe: memremap_pages() registers the pgmap and initialises its struct pages";
+    MemunmapPages = "memunmap_pages" ["pgmap": Pgmap, "cpu": Cpu]
+        "driver unbind: spawn the memunmap_pages() task (kill, drop init refs, wait for zero, teardown)";
+    Step = "step" ["task": Task]
+        "run the next step of a kernel task";
+    RcuGracePeriod = "rcu_grace_period" []
+        "an RCU grace period elapses: pending percpu_ref switch callbacks run";
+    GetDevPagemap = "get_dev_pagemap" ["pfn": Pfn, "cached": Cached, "cpu": Cpu]
+        "a kernel user spawns get_dev_pagemap(pfn, cached): lookup, then tryget_live";
+    PutDevPagemap = "put_dev_pagemap" ["pgmap": Pgmap, "cpu": Cpu]
+        "a kernel user drops a pgmap reference it got from get_dev_pagemap";
+    AllocDevicePage = "alloc_device_page" ["pgmap": Pgmap, "cpu": Cpu]
+        "device-private driver allocates a page (E1 get_page+lock, E3 zone_device_page_init)";
+    FreeDevicePage = "free_device_page" ["pfn": Pfn, "cpu": Cpu]
+        "device-private driver drops its allocation: unlock_page + put_page";
+    LockPage = "lock_page" ["pfn": Pfn]
+        "driver locks a page it holds (trylock)";
+    UnlockPage = "unlock_page" ["pfn": Pfn]
+        "driver unlocks a page it holds";
+    MigrateVmaInsertPage = "migrate_vma_insert_page" ["proc": Proc, "addr": Addr, "pfn": Pfn, "cpu": Cpu]
+        "driver migrates an anonymous hole to its page: device-private entry, then finalize (unlock + put)";
+    PciAllocP2pmem = "pci_alloc_p2pmem" ["pgmap": Pgmap, "pages": Pages, "cpu": Cpu]
+        "kernel user allocates P2P memory (one pgmap reference per allocation)";
+    PciFreeP2pmem = "pci_free_p2pmem" ["pfn": Pfn, "cpu": Cpu]
+        "kernel user frees the P2P allocation starting at pfn";
+    GetPage = "get_page" ["pfn": Pfn]
+        "kernel user (sg_page) takes a page reference on a page of its P2P allocation";
+    PutPage = "put_page" ["pfn": Pfn, "by": By, "cpu": Cpu]
+        "a holder (by=gup: FOLL_GET caller, by=kernel: kernel user) drops its page reference";
+    P2pmemAllocMmap = "p2pmem_alloc_mmap" ["pgmap": Pgmap, "proc": Proc, "addr": Addr, "pages": Pages, "cpu": Cpu]
+        "process mmaps sysfs p2pmem/allocate: pages inserted at addr.. (v6.2+)";
+    DevDaxFault = "dev_dax_huge_fault" ["proc": Proc, "addr": Addr, "pfn": Pfn, "cpu": Cpu]
+        "process faults a device-dax page in (vmf_insert_mixed E1-E3, refcounted E4)";
+    DaxAssociateEntry = "dax_associate_entry" ["file": File, "index": Index, "pfn": Pfn]
+        "filesystem allocates block pfn to file offset index (DAX page-cache entry)";
+    DaxIomapFault = "dax_iomap_fault" ["proc": Proc, "addr": Addr, "file": File, "index": Index, "cpu": Cpu]
+        "process faults a DAX file page in";
+    Truncate = "truncate" ["file": File, "index": Index, "cpu": Cpu]
+        "filesystem spawns truncate of one entry: break layouts (unmap, busy scan, wait idle), then free the block";
+    Fork = "fork" ["proc": Proc, "child": Proc]
+        "process forks into an empty slot (copy_page_range)";
+    ExitMmap = "exit_mmap" ["proc": Proc, "cpu": Cpu]
+        "process exits: every mapping is zapped";
+    Munmap = "munmap" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "process unmaps one address (zap_pte_range)";
+    GetUserPages = "get_user_pages" ["proc": Proc, "addr": Addr, "flags": Flags, "cpu": Cpu]
+        "GUP caller takes a page reference (FOLL_GET) on a mapped page";
+    PinUserPages = "pin_user_pages" ["proc": Proc, "addr": Addr, "flags": Flags, "cpu": Cpu]
+        "GUP caller pins a mapped page (FOLL_PIN: +GUP_PIN_COUNTING_BIAS)";
+    UnpinUserPage = "unpin_user_page" ["pfn": Pfn, "cpu": Cpu]
+        "GUP caller releases a pin";
+}
+
+impl OpKind {
+    pub const COUNT: usize = KINDS.len();
+
+    #[inline]
+    pub fn info(self) -> &'static KindInfo {
+        &KINDS[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    pub fn from_index(i: usize) -> Option<OpKind> {
+        KINDS.get(i).map(|k| k.kind)
+    }
+
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        KINDS.iter().find(|k| k.name == name).map(|k| k.kind)
+    }
+}
+
+pub const MAX_ARGS: usize = 5;
+
+/// One action: a kind and its operand values (unused slots are 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Op {
+    pub kind: OpKind,
+    pub args: [u16; MAX_ARGS],
+}
+
+impl Op {
+    pub fn new(kind: OpKind, args: &[u16]) -> Op {
+        let mut a = [0; MAX_ARGS];
+        for (d, s) in a.iter_mut().zip(args) {
+            *d = *s;
+        }
+        Op { kind, args: a }
+    }
+
+    /// Operand `i` as usize.
+    #[inline]
+    pub fn a(&self, i: usize) -> usize {
+        self.args[i] as usize
+    }
+
+    /// The value of a named operand.
+    pub fn arg(&self, name: &str) -> Option<u16> {
+        let info = self.kind.info();
+        info.args.iter().position(|(n, _)| *n == name).map(|i| self.args[i])
+    }
+
+    /// The CPU the action runs on (0 for actions without one).
+    pub fn cpu(&self) -> usize {
+        self.arg("cpu").unwrap_or(0) as usize
+    }
+
+    /// Are all operands inside their domains for this layout?
+    pub fn in_domain(&self, l: &Layout) -> Result<(), String> {
+        let info = self.kind.info();
+        for (i, (name, dim)) in info.args.iter().enumerate() {
+            if dim.index(self.args[i], l).is_none() {
+                let size = dim.size(l);
+                return Err(match dim {
+                    Dim::Pages => format!("{name}={} out of range (1..={size})", self.args[i]),
+                    Dim::Cached => format!("{name}={} names no pgmap (there are {})", self.args[i].wrapping_sub(1), size - 1),
+                    _ if size == 0 => format!("{name}: this configuration has none"),
+                    _ => format!("{name}={} out of range (0..{size})", self.args[i]),
+                });
+            }
+        }
+        for i in info.args.len()..MAX_ARGS {
+            if self.args[i] != 0 {
+                return Err(format!("operand slot {i} set on {} which takes {} operands", info.name, info.args.len()));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,770 @@
+//! Rules: one kernel era as data.
+//!
+//! Every behaviour that changed between kernel versions is a named switch
+//! here; the machine implements each kernel function once and consults the
+//! switches (memremap_pages' init references, memmap_init_zone_device's
+//! initial refcount, what put_page does at 2→1 and at 1→0 —
+//! `put_devmap_managed_page` / `free_devmap_managed_page` in E1,
+//! `free_zone_device_page` in E2/E3, `free_zone_device_folio` in E4 —,
+//! `zone_device_page_init`, p2pdma's allocation and mmap, GUP's devmap paths,
+//! FS-DAX's layout breaking). Adding an era means adding a preset.
+//!
+//! Presets: `e1` (v5.10), `e2` (v5.18), `e3` (v6.1), `e4` (v6.15) and `p20`
+//! (E1 plus Ralph Campbell's two 2020 RFCs the seed discusses). Users load
+//! their own from TOML, overriding switches of a base preset:
+//!
+//! ```toml
+//! name = "p2p-per-page"
+//! base = "e1"
+//! description = "P2P pages counted per page, pgmap still per allocation"
+//! [types.p2pdma]
+//! init_rc = 0
+//! [p2p]
+//! alloc_sets_rc = true
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The ZONE_DEVICE memory types modelled (`enum memory_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceType {
+    /// MEMORY_DEVICE_PRIVATE: device memory the CPU cannot address (HMM).
+    Private,
+    /// MEMORY_DEVICE_FS_DAX: persistent memory under a DAX filesystem.
+    Fsdax,
+    /// MEMORY_DEVICE_GENERIC: device-dax (/dev/daxX.Y).
+    Generic,
+    /// MEMORY_DEVICE_PCI_P2PDMA: PCI BAR memory for peer-to-peer DMA.
+    P2pdma,
+}
+
+impl DeviceType {
+    pub const ALL: [DeviceType; 4] =
+        [DeviceType::Private, DeviceType::Fsdax, DeviceType::Generic, DeviceType::P2pdma];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DeviceType::Private => "private",
+            DeviceType::Fsdax => "fsdax",
+            DeviceType::Generic => "generic",
+            DeviceType::P2pdma => "p2pdma",
+        }
+    }
+
+    /// The kernel's enumerator name.
+    pub const fn kernel_name(self) -> &'static str {
+        match self {
+            DeviceType::Private => "MEMORY_DEVICE_PRIVATE",
+            DeviceType::Fsdax => "MEMORY_DEVICE_FS_DAX",
+            DeviceType::Generic => "MEMORY_DEVICE_GENERIC",
+            DeviceType::P2pdma => "MEMORY_DEVICE_PCI_P2PDMA",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<DeviceType> {
+        match s.to_ascii_lowercase().as_str() {
+            "private" | "device_private" | "priv" => Some(DeviceType::Private),
+            "fsdax" | "fs_dax" => Some(DeviceType::Fsdax),
+            "generic" | "devdax" | "gen" => Some(DeviceType::Generic),
+            "p2pdma" | "pci_p2pdma" | "p2p" => Some(DeviceType::P2pdma),
+            _ => None,
+        }
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How `memunmap_pages` gives back the references `memremap_pages` took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemunmapPut {
+    /// E1: `put_page()` on every pfn; a page whose refcount reaches 0 drops
+    /// one pgmap reference (`__put_page` → `put_dev_pagemap`).
+    EveryPage,
+    /// E2+: `percpu_ref_put_many(&pgmap->ref, nr_pages)`, pages untouched.
+    PutMany,
+    /// E3+ PRIVATE: no init references exist, nothing to drop.
+    None,
+}
+
+/// Which pgmap reference `zone_device_page_init` takes on allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocPgmapRef {
+    /// E1/E2: none (the init references cover the page).
+    None,
+    /// E3/E4: `WARN_ON_ONCE(!percpu_ref_tryget_live(&pgmap->ref))`.
+    TrygetLive,
+    /// E5: `percpu_ref_tryget_many(&pgmap->ref, 1 << order)` (ignores DEAD).
+    TrygetMany,
+}
+
+/// Per-type refcount rules (spec §3.0, one row of the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRules {
+    /// Refcount `memmap_init_zone_device` leaves in each struct page.
+    pub init_rc: u8,
+    /// Refcount of a page sitting free (conformance check I-F5).
+    pub free_rc: u8,
+    /// `memremap_pages` takes one pgmap reference per page.
+    pub init_pgmap_refs: bool,
+    /// How `memunmap_pages` drops them.
+    pub memunmap_put: MemunmapPut,
+    /// A put that takes the refcount 2→1 calls `page_free` (E1's 1-based
+    /// devmap-managed put: the page is idle again).
+    pub free_on_2to1: bool,
+    /// A put that takes the refcount 2→1 wakes layout waiters
+    /// (`wake_up_var(&page->_refcount)`, FS-DAX E1–E3).
+    pub wake_on_2to1: bool,
+    /// A put that takes the refcount 1→0 calls `page_free`.
+    pub page_free_on_zero: bool,
+    /// A put that takes the refcount 1→0 drops one pgmap reference (E1's
+    /// `__put_page` → `put_dev_pagemap`; E3's `free_zone_device_page`).
+    pub put_pgmap_on_zero: bool,
+    /// After reaching 0 the refcount is set back to 1 (E2/E3 non-PRIVATE,
+    /// E4 GENERIC: `set_page_count(page, 1)`).
+    pub reset_on_zero: bool,
+    /// A put that takes the refcount 1→0 wakes layout waiters (FS-DAX E4).
+    pub wake_on_zero: bool,
+    /// A user-space mapping of the page holds a page reference and a
+    /// mapcount (E4 FS-DAX and device-dax; always for PRIVATE and P2P).
+    pub map_refcounted: bool,
+    /// GUP on a mapping of the page takes a transient pgmap reference
+    /// (`get_dev_pagemap` on devmap PTEs, E1–E3) and fails if it cannot.
+    pub gup_pgmap_ref: bool,
+}
+
+/// Device-private driver contract (nouveau, test_hmm, amdkfd of each era).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateRules {
+    /// E1 drivers call `get_page()` on allocation (1→2).
+    pub alloc_get_page: bool,
+    /// The allocation sets the refcount to 1 (E3 `zone_device_page_init`,
+    /// P20's zero-based RFC); a free page is at 0.
+    pub alloc_sets_rc: bool,
+    /// Pgmap reference taken per allocation.
+    pub alloc_pgmap_ref: AllocPgmapRef,
+    /// The free path clears `page->mapping` before `page_free` (the 2019
+    /// fix "mm/hmm: fix ZONE_DEVICE anon page mapping reuse").
+    pub free_clears_mapping: bool,
+    /// Contract: the driver may still allocate after it called
+    /// memunmap_pages (no in-tree driver does; "drivers shouldn't be
+    /// allocating pages after calling memunmap_pages").
+    pub alloc_while_unbinding: bool,
+}
+
+/// PCI P2PDMA (drivers/pci/p2pdma.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pRules {
+    /// `pci_alloc_p2pmem` takes one pgmap reference per allocation
+    /// (`percpu_ref_tryget_live`), `pci_free_p2pmem` drops it.
+    pub alloc_pgmap_ref: bool,
+    /// Allocation raises each page's refcount to 1 and free drops it to 0
+    /// (the seed's "counted per page" variant; no era did this).
+    pub alloc_sets_rc: bool,
+    /// User-space mappings through sysfs `p2pmem/allocate` (v6.2+, E3+).
+    pub userspace_mmap: bool,
+    /// `p2pmem_alloc_mmap` sets each page's refcount to 1 before inserting
+    /// it (E4: pages are 0-based).
+    pub mmap_sets_rc: bool,
+    /// GUP returns P2P pages only with FOLL_PCI_P2PDMA (v6.2+).
+    pub gup_needs_flag: bool,
+    /// Kernel users of pci_alloc_p2pmem memory may take page references
+    /// (sg_page + get_page/put_page, 1→2→1). E4 leaves kernel-allocated
+    /// pages at refcount 0, which only works if no kernel user does.
+    pub kernel_get_page: bool,
+}
+
+/// FS-DAX filesystem contract (ext4/xfs on pmem).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaxRules {
+    /// GUP refuses FOLL_LONGTERM pins of FS-DAX pages (all eras).
+    pub longterm_refused: bool,
+    /// Unmount waits for every page to be idle (`dax_break_layout_final`, E4).
+    pub unmount_waits_idle: bool,
+    /// `dax_layout_busy_page_range` returns early when the file has no
+    /// user mappings (the bug fixed by cee91fa13a8e in v6.15).
+    pub busy_scan_needs_mapping: bool,
+}
+
+/// pgmap lifetime (mm/memremap.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgmapRules {
+    /// `memunmap_pages` waits for `pgmap->ref` to reach zero before tearing
+    /// down the struct pages (false = before 50f44ee7248a, v5.2).
+    pub memunmap_waits: bool,
+    /// Teardown waits for RCU readers of `pgmap_array` (`synchronize_rcu`).
+    pub teardown_syncs_rcu: bool,
+    /// `get_dev_pagemap` uses `percpu_ref_tryget_live` (fails once killed);
+    /// false = plain `tryget`.
+    pub get_dev_pagemap_live: bool,
+}
+
+/// GUP (mm/gup.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GupRules {
+    /// `GUP_PIN_COUNTING_BIAS`: refcount added per FOLL_PIN of a small folio.
+    pub pin_bias: u32,
+    /// GUP refuses device-private pages (they have no present PTE).
+    pub refuses_device_private: bool,
+}
+
+/// The four per-type rule rows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeTable {
+    pub private: TypeRules,
+    pub fsdax: TypeRules,
+    pub generic: TypeRules,
+    pub p2pdma: TypeRules,
+}
+
+impl TypeTable {
+    pub fn get(&self, t: DeviceType) -> &TypeRules {
+        match t {
+            DeviceType::Private => &self.private,
+            DeviceType::Fsdax => &self.fsdax,
+            DeviceType::Generic => &self.generic,
+            DeviceType::P2pdma => &self.p2pdma,
+        }
+    }
+}
+
+/// One era's rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub name: String,
+    /// Kernel version the preset stands for (e.g. "v5.10").
+    pub kernel: String,
+    pub description: String,
+    /// The preset this one was derived from, if loaded from TOML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    pub types: TypeTable,
+    pub private: PrivateRules,
+    pub p2p: P2pRules,
+    pub dax: DaxRules,
+    pub pgmap: PgmapRules,
+    pub gup: GupRules,
+}
+
+/// Error loading rules: names the file, line, column and problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RulesError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for RulesError {}
+
+// ---------------------------------------------------------------------------
+// Presets
+// ---------------------------------------------------------------------------
+
+const fn row(init_rc: u8, init_pgmap_refs: bool, memunmap_put: MemunmapPut) -> TypeRules {
+    TypeRules {
+        init_rc,
+        free_rc: init_rc,
+        init_pgmap_refs,
+        memunmap_put,
+        free_on_2to1: false,
+        wake_on_2to1: false,
+        page_free_on_zero: false,
+        put_pgmap_on_zero: false,
+        reset_on_zero: false,
+        wake_on_zero: false,
+        map_refcounted: false,
+        gup_pgmap_ref: false,
+    }
+}
+
+/// E1, v5.3 … v5.17 (reference v5.10): every page 1-based and holding one
+/// pgmap reference until its refcount reaches 0, which only memunmap_pages'
+/// put_page makes happen for an idle page.
+fn e1() -> Rules {
+    let base = TypeRules { put_pgmap_on_zero: true, gup_pgmap_ref: true, ..row(1, true, MemunmapPut::EveryPage) };
+    Rules {
+        name: "e1".into(),
+        kernel: "v5.10".into(),
+        description: "Legacy (v5.3-v5.17): 1-based pages, one pgmap ref per page dropped at the page's 1->0, \
+                      which memunmap_pages' put_page causes; PRIVATE page_free and FS-DAX wake-up on 2->1."
+            .into(),
+        base: None,
+        types: TypeTable {
+            // device-private swap entries always hold a ref + mapcount
+            private: TypeRules { free_on_2to1: true, map_refcounted: true, gup_pgmap_ref: false, ..base },
+            fsdax: TypeRules { wake_on_2to1: true, ..base },
+            generic: base,
+            p2pdma: TypeRules { map_refcounted: true, ..base },
+        },
+        private: PrivateRules {
+            alloc_get_page: true,
+            alloc_sets_rc: false,
+            alloc_pgmap_ref: AllocPgmapRef::None,
+            free_clears_mapping: true,
+            alloc_while_unbinding: false,
+        },
+        p2p: P2pRules {
+            alloc_pgmap_ref: true,
+            alloc_sets_rc: false,
+            userspace_mmap: false,
+            mmap_sets_rc: false,
+            gup_needs_flag: false,
+            kernel_get_page: true,
+        },
+        dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: false },
+        pgmap: PgmapRules { memunmap_waits: true, teardown_syncs_rcu: true, get_dev_pagemap_live: true },
+        gup: GupRules { pin_bias: 1024, refuses_device_private: true },
+    }
+}
+
+/// E2, v5.18 … v6.0 (27674ef6c73f "remove the extra ZONE_DEVICE struct page
+/// refcount"): page_free at 1→0 then reset to 1; memunmap_pages drops the
+/// init references with one put_many, decoupled from page state.
+fn e2() -> Rules {
+    let mut r = e1();
+    r.name = "e2".into();
+    r.kernel = "v5.18".into();
+    r.description = "v5.18-v6.0: page_free at 1->0 then reset to 1; memunmap_pages drops all init refs \
+                     with put_many, so pgmap->ref no longer waits for pages in use."
+        .into();
+    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
+        t.memunmap_put = MemunmapPut::PutMany;
+        t.put_pgmap_on_zero = false;
+    }
+    r.types.private.free_on_2to1 = false;
+    r.types.private.page_free_on_zero = true;
+    r.types.private.reset_on_zero = true;
+    // GENERIC/P2P are not expected to reach 0; if they do,
+    // free_zone_device_page WARNs (no page_free op) and returns early: the
+    // refcount stays 0 (docs/kernel-checks.md item 2). FS-DAX 1->0 stays 0
+    // silently.
+    r.private.alloc_get_page = false;
+    r
+}
+
+/// E3, v6.1 … v6.14 (ef233450898f, 0dc45ca1ce18, 16ce101db85d): free
+/// device-private pages at refcount 0; one pgmap reference per allocated
+/// PRIVATE page, taken by zone_device_page_init and dropped at free.
+fn e3() -> Rules {
+    let mut r = e2();
+    r.name = "e3".into();
+    r.kernel = "v6.1".into();
+    r.description = "v6.1-v6.14: PRIVATE pages 0-based, zone_device_page_init takes a pgmap ref per \
+                     allocated page (tryget_live) dropped when the page is freed; P2P user-space mmap."
+        .into();
+    let p = &mut r.types.private;
+    p.init_rc = 0;
+    p.free_rc = 0;
+    p.init_pgmap_refs = false;
+    p.memunmap_put = MemunmapPut::None;
+    p.reset_on_zero = false;
+    p.put_pgmap_on_zero = true;
+    r.private.alloc_sets_rc = true;
+    r.private.alloc_pgmap_ref = AllocPgmapRef::TrygetLive;
+    // p2pmem_alloc_mmap (v6.2): a mapped page at rc 1; 1->0 -> p2pdma_page_free
+    r.types.p2pdma.page_free_on_zero = true;
+    r.types.p2pdma.reset_on_zero = true;
+    r.p2p.userspace_mmap = true;
+    r.p2p.gup_needs_flag = true;
+    r
+}
+
+/// E4, v6.15+ ("fs/dax: Fix ZONE_DEVICE page reference counts"): FS-DAX and
+/// P2P 0-based, user mappings of FS-DAX and device-dax pages refcounted, no
+/// devmap GUP paths, unmount waits for idle pages.
+fn e4() -> Rules {
+    let mut r = e3();
+    r.name = "e4".into();
+    r.kernel = "v6.15".into();
+    r.description = "v6.15+: FS-DAX and P2P pages 0-based; FS-DAX/device-dax mappings hold page refs \
+                     (busy = refcount - mapcount > 0); GUP no longer takes pgmap refs; unmount waits idle."
+        .into();
+    let f = &mut r.types.fsdax;
+    f.init_rc = 0;
+    f.free_rc = 0;
+    f.wake_on_2to1 = false;
+    f.wake_on_zero = true;
+    f.map_refcounted = true;
+    f.reset_on_zero = false;
+    let g = &mut r.types.generic;
+    g.map_refcounted = true;
+    g.reset_on_zero = true; // E4 v9: reset to 1 only, no page_free
+    let p = &mut r.types.p2pdma;
+    p.init_rc = 0;
+    p.free_rc = 0;
+    p.reset_on_zero = false;
+    r.p2p.mmap_sets_rc = true;
+    r.p2p.kernel_get_page = false;
+    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
+        t.gup_pgmap_ref = false;
+    }
+    r.dax.unmount_waits_idle = true;
+    r
+}
+
+/// P20: E1 plus Ralph Campbell's two 2020 RFCs from the seed: [1] a page
+/// reaching refcount 0 no longer drops a pgmap reference — memunmap_pages
+/// drops its init references with one put_many; [2] device-private pages
+/// free at refcount 0 (allocation raises them to 1, page_free on 1→0).
+fn p20() -> Rules {
+    let mut r = e1();
+    r.name = "p20".into();
+    r.kernel = "v5.10+RFC".into();
+    r.description = "E1 + 2020 RFCs [1] (break put_page -> put_dev_pagemap; memunmap_pages put_many) and \
+                     [2] (device-private pages free at refcount 0)."
+        .into();
+    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
+        t.memunmap_put = MemunmapPut::PutMany;
+        t.put_pgmap_on_zero = false;
+    }
+    let p = &mut r.types.private;
+    p.init_rc = 0;
+    p.free_rc = 0;
+    p.free_on_2to1 = false;
+    p.page_free_on_zero = true;
+    r.private.alloc_get_page = false;
+    r.private.alloc_sets_rc = true;
+    r
+}
+
+/// Preset names with their kernel-version aliases.
+pub const PRESETS: [(&str, &[&str]); 5] = [
+    ("e1", &["v5.10", "legacy"]),
+    ("e2", &["v5.18"]),
+    ("e3", &["v6.1"]),
+    ("e4", &["v6.15"]),
+    ("p20", &["rfc2020"]),
+];
+
+impl Rules {
+    /// A built-in preset by name or alias (`e3`, `v6.1`, ...).
+    pub fn preset(name: &str) -> Option<Rules> {
+        let canon = PRESETS
+            .iter()
+            .find(|(n, aliases)| *n == name || aliases.contains(&name))
+            .map(|(n, _)| *n)?;
+        Some(match canon {
+            "e1" => e1(),
+            "e2" => e2(),
+            "e3" => e3(),
+            "e4" => e4(),
+            "p20" => p20(),
+            _ => return None,
+        })
+    }
+
+    pub fn preset_names() -> Vec<&'static str> {
+        PRESETS.iter().map(|(n, _)| *n).collect()
+    }
+
+    pub fn of(&self, t: DeviceType) -> &TypeRules {
+        self.types.get(t)
+    }
+
+    /// Load rules from TOML text: `base` names a preset whose switches the
+    /// file overrides. `file` is used in error messages only.
+    pub fn from_toml_str(text: &str, file: &str) -> Result<Rules, RulesError> {
+        let err = |line: usize, col: usize, message: String| RulesError { file: file.to_string(), line, col, message };
+        let user: toml::Table = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            err(line, col, e.message().to_string())
+        })?;
+        let base_name = match user.get("base") {
+            Some(toml::Value::String(s)) => s.clone(),
+            Some(_) => {
+                let (l, c) = locate(text, &["base"]);
+                return Err(err(l, c, "`base` must be a string naming a preset".into()));
+            }
+            None => return Err(err(1, 1, format!(
+                "missing `base = \"...\"`: name the preset to start from (one of {})",
+                Rules::preset_names().join(", ")
+            ))),
+        };
+        let base = Rules::preset(&base_name).ok_or_else(|| {
+            let (l, c) = locate(text, &["base"]);
+            err(l, c, format!("unknown base preset {base_name:?}; presets: {}", Rules::preset_names().join(", ")))
+        })?;
+        let mut merged = toml::Table::try_from(&base).map_err(|e| err(1, 1, e.to_string()))?;
+        merge(&mut merged, &user, &mut Vec::new(), text, &err)?;
+        merged.insert("base".into(), toml::Value::String(base_name));
+        if !user.contains_key("name") {
+            return Err(err(1, 1, "missing `name = \"...\"` for the new rules".into()));
+        }
+        let rules: Rules = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            err(1, 1, e.message().to_string())
+        })?;
+        Ok(rules)
+    }
+
+    /// Load rules from a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Rules, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
+            file: path.display().to_string(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Rules::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The rules as TOML (a complete preset file a user can edit).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Every switch as (dotted path, value, documentation), for `rules show`.
+    pub fn describe(&self) -> Vec<(String, String, &'static str)> {
+        let mut out = Vec::new();
+        if let Ok(t) = toml::Table::try_from(self) {
+            flatten(&t, "", &mut out);
+        }
+        out.retain(|(k, _, _)| !matches!(k.as_str(), "name" | "kernel" | "description" | "base"));
+        out
+    }
+}
+
+/// Overlay `user` onto `base`, rejecting keys the base does not have and
+/// values of the wrong type, with the user's line numbers.
+fn merge(
+    base: &mut toml::Table,
+    user: &toml::Table,
+    path: &mut Vec<String>,
+    text: &str,
+    err: &dyn Fn(usize, usize, String) -> RulesError,
+) -> Result<(), RulesError> {
+    for (k, v) in user {
+        path.push(k.clone());
+        let here = || {
+            let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+            locate(text, &p)
+        };
+        if path.len() == 1 && (k == "base") {
+            path.pop();
+            continue;
+        }
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(bt)), toml::Value::Table(ut)) => merge(bt, ut, path, text, err)?,
+            (Some(toml::Value::Table(_)), _) => {
+                let (l, c) = here();
+                return Err(err(l, c, format!("`{}` is a section ([{}]), not a value", path.join("."), path.join("."))));
+            }
+            (Some(bv), uv) => {
+                if std::mem::discriminant(bv) != std::mem::discriminant(uv) {
+                    let (l, c) = here();
+                    return Err(err(l, c, format!(
+                        "`{}` must be a {} (like {}), got {}",
+                        path.join("."),
+                        bv.type_str(),
+                        bv,
+                        uv.type_str()
+                    )));
+                }
+                *bv = uv.clone();
+            }
+            (None, _) => {
+                let (l, c) = here();
+                let parent: Vec<String> = base.keys().cloned().collect();
+                return Err(err(l, c, format!(
+                    "unknown switch `{}`; known here: {}",
+                    path.join("."),
+                    parent.join(", ")
+                )));
+            }
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+fn flatten(t: &toml::Table, prefix: &str, out: &mut Vec<(String, String, &'static str)>) {
+    for (k, v) in t {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(sub) => flatten(sub, &key, out),
+            other => {
+                let doc = switch_doc(&key);
+                let val = match other {
+                    toml::Value::String(s) => s.clone(),
+                    o => o.to_string(),
+                };
+                out.push((key, val, doc));
+            }
+        }
+    }
+}
+
+/// Documentation of each switch (by the last path component, or full path).
+pub fn switch_doc(path: &str) -> &'static str {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    match (path, leaf) {
+        (_, "init_rc") => "refcount memmap_init_zone_device leaves in each struct page",
+        (_, "free_rc") => "refcount of a free page (conformance check I-F5)",
+        (_, "init_pgmap_refs") => "memremap_pages takes one pgmap reference per page",
+        (_, "memunmap_put") => "how memunmap_pages drops them: every_page (put_page per pfn), put_many, none",
+        (_, "free_on_2to1") => "a put taking the refcount 2->1 calls page_free (E1 devmap-managed put)",
+        (_, "wake_on_2to1") => "a put taking the refcount 2->1 wakes FS-DAX layout waiters",
+        (_, "page_free_on_zero") => "a put taking the refcount 1->0 calls page_free",
+        (_, "put_pgmap_on_zero") => "a put taking the refcount 1->0 drops one pgmap reference",
+        (_, "reset_on_zero") => "after reaching 0 the refcount is set back to 1",
+        (_, "wake_on_zero") => "a put taking the refcount 1->0 wakes FS-DAX layout waiters",
+        (_, "map_refcounted") => "a user mapping holds a page reference and a mapcount",
+        (_, "gup_pgmap_ref") => "GUP takes a transient pgmap reference (get_dev_pagemap) and fails without one",
+        (_, "free_clears_mapping") => "the free path clears page->mapping before page_free (2019 fix)",
+        (_, "alloc_while_unbinding") => "contract: the driver may allocate after calling memunmap_pages",
+        (_, "alloc_get_page") => "device-private allocation calls get_page (E1 drivers)",
+        (_, "alloc_sets_rc") if path.starts_with("private") => {
+            "device-private allocation sets the refcount 0->1 (zone_device_page_init)"
+        }
+        (_, "alloc_sets_rc") => "pci_alloc_p2pmem raises each page to 1; pci_free_p2pmem drops it to 0",
+        ("private.alloc_pgmap_ref", _) => "pgmap reference per device-private allocation: none, tryget_live, tryget_many",
+        ("p2p.alloc_pgmap_ref", _) => "pci_alloc_p2pmem takes one pgmap reference per allocation",
+        (_, "userspace_mmap") => "user-space P2P mappings via sysfs p2pmem/allocate (v6.2+)",
+        (_, "mmap_sets_rc") => "p2pmem_alloc_mmap sets each page's refcount to 1 first (0-based P2P)",
+        (_, "kernel_get_page") => "kernel users of pci_alloc_p2pmem memory take page references (get_page/put_page)",
+        (_, "gup_needs_flag") => "GUP returns P2P pages only with FOLL_PCI_P2PDMA",
+        (_, "longterm_refused") => "GUP refuses FOLL_LONGTERM pins of FS-DAX pages",
+        (_, "unmount_waits_idle") => "unmount waits for every FS-DAX page to be idle (dax_break_layout_final)",
+        (_, "busy_scan_needs_mapping") => "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)",
+        (_, "memunmap_waits") => "memunmap_pages waits for pgmap->ref to reach zero before teardown",
+        (_, "teardown_syncs_rcu") => "teardown waits for RCU readers of pgmap_array (synchronize_rcu)",
+        (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
+        (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
+        (_, "refuses_device_private") => "GUP never returns a device-private page",
+        _ => "",
+    }
+}
+
+/// 1-based (line, column) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |p| before.len() - p - 1) + 1;
+    (line, col)
+}
+
+/// Find the line of a dotted key in simple TOML (sections and `key = value`
+/// lines, or dotted keys). Falls back to (1, 1).
+fn locate(text: &str, path: &[&str]) -> (usize, usize) {
+    let mut section: Vec<String> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') && !line.starts_with("[[") {
+            let name = line.trim_start_matches('[').split(']').next().unwrap_or("");
+            section = name.split('.').map(|s| s.trim().trim_matches('"').to_string()).collect();
+            if section.iter().map(|s| s.as_str()).eq(path.iter().copied()) {
+                return (i + 1, raw.find('[').unwrap_or(0) + 1);
+            }
+            continue;
+        }
+        if let Some((k, _)) = line.split_once('=') {
+            let mut full = section.clone();
+            full.extend(k.trim().split('.').map(|s| s.trim().trim_matches('"').to_string()));
+            if full.iter().map(|s| s.as_str()).eq(path.iter().copied()) {
+                let col = raw.len() - raw.trim_start().len() + 1;
+                return (i + 1, col);
+            }
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_encode_the_spec_table() {
+        // spec §3.0: init rc / free rc per era and type
+        let rc = |p: &str, t: DeviceType| Rules::preset(p).unwrap().of(t).init_rc;
+        for t in DeviceType::ALL {
+            assert_eq!(rc("e1", t), 1);
+            assert_eq!(rc("e2", t), 1);
+        }
+        assert_eq!(rc("e3", DeviceType::Private), 0);
+        assert_eq!(rc("e3", DeviceType::Fsdax), 1);
+        assert_eq!(rc("e4", DeviceType::Fsdax), 0);
+        assert_eq!(rc("e4", DeviceType::P2pdma), 0);
+        assert_eq!(rc("e4", DeviceType::Generic), 1);
+        assert_eq!(rc("p20", DeviceType::Private), 0);
+        let e3 = Rules::preset("e3").unwrap();
+        assert!(!e3.types.private.init_pgmap_refs);
+        assert!(e3.types.fsdax.init_pgmap_refs);
+        assert_eq!(e3.private.alloc_pgmap_ref, AllocPgmapRef::TrygetLive);
+        let e1 = Rules::preset("e1").unwrap();
+        assert_eq!(e1.types.generic.memunmap_put, MemunmapPut::EveryPage);
+        assert!(e1.types.private.free_on_2to1 && e1.types.fsdax.wake_on_2to1);
+        let p20 = Rules::preset("p20").unwrap();
+        assert!(p20.types.generic.memunmap_put == MemunmapPut::PutMany && !p20.types.generic.put_pgmap_on_zero);
+    }
+
+    #[test]
+    fn aliases_resolve() {
+        assert_eq!(Rules::preset("v6.1").unwrap().name, "e3");
+        assert_eq!(Rules::preset("v5.10").unwrap().name, "e1");
+        assert!(Rules::preset("e9").is_none());
+    }
+
+    #[test]
+    fn toml_overrides_a_base() {
+        let text = "name = \"p2p-per-page\"\nbase = \"e1\"\ndescription = \"seed remark\"\n\n[types.p2pdma]\ninit_rc = 0\n\n[p2p]\nalloc_sets_rc = true\n";
+        let r = Rules::from_toml_str(text, "x.toml").unwrap();
+        assert_eq!(r.name, "p2p-per-page");
+        assert_eq!(r.base.as_deref(), Some("e1"));
+        assert_eq!(r.types.p2pdma.init_rc, 0);
+        assert!(r.p2p.alloc_sets_rc);
+        assert_eq!(r.types.generic, Rules::preset("e1").unwrap().types.generic);
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_problem() {
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\ninit_rcc = 0\n", "f.toml").unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("f.toml", 4), "{e}");
+        assert!(e.message.contains("unknown switch `types.private.init_rcc`"), "{e}");
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[p2p]\nalloc_sets_rc = 3\n", "f.toml").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("must be a boolean"), "{e}");
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e7\"\n", "f.toml").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("unknown base preset"), "{e}");
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \n", "f.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = Rules::from_toml_str("base = \"e1\"\n", "f.toml").unwrap_err();
+        assert!(e.message.contains("missing `name"), "{e}");
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\nmemunmap_put = \"sometimes\"\n", "f.toml")
+            .unwrap_err();
+        assert!(e.message.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn every_switch_is_documented_and_round_trips() {
+        for name in Rules::preset_names() {
+            let r = Rules::preset(name).unwrap();
+            for (k, _, doc) in r.describe() {
+                assert!(!doc.is_empty(), "switch {k} has no documentation");
+            }
+            let text = r.to_toml();
+            let back: Rules = toml::from_str(&text).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+}
