@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn parse_errors_name_line_and_column() {
         let e = parse_program("rules e1\n\nmemremap_pages pgmap=0\nput_page pfn=1 by=nobody\n").unwrap_err();
-        assert_eq!((e.line, e.col), (4, 16), "{e}");
+        assert_eq!((e.line, e.col), (4, 19), "{e}");
         assert!(e.message.contains("gup or kernel"), "{e}");
         let e = parse_program("memremap_page pgmap=0").unwrap_err();
         assert_eq!((e.line, e.col), (1, 1));
