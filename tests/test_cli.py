@@ -25,3 +25,79 @@ def test_demo_rejects_one_cpu() -> None:
     result = CliRunner().invoke(main, ["demo", "--cpus", "1"])
     assert result.exit_code == 2
     assert "at least 2 CPUs" in result.output
+
+
+def _write(tmp_path, name: str, text: str) -> str:  # type: ignore[no-untyped-def]
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+Q1 = """rules p20
+config types=generic
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=1
+memunmap_pages pgmap=0 cpu=0
+step task=0
+step task=0
+step task=0
+rcu_grace_period
+step task=0
+step task=0
+"""
+
+
+def test_replay_exit_codes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = _write(tmp_path, "q1.zdf", Q1)
+    r = CliRunner().invoke(main, ["replay", f])
+    assert r.exit_code == 1, r.output
+    assert "I-L2" in r.output and "GUP reference" in r.output
+    assert "get_user_pages proc=0 addr=0" in r.output  # the trace
+    r = CliRunner().invoke(main, ["replay", f, "--rules", "e1"])
+    assert r.exit_code == 0, r.output
+    assert "clean under e1" in r.output
+
+
+def test_replay_bad_input_is_exit_2_with_file_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = _write(tmp_path, "bad.zdf", "rules e3\nmemremap_pages pgmap=0\nfork proc=0\n")
+    r = CliRunner().invoke(main, ["replay", f])
+    assert r.exit_code == 2
+    assert f"{f}:3:1: `fork` needs operand `child`" in r.output.replace("\n", "")
+    f = _write(tmp_path, "bad2.zdf", "rules e3\nfree_device_page pfn=0\n")
+    r = CliRunner().invoke(main, ["replay", f])
+    assert r.exit_code == 2
+    assert f"{f}:2:" in r.output and "not enabled" in r.output
+    r = CliRunner().invoke(main, ["replay", str(tmp_path / "missing.zdf")])
+    assert r.exit_code == 2 and "cannot read" in r.output
+    f = _write(tmp_path, "q.zdf", Q1)
+    r = CliRunner().invoke(main, ["replay", f, "--rules", "e9"])
+    assert r.exit_code == 2
+
+
+def test_replay_with_toml_rules(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rules = _write(tmp_path, "fix.toml", 'name = "p20-fixed"\nbase = "p20"\ndescription = "x"\n'
+                   "[types.generic]\nmemunmap_put = \"every_page\"\nput_pgmap_on_zero = true\n")
+    f = _write(tmp_path, "q1.zdf", Q1)
+    r = CliRunner().invoke(main, ["replay", f, "--rules", rules])
+    assert r.exit_code == 0, r.output
+
+
+def test_rules_list_and_show() -> None:
+    r = CliRunner().invoke(main, ["rules", "list"])
+    assert r.exit_code == 0
+    for name in ("e1", "e2", "e3", "e4", "p20", "v6.15"):
+        assert name in r.output
+    r = CliRunner().invoke(main, ["rules", "show", "e4"])
+    assert r.exit_code == 0
+    assert "types.fsdax.init_rc" in r.output
+    r = CliRunner().invoke(main, ["rules", "show", "e2", "--toml"])
+    assert 'name = "e2"' in r.output
+    r = CliRunner().invoke(main, ["rules", "show", "nope"])
+    assert r.exit_code != 0
+
+
+def test_kinds_lists_every_action() -> None:
+    r = CliRunner().invoke(main, ["kinds"])
+    assert r.exit_code == 0
+    assert "memunmap_pages" in r.output and "pin_user_pages" in r.output

@@ -1,17 +1,38 @@
 """The ``zdfuzz`` command line.
 
-Until the fuzzer lands, the main job is ``zdfuzz demo``: it walks a
-``pgmap->ref`` through the lifecycle ``memunmap_pages`` drives (users on
-several CPUs, kill, grace period, last put, release) and shows the counters.
+    zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
+    zdfuzz rules list                                  the presets
+    zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
+    zdfuzz kinds                                       every action a program can use
+    zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 import zdfuzz
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def load_rules(name: str) -> zdfuzz.Rules:
+    """A preset name/alias, or a path to a TOML rules file."""
+    try:
+        return zdfuzz.Rules.preset(name)
+    except ValueError:
+        pass
+    if name.endswith(".toml") or Path(name).is_file():
+        return zdfuzz.Rules.load(name)
+    raise click.BadParameter(
+        f"{name!r} is neither a preset ({', '.join(zdfuzz.Rules.presets())}) nor a .toml file",
+        param_hint="--rules",
+    )
 
 
 @click.group()
@@ -21,10 +42,109 @@ def main() -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
+@click.option("--quiet", is_flag=True, help="Print only the verdict line.")
+def replay(file: str, rules_name: str | None, quiet: bool) -> None:
+    """Run a .zdf program: exit 0 when clean, 1 on a violation, 2 on bad input."""
+    try:
+        text = Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        err_console.print(f"{file}: cannot read: {e}", style="red", markup=False)
+        raise SystemExit(2) from e
+    try:
+        program = zdfuzz.Program.parse(text)
+    except zdfuzz.ProgramError as e:
+        err_console.print(f"{file}:{e.line}:{e.col}: {e.message}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    try:
+        rules = load_rules(rules_name or program.rules)
+        machine = zdfuzz.Machine.for_program(program, rules=rules)
+        verdict = machine.run(program)
+    except click.BadParameter:
+        raise
+    except zdfuzz.ProgramError as e:
+        where = f"{file}:{e.line}" if e.line else file
+        err_console.print(f"{where}: {e.message}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    except ValueError as e:
+        err_console.print(f"{file}: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    if verdict.ok:
+        console.print(f"clean under {rules.name}: {verdict.steps} steps (program + drain), no violation")
+        raise SystemExit(0)
+    v = verdict.violation
+    assert v is not None
+    console.print(f"[bold red]{v.invariant}[/bold red] ({v.category}) at step {v.step}: ", end="")
+    console.print(v.action, markup=False, highlight=False)
+    console.print(f"  {v.message}", markup=False, highlight=False)
+    if v.doc:
+        console.print(f"  invariant: {v.doc}", markup=False, highlight=False)
+    if v.expected or v.actual:
+        console.print(f"  expected {v.expected}, actual {v.actual}", markup=False, highlight=False)
+    if not quiet:
+        console.print("trace:")
+        for line in v.trace:
+            console.print("  " + line, markup=False, highlight=False, soft_wrap=True)
+    raise SystemExit(1)
+
+
+@main.group()
+def rules() -> None:
+    """Inspect the rules presets (kernel eras)."""
+
+
+@rules.command("list")
+def rules_list() -> None:
+    """The built-in presets."""
+    table = Table(title="rules presets")
+    for col in ("name", "kernel", "aliases", "what changes"):
+        table.add_column(col)
+    aliases = dict(zdfuzz.Rules.aliases())
+    for name in zdfuzz.Rules.presets():
+        r = zdfuzz.Rules.preset(name)
+        table.add_row(name, r.kernel, ", ".join(aliases.get(name, [])), r.description)
+    console.print(table)
+
+
+@rules.command("show")
+@click.argument("name")
+@click.option("--toml", "as_toml", is_flag=True, help="Print the preset as an editable TOML file.")
+def rules_show(name: str, as_toml: bool) -> None:
+    """Every switch of a preset (or TOML rules file), with its meaning."""
+    try:
+        r = load_rules(name)
+    except ValueError as e:
+        err_console.print(f"[red]{e}[/red]")
+        raise SystemExit(2) from e
+    if as_toml:
+        click.echo(r.to_toml())
+        return
+    console.print(f"[bold]{r.name}[/bold] ({r.kernel}){' based on ' + r.base if r.base else ''}")
+    console.print(r.description)
+    table = Table()
+    for col in ("switch", "value", "meaning"):
+        table.add_column(col)
+    for key, value, doc in r.switches():
+        table.add_row(key, value, doc)
+    console.print(table)
+
+
+@main.command()
+def kinds() -> None:
+    """Every action kind a program can use."""
+    table = Table(title="actions (.zdf)")
+    for col in ("action", "operands", "models"):
+        table.add_column(col)
+    for name, args, doc in zdfuzz.action_kinds():
+        table.add_row(name, " ".join(f"{a}=" for a in args), doc)
+    console.print(table)
+
+
+@main.command()
 @click.option("--cpus", default=4, show_default=True, help="CPU slots of the percpu_ref.")
 def demo(cpus: int) -> None:
     """Walk a pgmap->ref percpu_ref through kill, grace period and release."""
-    console = Console()
     if cpus < 2:
         raise click.BadParameter("the demo needs at least 2 CPUs", param_hint="--cpus")
     ref = zdfuzz.PercpuRef(cpus=cpus)

@@ -116,8 +116,10 @@ pub struct Machine {
     /// index of the action being applied
     pub(crate) at: usize,
     pub(crate) at_op: Option<Op>,
-    pub(crate) at_label: Option<String>,
+    /// a phase of the drain that is not an action ("leak check", ...)
+    pub(crate) at_label: Option<&'static str>,
     pub(crate) in_drain: bool,
+    pub(crate) in_drain_step: bool,
     touched_pages: [u16; TOUCH_CAP],
     ntouched: usize,
     touched_pgmaps: u32,
@@ -158,6 +160,7 @@ impl Machine {
             at_op: None,
             at_label: None,
             in_drain: false,
+            in_drain_step: false,
             touched_pages: [0; TOUCH_CAP],
             ntouched: 0,
             touched_pgmaps: 0,
@@ -192,6 +195,7 @@ impl Machine {
         self.at_op = None;
         self.at_label = None;
         self.in_drain = false;
+        self.in_drain_step = false;
         self.ntouched = 0;
         self.touched_pgmaps = 0;
         self.trace.clear();
@@ -233,8 +237,9 @@ impl Machine {
             return;
         }
         let (message, expected, actual) = f();
-        let action = match (&self.at_label, &self.at_op) {
+        let action = match (self.at_label, &self.at_op) {
             (Some(l), _) => format!("drain: {l}"),
+            (None, Some(op)) if self.in_drain_step => format!("drain: {}", crate::program::text::op_to_text(op)),
             (None, Some(op)) => crate::program::text::op_to_text(op),
             _ => String::new(),
         };
@@ -491,19 +496,20 @@ impl Machine {
         self.at += 1;
     }
 
-    /// A step of the drain (not an action of the program).
-    pub(crate) fn drain_step(&mut self, f: impl FnOnce(&mut Machine), label: impl FnOnce() -> String) {
-        let label = label();
+    /// A step of the drain: an action an actor eventually takes, applied
+    /// without the program's contract check (the drain decides what is due).
+    pub(crate) fn drain_step(&mut self, op: Op) {
+        self.at_op = Some(op);
+        self.in_drain_step = true;
         if self.tracing {
             self.begin_trace();
         }
-        self.at_label = Some(label.clone());
-        f(self);
+        self.apply(&op);
         self.after_action();
         if self.tracing {
-            self.end_trace(label, 0, true);
+            self.end_trace(crate::program::text::op_to_text(&op), op.cpu(), true);
         }
-        self.at_label = None;
+        self.in_drain_step = false;
         self.at += 1;
     }
 
@@ -729,6 +735,11 @@ impl Machine {
     // ------------------------------------------------------------------
     // A readable snapshot
     // ------------------------------------------------------------------
+
+    /// The snapshot as JSON text.
+    pub fn view_json(&self) -> String {
+        serde_json::to_string(&self.view()).unwrap_or_default()
+    }
 
     pub fn view(&self) -> StateView {
         let l = &self.layout;

@@ -319,6 +319,17 @@ impl<W: Word> PercpuRef<W> {
         }
     }
 
+    /// Back to the never-initialised state, keeping the per-CPU storage.
+    pub fn deinit(&self) {
+        for s in self.slots.iter() {
+            s.store(0, Relaxed);
+        }
+        self.count.store(0, Relaxed);
+        self.ctl.store(CTL_NO_DATA, Relaxed);
+        self.released.store(0, Relaxed);
+        self.ptr.store(PTR_ATOMIC_DEAD | PTR_NO_PERCPU, Release);
+    }
+
     /// `percpu_ref_init(ref, release, flags, gfp)`. Unknown flag bits are ignored.
     pub fn new(cpus: usize, flags: u32) -> Self {
         let r = Self::uninit(cpus);

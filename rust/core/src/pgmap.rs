@@ -57,8 +57,7 @@ impl Pgmap {
 
     pub fn reset(&mut self) {
         self.state = PgmapState::Unused;
-        self.pref.exit();
-        self.pref = SimRef::uninit(self.pref.cpus());
+        self.pref.deinit();
         self.done = false;
         self.init_dropped = false;
     }

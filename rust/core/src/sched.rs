@@ -20,6 +20,7 @@
 use crate::machine::Machine;
 use crate::oracle::{Class, Life};
 use crate::page::Pte;
+use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 use crate::pgmap::{PgmapState, MU_SHUTDOWN};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,9 +75,9 @@ impl Task {
 impl Machine {
     pub(crate) fn spawn(&mut self, kind: TaskKind, cpu: usize) {
         if let Some(slot) = self.s.tasks.iter().position(|t| t.is_none()) {
-            self.s.tasks[slot] = Some(Task { kind, pc: 0, cpu: cpu as u8 });
-            let d = self.s.tasks[slot].map(|t| t.describe()).unwrap_or_default();
-            self.trace_note(|| format!("task {slot}: {d}"));
+            let t = Task { kind, pc: 0, cpu: cpu as u8 };
+            self.s.tasks[slot] = Some(t);
+            self.trace_note(|| format!("task {slot}: {}", t.describe()));
         }
     }
 
@@ -138,7 +139,7 @@ impl Machine {
             let mut moved = false;
             for slot in 0..self.s.tasks.len() {
                 if self.s.tasks[slot].is_some() && self.task_blocked(slot).is_none() {
-                    self.drain_step(|m| m.task_step(slot), || format!("step task={slot}"));
+                    self.drain_step(Op::new(OpKind::Step, &[slot as u16]));
                     moved = true;
                     budget -= 1;
                     if self.violation.is_some() {
@@ -148,7 +149,7 @@ impl Machine {
             }
             if !moved {
                 if self.any_switch_pending() {
-                    self.drain_step(|m| m.rcu_grace_period(), || "rcu_grace_period".into());
+                    self.drain_step(Op::new(OpKind::RcuGracePeriod, &[]));
                     budget -= 1;
                     continue;
                 }
@@ -165,39 +166,39 @@ impl Machine {
             while self.violation.is_none()
                 && matches!(self.s.tasks[slot], Some(Task { kind: TaskKind::GetDevPagemap { .. }, .. }))
             {
-                self.drain_step(|m| m.task_step(slot), || format!("step task={slot}"));
+                self.drain_step(Op::new(OpKind::Step, &[slot as u16]));
             }
         }
         // 1. GUP callers and kernel users release what they hold.
         for p in 0..self.layout.npfns {
             while self.violation.is_none() && self.s.ledger.pages[p].gup_pins > 0 {
-                self.drain_step(|m| m.unpin_user_page(p, 0), || format!("unpin_user_page pfn={p}"));
+                self.drain_step(Op::new(OpKind::UnpinUserPage, &[p as u16, 0]));
             }
             while self.violation.is_none() && self.s.ledger.pages[p].gup_gets > 0 {
-                self.drain_step(|m| m.put_user_page(p, 0), || format!("put_page pfn={p} by=gup"));
+                self.drain_step(Op::new(OpKind::PutPage, &[p as u16, BY_GUP, 0]));
             }
             while self.violation.is_none() && self.s.ledger.pages[p].kernel_gets > 0 {
-                self.drain_step(|m| m.kernel_put_page(p, 0), || format!("put_page pfn={p} by=kernel"));
+                self.drain_step(Op::new(OpKind::PutPage, &[p as u16, BY_KERNEL, 0]));
             }
         }
         for g in 0..self.layout.npgmaps {
             while self.violation.is_none() && self.s.ledger.kernel_pgmap_refs[g] > 0 {
-                self.drain_step(|m| m.put_dev_pagemap(g, 0), || format!("put_dev_pagemap pgmap={g}"));
+                self.drain_step(Op::new(OpKind::PutDevPagemap, &[g as u16, 0]));
             }
         }
         // 2. Processes exit.
         for proc in 0..self.layout.procs {
             if self.violation.is_none() && self.s.alive[proc] && self.proc_has_mappings(proc) {
-                self.drain_step(|m| m.exit_mmap(proc, 0), || format!("exit_mmap proc={proc}"));
+                self.drain_step(Op::new(OpKind::ExitMmap, &[proc as u16, 0]));
             }
         }
         // 3. Drivers and kernel users free their allocations.
         for p in 0..self.layout.npfns {
             if self.violation.is_none() && self.s.ledger.pages[p].driver {
-                self.drain_step(|m| m.free_device_page(p, 0), || format!("free_device_page pfn={p}"));
+                self.drain_step(Op::new(OpKind::FreeDevicePage, &[p as u16, 0]));
             }
             if self.violation.is_none() && self.s.p2p_len[p] > 0 {
-                self.drain_step(|m| m.pci_free_p2pmem(p, 0), || format!("pci_free_p2pmem pfn={p}"));
+                self.drain_step(Op::new(OpKind::PciFreeP2pmem, &[p as u16, 0]));
             }
         }
         // 4. Tasks already running finish.
@@ -207,27 +208,26 @@ impl Machine {
             for index in 0..self.layout.file_pages {
                 let slot = self.layout.entry_slot(file, index);
                 if self.violation.is_none() && self.s.dax[slot] > 0 && !self.truncating(file) && self.free_task_slot() {
-                    self.drain_step(|m| m.spawn(crate::sched::TaskKind::Truncate { file: file as u8, index: index as u8 }, 0),
-                                    || format!("truncate file={file} index={index}"));
+                    self.drain_step(Op::new(OpKind::Truncate, &[file as u16, index as u16, 0]));
                     self.drive_tasks();
                 }
             }
         }
         if self.violation.is_none() {
-            self.at_label = Some("leak check".into());
+            self.at_label = Some("leak check");
             self.check_leaks();
             self.at_label = None;
         }
         // 6. Every driver unbinds.
         for g in 0..self.layout.npgmaps {
             if self.violation.is_none() && self.s.pgmaps[g].state == PgmapState::Live && self.free_task_slot() {
-                self.drain_step(|m| m.spawn_memunmap(g, 0), || format!("memunmap_pages pgmap={g}"));
+                self.drain_step(Op::new(OpKind::MemunmapPages, &[g as u16, 0]));
                 self.drive_tasks();
             }
         }
         self.drive_tasks();
         // 7. Whatever is left waits forever.
-        self.at_label = Some("end of drain".into());
+        self.at_label = Some("end of drain");
         if self.violation.is_none() {
             if let Some((slot, t)) = self.s.tasks.iter().enumerate().find_map(|(i, t)| t.map(|t| (i, t))) {
                 let why = self.task_blocked(slot).unwrap_or("cannot make progress");

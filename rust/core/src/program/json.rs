@@ -97,3 +97,15 @@ pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
     }
     Ok(Program { rules, shape, ops, lines: Vec::new() })
 }
+
+/// The JSON encoding as pretty text.
+pub fn program_to_json_string(p: &Program) -> String {
+    serde_json::to_string_pretty(&program_to_json(p)).unwrap_or_default()
+}
+
+/// Parse JSON text; syntax errors carry the line and column.
+pub fn program_from_json_str(text: &str) -> Result<Program, ProgramError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ProgramError { line: e.line(), col: e.column(), message: e.to_string() })?;
+    program_from_json(&v)
+}

@@ -10,8 +10,9 @@ pub mod text;
 pub use crate::config::Shape;
 pub use op::{Op, OpKind};
 
-/// A program: what to run and on which machine.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A program: what to run and on which machine. Equality ignores `lines`
+/// (where the actions came from is not part of the program).
+#[derive(Clone, Debug)]
 pub struct Program {
     /// preset name (or a label for user rules)
     pub rules: String,
@@ -20,6 +21,14 @@ pub struct Program {
     /// source line of each op, when parsed from text (for error messages)
     pub lines: Vec<usize>,
 }
+
+impl PartialEq for Program {
+    fn eq(&self, other: &Program) -> bool {
+        self.rules == other.rules && self.shape == other.shape && self.ops == other.ops
+    }
+}
+
+impl Eq for Program {}
 
 impl Program {
     pub fn new(rules: &str, shape: Shape, ops: Vec<Op>) -> Program {

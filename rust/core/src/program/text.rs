@@ -172,6 +172,15 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
     Ok(Op { kind, args })
 }
 
+/// Parse one action written as a line of text (comments allowed).
+pub fn parse_action(line: &str) -> Result<Op, ProgramError> {
+    let ws = words(line);
+    if ws.is_empty() {
+        return Err(err(1, 1, "empty action".into()));
+    }
+    parse_op(&ws, 1)
+}
+
 /// Parse `.zdf` text.
 pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
     let mut rules = None;

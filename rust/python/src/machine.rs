@@ -1,0 +1,314 @@
+//! `zdfuzz.Machine`, `Verdict`, `Violation`.
+
+use crate::program::{action_arg, plain_program_error, rules_arg, shape_arg, shape_dict, PyAction, PyProgram};
+use crate::rules::PyRules;
+use crate::InvariantViolation;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use zdfuzz_core::machine::TraceEntry;
+use zdfuzz_core::oracle::invariant_doc;
+use zdfuzz_core::{Config, Machine, Rules, StepError, Verdict, Violation};
+
+fn trace_line(t: &TraceEntry) -> String {
+    let mut s = format!("{:>4}  {}{}", t.step, if t.drain { "(drain) " } else { "" }, t.action);
+    if !t.changes.is_empty() {
+        s += &format!("   [{}]", t.changes.join(", "));
+    }
+    if !t.notes.is_empty() {
+        s += &format!("   {}", t.notes.join("; "));
+    }
+    s
+}
+
+/// A broken invariant.
+#[pyclass(module = "zdfuzz._core", name = "Violation", frozen, get_all, skip_from_py_object)]
+#[derive(Clone)]
+pub struct PyViolation {
+    /// spec id, e.g. "I-L2"
+    invariant: &'static str,
+    /// "safety", "liveness" or "conformance"
+    category: &'static str,
+    /// index of the action that broke it (drain steps continue the count)
+    step: usize,
+    /// that action as text
+    action: String,
+    message: String,
+    /// the invariant in plain words
+    doc: &'static str,
+    objects: Vec<(&'static str, u32)>,
+    expected: String,
+    actual: String,
+    /// the trace up to and including the step (empty when not traced)
+    trace: Vec<String>,
+}
+
+impl PyViolation {
+    fn new(v: &Violation, trace: &[TraceEntry]) -> PyViolation {
+        PyViolation {
+            invariant: v.invariant,
+            category: v.class.name(),
+            step: v.step,
+            action: v.action.clone(),
+            message: v.message.clone(),
+            doc: invariant_doc(v.invariant),
+            objects: v.objects.clone(),
+            expected: v.expected.clone(),
+            actual: v.actual.clone(),
+            trace: trace.iter().filter(|t| t.step <= v.step).map(trace_line).collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl PyViolation {
+    fn __str__(&self) -> String {
+        format!("{} ({}) at step {} [{}]: {}", self.invariant, self.category, self.step, self.action, self.message)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Violation({:?}, step={}, {:?})", self.invariant, self.step, self.message)
+    }
+}
+
+/// The outcome of a program.
+#[pyclass(module = "zdfuzz._core", name = "Verdict", frozen, skip_from_py_object)]
+pub struct PyVerdict {
+    inner: Verdict,
+}
+
+#[pymethods]
+impl PyVerdict {
+    /// No violation and no conformance failure.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.inner.ok()
+    }
+
+    /// The violation to report: the first safety/liveness one, else the
+    /// first conformance failure; None when clean.
+    #[getter]
+    fn violation(&self) -> Option<PyViolation> {
+        self.inner.reported().map(|v| PyViolation::new(v, &self.inner.trace))
+    }
+
+    /// The first conformance failure (model/preset inconsistency), if any.
+    #[getter]
+    fn conformance(&self) -> Option<PyViolation> {
+        self.inner.conformance.as_ref().map(|v| PyViolation::new(v, &self.inner.trace))
+    }
+
+    /// Actions executed, drain included.
+    #[getter]
+    fn steps(&self) -> usize {
+        self.inner.steps
+    }
+
+    /// Per executed action: {step, action, cpu, drain, changes, notes}
+    /// (empty unless the run was traced).
+    #[getter]
+    fn trace<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let l = PyList::empty(py);
+        for t in &self.inner.trace {
+            let d = PyDict::new(py);
+            d.set_item("step", t.step)?;
+            d.set_item("action", &t.action)?;
+            d.set_item("cpu", t.cpu)?;
+            d.set_item("drain", t.drain)?;
+            d.set_item("changes", &t.changes)?;
+            d.set_item("notes", &t.notes)?;
+            l.append(d)?;
+        }
+        Ok(l)
+    }
+
+    /// The trace as printable lines.
+    fn trace_lines(&self) -> Vec<String> {
+        self.inner.trace.iter().map(trace_line).collect()
+    }
+
+    fn __bool__(&self) -> bool {
+        self.inner.ok()
+    }
+
+    fn __repr__(&self) -> String {
+        match self.inner.reported() {
+            None => format!("Verdict(ok, steps={})", self.inner.steps),
+            Some(v) => format!("Verdict({} at step {}: {})", v.invariant, v.step, v.message),
+        }
+    }
+}
+
+/// The model: pgmaps, struct pages, page tables, tasks and the oracle.
+#[pyclass(module = "zdfuzz._core", name = "Machine", unsendable)]
+pub struct PyMachine {
+    m: Machine,
+}
+
+impl PyMachine {
+    fn step_error(&self, py: Python<'_>, line: usize, e: StepError) -> PyErr {
+        plain_program_error(py, line, e.to_string())
+    }
+}
+
+#[pymethods]
+impl PyMachine {
+    #[new]
+    #[pyo3(signature = (rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4,
+                        files = 2, file_pages = 2, tasks = 4))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rules: Option<&Bound<'_, PyAny>>,
+        types: Option<Vec<String>>,
+        pgmaps: usize,
+        pages: usize,
+        cpus: usize,
+        procs: usize,
+        addrs: usize,
+        files: usize,
+        file_pages: usize,
+        tasks: usize,
+    ) -> PyResult<PyMachine> {
+        let rules = match rules {
+            Some(r) => rules_arg(r)?,
+            None => Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?,
+        };
+        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks)?;
+        let m = Machine::new(Config::with_shape(rules, shape)).map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(PyMachine { m })
+    }
+
+    /// A machine shaped for `program`, under its own rules or `rules`.
+    #[staticmethod]
+    #[pyo3(signature = (program, rules = None))]
+    fn for_program(program: &PyProgram, rules: Option<&Bound<'_, PyAny>>) -> PyResult<PyMachine> {
+        let rules = match rules {
+            Some(r) => rules_arg(r)?,
+            None => Rules::preset(&program.inner.rules).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "the program names rules {:?}, which is not a preset: pass rules= (a .toml path or Rules)",
+                    program.inner.rules
+                ))
+            })?,
+        };
+        let m = Machine::new(Config::with_shape(rules, program.inner.shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(PyMachine { m })
+    }
+
+    #[getter]
+    fn rules(&self) -> PyRules {
+        PyRules { inner: (*self.m.rules).clone() }
+    }
+
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        shape_dict(py, &self.m.cfg.shape)
+    }
+
+    /// Run a program from the initial state, then the drain. The program's
+    /// shape must be the machine's.
+    #[pyo3(signature = (program, trace = true))]
+    fn run(&mut self, py: Python<'_>, program: &PyProgram, trace: bool) -> PyResult<PyVerdict> {
+        let p = &program.inner;
+        if p.shape != self.m.cfg.shape {
+            return Err(plain_program_error(
+                py,
+                0,
+                "the program was written for another machine shape (see its `config` line); use Machine.for_program".into(),
+            ));
+        }
+        self.m.set_tracing(trace);
+        let r = self.m.run(&p.ops);
+        self.m.set_tracing(false);
+        match r {
+            Ok(v) => Ok(PyVerdict { inner: v }),
+            Err((i, e)) => {
+                let line = p.line_of(i).unwrap_or(0);
+                let what = zdfuzz_core::program::text::op_to_text(&p.ops[i]);
+                Err(plain_program_error(py, line, format!("action {i} `{what}`: {e}")))
+            }
+        }
+    }
+
+    /// Decode and run a byte program in one call (the fuzzers' entry point).
+    #[pyo3(signature = (data, trace = false))]
+    fn run_bytes(&mut self, data: &[u8], trace: bool) -> PyVerdict {
+        self.m.set_tracing(trace);
+        let v = self.m.run_bytes(data);
+        self.m.set_tracing(false);
+        PyVerdict { inner: v }
+    }
+
+    /// Apply one action (an Action or a line of text). Raises ProgramError
+    /// if its actor may not take it now, InvariantViolation if it breaks an
+    /// invariant.
+    fn step(&mut self, py: Python<'_>, action: &Bound<'_, PyAny>) -> PyResult<()> {
+        let op = action_arg(py, action)?;
+        self.m.step(&op).map_err(|e| self.step_error(py, 0, e))?;
+        self.raise_if_violated(py)
+    }
+
+    /// The drain, then the verdict. Raises nothing; read the verdict.
+    fn finish(&mut self) -> PyVerdict {
+        self.m.finish();
+        PyVerdict { inner: self.m.verdict() }
+    }
+
+    /// Every action the actors may take now.
+    fn enabled_actions(&self) -> Vec<PyAction> {
+        self.m.enabled_actions().into_iter().map(|op| PyAction { op }).collect()
+    }
+
+    /// Why `action` is not enabled now (None if it is).
+    fn why_not(&self, py: Python<'_>, action: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let op = action_arg(py, action)?;
+        if let Err(e) = op.in_domain(&self.m.layout) {
+            return Ok(Some(e));
+        }
+        Ok(self.m.enabled(&op).err().map(String::from))
+    }
+
+    /// A readable snapshot: pgmaps, pages, processes, tasks.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?.call_method1("loads", (self.m.view_json(),))
+    }
+
+    /// Back to the initial state (no reallocation).
+    fn reset(&mut self) {
+        self.m.reset();
+    }
+
+    /// The violation so far (None if clean so far).
+    #[getter]
+    fn violation(&self) -> Option<PyViolation> {
+        self.m.violation().map(|v| PyViolation::new(v, &[]))
+    }
+
+    /// Actions applied so far.
+    #[getter]
+    fn steps(&self) -> usize {
+        self.m.steps()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Machine(rules={:?}, steps={})", self.m.rules.name, self.m.steps())
+    }
+}
+
+impl PyMachine {
+    fn raise_if_violated(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(v) = self.m.violation() {
+            let pv = PyViolation::new(v, &[]);
+            let err = InvariantViolation::new_err(pv.__str__());
+            err.value(py).setattr("violation", Py::new(py, pv)?)?;
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// Every invariant id the machine reports, with its plain-words meaning.
+#[pyfunction]
+pub fn invariants() -> Vec<(&'static str, &'static str)> {
+    zdfuzz_core::oracle::INVARIANTS.iter().map(|i| (*i, invariant_doc(i))).collect()
+}

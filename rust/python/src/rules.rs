@@ -1,0 +1,89 @@
+//! `zdfuzz.Rules`: presets and TOML rules.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use zdfuzz_core::Rules;
+
+/// One kernel era's rules: a preset, or a TOML file overriding one.
+#[pyclass(module = "zdfuzz._core", name = "Rules", frozen, skip_from_py_object)]
+#[derive(Clone)]
+pub struct PyRules {
+    pub inner: Rules,
+}
+
+#[pymethods]
+impl PyRules {
+    /// A built-in preset by name or kernel-version alias (e1, e2, e3, e4, p20, v6.1, ...).
+    #[staticmethod]
+    pub fn preset(name: &str) -> PyResult<PyRules> {
+        Rules::preset(name).map(|inner| PyRules { inner }).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown rules preset {name:?}; presets: {}",
+                Rules::preset_names().join(", ")
+            ))
+        })
+    }
+
+    /// Rules from a TOML file (`base = "<preset>"` plus overridden switches).
+    #[staticmethod]
+    pub fn load(path: std::path::PathBuf) -> PyResult<PyRules> {
+        Rules::load(&path).map(|inner| PyRules { inner }).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Rules from TOML text; `filename` is used in error messages.
+    #[staticmethod]
+    #[pyo3(signature = (text, filename = "<string>"))]
+    pub fn from_toml(text: &str, filename: &str) -> PyResult<PyRules> {
+        Rules::from_toml_str(text, filename).map(|inner| PyRules { inner }).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Names of the built-in presets.
+    #[staticmethod]
+    pub fn presets() -> Vec<&'static str> {
+        Rules::preset_names()
+    }
+
+    /// Kernel-version aliases of each preset: {"e1": ["v5.10", ...], ...}.
+    #[staticmethod]
+    pub fn aliases() -> Vec<(&'static str, Vec<&'static str>)> {
+        zdfuzz_core::rules::PRESETS.iter().map(|(n, a)| (*n, a.to_vec())).collect()
+    }
+
+    #[getter]
+    pub fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    #[getter]
+    pub fn kernel(&self) -> String {
+        self.inner.kernel.clone()
+    }
+
+    #[getter]
+    pub fn description(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    #[getter]
+    pub fn base(&self) -> Option<String> {
+        self.inner.base.clone()
+    }
+
+    /// Every switch: (dotted name, value, documentation).
+    pub fn switches(&self) -> Vec<(String, String, &'static str)> {
+        self.inner.describe()
+    }
+
+    /// The rules as a complete TOML preset.
+    pub fn to_toml(&self) -> String {
+        self.inner.to_toml()
+    }
+
+    fn __eq__(&self, other: &PyRules) -> bool {
+        self.inner == other.inner
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Rules({:?}, kernel={:?})", self.inner.name, self.inner.kernel)
+    }
+}
