@@ -1,0 +1,892 @@
+//! Every invariant the oracle can report, made to fire and shown quiet.
+//!
+//! For each id in [`INVARIANTS`] there is an entry in [`FIRES`]: a short
+//! `.zdf` program and the rules under which it breaks that invariant — a
+//! built-in preset, or an inline TOML preset that flips one switch to
+//! reproduce a buggy design — with the class and a fragment of the message
+//! the violation must carry. Each entry has its own `*_fires` test and, where
+//! the same program is valid under a preset whose design is right, a
+//! `*_quiet` test that runs it there and expects a clean verdict.
+//!
+//! Three ids belong to percpu_ref itself and no machine action can produce
+//! them: I-R2 (double release), I-R4 (kill/reinit/resurrect/switch misuse)
+//! and I-R7 (use after exit) — the comments in [`FIRES`] say why. They are
+//! covered by checking that the percpu_ref events carrying the id map to it;
+//! the events themselves are made to fire by the unit tests in
+//! `src/percpu_ref.rs`. I-R8 (exit during a pending switch) looked like one
+//! of them but is reachable: an unbind that does not wait for pgmap->ref.
+//!
+//! [`every_invariant_has_a_fires_test`] keeps [`FIRES`] and [`INVARIANTS`]
+//! in step: adding an invariant without a test here fails it.
+#![cfg(not(loom))]
+
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use zdfuzz_core::oracle::{invariant_doc, INVARIANTS};
+use zdfuzz_core::program::text::parse_program;
+use zdfuzz_core::{Class, Config, Machine, RefEvent, Rules, StepError, Verdict};
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// Where the rules of a case come from.
+#[derive(Clone, Copy, Debug)]
+enum Src {
+    /// a built-in preset by name
+    Preset(&'static str),
+    /// inline TOML overriding a base preset
+    Toml(&'static str),
+}
+
+impl Src {
+    fn rules(self) -> Rules {
+        match self {
+            Src::Preset(p) => Rules::preset(p).unwrap_or_else(|| panic!("no preset {p}")),
+            Src::Toml(t) => Rules::from_toml_str(t, "inline.toml").unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+}
+
+/// How an invariant is made to fire.
+#[derive(Clone, Copy, Debug)]
+enum How {
+    /// run `program` under `rules`: the verdict must report the id, with
+    /// `class`, and a message containing `message`
+    Program { rules: Src, program: &'static str, class: Class, message: &'static str },
+    /// no machine action can produce it: these percpu_ref events carry the id
+    RefEvents(&'static [RefEvent]),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Fires {
+    id: &'static str,
+    how: How,
+}
+
+fn run_as(text: &str, rules: Rules) -> Result<Verdict, (usize, StepError)> {
+    let p = parse_program(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
+    m.set_tracing(true);
+    m.run(&p.ops)
+}
+
+fn run(text: &str, rules: Rules) -> Verdict {
+    run_as(text, rules).unwrap_or_else(|(i, e)| panic!("op {i} of\n{text}\nis rejected: {e}"))
+}
+
+fn show(v: &Verdict) -> String {
+    let mut s = format!("violation: {:?}\nconformance: {:?}\n", v.violation, v.conformance);
+    for t in &v.trace {
+        s += &format!("{:>3} {} {:?} {:?}\n", t.step, t.action, t.changes, t.notes);
+    }
+    s
+}
+
+/// Run every case of `id` and check each fires as described.
+fn fires(id: &str) {
+    let mut n = 0;
+    for case in FIRES.iter().filter(|c| c.id == id) {
+        check_fires(case);
+        n += 1;
+    }
+    assert!(n > 0, "no FIRES entry for {id}");
+}
+
+fn check_fires(case: &Fires) {
+    match case.how {
+        How::Program { rules, program, class, message } => {
+            let v = run(program, rules.rules());
+            let got = match class {
+                Class::Conformance => v.conformance.as_ref(),
+                Class::Safety | Class::Liveness => v.violation.as_ref(),
+            };
+            let got = got.unwrap_or_else(|| panic!("{} did not fire\n{}", case.id, show(&v)));
+            assert_eq!(got.invariant, case.id, "{}", show(&v));
+            assert_eq!(got.class, class, "{}", show(&v));
+            assert!(got.message.contains(message), "{}: message {:?} lacks {:?}\n{}", case.id, got.message, message,
+                    show(&v));
+            assert!(!invariant_doc(case.id).is_empty(), "{} has no documentation", case.id);
+        }
+        How::RefEvents(events) => {
+            assert!(!events.is_empty());
+            for e in events {
+                assert_eq!(e.invariant(), case.id, "{e:?} maps to {} not {}", e.invariant(), case.id);
+                assert_eq!(RefEvent::from_name(e.name()), Some(*e));
+            }
+            // and these are all the events carrying the id
+            let all: Vec<RefEvent> = RefEvent::ALL.into_iter().filter(|e| e.invariant() == case.id).collect();
+            assert_eq!(all, events.to_vec(), "events carrying {}", case.id);
+        }
+    }
+}
+
+/// Run a firing program under rules whose design is right: clean verdict.
+fn quiet(program: &str, preset: &str) {
+    let v = run(program, Rules::preset(preset).unwrap());
+    assert!(v.ok(), "under {preset}:\n{program}\n{}", show(&v));
+}
+
+// ---------------------------------------------------------------------------
+// Programs and presets
+// ---------------------------------------------------------------------------
+
+/// The seed's P2P remark (as in scenarios.rs): P2P pages counted per page —
+/// allocation raises each to 1, a page reaching 0 drops a pgmap reference —
+/// while pci_alloc_p2pmem still takes one pgmap reference per allocation.
+const P2P_PER_PAGE: &str = r#"
+name = "p2p-per-page"
+base = "p20"
+description = "P2P pages refcounted per page, pgmap refs per allocation"
+[types.p2pdma]
+init_rc = 0
+free_rc = 0
+put_pgmap_on_zero = true
+[p2p]
+alloc_sets_rc = true
+"#;
+
+/// Two pages allocated and freed: the free drops three pgmap references
+/// for the one the allocation took. pgmap->ref disagrees with the preset's
+/// own accounting at once (I-P1); the unbind in the drain drives it below
+/// zero (I-R1).
+const P2P_TWO_PAGES: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+pci_alloc_p2pmem pgmap=0 pages=2 cpu=0
+pci_free_p2pmem pfn=0 cpu=1
+";
+
+/// The same, with the unbind stepped so that the fold comes before the
+/// init references are dropped: the put_many itself goes below zero, which
+/// nothing in the kernel notices (`atomic_long_sub_and_test`).
+const P2P_PUT_BELOW_ZERO: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+pci_alloc_p2pmem pgmap=0 pages=2 cpu=0
+pci_free_p2pmem pfn=0 cpu=1
+memunmap_pages pgmap=0 cpu=0
+step task=0        # shut user access down
+step task=0        # percpu_ref_kill
+rcu_grace_period   # fold: 2 references left
+step task=0        # drop the 4 init references
+";
+
+/// A one-page allocation is freed (two puts for one get) while a second one
+/// is live; the unbind's init-reference drop then brings pgmap->ref to zero
+/// exactly, and release runs under the live allocation (I-R3).
+const P2P_RELEASE_UNDER_ALLOC: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+pci_alloc_p2pmem pgmap=0 pages=1 cpu=0   # allocation A (pfn 0)
+pci_alloc_p2pmem pgmap=0 pages=1 cpu=0   # allocation B (pfn 1), stays live
+pci_free_p2pmem pfn=0 cpu=1              # A: one pgmap put too many
+memunmap_pages pgmap=0 cpu=0
+step task=0            # shut user access down
+step task=0            # percpu_ref_kill
+rcu_grace_period       # fold into atomic mode
+step task=0            # drop the init references: count hits 0
+step task=0
+step task=0
+";
+
+/// Unbind without waiting for pgmap->ref (before 50f44ee7248a, v5.2): the
+/// teardown's percpu_ref_exit comes while the kill's switch to atomic
+/// still waits for its grace period.
+const NO_WAIT: &str = r#"
+name = "memunmap-no-wait"
+base = "e3"
+description = "memunmap_pages does not wait for pgmap->ref to reach zero"
+[pgmap]
+memunmap_waits = false
+"#;
+
+const UNBIND_NO_GRACE_PERIOD: &str = "
+config types=generic
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+step task=0   # shut user access down
+step task=0   # percpu_ref_kill: the switch to atomic is pending
+step task=0   # drop the init references
+step task=0   # wait_for_completion (skipped by the buggy design)
+step task=0   # teardown: percpu_ref_exit
+";
+
+/// A kernel user holds a get_dev_pagemap reference across the unbind; with
+/// the grace period elapsed the exit itself is fine, but the struct pages go
+/// while the kernel user still holds the pgmap (I-L2).
+const UNBIND_UNDER_PGMAP_REF: &str = "
+config types=generic
+memremap_pages pgmap=0
+get_dev_pagemap pfn=0 cpu=1
+step task=0   # xa_load
+step task=0   # tryget_live: the kernel user holds pgmap 0
+memunmap_pages pgmap=0 cpu=0
+step task=0   # shut user access down
+step task=0   # percpu_ref_kill
+rcu_grace_period
+step task=0   # drop the init references
+step task=0   # wait_for_completion
+step task=0   # teardown
+";
+
+/// The seed's Q1 with a pin instead of a reference: under P20 (RFC [1])
+/// memunmap_pages does not wait for a pinned device-dax page.
+const Q1_PIN: &str = "
+config types=generic
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=1
+memunmap_pages pgmap=0 cpu=0
+step task=0   # shut user access down (kill_dev_dax)
+step task=0   # percpu_ref_kill
+step task=0   # drop init refs
+rcu_grace_period
+step task=0   # wait_for_completion
+step task=0   # teardown
+";
+
+/// Teardown without synchronize_rcu.
+const NO_RCU_SYNC: &str = r#"
+name = "teardown-no-rcu-sync"
+base = "e3"
+description = "pageunmap_range does not wait for RCU readers of pgmap_array"
+[pgmap]
+teardown_syncs_rcu = false
+"#;
+
+/// A get_dev_pagemap lookup finds the pgmap (xa_load, inside
+/// rcu_read_lock), the unbind runs to the end, then the lookup does its
+/// tryget on the freed pgmap.
+const LOOKUP_ACROSS_TEARDOWN: &str = "
+config types=generic
+memremap_pages pgmap=0
+get_dev_pagemap pfn=0 cpu=1   # task 0
+step task=0                   # xa_load: found pgmap 0, in the RCU read section
+memunmap_pages pgmap=0 cpu=0  # task 1
+step task=1   # shut user access down
+step task=1   # percpu_ref_kill
+step task=1   # drop the init references
+rcu_grace_period
+step task=1   # wait_for_completion
+step task=1   # teardown (synchronize_rcu would wait for task 0 here)
+step task=0   # tryget on the pgmap memunmap_pages freed
+";
+
+/// E1's generic row with memunmap_pages still putting every page but a page
+/// reaching 0 no longer dropping its pgmap reference (half of RFC [1]): the
+/// init references are never dropped and memunmap_pages waits forever.
+const HALF_RFC1: &str = r#"
+name = "half-rfc1"
+base = "e1"
+description = "memunmap_pages put_page()s every pfn, but 1->0 no longer puts the pgmap"
+[types.generic]
+put_pgmap_on_zero = false
+"#;
+
+const GENERIC_UNBIND: &str = "
+config types=generic
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+";
+
+/// A driver that goes on allocating after it called memunmap_pages.
+const ALLOC_WHILE_UNBINDING: &str = r#"
+name = "alloc-while-unbinding"
+base = "e3"
+description = "the device-private driver may allocate after memunmap_pages"
+[private]
+alloc_while_unbinding = true
+"#;
+
+const ALLOC_AFTER_KILL: &str = "
+config types=private
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+step task=0                   # shut user access down
+step task=0                   # percpu_ref_kill
+alloc_device_page pgmap=0 cpu=1
+";
+
+/// E4 leaves kernel-allocated P2P pages at refcount 0; a kernel user that
+/// still takes page references (sg_page + get_page) raises a free page.
+const E4_P2P_KERNEL_GET_PAGE: &str = r#"
+name = "e4-p2p-kernel-get-page"
+base = "e4"
+description = "E4 P2P (0-based) with kernel users taking page references"
+[p2p]
+kernel_get_page = true
+"#;
+
+const P2P_KERNEL_GET_PAGE: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+pci_alloc_p2pmem pgmap=0 pages=1 cpu=0
+get_page pfn=0
+put_page pfn=0 by=kernel cpu=1
+pci_free_p2pmem pfn=0 cpu=0
+";
+
+/// The free path forgets to clear page->mapping (before the 2019 fix
+/// "mm/hmm: fix ZONE_DEVICE anon page mapping reuse").
+const STALE_MAPPING: &str = r#"
+name = "stale-mapping"
+base = "e3"
+description = "device-private free path leaves page->mapping set"
+[private]
+free_clears_mapping = false
+"#;
+
+const PRIVATE_REUSE: &str = "
+config types=private
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0                # pfn 0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+munmap proc=0 addr=0 cpu=0                     # last reference: page_free
+alloc_device_page pgmap=0 cpu=0                # pfn 0 again
+";
+
+/// A generic row whose free refcount disagrees with its initial one.
+const BAD_FREE_RC: &str = r#"
+name = "bad-free-rc"
+base = "e3"
+description = "inconsistent: generic pages start at 1 but are said to be free at 0"
+[types.generic]
+free_rc = 0
+"#;
+
+const GENERIC_REGISTER: &str = "
+config types=generic
+memremap_pages pgmap=0
+";
+
+/// An E1 device-private driver that forgets the get_page on allocation: the
+/// finalize's put takes the page 2->1, which E1 reads as "idle again" and
+/// hands to page_free while the process still maps it.
+const E1_NO_ALLOC_GET: &str = r#"
+name = "e1-no-alloc-get"
+base = "e1"
+description = "E1 devmap-managed put with a driver that does not get_page on allocation"
+[private]
+alloc_get_page = false
+"#;
+
+const PRIVATE_MIGRATE: &str = "
+config types=private
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+";
+
+/// An E3 zone_device_page_init that still takes E1's get_page: every
+/// allocation leaves one page reference behind.
+const E3_ALLOC_GET: &str = r#"
+name = "e3-alloc-get"
+base = "e3"
+description = "E3 zone_device_page_init plus the E1 driver's get_page"
+[private]
+alloc_get_page = true
+"#;
+
+const PRIVATE_ALLOC_FREE: &str = "
+config types=private
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+free_device_page pfn=0 cpu=0
+";
+
+/// dax_layout_busy_page_range returning early when the file is not mapped
+/// (fixed by cee91fa13a8e, v6.15).
+const BUSY_SCAN_NEEDS_MAPPING: &str = r#"
+name = "busy-scan-needs-mapping"
+base = "e3"
+description = "the DAX busy scan skips files without user mappings"
+[dax]
+busy_scan_needs_mapping = true
+"#;
+
+/// A GUP reference on a DAX page outlives the mapping it came from; the
+/// file is then truncated.
+const DAX_TRUNCATE_UNDER_GUP: &str = "
+config types=fsdax
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=1    # e.g. O_DIRECT / RDMA
+munmap proc=0 addr=0 cpu=0                    # the file is no longer mapped
+truncate file=0 index=0 cpu=0                 # task 0
+step task=0   # dax_layout_busy_page_range
+step task=0   # free block (or: wait for the busy page)
+";
+
+const LONGTERM_GRANTED: &str = r#"
+name = "fsdax-longterm"
+base = "e3"
+description = "GUP grants FOLL_LONGTERM pins of FS-DAX pages"
+[dax]
+longterm_refused = false
+"#;
+
+const DAX_LONGTERM_PIN: &str = "
+config types=fsdax
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=1
+";
+
+const PIN_BIAS_1: &str = r#"
+name = "pin-bias-1"
+base = "e3"
+description = "pins counted like plain references"
+[gup]
+pin_bias = 1
+"#;
+
+const DEVDAX_PIN: &str = "
+config types=generic
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=1
+";
+
+const GUP_DEVICE_PRIVATE: &str = r#"
+name = "gup-device-private"
+base = "e3"
+description = "GUP follows device-private entries"
+[gup]
+refuses_device_private = false
+"#;
+
+const PRIVATE_GUP: &str = "
+config types=private
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=1
+";
+
+const P2P_NO_FLAG: &str = r#"
+name = "p2p-gup-no-flag"
+base = "e3"
+description = "GUP returns P2P pages without FOLL_PCI_P2PDMA (before v6.2)"
+[p2p]
+gup_needs_flag = false
+"#;
+
+const P2P_GUP_NO_FLAG: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+p2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=1
+";
+
+const P2P_PIN_LONGTERM: &str = "
+config types=p2pdma
+memremap_pages pgmap=0
+p2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1 cpu=0
+pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM|FOLL_PCI_P2PDMA cpu=1
+";
+
+// ---------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------
+
+const fn fire(id: &'static str, rules: Src, program: &'static str, class: Class, message: &'static str) -> Fires {
+    Fires { id, how: How::Program { rules, program, class, message } }
+}
+
+use Class::{Conformance, Liveness, Safety};
+use Src::{Preset, Toml};
+
+/// One way to make each invariant fire (more than one entry per id is fine).
+const FIRES: &[Fires] = &[
+    fire("I-R1", Toml(P2P_PER_PAGE), P2P_TWO_PAGES, Safety,
+         "percpu_ref_switch_to_atomic_rcu: underflow"),
+    fire("I-R1", Toml(P2P_PER_PAGE), P2P_PUT_BELOW_ZERO, Safety,
+         "memunmap_pages: percpu_ref_put_many: put_below_zero"),
+    // No machine action makes pgmap->ref hit zero twice in one init cycle:
+    // after release only get_many can raise a zero count, and its callers
+    // (memremap_pages on an unused pgmap, p2pmem_alloc_mmap on a live one)
+    // never run on a killed ref; every tryget is add-unless-zero. A put at
+    // zero is I-R1 (put_below_zero), not a second release.
+    Fires { id: "I-R2", how: How::RefEvents(&[RefEvent::DoubleRelease]) },
+    fire("I-R3", Toml(P2P_PER_PAGE), P2P_RELEASE_UNDER_ALLOC, Safety,
+         "released while 0 get_dev_pagemap reference(s) and 1 P2P allocation(s)"),
+    // The machine kills each pgmap once per registration (memunmap_pages is
+    // enabled only on a live pgmap, memremap_pages only on an unused one) and
+    // never calls reinit, resurrect or switch_to_percpu.
+    Fires {
+        id: "I-R4",
+        how: How::RefEvents(&[
+            RefEvent::DoubleKill,
+            RefEvent::ReinitNotZero,
+            RefEvent::ResurrectNotDead,
+            RefEvent::ResurrectPercpu,
+            RefEvent::SwitchPercpuNoReinit,
+        ]),
+    },
+    // Every pgmap get/put/tryget goes through a guard that reports I-L3
+    // (touch after teardown) before the ref is used, and percpu_ref_exit
+    // runs exactly at the teardown: a use after exit is always reported as
+    // I-L3 first.
+    Fires { id: "I-R7", how: How::RefEvents(&[RefEvent::UseAfterExit]) },
+    // I-R8 *is* reachable: see UNBIND_NO_GRACE_PERIOD.
+    fire("I-R8", Toml(NO_WAIT), UNBIND_NO_GRACE_PERIOD, Safety,
+         "memunmap_pages: percpu_ref_exit: exit_during_switch"),
+    Fires { id: "I-R8", how: How::RefEvents(&[RefEvent::ExitDuringSwitch]) },
+    fire("I-P1", Toml(P2P_PER_PAGE), P2P_TWO_PAGES, Conformance,
+         "the references the preset accounts for"),
+    fire("I-L2", Toml(NO_WAIT), UNBIND_UNDER_PGMAP_REF, Safety,
+         "1 kernel user(s) hold pgmap references"),
+    fire("I-L2", Preset("p20"), Q1_PIN, Safety,
+         "still held by 1 GUP pin(s)"),
+    fire("I-L3", Toml(NO_RCU_SYNC), LOOKUP_ACROSS_TEARDOWN, Safety,
+         "get_dev_pagemap touches pgmap 0 after memunmap_pages freed it"),
+    fire("I-L4", Toml(HALF_RFC1), GENERIC_UNBIND, Liveness,
+         "hang: memunmap_pages(pgmap=0) at \"wait_for_completion\" never completes"),
+    fire("I-L5", Toml(ALLOC_WHILE_UNBINDING), ALLOC_AFTER_KILL, Safety,
+         "allocated after memunmap_pages killed pgmap 0"),
+    fire("I-F1", Toml(E4_P2P_KERNEL_GET_PAGE), P2P_KERNEL_GET_PAGE, Safety,
+         "get_page takes a reference on pfn 0 whose refcount is 0"),
+    fire("I-F2", Toml(STALE_MAPPING), PRIVATE_REUSE, Safety,
+         "stale page->mapping"),
+    fire("I-F5", Toml(BAD_FREE_RC), GENERIC_REGISTER, Conformance,
+         "is free but its refcount is 1; the preset says free pages of this type have 0"),
+    fire("I-F9", Toml(E1_NO_ALLOC_GET), PRIVATE_MIGRATE, Safety,
+         "page_free returns pfn 0 to its allocator while it is held by 1 mapping(s)"),
+    fire("I-F10", Toml(E3_ALLOC_GET), PRIVATE_ALLOC_FREE, Liveness,
+         "pfn 0's refcount is 1 after every holder released it; it started at 0 (1 reference(s) leaked)"),
+    fire("I-X2", Toml(BUSY_SCAN_NEEDS_MAPPING), DAX_TRUNCATE_UNDER_GUP, Safety,
+         "truncate frees the block of file 0 index 0 (pfn 0) while it is held by 1 GUP reference(s)"),
+    fire("I-X4", Toml(LONGTERM_GRANTED), DAX_LONGTERM_PIN, Safety,
+         "FOLL_LONGTERM pin of FS-DAX pfn 0 was granted"),
+    fire("I-G1", Toml(PIN_BIAS_1), DEVDAX_PIN, Conformance,
+         "pfn 0 has 1 pin(s) but refcount 2 < 1 x GUP_PIN_COUNTING_BIAS"),
+    fire("I-G3", Toml(GUP_DEVICE_PRIVATE), PRIVATE_GUP, Safety,
+         "GUP returned device-private pfn 0"),
+    fire("I-G4", Toml(P2P_NO_FLAG), P2P_GUP_NO_FLAG, Safety,
+         "GUP returned P2P pfn 0 without FOLL_PCI_P2PDMA"),
+    fire("I-G4", Toml(P2P_NO_FLAG), P2P_PIN_LONGTERM, Safety,
+         "GUP returned P2P pfn 0 for FOLL_LONGTERM"),
+];
+
+// ---------------------------------------------------------------------------
+// Fires / quiet, one pair per invariant
+// ---------------------------------------------------------------------------
+
+#[test]
+fn i_r1_fires() {
+    fires("I-R1");
+}
+
+#[test]
+fn i_r1_quiet() {
+    quiet(P2P_TWO_PAGES, "e1");
+    quiet(P2P_PUT_BELOW_ZERO, "e1");
+    quiet(P2P_PUT_BELOW_ZERO, "e3");
+}
+
+#[test]
+fn i_r2_fires() {
+    fires("I-R2");
+}
+
+#[test]
+fn i_r3_fires() {
+    fires("I-R3");
+}
+
+#[test]
+fn i_r3_quiet() {
+    // E1: the unbind waits for allocation B, freed in the drain
+    quiet(P2P_RELEASE_UNDER_ALLOC, "e1");
+    quiet(P2P_RELEASE_UNDER_ALLOC, "e3");
+}
+
+#[test]
+fn i_r4_fires() {
+    fires("I-R4");
+}
+
+#[test]
+fn i_r7_fires() {
+    fires("I-R7");
+}
+
+#[test]
+fn i_r8_fires() {
+    fires("I-R8");
+}
+
+#[test]
+fn i_r8_quiet() {
+    // the wait and teardown steps block until the drain's grace period
+    quiet(UNBIND_NO_GRACE_PERIOD, "e3");
+}
+
+#[test]
+fn i_p1_fires() {
+    fires("I-P1");
+}
+
+#[test]
+fn i_p1_quiet() {
+    quiet(P2P_TWO_PAGES, "e1");
+    quiet(P2P_TWO_PAGES, "e4");
+}
+
+#[test]
+fn i_l2_fires() {
+    fires("I-L2");
+}
+
+#[test]
+fn i_l2_quiet() {
+    quiet(UNBIND_UNDER_PGMAP_REF, "e3");
+    quiet(Q1_PIN, "e1");
+}
+
+#[test]
+fn i_l3_fires() {
+    fires("I-L3");
+}
+
+#[test]
+fn i_l3_quiet() {
+    // synchronize_rcu holds the teardown until the lookup's tryget_live,
+    // which fails on the killed pgmap
+    quiet(LOOKUP_ACROSS_TEARDOWN, "e3");
+}
+
+#[test]
+fn i_l4_fires() {
+    fires("I-L4");
+}
+
+#[test]
+fn i_l4_quiet() {
+    quiet(GENERIC_UNBIND, "e1");
+    quiet(GENERIC_UNBIND, "p20");
+}
+
+#[test]
+fn i_l5_fires() {
+    fires("I-L5");
+}
+
+#[test]
+fn i_l5_quiet() {
+    // Under e3 the driver's contract forbids the allocation: the program is
+    // rejected at that action, not run.
+    let err = run_as(ALLOC_AFTER_KILL, Preset("e3").rules()).unwrap_err();
+    assert_eq!(err.0, 4, "{err:?}");
+    assert!(matches!(err.1, StepError::NotEnabled(why) if why.contains("not bound")), "{err:?}");
+    // the same program without the late allocation is clean
+    let without: String =
+        ALLOC_AFTER_KILL.lines().filter(|l| !l.starts_with("alloc_device_page")).collect::<Vec<_>>().join("\n");
+    quiet(&without, "e3");
+    // and under the permissive contract an allocation before the kill is
+    // still fine: the page's pgmap reference holds the unbind until it is freed
+    let before_kill = "
+config types=private
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+step task=0                   # shut user access down
+alloc_device_page pgmap=0 cpu=1
+step task=0                   # percpu_ref_kill
+";
+    let v = run(before_kill, Toml(ALLOC_WHILE_UNBINDING).rules());
+    assert!(v.ok(), "{}", show(&v));
+}
+
+#[test]
+fn i_f1_fires() {
+    fires("I-F1");
+}
+
+#[test]
+fn i_f1_quiet() {
+    // E3 kernel-allocated P2P pages idle at 1: get/put bounce 1->2->1
+    quiet(P2P_KERNEL_GET_PAGE, "e3");
+    quiet(P2P_KERNEL_GET_PAGE, "e1");
+}
+
+#[test]
+fn i_f2_fires() {
+    fires("I-F2");
+}
+
+#[test]
+fn i_f2_quiet() {
+    quiet(PRIVATE_REUSE, "e3");
+    quiet(PRIVATE_REUSE, "e4");
+}
+
+#[test]
+fn i_f5_fires() {
+    fires("I-F5");
+}
+
+#[test]
+fn i_f5_quiet() {
+    quiet(GENERIC_REGISTER, "e3");
+}
+
+#[test]
+fn i_f9_fires() {
+    fires("I-F9");
+}
+
+#[test]
+fn i_f9_quiet() {
+    quiet(PRIVATE_MIGRATE, "e1");
+}
+
+#[test]
+fn i_f10_fires() {
+    fires("I-F10");
+    // the free page also disagrees with the preset's free refcount
+    let v = run(PRIVATE_ALLOC_FREE, Toml(E3_ALLOC_GET).rules());
+    assert_eq!(v.conformance.as_ref().map(|c| c.invariant), Some("I-F5"), "{}", show(&v));
+}
+
+#[test]
+fn i_f10_quiet() {
+    quiet(PRIVATE_ALLOC_FREE, "e3");
+    // E1 drivers do take the get_page: the refcount is 1-based there
+    quiet(PRIVATE_ALLOC_FREE, "e1");
+}
+
+#[test]
+fn i_x2_fires() {
+    fires("I-X2");
+}
+
+#[test]
+fn i_x2_quiet() {
+    // the scan sees the busy page, the truncate waits until the drain's put
+    quiet(DAX_TRUNCATE_UNDER_GUP, "e3");
+}
+
+#[test]
+fn i_x4_fires() {
+    fires("I-X4");
+}
+
+#[test]
+fn i_x4_quiet() {
+    quiet(DAX_LONGTERM_PIN, "e3");
+    quiet(DAX_LONGTERM_PIN, "e4");
+}
+
+#[test]
+fn i_g1_fires() {
+    fires("I-G1");
+}
+
+#[test]
+fn i_g1_quiet() {
+    quiet(DEVDAX_PIN, "e3");
+}
+
+#[test]
+fn i_g3_fires() {
+    fires("I-G3");
+}
+
+#[test]
+fn i_g3_quiet() {
+    quiet(PRIVATE_GUP, "e3");
+}
+
+#[test]
+fn i_g4_fires() {
+    fires("I-G4");
+}
+
+#[test]
+fn i_g4_quiet() {
+    quiet(P2P_GUP_NO_FLAG, "e3");
+    quiet(P2P_PIN_LONGTERM, "e3");
+}
+
+// ---------------------------------------------------------------------------
+// Coverage
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_invariant_has_a_fires_test() {
+    let reported: BTreeSet<&str> = INVARIANTS.iter().copied().collect();
+    assert_eq!(reported.len(), INVARIANTS.len(), "INVARIANTS lists an id twice");
+    let covered: BTreeSet<&str> = FIRES.iter().map(|c| c.id).collect();
+    let missing: Vec<&&str> = reported.difference(&covered).collect();
+    assert!(missing.is_empty(), "invariants without a fires test in tests/invariants.rs: {missing:?}");
+    let unknown: Vec<&&str> = covered.difference(&reported).collect();
+    assert!(unknown.is_empty(), "FIRES names ids that INVARIANTS does not list: {unknown:?}");
+    for id in INVARIANTS {
+        assert!(!invariant_doc(id).is_empty(), "{id} has no invariant_doc");
+    }
+    // every percpu_ref event maps to a listed invariant
+    for e in RefEvent::ALL {
+        assert!(reported.contains(e.invariant()), "{e:?} maps to unlisted {}", e.invariant());
+    }
+    // and the table is true as a whole
+    for case in FIRES {
+        check_fires(case);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Random byte programs under the built-in presets
+// ---------------------------------------------------------------------------
+
+/// A built-in preset must never fail a conformance check: that would be a
+/// bug in the model, whatever the bytes. (Panics fail the property too.)
+fn bytes_conform(preset: &str, data: &[u8]) -> Result<(), TestCaseError> {
+    let rules = Rules::preset(preset).unwrap();
+    let mut m = Machine::new(Config::new(rules)).unwrap();
+    let v = m.run_bytes(data);
+    if let Some(c) = &v.conformance {
+        let ops = m.decode_program(data);
+        let text: Vec<String> = ops.iter().map(zdfuzz_core::program::text::op_to_text).collect();
+        return Err(TestCaseError::fail(format!("{preset}: {c}\nprogram:\n{}", text.join("\n"))));
+    }
+    Ok(())
+}
+
+const BUILTIN: [&str; 5] = ["e1", "e2", "e3", "e4", "p20"];
+
+#[test]
+fn bytes_property_covers_every_builtin_preset() {
+    assert_eq!(Rules::preset_names(), BUILTIN.to_vec(), "add the new preset to the byte properties below");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn bytes_e1_conform(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        bytes_conform("e1", &data)?;
+    }
+
+    #[test]
+    fn bytes_e2_conform(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        bytes_conform("e2", &data)?;
+    }
+
+    #[test]
+    fn bytes_e3_conform(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        bytes_conform("e3", &data)?;
+    }
+
+    #[test]
+    fn bytes_e4_conform(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        bytes_conform("e4", &data)?;
+    }
+
+    #[test]
+    fn bytes_p20_conform(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        bytes_conform("p20", &data)?;
+    }
+}
