@@ -308,7 +308,10 @@ impl Machine {
                 None => Err("no such task"),
                 Some(_) => self.task_blocked(a(0)).map_or(Ok(()), Err),
             },
-            RcuGracePeriod => ok(self.any_switch_pending(), "no RCU callback is pending"),
+            RcuGracePeriod => {
+                ok(self.any_switch_pending(), "no RCU callback is pending")?;
+                ok(!self.rcu_reader_active(), "a get_dev_pagemap lookup is inside rcu_read_lock()")
+            }
             GetDevPagemap => {
                 ok(self.free_task_slot(), "no free task slot")?;
                 let c = a(1);
@@ -455,17 +458,25 @@ impl Machine {
     /// Apply one action after checking its operands and its contract.
     ///
     /// One leniency over [`Machine::enabled`]: a `step` of a task that is
-    /// blocked is accepted and does nothing — the scheduler ran the task and
-    /// it went back to sleep. That lets one program be replayed under eras
-    /// where the task blocks and eras where it does not (the seed's Q1:
-    /// memunmap_pages waits in E1, not under P20). Generators never offer it.
+    /// blocked, and an `rcu_grace_period` with no callback to run (or one
+    /// that cannot end while a reader is inside rcu_read_lock), are
+    /// accepted and do nothing — the scheduler ran the task and it went back
+    /// to sleep. That lets one program be replayed under eras where the task
+    /// blocks and eras where it does not (the seed's Q1: memunmap_pages
+    /// waits in E1, not under P20). Generators never offer these.
     pub fn step(&mut self, op: &Op) -> Result<(), StepError> {
         if self.violation.is_some() {
             return Err(StepError::Stopped);
         }
         op.in_domain(&self.layout).map_err(StepError::Domain)?;
-        if op.kind == OpKind::Step && self.s.tasks[op.a(0)].is_some() {
-            if let Some(why) = self.task_blocked(op.a(0)) {
+        let idle = match op.kind {
+            OpKind::Step if self.s.tasks[op.a(0)].is_some() => self.task_blocked(op.a(0)),
+            // a grace period with no callback, or one that cannot end yet
+            OpKind::RcuGracePeriod => self.enabled(op).err(),
+            _ => None,
+        };
+        {
+            if let Some(why) = idle {
                 self.at_op = Some(*op);
                 if self.tracing {
                     self.begin_trace();

@@ -211,6 +211,7 @@ pub fn invariant_doc(id: &str) -> &'static str {
         "I-F1" => "a page refcount never goes negative and never rises from zero outside allocation",
         "I-F2" => "a page handed to a new owner carries no stale mapping from its previous life",
         "I-F5" => "a free page has the refcount the preset says free pages have (conformance)",
+        "I-F8" => "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN",
         "I-F9" => "a page is returned to its allocator only when nobody holds it, and only once",
         "I-F10" => "once every holder is gone, a page's refcount is back at its initial value (no leak)",
         "I-X2" => "a truncate frees a DAX block only when no DMA/GUP reference to its page remains",
@@ -225,5 +226,5 @@ pub fn invariant_doc(id: &str) -> &'static str {
 /// Every invariant id the machine can report.
 pub const INVARIANTS: &[&str] = &[
     "I-R1", "I-R2", "I-R3", "I-R4", "I-R7", "I-R8", "I-P1", "I-L2", "I-L3", "I-L4", "I-L5", "I-F1", "I-F2", "I-F5",
-    "I-F9", "I-F10", "I-X2", "I-X4", "I-G1", "I-G3", "I-G4",
+    "I-F8", "I-F9", "I-F10", "I-X2", "I-X4", "I-G1", "I-G3", "I-G4",
 ];

@@ -139,6 +139,12 @@ impl Machine {
             }
         }
         if new == 0 && old > 0 {
+            if tr.zero_warns {
+                self.violate("I-F8", Class::Safety, &[("pfn", pfn as u32)], || {
+                    (format!("{what} takes pfn {pfn} ({}) to refcount 0: the free path WARNs (this type has no \
+                              page_free) and the page is left at 0", t.name()), "refcount stays >= 1".into(), "0".into())
+                });
+            }
             if tr.page_free_on_zero {
                 self.page_free(pfn, cpu);
             }

@@ -93,7 +93,8 @@ impl Machine {
         self.trace_note(|| format!("pgmap {g}: percpu_ref release -> complete(&pgmap->done)"));
         let users = self.s.ledger.pgmap_users(g);
         if users > 0 {
-            let (k, p) = (self.s.ledger.kernel_pgmap_refs[g], self.s.ledger.p2p_allocs[g]);
+            let l = &self.s.ledger;
+            let (k, p) = (l.kernel_pgmap_refs[g] + l.inflight_pgmap_refs[g], l.p2p_allocs[g]);
             self.violate("I-R3", Class::Safety, &[("pgmap", g as u32)], || {
                 (format!("pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
                           allocation(s) still use it"), "0 users".into(), format!("{users} users"))
@@ -213,6 +214,7 @@ impl Machine {
                 Some(MU_DROP)
             }
             MU_DROP => {
+                self.check_pgmap_leaks(g);
                 if tr.init_pgmap_refs {
                     match tr.memunmap_put {
                         MemunmapPut::EveryPage => {

@@ -137,6 +137,10 @@ pub struct TypeRules {
     /// GUP on a mapping of the page takes a transient pgmap reference
     /// (`get_dev_pagemap` on devmap PTEs, E1–E3) and fails if it cannot.
     pub gup_pgmap_ref: bool,
+    /// Reaching refcount 0 hits a WARN in the free path: the type has no
+    /// `page_free` (E2/E3 `free_zone_device_page` for device-dax, E2 for
+    /// P2P; the refcount then stays 0). Reported as I-F8.
+    pub zero_warns: bool,
 }
 
 /// Device-private driver contract (nouveau, test_hmm, amdkfd of each era).
@@ -294,6 +298,7 @@ const fn row(init_rc: u8, init_pgmap_refs: bool, memunmap_put: MemunmapPut) -> T
         wake_on_zero: false,
         map_refcounted: false,
         gup_pgmap_ref: false,
+        zero_warns: false,
     }
 }
 
@@ -331,7 +336,9 @@ fn e1() -> Rules {
             gup_needs_flag: false,
             kernel_get_page: true,
         },
-        dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: false },
+        // v5.10's dax_layout_busy_page_range returns early for a file without
+        // mappings (confirmed, kernel-checks §7); fixed by cee91fa13a8e in v6.15
+        dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: true },
         pgmap: PgmapRules { memunmap_waits: true, teardown_syncs_rcu: true, get_dev_pagemap_live: true },
         gup: GupRules { pin_bias: 1024, refuses_device_private: true },
     }
@@ -354,6 +361,8 @@ fn e2() -> Rules {
     r.types.private.free_on_2to1 = false;
     r.types.private.page_free_on_zero = true;
     r.types.private.reset_on_zero = true;
+    r.types.generic.zero_warns = true;
+    r.types.p2pdma.zero_warns = true;
     // GENERIC/P2P are not expected to reach 0; if they do,
     // free_zone_device_page WARNs (no page_free op) and returns early: the
     // refcount stays 0 (docs/kernel-checks.md item 2). FS-DAX 1->0 stays 0
@@ -370,7 +379,8 @@ fn e3() -> Rules {
     r.name = "e3".into();
     r.kernel = "v6.1".into();
     r.description = "v6.1-v6.14: PRIVATE pages 0-based, zone_device_page_init takes a pgmap ref per \
-                     allocated page (tryget_live) dropped when the page is freed; P2P user-space mmap."
+                     allocated page (tryget_live) dropped when the page is freed; P2P user-space mmap \
+                     and FOLL_PCI_P2PDMA (from v6.2)."
         .into();
     let p = &mut r.types.private;
     p.init_rc = 0;
@@ -384,6 +394,7 @@ fn e3() -> Rules {
     // p2pmem_alloc_mmap (v6.2): a mapped page at rc 1; 1->0 -> p2pdma_page_free
     r.types.p2pdma.page_free_on_zero = true;
     r.types.p2pdma.reset_on_zero = true;
+    r.types.p2pdma.zero_warns = false; // p2pdma_page_free exists from v6.2
     r.p2p.userspace_mmap = true;
     r.p2p.gup_needs_flag = true;
     r
@@ -409,6 +420,7 @@ fn e4() -> Rules {
     let g = &mut r.types.generic;
     g.map_refcounted = true;
     g.reset_on_zero = true; // E4 v9: reset to 1 only, no page_free
+    g.zero_warns = false;
     let p = &mut r.types.p2pdma;
     p.init_rc = 0;
     p.free_rc = 0;
@@ -419,6 +431,7 @@ fn e4() -> Rules {
         t.gup_pgmap_ref = false;
     }
     r.dax.unmount_waits_idle = true;
+    r.dax.busy_scan_needs_mapping = false;
     r
 }
 
@@ -628,6 +641,7 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "reset_on_zero") => "after reaching 0 the refcount is set back to 1",
         (_, "wake_on_zero") => "a put taking the refcount 1->0 wakes FS-DAX layout waiters",
         (_, "map_refcounted") => "a user mapping holds a page reference and a mapcount",
+        (_, "zero_warns") => "reaching refcount 0 hits a WARN in the free path (no page_free for this type)",
         (_, "gup_pgmap_ref") => "GUP takes a transient pgmap reference (get_dev_pagemap) and fails without one",
         (_, "free_clears_mapping") => "the free path clears page->mapping before page_free (2019 fix)",
         (_, "alloc_while_unbinding") => "contract: the driver may allocate after calling memunmap_pages",

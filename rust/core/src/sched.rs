@@ -148,7 +148,7 @@ impl Machine {
                 }
             }
             if !moved {
-                if self.any_switch_pending() {
+                if self.any_switch_pending() && !self.rcu_reader_active() {
                     self.drain_step(Op::new(OpKind::RcuGracePeriod, &[]));
                     budget -= 1;
                     continue;
@@ -248,9 +248,19 @@ impl Machine {
 
     /// I-F10: once nobody holds a page, its refcount is its initial value.
     fn check_leaks(&mut self) {
-        for p in 0..self.layout.npfns {
-            let g = self.layout.pgmap_of(p);
-            if self.s.ledger.life[g] != Life::Registered || self.s.ledger.pages[p].in_use() {
+        for g in 0..self.layout.npgmaps {
+            if self.s.ledger.life[g] == Life::Registered {
+                self.check_pgmap_leaks(g);
+            }
+        }
+    }
+
+    /// I-F10 for the pages of one pgmap (also run when its unbind is about
+    /// to drop the init references, so a program that unbinds itself is
+    /// checked too).
+    pub(crate) fn check_pgmap_leaks(&mut self, g: usize) {
+        for p in self.layout.pfns_of(g) {
+            if self.s.ledger.pages[p].in_use() {
                 continue;
             }
             let (rc, init) = (self.s.rc[p], self.s.ledger.init_rc[p]);

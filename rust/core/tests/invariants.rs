@@ -255,22 +255,23 @@ description = "pageunmap_range does not wait for RCU readers of pgmap_array"
 teardown_syncs_rcu = false
 "#;
 
-/// A get_dev_pagemap lookup finds the pgmap (xa_load, inside
-/// rcu_read_lock), the unbind runs to the end, then the lookup does its
-/// tryget on the freed pgmap.
+/// The unbind has dropped every reference and its grace period has passed
+/// when a get_dev_pagemap lookup finds the pgmap (xa_load, inside
+/// rcu_read_lock); the teardown completes, then the lookup does its tryget
+/// on the freed pgmap.
 const LOOKUP_ACROSS_TEARDOWN: &str = "
 config types=generic
 memremap_pages pgmap=0
-get_dev_pagemap pfn=0 cpu=1   # task 0
-step task=0                   # xa_load: found pgmap 0, in the RCU read section
-memunmap_pages pgmap=0 cpu=0  # task 1
-step task=1   # shut user access down
-step task=1   # percpu_ref_kill
-step task=1   # drop the init references
-rcu_grace_period
-step task=1   # wait_for_completion
-step task=1   # teardown (synchronize_rcu would wait for task 0 here)
-step task=0   # tryget on the pgmap memunmap_pages freed
+memunmap_pages pgmap=0 cpu=0  # task 0
+step task=0   # shut user access down
+step task=0   # percpu_ref_kill
+step task=0   # drop the init references
+rcu_grace_period              # the ref reaches zero: release
+get_dev_pagemap pfn=0 cpu=1   # task 1
+step task=1                   # xa_load: still finds pgmap 0, now in the RCU read section
+step task=0   # wait_for_completion
+step task=0   # teardown (synchronize_rcu would wait for task 1 here)
+step task=1   # tryget on the pgmap memunmap_pages freed
 ";
 
 /// E1's generic row with memunmap_pages still putting every page but a page
@@ -399,11 +400,31 @@ free_device_page pfn=0 cpu=0
 /// (fixed by cee91fa13a8e, v6.15).
 const BUSY_SCAN_NEEDS_MAPPING: &str = r#"
 name = "busy-scan-needs-mapping"
-base = "e3"
+base = "e4"
 description = "the DAX busy scan skips files without user mappings"
 [dax]
 busy_scan_needs_mapping = true
 "#;
+
+/// Device-dax pages that reach refcount 0 on E2 (no page_free: the free
+/// path WARNs and leaves the page at 0): here by making the mapping hold the
+/// only reference.
+const DEVDAX_ZERO_BASED_E2: &str = r#"
+name = "devdax-zero-based-e2"
+base = "e2"
+description = "device-dax pages 0-based with refcounted mappings on E2's free path"
+[types.generic]
+init_rc = 0
+free_rc = 0
+map_refcounted = true
+"#;
+
+const DEVDAX_MAP_UNMAP: &str = "
+config types=generic
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+munmap proc=0 addr=0 cpu=0
+";
 
 /// A GUP reference on a DAX page outlives the mapping it came from; the
 /// file is then truncated.
@@ -553,10 +574,15 @@ const FIRES: &[Fires] = &[
          "stale page->mapping"),
     fire("I-F5", Toml(BAD_FREE_RC), GENERIC_REGISTER, Conformance,
          "is free but its refcount is 1; the preset says free pages of this type have 0"),
+    fire("I-F8", Toml(DEVDAX_ZERO_BASED_E2), DEVDAX_MAP_UNMAP, Safety,
+         "takes pfn 0 (generic) to refcount 0: the free path WARNs"),
     fire("I-F9", Toml(E1_NO_ALLOC_GET), PRIVATE_MIGRATE, Safety,
          "page_free returns pfn 0 to its allocator while it is held by 1 mapping(s)"),
     fire("I-F10", Toml(E3_ALLOC_GET), PRIVATE_ALLOC_FREE, Liveness,
          "pfn 0's refcount is 1 after every holder released it; it started at 0 (1 reference(s) leaked)"),
+    // v5.10-v6.14 had this bug (fixed by cee91fa13a8e): e1-e3 fire as they are
+    fire("I-X2", Preset("e3"), DAX_TRUNCATE_UNDER_GUP, Safety,
+         "truncate frees the block of file 0 index 0 (pfn 0) while it is held by 1 GUP reference(s)"),
     fire("I-X2", Toml(BUSY_SCAN_NEEDS_MAPPING), DAX_TRUNCATE_UNDER_GUP, Safety,
          "truncate frees the block of file 0 index 0 (pfn 0) while it is held by 1 GUP reference(s)"),
     fire("I-X4", Toml(LONGTERM_GRANTED), DAX_LONGTERM_PIN, Safety,
@@ -759,14 +785,25 @@ fn i_f10_quiet() {
 }
 
 #[test]
+fn i_f8_fires() {
+    fires("I-F8");
+}
+
+#[test]
+fn i_f8_quiet() {
+    quiet(DEVDAX_MAP_UNMAP, "e2");
+    quiet(DEVDAX_MAP_UNMAP, "e4");
+}
+
+#[test]
 fn i_x2_fires() {
     fires("I-X2");
 }
 
 #[test]
 fn i_x2_quiet() {
-    // the scan sees the busy page, the truncate waits until the drain's put
-    quiet(DAX_TRUNCATE_UNDER_GUP, "e3");
+    // v6.15 scans unmapped files too: the truncate waits until the drain's put
+    quiet(DAX_TRUNCATE_UNDER_GUP, "e4");
 }
 
 #[test]
