@@ -1,0 +1,32 @@
+"""The README's example stays true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import zdfuzz
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_readme_q1_example_gives_the_output_shown() -> None:
+    block = re.search(r"`q1.zdf`.*?```\n(.*?)```", README, re.S)
+    assert block is not None
+    program = zdfuzz.Program.parse(block.group(1))
+    bad = zdfuzz.Machine.for_program(program).run(program)
+    assert bad.violation is not None
+    shown = re.search(r"(I-L\d) \(safety\) at step (\d+)", README)
+    assert shown is not None
+    assert (bad.violation.invariant, bad.violation.step) == (shown.group(1), int(shown.group(2)))
+    assert bad.violation.message in README
+    good = zdfuzz.Machine.for_program(program, rules="e1").run(program)
+    assert good.ok
+    assert f"clean under e1: {good.steps} steps" in README
+
+
+def test_readme_gives_exactly_two_setup_commands() -> None:
+    setup = README.split("## Set-up", 1)[1].split("##", 1)[0]
+    commands = [line.strip() for line in setup.splitlines() if line.startswith("    ")]
+    assert len(commands) == 2, commands
+    assert "scripts/test.sh" in commands[1]
