@@ -49,7 +49,7 @@ def test_machine_defaults_and_shape_mismatch() -> None:
         m.run(Program.parse(Q1))
     with pytest.raises(ValueError, match="unknown device type"):
         Machine(types=("gpu",))
-    with pytest.raises(ValueError, match="pages .* between 1 and 64"):
+    with pytest.raises(ValueError, match="pages .* between 1 and 1024"):
         Machine(pages=0)
     with pytest.raises(ValueError, match="unknown rules"):
         Machine(rules="e9")
@@ -134,7 +134,7 @@ def test_program_errors_name_line_and_column() -> None:
 
 
 def test_rules_api() -> None:
-    assert Rules.presets() == ["e1", "e2", "e3", "e4", "p20"]
+    assert Rules.presets() == ["e1", "e2", "e3", "e4", "e5", "p20"]
     r = Rules.preset("v6.1")
     assert r.name == "e3" and r.kernel == "v6.1"
     switches = {k: v for k, v, _ in r.switches()}

@@ -147,6 +147,8 @@ class Program:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
+        ram: int = 4,
+        order: int = 1,
     ) -> Program: ...
     @staticmethod
     def parse(text: str) -> Program: ...
@@ -163,6 +165,8 @@ class Program:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
+        ram: int = 4,
+        order: int = 1,
     ) -> Program: ...
     @staticmethod
     def from_json(text: str) -> Program: ...
@@ -239,6 +243,8 @@ class Machine:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
+        ram: int = 4,
+        order: int = 1,
     ) -> Machine: ...
     @staticmethod
     def for_program(program: Program, rules: str | Rules | None = None) -> Machine: ...

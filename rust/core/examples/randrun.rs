@@ -41,7 +41,7 @@ fn main() {
         return;
     }
     let only: Option<zdfuzz_core::DeviceType> = std::env::var("ZD_TYPE").ok().and_then(|t| zdfuzz_core::DeviceType::from_name(&t));
-    for preset in ["e1", "e2", "e3", "e4", "p20"] {
+    for preset in ["e1", "e2", "e3", "e4", "e5", "p20"] {
         let mut shape = Shape::default();
         if let Some(t) = only {
             shape.types = vec![t];

@@ -14,9 +14,13 @@ use std::sync::Arc;
 /// Upper bounds (keep operands in a byte and the state small).
 pub const MAX_CPUS: usize = 8;
 pub const MAX_PGMAPS: usize = 16;
-pub const MAX_PAGES: usize = 64;
+pub const MAX_PAGES: usize = 1024;
 pub const MAX_PROCS: usize = 4;
-pub const MAX_ADDRS: usize = 16;
+pub const MAX_ADDRS: usize = 1024;
+/// System RAM pages (the other end of device-private migration).
+pub const MAX_RAM: usize = 1024;
+/// Largest folio order: PMD order on x86-64 (`HPAGE_PMD_ORDER`).
+pub const MAX_ORDER: usize = 9;
 pub const MAX_FILES: usize = 4;
 pub const MAX_FILE_PAGES: usize = 8;
 pub const MAX_TASKS: usize = 8;
@@ -41,13 +45,22 @@ pub struct Shape {
     pub files: usize,
     /// entries (page-sized offsets) per file.
     pub file_pages: usize,
-    /// concurrent kernel tasks (memunmap_pages, truncate, get_dev_pagemap).
+    /// concurrent kernel tasks (memunmap_pages, truncate, get_dev_pagemap,
+    /// migrations, device-private faults).
     pub tasks: usize,
+    /// pages of system RAM (anonymous memory, migration to and from
+    /// device-private memory).
+    pub ram: usize,
+    /// order of a transparent huge page / large device-private folio; a PMD
+    /// maps `1 << order` address slots. Small by default so fuzzing stays
+    /// fast; 9 is the x86-64 PMD order.
+    pub order: usize,
 }
 
 impl Default for Shape {
     /// All four types, one pgmap each, 4 pages, 2 CPUs, 2 processes with 4
-    /// address slots, 2 files of 2 pages per filesystem, 4 task slots.
+    /// address slots, 2 files of 2 pages per filesystem, 4 task slots, 4
+    /// pages of system RAM, order-1 (two-page) huge pages.
     fn default() -> Shape {
         Shape {
             types: DeviceType::ALL.to_vec(),
@@ -59,13 +72,15 @@ impl Default for Shape {
             files: 2,
             file_pages: 2,
             tasks: 4,
+            ram: 4,
+            order: 1,
         }
     }
 }
 
 impl Shape {
     /// (name, value) pairs of the numeric fields, in the text header's order.
-    pub fn fields(&self) -> [(&'static str, usize); 8] {
+    pub fn fields(&self) -> [(&'static str, usize); 10] {
         [
             ("pgmaps", self.pgmaps),
             ("pages", self.pages),
@@ -75,6 +90,8 @@ impl Shape {
             ("files", self.files),
             ("file_pages", self.file_pages),
             ("tasks", self.tasks),
+            ("ram", self.ram),
+            ("order", self.order),
         ]
     }
 
@@ -89,6 +106,8 @@ impl Shape {
             "files" => self.files = v,
             "file_pages" => self.file_pages = v,
             "tasks" => self.tasks = v,
+            "ram" => self.ram = v,
+            "order" => self.order = v,
             _ => return false,
         }
         true
@@ -118,6 +137,8 @@ impl Shape {
         range("files", self.files, 1, MAX_FILES)?;
         range("file_pages", self.file_pages, 1, MAX_FILE_PAGES)?;
         range("tasks", self.tasks, 1, MAX_TASKS)?;
+        range("ram", self.ram, 0, MAX_RAM)?;
+        range("order", self.order, 0, MAX_ORDER)?;
         Ok(())
     }
 }
@@ -160,7 +181,15 @@ impl Config {
 pub struct Layout {
     pub npgmaps: usize,
     pub pages: usize,
+    /// device pfns: `0 .. ndev`
+    pub ndev: usize,
+    /// every pfn: device pfns, then system RAM `ndev .. npfns`
     pub npfns: usize,
+    /// folio order of huge pages; `1 << order` pages per huge folio and
+    /// address slots per PMD
+    pub order: usize,
+    /// PMD blocks per process (`addrs >> order`; 0 when a PMD does not fit)
+    pub blocks: usize,
     pub cpus: usize,
     pub procs: usize,
     pub addrs: usize,
@@ -189,10 +218,14 @@ impl Layout {
             .filter(|(_, t)| **t == DeviceType::Fsdax)
             .map(|(g, _)| g as u8)
             .collect();
+        let ndev = pgmap_type.len() * c.pages;
         Layout {
             npgmaps: pgmap_type.len(),
             pages: c.pages,
-            npfns: pgmap_type.len() * c.pages,
+            ndev,
+            npfns: ndev + c.ram,
+            order: c.order,
+            blocks: if c.order == 0 { 0 } else { c.addrs >> c.order },
             cpus: c.cpus,
             procs: c.procs,
             addrs: c.addrs,
@@ -205,14 +238,62 @@ impl Layout {
         }
     }
 
+    /// The pgmap of a device pfn. Callers make sure `pfn` is a device pfn
+    /// (`!is_ram`); for a RAM pfn the result names no pgmap.
     #[inline]
     pub fn pgmap_of(&self, pfn: usize) -> usize {
+        debug_assert!(pfn < self.ndev, "pgmap_of(RAM pfn {pfn})");
         pfn / self.pages
     }
 
+    /// The device type of a pfn, None for system RAM.
     #[inline]
-    pub fn type_of(&self, pfn: usize) -> DeviceType {
-        self.pgmap_type[pfn / self.pages]
+    pub fn type_of(&self, pfn: usize) -> Option<DeviceType> {
+        self.pgmap_type.get(pfn / self.pages).copied().filter(|_| pfn < self.ndev)
+    }
+
+    /// Is `pfn` a page of system RAM (not ZONE_DEVICE)?
+    #[inline]
+    pub fn is_ram(&self, pfn: usize) -> bool {
+        pfn >= self.ndev
+    }
+
+    /// Is `pfn` a MEMORY_DEVICE_PRIVATE page?
+    #[inline]
+    pub fn is_private(&self, pfn: usize) -> bool {
+        self.type_of(pfn) == Some(DeviceType::Private)
+    }
+
+    /// The system RAM pfns.
+    #[inline]
+    pub fn ram_pfns(&self) -> std::ops::Range<usize> {
+        self.ndev..self.npfns
+    }
+
+    /// Entries of one migration's `src`/`dst` arrays: a huge folio's worth
+    /// (migrate_vma of a PMD block) or a pgmap's (migrate_device_range).
+    #[inline]
+    pub fn mig_cap(&self) -> usize {
+        self.nr_huge().max(self.pages).max(1)
+    }
+
+    /// Pages per huge folio.
+    #[inline]
+    pub fn nr_huge(&self) -> usize {
+        1 << self.order
+    }
+
+    /// Slot of the PMD covering (proc, addr).
+    #[inline]
+    pub fn pmd_slot(&self, proc: usize, addr: usize) -> usize {
+        proc * self.blocks + (addr >> self.order)
+    }
+
+    /// Is address slot `addr` covered by a PMD block (the tail slots beyond
+    /// the last whole block are PTE-only)?
+    #[inline]
+    pub fn in_block(&self, addr: usize) -> bool {
+        self.blocks > 0 && (addr >> self.order) < self.blocks
     }
 
     #[inline]

@@ -16,7 +16,8 @@
 
 use crate::machine::Machine;
 use crate::oracle::Class;
-use crate::page::{Pte, MAPPING_FILE, MAPPING_NONE};
+use crate::page::{MAPPING_FILE, MAPPING_NONE};
+use crate::pagetable::{Level, Pte};
 use crate::rules::DeviceType;
 use crate::sched::{TaskKind, TR_FREE, TR_SCAN, TR_WAIT};
 
@@ -37,19 +38,18 @@ impl Machine {
 
     /// Map a page into a process the way the type's fault path does.
     pub(crate) fn insert_device_mapping(&mut self, proc: usize, addr: usize, p: usize, what: &str) {
-        let tr = self.rules.of(self.layout.type_of(p));
+        let Some(t) = self.layout.type_of(p) else { return };
+        let tr = *self.rules.of(t);
         let refcounted = tr.map_refcounted;
-        if refcounted {
-            // a 0-based type's first mapping takes the first reference
-            let min = if tr.init_rc == 0 { 0 } else { 1 };
-            self.page_get_from(p, 1, min, what);
-            self.s.mc[p] += 1;
-        } else if self.page_torn_down(p, what) {
+        if !refcounted && self.page_torn_down(p, what) {
             return;
         }
-        self.touch_page(p);
-        self.s.ptes[self.layout.pte_slot(proc, addr)] = Pte::Present { pfn: p as u16, write: true, refcounted };
-        self.s.ledger.pages[p].maps += 1;
+        // a 0-based type's first mapping takes the first reference
+        let min = if tr.init_rc == 0 { 0 } else { 1 };
+        let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
+        self.install_entry(proc, addr, Level::Pte, e, min, what);
+        let v = self.layout.pte_slot(proc, addr);
+        self.s.ledger.vcontent[v] = self.s.content[p];
     }
 
     pub(crate) fn dax_iomap_fault(&mut self, proc: usize, addr: usize, file: usize, index: usize) {

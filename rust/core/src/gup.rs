@@ -15,7 +15,7 @@
 
 use crate::machine::Machine;
 use crate::oracle::Class;
-use crate::page::Pte;
+use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
 use crate::rules::DeviceType;
 
@@ -48,9 +48,9 @@ impl Machine {
     pub(crate) fn gup(&mut self, proc: usize, addr: usize, flags: u16, pin: bool, cpu: usize) -> Result<usize, GupError> {
         let longterm = flags & FOLL_LONGTERM != 0;
         let p2pdma = flags & FOLL_PCI_P2PDMA != 0;
-        let pte = self.s.ptes[self.layout.pte_slot(proc, addr)];
+        let pte = self.entry(proc, addr).0;
         let p = match pte {
-            Pte::None => return Err(GupError::Fault),
+            Pte::None | Pte::Migration { .. } => return Err(GupError::Fault),
             Pte::DevicePrivate { pfn, .. } => {
                 if self.rules.gup.refuses_device_private {
                     return Err(GupError::Fault);
@@ -59,7 +59,10 @@ impl Machine {
             }
             Pte::Present { pfn, .. } => pfn as usize,
         };
-        let t = self.layout.type_of(p);
+        let Some(t) = self.layout.type_of(p) else {
+            // system RAM: an ordinary anonymous page
+            return Ok(self.gup_grab(proc, addr, p, pin, longterm));
+        };
         match t {
             DeviceType::P2pdma if self.rules.p2p.gup_needs_flag => {
                 if !p2pdma {
@@ -78,22 +81,38 @@ impl Machine {
         if walk_ref && !self.pgmap_tryget_live(g, cpu, "GUP: get_dev_pagemap") {
             return Err(GupError::PgmapDying);
         }
-        let bias = self.rules.gup.pin_bias as i32;
-        self.page_get(p, if pin { bias } else { 1 }, if pin { "pin_user_pages" } else { "get_user_pages" });
-        let h = &mut self.s.ledger.pages[p];
-        if pin {
-            h.gup_pins += 1;
-            if longterm {
-                h.longterm_pins += 1;
-            }
-        } else {
-            h.gup_gets += 1;
-        }
+        self.gup_grab(proc, addr, p, pin, longterm);
         if walk_ref {
             self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap");
         }
         self.check_gup_grant(p, t, longterm, p2pdma);
         Ok(p)
+    }
+
+    /// `try_grab_folio`: a reference (FOLL_GET), or a pin (FOLL_PIN: a
+    /// small folio gets GUP_PIN_COUNTING_BIAS references, a large one one
+    /// reference and `_pincount` + 1).
+    fn gup_grab(&mut self, proc: usize, addr: usize, p: usize, pin: bool, longterm: bool) -> usize {
+        let h = self.head_of(p);
+        let large = self.folio_nr(h) > 1;
+        let n = if pin && !large { self.rules.gup.pin_bias as i32 } else { 1 };
+        self.page_get(p, n, if pin { "pin_user_pages" } else { "get_user_pages" });
+        if pin && large {
+            self.s.pincount[h] += 1;
+        }
+        let hold = &mut self.s.ledger.pages[p];
+        if pin {
+            hold.gup_pins += 1;
+            if longterm {
+                hold.longterm_pins += 1;
+            }
+            if self.s.ledger.pin_vpage[p] == 0 {
+                self.s.ledger.pin_vpage[p] = self.layout.pte_slot(proc, addr) as u16 + 1;
+            }
+        } else {
+            hold.gup_gets += 1;
+        }
+        p
     }
 
     fn check_gup_grant(&mut self, p: usize, t: DeviceType, longterm: bool, p2pdma: bool) {
@@ -117,11 +136,21 @@ impl Machine {
     }
 
     pub(crate) fn unpin_user_page(&mut self, p: usize, cpu: usize) {
-        let h = &mut self.s.ledger.pages[p];
-        h.gup_pins -= 1;
-        h.longterm_pins = h.longterm_pins.min(h.gup_pins);
-        let bias = self.rules.gup.pin_bias as i32;
-        self.put_page_refs(p, bias, cpu, "unpin_user_page");
+        let hold = &mut self.s.ledger.pages[p];
+        hold.gup_pins -= 1;
+        hold.longterm_pins = hold.longterm_pins.min(hold.gup_pins);
+        if hold.gup_pins == 0 {
+            self.s.ledger.pin_vpage[p] = 0;
+        }
+        // gup_put_folio
+        let h = self.head_of(p);
+        let n = if self.folio_nr(h) > 1 {
+            self.s.pincount[h] -= 1;
+            1
+        } else {
+            self.rules.gup.pin_bias as i32
+        };
+        self.put_page_refs(p, n, cpu, "unpin_user_page");
     }
 
     pub(crate) fn put_user_page(&mut self, p: usize, cpu: usize) {

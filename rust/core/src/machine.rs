@@ -14,9 +14,12 @@
 
 use crate::config::{Config, ConfigError, Layout};
 use crate::oracle::{Class, Ledger, Life, Violation};
-use crate::page::{Pte, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::migrate::{MigCtx, MigEntry, Origin};
+use crate::page::{PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
-use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS};
+use crate::pagetable::Level;
+use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SELECT_COMPOUND};
 use crate::rules::{AllocPgmapRef, DeviceType, MemunmapPut, Rules};
 use crate::sched::{Task, TaskKind};
 use serde::Serialize;
@@ -33,8 +36,32 @@ pub struct State {
     pub mc: Vec<i32>,
     pub flags: Vec<u8>,
     pub mapping: Vec<u8>,
+    /// compound head of each pfn (itself for a head or an order-0 page)
+    pub head: Vec<u16>,
+    /// folio order, valid on heads
+    pub order: Vec<u8>,
+    /// `_pincount` of a large folio (on its head)
+    pub pincount: Vec<i32>,
+    /// entire (PMD) mapcount of a large folio (on its head)
+    pub emc: Vec<i32>,
+    /// the data each physical page holds (a token; writes make new ones)
+    pub content: Vec<u32>,
+    /// the next data token
+    pub next_token: u32,
     /// page tables: procs × addrs
     pub ptes: Vec<Pte>,
+    /// PMDs: procs × blocks (a PMD maps `1 << order` slots)
+    pub pmds: Vec<Pte>,
+    /// page-table locks: owner task + 1, 0 = free
+    pub ptl: Vec<u8>,
+    /// per task slot: the migration it runs (migrate_vma, migrate_device_range,
+    /// the device-private fault's migrate_to_ram)
+    pub mig: Vec<MigCtx>,
+    /// per task slot × entry: the `src`/`dst` arrays of that migration
+    pub mig_entries: Vec<MigEntry>,
+    /// per pgmap: pgmap references the split of a device-private folio took
+    /// (the 2020 THP patch's `get_many(nr - 1)`), for I-P1's accounting
+    pub split_pgmap_refs: Vec<u32>,
     pub alive: Vec<bool>,
     /// DAX entries: files × file_pages, pfn + 1 (0 = none)
     pub dax: Vec<u16>,
@@ -142,14 +169,25 @@ impl Machine {
             mc: vec![0; n],
             flags: vec![0; n],
             mapping: vec![0; n],
+            head: (0..n as u16).collect(),
+            order: vec![0; n],
+            pincount: vec![0; n],
+            emc: vec![0; n],
+            content: vec![0; n],
+            next_token: 1,
             ptes: vec![Pte::None; layout.procs * layout.addrs],
+            pmds: vec![Pte::None; layout.procs * layout.blocks],
+            ptl: vec![0; Machine::ptl_count(&layout)],
+            mig: vec![MigCtx::default(); layout.tasks],
+            mig_entries: vec![MigEntry::default(); layout.tasks * layout.mig_cap()],
+            split_pgmap_refs: vec![0; layout.npgmaps],
             alive: vec![true; layout.procs],
             dax: vec![0; layout.nfiles * layout.file_pages],
             p2p_len: vec![0; n],
             tasks: vec![None; layout.tasks],
-            ledger: Ledger::new(n, layout.npgmaps),
+            ledger: Ledger::new(n, layout.npgmaps, layout.procs * layout.addrs),
         };
-        Ok(Machine {
+        let mut m = Machine {
             rules: cfg.rules.clone(),
             cfg,
             layout,
@@ -170,7 +208,9 @@ impl Machine {
             before_rc: Vec::new(),
             before_mc: Vec::new(),
             before_ref: Vec::new(),
-        })
+        };
+        m.reset();
+        Ok(m)
     }
 
     /// Back to the initial state, reusing every allocation.
@@ -183,12 +223,29 @@ impl Machine {
         s.mc.fill(0);
         s.flags.fill(0);
         s.mapping.fill(0);
+        for (i, h) in s.head.iter_mut().enumerate() {
+            *h = i as u16;
+        }
+        s.order.fill(0);
+        s.pincount.fill(0);
+        s.emc.fill(0);
+        s.content.fill(0);
+        s.next_token = 1;
         s.ptes.fill(Pte::None);
+        s.pmds.fill(Pte::None);
+        s.ptl.fill(0);
+        s.mig.fill(MigCtx::default());
+        s.mig_entries.fill(MigEntry::default());
+        s.split_pgmap_refs.fill(0);
         s.alive.fill(true);
         s.dax.fill(0);
         s.p2p_len.fill(0);
         s.tasks.fill(None);
         s.ledger.reset();
+        // system RAM starts free, in the buddy allocator
+        for p in self.layout.ram_pfns() {
+            s.flags[p] = PG_BUDDY;
+        }
         self.violation = None;
         self.conformance = None;
         self.at = 0;
@@ -266,7 +323,9 @@ impl Machine {
             self.touched_pages[self.ntouched] = pfn as u16;
         }
         self.ntouched += 1;
-        self.touched_pgmaps |= 1 << self.layout.pgmap_of(pfn);
+        if !self.layout.is_ram(pfn) {
+            self.touched_pgmaps |= 1 << self.layout.pgmap_of(pfn);
+        }
     }
 
     #[inline]
@@ -294,13 +353,24 @@ impl Machine {
         let a = |i: usize| op.a(i);
         let ok = |c: bool, why: &'static str| if c { Ok(()) } else { Err(why) };
         let live = |g: usize| s.pgmaps[g].state == PgmapState::Live;
-        let pte = |proc: usize, addr: usize| s.ptes[l.pte_slot(proc, addr)];
+        let entry = |proc: usize, addr: usize| self.entry(proc, addr).0;
+        let empty = |proc: usize, addr: usize| entry(proc, addr) == Pte::None;
+        let dev = |p: usize| !l.is_ram(p);
+        // a process's page tables can be changed by one of its own actions
+        // only when no fault or driver migration holds its mmap_lock and no
+        // task holds the page-table lock of the address
+        let mm_ok = |proc: usize, addr: usize| -> Result<(), &'static str> {
+            ok(s.alive[proc], "no such process")?;
+            ok(!self.mm_busy(proc), "a fault or a migration holds the process's mmap_lock")?;
+            ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")
+        };
         match op.kind {
             MemremapPages => ok(s.pgmaps[a(0)].state == PgmapState::Unused, "the pgmap is already registered"),
             MemunmapPages => {
                 let g = a(0);
                 ok(live(g), "the pgmap is not registered, or already unbinding")?;
                 ok(self.free_task_slot(), "no free task slot")?;
+                ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
                 ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
                    "the driver frees the pages it still holds before it unbinds")
             }
@@ -318,12 +388,17 @@ impl Machine {
                 ok(c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0, "the kernel user holds no reference on the cached pgmap")
             }
             PutDevPagemap => ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"),
-            AllocDevicePage => {
+            AllocDevicePage | AllocDeviceFolio => {
                 let g = a(0);
                 ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
                 let bound = live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
                 ok(bound, "the driver is not bound (registered and not unbinding)")?;
-                ok(self.driver_free_page(g).is_some(), "the driver has no free page")
+                if op.kind == AllocDeviceFolio {
+                    ok(self.rules.thp.device_private && l.order > 0, "no large device-private folios in this era")?;
+                    ok(self.device_folio_fit(g).is_some(), "the driver has no free aligned block")
+                } else {
+                    ok(self.driver_free_page(g).is_some(), "the driver has no free page")
+                }
             }
             FreeDevicePage => ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
             LockPage => {
@@ -332,14 +407,18 @@ impl Machine {
             }
             UnlockPage => {
                 ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
-                ok(s.flags[a(0)] & PG_LOCKED != 0, "the page is not locked")
+                ok(s.ledger.locker[a(0)] == crate::oracle::LOCK_DRIVER, "the driver does not hold the page lock")
             }
             MigrateVmaInsertPage => {
                 let (proc, addr, p) = (a(0), a(1), a(2));
-                ok(s.alive[proc], "no such process")?;
-                ok(pte(proc, addr) == Pte::None, "the address is mapped")?;
+                mm_ok(proc, addr)?;
                 ok(s.ledger.pages[p].driver, "the driver does not hold this page")?;
-                ok(s.flags[p] & PG_LOCKED != 0, "migrate_vma needs the destination page locked")?;
+                if self.folio_nr(p) > 1 {
+                    ok(self.block_empty(proc, addr), "the PMD block is not empty")?;
+                } else {
+                    ok(empty(proc, addr), "the address is mapped")?;
+                }
+                ok(s.ledger.locker[p] == crate::oracle::LOCK_DRIVER, "migrate_vma needs the destination page locked")?;
                 ok(live(l.pgmap_of(p)), "the driver is unbinding")
             }
             PciAllocP2pmem => {
@@ -372,30 +451,30 @@ impl Machine {
                 ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
                 ok(self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)")?;
                 ok(live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)")?;
-                ok(s.alive[proc], "no such process")?;
-                ok(addr + k <= l.addrs && (addr..addr + k).all(|x| pte(proc, x) == Pte::None), "the address range is not free")?;
+                mm_ok(proc, addr)?;
+                ok(addr + k <= l.addrs && (addr..addr + k).all(|x| empty(proc, x)), "the address range is not free")?;
                 ok(self.p2p_pool_fit(g, k).is_some(), "no free chunk that large")
             }
             DevDaxFault => {
                 let (proc, addr, p) = (a(0), a(1), a(2));
-                ok(l.type_of(p) == DeviceType::Generic, "not a device-dax page")?;
+                ok(l.type_of(p) == Some(DeviceType::Generic), "not a device-dax page")?;
                 ok(live(l.pgmap_of(p)), "the device-dax device is not bound")?;
-                ok(s.alive[proc], "no such process")?;
-                ok(pte(proc, addr) == Pte::None, "the address is mapped")
+                mm_ok(proc, addr)?;
+                ok(empty(proc, addr), "the address is mapped")
             }
             DaxAssociateEntry => {
                 let (f, i, p) = (a(0), a(1), a(2));
                 let g = l.file_pgmap(f);
                 ok(live(g), "the filesystem's device is not bound")?;
-                ok(l.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
+                ok(dev(p) && l.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
                 ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
                 ok(!s.ledger.pages[p].fs, "the block belongs to a file")?;
                 ok(!self.truncating(f), "the file is being truncated")
             }
             DaxIomapFault => {
                 let (proc, addr, f, i) = (a(0), a(1), a(2), a(3));
-                ok(s.alive[proc], "no such process")?;
-                ok(pte(proc, addr) == Pte::None, "the address is mapped")?;
+                mm_ok(proc, addr)?;
+                ok(empty(proc, addr), "the address is mapped")?;
                 ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
                 ok(live(l.file_pgmap(f)), "the filesystem's device is not bound")?;
                 ok(!self.truncating(f), "faults wait while the file is truncated")
@@ -407,18 +486,94 @@ impl Machine {
             }
             Fork => {
                 ok(s.alive[a(0)], "no such process")?;
-                ok(!s.alive[a(1)], "the child slot is taken")
+                ok(!s.alive[a(1)], "the child slot is taken")?;
+                ok(!self.mm_busy(a(0)), "a fault or a migration holds the parent's mmap_lock")?;
+                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")?;
+                ok(self.fork_copies_needed(a(0)) <= self.ram_free_pages(), "no memory for the copies of pinned pages")
             }
-            ExitMmap => ok(s.alive[a(0)], "no such process"),
-            Munmap => {
+            ExitMmap => {
                 ok(s.alive[a(0)], "no such process")?;
-                ok(pte(a(0), a(1)) != Pte::None, "nothing is mapped there")
+                ok(!self.mm_busy(a(0)), "a thread of the process is in a fault or a migration holds its mmap_lock")?;
+                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")
+            }
+            Munmap => {
+                mm_ok(a(0), a(1))?;
+                ok(!empty(a(0), a(1)), "nothing is mapped there")
             }
             GetUserPages | PinUserPages => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(pte(a(0), a(1)) != Pte::None, "nothing is mapped there")
+                mm_ok(a(0), a(1))?;
+                ok(!empty(a(0), a(1)), "nothing is mapped there")?;
+                ok(!entry(a(0), a(1)).is_migration(), "GUP waits for the migration to finish")?;
+                let e = entry(a(0), a(1));
+                ok(!(op.kind == PinUserPages && e.pfn().is_some_and(|p| l.is_ram(p)) && !e.writable()),
+                   "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)")
             }
             UnpinUserPage => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
+            DoAnonymousPage => {
+                mm_ok(a(0), a(1))?;
+                ok(empty(a(0), a(1)), "the address is mapped")?;
+                ok(self.ram_fit(0).is_some(), "no free system RAM")
+            }
+            DoHugePmdAnonymousPage => {
+                mm_ok(a(0), a(1))?;
+                ok(l.order > 0 && self.block_empty(a(0), a(1)), "the PMD block is not empty (or there is none)")?;
+                ok(self.ram_fit(l.order).is_some(), "no free aligned system RAM block")
+            }
+            CpuWrite => {
+                mm_ok(a(0), a(1))?;
+                ok(matches!(entry(a(0), a(1)), Pte::Present { .. }), "no present mapping (a device-private entry \
+                   faults: use do_swap_page)")?;
+                ok(!self.write_needs_copy(a(0), a(1)) || self.ram_fit(0).is_some(), "no memory for the COW copy")
+            }
+            DeviceWrite => {
+                let p = a(0);
+                ok(l.is_private(p), "not a device-private page")?;
+                let mapped_w = (0..l.procs).any(|proc| {
+                    (0..l.addrs).any(|x| matches!(entry(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
+                });
+                ok(mapped_w || (s.ledger.pages[self.head_of(p)].driver),
+                   "the device reaches the page only through a writable device-private mapping or its own allocation")
+            }
+            DmaWrite => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
+            MigrateVmaSetup => {
+                let (proc, addr, g, sel) = (a(0), a(1), a(2), op.args[3]);
+                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+                ok(live(g), "the driver is not bound")?;
+                mm_ok(proc, addr)?;
+                ok(self.free_task_slot(), "no free task slot")?;
+                ok(sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && l.in_block(addr)),
+                   "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)")
+            }
+            DoSwapPage => {
+                ok(s.alive[a(0)], "no such process")?;
+                ok(matches!(entry(a(0), a(1)), Pte::DevicePrivate { .. }), "not a device-private entry")?;
+                ok(self.free_task_slot(), "no free task slot")
+            }
+            MigrateDeviceRange => {
+                let g = a(0);
+                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+                ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
+                ok(live(g), "the driver is not bound")?;
+                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver), "the driver frees its own pages first")?;
+                ok(self.free_task_slot(), "no free task slot")
+            }
+            SplitHugePmd => {
+                mm_ok(a(0), a(1))?;
+                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD mapping here")
+            }
+            SplitHugePage => {
+                let p = a(0);
+                let h = self.head_of(p);
+                ok(self.folio_nr(h) > 1, "not part of a large folio")?;
+                ok(s.rc[h] > 0, "the folio is free")?;
+                ok(s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
+                ok(!s.ledger.pages[h].driver, "the driver holds the folio")?;
+                ok(s.ptl.iter().all(|&o| o == 0), "a task holds a page-table lock")
+            }
+            Mbind => {
+                mm_ok(a(0), a(1))?;
+                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD entry here")
+            }
         }
     }
 
@@ -539,7 +694,7 @@ impl Machine {
                     self.s.ledger.kernel_pgmap_refs[c] -= 1;
                     self.s.ledger.inflight_pgmap_refs[c] += 1;
                 }
-                self.spawn(TaskKind::GetDevPagemap { pfn: op.args[0], cached: op.args[1] as u8, found: 0 }, cpu)
+                self.spawn(TaskKind::GetDevPagemap { pfn: op.args[0], cached: op.args[1] as u8, found: 0 }, cpu);
             }
             PutDevPagemap => self.put_dev_pagemap(a(0), cpu),
             AllocDevicePage => self.alloc_device_page(a(0), cpu),
@@ -561,7 +716,9 @@ impl Machine {
             DevDaxFault => self.dev_dax_huge_fault(a(0), a(1), a(2)),
             DaxAssociateEntry => self.dax_associate_entry(a(0), a(1), a(2)),
             DaxIomapFault => self.dax_iomap_fault(a(0), a(1), a(2), a(3)),
-            Truncate => self.spawn(TaskKind::Truncate { file: op.args[0] as u8, index: op.args[1] as u8 }, cpu),
+            Truncate => {
+                self.spawn(TaskKind::Truncate { file: op.args[0] as u8, index: op.args[1] as u8 }, cpu);
+            }
             Fork => self.fork(a(0), a(1)),
             ExitMmap => self.exit_mmap(a(0), cpu),
             Munmap => self.munmap(a(0), a(1), cpu),
@@ -574,6 +731,37 @@ impl Machine {
                 });
             }
             UnpinUserPage => self.unpin_user_page(a(0), cpu),
+            AllocDeviceFolio => self.alloc_device_folio(a(0), cpu),
+            DoAnonymousPage => self.do_anonymous_page(a(0), a(1)),
+            DoHugePmdAnonymousPage => self.do_huge_pmd_anonymous_page(a(0), a(1)),
+            CpuWrite => self.cpu_write(a(0), a(1), cpu),
+            DeviceWrite => self.device_write(a(0)),
+            DmaWrite => self.dma_write(a(0)),
+            MigrateVmaSetup => {
+                let ctx = MigCtx {
+                    origin: Origin::Vma,
+                    proc: a(0) as u8,
+                    addr: a(1) as u16,
+                    pgmap: a(2) as u8,
+                    select: op.args[3] as u8,
+                    ..MigCtx::default()
+                };
+                self.spawn_migration(ctx, crate::fault::M_COLLECT, cpu);
+            }
+            DoSwapPage => self.spawn_fault(a(0), a(1), cpu),
+            MigrateDeviceRange => {
+                let ctx = MigCtx { origin: Origin::DeviceRange, pgmap: a(0) as u8, ..MigCtx::default() };
+                self.spawn_migration(ctx, crate::fault::M_COLLECT, cpu);
+            }
+            SplitHugePmd => self.split_huge_pmd(a(0), a(1)),
+            SplitHugePage => {
+                let h = self.head_of(a(0));
+                // the caller's reference and lock around split_huge_page
+                self.s.flags[h] |= PG_LOCKED;
+                self.split_folio(h, 0, 0, cpu);
+                self.s.flags[h] &= !PG_LOCKED;
+            }
+            Mbind => self.mbind(a(0), a(1)),
         }
     }
 
@@ -641,30 +829,82 @@ impl Machine {
     }
 
     fn check_page_conformance(&mut self, p: usize) {
-        let g = self.layout.pgmap_of(p);
-        if self.s.ledger.life[g] != Life::Registered {
+        let t = self.layout.type_of(p);
+        if t.is_some() {
+            let g = self.layout.pgmap_of(p);
+            if self.s.ledger.life[g] != Life::Registered {
+                return;
+            }
+        }
+        let h = self.head_of(p);
+        if h != p {
+            // I-T1: the tails of a large folio keep refcount 0
+            let rc = self.s.rc[p];
+            if rc != 0 {
+                self.violate("I-T1", Class::Conformance, &[("pfn", p as u32)], || {
+                    (format!("pfn {p} is a tail of the folio at pfn {h} but has refcount {rc}"), "0".into(), format!("{rc}"))
+                });
+            }
             return;
         }
-        let h = self.s.ledger.pages[p];
-        let rc = self.s.rc[p];
-        let t = self.layout.type_of(p);
-        let free_rc = self.rules.of(t).free_rc as i32;
-        if !h.in_use() && rc != free_rc {
+        let nr = self.folio_nr(h);
+        let rc = self.s.rc[h];
+        let in_use = self.folio_in_use(h);
+        let free_rc = t.map_or(0, |t| self.rules.of(t).free_rc as i32);
+        if !in_use && rc != free_rc {
+            let what = t.map_or("system RAM", |t| t.name());
             self.violate("I-F5", Class::Conformance, &[("pfn", p as u32)], || {
-                (format!("pfn {p} ({}) is free but its refcount is {rc}; the preset says free pages of this type \
-                          have {free_rc}", t.name()), format!("{free_rc}"), format!("{rc}"))
+                (format!("pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type \
+                          have {free_rc}"),
+                 format!("{free_rc}"), format!("{rc}"))
             });
         }
-        let pins = h.gup_pins as i32;
-        // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1 checks
-        // the preset against the spec
-        let bias = GUP_PIN_COUNTING_BIAS;
-        if pins > 0 && rc < bias * pins {
-            self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                (format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
-                 format!(">= {}", bias * pins), format!("{rc}"))
-            });
+        let pins: i32 = self.s.ledger.pages[h..h + nr].iter().map(|x| x.gup_pins as i32).sum();
+        if nr > 1 {
+            let pc = self.s.pincount[h];
+            if pc != pins {
+                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
+                    (format!("the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}"), format!("{pins}"), format!("{pc}"))
+                });
+            }
+        } else {
+            // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1
+            // checks the preset against the spec
+            let bias = GUP_PIN_COUNTING_BIAS;
+            if pins > 0 && rc < bias * pins {
+                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
+                    (format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
+                     format!(">= {}", bias * pins), format!("{rc}"))
+                });
+            }
         }
+        if in_use && (t.is_none() || t == Some(DeviceType::Private)) {
+            let expected = self.expected_folio_refs(h);
+            if rc != expected {
+                self.violate("I-M1", Class::Conformance, &[("pfn", p as u32)], || {
+                    (format!("pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, \
+                              fault, GUP and driver references)"), format!("{expected}"), format!("{rc}"))
+                });
+            }
+        }
+    }
+
+    /// I-M1: the references the holders of an anonymous or device-private
+    /// folio account for (mappings + collect/isolation + fault-path + GUP +
+    /// kernel + the allocation reference, + 1 for an E1 1-based device page).
+    pub fn expected_folio_refs(&self, h: usize) -> i32 {
+        let nr = self.folio_nr(h);
+        let bias = if nr > 1 { 1 } else { self.rules.gup.pin_bias as i32 };
+        let mut r = self.folio_mapcount(h);
+        for x in &self.s.ledger.pages[h..h + nr] {
+            r += x.collect as i32 + x.fault as i32 + x.gup_gets as i32 + x.kernel_gets as i32 + bias * x.gup_pins as i32;
+            r += (x.driver || x.mig_dst) as i32;
+        }
+        if self.layout.is_private(h) && self.rules.types.private.free_on_2to1 {
+            // E1: an allocated 1-based page keeps its idle reference
+            r += 1;
+        }
+        r
     }
 
     /// I-P1: pgmap->ref equals the references the preset accounts for.
@@ -686,6 +926,7 @@ impl Machine {
         if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
             r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
         }
+        r += self.s.split_pgmap_refs[g] as i64;
         if t == DeviceType::P2pdma {
             if self.rules.p2p.alloc_pgmap_ref {
                 r += self.s.ledger.p2p_allocs[g] as i64;
@@ -779,10 +1020,15 @@ impl Machine {
             pages: (0..l.npfns)
                 .map(|p| PageView {
                     pfn: p,
-                    pgmap: l.pgmap_of(p),
+                    pgmap: (!l.is_ram(p)).then(|| l.pgmap_of(p)),
+                    head: self.head_of(p),
+                    order: self.s.order[self.head_of(p)],
                     refcount: self.s.rc[p],
                     mapcount: self.s.mc[p],
+                    entire_mapcount: self.s.emc[p],
+                    pincount: self.s.pincount[p],
                     locked: self.s.flags[p] & PG_LOCKED != 0,
+                    content: self.s.content[p],
                     holders: self.s.ledger.pages[p].describe(),
                 })
                 .collect(),
@@ -790,17 +1036,8 @@ impl Machine {
                 .map(|proc| ProcView {
                     id: proc,
                     alive: self.s.alive[proc],
-                    ptes: (0..l.addrs)
-                        .map(|a| match self.s.ptes[l.pte_slot(proc, a)] {
-                            Pte::None => String::new(),
-                            Pte::Present { pfn, refcounted, .. } => {
-                                format!("pfn {pfn}{}", if refcounted { "" } else { " (devmap, no ref)" })
-                            }
-                            Pte::DevicePrivate { pfn, write } => {
-                                format!("device-private pfn {pfn}{}", if write { " (write)" } else { " (read)" })
-                            }
-                        })
-                        .collect(),
+                    ptes: (0..l.addrs).map(|a| self.s.ptes[l.pte_slot(proc, a)].describe()).collect(),
+                    pmds: (0..l.blocks).map(|b| self.s.pmds[proc * l.blocks + b].describe()).collect(),
                 })
                 .collect(),
             tasks: self
@@ -839,10 +1076,19 @@ pub struct PgmapView {
 #[derive(Clone, Debug, Serialize)]
 pub struct PageView {
     pub pfn: usize,
-    pub pgmap: usize,
+    /// None for system RAM
+    pub pgmap: Option<usize>,
+    /// compound head (itself for a head or an order-0 page)
+    pub head: usize,
+    /// order of the folio the page belongs to
+    pub order: u8,
     pub refcount: i32,
     pub mapcount: i32,
+    pub entire_mapcount: i32,
+    pub pincount: i32,
     pub locked: bool,
+    /// data version the page holds
+    pub content: u32,
     pub holders: String,
 }
 
@@ -851,4 +1097,6 @@ pub struct ProcView {
     pub id: usize,
     pub alive: bool,
     pub ptes: Vec<String>,
+    /// one per PMD block
+    pub pmds: Vec<String>,
 }

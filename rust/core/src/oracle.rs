@@ -38,13 +38,41 @@ pub struct Holders {
     pub p2p_kernel: bool,
     /// associated with a file by the filesystem (DAX entry)
     pub fs: bool,
+    /// migration collect or LRU-isolation references held by migration
+    /// tasks (`folio_get` in `migrate_vma_collect_pmd`, `folio_isolate_lru`)
+    pub collect: u8,
+    /// references the device-private fault path holds (E3+ `do_swap_page`'s
+    /// `get_page` under the PTL)
+    pub fault: u8,
+    /// the destination of a migration in flight (its allocation reference,
+    /// dropped by finalize)
+    pub mig_dst: bool,
+    /// migration entries pointing at the page (they hold no reference; the
+    /// migrating task's collect reference keeps the page alive)
+    pub mig_entries: u16,
+    /// a dirty PTE (one a CPU wrote through) was replaced by a migration
+    /// entry: the page's data is newer than any other copy and only the
+    /// folio's dirty flag can say so now. A migration must carry it to its
+    /// destination as PG_dirty (I-M5).
+    pub dirty_pte: bool,
 }
 
 impl Holders {
     /// Somebody uses the page: it must not be freed or torn down.
     #[inline]
     pub fn in_use(&self) -> bool {
-        self.maps + self.gup_gets + self.gup_pins + self.kernel_gets > 0 || self.driver || self.p2p_kernel
+        self.maps + self.gup_gets + self.gup_pins + self.kernel_gets + self.mig_entries > 0
+            || self.collect + self.fault > 0
+            || self.mig_dst
+            || self.driver
+            || self.p2p_kernel
+    }
+
+    /// References a migration cannot account for: GUP references and pins,
+    /// kernel users' references, fault-path references (I-M2).
+    #[inline]
+    pub fn unexplained_for_migration(&self) -> u16 {
+        self.gup_gets + self.gup_pins + self.kernel_gets + self.fault as u16
     }
 
     /// References that are not mappings (GUP, kernel): "busy" for DAX.
@@ -65,6 +93,12 @@ impl Holders {
         n(self.gup_gets, "GUP reference(s)");
         n(self.gup_pins, "GUP pin(s)");
         n(self.kernel_gets, "kernel reference(s)");
+        n(self.collect as u16, "migration collect reference(s)");
+        n(self.fault as u16, "fault-path reference(s)");
+        n(self.mig_entries, "migration entr(ies)");
+        if self.mig_dst {
+            v.push("a migration in flight (destination)".into());
+        }
         if self.driver {
             v.push("its driver's allocation".into());
         }
@@ -111,10 +145,31 @@ pub struct Ledger {
     pub life: Vec<Life>,
     /// per pgmap: percpu_ref release ran
     pub released: Vec<bool>,
+    /// per pfn: who holds the page lock: 0 nobody, 1 its driver, `2 + t`
+    /// task slot `t` (a migration's collect, or the fault path's trylock)
+    pub locker: Vec<u8>,
+    /// per virtual page (proc × addr): the last value written to it, i.e.
+    /// what a read through the process's mapping must return (I-W1)
+    pub vcontent: Vec<u32>,
+    /// per pfn: the page's data was migrated to another page, so the page
+    /// is only waiting for its last reference to go (I-M6)
+    pub migrated_away: Vec<bool>,
+    /// per pfn: the virtual page (proc × addr + 1; 0 none) the oldest live
+    /// pin on it was taken through: where its device's DMA writes land, as
+    /// far as the user is concerned
+    pub pin_vpage: Vec<u16>,
+}
+
+/// `Ledger::locker` values.
+pub const LOCK_NONE: u8 = 0;
+pub const LOCK_DRIVER: u8 = 1;
+#[inline]
+pub const fn lock_task(slot: usize) -> u8 {
+    2 + slot as u8
 }
 
 impl Ledger {
-    pub fn new(npfns: usize, npgmaps: usize) -> Ledger {
+    pub fn new(npfns: usize, npgmaps: usize, nvpages: usize) -> Ledger {
         Ledger {
             pages: vec![Holders::default(); npfns],
             init_rc: vec![0; npfns],
@@ -123,6 +178,10 @@ impl Ledger {
             p2p_allocs: vec![0; npgmaps],
             life: vec![Life::Unregistered; npgmaps],
             released: vec![false; npgmaps],
+            locker: vec![LOCK_NONE; npfns],
+            vcontent: vec![0; nvpages],
+            migrated_away: vec![false; npfns],
+            pin_vpage: vec![0; npfns],
         }
     }
 
@@ -134,6 +193,10 @@ impl Ledger {
         self.p2p_allocs.fill(0);
         self.life.fill(Life::Unregistered);
         self.released.fill(false);
+        self.locker.fill(LOCK_NONE);
+        self.vcontent.fill(0);
+        self.migrated_away.fill(false);
+        self.pin_vpage.fill(0);
     }
 
     /// Users of the pgmap itself (not through a page): kernel pgmap

@@ -16,7 +16,8 @@
 //! `p2pdma_page_free` when its last mapping goes.
 
 use crate::machine::Machine;
-use crate::page::{Pte, PG_POOL};
+use crate::page::PG_POOL;
+use crate::pagetable::{Level, Pte};
 
 impl Machine {
     /// First fit of `k` contiguous free gen_pool pages in pgmap `g`.
@@ -86,6 +87,9 @@ impl Machine {
 
     /// Is the kernel allocation starting at `start` the one covering `p`?
     pub(crate) fn p2p_alloc_of(&self, p: usize) -> Option<usize> {
+        if self.layout.is_ram(p) {
+            return None;
+        }
         let g = self.layout.pgmap_of(p);
         (self.layout.pfns_of(g).start..=p).rev().find(|&s| self.s.p2p_len[s] > 0)
             .filter(|&s| p < s + self.s.p2p_len[s] as usize)
@@ -110,11 +114,9 @@ impl Machine {
                 self.page_set_count(p, 1);
             }
             // vm_insert_page: +1 reference, +1 mapcount
-            self.page_get(p, 1, "p2pmem_alloc_mmap: vm_insert_page");
-            self.s.mc[p] += 1;
-            let slot = self.layout.pte_slot(proc, addr + i);
-            self.s.ptes[slot] = Pte::Present { pfn: p as u16, write: true, refcounted: true };
-            self.s.ledger.pages[p].maps += 1;
+            self.install_entry(proc, addr + i, Level::Pte, Pte::present(p, true), 1, "p2pmem_alloc_mmap: vm_insert_page");
+            let v = self.layout.pte_slot(proc, addr + i);
+            self.s.ledger.vcontent[v] = self.s.content[p];
             self.pgmap_get(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get");
             self.put_page_refs(p, 1, cpu, "p2pmem_alloc_mmap: put_page");
         }

@@ -1,19 +1,27 @@
-//! struct page refcounts and the put path.
+//! struct page / folio refcounts and the put path.
 //!
-//! Mirrors `get_page`/`page_ref_inc`, `put_page` with its per-era ZONE_DEVICE
-//! branches — E1's 1-based `put_devmap_managed_page` (2→1: `page_free` for
-//! device-private, `wake_up_var` for FS-DAX; 1→0: `__put_page` →
-//! `put_dev_pagemap`), E2/E3's `free_zone_device_page`, E4's
-//! `free_zone_device_folio` — and the `page_free` callbacks of each type
-//! (device-private drivers' free lists, `p2pdma_page_free`). Which branch runs
-//! is chosen by [`TypeRules`](crate::rules::TypeRules); the code is written once.
+//! Mirrors `get_page`/`folio_get`/`page_ref_add`, `put_page`/`folio_put` with
+//! their per-era ZONE_DEVICE branches — E1's 1-based `put_devmap_managed_page`
+//! (2→1: `page_free` for device-private, `wake_up_var` for FS-DAX; 1→0:
+//! `__put_page` → `put_dev_pagemap`), E2/E3's `free_zone_device_page`, E4's
+//! `free_zone_device_folio`, E5's large-folio free (`folio_free` then
+//! `percpu_ref_put_many(ref, nr)`) — the `page_free` callbacks of each type
+//! (device-private drivers' free lists, `p2pdma_page_free`), and, for system
+//! RAM, `__folio_put` back to the buddy allocator. Which branch runs is
+//! chosen by [`TypeRules`](crate::rules::TypeRules); the code is written once.
+//!
+//! A reference on any page of a compound folio is a reference on its head
+//! (`compound_head`, `page_folio`): the tails' own refcounts stay 0.
 //!
 //! Page state lives in struct-of-arrays form in [`crate::machine::State`]:
-//! `rc` (`_refcount`), `mc` (`_mapcount + 1`), `flags`, `mapping`.
+//! `rc` (`_refcount`), `mc` (per-page `_mapcount + 1`), `flags`, `mapping`,
+//! `head`/`order` (compound geometry), `pincount`, `emc` (entire mapcount).
 
 use crate::machine::Machine;
-use crate::oracle::{Class, Life};
-use crate::rules::DeviceType;
+use crate::oracle::{Class, Life, LOCK_NONE};
+use crate::rules::{AllocPgmapRef, DeviceType};
+
+pub use crate::pagetable::Pte;
 
 /// `PG_locked`.
 pub const PG_LOCKED: u8 = 1 << 0;
@@ -23,51 +31,26 @@ pub const PG_FREE_LIST: u8 = 1 << 1;
 pub const PG_POOL: u8 = 1 << 2;
 /// Still holds the pgmap reference memremap_pages took for it (E1 coupling).
 pub const PG_INIT_REF: u8 = 1 << 3;
+/// On an LRU list (system RAM folios only; ZONE_DEVICE folios never are).
+pub const PG_LRU: u8 = 1 << 4;
+/// `PG_dirty`: the folio's data must be written back before it is dropped.
+pub const PG_DIRTY: u8 = 1 << 5;
+/// Free in the buddy allocator (system RAM).
+pub const PG_BUDDY: u8 = 1 << 6;
 
 /// `page->mapping`: none, anonymous (device-private pages mapped into a
-/// process), or a DAX file (`MAPPING_FILE + file`).
+/// process, anonymous system RAM), or a DAX file (`MAPPING_FILE + file`).
 pub const MAPPING_NONE: u8 = 0;
 pub const MAPPING_ANON: u8 = 1;
 pub const MAPPING_FILE: u8 = 2;
-
-/// One page-table entry of the model.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Pte {
-    #[default]
-    None,
-    /// A present PTE. `refcounted` is false for the E1–E3 devmap/pfn
-    /// mappings of FS-DAX and device-dax pages (`pte_devmap`: zap does not
-    /// put the page, rmap does not count it).
-    Present { pfn: u16, write: bool, refcounted: bool },
-    /// A device-private swap entry (`SWP_DEVICE_READ` / `SWP_DEVICE_WRITE`):
-    /// holds a page reference and a mapcount.
-    DevicePrivate { pfn: u16, write: bool },
-}
-
-impl Pte {
-    #[inline]
-    pub fn pfn(self) -> Option<usize> {
-        match self {
-            Pte::None => None,
-            Pte::Present { pfn, .. } | Pte::DevicePrivate { pfn, .. } => Some(pfn as usize),
-        }
-    }
-
-    /// Does this entry hold a page reference and a mapcount?
-    #[inline]
-    pub fn holds_ref(self) -> bool {
-        match self {
-            Pte::None => false,
-            Pte::Present { refcounted, .. } => refcounted,
-            Pte::DevicePrivate { .. } => true,
-        }
-    }
-}
 
 impl Machine {
     /// A page of a pgmap whose struct pages are gone is being touched.
     /// Returns true (and reports I-L3) in that case.
     pub(crate) fn page_torn_down(&mut self, pfn: usize, what: &str) -> bool {
+        if self.layout.is_ram(pfn) {
+            return false;
+        }
         let g = self.layout.pgmap_of(pfn);
         if self.s.ledger.life[g] == Life::TornDown {
             let what = what.to_string();
@@ -80,8 +63,21 @@ impl Machine {
         false
     }
 
-    /// `get_page` / `page_ref_add`: `n` references on a page that already
-    /// has one (a page at refcount 0 is free: raising it is a use after free).
+    /// `compound_head(page)`.
+    #[inline]
+    pub(crate) fn head_of(&self, pfn: usize) -> usize {
+        self.s.head[pfn] as usize
+    }
+
+    /// `folio_nr_pages` of the folio whose head is `h`.
+    #[inline]
+    pub(crate) fn folio_nr(&self, h: usize) -> usize {
+        1 << self.s.order[h]
+    }
+
+    /// `get_page` / `folio_get` / `page_ref_add`: `n` references on a page
+    /// that already has one (a page at refcount 0 is free: raising it is a
+    /// use after free).
     pub(crate) fn page_get(&mut self, pfn: usize, n: i32, what: &str) {
         self.page_get_from(pfn, n, 1, what)
     }
@@ -92,16 +88,17 @@ impl Machine {
         if self.page_torn_down(pfn, what) {
             return;
         }
-        self.touch_page(pfn);
-        let old = self.s.rc[pfn];
+        let h = self.head_of(pfn);
+        self.touch_page(h);
+        let old = self.s.rc[h];
         if old < min {
             let what = what.to_string();
-            self.violate("I-F1", Class::Safety, &[("pfn", pfn as u32)], || {
-                (format!("{what} takes a reference on pfn {pfn} whose refcount is {old}: the page is free"),
+            self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
+                (format!("{what} takes a reference on pfn {h} whose refcount is {old}: the page is free"),
                  "refcount > 0".into(), format!("{old}"))
             });
         }
-        self.s.rc[pfn] = old + n;
+        self.s.rc[h] = old + n;
     }
 
     /// Set the refcount of a page being handed out by its allocator
@@ -111,14 +108,14 @@ impl Machine {
         self.s.rc[pfn] = v;
     }
 
-    /// `put_page` of `n` references, with the era's ZONE_DEVICE hooks.
+    /// `put_page` / `folio_put_refs` of `n` references, with the era's
+    /// ZONE_DEVICE hooks.
     pub(crate) fn put_page_refs(&mut self, pfn: usize, n: i32, cpu: usize, what: &str) {
         if self.page_torn_down(pfn, what) {
             return;
         }
+        let pfn = self.head_of(pfn);
         self.touch_page(pfn);
-        let t = self.layout.type_of(pfn);
-        let tr = self.rules.of(t).clone();
         let old = self.s.rc[pfn];
         let new = old - n;
         self.s.rc[pfn] = new;
@@ -129,6 +126,14 @@ impl Machine {
             });
             return;
         }
+        let Some(t) = self.layout.type_of(pfn) else {
+            // system RAM: the last put frees the folio to the buddy allocator
+            if new == 0 && old > 0 {
+                self.free_ram_folio(pfn);
+            }
+            return;
+        };
+        let tr = *self.rules.of(t);
         if new == 1 && old > 1 {
             // E1 put_devmap_managed_page: "the page is idle again"
             if tr.free_on_2to1 {
@@ -145,13 +150,25 @@ impl Machine {
                               page_free) and the page is left at 0", t.name()), "refcount stays >= 1".into(), "0".into())
                 });
             }
+            // free_zone_device_folio: the folio's size is read before the
+            // callback (the 2026 fix "do not touch device folio after
+            // calling ->folio_free()")
+            let nr = self.folio_nr(pfn);
             if tr.page_free_on_zero {
                 self.page_free(pfn, cpu);
             }
             if tr.put_pgmap_on_zero {
                 let g = self.layout.pgmap_of(pfn);
-                self.s.flags[pfn] &= !PG_INIT_REF;
-                self.pgmap_put(g, cpu, 1, "put_dev_pagemap (page refcount reached 0)");
+                for p in pfn..pfn + nr {
+                    self.s.flags[p] &= !PG_INIT_REF;
+                }
+                // E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
+                let refs = if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
+                    nr
+                } else {
+                    1
+                };
+                self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
             }
             if tr.reset_on_zero {
                 self.s.rc[pfn] = 1;
@@ -167,35 +184,49 @@ impl Machine {
         self.trace_note(|| format!("wake_up_var(pfn {pfn})"));
     }
 
-    /// `pgmap->ops->page_free(page)`: the page goes back to its allocator.
-    /// The oracle checks that nobody holds it (I-F9) and that it carries no
-    /// stale mapping into its next life (I-F2 is checked at reuse).
+    /// `pgmap->ops->page_free(page)` / `folio_free(folio)`: the folio goes
+    /// back to its allocator. The oracle checks that nobody holds any of its
+    /// pages (I-F9) and that it carries no stale mapping into its next life
+    /// (I-F2 is checked at reuse).
     pub(crate) fn page_free(&mut self, pfn: usize, cpu: usize) {
         let g = self.layout.pgmap_of(pfn);
-        let h = self.s.ledger.pages[pfn];
-        self.trace_note(|| format!("page_free(pfn {pfn})"));
-        if h.in_use() {
-            self.violate("I-F9", Class::Safety, &[("pgmap", g as u32), ("pfn", pfn as u32)], || {
-                (format!("page_free returns pfn {pfn} to its allocator while it is held by {}", h.describe()),
-                 "no holder".into(), h.describe())
-            });
+        let nr = self.folio_nr(pfn);
+        self.trace_note(|| if nr > 1 { format!("folio_free(pfn {pfn}, {nr} pages)") } else { format!("page_free(pfn {pfn})") });
+        for p in pfn..pfn + nr {
+            let h = self.s.ledger.pages[p];
+            if h.in_use() {
+                self.violate("I-F9", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
+                    (format!("page_free returns pfn {p} to its allocator while it is held by {}", h.describe()),
+                     "no holder".into(), h.describe())
+                });
+            }
         }
         match self.layout.type_of(pfn) {
-            DeviceType::Private => {
-                if self.rules.private.free_clears_mapping {
-                    self.s.mapping[pfn] = MAPPING_NONE;
+            Some(DeviceType::Private) => {
+                if nr > 1 && self.rules.thp.free_prepare {
+                    // free_zone_device_folio_prepare: standalone order-0 pages
+                    self.restore_order0(pfn, nr);
                 }
-                if self.s.flags[pfn] & PG_FREE_LIST != 0 {
-                    self.violate("I-F9", Class::Safety, &[("pfn", pfn as u32)], || {
-                        (format!("page_free of pfn {pfn}, which is already on its driver's free list (double free)"),
-                         "allocated".into(), "free".into())
-                    });
+                for p in pfn..pfn + nr {
+                    if self.rules.private.free_clears_mapping {
+                        self.s.mapping[p] = MAPPING_NONE;
+                    }
+                    if self.s.flags[p] & PG_FREE_LIST != 0 {
+                        self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
+                            (format!("page_free of pfn {p}, which is already on its driver's free list (double free)"),
+                             "allocated".into(), "free".into())
+                        });
+                    }
+                    self.s.flags[p] |= PG_FREE_LIST;
+                    self.s.flags[p] &= !(PG_LOCKED | PG_DIRTY);
+                    self.s.ledger.locker[p] = LOCK_NONE;
+                    self.s.ledger.migrated_away[p] = false;
+                    self.s.ledger.pages[p].dirty_pte = false;
                 }
-                self.s.flags[pfn] |= PG_FREE_LIST;
-                self.s.flags[pfn] &= !PG_LOCKED;
             }
-            DeviceType::P2pdma => {
+            Some(DeviceType::P2pdma) => {
                 // p2pdma_page_free: gen_pool_free_owner(page) + percpu_ref_put
+                let h = self.s.ledger.pages[pfn];
                 if self.s.flags[pfn] & PG_POOL == 0 || h.p2p_kernel {
                     self.violate("I-F9", Class::Safety, &[("pfn", pfn as u32)], || {
                         (format!("p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space \
@@ -207,7 +238,36 @@ impl Machine {
                 self.pgmap_put(g, cpu, 1, "p2pdma_page_free");
             }
             // pmem and device-dax have no page_free of their own
-            DeviceType::Fsdax | DeviceType::Generic => {}
+            _ => {}
+        }
+    }
+
+    /// `__folio_put` of a system RAM folio: back to the buddy allocator.
+    pub(crate) fn free_ram_folio(&mut self, h: usize) {
+        let nr = self.folio_nr(h);
+        self.trace_note(|| format!("free_unref_folio(pfn {h}{})", if nr > 1 { format!(", {nr} pages") } else { String::new() }));
+        for p in h..h + nr {
+            let hold = self.s.ledger.pages[p];
+            if hold.in_use() {
+                self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
+                    (format!("system RAM pfn {p} is freed to the buddy allocator while it is held by {}", hold.describe()),
+                     "no holder".into(), hold.describe())
+                });
+            }
+            if self.s.ledger.locker[p] != LOCK_NONE {
+                self.violate("I-M7", Class::Safety, &[("pfn", p as u32)], || {
+                    (format!("system RAM pfn {p} is freed while still locked"), "unlocked".into(), "locked".into())
+                });
+            }
+        }
+        self.restore_order0(h, nr);
+        for p in h..h + nr {
+            self.s.flags[p] = PG_BUDDY;
+            self.s.mapping[p] = MAPPING_NONE;
+            self.s.mc[p] = 0;
+            self.s.ledger.locker[p] = LOCK_NONE;
+            self.s.ledger.migrated_away[p] = false;
+            self.s.ledger.pages[p].dirty_pte = false;
         }
     }
 }

@@ -816,10 +816,8 @@ impl<W: Word> PercpuRef<W> {
     /// exit, or exit of a never-initialised ref, is a no-op.
     pub fn exit(&self) -> Effects {
         let mut fx = Effects::default();
-        if self.ptr.load(Relaxed) & PTR_NO_PERCPU == 0 {
-            if self.switch_pending() {
-                fx.event(RefEvent::ExitDuringSwitch);
-            }
+        if self.ptr.load(Relaxed) & PTR_NO_PERCPU == 0 && self.switch_pending() {
+            fx.event(RefEvent::ExitDuringSwitch);
         }
         if self.no_data() {
             return fx;

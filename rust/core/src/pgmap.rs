@@ -173,6 +173,11 @@ impl Machine {
             self.s.mc[p] = 0;
             self.s.mapping[p] = 0;
             self.s.flags[p] = if tr.init_pgmap_refs { PG_INIT_REF } else { 0 };
+            self.s.head[p] = p as u16;
+            self.s.order[p] = 0;
+            self.s.pincount[p] = 0;
+            self.s.emc[p] = 0;
+            self.s.ledger.locker[p] = crate::oracle::LOCK_NONE;
             if t == DeviceType::Private {
                 self.s.flags[p] |= PG_FREE_LIST;
             }
@@ -315,7 +320,7 @@ impl Machine {
         if cached > 0 {
             let c = cached - 1;
             self.s.ledger.inflight_pgmap_refs[c] -= 1;
-            if self.layout.pgmap_of(pfn) == c {
+            if !self.layout.is_ram(pfn) && self.layout.pgmap_of(pfn) == c {
                 // covered: the caller's reference comes back, no new one
                 self.s.ledger.kernel_pgmap_refs[c] += 1;
                 self.trace_note(|| format!("cached pgmap {c} covers pfn {pfn}: reused"));
@@ -323,6 +328,10 @@ impl Machine {
             }
             // not covering: the caller's reference is consumed
             self.pgmap_put(c, cpu, 1, "get_dev_pagemap: put_dev_pagemap(cached)");
+        }
+        if self.layout.is_ram(pfn) {
+            self.trace_note(|| format!("xa_load(pfn {pfn}) -> NULL (system RAM)"));
+            return None;
         }
         let g = self.layout.pgmap_of(pfn);
         match self.s.ledger.life[g] {

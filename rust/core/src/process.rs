@@ -1,36 +1,48 @@
 //! Processes: their page tables, fork, munmap and exit.
 //!
-//! Mirrors `zap_pte_range` (a refcounted entry drops its rmap and its page
-//! reference; an E1–E3 devmap PTE drops nothing), `exit_mmap`, and
-//! `copy_page_range` for fork: a device-private entry is copied with
-//! `get_page` + `page_dup_rmap` (+1 reference, +1 mapcount) and, in a COW
-//! mapping, made read-only in parent and child (`copy_nonpresent_pte`,
-//! confirmed in docs/kernel-checks.md item 6); P2P mappings (VM_MIXEDMAP) are
-//! copied with a reference and a mapcount; shared DAX and device-dax
-//! mappings are not copied — the child faults them in again.
+//! Mirrors `zap_pte_range` / `zap_huge_pmd` (a refcounted entry drops its
+//! rmap and its page reference; an E1–E3 devmap PTE and a migration entry
+//! drop nothing; unmapping part of a huge page splits its PMD first),
+//! `exit_mmap`, and `copy_page_range` for fork: `copy_nonpresent_pte`
+//! copies a device-private entry with `get_page` + `page_dup_rmap` (+1
+//! reference, +1 mapcount) and a migration entry as it is (no reference),
+//! both made read-only in a COW mapping (confirmed in docs/kernel-checks.md
+//! item 6); `copy_present_pte` shares an anonymous page read-only in parent
+//! and child, except a page that may be DMA-pinned, which the child gets a
+//! copy of at once (`page_needs_cow_for_dma`); `copy_huge_pmd` shares a huge
+//! page the same way (a pinned one is split and copied by PTEs); P2P mappings
+//! (VM_MIXEDMAP) are copied with a reference and a mapcount; shared DAX and
+//! device-dax mappings are not copied — the child faults them in again.
 
 use crate::machine::Machine;
-use crate::page::Pte;
+use crate::page::PG_LRU;
+use crate::pagetable::{Level, MigKind, Pte};
 use crate::rules::DeviceType;
 
 impl Machine {
-    /// zap one PTE.
+    /// zap one address: its PTE, or (a whole-block unmap) the PMD covering it.
     pub(crate) fn zap_pte(&mut self, proc: usize, addr: usize, cpu: usize) {
-        let slot = self.layout.pte_slot(proc, addr);
-        let pte = self.s.ptes[slot];
-        self.s.ptes[slot] = Pte::None;
-        let Some(p) = pte.pfn() else { return };
-        self.touch_page(p);
-        self.s.ledger.pages[p].maps -= 1;
-        if pte.holds_ref() {
-            self.s.mc[p] -= 1; // page_remove_rmap
-            self.put_page_refs(p, 1, cpu, "zap_pte_range: put_page");
-        } else {
-            self.page_torn_down(p, "zap_pte_range");
+        let (_, level) = self.entry(proc, addr);
+        let (at, n) = if level == Level::Pmd { (self.block_start(addr), self.layout.nr_huge()) } else { (addr, 1) };
+        for a in at..at + n {
+            self.check_vpage(proc, a, "when it is unmapped");
+            // the user buffer a pin was taken through is gone: its DMA now
+            // writes to no virtual page
+            let v = self.layout.pte_slot(proc, a) as u16 + 1;
+            if let Some(p) = self.entry(proc, a).0.pfn() {
+                if self.s.ledger.pin_vpage[p] == v {
+                    self.s.ledger.pin_vpage[p] = 0;
+                }
+            }
         }
+        self.clear_entry(proc, at, level, cpu, "zap_pte_range: put_page");
     }
 
+    /// `munmap` of one page: a PMD-mapped huge page is split first.
     pub(crate) fn munmap(&mut self, proc: usize, addr: usize, cpu: usize) {
+        if self.entry(proc, addr).1 == Level::Pmd {
+            self.split_huge_pmd(proc, addr);
+        }
         self.zap_pte(proc, addr, cpu);
     }
 
@@ -39,33 +51,81 @@ impl Machine {
             if self.violation.is_some() {
                 return;
             }
-            self.zap_pte(proc, addr, cpu);
+            if self.entry(proc, addr).0 != Pte::None {
+                self.zap_pte(proc, addr, cpu);
+            }
         }
         self.s.alive[proc] = false;
     }
 
+    /// Pinned anonymous pages the child would need copies of.
+    pub(crate) fn fork_copies_needed(&self, parent: usize) -> usize {
+        (0..self.layout.addrs)
+            .filter(|&a| match self.entry(parent, a).0 {
+                Pte::Present { pfn, .. } => self.layout.is_ram(pfn as usize) && self.maybe_pinned(pfn as usize),
+                _ => false,
+            })
+            .count()
+    }
+
+    /// `folio_maybe_dma_pinned` (for the copy decision of fork).
+    fn maybe_pinned(&self, p: usize) -> bool {
+        self.s.ledger.pages[self.head_of(p)..self.head_of(p) + self.folio_nr(self.head_of(p))]
+            .iter()
+            .any(|h| h.gup_pins > 0)
+    }
+
     pub(crate) fn fork(&mut self, parent: usize, child: usize) {
         self.s.alive[child] = true;
+        // huge PMDs: share (write-protected) unless pinned, then split
+        for b in 0..self.layout.blocks {
+            let a = b << self.layout.order;
+            let ps = self.layout.pmd_slot(parent, a);
+            let pmd = self.s.pmds[ps];
+            let Some(h) = pmd.pfn() else { continue };
+            if matches!(pmd, Pte::Present { .. }) && self.maybe_pinned(h) {
+                self.split_huge_pmd(parent, a);
+                continue;
+            }
+            let ro = make_readonly(pmd);
+            self.s.pmds[ps] = ro;
+            self.install_entry(child, a, Level::Pmd, ro, 1, "copy_huge_pmd: folio_get");
+            for k in 0..self.layout.nr_huge() {
+                let (pv, cv) = (self.layout.pte_slot(parent, a + k), self.layout.pte_slot(child, a + k));
+                self.s.ledger.vcontent[cv] = self.s.ledger.vcontent[pv];
+            }
+        }
         for addr in 0..self.layout.addrs {
             let ps = self.layout.pte_slot(parent, addr);
             let cs = self.layout.pte_slot(child, addr);
-            let copy = match self.s.ptes[ps] {
-                Pte::DevicePrivate { pfn, .. } => {
-                    // writable entries become readable in both (COW)
-                    self.s.ptes[ps] = Pte::DevicePrivate { pfn, write: false };
-                    Some(Pte::DevicePrivate { pfn, write: false })
+            let pte = self.s.ptes[ps];
+            let Some(p) = pte.pfn() else { continue };
+            self.s.ledger.vcontent[cs] = self.s.ledger.vcontent[ps];
+            match pte {
+                Pte::DevicePrivate { .. } | Pte::Migration { .. } => {
+                    let ro = make_readonly(pte);
+                    self.s.ptes[ps] = ro;
+                    self.install_entry(child, addr, Level::Pte, ro, 1, "copy_nonpresent_pte: get_page");
                 }
-                pte @ Pte::Present { pfn, .. } if self.layout.type_of(pfn as usize) == DeviceType::P2pdma => Some(pte),
-                _ => None,
-            };
-            if let Some(pte) = copy {
-                let p = pte.pfn().unwrap_or(0);
-                if pte.holds_ref() {
-                    self.page_get(p, 1, "copy_page_range: get_page");
-                    self.s.mc[p] += 1;
+                Pte::Present { .. } if self.layout.is_ram(p) => {
+                    if self.maybe_pinned(p) {
+                        // copy_present_page: the child gets its own copy now
+                        let Some(n) = self.ram_alloc(0) else { continue };
+                        self.s.content[n] = self.s.content[p];
+                        self.s.ledger.pages[n].dirty_pte = self.s.ledger.pages[p].dirty_pte;
+                        self.s.rc[n] = 0;
+                        self.install_entry(child, addr, Level::Pte, Pte::present(n, true), 0, "copy_present_page");
+                        self.s.flags[n] |= PG_LRU;
+                    } else {
+                        let ro = make_readonly(pte);
+                        self.s.ptes[ps] = ro;
+                        self.install_entry(child, addr, Level::Pte, ro, 1, "copy_present_pte: folio_get");
+                    }
                 }
-                self.s.ptes[cs] = pte;
-                self.s.ledger.pages[p].maps += 1;
+                Pte::Present { .. } if self.layout.type_of(p) == Some(DeviceType::P2pdma) => {
+                    self.install_entry(child, addr, Level::Pte, pte, 1, "copy_page_range: get_page");
+                }
+                _ => {}
             }
         }
     }
@@ -83,14 +143,23 @@ impl Machine {
 
     /// Zap every user mapping of any page of pgmap `g`.
     pub(crate) fn zap_pgmap_mappings(&mut self, g: usize, cpu: usize) {
+        let pfns = self.layout.pfns_of(g);
         for proc in 0..self.layout.procs {
             for addr in 0..self.layout.addrs {
-                if let Some(p) = self.s.ptes[self.layout.pte_slot(proc, addr)].pfn() {
-                    if self.layout.pgmap_of(p) == g {
-                        self.zap_pte(proc, addr, cpu);
-                    }
+                if self.s.ptes[self.layout.pte_slot(proc, addr)].pfn().is_some_and(|p| pfns.contains(&p)) {
+                    self.zap_pte(proc, addr, cpu);
                 }
             }
         }
+    }
+}
+
+/// The entry as fork leaves it in a COW mapping: no write permission.
+fn make_readonly(e: Pte) -> Pte {
+    match e {
+        Pte::Present { pfn, refcounted, dirty, .. } => Pte::Present { pfn, write: false, refcounted, dirty },
+        Pte::DevicePrivate { pfn, .. } => Pte::DevicePrivate { pfn, write: false },
+        Pte::Migration { pfn, kind: MigKind::Write } => Pte::Migration { pfn, kind: MigKind::Read },
+        other => other,
     }
 }

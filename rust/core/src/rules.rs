@@ -223,6 +223,121 @@ pub struct GupRules {
     pub refuses_device_private: bool,
 }
 
+/// How `migrate_vma_check_page` (the pre-filter of `migrate_vma_setup`)
+/// treats a ZONE_DEVICE source page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceCheck {
+    /// v5.10: device-private pages pass without a count check (a waiter on a
+    /// migration entry used to hold a reference indistinguishable from a
+    /// pin); other ZONE_DEVICE types are refused.
+    Skip,
+    /// v5.17+ (`ffa65753c431`): one extra expected reference for any
+    /// ZONE_DEVICE page, then the usual `refcount - extra > mapcount` test.
+    Extra,
+}
+
+/// Migration of anonymous memory to and from device-private memory
+/// (mm/migrate_device.c; E1: mm/migrate.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRules {
+    /// The pre-filter's treatment of ZONE_DEVICE sources.
+    pub check_device: DeviceCheck,
+    /// The pre-filter rejects system RAM pages with references beyond
+    /// their mappings (`refcount - extra > mapcount`). Always true in the
+    /// kernel; false asks "what if migration ignored GUP pins".
+    pub check_system: bool,
+    /// The exact gate of `migrate_vma_pages` (`folio_migrate_mapping` /
+    /// E1 `migrate_page_move_mapping`: refcount must equal the expected
+    /// count). Always true in the kernel; false is a what-if.
+    pub exact_gate: bool,
+    /// The exact gate expects one more reference on a device-private source
+    /// (E1's `expected_page_refs` term `+ is_device_private_page`, removed by
+    /// 27674ef6c73f; 1-based device pages carry it).
+    pub exact_counts_device_base: bool,
+    /// Collect copies a dirty PTE's dirty bit to the folio (the v6.0 fix
+    /// "mm/migrate_device.c: copy pte dirty bit to page").
+    pub collect_marks_dirty: bool,
+    /// Finalize puts a system RAM source back on the LRU even when its data
+    /// was migrated away and it is about to be freed (`folio_putback_lru`;
+    /// fixed by 41cddf83d8b0 in v6.14).
+    pub finalize_putback_src: bool,
+    /// `migrate_device_range` exists: a driver can evict its device-private
+    /// pages before it unbinds (v6.1).
+    pub device_range: bool,
+    /// `MIGRATE_VMA_SELECT_COMPOUND`: a huge folio migrates whole, as one
+    /// `MIGRATE_PFN_COMPOUND` entry (E5; the 2020 patch); otherwise
+    /// collect splits a PMD-mapped THP first.
+    pub compound: bool,
+    /// `fault_page` comes locked by the fault path: collect does not lock it
+    /// and `migrate_vma_setup` requires it locked (v6.15, 1afaeb8293c9).
+    pub fault_page_prelocked: bool,
+    /// Finalize and the restore path leave the fault page locked for the
+    /// fault path to unlock (the other half of 1afaeb8293c9). With
+    /// `fault_page_prelocked` this is the v6.15 design; the two apart model
+    /// a half-applied backport.
+    pub finalize_skips_fault_page: bool,
+}
+
+/// Which device-private CPU fault path (`do_swap_page` on a device-private
+/// entry, then `pgmap->ops->migrate_to_ram`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPath {
+    /// E1/E2: `migrate_to_ram` is called with no page reference and no
+    /// page-table re-check.
+    NoRef,
+    /// E3 (`16ce101db85d`): take the PTL, re-check `pte_same`, `get_page`,
+    /// drop the PTL, call `migrate_to_ram`, `put_page`.
+    Ref,
+    /// v6.15 (`1afaeb8293c9`): as `ref`, but `trylock_page` under the PTL
+    /// first; only the lock winner migrates, the others refault.
+    Trylock,
+}
+
+/// The device-private CPU fault (mm/memory.c `do_swap_page`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRules {
+    pub path: FaultPath,
+    /// The `pte_same` failure exit releases the page-table lock (false: a
+    /// path that leaves it held, as the highmem pte-unmap bug left its map).
+    pub bail_unlocks_ptl: bool,
+    /// Trylock path: `unlock_page` before the final `put_page` (the review
+    /// fix; false puts first and then unlocks a page it may have freed).
+    pub unlock_before_put: bool,
+}
+
+/// Large folios (transparent huge pages) of system RAM and device-private
+/// memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThpRules {
+    /// Device-private memory has large folios (`zone_device_folio_init`,
+    /// device-private PMD entries): E5, and the 2020 patch.
+    pub device_private: bool,
+    /// References each page of a split device-private folio gets beyond its
+    /// mappings (the 2020 patch unfroze tails at 2: its 1-based idle
+    /// reference plus the mapping's; E5: 0).
+    pub split_tail_extra: u8,
+    /// Splitting a device-private folio takes `percpu_ref_get_many(ref,
+    /// nr - 1)` for the new folios (the 2020 patch).
+    pub split_pgmap_get: bool,
+    /// `can_split_huge_page` expects one extra pin on a device-private
+    /// folio (the 2020 patch's "extra pin count magic").
+    pub can_split_extra_pin: bool,
+    /// `free_zone_device_folio_prepare`: every page of a freed large
+    /// device-private folio is made a standalone order-0 page before
+    /// `folio_free` (the 2026 fix for d245f9b4ab80).
+    pub free_prepare: bool,
+    /// Page-walkers that look at a non-present PMD (mbind's
+    /// `queue_folios_pmd`, MADV_COLD/PAGEOUT, MADV_FREE) tell device-private
+    /// and migration entries from a present THP (the 2026 fixes for
+    /// 368076f52ebe).
+    pub walkers_know_device_pmd: bool,
+}
+
 /// The four per-type rule rows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +376,9 @@ pub struct Rules {
     pub dax: DaxRules,
     pub pgmap: PgmapRules,
     pub gup: GupRules,
+    pub migrate: MigrateRules,
+    pub fault: FaultRules,
+    pub thp: ThpRules,
 }
 
 /// Error loading rules: names the file, line, column and problem.
@@ -341,6 +459,28 @@ fn e1() -> Rules {
         dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: true },
         pgmap: PgmapRules { memunmap_waits: true, teardown_syncs_rcu: true, get_dev_pagemap_live: true },
         gup: GupRules { pin_bias: 1024, refuses_device_private: true },
+        // v5.10 mm/migrate.c (kc §12)
+        migrate: MigrateRules {
+            check_device: DeviceCheck::Skip,
+            check_system: true,
+            exact_gate: true,
+            exact_counts_device_base: true,
+            collect_marks_dirty: false,
+            finalize_putback_src: true,
+            device_range: false,
+            compound: false,
+            fault_page_prelocked: false,
+            finalize_skips_fault_page: false,
+        },
+        fault: FaultRules { path: FaultPath::NoRef, bail_unlocks_ptl: true, unlock_before_put: true },
+        thp: ThpRules {
+            device_private: false,
+            split_tail_extra: 0,
+            split_pgmap_get: false,
+            can_split_extra_pin: false,
+            free_prepare: true,
+            walkers_know_device_pmd: true,
+        },
     }
 }
 
@@ -368,6 +508,11 @@ fn e2() -> Rules {
     // refcount stays 0 (docs/kernel-checks.md item 2). FS-DAX 1->0 stays 0
     // silently.
     r.private.alloc_get_page = false;
+    // ffa65753c431 (v5.17): the pre-filter counts one extra reference for
+    // ZONE_DEVICE pages instead of skipping them; 27674ef6c73f drops the
+    // device term of expected_page_refs
+    r.migrate.check_device = DeviceCheck::Extra;
+    r.migrate.exact_counts_device_base = false;
     r
 }
 
@@ -397,6 +542,11 @@ fn e3() -> Rules {
     r.types.p2pdma.zero_warns = false; // p2pdma_page_free exists from v6.2
     r.p2p.userspace_mmap = true;
     r.p2p.gup_needs_flag = true;
+    // 16ce101db85d: PTL + pte_same + get_page before migrate_to_ram; the
+    // v6.0 dirty-bit fix; migrate_device_range for eviction at unbind
+    r.fault.path = FaultPath::Ref;
+    r.migrate.collect_marks_dirty = true;
+    r.migrate.device_range = true;
     r
 }
 
@@ -432,6 +582,32 @@ fn e4() -> Rules {
     }
     r.dax.unmount_waits_idle = true;
     r.dax.busy_scan_needs_mapping = false;
+    // 41cddf83d8b0 (v6.14): no migrated-away folio back on the LRU;
+    // 1afaeb8293c9 (v6.15): trylock the device page in do_swap_page
+    r.migrate.finalize_putback_src = false;
+    r.fault.path = FaultPath::Trylock;
+    r.migrate.fault_page_prelocked = true;
+    r.migrate.finalize_skips_fault_page = true;
+    r
+}
+
+/// E5, v6.19 (d245f9b4ab80, 368076f52ebe): large device-private folios —
+/// `zone_device_folio_init` takes `tryget_many(1 << order)` pgmap references,
+/// the free path `folio_free` + `put_many(nr)`; huge folios migrate whole
+/// with MIGRATE_VMA_SELECT_COMPOUND (a partial migration splits). With the
+/// 2026 stable fixes: pages restored to order 0 before `folio_free`, and
+/// PMD walkers that know device-private entries.
+fn e5() -> Rules {
+    let mut r = e4();
+    r.name = "e5".into();
+    r.kernel = "v6.19".into();
+    r.description = "v6.19+: large device-private folios (tryget_many(1 << order) at allocation, \
+                     folio_free + put_many(nr) at free), compound migration with partial-migration split; \
+                     with the 2026 fixes (free_zone_device_folio_prepare, device-private PMD walkers)."
+        .into();
+    r.private.alloc_pgmap_ref = AllocPgmapRef::TrygetMany;
+    r.migrate.compound = true;
+    r.thp.device_private = true;
     r
 }
 
@@ -457,15 +633,27 @@ fn p20() -> Rules {
     p.page_free_on_zero = true;
     r.private.alloc_get_page = false;
     r.private.alloc_sets_rc = true;
+    // [2] makes device-private pages 0-based, so expected_page_refs loses
+    // its device term (hch's 27674ef6c73f took this from the RFC)
+    r.migrate.exact_counts_device_base = false;
+    // the THP patch under discussion ([PATCH v3 3/6], spec §3.6): compound
+    // migration to device-private memory, tails unfrozen at 2 on split with
+    // get_many(nr - 1) on the pgmap, one extra pin in can_split_huge_page
+    r.migrate.compound = true;
+    r.thp.device_private = true;
+    r.thp.split_tail_extra = 1;
+    r.thp.split_pgmap_get = true;
+    r.thp.can_split_extra_pin = true;
     r
 }
 
 /// Preset names with their kernel-version aliases.
-pub const PRESETS: [(&str, &[&str]); 5] = [
+pub const PRESETS: [(&str, &[&str]); 6] = [
     ("e1", &["v5.10", "legacy"]),
     ("e2", &["v5.18"]),
     ("e3", &["v6.1"]),
     ("e4", &["v6.15"]),
+    ("e5", &["v6.19"]),
     ("p20", &["rfc2020"]),
 ];
 
@@ -481,6 +669,7 @@ impl Rules {
             "e2" => e2(),
             "e3" => e3(),
             "e4" => e4(),
+            "e5" => e5(),
             "p20" => p20(),
             _ => return None,
         })
@@ -664,6 +853,25 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
         (_, "refuses_device_private") => "GUP never returns a device-private page",
+        (_, "check_device") => "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)",
+        (_, "check_system") => "the pre-filter rejects RAM pages with refs beyond their mappings (what-if when false)",
+        (_, "exact_gate") => "migrate_vma_pages requires the exact expected refcount (what-if when false)",
+        (_, "exact_counts_device_base") => "the exact gate expects +1 on device-private sources (E1 expected_page_refs)",
+        (_, "collect_marks_dirty") => "collect copies a dirty PTE's dirty bit to the folio (v6.0 fix)",
+        (_, "finalize_putback_src") => "finalize puts a migrated-away RAM source back on the LRU (bug, fixed v6.14)",
+        (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
+        (_, "compound") => "MIGRATE_VMA_SELECT_COMPOUND: huge folios migrate whole (E5, 2020 patch)",
+        (_, "fault_page_prelocked") => "fault_page comes locked by the fault path; collect does not lock it (v6.15)",
+        (_, "finalize_skips_fault_page") => "finalize/restore leave the fault page locked for the fault path (v6.15)",
+        ("fault.path", _) => "device-private fault: no_ref (E1/E2), ref (E3 PTL+pte_same+get), trylock (v6.15)",
+        (_, "bail_unlocks_ptl") => "the pte_same-failure exit of the fault releases the PTL",
+        (_, "unlock_before_put") => "trylock fault path: unlock_page before the final put_page (review fix)",
+        (_, "device_private") if path.starts_with("thp") => "device-private memory has large folios (E5, 2020 patch)",
+        (_, "split_tail_extra") => "refs each page of a split device-private folio gets beyond its mappings (2020 patch: 1)",
+        (_, "split_pgmap_get") => "split of a device-private folio takes get_many(nr - 1) on the pgmap (2020 patch)",
+        (_, "can_split_extra_pin") => "can_split_huge_page expects an extra pin on device-private folios (2020 patch)",
+        (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
+        (_, "walkers_know_device_pmd") => "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)",
         _ => "",
     }
 }

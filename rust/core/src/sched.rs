@@ -17,9 +17,11 @@
 //! whose refcount does not return to its initial value once nobody holds it
 //! is a leak (I-F10).
 
+use crate::fault::*;
 use crate::machine::Machine;
+use crate::migrate::{MigCtx, Origin};
 use crate::oracle::{Class, Life};
-use crate::page::Pte;
+use crate::pagetable::Pte;
 use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 use crate::pgmap::{PgmapState, MU_SHUTDOWN};
 
@@ -32,6 +34,10 @@ pub enum TaskKind {
     GetDevPagemap { pfn: u16, cached: u8, found: u8 },
     /// the filesystem truncating one DAX entry (break layouts + free block)
     Truncate { file: u8, index: u8 },
+    /// a migration (`migrate_vma_*`, `migrate_device_range`) or a
+    /// device-private fault and its `migrate_to_ram`; its arrays live in
+    /// `State::mig[slot]`
+    Migrate { origin: Origin },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,17 +74,48 @@ impl Task {
                 let step = ["dax_layout_busy_page", "wait for idle page", "free block"];
                 format!("truncate(file={file}, index={index}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
             }
+            TaskKind::Migrate { origin } => {
+                let what = match origin {
+                    Origin::Vma => "migrate_vma",
+                    Origin::DeviceRange => "migrate_device_range",
+                    Origin::Fault => "do_swap_page",
+                };
+                let step = match self.pc {
+                    M_COLLECT => "collect",
+                    M_UNMAP => "unmap",
+                    M_COPY => "alloc and copy",
+                    M_PAGES => "migrate_vma_pages",
+                    M_FINALIZE => "migrate_vma_finalize",
+                    F_READ => "read orig_pte",
+                    F_LOCK => "pte_offset_map_lock + pte_same",
+                    F_GET => "get_page + unlock PTL",
+                    F_CALL => "migrate_to_ram",
+                    _ => "put_page",
+                };
+                format!("{what} at \"{step}\"")
+            }
         }
     }
 }
 
 impl Machine {
-    pub(crate) fn spawn(&mut self, kind: TaskKind, cpu: usize) {
-        if let Some(slot) = self.s.tasks.iter().position(|t| t.is_none()) {
-            let t = Task { kind, pc: 0, cpu: cpu as u8 };
-            self.s.tasks[slot] = Some(t);
-            self.trace_note(|| format!("task {slot}: {}", t.describe()));
-        }
+    pub(crate) fn spawn(&mut self, kind: TaskKind, cpu: usize) -> Option<usize> {
+        self.spawn_at(kind, 0, cpu)
+    }
+
+    fn spawn_at(&mut self, kind: TaskKind, pc: u8, cpu: usize) -> Option<usize> {
+        let slot = self.s.tasks.iter().position(|t| t.is_none())?;
+        let t = Task { kind, pc, cpu: cpu as u8 };
+        self.s.tasks[slot] = Some(t);
+        self.trace_note(|| format!("task {slot}: {}", t.describe()));
+        Some(slot)
+    }
+
+    /// Spawn a migration (or fault) task starting at step `pc`.
+    pub(crate) fn spawn_migration(&mut self, ctx: MigCtx, pc: u8, cpu: usize) -> Option<usize> {
+        let slot = self.s.tasks.iter().position(|t| t.is_none())?;
+        self.s.mig[slot] = ctx;
+        self.spawn_at(TaskKind::Migrate { origin: ctx.origin }, pc, cpu)
     }
 
     pub(crate) fn free_task_slot(&self) -> bool {
@@ -101,6 +138,7 @@ impl Machine {
                 }
                 None
             }
+            TaskKind::Migrate { .. } => self.migrate_blocked(slot, t.pc),
         }
     }
 
@@ -124,27 +162,68 @@ impl Machine {
             TaskKind::Truncate { file, index } => {
                 self.truncate_step(file as usize, index as usize, t.pc, cpu).map(|pc| (pc, t.kind))
             }
+            TaskKind::Migrate { .. } => self.migrate_step(slot, t.pc, cpu).map(|pc| (pc, t.kind)),
         };
         self.s.tasks[slot] = next.map(|(pc, kind)| Task { kind, pc, cpu: t.cpu });
+        if next.is_none() {
+            self.task_finished(slot);
+        }
+    }
+
+    /// I-D2: a kernel function returns with no page-table lock held.
+    fn task_finished(&mut self, slot: usize) {
+        if let Some(i) = self.s.ptl.iter().position(|&o| o as usize == slot + 1) {
+            self.s.ptl[i] = 0;
+            self.violate("I-D2", Class::Safety, &[("task", slot as u32)], || {
+                (format!("task {slot} returns with a page-table lock still held: every later fault, GUP or unmap \
+                          of that page table spins forever"), "PTL released".into(), "held".into())
+            });
+        }
     }
 
     /// Run every runnable task to completion, round-robin, with RCU grace
     /// periods when only blocked tasks remain. Returns when no task can move.
     fn drive_tasks(&mut self) {
+        self.drive_tasks_where(|_| true)
+    }
+
+    /// `drive_tasks` for the tasks `which` selects. Device-private faults
+    /// that keep refaulting are watched: the drain schedules
+    /// deterministically, so if the whole state repeats at the start of a
+    /// round in which a fault refaulted, the same rounds repeat forever — a
+    /// livelock (I-D3).
+    fn drive_tasks_where(&mut self, which: impl Fn(&Task) -> bool) {
         let mut budget = 10_000usize; // a terminating program needs far fewer steps
+        // digests of the states at the start of rounds with refaults (a fixed
+        // array: the drain allocates nothing; a cycle longer than this ends
+        // in the step budget and is reported as a hang, I-L4)
+        let mut seen = [0u64; 64];
+        let mut nseen = 0usize;
         loop {
             if self.violation.is_some() || budget == 0 {
                 return;
             }
+            let retries: u32 = self.fault_retries();
             let mut moved = false;
             for slot in 0..self.s.tasks.len() {
-                if self.s.tasks[slot].is_some() && self.task_blocked(slot).is_none() {
+                if self.s.tasks[slot].is_some_and(|t| which(&t)) && self.task_blocked(slot).is_none() {
                     self.drain_step(Op::new(OpKind::Step, &[slot as u16]));
                     moved = true;
                     budget -= 1;
                     if self.violation.is_some() {
                         return;
                     }
+                }
+            }
+            if self.fault_retries() != retries {
+                let h = self.state_digest();
+                if seen[..nseen].contains(&h) {
+                    self.report_livelock();
+                    return;
+                }
+                if nseen < seen.len() {
+                    seen[nseen] = h;
+                    nseen += 1;
                 }
             }
             if !moved {
@@ -156,6 +235,48 @@ impl Machine {
                 return;
             }
         }
+    }
+
+    /// Refaults so far, over every fault task.
+    fn fault_retries(&self) -> u32 {
+        self.s.tasks.iter().enumerate().filter(|(_, t)| t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
+            .map(|(i, _)| self.s.mig[i].retries as u32).sum()
+    }
+
+    /// I-D3: the faults on a device page refault forever.
+    fn report_livelock(&mut self) {
+        let faults: Vec<usize> = (0..self.s.tasks.len())
+            .filter(|&i| self.s.tasks[i].is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
+            .collect();
+        let pfns: Vec<String> = faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
+        let n = faults.len();
+        self.at_label = Some("livelock check");
+        self.violate("I-D3", Class::Liveness, &[("task", faults.first().copied().unwrap_or(0) as u32)], || {
+            (format!("livelock: {n} fault(s) on device-private pfn {} refault forever under fair scheduling — each \
+                      migrate_to_ram fails because of the others' references, and the state repeats",
+                     pfns.join(", ")), "one fault migrates the page".into(), "every fault retries".into())
+        });
+        self.at_label = None;
+    }
+
+    /// A digest of everything a task's next steps depend on (the drain's
+    /// livelock detector compares them; std's SipHash with fixed keys, so it
+    /// is the same on every machine).
+    fn state_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let s = &self.s;
+        (&s.rc, &s.mc, &s.flags, &s.mapping, &s.head, &s.order, &s.emc, &s.pincount).hash(&mut h);
+        (&s.ptes, &s.pmds, &s.ptl, &s.tasks, &s.mig_entries, &s.ledger, &s.alive).hash(&mut h);
+        for (i, m) in s.mig.iter().enumerate() {
+            // the retry counter is what changes every round; leave it out
+            (i, m.origin, m.proc, m.addr, m.npages, m.pgmap, m.select, m.fault_pfn, m.orig, m.fault_ref, m.fault_locked, m.oom)
+                .hash(&mut h);
+        }
+        for p in &s.pgmaps {
+            (p.state, p.pref.count(), p.pref.is_dying(), p.pref.switch_pending(), p.done).hash(&mut h);
+        }
+        h.finish()
     }
 
     /// The end-of-program drain and the final sweep.
@@ -186,6 +307,13 @@ impl Machine {
                 self.drain_step(Op::new(OpKind::PutDevPagemap, &[g as u16, 0]));
             }
         }
+        // 1b. Migrations and faults in flight finish (a process cannot exit
+        //     while one of its threads is in a fault, or while a driver
+        //     migrates its pages under its mmap_lock).
+        for slot in 0..self.s.mig.len() {
+            self.s.mig[slot].retries = 0;
+        }
+        self.drive_tasks_where(|t| matches!(t.kind, TaskKind::Migrate { .. }));
         // 2. Processes exit.
         for proc in 0..self.layout.procs {
             if self.violation.is_none() && self.s.alive[proc] && self.proc_has_mappings(proc) {
@@ -276,12 +404,12 @@ impl Machine {
     }
 
     pub(crate) fn proc_has_mappings(&self, proc: usize) -> bool {
-        (0..self.layout.addrs).any(|a| self.s.ptes[self.layout.pte_slot(proc, a)] != Pte::None)
+        (0..self.layout.addrs).any(|a| self.entry(proc, a).0 != Pte::None)
     }
 
     pub(crate) fn spawn_memunmap(&mut self, g: usize, cpu: usize) {
         self.s.pgmaps[g].state = PgmapState::Unbinding;
-        self.spawn(TaskKind::Memunmap { pgmap: g as u8 }, cpu);
-        debug_assert!(MU_SHUTDOWN == 0);
+        let _ = self.spawn(TaskKind::Memunmap { pgmap: g as u8 }, cpu);
+        const { assert!(MU_SHUTDOWN == 0) };
     }
 }

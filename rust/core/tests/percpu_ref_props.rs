@@ -102,7 +102,7 @@ proptest! {
                     check(r.get(cpu).unwrap(), false, &mut releases)?;
                     holders.push(cpu);
                 },
-                1 => if let Some(_) = holders.pop() {
+                1 => if holders.pop().is_some() {
                     // a reference may be dropped on any CPU
                     let last = killed && folded && holders.is_empty();
                     check(r.put(cpu).unwrap(), last, &mut releases)?;

@@ -155,7 +155,7 @@ impl PyMachine {
 impl PyMachine {
     #[new]
     #[pyo3(signature = (rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4,
-                        files = 2, file_pages = 2, tasks = 4))]
+                        files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         rules: Option<&Bound<'_, PyAny>>,
@@ -168,12 +168,14 @@ impl PyMachine {
         files: usize,
         file_pages: usize,
         tasks: usize,
+        ram: usize,
+        order: usize,
     ) -> PyResult<PyMachine> {
         let rules = match rules {
             Some(r) => rules_arg(r)?,
             None => Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?,
         };
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks)?;
+        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
         let m = Machine::new(Config::with_shape(rules, shape)).map_err(|e| PyValueError::new_err(e.0))?;
         Ok(PyMachine { m })
     }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use zdfuzz_core::program::json::{program_from_json_str, program_to_json_string};
 use zdfuzz_core::program::op::Dim;
-use zdfuzz_core::program::text::{op_to_text, parse_action, parse_program, program_to_text};
+use zdfuzz_core::program::text::{op_to_text, parse_action, parse_program, program_to_text, value_text};
 use zdfuzz_core::{Config, DeviceType, Machine, Op, Program, Rules, Shape};
 
 /// A ProgramError carrying `.line` and `.col` (0 when not from text).
@@ -54,6 +54,8 @@ pub fn shape_arg(
     files: usize,
     file_pages: usize,
     tasks: usize,
+    ram: usize,
+    order: usize,
 ) -> PyResult<Shape> {
     let mut shape = Shape::default();
     if let Some(types) = types {
@@ -75,6 +77,8 @@ pub fn shape_arg(
         ("files", files),
         ("file_pages", file_pages),
         ("tasks", tasks),
+        ("ram", ram),
+        ("order", order),
     ] {
         shape.set(k, v);
     }
@@ -122,7 +126,7 @@ impl PyAction {
             match dim {
                 Dim::Cached if v == 0 => d.set_item(*name, py.None())?,
                 Dim::Cached => d.set_item(*name, v - 1)?,
-                Dim::By => d.set_item(*name, if v == 0 { "gup" } else { "kernel" })?,
+                Dim::By | Dim::Flags | Dim::Select => d.set_item(*name, value_text(*dim, v))?,
                 _ => d.set_item(*name, v)?,
             }
         }
@@ -158,7 +162,7 @@ pub struct PyProgram {
 impl PyProgram {
     #[new]
     #[pyo3(signature = (actions, rules = "e3".to_string(), types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4))]
+                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -173,8 +177,10 @@ impl PyProgram {
         files: usize,
         file_pages: usize,
         tasks: usize,
+        ram: usize,
+        order: usize,
     ) -> PyResult<PyProgram> {
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks)?;
+        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
         let ops = actions.iter().map(|a| action_arg(py, a)).collect::<PyResult<Vec<_>>>()?;
         Ok(PyProgram { inner: Program::new(&rules, shape, ops) })
     }
@@ -189,7 +195,7 @@ impl PyProgram {
     /// on a machine of the given rules and shape.
     #[staticmethod]
     #[pyo3(signature = (data, rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4))]
+                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
     #[allow(clippy::too_many_arguments)]
     fn from_bytes(
         data: &[u8],
@@ -203,12 +209,14 @@ impl PyProgram {
         files: usize,
         file_pages: usize,
         tasks: usize,
+        ram: usize,
+        order: usize,
     ) -> PyResult<PyProgram> {
         let rules = match rules {
             Some(r) => rules_arg(r)?,
             None => Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?,
         };
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks)?;
+        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
         let name = rules.name.clone();
         let mut m = Machine::new(Config::with_shape(rules, shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
         let ops = m.decode_program(data);

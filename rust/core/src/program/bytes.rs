@@ -86,7 +86,13 @@ impl Machine {
             PutPage => self.s.ledger.pages.iter().any(|h| h.gup_gets > 0 || h.kernel_gets > 0),
             UnpinUserPage => self.s.ledger.pages.iter().any(|h| h.gup_pins > 0),
             DaxAssociateEntry | DaxIomapFault | Truncate => l.nfiles > 0,
-            Munmap | GetUserPages | PinUserPages => self.s.ptes.iter().any(|p| *p != crate::page::Pte::None),
+            Munmap | GetUserPages | PinUserPages | CpuWrite | DoSwapPage => {
+                self.s.ptes.iter().chain(self.s.pmds.iter()).any(|p| *p != crate::page::Pte::None)
+            }
+            SplitHugePmd | Mbind => self.s.pmds.iter().any(|p| *p != crate::page::Pte::None),
+            DmaWrite => self.s.ledger.pages.iter().any(|h| h.gup_pins > 0),
+            DoAnonymousPage | DoHugePmdAnonymousPage => l.npfns > l.ndev,
+            SplitHugePage => l.order > 0,
             _ => true,
         }
     }

@@ -1,8 +1,8 @@
 //! JSON for tools: `{"rules": ..., "config": {...}, "ops": [{"op": name, operand: value, ...}]}`.
 //! Operand values are the text format's (numbers, "none", "gup", flag strings).
 
-use super::op::{Dim, OpKind, BY_GUP, FOLL_LONGTERM, FOLL_PCI_P2PDMA};
-use super::text::parse_op;
+use super::op::{Dim, OpKind, BY_GUP};
+use super::text::{parse_op, value_text};
 use super::{Program, ProgramError, Shape};
 use crate::rules::DeviceType;
 use serde_json::{json, Map, Value};
@@ -26,16 +26,7 @@ pub fn program_to_json(p: &Program) -> Value {
                     Dim::Cached if v == 0 => json!("none"),
                     Dim::Cached => json!(v - 1),
                     Dim::By => json!(if v == BY_GUP { "gup" } else { "kernel" }),
-                    Dim::Flags => {
-                        let mut f = Vec::new();
-                        if v & FOLL_LONGTERM != 0 {
-                            f.push("FOLL_LONGTERM");
-                        }
-                        if v & FOLL_PCI_P2PDMA != 0 {
-                            f.push("FOLL_PCI_P2PDMA");
-                        }
-                        json!(if f.is_empty() { "0".to_string() } else { f.join("|") })
-                    }
+                    Dim::Flags | Dim::Select => json!(value_text(*dim, v).unwrap_or_default()),
                     _ => json!(v),
                 };
                 o.insert((*name).into(), val);

@@ -11,6 +11,16 @@ use crate::config::{Layout, MAX_ALLOC_PAGES};
 pub const FOLL_LONGTERM: u16 = 1;
 pub const FOLL_PCI_P2PDMA: u16 = 2;
 
+/// `MIGRATE_VMA_SELECT_*` as operands: which pages a migration collects
+/// (and so its direction: system RAM → device, or device-private → RAM),
+/// and whether a PMD block migrates whole.
+pub const SELECT_SYSTEM: u16 = 1;
+pub const SELECT_DEVICE_PRIVATE: u16 = 2;
+pub const SELECT_COMPOUND: u16 = 4;
+/// The select values an operand can take, in domain order.
+pub const SELECT_VALUES: [u16; 4] =
+    [SELECT_SYSTEM, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM | SELECT_COMPOUND, SELECT_DEVICE_PRIVATE | SELECT_COMPOUND];
+
 /// Who drops a `put_page`: a GUP caller (FOLL_GET) or a kernel user.
 pub const BY_GUP: u16 = 0;
 pub const BY_KERNEL: u16 = 1;
@@ -34,6 +44,8 @@ pub enum Dim {
     Cached,
     /// BY_GUP or BY_KERNEL
     By,
+    /// MIGRATE_VMA_SELECT_* bits, one of [`SELECT_VALUES`]
+    Select,
 }
 
 impl Dim {
@@ -52,6 +64,7 @@ impl Dim {
             Dim::Flags => 4,
             Dim::Cached => l.npgmaps + 1,
             Dim::By => 2,
+            Dim::Select => SELECT_VALUES.len(),
         }
     }
 
@@ -60,6 +73,7 @@ impl Dim {
     pub fn value(self, i: usize) -> u16 {
         match self {
             Dim::Pages => i as u16 + 1,
+            Dim::Select => SELECT_VALUES.get(i).copied().unwrap_or(SELECT_SYSTEM),
             _ => i as u16,
         }
     }
@@ -69,6 +83,7 @@ impl Dim {
     pub fn index(self, v: u16, l: &Layout) -> Option<usize> {
         let i = match self {
             Dim::Pages => (v as usize).checked_sub(1)?,
+            Dim::Select => SELECT_VALUES.iter().position(|&s| s == v)?,
             _ => v as usize,
         };
         (i < self.size(l)).then_some(i)
@@ -149,6 +164,30 @@ kinds! {
         "GUP caller pins a mapped page (FOLL_PIN: +GUP_PIN_COUNTING_BIAS)";
     UnpinUserPage = "unpin_user_page" ["pfn": Pfn, "cpu": Cpu]
         "GUP caller releases a pin";
+    DoAnonymousPage = "do_anonymous_page" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "process touches anonymous memory: a zeroed page of system RAM is mapped writable";
+    DoHugePmdAnonymousPage = "do_huge_pmd_anonymous_page" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "process touches an empty PMD block: a THP of system RAM is mapped by one PMD";
+    CpuWrite = "cpu_write" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "process writes through its present mapping (a shared anonymous page is copied first: do_wp_page)";
+    DeviceWrite = "device_write" ["pfn": Pfn]
+        "the device writes one of its device-private pages through its mirror of a process mapping";
+    DmaWrite = "dma_write" ["pfn": Pfn]
+        "a device DMA-writes a page a GUP caller pinned for it";
+    MigrateVmaSetup = "migrate_vma_setup" ["proc": Proc, "addr": Addr, "pgmap": Pgmap, "select": Select, "cpu": Cpu]
+        "device-private driver spawns a migration of one page, or of a PMD block with COMPOUND (collect, unmap, alloc+copy, pages, finalize)";
+    DoSwapPage = "do_swap_page" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "process touches a device-private entry: spawn the fault (read entry, PTL + pte_same, reference, migrate_to_ram)";
+    MigrateDeviceRange = "migrate_device_range" ["pgmap": Pgmap, "cpu": Cpu]
+        "device-private driver spawns the eviction of all its in-use pages to system RAM (before unbind, v6.1+)";
+    AllocDeviceFolio = "alloc_device_folio" ["pgmap": Pgmap, "cpu": Cpu]
+        "device-private driver allocates a large folio (zone_device_folio_init; E5)";
+    SplitHugePmd = "split_huge_pmd" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "a PMD mapping is split into PTE mappings (mprotect or munmap of part of a huge page)";
+    SplitHugePage = "split_huge_page" ["pfn": Pfn, "cpu": Cpu]
+        "split the large folio containing pfn into order-0 folios (can_split_folio, freeze, split, remap)";
+    Mbind = "mbind" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "a page-table walker (mbind's queue_folios_pmd, MADV_COLD) inspects the PMD covering addr";
 }
 
 impl OpKind {

@@ -24,7 +24,10 @@
 //! Operands may come in any order; `cpu` defaults to 0 and `cached` to none.
 //! The config keys are `types` (comma-separated) and the [`Shape`] fields.
 
-use super::op::{Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KINDS, MAX_ARGS};
+use super::op::{
+    Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KINDS, MAX_ARGS, SELECT_COMPOUND,
+    SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES,
+};
 use super::{Program, ProgramError, Shape};
 use crate::rules::DeviceType;
 use std::fmt::Write;
@@ -44,6 +47,33 @@ fn flags_text(v: u16) -> String {
     }
 }
 
+/// `MIGRATE_VMA_SELECT_*` bits as text: "SYSTEM", "DEVICE_PRIVATE|COMPOUND", ...
+pub fn select_text(v: u16) -> String {
+    let mut parts = Vec::new();
+    if v & SELECT_SYSTEM != 0 {
+        parts.push("SYSTEM");
+    }
+    if v & SELECT_DEVICE_PRIVATE != 0 {
+        parts.push("DEVICE_PRIVATE");
+    }
+    if v & SELECT_COMPOUND != 0 {
+        parts.push("COMPOUND");
+    }
+    parts.join("|")
+}
+
+/// The text of an operand value (what `.zdf`, JSON and Python show).
+pub fn value_text(dim: Dim, v: u16) -> Option<String> {
+    match dim {
+        Dim::Cached if v == 0 => Some("none".into()),
+        Dim::Cached => None,
+        Dim::By => Some(if v == BY_GUP { "gup" } else { "kernel" }.into()),
+        Dim::Flags => Some(flags_text(v)),
+        Dim::Select => Some(select_text(v)),
+        _ => None,
+    }
+}
+
 /// One action as a line of text (no newline).
 pub fn op_to_text(op: &Op) -> String {
     let info = op.kind.info();
@@ -55,6 +85,7 @@ pub fn op_to_text(op: &Op) -> String {
             Dim::Cached => write!(s, " {name}={}", v - 1),
             Dim::By => write!(s, " {name}={}", if v == BY_GUP { "gup" } else { "kernel" }),
             Dim::Flags => write!(s, " {name}={}", flags_text(v)),
+            Dim::Select => write!(s, " {name}={}", select_text(v)),
             _ => write!(s, " {name}={v}"),
         };
     }
@@ -104,6 +135,18 @@ fn parse_value(dim: Dim, text: &str) -> Option<u16> {
                 };
             }
             Some(v)
+        }
+        Dim::Select => {
+            let mut v = 0;
+            for part in text.split('|') {
+                v |= match part.trim().trim_start_matches("MIGRATE_VMA_SELECT_") {
+                    "SYSTEM" | "system" => SELECT_SYSTEM,
+                    "DEVICE_PRIVATE" | "device_private" => SELECT_DEVICE_PRIVATE,
+                    "COMPOUND" | "compound" => SELECT_COMPOUND,
+                    _ => return None,
+                };
+            }
+            SELECT_VALUES.contains(&v).then_some(v)
         }
         _ => text.parse::<u16>().ok(),
     }
@@ -158,6 +201,7 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
                 Dim::Cached => "a pgmap number or none",
                 Dim::By => "gup or kernel",
                 Dim::Flags => "0, FOLL_LONGTERM, FOLL_PCI_P2PDMA or both joined by |",
+                Dim::Select => "SYSTEM or DEVICE_PRIVATE, optionally |COMPOUND",
                 _ => "a non-negative number",
             };
             err(line, c + k.len() + 1, format!("bad value `{v}` for `{k}`: expected {what}"))
@@ -260,12 +304,14 @@ mod tests {
 
     #[test]
     fn text_round_trips() {
-        let text = "rules p20\nconfig types=generic,p2pdma pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 files=2 file_pages=2 tasks=4\n\
+        let text = "rules p20\nconfig types=generic,p2pdma pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 files=2 file_pages=2 tasks=4 \
+                    ram=4 order=1\n\
                     memremap_pages pgmap=0\nget_dev_pagemap pfn=3 cached=none cpu=1\nget_dev_pagemap pfn=3 cached=0 cpu=0\n\
-                    put_page pfn=1 by=kernel cpu=0\npin_user_pages proc=0 addr=1 flags=FOLL_LONGTERM|FOLL_PCI_P2PDMA cpu=1\n";
+                    put_page pfn=1 by=kernel cpu=0\npin_user_pages proc=0 addr=1 flags=FOLL_LONGTERM|FOLL_PCI_P2PDMA cpu=1\n\
+                    migrate_vma_setup proc=0 addr=2 pgmap=0 select=DEVICE_PRIVATE|COMPOUND cpu=1\n";
         let p = parse_program(text).unwrap();
         assert_eq!(program_to_text(&p), text);
-        assert_eq!(p.lines, vec![3, 4, 5, 6, 7]);
+        assert_eq!(p.lines, vec![3, 4, 5, 6, 7, 8]);
     }
 
     #[test]

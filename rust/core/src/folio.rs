@@ -1,0 +1,196 @@
+//! Compound (large) folios: geometry, pins, `can_split_folio` and the split.
+//!
+//! Mirrors `prep_compound_page` (every page of the folio points at the head;
+//! the refcount lives on the head only, tails stay at 0), the large-folio
+//! pin accounting of `try_grab_folio` / `gup_put_folio` (`_pincount` + 1 and
+//! one reference per pin, instead of `GUP_PIN_COUNTING_BIAS` for a small
+//! folio), `can_split_folio` (splittable iff the mapcount accounts for every
+//! reference but the page-cache ones and the caller's pins; the 2020 THP
+//! patch expected one extra pin on device-private folios), and
+//! `__split_huge_page` / `split_huge_page_to_list_to_order`: freeze the
+//! refcount, give every new order-0 folio the references of its own
+//! mappings, call the device-private `folio_split` callback (E5: the
+//! default copies `pgmap` and `mapping`; the 2020 patch unfroze each tail at
+//! 2 and took `percpu_ref_get_many(ref, nr - 1)`), and unfreeze. Device
+//! pgmap references are per base page in E5, so a split leaves them alone.
+//!
+//! Also `free_zone_device_folio_prepare` (2026): a freed large device folio
+//! becomes standalone order-0 pages before `folio_free`.
+
+use crate::machine::Machine;
+use crate::oracle::Class;
+use crate::pagetable::Pte;
+use crate::rules::DeviceType;
+
+impl Machine {
+    /// `prep_compound_page(page, order)` on `h .. h + nr`. A page that still
+    /// carries the compound head of another, differently shaped folio is
+    /// stale metadata the allocation did not expect (I-F4).
+    pub(crate) fn prep_compound(&mut self, h: usize, order: usize) {
+        let nr = 1usize << order;
+        for p in h..h + nr {
+            self.check_standalone(p, h, order);
+            self.s.head[p] = h as u16;
+            self.s.order[p] = 0;
+            self.s.pincount[p] = 0;
+            self.s.emc[p] = 0;
+            self.touch_page(p);
+        }
+        self.s.order[h] = order as u8;
+    }
+
+    /// I-F4: a page handed out by a device-private allocator as part of a
+    /// folio with head `h` and `order` must not carry compound metadata of
+    /// an earlier folio of another shape (`free_zone_device_folio_prepare`
+    /// is what clears it).
+    pub(crate) fn check_standalone(&mut self, p: usize, h: usize, order: usize) {
+        if self.layout.is_ram(p) {
+            return;
+        }
+        let (oh, oo) = (self.s.head[p] as usize, self.s.order[self.s.head[p] as usize] as usize);
+        let standalone = oh == p && oo == 0;
+        let same_shape = oh == h && oo == order;
+        if !standalone && !same_shape {
+            self.violate("I-F4", Class::Safety, &[("pfn", p as u32)], || {
+                (format!("pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the \
+                          compound head {oh} of an earlier order-{oo} folio (the free path left stale metadata)"),
+                 "standalone order-0 page".into(), format!("tail of pfn {oh}"))
+            });
+        }
+    }
+
+    /// Make `h .. h + nr` standalone order-0 pages again (what a split and
+    /// `free_zone_device_folio_prepare` do to the geometry).
+    pub(crate) fn restore_order0(&mut self, h: usize, nr: usize) {
+        for p in h..h + nr {
+            self.s.head[p] = p as u16;
+            self.s.order[p] = 0;
+            self.s.pincount[p] = 0;
+            self.s.emc[p] = 0;
+            self.touch_page(p);
+        }
+    }
+
+    /// `folio_mapcount`: the entire (PMD) mapcount plus every page's PTE
+    /// mapcount.
+    pub(crate) fn folio_mapcount(&self, h: usize) -> i32 {
+        let nr = self.folio_nr(h);
+        self.s.emc[h] + self.s.mc[h..h + nr].iter().sum::<i32>()
+    }
+
+    /// Is any page of the folio held by anybody (the ledger's view)?
+    pub(crate) fn folio_in_use(&self, h: usize) -> bool {
+        let nr = self.folio_nr(h);
+        self.s.ledger.pages[h..h + nr].iter().any(|x| x.in_use())
+    }
+
+    /// `can_split_folio(folio, caller_pins)`: every reference is a mapping,
+    /// a page-cache reference (none for anonymous and device memory here)
+    /// or one of the caller's.
+    pub(crate) fn can_split_folio(&self, h: usize, caller_pins: i32) -> bool {
+        let extra = if self.rules.thp.can_split_extra_pin && self.layout.is_private(h) { 1 } else { 0 };
+        self.folio_mapcount(h) == self.s.rc[h] - caller_pins - extra
+    }
+
+    /// Split the large folio at `h` into order-0 folios. The caller holds
+    /// `caller_refs` references on the head (the collect reference of an
+    /// unmapped split; 0 for `split_huge_page` of a mapped folio, whose PMD
+    /// mappings are split first). Every new folio gets the references of its
+    /// own mappings (and, for an unmapped split, the caller's reference on
+    /// each piece — `migrate_vma_split_unmapped_folio` then treats each as
+    /// collected). Returns false (-EBUSY) when `can_split_folio` says no.
+    pub(crate) fn split_folio(&mut self, h: usize, caller_refs: i32, per_piece_refs: i32, cpu: usize) -> bool {
+        let nr = self.folio_nr(h);
+        if nr == 1 {
+            return true;
+        }
+        // PMD mappings become PTE mappings first (the split unmaps the folio
+        // and remaps it page by page)
+        for proc in 0..self.layout.procs {
+            for b in 0..self.layout.blocks {
+                if self.s.pmds[proc * self.layout.blocks + b].pfn() == Some(h) {
+                    self.split_huge_pmd(proc, b << self.layout.order);
+                }
+            }
+        }
+        if !self.can_split_folio(h, caller_refs) {
+            self.trace_note(|| format!("split of folio {h}: -EBUSY (can_split_folio)"));
+            return false;
+        }
+        let private = self.layout.type_of(h) == Some(DeviceType::Private);
+        let g = self.layout.type_of(h).map(|_| self.layout.pgmap_of(h));
+        let ref_before = g.map(|g| self.s.pgmaps[g].pref.count());
+        let rc_before = self.s.rc[h];
+        let tail_extra = if private { self.rules.thp.split_tail_extra as i32 } else { 0 };
+        self.restore_order0(h, nr);
+        let mut total = 0;
+        for p in h..h + nr {
+            // the refcount every new folio is unfrozen with: its own mappings,
+            // the caller's per-piece references, and (2020 patch) one more
+            // for each tail of a device-private folio
+            let own = self.s.mc[p] + per_piece_refs;
+            let v = if p == h { own + caller_refs - per_piece_refs } else { own + tail_extra };
+            self.s.rc[p] = v;
+            total += v;
+        }
+        if private && self.rules.thp.split_pgmap_get {
+            if let Some(g) = g {
+                // the 2020 patch: percpu_ref_get_many(pgmap->ref, nr - 1)
+                self.pgmap_get(g, 0, nr as u64 - 1, "split_huge_page: percpu_ref_get_many(nr - 1)");
+                self.s.split_pgmap_refs[g] += nr as u32 - 1;
+            }
+        }
+        self.trace_note(|| format!("split folio {h} ({nr} pages)"));
+        // I-T2: a split moves references, it never creates or drops them;
+        // pgmap references are per base page and do not change
+        let expect = rc_before + (nr as i32 - 1) * per_piece_refs;
+        if total != expect {
+            self.violate("I-T2", Class::Safety, &[("pfn", h as u32)], || {
+                (format!("the split of folio {h} leaves its {nr} pages with {total} references in all; before the \
+                          split the folio had {expect} (a split must not invent or drop references)"),
+                 format!("{expect}"), format!("{total}"))
+            });
+        }
+        if let (Some(g), Some(before)) = (g, ref_before) {
+            let after = self.s.pgmaps[g].pref.count();
+            if after != before {
+                self.violate("I-T2", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
+                    (format!("the split of folio {h} changes pgmap {g}'s ref from {before} to {after}; pgmap \
+                              references are per base page and a split must leave them alone"),
+                     format!("{before}"), format!("{after}"))
+                });
+            }
+        }
+        // a piece nobody maps or holds is freed: __split_huge_page drops
+        // its own reference on every new folio (free_folio_and_swap_cache)
+        for p in h..h + nr {
+            if self.s.rc[p] == 0 && self.violation.is_none() {
+                self.s.rc[p] = 1;
+                self.put_page_refs(p, 1, cpu, "__split_huge_page: folio_put (unreferenced piece)");
+            }
+        }
+        true
+    }
+
+    /// A page-table walker that inspects the PMD covering (proc, addr):
+    /// mbind's `queue_folios_pmd`, MADV_COLD/PAGEOUT, MADV_FREE. Before the
+    /// 2026 fixes for 368076f52ebe they took any non-none PMD that was not a
+    /// migration entry for a present THP; a device-private PMD (E5) then
+    /// yields a bogus folio pointer (I-T3).
+    pub(crate) fn mbind(&mut self, proc: usize, addr: usize) {
+        let pmd = self.s.pmds[self.layout.pmd_slot(proc, addr)];
+        match pmd {
+            Pte::Present { pfn, .. } => {
+                self.trace_note(|| format!("queue_folios_pmd: THP at pfn {pfn}"));
+            }
+            Pte::DevicePrivate { pfn, .. } if !self.rules.thp.walkers_know_device_pmd => {
+                self.violate("I-T3", Class::Safety, &[("proc", proc as u32), ("pfn", pfn as u32)], || {
+                    (format!("a PMD walker reads the device-private PMD entry for pfn {pfn} (process {proc}) as a \
+                              present huge page: pmd_folio() of a swap entry is a bogus folio pointer"),
+                     "device-private entry skipped".into(), "treated as present".into())
+                });
+            }
+            _ => self.trace_note(|| "queue_folios_pmd: not a present THP, skipped".into()),
+        }
+    }
+}
