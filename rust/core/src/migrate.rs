@@ -129,9 +129,14 @@ impl Machine {
         self.s.mig_entries[k] = e;
     }
 
-    /// The migration's fault page, if any.
+    /// The migration's `fault_page`, if any: the page `migrate_to_ram` was
+    /// called for. E1/E2 had no such argument (it came with 16ce101db85d),
+    /// so their migrations count no fault-path reference.
     #[inline]
     fn fault_page(&self, slot: usize) -> Option<usize> {
+        if self.rules.fault.path == crate::rules::FaultPath::NoRef {
+            return None;
+        }
         self.s.mig[slot].fault_pfn.checked_sub(1).map(|p| p as usize)
     }
 
@@ -396,6 +401,14 @@ impl Machine {
             while let Some((proc, a, level)) = self.find_entry(p, nr, |x| x.is_mapping()) {
                 let (x, _) = self.entry(proc, a);
                 let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
+                if !self.rules.migrate.unmap_subpage_fix && matches!(x, Pte::DevicePrivate { .. }) && level == Level::Pte {
+                    // the pre-v5.3 bug: the subpage is computed from the swap
+                    // entry as if it were a present PTE's pfn
+                    let wrong = (x.pfn().unwrap_or(0) + 1) % self.layout.npfns;
+                    self.clear_entry(proc, a, level, cpu, "try_to_unmap_one: put_page (bad subpage)");
+                    self.install_entry(proc, a, level, Pte::Migration { pfn: wrong as u16, kind }, 0, "migration entry");
+                    continue;
+                }
                 if let Pte::Present { dirty: true, .. } = x {
                     // try_to_migrate_one: folio_mark_dirty (all eras)
                     self.s.ledger.pages[p].dirty_pte = true;
@@ -451,7 +464,7 @@ impl Machine {
     /// dropped (system pages back on the LRU).
     fn restore_src(&mut self, slot: usize, p: usize, cpu: usize, what: &str) {
         self.remove_migration_ptes(p, p, what);
-        if !(self.prelocked_fault_page(slot, p) && self.rules.migrate.finalize_skips_fault_page) {
+        if !(self.fault_page(slot) == Some(p) && self.rules.migrate.finalize_skips_fault_page) {
             self.mig_unlock(p, slot);
         }
         self.s.ledger.pages[p].collect = self.s.ledger.pages[p].collect.saturating_sub(1);
@@ -743,9 +756,9 @@ impl Machine {
                 if self.s.ledger.pages[s].dirty_pte && self.s.flags[newdst] & PG_DIRTY == 0 {
                     let nd = newdst;
                     self.violate("I-M5", Class::Safety, &[("pfn", s as u32), ("pfn", nd as u32)], || {
-                        (format!("pfn {s} held data written since it was last clean, but its copy pfn {nd} is clean: \
-                                  the dirty bit of the PTE was lost at collect, so the new page may be dropped \
-                                  without writeback"), "dirty".into(), "clean".into())
+                        (format!("a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is \
+                                  clean: the dirty bit was lost at collect, so the new page may be dropped without \
+                                  writeback"), "dirty".into(), "clean".into())
                     });
                 }
                 let nr = self.folio_nr(s);
@@ -754,7 +767,7 @@ impl Machine {
                     self.s.ledger.pages[newdst + k].dirty_pte |= u;
                 }
             }
-            if !(self.prelocked_fault_page(slot, s) && self.rules.migrate.finalize_skips_fault_page) {
+            if !(self.fault_page(slot) == Some(s) && self.rules.migrate.finalize_skips_fault_page) {
                 self.mig_unlock(s, slot);
             }
             self.s.ledger.pages[s].collect = self.s.ledger.pages[s].collect.saturating_sub(1);
@@ -785,22 +798,33 @@ impl Machine {
     }
 
     /// After finalize: no migration entry of this migration survives (I-M3)
-    /// and no page it locked stays locked (I-M7).
+    /// and no page it locked stays locked (I-M7). A migration entry is
+    /// legitimate only while a migration holds its page collected; one that
+    /// no running migration holds is left over.
     fn check_finalized(&mut self, slot: usize) {
+        let l = &self.layout;
+        let stale = |m: &Machine, e: Pte| {
+            e.is_migration() && e.pfn().is_some_and(|p| {
+                let h = m.head_of(p);
+                m.s.ledger.pages[h].collect == 0 && m.s.ledger.pages[p].collect == 0
+            })
+        };
+        let left = (0..l.procs * l.addrs).map(|k| self.s.ptes[k]).chain(self.s.pmds.iter().copied()).find(|&e| stale(self, e));
+        if let Some(e) = left {
+            let q = e.pfn().unwrap_or(0);
+            self.violate("I-M3", Class::Safety, &[("pfn", q as u32)], || {
+                (format!("a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the \
+                          page: a process touching it waits forever, or maps a page that is freed and reused"),
+                 "no migration entry".into(), e.describe())
+            });
+            return;
+        }
         let n = self.s.mig[slot].npages as usize;
         for i in 0..n {
             let e = self.mig_entry(slot, i);
             let span = if e.flags & (MF_COMPOUND | MF_DST_COMPOUND) != 0 { self.layout.nr_huge() } else { 1 };
             for p in [e.src(), e.dst()].into_iter().flatten() {
                 for q in p..(p + span).min(self.layout.npfns) {
-                    let me = self.s.ledger.pages[q].mig_entries;
-                    if me > 0 {
-                        self.violate("I-M3", Class::Safety, &[("pfn", q as u32)], || {
-                            (format!("{me} migration entr(ies) for pfn {q} survive migrate_vma_finalize: a process \
-                                      touching them waits forever, or maps a freed page"), "0".into(), format!("{me}"))
-                        });
-                        return;
-                    }
                     if self.s.ledger.locker[q] == lock_task(slot)
                         && !(self.fault_page(slot) == Some(q) && self.s.mig[slot].fault_locked)
                     {

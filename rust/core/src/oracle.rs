@@ -274,6 +274,7 @@ pub fn invariant_doc(id: &str) -> &'static str {
         "I-F1" => "a page refcount never goes negative and never rises from zero outside allocation",
         "I-F2" => "a page handed to a new owner carries no stale mapping from its previous life",
         "I-F5" => "a free page has the refcount the preset says free pages have (conformance)",
+        "I-F4" => "a page a device-private driver hands out carries no stale compound metadata of an earlier folio",
         "I-F8" => "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN",
         "I-F9" => "a page is returned to its allocator only when nobody holds it, and only once",
         "I-F10" => "once every holder is gone, a page's refcount is back at its initial value (no leak)",
@@ -282,12 +283,26 @@ pub fn invariant_doc(id: &str) -> &'static str {
         "I-G1" => "pin accounting: a pinned small page carries GUP_PIN_COUNTING_BIAS per pin (conformance)",
         "I-G3" => "GUP never returns a device-private page",
         "I-G4" => "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM",
+        "I-M1" => "an anonymous or device-private folio's refcount equals what its holders account for (conformance)",
+        "I-M2" => "a page with references migration cannot account for (GUP, pins, fault path) is never migrated",
+        "I-M3" => "no migration entry survives migrate_vma_finalize",
+        "I-M4" => "the migration code neither unlocks nor releases the fault page the fault path locked",
+        "I-M5" => "the dirty bit of a PTE replaced by a migration entry reaches the destination folio",
+        "I-M6" => "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does",
+        "I-M7" => "every page a migration locked is unlocked exactly once",
+        "I-D1" => "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)",
+        "I-D2" => "every exit of the fault path releases the page-table lock",
+        "I-D3" => "concurrent faults on one device-private page make progress (no livelock)",
+        "I-T2" => "a split neither invents nor drops page or pgmap references",
+        "I-T3" => "page-table walkers tell device-private and migration PMD entries from a present THP",
+        "I-W1" => "no lost write: a live mapping shows the last value written to its virtual page",
         _ => "",
     }
 }
 
 /// Every invariant id the machine can report.
 pub const INVARIANTS: &[&str] = &[
-    "I-R1", "I-R2", "I-R3", "I-R4", "I-R7", "I-R8", "I-P1", "I-L2", "I-L3", "I-L4", "I-L5", "I-F1", "I-F2", "I-F5",
-    "I-F8", "I-F9", "I-F10", "I-X2", "I-X4", "I-G1", "I-G3", "I-G4",
+    "I-R1", "I-R2", "I-R3", "I-R4", "I-R7", "I-R8", "I-P1", "I-L2", "I-L3", "I-L4", "I-L5", "I-F1", "I-F2", "I-F4",
+    "I-F5", "I-F8", "I-F9", "I-F10", "I-X2", "I-X4", "I-G1", "I-G3", "I-G4", "I-M1", "I-M2", "I-M3", "I-M4", "I-M5",
+    "I-M6", "I-M7", "I-D1", "I-D2", "I-D3", "I-T2", "I-T3", "I-W1",
 ];

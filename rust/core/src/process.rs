@@ -62,7 +62,9 @@ impl Machine {
     pub(crate) fn fork_copies_needed(&self, parent: usize) -> usize {
         (0..self.layout.addrs)
             .filter(|&a| match self.entry(parent, a).0 {
-                Pte::Present { pfn, .. } => self.layout.is_ram(pfn as usize) && self.maybe_pinned(pfn as usize),
+                Pte::Present { pfn, .. } => {
+                    self.layout.is_ram(pfn as usize) && self.maybe_pinned(pfn as usize) && self.rules.gup.fork_copies_pinned
+                }
                 _ => false,
             })
             .count()
@@ -83,7 +85,7 @@ impl Machine {
             let ps = self.layout.pmd_slot(parent, a);
             let pmd = self.s.pmds[ps];
             let Some(h) = pmd.pfn() else { continue };
-            if matches!(pmd, Pte::Present { .. }) && self.maybe_pinned(h) {
+            if matches!(pmd, Pte::Present { .. }) && self.maybe_pinned(h) && self.rules.gup.fork_copies_pinned {
                 self.split_huge_pmd(parent, a);
                 continue;
             }
@@ -108,7 +110,7 @@ impl Machine {
                     self.install_entry(child, addr, Level::Pte, ro, 1, "copy_nonpresent_pte: get_page");
                 }
                 Pte::Present { .. } if self.layout.is_ram(p) => {
-                    if self.maybe_pinned(p) {
+                    if self.maybe_pinned(p) && self.rules.gup.fork_copies_pinned {
                         // copy_present_page: the child gets its own copy now
                         let Some(n) = self.ram_alloc(0) else { continue };
                         self.s.content[n] = self.s.content[p];

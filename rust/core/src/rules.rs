@@ -221,6 +221,12 @@ pub struct GupRules {
     pub pin_bias: u32,
     /// GUP refuses device-private pages (they have no present PTE).
     pub refuses_device_private: bool,
+    /// fork gives the child its own copy of a page that may be DMA-pinned
+    /// (`page_needs_cow_for_dma`, "mm: Do early cow for pinned pages during
+    /// fork()", v5.9); false reproduces the older GUP-vs-COW bug: the parent's
+    /// next write moves it to a copy while the pinned DMA goes on into the
+    /// page the child now owns.
+    pub fork_copies_pinned: bool,
 }
 
 /// How `migrate_vma_check_page` (the pre-filter of `migrate_vma_setup`)
@@ -266,6 +272,12 @@ pub struct MigrateRules {
     /// `migrate_device_range` exists: a driver can evict its device-private
     /// pages before it unbinds (v6.1).
     pub device_range: bool,
+    /// `try_to_unmap_one`/`try_to_migrate_one` find the right subpage for a
+    /// device-private entry (the 2019 fix "mm/hmm: Fix bad subpage pointer
+    /// in try_to_unmap_one", v5.3; false reproduces the bug: the pfn of a
+    /// swap entry is used as if it were a present PTE's, so the migration
+    /// entry names the wrong page).
+    pub unmap_subpage_fix: bool,
     /// `MIGRATE_VMA_SELECT_COMPOUND`: a huge folio migrates whole, as one
     /// `MIGRATE_PFN_COMPOUND` entry (E5; the 2020 patch); otherwise
     /// collect splits a PMD-mapped THP first.
@@ -458,7 +470,7 @@ fn e1() -> Rules {
         // mappings (confirmed, kernel-checks §7); fixed by cee91fa13a8e in v6.15
         dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: true },
         pgmap: PgmapRules { memunmap_waits: true, teardown_syncs_rcu: true, get_dev_pagemap_live: true },
-        gup: GupRules { pin_bias: 1024, refuses_device_private: true },
+        gup: GupRules { pin_bias: 1024, refuses_device_private: true, fork_copies_pinned: true },
         // v5.10 mm/migrate.c (kc §12)
         migrate: MigrateRules {
             check_device: DeviceCheck::Skip,
@@ -468,6 +480,7 @@ fn e1() -> Rules {
             collect_marks_dirty: false,
             finalize_putback_src: true,
             device_range: false,
+            unmap_subpage_fix: true,
             compound: false,
             fault_page_prelocked: false,
             finalize_skips_fault_page: false,
@@ -860,6 +873,8 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "collect_marks_dirty") => "collect copies a dirty PTE's dirty bit to the folio (v6.0 fix)",
         (_, "finalize_putback_src") => "finalize puts a migrated-away RAM source back on the LRU (bug, fixed v6.14)",
         (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
+        (_, "unmap_subpage_fix") => "try_to_migrate finds the right subpage of a device-private entry (2019 fix)",
+        (_, "fork_copies_pinned") => "fork copies pinned anonymous pages for the child at once (v5.9)",
         (_, "compound") => "MIGRATE_VMA_SELECT_COMPOUND: huge folios migrate whole (E5, 2020 patch)",
         (_, "fault_page_prelocked") => "fault_page comes locked by the fault path; collect does not lock it (v6.15)",
         (_, "finalize_skips_fault_page") => "finalize/restore leave the fault page locked for the fault path (v6.15)",

@@ -388,7 +388,8 @@ impl Machine {
     /// checked too).
     pub(crate) fn check_pgmap_leaks(&mut self, g: usize) {
         for p in self.layout.pfns_of(g) {
-            if self.s.ledger.pages[p].in_use() {
+            // a folio is judged by its head, where its references live
+            if self.head_of(p) != p || self.folio_in_use(p) {
                 continue;
             }
             let (rc, init) = (self.s.rc[p], self.s.ledger.init_rc[p]);

@@ -513,6 +513,245 @@ pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM|FOLL_PCI_P2PDMA cpu=1
 // The table
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Migration, the device-private fault, THP and data (issue 4)
+// ---------------------------------------------------------------------------
+
+
+/// A pinned anonymous page that a driver tries to migrate to its memory;
+/// the device DMA-writes the pinned page after the driver's copy.
+const PIN_THEN_MIGRATE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0      # collect
+step task=0      # unmap: the pre-filter
+step task=0      # alloc + copy
+dma_write pfn=4  # the pinned page is written after the copy
+step task=0      # migrate_vma_pages: the exact gate
+step task=0      # finalize
+";
+
+/// What if migration ignored references it cannot explain.
+const NO_MIGRATION_CHECKS: &str = r#"
+name = "no-migration-checks"
+base = "e4"
+description = "what-if: migrate_vma_check_page and folio_migrate_mapping ignore extra references"
+[migrate]
+check_system = false
+exact_gate = false
+"#;
+
+/// A device page mapped by a process and its fork, migrated back to RAM:
+/// try_to_migrate handles the child's mapping.
+const PRIVATE_FORKED_EVICT: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+exit_mmap proc=1 cpu=0
+fork proc=0 child=1
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=DEVICE_PRIVATE cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+";
+
+/// Bug 4 of the spec's catalogue (fixed in v5.3): try_to_unmap_one took the
+/// pfn of a device-private swap entry for a present PTE's.
+const BAD_SUBPAGE: &str = r#"
+name = "bad-subpage"
+base = "e1"
+description = "before 'mm/hmm: Fix bad subpage pointer in try_to_unmap_one' (v5.3)"
+[migrate]
+unmap_subpage_fix = false
+"#;
+
+/// A CPU fault on a device-private page, stepped through migrate_to_ram.
+const FAULT_MIGRATE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+do_swap_page proc=0 addr=0 cpu=1
+step task=0   # read orig_pte
+step task=0   # PTL + pte_same (E3+)
+step task=0   # (trylock +) get_page, unlock PTL
+step task=0   # migrate_to_ram: collect
+step task=0   # unmap
+step task=0   # alloc + copy
+step task=0   # migrate_vma_pages
+step task=0   # finalize
+step task=0   # (unlock +) put_page
+";
+
+/// Half of 1afaeb8293c9 (v6.15): the fault path locks the page and collect
+/// leaves it, but finalize still unlocks it.
+const HALF_TRYLOCK_FINALIZE_UNLOCKS: &str = r#"
+name = "trylock-half-a"
+base = "e4"
+description = "v6.15 fault path and collect, pre-v6.15 finalize"
+[migrate]
+finalize_skips_fault_page = false
+"#;
+
+/// The other half: collect locks the fault page as in v6.1, finalize
+/// leaves it locked for a fault path that never locked it.
+const HALF_TRYLOCK_FINALIZE_SKIPS: &str = r#"
+name = "trylock-half-b"
+base = "e3"
+description = "v6.1 fault path and collect, v6.15 finalize"
+[migrate]
+finalize_skips_fault_page = true
+"#;
+
+/// The 2022 race (16ce101db85d): the fault reads the device-private entry,
+/// the driver migrates the page back to RAM and frees it, then the fault
+/// calls migrate_to_ram on it.
+const FAULT_RACE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+do_swap_page proc=0 addr=0 cpu=1                                   # task 0: CPU 1 faults
+step task=0                                                        # reads orig_pte
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=DEVICE_PRIVATE cpu=0 # task 1: the driver evicts the page
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1                                                        # finalize: page_free(pfn 0)
+step task=0                                                        # E3+: pte_same fails; E1/E2: migrate_to_ram
+";
+
+/// The pte_same failure exit without the PTL unlock.
+const BAIL_KEEPS_PTL: &str = r#"
+name = "bail-keeps-ptl"
+base = "e3"
+description = "what-if: the pte_same exit of do_swap_page leaves the PTL locked"
+[fault]
+bail_unlocks_ptl = false
+"#;
+
+/// Two threads fault the same device page at once (left to the drain).
+const TWO_FAULTS: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+do_swap_page proc=0 addr=0 cpu=0
+do_swap_page proc=0 addr=0 cpu=1
+";
+
+/// A dirty anonymous page migrated to device memory.
+const DIRTY_TO_DEVICE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+cpu_write proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+";
+
+/// A clean anonymous page migrated to device memory (the source is freed
+/// at finalize).
+const ANON_TO_DEVICE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+";
+
+/// A large device-private folio mapped by a PMD, then split.
+const DEVICE_THP_SPLIT: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_folio pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+split_huge_page pfn=0 cpu=0
+";
+
+/// The 2020 THP patch's split (tails unfrozen at 2, get_many(nr - 1))
+/// without its can_split change, which otherwise refuses every split of a
+/// 0-based device page.
+const P20_TAILS_AT_2: &str = r#"
+name = "p20-tails-at-2"
+base = "p20"
+description = "the 2020 split without the extra can_split pin"
+[thp]
+can_split_extra_pin = false
+"#;
+
+/// mbind walks the PMD of a device-private THP.
+const DEVICE_THP_MBIND: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_folio pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+mbind proc=0 addr=0 cpu=0
+";
+
+/// v6.19 as merged (bug 14 of the catalogue, fixed 2026).
+const E5_WALKERS: &str = r#"
+name = "e5-v6.19-walkers"
+base = "e5"
+description = "v6.19 as merged: PMD walkers take a device-private PMD for a present THP"
+[thp]
+walkers_know_device_pmd = false
+"#;
+
+/// A large device folio freed, then one of its pages handed out alone.
+const DEVICE_FOLIO_REUSE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+alloc_device_folio pgmap=0 cpu=0
+free_device_page pfn=0 cpu=0
+alloc_device_page pgmap=0 cpu=0
+";
+
+/// v6.19 as merged (bug 13 of the catalogue, fixed 2026).
+const E5_NO_PREPARE: &str = r#"
+name = "e5-no-prepare"
+base = "e5"
+description = "v6.19 as merged: no free_zone_device_folio_prepare"
+[thp]
+free_prepare = false
+"#;
+
+/// A pinned anonymous page, a fork, a parent write, a DMA write.
+const PIN_FORK_WRITE: &str = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+do_anonymous_page proc=0 addr=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=0
+exit_mmap proc=1 cpu=0
+fork proc=0 child=1
+cpu_write proc=0 addr=0 cpu=0
+dma_write pfn=4
+cpu_write proc=0 addr=0 cpu=0
+";
+
+/// Before "mm: Do early cow for pinned pages during fork()" (v5.9).
+const FORK_SHARES_PINNED: &str = r#"
+name = "gup-cow-pre-v5.9"
+base = "e1"
+description = "fork shares a pinned page copy-on-write"
+[gup]
+fork_copies_pinned = false
+"#;
+
 const fn fire(id: &'static str, rules: Src, program: &'static str, class: Class, message: &'static str) -> Fires {
     Fires { id, how: How::Program { rules, program, class, message } }
 }
@@ -595,6 +834,41 @@ const FIRES: &[Fires] = &[
          "GUP returned P2P pfn 0 without FOLL_PCI_P2PDMA"),
     fire("I-G4", Toml(P2P_NO_FLAG), P2P_PIN_LONGTERM, Safety,
          "GUP returned P2P pfn 0 for FOLL_LONGTERM"),
+    fire("I-F4", Toml(E5_NO_PREPARE), DEVICE_FOLIO_REUSE, Safety,
+         "still carries the compound head 0 of an earlier order-1 folio"),
+    fire("I-M1", Toml(E3_ALLOC_GET), PRIVATE_ALLOC_FREE, Conformance,
+         "refcount is 2 but its holders account for 1"),
+    fire("I-M2", Toml(NO_MIGRATION_CHECKS), PIN_THEN_MIGRATE, Safety,
+         "migrate_vma_pages migrates pfn 4 while it is held by 1 GUP pin(s)"),
+    fire("I-M3", Toml(BAD_SUBPAGE), PRIVATE_FORKED_EVICT, Safety,
+         "a migration entry for pfn 1 survives migrate_vma_finalize"),
+    fire("I-M4", Toml(HALF_TRYLOCK_FINALIZE_UNLOCKS), FAULT_MIGRATE, Safety,
+         "the migration unlocks fault page 0, whose lock belongs to the fault path"),
+    // v5.10-v5.19 collect dropped the PTE dirty bit (fixed in v6.0)
+    fire("I-M5", Preset("e2"), DIRTY_TO_DEVICE, Safety,
+         "a dirty PTE of pfn 4 was replaced by a migration entry, but the copy pfn 0 is clean"),
+    // v5.10-v6.13 put the migrated-away source back on the LRU (41cddf83d8b0)
+    fire("I-M6", Preset("e3"), ANON_TO_DEVICE, Safety,
+         "puts pfn 4 back on the LRU although its data was migrated away"),
+    fire("I-M7", Toml(HALF_TRYLOCK_FINALIZE_SKIPS), FAULT_MIGRATE, Safety,
+         "pfn 0 was locked by this migration and is still locked after finalize"),
+    // v5.10-v6.0: migrate_to_ram without a reference (16ce101db85d)
+    fire("I-D1", Preset("e2"), FAULT_RACE, Safety,
+         "migrate_to_ram runs for pfn 0, which was freed after the fault read its entry"),
+    fire("I-D1", Preset("e1"), FAULT_RACE, Safety,
+         "migrate_to_ram runs for pfn 0, which was freed after the fault read its entry"),
+    fire("I-D2", Toml(BAIL_KEEPS_PTL), FAULT_RACE, Safety,
+         "returns with a page-table lock still held"),
+    // v6.1-v6.14: every faulting thread holds a reference (fixed by the
+    // v6.15 trylock)
+    fire("I-D3", Preset("e3"), TWO_FAULTS, Liveness,
+         "livelock: 2 fault(s) on device-private pfn 0, 0 refault forever"),
+    fire("I-T2", Toml(P20_TAILS_AT_2), DEVICE_THP_SPLIT, Safety,
+         "the split of folio 0 leaves its 2 pages with 3 references in all"),
+    fire("I-T3", Toml(E5_WALKERS), DEVICE_THP_MBIND, Safety,
+         "reads the device-private PMD entry for pfn 0 (process 0) as a present huge page"),
+    fire("I-W1", Toml(FORK_SHARES_PINNED), PIN_FORK_WRITE, Safety,
+         "lost write: before a CPU write, process 0 address 0 maps pfn 5"),
 ];
 
 // ---------------------------------------------------------------------------
@@ -848,6 +1122,170 @@ fn i_g4_fires() {
 fn i_g4_quiet() {
     quiet(P2P_GUP_NO_FLAG, "e3");
     quiet(P2P_PIN_LONGTERM, "e3");
+}
+
+#[test]
+fn i_f4_fires() {
+    fires("I-F4");
+}
+
+#[test]
+fn i_f4_quiet() {
+    quiet(DEVICE_FOLIO_REUSE, "e5");
+}
+
+#[test]
+fn i_m1_fires() {
+    fires("I-M1");
+}
+
+#[test]
+fn i_m1_quiet() {
+    for p in BUILTIN {
+        quiet(PRIVATE_ALLOC_FREE, p);
+    }
+}
+
+#[test]
+fn i_m2_fires() {
+    fires("I-M2");
+}
+
+#[test]
+fn i_m2_quiet() {
+    // the pre-filter (system pages) refuses a pinned page in every era
+    for p in BUILTIN {
+        quiet(PIN_THEN_MIGRATE, p);
+    }
+}
+
+#[test]
+fn i_m3_fires() {
+    fires("I-M3");
+}
+
+#[test]
+fn i_m3_quiet() {
+    for p in BUILTIN {
+        quiet(PRIVATE_FORKED_EVICT, p);
+    }
+}
+
+#[test]
+fn i_m4_fires() {
+    fires("I-M4");
+}
+
+#[test]
+fn i_m4_quiet() {
+    quiet(FAULT_MIGRATE, "e4");
+    quiet(FAULT_MIGRATE, "e5");
+}
+
+#[test]
+fn i_m5_fires() {
+    fires("I-M5");
+}
+
+#[test]
+fn i_m5_quiet() {
+    quiet(DIRTY_TO_DEVICE, "e4");
+    // E3 has the dirty-bit fix but still the LRU bug of I-M6
+    let v = run(DIRTY_TO_DEVICE, Rules::preset("e3").unwrap());
+    assert_eq!(v.violation.as_ref().map(|x| x.invariant), Some("I-M6"), "{}", show(&v));
+}
+
+#[test]
+fn i_m6_fires() {
+    fires("I-M6");
+}
+
+#[test]
+fn i_m6_quiet() {
+    quiet(ANON_TO_DEVICE, "e4");
+    quiet(ANON_TO_DEVICE, "e5");
+}
+
+#[test]
+fn i_m7_fires() {
+    fires("I-M7");
+}
+
+#[test]
+fn i_m7_quiet() {
+    quiet(FAULT_MIGRATE, "e3");
+    quiet(FAULT_MIGRATE, "e4");
+}
+
+#[test]
+fn i_d1_fires() {
+    fires("I-D1");
+}
+
+#[test]
+fn i_d1_quiet() {
+    // 16ce101db85d: the PTL + pte_same re-check sees the entry changed
+    for p in ["e3", "e4", "e5"] {
+        quiet(FAULT_RACE, p);
+    }
+}
+
+#[test]
+fn i_d2_fires() {
+    fires("I-D2");
+}
+
+#[test]
+fn i_d2_quiet() {
+    quiet(FAULT_RACE, "e3");
+}
+
+#[test]
+fn i_d3_fires() {
+    fires("I-D3");
+}
+
+#[test]
+fn i_d3_quiet() {
+    // the v6.15 trylock: only the lock winner migrates
+    quiet(TWO_FAULTS, "e4");
+    quiet(TWO_FAULTS, "e5");
+    // no reference at all: no livelock either (but the I-D1 race)
+    quiet(TWO_FAULTS, "e2");
+}
+
+#[test]
+fn i_t2_fires() {
+    fires("I-T2");
+}
+
+#[test]
+fn i_t2_quiet() {
+    quiet(DEVICE_THP_SPLIT, "e5");
+    // the whole 2020 patch refuses the split (its extra can_split pin)
+    quiet(DEVICE_THP_SPLIT, "p20");
+}
+
+#[test]
+fn i_t3_fires() {
+    fires("I-T3");
+}
+
+#[test]
+fn i_t3_quiet() {
+    quiet(DEVICE_THP_MBIND, "e5");
+}
+
+#[test]
+fn i_w1_fires() {
+    fires("I-W1");
+}
+
+#[test]
+fn i_w1_quiet() {
+    for p in BUILTIN {
+        quiet(PIN_FORK_WRITE, p);
+    }
 }
 
 // ---------------------------------------------------------------------------

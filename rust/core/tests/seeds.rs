@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Config, Machine, Rules, StepError, Verdict};
 
-const PRESETS: [&str; 5] = ["e1", "e2", "e3", "e4", "p20"];
+const PRESETS: [&str; 6] = ["e1", "e2", "e3", "e4", "e5", "p20"];
 const TYPES: [&str; 4] = ["private", "fsdax", "generic", "p2pdma"];
 
 fn seeds_dir() -> PathBuf {
