@@ -159,3 +159,23 @@ def test_invariants_and_kinds_are_listed() -> None:
     kinds = {name: args for name, args, _ in zdfuzz.action_kinds()}
     assert kinds["memunmap_pages"] == ["pgmap", "cpu"]
     assert kinds["put_page"] == ["pfn", "by", "cpu"]
+
+
+def test_migration_actions_reach_python() -> None:
+    m = Machine(rules="e5", types=("private",), ram=4, order=1)
+    m.step("memremap_pages pgmap=0")
+    m.step("do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0")
+    names = {a.name for a in m.enabled_actions()}
+    for kind in ("migrate_vma_setup", "cpu_write", "split_huge_pmd", "split_huge_page", "mbind", "alloc_device_folio"):
+        assert kind in names, kind
+    a = Action.parse("migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=1")
+    assert a.args["select"] == "SYSTEM|COMPOUND"
+    assert str(a) == "migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=1"
+    m.step(a)
+    pages = m.state()["pages"]
+    ram = [p for p in pages if p["pgmap"] is None]
+    assert len(ram) == 4 and ram[0]["order"] == 1 and ram[1]["head"] == ram[0]["pfn"]
+    e4 = Machine(rules="e4", types=("private",))
+    e4.step("memremap_pages pgmap=0")
+    with pytest.raises(ProgramError, match="COMPOUND is not supported"):
+        e4.step("migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND")
