@@ -140,7 +140,16 @@ impl Machine {
                 self.s.split_pgmap_refs[g] += nr as u32 - 1;
             }
         }
-        self.trace_note(|| format!("split folio {h} ({nr} pages)"));
+        if private {
+            // pgmap->ops->folio_split(head, tail) for each new folio: the
+            // default copies pgmap (implicit here: a pfn's pgmap is fixed) and
+            // mapping to the new folio
+            let m = self.s.mapping[h];
+            for p in h + 1..h + nr {
+                self.s.mapping[p] = m;
+            }
+        }
+        self.trace_note(|| format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" }));
         // I-T2: a split moves references, it never creates or drops them;
         // pgmap references are per base page and do not change
         let expect = rc_before + (nr as i32 - 1) * per_piece_refs;
