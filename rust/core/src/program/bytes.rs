@@ -53,17 +53,37 @@ impl Machine {
             if !self.kind_possible(info.kind) {
                 continue;
             }
-            let sizes = info.args.iter().map(|(_, d)| d.size(&self.layout));
+            // walk the operand combinations from the first one read, as an
+            // odometer (last operand fastest, wrapping), without recomputing
+            // each combination from its index
+            let n = info.args.len();
+            let mut sizes = [1usize; MAX_ARGS];
+            let mut idx = [0usize; MAX_ARGS];
             let mut total = 1usize;
-            let mut start = 0usize;
-            for (i, n) in sizes.enumerate() {
-                total *= n;
-                start = start * n + if dk == 0 { first[i] } else { 0 };
+            for (i, (_, d)) in info.args.iter().enumerate() {
+                sizes[i] = d.size(&self.layout);
+                total *= sizes[i];
+                idx[i] = if dk == 0 { first[i] } else { 0 };
             }
-            for j in 0..total {
-                let op = self.op_at(info.kind, (start + j) % total);
+            if total == 0 {
+                continue;
+            }
+            let mut op = Op { kind: info.kind, args: [0; MAX_ARGS] };
+            for _ in 0..total {
+                for i in 0..n {
+                    op.args[i] = info.args[i].1.value(idx[i]);
+                }
                 if self.enabled(&op).is_ok() {
                     return Some(op);
+                }
+                let mut i = n;
+                while i > 0 {
+                    i -= 1;
+                    idx[i] += 1;
+                    if idx[i] < sizes[i] {
+                        break;
+                    }
+                    idx[i] = 0;
                 }
             }
         }
