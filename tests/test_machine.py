@@ -179,3 +179,15 @@ def test_migration_actions_reach_python() -> None:
     e4.step("memremap_pages pgmap=0")
     with pytest.raises(ProgramError, match="COMPOUND is not supported"):
         e4.step("migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND")
+
+
+def test_regression_presets() -> None:
+    names = {n: fixed for n, fixed, _ in Rules.regressions()}
+    assert names["v5.1"] == "e1" and names["v6.19-orig"] == "e5"
+    r = Rules.preset("v6.19-orig")
+    assert r.base == "e5" and "fixed by" in r.description
+    switches = dict((k, v) for k, v, _ in r.switches())
+    assert switches["thp.free_prepare"] == "false"
+    assert dict((k, v) for k, v, _ in Rules.preset("e5").switches())["thp.free_prepare"] == "true"
+    with pytest.raises(ValueError, match="regression presets: v4.10"):
+        Rules.preset("v9.9")

@@ -105,6 +105,12 @@ def rules_list() -> None:
         r = zdfuzz.Rules.preset(name)
         table.add_row(name, r.kernel, ", ".join(aliases.get(name, [])), r.description)
     console.print(table)
+    reg = Table(title="regression presets: the code before one historical fix")
+    for col in ("name", "fixed in", "fix"):
+        reg.add_column(col)
+    for name, fixed_in, fix in zdfuzz.Rules.regressions():
+        reg.add_row(name, fixed_in, fix)
+    console.print(reg)
 
 
 @rules.command("show")

@@ -96,7 +96,11 @@ impl Machine {
         let h = self.head_of(p);
         let large = self.folio_nr(h) > 1;
         let n = if pin && !large { self.rules.gup.pin_bias as i32 } else { 1 };
+        // GUP-fast grabs the page reference directly (page_ref_add), not
+        // through get_page: before v4.11 that skipped get_zone_device_page
+        self.in_gup_grab = true;
         self.page_get(p, n, if pin { "pin_user_pages" } else { "get_user_pages" });
+        self.in_gup_grab = false;
         if pin && large {
             self.s.pincount[h] += 1;
         }

@@ -62,6 +62,9 @@ pub struct State {
     /// per pgmap: pgmap references the split of a device-private folio took
     /// (the 2020 THP patch's `get_many(nr - 1)`), for I-P1's accounting
     pub split_pgmap_refs: Vec<u32>,
+    /// per pgmap: pgmap references taken by get_page minus those dropped by
+    /// put_page (before v4.11, `pgmap.page_refs_take_pgmap_refs`)
+    pub page_pgmap_refs: Vec<i64>,
     pub alive: Vec<bool>,
     /// DAX entries: files × file_pages, pfn + 1 (0 = none)
     pub dax: Vec<u16>,
@@ -147,6 +150,8 @@ pub struct Machine {
     pub(crate) at_label: Option<&'static str>,
     pub(crate) in_drain: bool,
     pub(crate) in_drain_step: bool,
+    /// GUP is grabbing a page reference (not through get_page)
+    pub(crate) in_gup_grab: bool,
     touched_pages: [u16; TOUCH_CAP],
     ntouched: usize,
     touched_pgmaps: u32,
@@ -182,6 +187,7 @@ impl Machine {
             mig: vec![MigCtx::default(); layout.tasks],
             mig_entries: vec![MigEntry::default(); layout.tasks * layout.mig_cap()],
             split_pgmap_refs: vec![0; layout.npgmaps],
+            page_pgmap_refs: vec![0; layout.npgmaps],
             alive: vec![true; layout.procs],
             dax: vec![0; layout.nfiles * layout.file_pages],
             p2p_len: vec![0; n],
@@ -200,6 +206,7 @@ impl Machine {
             at_label: None,
             in_drain: false,
             in_drain_step: false,
+            in_gup_grab: false,
             touched_pages: [0; TOUCH_CAP],
             ntouched: 0,
             touched_pgmaps: 0,
@@ -239,6 +246,7 @@ impl Machine {
         s.mig.fill(MigCtx::default());
         s.mig_entries.fill(MigEntry::default());
         s.split_pgmap_refs.fill(0);
+        s.page_pgmap_refs.fill(0);
         s.alive.fill(true);
         s.dax.fill(0);
         s.p2p_len.fill(0);
@@ -926,7 +934,7 @@ impl Machine {
         if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
             r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
         }
-        r += self.s.split_pgmap_refs[g] as i64;
+        r += self.s.split_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];
         if t == DeviceType::P2pdma {
             if self.rules.p2p.alloc_pgmap_ref {
                 r += self.s.ledger.p2p_allocs[g] as i64;

@@ -91,6 +91,12 @@ impl Machine {
         let h = self.head_of(pfn);
         self.touch_page(h);
         let old = self.s.rc[h];
+        if self.rules.pgmap.page_refs_take_pgmap_refs && !self.layout.is_ram(h) && !self.in_gup_grab {
+            // get_zone_device_page (before v4.11)
+            let g = self.layout.pgmap_of(h);
+            self.s.page_pgmap_refs[g] += n as i64;
+            self.pgmap_get(g, 0, n as u64, "get_zone_device_page");
+        }
         if old < min {
             let what = what.to_string();
             self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
@@ -119,6 +125,12 @@ impl Machine {
         let old = self.s.rc[pfn];
         let new = old - n;
         self.s.rc[pfn] = new;
+        if self.rules.pgmap.page_refs_take_pgmap_refs && !self.layout.is_ram(pfn) {
+            // put_zone_device_page (before v4.11)
+            let g = self.layout.pgmap_of(pfn);
+            self.s.page_pgmap_refs[g] -= n as i64;
+            self.pgmap_put(g, cpu, n as u64, "put_zone_device_page");
+        }
         if new < 0 {
             let what = what.to_string();
             self.violate("I-F1", Class::Safety, &[("pfn", pfn as u32)], || {

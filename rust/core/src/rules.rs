@@ -211,6 +211,12 @@ pub struct PgmapRules {
     /// `get_dev_pagemap` uses `percpu_ref_tryget_live` (fails once killed);
     /// false = plain `tryget`.
     pub get_dev_pagemap_live: bool,
+    /// Before 71389703839e (v4.11): every `get_page`/`put_page` on a
+    /// ZONE_DEVICE page also takes/drops a pgmap reference
+    /// (`get_zone_device_page`/`put_zone_device_page`) — but GUP-fast grabs
+    /// page references without `get_page`, so its later `put_page` drops a
+    /// pgmap reference nobody took.
+    pub page_refs_take_pgmap_refs: bool,
 }
 
 /// GUP (mm/gup.c).
@@ -469,7 +475,12 @@ fn e1() -> Rules {
         // v5.10's dax_layout_busy_page_range returns early for a file without
         // mappings (confirmed, kernel-checks §7); fixed by cee91fa13a8e in v6.15
         dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: true },
-        pgmap: PgmapRules { memunmap_waits: true, teardown_syncs_rcu: true, get_dev_pagemap_live: true },
+        pgmap: PgmapRules {
+            memunmap_waits: true,
+            teardown_syncs_rcu: true,
+            get_dev_pagemap_live: true,
+            page_refs_take_pgmap_refs: false,
+        },
         gup: GupRules { pin_bias: 1024, refuses_device_private: true, fork_copies_pinned: true },
         // v5.10 mm/migrate.c (kc §12)
         migrate: MigrateRules {
@@ -670,9 +681,111 @@ pub const PRESETS: [(&str, &[&str]); 6] = [
     ("p20", &["rfc2020"]),
 ];
 
+/// A regression preset: the code as it was before one historical fix, as
+/// the era preset it belongs to with the fix's switch turned back.
+pub struct Regression {
+    pub name: &'static str,
+    /// the preset that has the fix (a campaign there must not find the bug)
+    pub fixed_in: &'static str,
+    /// the fixing commit and release
+    pub fix: &'static str,
+    pub description: &'static str,
+    build: fn() -> Rules,
+}
+
+/// The historical bugs of spec §7 that need a preset of their own (the
+/// others live in the era presets: e1/e2 have 16ce101db85d's race, e2 the
+/// pre-0dc45ca1ce18 unbind, e3 the pre-v6.15 livelock, ...).
+pub const REGRESSIONS: &[Regression] = &[
+    Regression {
+        name: "v4.10",
+        fixed_in: "e1",
+        fix: "71389703839e (v4.11) mm, zone_device: Replace {get,put}_zone_device_page() with a single reference",
+        description: "every get_page/put_page on a device page also takes/drops a pgmap reference; GUP-fast does not",
+        build: || {
+            // no per-page references at memremap time: a page's pgmap
+            // reference lives exactly as long as each of its page references
+            let mut r = e1();
+            r.pgmap.page_refs_take_pgmap_refs = true;
+            for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
+                t.init_pgmap_refs = false;
+                t.memunmap_put = MemunmapPut::None;
+                t.put_pgmap_on_zero = false;
+            }
+            r
+        },
+    },
+    Regression {
+        name: "v5.1",
+        fixed_in: "e1",
+        fix: "50f44ee7248a (v5.2) mm/devm_memremap_pages: fix final page put race",
+        description: "memunmap_pages tears the struct pages down without waiting for pgmap->ref to reach zero",
+        build: || {
+            let mut r = e1();
+            r.pgmap.memunmap_waits = false;
+            r
+        },
+    },
+    Regression {
+        name: "v5.2",
+        fixed_in: "e1",
+        fix: "mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
+        description: "try_to_unmap_one takes a device-private entry's pfn for a present PTE's: wrong page",
+        build: || {
+            let mut r = e1();
+            r.migrate.unmap_subpage_fix = false;
+            r
+        },
+    },
+    Regression {
+        name: "v5.8",
+        fixed_in: "e1",
+        fix: "mm: Do early cow for pinned pages during fork() (v5.9)",
+        description: "fork shares a pinned anonymous page copy-on-write: the DMA and the parent diverge",
+        build: || {
+            let mut r = e1();
+            r.gup.fork_copies_pinned = false;
+            r
+        },
+    },
+    Regression {
+        name: "v6.15-rc-trylock-v1",
+        fixed_in: "e4",
+        fix: "mm/migrate: Trylock device page in do_swap_page: its v1 posting; review moved unlock_page before put_page (v6.15)",
+        description: "the trylock fault path puts its reference before unlocking the page",
+        build: || {
+            let mut r = e4();
+            r.fault.unlock_before_put = false;
+            r
+        },
+    },
+    Regression {
+        name: "v6.19-orig",
+        fixed_in: "e5",
+        fix: "free_zone_device_folio_prepare() and the device-private PMD walker fixes (2026, Fixes d245f9b4ab80 / 368076f52ebe)",
+        description: "v6.19 as merged: large device folios freed with stale compound metadata; PMD walkers \
+                      take device-private PMD entries for present THPs",
+        build: || {
+            let mut r = e5();
+            r.thp.free_prepare = false;
+            r.thp.walkers_know_device_pmd = false;
+            r
+        },
+    },
+];
+
 impl Rules {
-    /// A built-in preset by name or alias (`e3`, `v6.1`, ...).
+    /// A built-in preset by name or alias (`e3`, `v6.1`, ...), or a
+    /// regression preset (`v5.1`, `v6.19-orig`, ...).
     pub fn preset(name: &str) -> Option<Rules> {
+        if let Some(r) = REGRESSIONS.iter().find(|r| r.name == name) {
+            let mut rules = (r.build)();
+            rules.name = r.name.into();
+            rules.kernel = r.name.into();
+            rules.base = Some(r.fixed_in.into());
+            rules.description = format!("{} (fixed by {})", r.description, r.fix);
+            return Some(rules);
+        }
         let canon = PRESETS
             .iter()
             .find(|(n, aliases)| *n == name || aliases.contains(&name))
@@ -690,6 +803,11 @@ impl Rules {
 
     pub fn preset_names() -> Vec<&'static str> {
         PRESETS.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Names of the regression presets.
+    pub fn regression_names() -> Vec<&'static str> {
+        REGRESSIONS.iter().map(|r| r.name).collect()
     }
 
     pub fn of(&self, t: DeviceType) -> &TypeRules {
@@ -863,6 +981,7 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "busy_scan_needs_mapping") => "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)",
         (_, "memunmap_waits") => "memunmap_pages waits for pgmap->ref to reach zero before teardown",
         (_, "teardown_syncs_rcu") => "teardown waits for RCU readers of pgmap_array (synchronize_rcu)",
+        (_, "page_refs_take_pgmap_refs") => "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)",
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
         (_, "refuses_device_private") => "GUP never returns a device-private page",
@@ -952,6 +1071,24 @@ mod tests {
         assert!(e1.types.private.free_on_2to1 && e1.types.fsdax.wake_on_2to1);
         let p20 = Rules::preset("p20").unwrap();
         assert!(p20.types.generic.memunmap_put == MemunmapPut::PutMany && !p20.types.generic.put_pgmap_on_zero);
+    }
+
+    #[test]
+    fn regression_presets_differ_from_their_fix_in_a_few_switches() {
+        for r in REGRESSIONS {
+            let bug = Rules::preset(r.name).unwrap_or_else(|| panic!("{} does not load", r.name));
+            let fixed = Rules::preset(r.fixed_in).unwrap();
+            let differ: Vec<String> = bug
+                .describe()
+                .into_iter()
+                .zip(fixed.describe())
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0)
+                .collect();
+            assert!(!differ.is_empty() && differ.len() <= 13, "{}: {differ:?}", r.name);
+            assert_eq!(bug.base.as_deref(), Some(r.fixed_in));
+            assert!(!Rules::preset_names().contains(&r.name), "{} shadows an era", r.name);
+        }
     }
 
     #[test]

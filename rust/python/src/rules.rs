@@ -18,8 +18,9 @@ impl PyRules {
     pub fn preset(name: &str) -> PyResult<PyRules> {
         Rules::preset(name).map(|inner| PyRules { inner }).ok_or_else(|| {
             PyValueError::new_err(format!(
-                "unknown rules preset {name:?}; presets: {}",
-                Rules::preset_names().join(", ")
+                "unknown rules preset {name:?}; presets: {}; regression presets: {}",
+                Rules::preset_names().join(", "),
+                Rules::regression_names().join(", ")
             ))
         })
     }
@@ -41,6 +42,12 @@ impl PyRules {
     #[staticmethod]
     pub fn presets() -> Vec<&'static str> {
         Rules::preset_names()
+    }
+
+    /// The regression presets: (name, the preset that has the fix, the fix).
+    #[staticmethod]
+    pub fn regressions() -> Vec<(&'static str, &'static str, &'static str)> {
+        zdfuzz_core::rules::REGRESSIONS.iter().map(|r| (r.name, r.fixed_in, r.fix)).collect()
     }
 
     /// Kernel-version aliases of each preset: {"e1": ["v5.10", ...], ...}.
