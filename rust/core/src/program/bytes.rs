@@ -70,8 +70,8 @@ impl Machine {
             }
             let mut op = Op { kind: info.kind, args: [0; MAX_ARGS] };
             for _ in 0..total {
-                for i in 0..n {
-                    op.args[i] = info.args[i].1.value(idx[i]);
+                for (a, ((_, d), &i)) in op.args.iter_mut().zip(info.args.iter().zip(idx.iter())) {
+                    *a = d.value(i);
                 }
                 if self.enabled(&op).is_ok() {
                     return Some(op);
@@ -117,7 +117,7 @@ impl Machine {
             AllocDevicePage | AllocDeviceFolio => live_of(DeviceType::Private),
             FreeDevicePage | LockPage | UnlockPage => s.ledger.pages.iter().any(|h| h.driver),
             MigrateVmaInsertPage => {
-                s.ledger.locker.iter().any(|&k| k == crate::oracle::LOCK_DRIVER) && room()
+                s.ledger.locker.contains(&crate::oracle::LOCK_DRIVER) && room()
             }
             PciAllocP2pmem => (0..l.npgmaps).any(|g| l.pgmap_type[g] == DeviceType::P2pdma),
             P2pmemAllocMmap => self.rules.p2p.userspace_mmap && live_of(DeviceType::P2pdma) && room(),
