@@ -125,7 +125,7 @@ impl Machine {
             PutPage => s.ledger.pages.iter().any(|h| h.gup_gets > 0 || h.kernel_gets > 0),
             DevDaxFault => live_of(DeviceType::Generic) && room(),
             DaxAssociateEntry => {
-                l.nfiles > 0 && live_of(DeviceType::Fsdax) && s.dax.iter().any(|&e| e == 0)
+                l.nfiles > 0 && live_of(DeviceType::Fsdax) && s.dax.contains(&0)
                     && (0..l.ndev).any(|p| l.pgmap_type[l.pgmap_of(p)] == DeviceType::Fsdax && !s.ledger.pages[p].fs)
             }
             DaxIomapFault => s.dax.iter().any(|&e| e > 0) && room(),
