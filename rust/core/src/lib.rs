@@ -9,6 +9,8 @@ pub mod bench;
 pub mod config;
 mod dax;
 mod driver;
+pub mod explore;
+pub mod fingerprint;
 mod gup;
 pub mod machine;
 pub mod oracle;

@@ -72,7 +72,7 @@ impl Machine {
 
     /// A cheap necessary condition for any action of `kind` to be enabled,
     /// so the decoder skips hopeless kinds without scanning their operands.
-    fn kind_possible(&self, kind: OpKind) -> bool {
+    pub(crate) fn kind_possible(&self, kind: OpKind) -> bool {
         use OpKind::*;
         let l = &self.layout;
         match kind {

@@ -1,0 +1,830 @@
+//! State snapshots and canonical fingerprints, for the explorer.
+//!
+//! Everything here reads or writes *every* field of [`State`]; each function
+//! destructures the structs without `..`, so adding a field to `State`,
+//! `Pgmap`, `Ledger`, `Holders` or `Task` breaks compilation here until the
+//! new field is stored, restored and fingerprinted. This is the one place to
+//! extend when the machine grows (THP folios, migration entries, ...).
+//!
+//! * [`State::copy_from`] — become a copy of another state without allocating.
+//! * [`State::encode`] / [`State::decode`] — a lossless, compact byte form
+//!   (LEB128 varints: almost every value is a small number) in which the
+//!   explorer keeps its frontier.
+//! * [`Canon::fingerprint`] — a 64-bit hash of the state, either of the exact
+//!   state ([`Reduction::None`]) or of a canonical representative of its
+//!   equivalence class ([`Reduction::Symmetry`]).
+//!
+//! # What `Reduction::Symmetry` forgets, and why that is sound
+//!
+//! Two states get the same canonical fingerprint only if no sequence of
+//! actions (drain included) can tell them apart: every action enabled in one
+//! has a counterpart enabled in the other, leading again to equivalent
+//! states, with a violation in one exactly when there is one in the other.
+//! Exploring one state per class therefore finds a violation exactly when
+//! exploring all states would, at the same depth. docs/model.md §9 gives the
+//! argument in full; in short:
+//!
+//! 1. **CPU identity.** The simulated `pgmap->ref` keeps one counter per CPU,
+//!    but the model reads them only as their wrapping sum (the RCU fold,
+//!    `count()`, `exit`); nothing compares one CPU's counter with another's,
+//!    and an action's CPU is used for nothing else (`Task::cpu` only says
+//!    which counter the task's later puts hit). So the fingerprint keeps the
+//!    sum of the counters — and only while the bias is in the atomic counter
+//!    ([`PercpuRef::percpu_counters_live`]): without it they are dead values,
+//!    zeroed before they are read again — and drops `Task::cpu`. The
+//!    percpu_ref's release *counter* is written, never read by the machine
+//!    (the RELEASED control bit is what matters), and is dropped too.
+//! 2. **The pfn a `get_dev_pagemap` lookup was given** is used only to find its
+//!    pgmap; the fingerprint keeps the pgmap.
+//! 3. **Pages of a device-dax or FS-DAX pgmap are interchangeable.** Nothing
+//!    treats two pages of such a pgmap differently by their index: faults and
+//!    block allocation take the pfn as an operand, every other use goes
+//!    through a page-table entry, a DAX entry or the ledger, and loops over
+//!    the pages of a pgmap either commute (each page's update is its own; the
+//!    pgmap puts they make are decrements of 1, so the count passes through
+//!    the same values in any order) or look for the first page with a
+//!    property (the violation exists or not whatever the order). The
+//!    fingerprint therefore sorts the pages of each such pgmap by their own
+//!    contents and the page-table / DAX entries that point at them, and
+//!    renames those pointers accordingly: a canonical form, since two pages
+//!    with equal keys are unreferenced and identical.
+//!
+//!    **Not applied** to device-private pgmaps (the driver allocates the
+//!    *lowest* free page, and free pages can differ — a stale mapping, an
+//!    init-reference flag) nor to P2P pgmaps (the gen_pool hands out the
+//!    first fit of *contiguous* pages: adjacency matters). Pgmaps,
+//!    processes, addresses and files are never permuted.
+//!
+//! `tests/explore.rs` checks the claim empirically: with and without the
+//! reduction, every preset reaches a violation at the same depth (or none).
+
+use crate::config::Layout;
+use crate::machine::State;
+use crate::oracle::{Holders, Ledger, Life};
+use crate::page::Pte;
+use crate::pgmap::{Pgmap, PgmapState};
+use crate::rules::DeviceType;
+use crate::sched::{Task, TaskKind};
+
+/// Which states the fingerprint identifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// The exact state: every word, every CPU counter, every page index.
+    None,
+    /// One fingerprint per symmetry class (module documentation).
+    Symmetry,
+}
+
+/// A snapshot that does not fit this machine's shape (wrong length, bad tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "state snapshot does not decode: {}", self.0)
+    }
+}
+
+// ----------------------------------------------------------------------
+// Varints
+// ----------------------------------------------------------------------
+
+#[inline]
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn put_i(out: &mut Vec<u8>, v: i64) {
+    put(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    #[inline]
+    fn get(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let byte = *self.b.get(self.pos).ok_or(DecodeError("truncated"))?;
+            self.pos += 1;
+            if shift >= 64 {
+                return Err(DecodeError("varint too long"));
+            }
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+    #[inline]
+    fn get_i(&mut self) -> Result<i64, DecodeError> {
+        let u = self.get()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    fn small<T: TryFrom<u64>>(&mut self) -> Result<T, DecodeError> {
+        T::try_from(self.get()?).map_err(|_| DecodeError("value out of range"))
+    }
+    fn int<T: TryFrom<i64>>(&mut self) -> Result<T, DecodeError> {
+        T::try_from(self.get_i()?).map_err(|_| DecodeError("value out of range"))
+    }
+}
+
+// ----------------------------------------------------------------------
+// Small enums as numbers (shared by the codec and the fingerprint)
+// ----------------------------------------------------------------------
+
+fn pgmap_state_code(s: PgmapState) -> u64 {
+    match s {
+        PgmapState::Unused => 0,
+        PgmapState::Live => 1,
+        PgmapState::Unbinding => 2,
+        PgmapState::Gone => 3,
+    }
+}
+
+fn pgmap_state_from(v: u64) -> Result<PgmapState, DecodeError> {
+    Ok(match v {
+        0 => PgmapState::Unused,
+        1 => PgmapState::Live,
+        2 => PgmapState::Unbinding,
+        3 => PgmapState::Gone,
+        _ => return Err(DecodeError("bad pgmap state")),
+    })
+}
+
+fn life_code(l: Life) -> u64 {
+    match l {
+        Life::Unregistered => 0,
+        Life::Registered => 1,
+        Life::Killed => 2,
+        Life::TornDown => 3,
+    }
+}
+
+fn life_from(v: u64) -> Result<Life, DecodeError> {
+    Ok(match v {
+        0 => Life::Unregistered,
+        1 => Life::Registered,
+        2 => Life::Killed,
+        3 => Life::TornDown,
+        _ => return Err(DecodeError("bad pgmap life")),
+    })
+}
+
+/// A PTE as (tag with flag bits, pfn).
+fn pte_code(p: Pte) -> (u64, Option<u16>) {
+    match p {
+        Pte::None => (0, None),
+        Pte::Present { pfn, write, refcounted } => (1 | (write as u64) << 2 | (refcounted as u64) << 3, Some(pfn)),
+        Pte::DevicePrivate { pfn, write } => (2 | (write as u64) << 2, Some(pfn)),
+    }
+}
+
+fn pte_from(tag: u64, pfn: u16) -> Result<Pte, DecodeError> {
+    let write = tag & 4 != 0;
+    Ok(match tag & 3 {
+        0 => Pte::None,
+        1 => Pte::Present { pfn, write, refcounted: tag & 8 != 0 },
+        2 => Pte::DevicePrivate { pfn, write },
+        _ => return Err(DecodeError("bad pte tag")),
+    })
+}
+
+fn holders_flags(h: &Holders) -> u64 {
+    let Holders { maps: _, gup_gets: _, gup_pins: _, longterm_pins: _, kernel_gets: _, driver, p2p_kernel, fs } = *h;
+    driver as u64 | (p2p_kernel as u64) << 1 | (fs as u64) << 2
+}
+
+// ----------------------------------------------------------------------
+// Copy, encode, decode
+// ----------------------------------------------------------------------
+
+impl State {
+    /// Become a copy of `src` (same machine shape) without allocating.
+    pub fn copy_from(&mut self, src: &State) {
+        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
+        for (d, s) in pgmaps.iter_mut().zip(&src.pgmaps) {
+            let Pgmap { state, pref, done, init_dropped } = d;
+            *state = s.state;
+            pref.copy_from(&s.pref);
+            *done = s.done;
+            *init_dropped = s.init_dropped;
+        }
+        rc.clone_from(&src.rc);
+        mc.clone_from(&src.mc);
+        flags.clone_from(&src.flags);
+        mapping.clone_from(&src.mapping);
+        ptes.clone_from(&src.ptes);
+        alive.clone_from(&src.alive);
+        dax.clone_from(&src.dax);
+        p2p_len.clone_from(&src.p2p_len);
+        tasks.clone_from(&src.tasks);
+        let Ledger { pages, init_rc, kernel_pgmap_refs, inflight_pgmap_refs, p2p_allocs, life, released } = ledger;
+        pages.clone_from(&src.ledger.pages);
+        init_rc.clone_from(&src.ledger.init_rc);
+        kernel_pgmap_refs.clone_from(&src.ledger.kernel_pgmap_refs);
+        inflight_pgmap_refs.clone_from(&src.ledger.inflight_pgmap_refs);
+        p2p_allocs.clone_from(&src.ledger.p2p_allocs);
+        life.clone_from(&src.ledger.life);
+        released.clone_from(&src.ledger.released);
+    }
+
+    /// Append the exact state to `out` (lossless; lengths come from the
+    /// machine shape, so they are not stored).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
+        for p in pgmaps {
+            let Pgmap { state, pref, done, init_dropped } = p;
+            put(out, pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
+            for w in pref.words() {
+                put(out, w);
+            }
+            for c in 0..pref.cpus() {
+                put(out, pref.slot_value(c));
+            }
+        }
+        for v in rc.iter().chain(mc) {
+            put_i(out, *v as i64);
+        }
+        for v in flags.iter().chain(mapping).chain(p2p_len) {
+            put(out, *v as u64);
+        }
+        for p in ptes {
+            let (tag, pfn) = pte_code(*p);
+            put(out, tag);
+            if let Some(pfn) = pfn {
+                put(out, pfn as u64);
+            }
+        }
+        for a in alive {
+            put(out, *a as u64);
+        }
+        for d in dax {
+            put(out, *d as u64);
+        }
+        for t in tasks {
+            match t {
+                None => put(out, 0),
+                Some(Task { kind, pc, cpu }) => {
+                    match *kind {
+                        TaskKind::Memunmap { pgmap } => {
+                            put(out, 1);
+                            put(out, pgmap as u64);
+                        }
+                        TaskKind::GetDevPagemap { pfn, cached, found } => {
+                            put(out, 2);
+                            put(out, pfn as u64);
+                            put(out, cached as u64);
+                            put(out, found as u64);
+                        }
+                        TaskKind::Truncate { file, index } => {
+                            put(out, 3);
+                            put(out, file as u64);
+                            put(out, index as u64);
+                        }
+                    }
+                    put(out, *pc as u64);
+                    put(out, *cpu as u64);
+                }
+            }
+        }
+        let Ledger { pages, init_rc, kernel_pgmap_refs, inflight_pgmap_refs, p2p_allocs, life, released } = ledger;
+        for h in pages {
+            let Holders { maps, gup_gets, gup_pins, longterm_pins, kernel_gets, driver: _, p2p_kernel: _, fs: _ } = *h;
+            for v in [maps, gup_gets, gup_pins, longterm_pins, kernel_gets] {
+                put(out, v as u64);
+            }
+            put(out, holders_flags(h));
+        }
+        for v in init_rc {
+            put_i(out, *v as i64);
+        }
+        for v in kernel_pgmap_refs.iter().chain(inflight_pgmap_refs).chain(p2p_allocs) {
+            put(out, *v as u64);
+        }
+        for l in life {
+            put(out, life_code(*l));
+        }
+        for r in released {
+            put(out, *r as u64);
+        }
+    }
+
+    /// Overwrite this state with one [`State::encode`] wrote for the same
+    /// machine shape. Never allocates; on error the state is unspecified
+    /// (but valid Rust data) and must not be used.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader { b: bytes, pos: 0 };
+        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
+        for p in pgmaps.iter_mut() {
+            let Pgmap { state, pref, done, init_dropped } = p;
+            let v = r.get()?;
+            *state = pgmap_state_from(v & 3)?;
+            *done = v & 4 != 0;
+            *init_dropped = v & 8 != 0;
+            let words = [r.get()?, r.get()?, r.get()?, r.get()?];
+            let mut slots = [0u64; crate::config::MAX_CPUS];
+            let n = pref.cpus();
+            if n > slots.len() {
+                return Err(DecodeError("too many CPUs"));
+            }
+            for s in slots.iter_mut().take(n) {
+                *s = r.get()?;
+            }
+            pref.set_words(words, slots.iter().copied().take(n));
+        }
+        for v in rc.iter_mut().chain(mc.iter_mut()) {
+            *v = r.int()?;
+        }
+        for v in flags.iter_mut().chain(mapping.iter_mut()).chain(p2p_len.iter_mut()) {
+            *v = r.small()?;
+        }
+        for p in ptes.iter_mut() {
+            let tag = r.get()?;
+            let pfn = if tag & 3 == 0 { 0 } else { r.small()? };
+            *p = pte_from(tag, pfn)?;
+        }
+        for a in alive.iter_mut() {
+            *a = r.get()? != 0;
+        }
+        for d in dax.iter_mut() {
+            *d = r.small()?;
+        }
+        for t in tasks.iter_mut() {
+            *t = match r.get()? {
+                0 => None,
+                k => {
+                    let kind = match k {
+                        1 => TaskKind::Memunmap { pgmap: r.small()? },
+                        2 => TaskKind::GetDevPagemap { pfn: r.small()?, cached: r.small()?, found: r.small()? },
+                        3 => TaskKind::Truncate { file: r.small()?, index: r.small()? },
+                        _ => return Err(DecodeError("bad task kind")),
+                    };
+                    Some(Task { kind, pc: r.small()?, cpu: r.small()? })
+                }
+            };
+        }
+        let Ledger { pages, init_rc, kernel_pgmap_refs, inflight_pgmap_refs, p2p_allocs, life, released } = ledger;
+        for h in pages.iter_mut() {
+            let (maps, gup_gets, gup_pins, longterm_pins, kernel_gets) = (r.small()?, r.small()?, r.small()?, r.small()?, r.small()?);
+            let f = r.get()?;
+            *h = Holders {
+                maps,
+                gup_gets,
+                gup_pins,
+                longterm_pins,
+                kernel_gets,
+                driver: f & 1 != 0,
+                p2p_kernel: f & 2 != 0,
+                fs: f & 4 != 0,
+            };
+        }
+        for v in init_rc.iter_mut() {
+            *v = r.int()?;
+        }
+        for v in kernel_pgmap_refs.iter_mut().chain(inflight_pgmap_refs.iter_mut()).chain(p2p_allocs.iter_mut()) {
+            *v = r.small()?;
+        }
+        for l in life.iter_mut() {
+            *l = life_from(r.get()?)?;
+        }
+        for v in released.iter_mut() {
+            *v = r.get()? != 0;
+        }
+        if r.pos != bytes.len() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------------
+// Hashing
+// ----------------------------------------------------------------------
+
+const P0: u64 = 0xa076_1d64_78bd_642f;
+const P1: u64 = 0xe703_7ed1_a0b4_28db;
+const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
+const P3: u64 = 0x5899_65cc_7537_4cc3;
+
+/// 64×64→128 multiply, folded: the mixing step of wyhash.
+#[inline]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = (a as u128).wrapping_mul(b as u128);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// A 64-bit hash of a word sequence (wyhash's mixing, two words per
+/// multiply, four independent lanes so the multiplies overlap).
+/// Fingerprints only need good dispersion, not resistance to adversaries.
+pub fn hash_words(words: &[u64], seed: u64) -> u64 {
+    let mut h = [seed ^ P0, seed ^ P1, seed ^ P2, seed ^ P3];
+    let mut it = words.chunks_exact(8);
+    for c in &mut it {
+        h[0] = mum(c[0] ^ P1, c[1] ^ h[0]);
+        h[1] = mum(c[2] ^ P2, c[3] ^ h[1]);
+        h[2] = mum(c[4] ^ P3, c[5] ^ h[2]);
+        h[3] = mum(c[6] ^ P0, c[7] ^ h[3]);
+    }
+    for (j, w) in it.remainder().iter().enumerate() {
+        h[j & 3] = mum(*w ^ P1, h[j & 3] ^ P2);
+    }
+    let a = mum(h[0] ^ P3, h[1] ^ P2);
+    let b = mum(h[2] ^ P1, h[3] ^ P0);
+    mum(a ^ (words.len() as u64), b ^ P3)
+}
+
+/// Scratch space for canonical fingerprints (one per worker thread; reused,
+/// so fingerprinting allocates nothing once warm).
+#[derive(Default)]
+pub struct Canon {
+    words: Vec<u64>,
+    /// per pfn: sort key (symmetric pgmaps)
+    keys: Vec<u64>,
+    /// new index of each pfn
+    newpos: Vec<u16>,
+    /// scratch: pfns of one pgmap in canonical order
+    order: Vec<u16>,
+}
+
+impl Canon {
+    pub fn new() -> Canon {
+        Canon::default()
+    }
+
+    /// The fingerprint of `s` under `mode` (module documentation).
+    pub fn fingerprint(&mut self, s: &State, l: &Layout, mode: Reduction) -> u64 {
+        self.words.clear();
+        match mode {
+            Reduction::None => self.exact_words(s),
+            Reduction::Symmetry => self.canonical_words(s, l),
+        }
+        hash_words(&self.words, mode as u64)
+    }
+
+    /// Every word of the state, in the codec's order.
+    fn exact_words(&mut self, s: &State) {
+        let w = &mut self.words;
+        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = s;
+        for p in pgmaps {
+            let Pgmap { state, pref, done, init_dropped } = p;
+            w.push(pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
+            w.extend_from_slice(&pref.words());
+            for c in 0..pref.cpus() {
+                w.push(pref.slot_value(c));
+            }
+        }
+        for i in 0..rc.len() {
+            w.push((rc[i] as u32 as u64) << 32 | mc[i] as u32 as u64);
+            w.push((flags[i] as u64) << 16 | (mapping[i] as u64) << 8 | p2p_len[i] as u64);
+        }
+        for p in ptes {
+            let (tag, pfn) = pte_code(*p);
+            w.push(tag << 16 | pfn.unwrap_or(0) as u64);
+        }
+        w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
+        w.extend(dax.iter().map(|&d| d as u64));
+        for t in tasks {
+            w.push(task_word(t, |pfn| pfn as u64, true));
+        }
+        ledger_words(w, ledger, |p| p);
+    }
+
+    /// The canonical representative's words (Reduction::Symmetry).
+    fn canonical_words(&mut self, s: &State, l: &Layout) {
+        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = s;
+        let n = rc.len();
+        // 1. page order: identity, except pages of device-dax / FS-DAX
+        //    pgmaps, sorted by (own contents, pointers to them)
+        self.newpos.clear();
+        self.newpos.extend(0..n as u16);
+        let symmetric = |g: usize| matches!(l.pgmap_type[g], DeviceType::Generic | DeviceType::Fsdax) && l.pages > 1;
+        let sym_mask = (0..l.npgmaps).filter(|&g| symmetric(g)).fold(0u64, |m, g| m | 1 << (g % 64));
+        if sym_mask != 0 {
+            self.keys.clear();
+            self.keys.resize(n, 0);
+            for g in (0..l.npgmaps).filter(|&g| sym_mask >> (g % 64) & 1 != 0) {
+                for p in l.pfns_of(g) {
+                    let [h0, h1] = holders_words(&ledger.pages[p], ledger.init_rc[p]);
+                    let w0 = (rc[p] as u32 as u64) << 32 | mc[p] as u32 as u64;
+                    let w1 = (flags[p] as u64) << 16 | (mapping[p] as u64) << 8 | p2p_len[p] as u64;
+                    self.keys[p] = mum(w0 ^ P1, w1 ^ P2) ^ mum(h0 ^ P3, h1 ^ P0);
+                }
+            }
+            // pointers: which PTE slots / DAX slots name the page
+            for (slot, pte) in ptes.iter().enumerate() {
+                let (tag, pfn) = pte_code(*pte);
+                if let Some(p) = pfn.map(|p| p as usize).filter(|&p| p < n) {
+                    self.keys[p] = mum(self.keys[p] ^ P1, (slot as u64) << 8 ^ tag ^ P2);
+                }
+            }
+            for (slot, &d) in dax.iter().enumerate() {
+                if let Some(p) = (d as usize).checked_sub(1).filter(|&p| p < n) {
+                    self.keys[p] = mum(self.keys[p] ^ P3, (slot as u64) << 8 ^ 0xff ^ P2);
+                }
+            }
+            for g in (0..l.npgmaps).filter(|&g| sym_mask >> (g % 64) & 1 != 0) {
+                let r = l.pfns_of(g);
+                self.order.clear();
+                self.order.extend(r.clone().map(|p| p as u16));
+                let keys = &self.keys;
+                // stable: equal keys keep their index order (they are
+                // identical and unreferenced, so the order does not matter)
+                self.order.sort_by_key(|&p| keys[p as usize]);
+                for (i, &p) in self.order.iter().enumerate() {
+                    self.newpos[p as usize] = (r.start + i) as u16;
+                }
+            }
+        }
+        let np = |p: usize| self.newpos.get(p).copied().unwrap_or(p as u16) as usize;
+        let w = &mut self.words;
+        // 2. pgmaps: the percpu_ref as its logical words (CPU counters
+        //    summed, and only while live; the release counter dropped)
+        for p in pgmaps {
+            let Pgmap { state, pref, done, init_dropped } = p;
+            w.push(pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
+            let [ptr, count, ctl, _released_counter] = pref.words();
+            let sum = if pref.percpu_counters_live() {
+                (0..pref.cpus()).fold(0u64, |a, c| a.wrapping_add(pref.slot_value(c)))
+            } else {
+                0
+            };
+            w.extend_from_slice(&[ptr, count, ctl, sum]);
+        }
+        // 3. pages in canonical order: each new index i holds old page q
+        //    (build the inverse permutation in `order`)
+        self.order.clear();
+        self.order.resize(n, 0);
+        for p in 0..n {
+            let q = np(p);
+            if q < n {
+                self.order[q] = p as u16;
+            }
+        }
+        for &q in &self.order {
+            let p = q as usize;
+            w.push((rc[p] as u32 as u64) << 32 | mc[p] as u32 as u64);
+            w.push((flags[p] as u64) << 16 | (mapping[p] as u64) << 8 | p2p_len[p] as u64);
+        }
+        // 4. pointers to pages, renamed
+        for p in ptes {
+            let (tag, pfn) = pte_code(*p);
+            w.push(tag << 16 | pfn.map_or(0, |p| np(p as usize) as u64));
+        }
+        w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
+        w.extend(dax.iter().map(|&d| if d == 0 { 0 } else { np(d as usize - 1) as u64 + 1 }));
+        // 5. tasks: no CPU; a lookup's pfn only as its pgmap
+        for t in tasks {
+            w.push(task_word(t, |pfn| l.pgmap_of(pfn as usize) as u64, false));
+        }
+        // 6. the ledger, pages in canonical order
+        let order = &self.order;
+        ledger_words(w, ledger, |i| order.get(i).map_or(i, |&q| q as usize));
+    }
+}
+
+/// A page's ledger entry and initial refcount as two words.
+fn holders_words(h: &Holders, init_rc: i32) -> [u64; 2] {
+    let Holders { maps, gup_gets, gup_pins, longterm_pins, kernel_gets, driver: _, p2p_kernel: _, fs: _ } = *h;
+    [
+        maps as u64 | (gup_gets as u64) << 16 | (gup_pins as u64) << 32 | (longterm_pins as u64) << 48,
+        kernel_gets as u64 | holders_flags(h) << 16 | (init_rc as u32 as u64) << 32,
+    ]
+}
+
+/// One task as a word; `pfn` maps a lookup's pfn, `with_cpu` keeps the CPU.
+fn task_word(t: &Option<Task>, pfn: impl Fn(u16) -> u64, with_cpu: bool) -> u64 {
+    let Some(Task { kind, pc, cpu }) = *t else { return 0 };
+    let k = match kind {
+        TaskKind::Memunmap { pgmap } => 1 | (pgmap as u64) << 8,
+        TaskKind::GetDevPagemap { pfn: p, cached, found } => {
+            2 | pfn(p) << 8 | (cached as u64) << 24 | (found as u64) << 32
+        }
+        TaskKind::Truncate { file, index } => 3 | (file as u64) << 8 | (index as u64) << 16,
+    };
+    k | (pc as u64) << 40 | if with_cpu { (cpu as u64) << 48 } else { 0 }
+}
+
+/// The ledger's words; page `i` of the output is page `page(i)` of the state.
+fn ledger_words(w: &mut Vec<u64>, ledger: &Ledger, page: impl Fn(usize) -> usize) {
+    let Ledger { pages, init_rc, kernel_pgmap_refs, inflight_pgmap_refs, p2p_allocs, life, released } = ledger;
+    for i in 0..pages.len() {
+        let p = page(i);
+        w.extend_from_slice(&holders_words(&pages[p], init_rc[p]));
+    }
+    for g in 0..life.len() {
+        w.push(
+            kernel_pgmap_refs[g] as u64
+                | (inflight_pgmap_refs[g] as u64) << 16
+                | (p2p_allocs[g] as u64) << 32
+                | life_code(life[g]) << 48
+                | (released[g] as u64) << 56,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Shape};
+    use crate::machine::Machine;
+    use crate::program::text::parse_program;
+    use crate::rules::Rules;
+
+    fn machine(preset: &str, types: &[DeviceType]) -> Machine {
+        let shape = Shape { types: types.to_vec(), ..Shape::default() };
+        Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), shape)).unwrap()
+    }
+
+    /// Run a program's actions (no drain) on a fresh machine.
+    fn after(preset: &str, text: &str) -> Machine {
+        let p = parse_program(text).unwrap();
+        let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), p.shape.clone())).unwrap();
+        for op in &p.ops {
+            m.step(op).unwrap();
+        }
+        m
+    }
+
+    const BUSY: &str = "config types=private,fsdax,generic,p2pdma
+memremap_pages pgmap=0
+memremap_pages pgmap=1
+memremap_pages pgmap=2
+memremap_pages pgmap=3
+alloc_device_page pgmap=0 cpu=1
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=1
+dax_associate_entry file=1 index=1 pfn=6
+dax_iomap_fault proc=1 addr=2 file=1 index=1 cpu=0
+dev_dax_huge_fault proc=0 addr=1 pfn=10 cpu=1
+get_user_pages proc=0 addr=1 flags=0 cpu=0
+pci_alloc_p2pmem pgmap=3 pages=2 cpu=1
+get_dev_pagemap pfn=13 cpu=1
+memunmap_pages pgmap=2 cpu=1
+step task=1
+";
+
+    #[test]
+    fn encode_decode_round_trips_and_keeps_the_exact_fingerprint() {
+        let m = after("e3", BUSY);
+        let mut bytes = Vec::new();
+        m.s.encode(&mut bytes);
+        let mut other = machine("e3", &DeviceType::ALL);
+        other.s.decode(&bytes).unwrap();
+        let mut again = Vec::new();
+        other.s.encode(&mut again);
+        assert_eq!(bytes, again);
+        let mut c = Canon::new();
+        for mode in [Reduction::None, Reduction::Symmetry] {
+            assert_eq!(c.fingerprint(&m.s, &m.layout, mode), c.fingerprint(&other.s, &other.layout, mode));
+        }
+        // the initial state differs
+        let fresh = machine("e3", &DeviceType::ALL);
+        assert_ne!(c.fingerprint(&m.s, &m.layout, Reduction::None), c.fingerprint(&fresh.s, &fresh.layout, Reduction::None));
+        // copy_from gives the same bytes
+        let mut copy = machine("e3", &DeviceType::ALL);
+        copy.s.copy_from(&m.s);
+        let mut third = Vec::new();
+        copy.s.encode(&mut third);
+        assert_eq!(bytes, third);
+    }
+
+    #[test]
+    fn decode_rejects_garbage_without_panicking() {
+        let mut m = machine("e3", &DeviceType::ALL);
+        let mut bytes = Vec::new();
+        m.s.encode(&mut bytes);
+        assert!(m.s.decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(m.s.decode(&longer).is_err());
+        assert!(m.s.decode(&[0xff; 12]).is_err());
+        for cut in 0..bytes.len() {
+            let _ = m.s.decode(&bytes[..cut]);
+        }
+    }
+
+    /// Every field of the state, changed alone, changes the exact
+    /// fingerprint and survives encode/decode. The destructuring lists every
+    /// field: a new field breaks this test's compilation until it is added.
+    #[test]
+    fn every_field_is_covered() {
+        let base = after("e3", BUSY);
+        let mut c = Canon::new();
+        let fp0 = c.fingerprint(&base.s, &base.layout, Reduction::None);
+        let mut seen = std::collections::HashSet::new();
+        type Mutator = fn(&mut State);
+        let State {
+            pgmaps: _,
+            rc: _,
+            mc: _,
+            flags: _,
+            mapping: _,
+            ptes: _,
+            alive: _,
+            dax: _,
+            p2p_len: _,
+            tasks: _,
+            ledger: Ledger { pages: _, init_rc: _, kernel_pgmap_refs: _, inflight_pgmap_refs: _, p2p_allocs: _, life: _, released: _ },
+        } = &base.s;
+        let muts: &[(&str, Mutator)] = &[
+            ("pgmaps.state", |s| s.pgmaps[1].state = PgmapState::Gone),
+            ("pgmaps.done", |s| s.pgmaps[1].done ^= true),
+            ("pgmaps.init_dropped", |s| s.pgmaps[1].init_dropped ^= true),
+            ("pgmaps.pref.slot", |s| s.pgmaps[1].pref.copy_from(&{
+                let r = crate::pgmap::SimRef::new(2, 0);
+                r.get(1).unwrap();
+                r
+            })),
+            ("rc", |s| s.rc[3] += 1),
+            ("mc", |s| s.mc[3] += 1),
+            ("flags", |s| s.flags[3] ^= 0x10),
+            ("mapping", |s| s.mapping[3] ^= 0x10),
+            ("ptes", |s| s.ptes[7] = Pte::Present { pfn: 2, write: false, refcounted: true }),
+            ("alive", |s| s.alive[1] ^= true),
+            ("dax", |s| s.dax[0] = 5),
+            ("p2p_len", |s| s.p2p_len[15] = 1),
+            ("tasks", |s| s.tasks[3] = Some(Task { kind: TaskKind::Truncate { file: 0, index: 1 }, pc: 0, cpu: 0 })),
+            ("tasks.cpu", |s| {
+                if let Some(t) = s.tasks[0].as_mut() {
+                    t.cpu ^= 1
+                }
+            }),
+            ("ledger.pages.maps", |s| s.ledger.pages[3].maps += 1),
+            ("ledger.pages.gup_gets", |s| s.ledger.pages[3].gup_gets += 1),
+            ("ledger.pages.gup_pins", |s| s.ledger.pages[3].gup_pins += 1),
+            ("ledger.pages.longterm_pins", |s| s.ledger.pages[3].longterm_pins += 1),
+            ("ledger.pages.kernel_gets", |s| s.ledger.pages[3].kernel_gets += 1),
+            ("ledger.pages.driver", |s| s.ledger.pages[3].driver ^= true),
+            ("ledger.pages.p2p_kernel", |s| s.ledger.pages[3].p2p_kernel ^= true),
+            ("ledger.pages.fs", |s| s.ledger.pages[3].fs ^= true),
+            ("ledger.init_rc", |s| s.ledger.init_rc[3] += 1),
+            ("ledger.kernel_pgmap_refs", |s| s.ledger.kernel_pgmap_refs[2] += 1),
+            ("ledger.inflight_pgmap_refs", |s| s.ledger.inflight_pgmap_refs[2] += 1),
+            ("ledger.p2p_allocs", |s| s.ledger.p2p_allocs[2] += 1),
+            ("ledger.life", |s| s.ledger.life[0] = Life::TornDown),
+            ("ledger.released", |s| s.ledger.released[0] ^= true),
+        ];
+        for (name, f) in muts {
+            let mut m = after("e3", BUSY);
+            f(&mut m.s);
+            let fp = c.fingerprint(&m.s, &m.layout, Reduction::None);
+            assert_ne!(fp, fp0, "{name}: the exact fingerprint ignores it");
+            assert!(seen.insert(fp), "{name}: same fingerprint as another mutation");
+            let mut bytes = Vec::new();
+            m.s.encode(&mut bytes);
+            let mut back = machine("e3", &DeviceType::ALL);
+            back.s.decode(&bytes).unwrap();
+            assert_eq!(c.fingerprint(&back.s, &back.layout, Reduction::None), fp, "{name}: lost by encode/decode");
+        }
+    }
+
+    #[test]
+    fn cpu_identity_is_forgotten_only_under_symmetry() {
+        let on = |cpu: u16| {
+            after("e3", &format!("config types=generic\nmemremap_pages pgmap=0\nget_dev_pagemap pfn=2 cpu={cpu}\nstep task=0\nstep task=0\n"))
+        };
+        let (a, b) = (on(0), on(1));
+        let mut c = Canon::new();
+        assert_ne!(c.fingerprint(&a.s, &a.layout, Reduction::None), c.fingerprint(&b.s, &b.layout, Reduction::None));
+        assert_eq!(c.fingerprint(&a.s, &a.layout, Reduction::Symmetry), c.fingerprint(&b.s, &b.layout, Reduction::Symmetry));
+    }
+
+    #[test]
+    fn dax_pages_are_interchangeable_but_private_and_p2p_pages_are_not() {
+        let prog = |t: &str, body: &str| after("e4", &format!("config types={t}\nmemremap_pages pgmap=0\n{body}"));
+        let mut c = Canon::new();
+        let sym = |c: &mut Canon, m: &Machine| c.fingerprint(&m.s, &m.layout, Reduction::Symmetry);
+        // device-dax: fault pfn 1 or pfn 3 into the same address
+        let a = prog("generic", "dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0\n");
+        let b = prog("generic", "dev_dax_huge_fault proc=0 addr=0 pfn=3 cpu=0\n");
+        assert_eq!(sym(&mut c, &a), sym(&mut c, &b));
+        // ... but which address maps it still matters
+        let d = prog("generic", "dev_dax_huge_fault proc=0 addr=1 pfn=3 cpu=0\n");
+        assert_ne!(sym(&mut c, &a), sym(&mut c, &d));
+        // two pages mapped at two addresses, in either assignment
+        let e = prog("generic", "dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0\ndev_dax_huge_fault proc=0 addr=1 pfn=2 cpu=0\nget_user_pages proc=0 addr=0 flags=0 cpu=0\n");
+        let f = prog("generic", "dev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\ndev_dax_huge_fault proc=0 addr=1 pfn=1 cpu=0\nget_user_pages proc=0 addr=0 flags=0 cpu=0\n");
+        let g = prog("generic", "dev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\ndev_dax_huge_fault proc=0 addr=1 pfn=1 cpu=0\nget_user_pages proc=0 addr=1 flags=0 cpu=0\n");
+        assert_eq!(sym(&mut c, &e), sym(&mut c, &f));
+        assert_ne!(sym(&mut c, &e), sym(&mut c, &g), "the GUP'd page is the one at addr 0 vs addr 1");
+        assert_ne!(c.fingerprint(&e.s, &e.layout, Reduction::None), c.fingerprint(&f.s, &f.layout, Reduction::None));
+        // FS-DAX: blocks are interchangeable too
+        let h = prog("fsdax", "dax_associate_entry file=0 index=0 pfn=0\n");
+        let i = prog("fsdax", "dax_associate_entry file=0 index=0 pfn=3\n");
+        assert_eq!(sym(&mut c, &h), sym(&mut c, &i));
+        // P2P: a 1-page allocation at pfn 0 vs at pfn 1 (after freeing 0) differ
+        let j = prog("p2pdma", "pci_alloc_p2pmem pgmap=0 pages=1 cpu=0\n");
+        let k = prog("p2pdma", "pci_alloc_p2pmem pgmap=0 pages=1 cpu=0\npci_alloc_p2pmem pgmap=0 pages=1 cpu=0\npci_free_p2pmem pfn=0 cpu=0\n");
+        assert_ne!(sym(&mut c, &j), sym(&mut c, &k));
+    }
+}
