@@ -283,13 +283,11 @@ impl std::error::Error for ExploreError {}
 // ----------------------------------------------------------------------
 
 impl Machine {
-    /// Every enabled action, in canonical order (kind, then operands), into
-    /// `out` (cleared first; no allocation once it has grown). With
-    /// `cpu0_only`, operands of domain `Cpu` take only the value 0: under
-    /// [`Reduction::Symmetry`] the CPU an action runs on leads to equivalent
-    /// states (see [`crate::fingerprint`]), so the other CPUs add transitions
-    /// but never states.
-    pub fn enabled_into(&self, cpu0_only: bool, out: &mut Vec<Op>) {
+    /// Every enabled action for which `keep` holds, in canonical order
+    /// (kind, then operands), into `out` (cleared first; no allocation once
+    /// it has grown). With `cpu0_only`, operands of domain `Cpu` take only the
+    /// value 0. `keep` is asked before the (costlier) contract check.
+    pub fn enabled_into(&self, cpu0_only: bool, keep: impl Fn(&Op) -> bool, out: &mut Vec<Op>) {
         out.clear();
         for info in KINDS {
             if !self.kind_possible(info.kind) {
@@ -311,7 +309,7 @@ impl Machine {
                 op.args[i] = d.value(0);
             }
             'odometer: loop {
-                if self.enabled(&op).is_ok() {
+                if keep(&op) && self.enabled(&op).is_ok() {
                     out.push(op);
                 }
                 let mut i = nargs;
@@ -351,6 +349,23 @@ impl Machine {
 
     fn broken(&self) -> bool {
         self.violation.is_some() || self.conformance.is_some()
+    }
+}
+
+/// The actions to explore from `m`'s state: all enabled ones, or under
+/// [`Reduction::Symmetry`] one per class of actions that lead to equivalent
+/// states — CPU operands 0 only (the CPU is forgotten), and page operands
+/// only on the first of several interchangeable pages
+/// ([`Canon::action_representative`]). Skipped actions would only add
+/// transitions to states their representative already reaches.
+fn actions(m: &Machine, reduction: Reduction, canon: &mut Canon, out: &mut Vec<Op>) {
+    match reduction {
+        Reduction::None => m.enabled_into(false, |_| true, out),
+        Reduction::Symmetry => {
+            canon.prepare_actions(&m.s, &m.layout);
+            let canon = &*canon;
+            m.enabled_into(true, |op| canon.action_representative(op, &m.layout), out);
+        }
     }
 }
 
@@ -424,6 +439,12 @@ impl Shard {
                 }
                 new
             }
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if let Shard::Exact(s) = self {
+            s.reserve(n);
         }
     }
 
@@ -545,10 +566,10 @@ impl Worker {
     }
 
     /// Load frontier state `i` into `parent` and enumerate its actions.
-    fn load_parent(&mut self, frontier: &Frontier, i: u64, cpu0_only: bool) -> Result<(), ExploreError> {
+    fn load_parent(&mut self, frontier: &Frontier, i: u64, reduction: Reduction) -> Result<(), ExploreError> {
         self.decode_parent(frontier, i)?;
         if !self.ops_ready {
-            self.parent.enabled_into(cpu0_only, &mut self.ops);
+            actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
             if self.ops.len() >= 1 << ORD_BITS {
                 return Err(ExploreError(format!("{} enabled actions in one state: too many to explore", self.ops.len())));
             }
@@ -617,7 +638,6 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
     }
     .clamp(1, 256);
     let reduction = opts.reduction;
-    let cpu0_only = reduction == Reduction::Symmetry;
     let mut workers = (0..threads).map(|_| Worker::new(cfg)).collect::<Result<Vec<_>, _>>()?;
     let mut shards: Vec<Shard> = (0..SHARDS)
         .map(|_| match opts.bitstate_bytes {
@@ -654,6 +674,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
     let mut stop = StopReason::Depth;
     let mut partial = None;
     let mut found: Option<(usize, u64)> = if initial_breaks { Some((0, 0)) } else { None };
+    let mut recycled: Vec<Chunk> = Vec::new();
     ctl.states.store(1, Relaxed);
 
     let mut d: usize = 0;
@@ -670,7 +691,8 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         }
         let mem_now = shards.iter().map(|s| s.bytes()).sum::<u64>()
             + keys.iter().map(|k| k.capacity() as u64 * 8).sum::<u64>()
-            + frontier.bytes();
+            + frontier.bytes()
+            + recycled.iter().map(|c| c.bytes.capacity() as u64 + c.ends.capacity() as u64 * 4).sum::<u64>();
         peak = peak.max(mem_now);
         sh.base_memory.store(mem_now, Relaxed);
         sh.candidates.store(0, Relaxed);
@@ -699,7 +721,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
                         let len = frontier.chunks[c].ends.len();
                         for j in 0..len {
                             let i = (c * CHUNK + j) as u64;
-                            if let Err(e) = expand(w, frontier, shards, i, reduction, cpu0_only) {
+                            if let Err(e) = expand(w, frontier, shards, i, reduction) {
                                 w.error = Some(e);
                                 break;
                             }
@@ -761,6 +783,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
                             order.clear();
                             order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
                             order.sort_unstable();
+                            shard.reserve(order.len());
                             for &(key, op, fp) in &order {
                                 if shard.insert(fp) {
                                     won.push((key, op));
@@ -788,10 +811,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         let nchunks = winners.len().div_ceil(CHUNK);
         let next_c = AtomicUsize::new(0);
         let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
+        // recycled buffers: fresh memory costs page faults, growing costs copies
+        let pool = Mutex::new(std::mem::take(&mut recycled));
+        let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
         let drain_violation = AtomicU64::new(u64::MAX);
         std::thread::scope(|sc| {
             for w in workers.iter_mut() {
-                let (frontier, winners, stored, next_c, sh, dv) = (&frontier, &winners, &stored, &next_c, &sh, &drain_violation);
+                let (frontier, winners, stored, next_c, sh, dv, pool) =
+                    (&frontier, &winners, &stored, &next_c, &sh, &drain_violation, &pool);
                 sc.spawn(move || {
                     w.parent_at = u64::MAX;
                     loop {
@@ -799,9 +826,13 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
                         if c >= nchunks || sh.halted() || w.error.is_some() {
                             break;
                         }
-                        let mut chunk = Chunk::default();
+                        let mut chunk = lock(pool).pop().unwrap_or_default();
+                        chunk.bytes.clear();
+                        chunk.ends.clear();
+                        chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
+                        chunk.ends.reserve(CHUNK);
                         for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
-                            match store(w, frontier, key, op, cpu0_only, &mut chunk) {
+                            match store(w, frontier, key, op, reduction, &mut chunk) {
                                 Ok(true) => {
                                     dv.fetch_min(key, Relaxed);
                                 }
@@ -840,7 +871,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         levels.push(Level { depth: d, new_states: winners.len() as u64, states, transitions });
         ctl.states.store(states, Relaxed);
         keys.push(winners.iter().map(|w| w.0).collect());
-        frontier = next;
+        recycled = std::mem::replace(&mut frontier, next).chunks;
         if let Some(v) = violation {
             found = Some((d, v));
             stop = StopReason::Violation;
@@ -848,7 +879,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
     }
 
     let counterexample = match found {
-        Some((level, key)) => Some(rebuild(cfg, &keys, level, key, cpu0_only)?),
+        Some((level, key)) => Some(rebuild(cfg, &keys, level, key, reduction)?),
         None => None,
     };
     if counterexample.is_some() {
@@ -912,9 +943,8 @@ fn expand(
     shards: &[Shard],
     i: u64,
     reduction: Reduction,
-    cpu0_only: bool,
 ) -> Result<(), ExploreError> {
-    w.load_parent(frontier, i, cpu0_only)?;
+    w.load_parent(frontier, i, reduction)?;
     let Worker { parent, m, canon, ops, local, transitions, violation, .. } = w;
     let mut broke = None;
     for (o, op) in ops.iter().enumerate() {
@@ -931,7 +961,9 @@ fn expand(
         if shards[shard_of(fp)].contains(fp) {
             continue;
         }
-        local.entry(fp).and_modify(|v| *v = (*v).min((key, pack(op)))).or_insert_with(|| (key, pack(op)));
+        // a worker claims chunks in increasing order, so the first key it
+        // sees for a fingerprint is its smallest
+        local.entry(fp).or_insert_with(|| (key, pack(op)));
     }
     if let Some(k) = broke {
         *violation = Some(violation.map_or(k, |v| v.min(k)));
@@ -965,7 +997,7 @@ fn unpack(v: u64) -> Option<Op> {
 
 /// Regenerate the state `key` names, append it to `chunk`; true if the
 /// drain from it breaks an invariant.
-fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, cpu0_only: bool, chunk: &mut Chunk) -> Result<bool, ExploreError> {
+fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: Reduction, chunk: &mut Chunk) -> Result<bool, ExploreError> {
     let (i, o) = (key >> ORD_BITS, (key & ((1 << ORD_BITS) - 1)) as usize);
     let op = match unpack(packed) {
         Some(op) => {
@@ -973,7 +1005,7 @@ fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, cpu0_only: 
             op
         }
         None => {
-            w.load_parent(frontier, i, cpu0_only)?;
+            w.load_parent(frontier, i, reduction)?;
             *w.ops.get(o).ok_or_else(|| ExploreError("internal: action ordinal out of range".into()))?
         }
     };
@@ -985,7 +1017,7 @@ fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, cpu0_only: 
 
 /// The program that reaches the state (or breaks at the transition) `key`
 /// of `level`, replayed with tracing.
-fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, cpu0_only: bool) -> Result<Counterexample, ExploreError> {
+fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: Reduction) -> Result<Counterexample, ExploreError> {
     // ordinals from the end back to the initial state
     let mut ords = Vec::with_capacity(level);
     let mut k = key;
@@ -1002,9 +1034,10 @@ fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, cpu0_only: b
     ords.reverse();
     let mut m = Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0))?;
     let mut buf = Vec::new();
+    let mut canon = Canon::new();
     let mut ops = Vec::with_capacity(level);
     for o in ords {
-        m.enabled_into(cpu0_only, &mut buf);
+        actions(&m, reduction, &mut canon, &mut buf);
         let op = *buf.get(o).ok_or_else(|| ExploreError("internal: replayed path diverged".into()))?;
         m.apply_traced(&op);
         ops.push(op);
@@ -1035,10 +1068,10 @@ mod tests {
         let mut m = Machine::new(c).unwrap();
         let mut buf = Vec::new();
         for step in 0..12 {
-            m.enabled_into(false, &mut buf);
+            m.enabled_into(false, |_| true, &mut buf);
             assert_eq!(buf, m.enabled_actions(), "at step {step}");
             let mut cpu0 = Vec::new();
-            m.enabled_into(true, &mut cpu0);
+            m.enabled_into(true, |_| true, &mut cpu0);
             assert!(cpu0.iter().all(|op| op.cpu() == 0 && buf.contains(op)));
             assert!(cpu0.len() <= buf.len());
             let Some(op) = buf.get(step * 7 % buf.len().max(1)).copied() else { break };

@@ -35,7 +35,9 @@
 //!    percpu_ref's release *counter* is written, never read by the machine
 //!    (the RELEASED control bit is what matters), and is dropped too.
 //! 2. **The pfn a `get_dev_pagemap` lookup was given** is used only to find its
-//!    pgmap; the fingerprint keeps the pgmap.
+//!    pgmap; the fingerprint keeps the pgmap. **`Ledger::init_rc`** is derived:
+//!    `memremap_pages` sets it to the type's initial refcount and nothing else
+//!    writes it, so the pgmap's `life` determines it.
 //! 3. **Pages of a device-dax or FS-DAX pgmap are interchangeable.** Nothing
 //!    treats two pages of such a pgmap differently by their index: faults and
 //!    block allocation take the pfn as an operand, every other use goes
@@ -63,6 +65,7 @@ use crate::machine::State;
 use crate::oracle::{Holders, Ledger, Life};
 use crate::page::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
+use crate::program::op::{Dim, Op, OpKind, KINDS};
 use crate::rules::DeviceType;
 use crate::sched::{Task, TaskKind};
 
@@ -243,6 +246,8 @@ impl State {
     /// machine shape, so they are not stored).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
+        // room for the common case (every value below 128) in one go
+        out.reserve(pgmaps.len() * 16 + rc.len() * 12 + ptes.len() * 2 + dax.len() + tasks.len() * 8 + 64);
         for p in pgmaps {
             let Pgmap { state, pref, done, init_dropped } = p;
             put(out, pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
@@ -455,11 +460,22 @@ pub struct Canon {
     newpos: Vec<u16>,
     /// scratch: pfns of one pgmap in canonical order
     order: Vec<u16>,
+    /// scratch: each page's words
+    pages: Vec<[u64; 3]>,
+    /// per pfn: some PTE or DAX entry points at it
+    referenced: Vec<bool>,
+    /// per pfn: explore actions on it (see [`Canon::prepare_actions`])
+    rep: Vec<bool>,
+    /// per action kind: the index of its page operand, if any
+    pfn_arg: Vec<Option<u8>>,
 }
 
 impl Canon {
     pub fn new() -> Canon {
-        Canon::default()
+        Canon {
+            pfn_arg: KINDS.iter().map(|k| k.args.iter().position(|(_, d)| *d == Dim::Pfn).map(|i| i as u8)).collect(),
+            ..Canon::default()
+        }
     }
 
     /// The fingerprint of `s` under `mode` (module documentation).
@@ -500,37 +516,97 @@ impl Canon {
         ledger_words(w, ledger, |p| p);
     }
 
-    /// The canonical representative's words (Reduction::Symmetry).
-    fn canonical_words(&mut self, s: &State, l: &Layout) {
-        let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = s;
-        let n = rc.len();
-        // 1. page order: identity, except pages of device-dax / FS-DAX
-        //    pgmaps, sorted by (own contents, pointers to them)
-        self.newpos.clear();
-        self.newpos.extend(0..n as u16);
-        let symmetric = |g: usize| matches!(l.pgmap_type[g], DeviceType::Generic | DeviceType::Fsdax) && l.pages > 1;
-        let sym_mask = (0..l.npgmaps).filter(|&g| symmetric(g)).fold(0u64, |m, g| m | 1 << (g % 64));
-        if sym_mask != 0 {
-            self.keys.clear();
-            self.keys.resize(n, 0);
-            for g in (0..l.npgmaps).filter(|&g| sym_mask >> (g % 64) & 1 != 0) {
-                for p in l.pfns_of(g) {
-                    let [h0, h1] = holders_words(&ledger.pages[p], ledger.init_rc[p]);
-                    let w0 = (rc[p] as u32 as u64) << 32 | mc[p] as u32 as u64;
-                    let w1 = (flags[p] as u64) << 16 | (mapping[p] as u64) << 8 | p2p_len[p] as u64;
-                    self.keys[p] = mum(w0 ^ P1, w1 ^ P2) ^ mum(h0 ^ P3, h1 ^ P0);
+    /// Each page's own contents as three words into `self.pages`.
+    /// `init_rc` is left out: it is derived (memremap_pages sets it to the
+    /// type's initial refcount, reset to 0, nothing else writes it), so the
+    /// pgmap's `life` already determines it.
+    fn page_words(&mut self, s: &State) {
+        let State { rc, mc, flags, mapping, p2p_len, ledger, .. } = s;
+        self.pages.clear();
+        for p in 0..rc.len() {
+            let [h0, h1] = holders_words(&ledger.pages[p], 0);
+            let own = (flags[p] as u64) << 40 | (mapping[p] as u64) << 48 | (p2p_len[p] as u64) << 56;
+            self.pages.push([(rc[p] as u32 as u64) << 32 | mc[p] as u32 as u64, h0, h1 | own]);
+        }
+    }
+
+    /// Prepare [`Canon::action_representative`] for state `s`: on a
+    /// device-dax / FS-DAX pgmap, two pages with equal contents that no PTE
+    /// or DAX entry points at are interchangeable *in this state* — swapping
+    /// them maps the state to itself (up to the lookup pfns that the
+    /// fingerprint reduces to their pgmap) — so an action on the second
+    /// leads to a state equivalent to the same action on the first.
+    pub fn prepare_actions(&mut self, s: &State, l: &Layout) {
+        let n = s.rc.len();
+        self.rep.clear();
+        self.rep.resize(n, true);
+        let sym_mask = symmetric_pgmaps(l);
+        if sym_mask == 0 {
+            return;
+        }
+        self.page_words(s);
+        self.referenced.clear();
+        self.referenced.resize(n, false);
+        for pte in &s.ptes {
+            if let Some(r) = pte.pfn().and_then(|p| self.referenced.get_mut(p)) {
+                *r = true;
+            }
+        }
+        for &d in &s.dax {
+            if let Some(r) = (d as usize).checked_sub(1).and_then(|p| self.referenced.get_mut(p)) {
+                *r = true;
+            }
+        }
+        for g in (0..l.npgmaps).filter(|&g| sym_mask >> (g % 64) & 1 != 0) {
+            let r = l.pfns_of(g);
+            for p in r.clone() {
+                if !self.referenced[p] {
+                    self.rep[p] = !(r.start..p).any(|q| !self.referenced[q] && self.pages[q] == self.pages[p]);
                 }
             }
+        }
+    }
+
+    /// Under [`Reduction::Symmetry`], is `op` worth exploring from the state
+    /// given to [`Canon::prepare_actions`]? False when its page operand is
+    /// a page interchangeable with an earlier one, and for a
+    /// `get_dev_pagemap` on any pfn but the first of its pgmap (the lookup
+    /// uses the pfn only to find the pgmap). Skipped actions lead to states
+    /// equivalent to those of the kept ones.
+    pub fn action_representative(&self, op: &Op, l: &Layout) -> bool {
+        let Some(&Some(i)) = self.pfn_arg.get(op.kind as usize) else { return true };
+        let p = op.args[i as usize] as usize;
+        if op.kind == OpKind::GetDevPagemap {
+            return p < l.npfns && p == l.pfns_of(l.pgmap_of(p)).start;
+        }
+        self.rep.get(p).copied().unwrap_or(true)
+    }
+
+    /// The canonical representative's words (Reduction::Symmetry).
+    fn canonical_words(&mut self, s: &State, l: &Layout) {
+        let State { pgmaps, rc, mc: _, flags: _, mapping: _, ptes, alive, dax, p2p_len: _, tasks, ledger } = s;
+        let Ledger { pages: _, init_rc: _, kernel_pgmap_refs, inflight_pgmap_refs, p2p_allocs, life, released } = ledger;
+        let n = rc.len();
+        // 1. each page as three words
+        self.page_words(s);
+        // 2. page order: identity, except pages of device-dax / FS-DAX
+        //    pgmaps, sorted by (own words, pointers to them)
+        self.newpos.clear();
+        self.newpos.extend(0..n as u16);
+        let sym_mask = symmetric_pgmaps(l);
+        if sym_mask != 0 {
+            self.keys.clear();
+            self.keys.extend(self.pages.iter().map(|[a, b, c]| mum(a ^ P1, b ^ P2) ^ mum(c ^ P3, P0)));
             // pointers: which PTE slots / DAX slots name the page
             for (slot, pte) in ptes.iter().enumerate() {
                 let (tag, pfn) = pte_code(*pte);
-                if let Some(p) = pfn.map(|p| p as usize).filter(|&p| p < n) {
-                    self.keys[p] = mum(self.keys[p] ^ P1, (slot as u64) << 8 ^ tag ^ P2);
+                if let Some(k) = pfn.and_then(|p| self.keys.get_mut(p as usize)) {
+                    *k = mum(*k ^ P1, (slot as u64) << 8 ^ tag ^ P2);
                 }
             }
             for (slot, &d) in dax.iter().enumerate() {
-                if let Some(p) = (d as usize).checked_sub(1).filter(|&p| p < n) {
-                    self.keys[p] = mum(self.keys[p] ^ P3, (slot as u64) << 8 ^ 0xff ^ P2);
+                if let Some(k) = (d as usize).checked_sub(1).and_then(|p| self.keys.get_mut(p)) {
+                    *k = mum(*k ^ P3, (slot as u64) << 8 ^ 0xff ^ P2);
                 }
             }
             for g in (0..l.npgmaps).filter(|&g| sym_mask >> (g % 64) & 1 != 0) {
@@ -548,49 +624,65 @@ impl Canon {
         }
         let np = |p: usize| self.newpos.get(p).copied().unwrap_or(p as u16) as usize;
         let w = &mut self.words;
-        // 2. pgmaps: the percpu_ref as its logical words (CPU counters
-        //    summed, and only while live; the release counter dropped)
-        for p in pgmaps {
+        // 3. pgmaps: the percpu_ref as its logical words (CPU counters
+        //    summed, and only while live; the release counter dropped), and
+        //    the pgmap's ledger
+        for (g, p) in pgmaps.iter().enumerate() {
             let Pgmap { state, pref, done, init_dropped } = p;
-            w.push(pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
             let [ptr, count, ctl, _released_counter] = pref.words();
             let sum = if pref.percpu_counters_live() {
                 (0..pref.cpus()).fold(0u64, |a, c| a.wrapping_add(pref.slot_value(c)))
             } else {
                 0
             };
-            w.extend_from_slice(&[ptr, count, ctl, sum]);
+            w.extend_from_slice(&[
+                pgmap_state_code(*state)
+                    | (*done as u64) << 2
+                    | (*init_dropped as u64) << 3
+                    | life_code(life[g]) << 4
+                    | (released[g] as u64) << 6
+                    | (kernel_pgmap_refs[g] as u64) << 16
+                    | (inflight_pgmap_refs[g] as u64) << 32
+                    | (p2p_allocs[g] as u64) << 48,
+                ptr,
+                count,
+                ctl,
+                sum,
+            ]);
         }
-        // 3. pages in canonical order: each new index i holds old page q
-        //    (build the inverse permutation in `order`)
+        // 4. pages in canonical order: new index i holds old page order[i]
         self.order.clear();
         self.order.resize(n, 0);
         for p in 0..n {
-            let q = np(p);
-            if q < n {
-                self.order[q] = p as u16;
+            if let Some(o) = self.order.get_mut(np(p)) {
+                *o = p as u16;
             }
         }
         for &q in &self.order {
-            let p = q as usize;
-            w.push((rc[p] as u32 as u64) << 32 | mc[p] as u32 as u64);
-            w.push((flags[p] as u64) << 16 | (mapping[p] as u64) << 8 | p2p_len[p] as u64);
+            w.extend_from_slice(&self.pages[q as usize]);
         }
-        // 4. pointers to pages, renamed
+        // 5. pointers to pages, renamed
         for p in ptes {
             let (tag, pfn) = pte_code(*p);
             w.push(tag << 16 | pfn.map_or(0, |p| np(p as usize) as u64));
         }
         w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
         w.extend(dax.iter().map(|&d| if d == 0 { 0 } else { np(d as usize - 1) as u64 + 1 }));
-        // 5. tasks: no CPU; a lookup's pfn only as its pgmap
+        // 6. tasks: no CPU; a lookup's pfn only as its pgmap
         for t in tasks {
             w.push(task_word(t, |pfn| l.pgmap_of(pfn as usize) as u64, false));
         }
-        // 6. the ledger, pages in canonical order
-        let order = &self.order;
-        ledger_words(w, ledger, |i| order.get(i).map_or(i, |&q| q as usize));
     }
+}
+
+/// The pgmaps whose pages are interchangeable (bit g: pgmap g).
+fn symmetric_pgmaps(l: &Layout) -> u64 {
+    if l.pages < 2 {
+        return 0;
+    }
+    (0..l.npgmaps)
+        .filter(|&g| matches!(l.pgmap_type[g], DeviceType::Generic | DeviceType::Fsdax))
+        .fold(0u64, |m, g| m | 1 << (g % 64))
 }
 
 /// A page's ledger entry and initial refcount as two words.
