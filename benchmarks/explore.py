@@ -52,7 +52,7 @@ def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
     assert r.complete and r.counterexample is None, r.summary()
     return {
-        "what": f"explore, {'symmetry' if symmetry else 'exact states'}",
+        "reduction": "symmetry" if symmetry else "none (exact)",
         "depth": depth,
         "threads": r.threads,
         "states": r.states,
@@ -100,13 +100,13 @@ def main() -> int:
             rows.append(explore_row(depth, threads, symmetry))
     machine = machine_row(3.0)
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     table = Table(title=f"explorer, e4, standard shape ({cores} cores; per core = per CPU-second used)")
-    for col in ("run", "depth", "threads", "states", "transitions", "wall s", "states/s/core", "vs target", "states/s (wall)"):
+    for col in ("reduction", "depth", "threads", "states", "transitions", "wall s", "states/s/core", "vs target", "states/s (wall)"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            r["what"],
+            r["reduction"],
             str(r["depth"]),
             str(r["threads"]),
             f"{r['states']:,}",
