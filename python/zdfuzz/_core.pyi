@@ -323,4 +323,7 @@ def explore(
     max_seconds: float | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
     progress_interval: float = 0.5,
-) -> ExploreResult: ...
+) -> ExploreResult:
+    """Explore every program of up to ``depth`` actions breadth-first: "no
+    violation within these bounds", or the shortest counterexample. Ctrl-C,
+    ``max_memory`` and ``max_seconds`` return the partial result."""

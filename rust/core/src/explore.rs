@@ -61,6 +61,8 @@ const ORD_BITS: u32 = 24;
 const CHUNK: usize = 1024;
 /// Shards of the visited set (merged in parallel).
 const SHARDS: usize = 64;
+/// Entries of a worker's cache of recently handled fingerprints.
+const RECENT: usize = 1 << 15;
 /// Hash functions of bit-state mode.
 const BIT_HASHES: u32 = 3;
 
@@ -526,6 +528,9 @@ struct Worker {
     out: Vec<Vec<(u64, u64, u64)>>,
     /// `ops` holds the actions of the state in `parent`
     ops_ready: bool,
+    /// fingerprints this worker handled lately (direct-mapped, L2-sized):
+    /// each is in the visited set or in `local` already
+    recent: Vec<u64>,
     /// smallest key of a transition that broke an invariant
     violation: Option<u64>,
     transitions: u64,
@@ -545,6 +550,7 @@ impl Worker {
             local: HashMap::default(),
             out: (0..SHARDS).map(|_| Vec::new()).collect(),
             ops_ready: false,
+            recent: vec![0; RECENT],
             violation: None,
             transitions: 0,
             error: None,
@@ -630,6 +636,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
     cfg.validate().map_err(|e| ExploreError(e.0))?;
     if cfg.shape.cpus > MAX_CPUS {
         return Err(ExploreError(format!("at most {MAX_CPUS} cpus")));
+    }
+    if let Some(b) = opts.bitstate_bytes {
+        if b > opts.max_memory {
+            return Err(ExploreError(format!(
+                "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
+                opts.max_memory
+            )));
+        }
     }
     let t0 = Instant::now();
     let threads = match opts.threads {
@@ -945,7 +959,7 @@ fn expand(
     reduction: Reduction,
 ) -> Result<(), ExploreError> {
     w.load_parent(frontier, i, reduction)?;
-    let Worker { parent, m, canon, ops, local, transitions, violation, .. } = w;
+    let Worker { parent, m, canon, ops, local, transitions, violation, recent, .. } = w;
     let mut broke = None;
     for (o, op) in ops.iter().enumerate() {
         m.load_state(&parent.s);
@@ -957,6 +971,16 @@ fn expand(
             continue;
         }
         let fp = canon.fingerprint(&m.s, &m.layout, reduction);
+        // Siblings are neighbours in the frontier, so the two orders of a
+        // pair of commuting actions meet here soon after each other: a small
+        // cache spares the big tables most duplicates. Anything it holds is
+        // visited or already a candidate of this worker with a smaller key
+        // (by the next level, every candidate is visited).
+        let slot = fp as usize & (RECENT - 1);
+        if recent[slot] == fp && fp != 0 {
+            continue;
+        }
+        recent[slot] = fp;
         // the visited set is only read during expansion (written in merge)
         if shards[shard_of(fp)].contains(fp) {
             continue;

@@ -203,6 +203,15 @@ fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<B
 
 /// Explore every program of up to `depth` actions breadth-first and return
 /// either "no violation within these bounds" or the shortest counterexample.
+///
+/// The machine shape is given as for `Machine`. `symmetry=False` explores
+/// exact states (no CPU/page symmetry reduction); `threads=0` uses every
+/// core; `max_memory` / `bitstate` take bytes or strings like "512M";
+/// `progress(dict)` is called every `progress_interval` seconds with
+/// depth, frontier, expanded, states, transitions, seconds. Ctrl-C (SIGINT)
+/// stops the search and returns the partial result (`stop ==
+/// "interrupted"`); so do `max_memory` ("memory") and `max_seconds` ("time").
+/// An exception raised by `progress` stops the search and is re-raised.
 #[pyfunction]
 #[pyo3(signature = (rules, *, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
                     file_pages = 2, tasks = 4, depth = 8, threads = 0, symmetry = true, max_memory = None,
