@@ -92,33 +92,75 @@ impl std::fmt::Display for DecodeError {
 // Varints
 // ----------------------------------------------------------------------
 
-#[inline]
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
+/// LEB128 varints, with runs of zeros (most of a state: idle pages, empty
+/// PTEs, no holders) written as `0x00, run length`. A varint of a non-zero
+/// value never starts with a 0x00 byte, so the escape is unambiguous.
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    zeros: u8,
+}
+
+impl Writer<'_> {
+    #[inline]
+    fn flush(&mut self) {
+        if self.zeros > 0 {
+            self.out.push(0);
+            self.out.push(self.zeros);
+            self.zeros = 0;
+        }
     }
-    out.push(v as u8);
 }
 
 #[inline]
-fn put_i(out: &mut Vec<u8>, v: i64) {
-    put(out, ((v << 1) ^ (v >> 63)) as u64);
+fn put(w: &mut Writer<'_>, mut v: u64) {
+    if v == 0 {
+        w.zeros += 1;
+        if w.zeros == u8::MAX {
+            w.flush();
+        }
+        return;
+    }
+    w.flush();
+    while v >= 0x80 {
+        w.out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    w.out.push(v as u8);
+}
+
+#[inline]
+fn put_i(w: &mut Writer<'_>, v: i64) {
+    put(w, ((v << 1) ^ (v >> 63)) as u64);
 }
 
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
+    /// zeros still to return from the current run
+    zeros: u8,
 }
 
 impl Reader<'_> {
     #[inline]
     fn get(&mut self) -> Result<u64, DecodeError> {
+        if self.zeros > 0 {
+            self.zeros -= 1;
+            return Ok(0);
+        }
         let mut v: u64 = 0;
         let mut shift = 0u32;
         loop {
             let byte = *self.b.get(self.pos).ok_or(DecodeError("truncated"))?;
             self.pos += 1;
+            if shift == 0 && byte == 0 {
+                let run = *self.b.get(self.pos).ok_or(DecodeError("truncated"))?;
+                self.pos += 1;
+                if run == 0 {
+                    return Err(DecodeError("empty zero run"));
+                }
+                self.zeros = run - 1;
+                return Ok(0);
+            }
             if shift >= 64 {
                 return Err(DecodeError("varint too long"));
             }
@@ -248,6 +290,7 @@ impl State {
         let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
         // room for the common case (every value below 128) in one go
         out.reserve(pgmaps.len() * 16 + rc.len() * 12 + ptes.len() * 2 + dax.len() + tasks.len() * 8 + 64);
+        let out = &mut Writer { out, zeros: 0 };
         for p in pgmaps {
             let Pgmap { state, pref, done, init_dropped } = p;
             put(out, pgmap_state_code(*state) | (*done as u64) << 2 | (*init_dropped as u64) << 3);
@@ -323,13 +366,14 @@ impl State {
         for r in released {
             put(out, *r as u64);
         }
+        out.flush();
     }
 
     /// Overwrite this state with one [`State::encode`] wrote for the same
     /// machine shape. Never allocates; on error the state is unspecified
     /// (but valid Rust data) and must not be used.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        let mut r = Reader { b: bytes, pos: 0 };
+        let mut r = Reader { b: bytes, pos: 0, zeros: 0 };
         let State { pgmaps, rc, mc, flags, mapping, ptes, alive, dax, p2p_len, tasks, ledger } = self;
         for p in pgmaps.iter_mut() {
             let Pgmap { state, pref, done, init_dropped } = p;
@@ -406,7 +450,7 @@ impl State {
         for v in released.iter_mut() {
             *v = r.get()? != 0;
         }
-        if r.pos != bytes.len() {
+        if r.pos != bytes.len() || r.zeros != 0 {
             return Err(DecodeError("trailing bytes"));
         }
         Ok(())
