@@ -111,7 +111,7 @@ impl Writer<'_> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn put(w: &mut Writer<'_>, mut v: u64) {
     if v == 0 {
         w.zeros += 1;
@@ -128,7 +128,7 @@ fn put(w: &mut Writer<'_>, mut v: u64) {
     w.out.push(v as u8);
 }
 
-#[inline]
+#[inline(always)]
 fn put_i(w: &mut Writer<'_>, v: i64) {
     put(w, ((v << 1) ^ (v >> 63)) as u64);
 }
