@@ -117,6 +117,8 @@ def test_sigint_returns_the_partial_result() -> None:
         (dict(max_memory="1.5.6G"), "not a size"),
         (dict(pages=0), "pages"),
         (dict(bitstate="2G", max_memory="1G"), "larger than the memory cap"),
+        (dict(progress_interval=float("nan")), "progress_interval"),
+        (dict(progress=42), "callable"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs: dict[str, Any], message: str) -> None:

@@ -2,7 +2,9 @@
 //!
 //! A breadth-first search from the initial state over every action the
 //! actors may take ([`Machine::enabled`], enumerated through the [`KINDS`]
-//! table, so new action kinds are explored without touching this file).
+//! table, so new action kinds are explored without touching this file;
+//! under the symmetry reduction, one action per class of actions that lead
+//! to equivalent states, see [`actions`]).
 //! Each distinct state — by its fingerprint ([`crate::fingerprint`]), exact or
 //! up to symmetry — is expanded once. Every invariant the fuzzers check is
 //! checked: safety and conformance inside each action, and liveness by

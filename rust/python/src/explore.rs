@@ -258,6 +258,9 @@ pub fn explore(
         }
         opts.bitstate_bytes = Some(bytes);
     }
+    if !(progress_interval.is_finite() && progress_interval > 0.0) {
+        return Err(PyValueError::new_err("progress_interval must be a positive number of seconds"));
+    }
     if let Some(p) = progress {
         if !p.is_callable() {
             return Err(PyValueError::new_err("progress must be a callable taking a dict"));
