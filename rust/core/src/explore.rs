@@ -4,7 +4,7 @@
 //! actors may take ([`Machine::enabled`], enumerated through the [`KINDS`]
 //! table, so new action kinds are explored without touching this file;
 //! under the symmetry reduction, one action per class of actions that lead
-//! to equivalent states, see [`actions`]).
+//! to equivalent states, see `actions`).
 //! Each distinct state — by its fingerprint ([`crate::fingerprint`]), exact or
 //! up to symmetry — is expanded once. Every invariant the fuzzers check is
 //! checked: safety and conformance inside each action, and liveness by

@@ -30,7 +30,7 @@
 //!    and an action's CPU is used for nothing else (`Task::cpu` only says
 //!    which counter the task's later puts hit). So the fingerprint keeps the
 //!    sum of the counters — and only while the bias is in the atomic counter
-//!    ([`PercpuRef::percpu_counters_live`]): without it they are dead values,
+//!    ([`crate::percpu_ref::PercpuRef::percpu_counters_live`]): without it they are dead values,
 //!    zeroed before they are read again — and drops `Task::cpu`. The
 //!    percpu_ref's release *counter* is written, never read by the machine
 //!    (the RELEASED control bit is what matters), and is dropped too.
