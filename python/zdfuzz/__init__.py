@@ -14,6 +14,7 @@ this package drives it.
 
 from zdfuzz._core import (
     Action,
+    ExploreResult,
     InvariantViolation,
     Machine,
     PercpuRef,
@@ -25,11 +26,13 @@ from zdfuzz._core import (
     Violation,
     __version__,
     action_kinds,
+    explore,
     invariants,
 )
 
 __all__ = [
     "Action",
+    "ExploreResult",
     "InvariantViolation",
     "Machine",
     "PercpuRef",
@@ -41,5 +44,6 @@ __all__ = [
     "Violation",
     "__version__",
     "action_kinds",
+    "explore",
     "invariants",
 ]

@@ -2,11 +2,12 @@
 
 from typing import final
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
     "Action",
+    "ExploreResult",
     "InvariantViolation",
     "Machine",
     "PercpuRef",
@@ -19,6 +20,7 @@ __all__ = [
     "__version__",
     "action_kinds",
     "bench_percpu_ref",
+    "explore",
     "invariants",
     "percpu_ref_stress",
 ]
@@ -269,3 +271,69 @@ class Machine:
 
 def action_kinds() -> list[tuple[str, list[str], str]]: ...
 def invariants() -> list[tuple[str, str]]: ...
+
+@final
+class ExploreResult:
+    """The result of ``explore``: no violation within the bounds, or the
+    shortest counterexample."""
+
+    @property
+    def counterexample(self) -> Program | None: ...
+    @property
+    def verdict(self) -> Verdict | None: ...
+    @property
+    def violation(self) -> Violation | None: ...
+    @property
+    def states(self) -> int: ...
+    @property
+    def transitions(self) -> int: ...
+    @property
+    def depth_reached(self) -> int: ...
+    @property
+    def depth_limit(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def stop(self) -> str: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def levels(self) -> list[tuple[int, int, int, int]]: ...
+    @property
+    def coverage(self) -> dict[str, Any]: ...
+    @property
+    def reduction(self) -> str: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def peak_memory(self) -> int: ...
+    @property
+    def partial(self) -> tuple[int, int] | None: ...
+    def summary(self) -> str: ...
+
+def explore(
+    rules: str | Rules,
+    *,
+    types: Sequence[str] | None = None,
+    pgmaps: int = 1,
+    pages: int = 4,
+    cpus: int = 2,
+    procs: int = 2,
+    addrs: int = 4,
+    files: int = 2,
+    file_pages: int = 2,
+    tasks: int = 4,
+    ram: int = 0,
+    order: int = 0,
+    depth: int = 8,
+    threads: int = 0,
+    symmetry: bool = True,
+    max_memory: int | str | None = None,
+    bitstate: int | str | None = None,
+    max_seconds: float | None = None,
+    progress: Callable[[dict[str, Any]], object] | None = None,
+    progress_interval: float = 0.5,
+) -> ExploreResult:
+    """Explore every program of up to ``depth`` actions breadth-first: "no
+    violation within these bounds", or the shortest counterexample. Ctrl-C,
+    ``max_memory`` and ``max_seconds`` return the partial result."""

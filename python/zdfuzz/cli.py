@@ -4,6 +4,7 @@
     zdfuzz rules list                                  the presets
     zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
     zdfuzz kinds                                       every action a program can use
+    zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
     zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
 """
 
@@ -11,9 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 import zdfuzz
 
@@ -145,6 +150,144 @@ def kinds() -> None:
     for name, args, doc in zdfuzz.action_kinds():
         table.add_row(name, " ".join(f"{a}=" for a in args), doc)
     console.print(table)
+
+
+def _types(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+@main.command()
+@click.option("--rules", "rules_name", required=True, help="Preset name or TOML file.")
+@click.option("--types", help="Device types, comma-separated (default: all four).")
+@click.option("--pgmaps", default=1, show_default=True, help="pgmaps per type.")
+@click.option("--pages", default=4, show_default=True, help="Pages per pgmap.")
+@click.option("--cpus", default=2, show_default=True)
+@click.option("--procs", default=2, show_default=True)
+@click.option("--addrs", default=4, show_default=True, help="Address slots per process.")
+@click.option("--files", default=2, show_default=True, help="Files per FS-DAX filesystem.")
+@click.option("--file-pages", default=2, show_default=True, help="Pages per file.")
+@click.option("--tasks", default=4, show_default=True, help="Kernel task slots.")
+@click.option("--ram", default=0, show_default=True, help="Pages of system RAM (migration needs some).")
+@click.option("--order", default=0, show_default=True, help="Huge page order (0: no THPs).")
+@click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
+@click.option("--threads", default=0, show_default=True, help="Worker threads (0: every core).")
+@click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
+@click.option("--max-memory", default="4G", show_default=True, help="Stop with a partial result above this.")
+@click.option("--bitstate", help="Bit-state hashing with a bit array of this size (e.g. 512M): not a proof.")
+@click.option("--max-seconds", type=float, help="Stop with a partial result after this long.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the counterexample (.zdf) here.")
+@click.option("--quiet", is_flag=True, help="No progress and no per-depth table.")
+def explore(
+    rules_name: str,
+    types: str | None,
+    pgmaps: int,
+    pages: int,
+    cpus: int,
+    procs: int,
+    addrs: int,
+    files: int,
+    file_pages: int,
+    tasks: int,
+    ram: int,
+    order: int,
+    depth: int,
+    threads: int,
+    no_symmetry: bool,
+    max_memory: str,
+    bitstate: str | None,
+    max_seconds: float | None,
+    out: str | None,
+    quiet: bool,
+) -> None:
+    """Explore every program of up to DEPTH actions, breadth-first.
+
+    Prints "no violation reachable within depth D" with the number of
+    distinct states and transitions, or the shortest counterexample as a
+    .zdf program. Exit 0 clean, 1 counterexample, 2 bad input, 3 stopped by
+    --max-memory/--max-seconds, 130 interrupted (Ctrl-C prints the partial
+    result).
+    """
+    rules = load_rules(rules_name)
+    live: Live | None = None
+    last_depth = [-1]
+
+    def show(p: dict[str, Any]) -> None:
+        secs = max(p["seconds"], 1e-9)
+        frontier = p["frontier"]
+        done = 100.0 * p["expanded"] / frontier if frontier else 0.0
+        line = (
+            f"depth {p['depth']}  frontier {frontier:,} ({done:.0f}% expanded)  "
+            f"{p['states']:,} states  {p['states'] / secs:,.0f} states/s  "
+            f"{p['transitions']:,} transitions  {secs:.1f} s"
+        )
+        if live is not None:
+            live.update(Text(line))
+        elif p["depth"] != last_depth[0]:
+            last_depth[0] = p["depth"]
+            err_console.print(line, markup=False, highlight=False)
+
+    progress = None if quiet else show
+    try:
+        if progress is not None and err_console.is_terminal:
+            live = Live(Text("starting"), console=err_console, transient=True, refresh_per_second=4)
+            live.start()
+        result = zdfuzz.explore(
+            rules,
+            types=_types(types),
+            pgmaps=pgmaps,
+            pages=pages,
+            cpus=cpus,
+            procs=procs,
+            addrs=addrs,
+            files=files,
+            file_pages=file_pages,
+            tasks=tasks,
+            ram=ram,
+            order=order,
+            depth=depth,
+            threads=threads,
+            symmetry=not no_symmetry,
+            max_memory=max_memory,
+            bitstate=bitstate,
+            max_seconds=max_seconds,
+            progress=progress,
+        )
+    except ValueError as e:
+        err_console.print(f"explore: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    finally:
+        if live is not None:
+            live.stop()
+    if not quiet:
+        table = Table(title=f"{rules.name}: states by depth ({result.reduction} reduction, {result.threads} threads)")
+        for col in ("depth", "new states", "states", "transitions"):
+            table.add_column(col, justify="right")
+        for d, new, states, transitions in result.levels:
+            table.add_row(str(d), f"{new:,}", f"{states:,}", f"{transitions:,}")
+        console.print(table)
+    console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+    program = result.counterexample
+    if program is not None:
+        v = result.violation
+        assert v is not None
+        console.print(f"[bold red]{v.invariant}[/bold red] ({v.category}) at step {v.step}: ", end="")
+        console.print(v.action, markup=False, highlight=False)
+        console.print(f"  {v.message}", markup=False, highlight=False, soft_wrap=True)
+        text = (
+            f"# zdfuzz explore: shortest counterexample, {len(program)} actions"
+            f" ({v.invariant}, {v.category}); replay with `zdfuzz replay FILE`\n" + program.to_text()
+        )
+        if out:
+            Path(out).write_text(text)
+            console.print(f"reproducer written to {out}", markup=False)
+        click.echo(text, nl=not text.endswith("\n"))
+        raise SystemExit(1)
+    if result.stop == "interrupted":
+        raise SystemExit(130)
+    if not result.complete:
+        raise SystemExit(3)
 
 
 @main.command()

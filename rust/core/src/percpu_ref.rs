@@ -592,6 +592,43 @@ impl<W: Word> PercpuRef<W> {
         self.slots.get(cpu).map_or(0, |s| s.load(Relaxed))
     }
 
+    /// Every word of the ref as (ptr flags, atomic counter, control flags,
+    /// release count); with [`PercpuRef::slot_value`] this is the whole
+    /// state. The explorer stores states as these words
+    /// (`crate::fingerprint`).
+    pub fn words(&self) -> [u64; 4] {
+        [self.ptr.load(Relaxed), self.count.load(Relaxed), self.ctl.load(Relaxed), self.released.load(Relaxed)]
+    }
+
+    /// Restore a state saved with [`PercpuRef::words`] and the slot values
+    /// (missing slots become 0, extra values are ignored). Like the control
+    /// operations, the caller serializes this with every other use.
+    pub fn set_words(&self, words: [u64; 4], slots: impl IntoIterator<Item = u64>) {
+        let mut it = slots.into_iter();
+        for s in self.slots.iter() {
+            s.store(it.next().unwrap_or(0), Relaxed);
+        }
+        self.count.store(words[1], Relaxed);
+        self.ctl.store(words[2], Relaxed);
+        self.released.store(words[3], Relaxed);
+        self.ptr.store(words[0], Release);
+    }
+
+    /// Become a copy of `src` without allocating (the explorer restores a
+    /// parent state before each successor). Slot counts must match; extra
+    /// slots on either side are zeroed / ignored.
+    pub fn copy_from(&self, src: &Self) {
+        self.set_words(src.words(), src.slots.iter().map(|s| s.load(Relaxed)));
+    }
+
+    /// Is the bias in the atomic counter, i.e. are the per-CPU counters
+    /// live? When it is not, their values are never read again before they
+    /// are zeroed (switch to percpu, init), so a canonical state can ignore
+    /// them.
+    pub fn percpu_counters_live(&self) -> bool {
+        self.ctl.load(Relaxed) & CTL_BIAS != 0
+    }
+
     // ----------------------------------------------------------------------
     // Control path (caller serializes; the kernel's percpu_ref_switch_lock)
     // ----------------------------------------------------------------------

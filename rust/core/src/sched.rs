@@ -170,8 +170,13 @@ impl Machine {
         }
     }
 
-    /// I-D2: a kernel function returns with no page-table lock held.
+    /// A task returned: its migration arrays are cleared (nothing reads them
+    /// again; clearing keeps equal states equal for the explorer), and I-D2:
+    /// a kernel function returns with no page-table lock held.
     fn task_finished(&mut self, slot: usize) {
+        let cap = self.layout.mig_cap();
+        self.s.mig[slot] = crate::migrate::MigCtx::default();
+        self.s.mig_entries[slot * cap..(slot + 1) * cap].fill(crate::migrate::MigEntry::default());
         if let Some(i) = self.s.ptl.iter().position(|&o| o as usize == slot + 1) {
             self.s.ptl[i] = 0;
             self.violate("I-D2", Class::Safety, &[("task", slot as u32)], || {

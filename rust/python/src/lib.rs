@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod explore;
 mod machine;
 mod percpu;
 mod program;
@@ -44,5 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<machine::PyViolation>()?;
     m.add_function(wrap_pyfunction!(program::action_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(machine::invariants, m)?)?;
+    m.add_class::<explore::PyExploreResult>()?;
+    m.add_function(wrap_pyfunction!(explore::explore, m)?)?;
     Ok(())
 }

@@ -44,7 +44,7 @@ pub struct PyViolation {
 }
 
 impl PyViolation {
-    fn new(v: &Violation, trace: &[TraceEntry]) -> PyViolation {
+    pub(crate) fn new(v: &Violation, trace: &[TraceEntry]) -> PyViolation {
         PyViolation {
             invariant: v.invariant,
             category: v.class.name(),
@@ -74,7 +74,7 @@ impl PyViolation {
 /// The outcome of a program.
 #[pyclass(module = "zdfuzz._core", name = "Verdict", frozen, skip_from_py_object)]
 pub struct PyVerdict {
-    inner: Verdict,
+    pub(crate) inner: Verdict,
 }
 
 #[pymethods]

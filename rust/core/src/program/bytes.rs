@@ -92,7 +92,7 @@ impl Machine {
 
     /// A cheap necessary condition for any action of `kind` to be enabled,
     /// so the decoder skips hopeless kinds without scanning their operands.
-    fn kind_possible(&self, kind: OpKind) -> bool {
+    pub(crate) fn kind_possible(&self, kind: OpKind) -> bool {
         use crate::pagetable::Pte;
         use crate::pgmap::PgmapState;
         use crate::rules::DeviceType;

@@ -1,0 +1,1127 @@
+//! Exhaustive bounded exploration: every program of up to `depth` actions.
+//!
+//! A breadth-first search from the initial state over every action the
+//! actors may take ([`Machine::enabled`], enumerated through the [`KINDS`]
+//! table, so new action kinds are explored without touching this file;
+//! under the symmetry reduction, one action per class of actions that lead
+//! to equivalent states, see `actions`).
+//! Each distinct state — by its fingerprint ([`crate::fingerprint`]), exact or
+//! up to symmetry — is expanded once. Every invariant the fuzzers check is
+//! checked: safety and conformance inside each action, and liveness by
+//! running the end-of-program drain ([`Machine::finish`]) from every new
+//! state, exactly as a fuzzed program of those actions would end. The
+//! answer is therefore either "no program of at most `depth` actions breaks
+//! an invariant" or the shortest one that does, with its replayed verdict.
+//!
+//! # The search
+//!
+//! Level-synchronous, so that the numbers do not depend on thread timing.
+//! For each level, on all threads:
+//!
+//! * **expand** — each frontier state is decoded into a machine, its enabled
+//!   actions are applied one by one to a copy (no allocation per
+//!   transition), and each successor that is not already in the visited set
+//!   becomes a candidate `(fingerprint, key)`, where the key
+//!   `parent index << 24 | action ordinal` is the successor's place in BFS
+//!   order. A violation inside an action is a counterexample candidate.
+//! * **merge** — the visited set is split into shards by fingerprint; each
+//!   shard keeps, per new fingerprint, the smallest key. The winners, sorted
+//!   by key, are the next level: the same states in the same order for any
+//!   number of threads.
+//! * **store** — each winner is regenerated from its parent, stored as
+//!   compact bytes, and drained to check liveness.
+//!
+//! The first level with a violation ends the search; the counterexample is
+//! the violating transition with the smallest key, rebuilt by following
+//! parent keys back to the initial state and replayed with tracing.
+//!
+//! # Memory
+//!
+//! The visited set holds one 64-bit fingerprint per state (hash
+//! compaction: two distinct states share one with probability about
+//! 2⁻⁶⁴ per pair, reported as a bound); each state keeps its 8-byte key for
+//! the path; only the current and next frontier keep full states. A cap
+//! stops the search cleanly (partial result). Bit-state hashing replaces the
+//! visited set by a bit array: far less memory, but a new state whose bits
+//! are all set already is skipped; the result says so and estimates how many.
+
+use crate::config::{Config, MAX_CPUS};
+use crate::fingerprint::{hash_words, Canon, Reduction};
+use crate::machine::{Machine, State, Verdict};
+use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
+use crate::program::Program;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Bits of a key that hold the action's ordinal among its parent's enabled
+/// actions; the rest is the parent's index in its level.
+const ORD_BITS: u32 = 24;
+/// States per frontier chunk (the unit of work and of storage).
+const CHUNK: usize = 1024;
+/// Shards of the visited set (merged in parallel).
+const SHARDS: usize = 64;
+/// Entries of a worker's cache of recently handled fingerprints.
+const RECENT: usize = 1 << 15;
+/// Hash functions of bit-state mode.
+const BIT_HASHES: u32 = 3;
+
+/// What to explore and how.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// longest program (number of actions) to explore
+    pub depth: usize,
+    /// worker threads; 0 = one per available core
+    pub threads: usize,
+    /// exact states, or one state per symmetry class
+    pub reduction: Reduction,
+    /// stop (with a partial result) before using more than this many bytes
+    pub max_memory: u64,
+    /// bit-state hashing with a bit array of this many bytes (None: exact
+    /// visited set of 64-bit fingerprints)
+    pub bitstate_bytes: Option<u64>,
+    /// stop (with a partial result) after this many seconds
+    pub max_seconds: Option<f64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            depth: 8,
+            threads: 0,
+            reduction: Reduction::Symmetry,
+            max_memory: 4 << 30,
+            bitstate_bytes: None,
+            max_seconds: None,
+        }
+    }
+}
+
+/// Shared with the caller while the search runs: a stop request (Ctrl-C)
+/// and live progress counters.
+#[derive(Debug, Default)]
+pub struct Control {
+    stop: AtomicBool,
+    /// depth of the level being generated
+    pub depth: AtomicUsize,
+    /// states of the level being expanded
+    pub frontier: AtomicU64,
+    /// of which expanded so far
+    pub expanded: AtomicU64,
+    /// distinct states in the completed levels
+    pub states: AtomicU64,
+    /// transitions so far, the current level's included
+    pub transitions: AtomicU64,
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control::default()
+    }
+    /// Ask the search to stop soon; it returns the partial result.
+    pub fn stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+}
+
+/// Why the search ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// every program of up to `depth` actions was explored
+    Depth,
+    /// no new state at some depth below the limit: every reachable state was
+    /// explored (a result for programs of any length)
+    Exhausted,
+    /// a counterexample was found
+    Violation,
+    /// [`Control::stop`] was called
+    Interrupted,
+    /// the memory cap was reached
+    MemoryCap,
+    /// the time limit was reached
+    TimeLimit,
+}
+
+impl StopReason {
+    pub const fn name(self) -> &'static str {
+        match self {
+            StopReason::Depth => "depth",
+            StopReason::Exhausted => "exhausted",
+            StopReason::Violation => "violation",
+            StopReason::Interrupted => "interrupted",
+            StopReason::MemoryCap => "memory",
+            StopReason::TimeLimit => "time",
+        }
+    }
+    /// Did the search explore everything it was asked to?
+    pub fn complete(self) -> bool {
+        matches!(self, StopReason::Depth | StopReason::Exhausted | StopReason::Violation)
+    }
+}
+
+/// One completed level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub depth: usize,
+    /// distinct states first reached at this depth
+    pub new_states: u64,
+    /// distinct states at depth ≤ this one
+    pub states: u64,
+    /// transitions explored to reach this depth (cumulative)
+    pub transitions: u64,
+}
+
+/// How much the visited set can be trusted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Coverage {
+    /// 64-bit fingerprints: `collision_bound` bounds the probability that two
+    /// distinct states shared one (so that one was never explored)
+    Exact { collision_bound: f64 },
+    /// bit-state hashing: not a proof
+    Bitstate {
+        bits: u64,
+        hashes: u32,
+        /// fraction of bits set at the end
+        fill: f64,
+        /// estimated new states skipped because their bits were already set
+        expected_missed: f64,
+    },
+}
+
+/// The shortest program that breaks an invariant, and its traced verdict.
+#[derive(Clone, Debug)]
+pub struct Counterexample {
+    pub program: Program,
+    pub verdict: Verdict,
+}
+
+/// The search's result.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub stop: StopReason,
+    /// distinct states (fingerprints) in the completed levels
+    pub states: u64,
+    /// (state, enabled action) pairs explored in the completed levels
+    pub transitions: u64,
+    /// the deepest level completely explored
+    pub depth_reached: usize,
+    pub depth_limit: usize,
+    pub seconds: f64,
+    pub levels: Vec<Level>,
+    pub counterexample: Option<Counterexample>,
+    pub coverage: Coverage,
+    pub reduction: Reduction,
+    pub threads: usize,
+    /// largest memory estimate seen (bytes)
+    pub peak_memory: u64,
+    /// (states expanded, of) in the level that was cut short
+    pub partial: Option<(u64, u64)>,
+}
+
+impl Outcome {
+    /// One line for people, as the CLI prints it.
+    pub fn summary(&self) -> String {
+        let counts = format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
+        let head = match (&self.counterexample, self.stop) {
+            (Some(c), _) => {
+                let v = c.verdict.reported();
+                let (inv, class) = v.map_or(("?", "?"), |v| (v.invariant, v.class.name()));
+                format!("{inv} ({class}) reachable in {} actions (shortest) — {counts}", c.program.ops.len())
+            }
+            (None, StopReason::Exhausted) => format!(
+                "no violation reachable at any depth: no new state after depth {} — {counts}",
+                self.depth_reached
+            ),
+            (None, StopReason::Depth | StopReason::Violation) => {
+                format!("no violation reachable within depth {} — {counts}", self.depth_reached)
+            }
+            (None, why) => {
+                let (done, of) = self.partial.unwrap_or((0, 0));
+                format!(
+                    "stopped ({}) at depth {} after expanding {done} of {of} states: no violation within depth {} — {counts}",
+                    match why {
+                        StopReason::Interrupted => "interrupted",
+                        StopReason::MemoryCap => "memory cap reached",
+                        _ => "time limit reached",
+                    },
+                    self.depth_reached + 1,
+                    self.depth_reached
+                )
+            }
+        };
+        let note = match self.coverage {
+            Coverage::Exact { collision_bound } => {
+                format!("64-bit state fingerprints: P(a collision hid a state) ≤ {collision_bound:.1e}")
+            }
+            Coverage::Bitstate { bits, fill, expected_missed, .. } => format!(
+                "bit-state hashing ({} MiB, {:.1}% full): NOT a proof — about {:.0} new states may have been skipped (coverage ≈ {:.2}%)",
+                bits / 8 / (1 << 20),
+                fill * 100.0,
+                expected_missed,
+                100.0 * self.states as f64 / (self.states as f64 + expected_missed).max(1.0)
+            ),
+        };
+        format!("{head}\n({note})")
+    }
+}
+
+/// A search that cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExploreError(pub String);
+
+impl std::fmt::Display for ExploreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExploreError {}
+
+// ----------------------------------------------------------------------
+// Enumerating actions without allocating
+// ----------------------------------------------------------------------
+
+impl Machine {
+    /// Every enabled action for which `keep` holds, in canonical order
+    /// (kind, then operands), into `out` (cleared first; no allocation once
+    /// it has grown). With `cpu0_only`, operands of domain `Cpu` take only the
+    /// value 0. `keep` is asked before the (costlier) contract check.
+    pub fn enabled_into(&self, cpu0_only: bool, keep: impl Fn(&Op) -> bool, out: &mut Vec<Op>) {
+        out.clear();
+        for info in KINDS {
+            if !self.kind_possible(info.kind) {
+                continue;
+            }
+            // an odometer over the operand domains, last operand fastest
+            // (the canonical order of `enabled_actions`)
+            let nargs = info.args.len();
+            let mut sizes = [1usize; MAX_ARGS];
+            for (i, (_, d)) in info.args.iter().enumerate() {
+                sizes[i] = if cpu0_only && *d == Dim::Cpu { 1 } else { d.size(&self.layout) };
+            }
+            if sizes.contains(&0) {
+                continue;
+            }
+            let mut idx = [0usize; MAX_ARGS];
+            let mut op = Op { kind: info.kind, args: [0; MAX_ARGS] };
+            for (i, (_, d)) in info.args.iter().enumerate() {
+                op.args[i] = d.value(0);
+            }
+            'odometer: loop {
+                if keep(&op) && self.enabled(&op).is_ok() {
+                    out.push(op);
+                }
+                let mut i = nargs;
+                loop {
+                    if i == 0 {
+                        break 'odometer;
+                    }
+                    i -= 1;
+                    idx[i] += 1;
+                    if idx[i] < sizes[i] {
+                        op.args[i] = info.args[i].1.value(idx[i]);
+                        break;
+                    }
+                    idx[i] = 0;
+                    op.args[i] = info.args[i].1.value(0);
+                }
+            }
+        }
+    }
+
+    /// Become `src`, ready for the next action: the bookkeeping outside
+    /// [`State`] (violations, the drain flags) is cleared.
+    fn load_state(&mut self, src: &State) {
+        self.s.copy_from(src);
+        self.clear_run_flags();
+    }
+
+    fn clear_run_flags(&mut self) {
+        self.violation = None;
+        self.conformance = None;
+        self.in_drain = false;
+        self.in_drain_step = false;
+        self.at_label = None;
+        self.at_op = None;
+        self.at = 0;
+        self.in_gup_grab = false;
+    }
+
+    fn broken(&self) -> bool {
+        self.violation.is_some() || self.conformance.is_some()
+    }
+}
+
+/// The actions to explore from `m`'s state: all enabled ones, or under
+/// [`Reduction::Symmetry`] one per class of actions that lead to equivalent
+/// states — CPU operands 0 only (the CPU is forgotten), and page operands
+/// only on the first of several interchangeable pages
+/// ([`Canon::action_representative`]). Skipped actions would only add
+/// transitions to states their representative already reaches.
+fn actions(m: &Machine, reduction: Reduction, canon: &mut Canon, out: &mut Vec<Op>) {
+    match reduction {
+        Reduction::None => m.enabled_into(false, |_| true, out),
+        Reduction::Symmetry => {
+            canon.prepare_actions(&m.s, &m.layout);
+            let canon = &*canon;
+            m.enabled_into(true, |op| canon.action_representative(op, &m.layout), out);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------
+// Storage
+// ----------------------------------------------------------------------
+
+/// Fingerprints are already uniform hashes; spread them once more so that
+/// the shard bits (the top ones) do not bias the table's own bits.
+#[derive(Default)]
+struct FpHasher(u64);
+
+impl Hasher for FpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type FpBuild = BuildHasherDefault<FpHasher>;
+
+#[inline]
+fn shard_of(fp: u64) -> usize {
+    (fp >> 58) as usize % SHARDS
+}
+
+/// One shard of the visited set.
+enum Shard {
+    Exact(HashSet<u64, FpBuild>),
+    Bits(Vec<u64>),
+}
+
+impl Shard {
+    fn bit_positions(fp: u64, nbits: u64) -> [u64; BIT_HASHES as usize] {
+        let h2 = hash_words(&[fp], 0x5eed) | 1;
+        let mut out = [0; BIT_HASHES as usize];
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = fp.wrapping_add((j as u64).wrapping_mul(h2)) % nbits;
+        }
+        out
+    }
+
+    fn contains(&self, fp: u64) -> bool {
+        match self {
+            Shard::Exact(s) => s.contains(&fp),
+            Shard::Bits(b) => {
+                let n = b.len() as u64 * 64;
+                Shard::bit_positions(fp, n).iter().all(|&i| b[(i / 64) as usize] >> (i % 64) & 1 != 0)
+            }
+        }
+    }
+
+    /// Insert; true if it was not there (for bits: some bit was clear).
+    fn insert(&mut self, fp: u64) -> bool {
+        match self {
+            Shard::Exact(s) => s.insert(fp),
+            Shard::Bits(b) => {
+                let n = b.len() as u64 * 64;
+                let mut new = false;
+                for i in Shard::bit_positions(fp, n) {
+                    let w = &mut b[(i / 64) as usize];
+                    new |= *w >> (i % 64) & 1 == 0;
+                    *w |= 1 << (i % 64);
+                }
+                new
+            }
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        if let Shard::Exact(s) = self {
+            s.reserve(n);
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            // hashbrown: the value and one control byte per bucket
+            Shard::Exact(s) => s.capacity() as u64 * 9 * 8 / 7,
+            Shard::Bits(b) => b.len() as u64 * 8,
+        }
+    }
+
+    fn ones(&self) -> u64 {
+        match self {
+            Shard::Exact(_) => 0,
+            Shard::Bits(b) => b.iter().map(|w| w.count_ones() as u64).sum(),
+        }
+    }
+}
+
+/// Full states of one level, as [`State::encode`] bytes, in chunks of
+/// [`CHUNK`] states (chunk `c` holds states `c*CHUNK ..`).
+#[derive(Default)]
+struct Frontier {
+    chunks: Vec<Chunk>,
+}
+
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    /// end offset of each state in `bytes`
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    fn get(&self, j: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(j)? as usize;
+        let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
+        self.bytes.get(start..end)
+    }
+    fn push(&mut self, s: &State) -> Result<(), ExploreError> {
+        s.encode(&mut self.bytes);
+        let end = u32::try_from(self.bytes.len()).map_err(|_| ExploreError("frontier chunk over 4 GiB".into()))?;
+        self.ends.push(end);
+        Ok(())
+    }
+}
+
+impl Frontier {
+    fn len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.ends.len() as u64).sum()
+    }
+    fn get(&self, i: u64) -> Option<&[u8]> {
+        self.chunks.get((i / CHUNK as u64) as usize)?.get((i % CHUNK as u64) as usize)
+    }
+    fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.bytes.capacity() as u64 + c.ends.capacity() as u64 * 4).sum()
+    }
+}
+
+// ----------------------------------------------------------------------
+// Workers
+// ----------------------------------------------------------------------
+
+/// One thread's machines and buffers, reused across levels.
+struct Worker {
+    /// the parent state being expanded
+    parent: Machine,
+    /// index of the state loaded in `parent` (u64::MAX: none)
+    parent_at: u64,
+    /// a successor
+    m: Machine,
+    /// the drain of a new state
+    drain: Machine,
+    canon: Canon,
+    ops: Vec<Op>,
+    /// expand: new fingerprints -> (smallest key, its action packed)
+    local: HashMap<u64, (u64, u64), FpBuild>,
+    /// expand output, per shard: (fingerprint, key, packed action)
+    out: Vec<Vec<(u64, u64, u64)>>,
+    /// `ops` holds the actions of the state in `parent`
+    ops_ready: bool,
+    /// fingerprints this worker handled lately (direct-mapped, L2-sized):
+    /// each is in the visited set or in `local` already
+    recent: Vec<u64>,
+    /// smallest key of a transition that broke an invariant
+    violation: Option<u64>,
+    transitions: u64,
+    error: Option<ExploreError>,
+}
+
+impl Worker {
+    fn new(cfg: &Config) -> Result<Worker, ExploreError> {
+        let mk = || Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0));
+        Ok(Worker {
+            parent: mk()?,
+            parent_at: u64::MAX,
+            m: mk()?,
+            drain: mk()?,
+            canon: Canon::new(),
+            ops: Vec::new(),
+            local: HashMap::default(),
+            out: (0..SHARDS).map(|_| Vec::new()).collect(),
+            ops_ready: false,
+            recent: vec![0; RECENT],
+            violation: None,
+            transitions: 0,
+            error: None,
+        })
+    }
+
+    /// Load frontier state `i` into `parent`.
+    fn decode_parent(&mut self, frontier: &Frontier, i: u64) -> Result<(), ExploreError> {
+        if self.parent_at == i {
+            return Ok(());
+        }
+        let bytes = frontier.get(i).ok_or_else(|| ExploreError(format!("internal: no frontier state {i}")))?;
+        self.parent_at = u64::MAX;
+        self.parent.s.decode(bytes).map_err(|e| ExploreError(format!("internal: {e}")))?;
+        self.parent.clear_run_flags();
+        self.parent_at = i;
+        self.ops_ready = false;
+        Ok(())
+    }
+
+    /// Load frontier state `i` into `parent` and enumerate its actions.
+    fn load_parent(&mut self, frontier: &Frontier, i: u64, reduction: Reduction) -> Result<(), ExploreError> {
+        self.decode_parent(frontier, i)?;
+        if !self.ops_ready {
+            actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
+            if self.ops.len() >= 1 << ORD_BITS {
+                return Err(ExploreError(format!("{} enabled actions in one state: too many to explore", self.ops.len())));
+            }
+            self.ops_ready = true;
+        }
+        Ok(())
+    }
+
+    /// Does the end-of-program drain from `m`'s state break an invariant?
+    fn drain_breaks(&mut self) -> bool {
+        self.drain.load_state(&self.m.s);
+        self.drain.finish();
+        self.drain.broken()
+    }
+}
+
+/// Stop requests besides the caller's.
+const HALT_NONE: u8 = 0;
+const HALT_MEMORY: u8 = 1;
+const HALT_TIME: u8 = 2;
+
+struct Shared<'a> {
+    ctl: &'a Control,
+    halt: AtomicU8,
+    t0: Instant,
+    max_seconds: Option<f64>,
+    max_memory: u64,
+    /// memory in use outside the level's temporary maps
+    base_memory: AtomicU64,
+    /// candidates held in the workers' maps this level
+    candidates: AtomicU64,
+}
+
+impl Shared<'_> {
+    fn halted(&self) -> bool {
+        self.ctl.stop_requested() || self.halt.load(Relaxed) != HALT_NONE
+    }
+    /// Time and memory checks, once per chunk of work.
+    fn check_limits(&self) {
+        if let Some(s) = self.max_seconds {
+            if self.t0.elapsed().as_secs_f64() > s {
+                let _ = self.halt.compare_exchange(HALT_NONE, HALT_TIME, Relaxed, Relaxed);
+            }
+        }
+        // a map entry costs about 24 bytes, a shard-buffer entry 16
+        if self.base_memory.load(Relaxed) + self.candidates.load(Relaxed) * 40 > self.max_memory {
+            let _ = self.halt.compare_exchange(HALT_NONE, HALT_MEMORY, Relaxed, Relaxed);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------
+// The search
+// ----------------------------------------------------------------------
+
+/// Explore every program of up to `opts.depth` actions on `cfg`'s machine.
+pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, ExploreError> {
+    cfg.validate().map_err(|e| ExploreError(e.0))?;
+    if cfg.shape.cpus > MAX_CPUS {
+        return Err(ExploreError(format!("at most {MAX_CPUS} cpus")));
+    }
+    if let Some(b) = opts.bitstate_bytes {
+        if b > opts.max_memory {
+            return Err(ExploreError(format!(
+                "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
+                opts.max_memory
+            )));
+        }
+    }
+    let t0 = Instant::now();
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .clamp(1, 256);
+    let reduction = opts.reduction;
+    let mut workers = (0..threads).map(|_| Worker::new(cfg)).collect::<Result<Vec<_>, _>>()?;
+    let mut shards: Vec<Shard> = (0..SHARDS)
+        .map(|_| match opts.bitstate_bytes {
+            Some(b) => Shard::Bits(vec![0; ((b / 8 / SHARDS as u64).max(1)) as usize]),
+            None => Shard::Exact(HashSet::default()),
+        })
+        .collect();
+    let sh = Shared {
+        ctl,
+        halt: AtomicU8::new(HALT_NONE),
+        t0,
+        max_seconds: opts.max_seconds,
+        max_memory: opts.max_memory,
+        base_memory: AtomicU64::new(0),
+        candidates: AtomicU64::new(0),
+    };
+
+    // Level 0: the initial state, drained like an empty program.
+    let w0 = &mut workers[0];
+    w0.m.reset();
+    let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
+    shards[shard_of(fp0)].insert(fp0);
+    let mut frontier = Frontier::default();
+    let mut first = Chunk::default();
+    first.push(&w0.m.s)?;
+    frontier.chunks.push(first);
+    let initial_breaks = w0.drain_breaks();
+    // keys[d][i]: the key (parent index, action ordinal) of state i of level d
+    let mut keys: Vec<Vec<u64>> = vec![vec![0]];
+    let mut levels = vec![Level { depth: 0, new_states: 1, states: 1, transitions: 0 }];
+    let (mut states, mut transitions) = (1u64, 0u64);
+    let mut peak = 0u64;
+    let mut missed = 0f64;
+    let mut stop = StopReason::Depth;
+    let mut partial = None;
+    let mut found: Option<(usize, u64)> = if initial_breaks { Some((0, 0)) } else { None };
+    let mut recycled: Vec<Chunk> = Vec::new();
+    ctl.states.store(1, Relaxed);
+
+    let mut d: usize = 0;
+    while found.is_none() {
+        let n = frontier.len();
+        if n == 0 {
+            stop = StopReason::Exhausted;
+            d = d.saturating_sub(1); // the last level with states
+            break;
+        }
+        if d >= opts.depth {
+            stop = StopReason::Depth;
+            break;
+        }
+        let mem_now = shards.iter().map(|s| s.bytes()).sum::<u64>()
+            + keys.iter().map(|k| k.capacity() as u64 * 8).sum::<u64>()
+            + frontier.bytes()
+            + recycled.iter().map(|c| c.bytes.capacity() as u64 + c.ends.capacity() as u64 * 4).sum::<u64>();
+        peak = peak.max(mem_now);
+        sh.base_memory.store(mem_now, Relaxed);
+        sh.candidates.store(0, Relaxed);
+        ctl.depth.store(d + 1, Relaxed);
+        ctl.frontier.store(n, Relaxed);
+        ctl.expanded.store(0, Relaxed);
+        // the chance that a new state of this level is wrongly "seen"
+        let fill_before = bit_fill(&shards);
+
+        // --- expand -----------------------------------------------------
+        let next_chunk = AtomicUsize::new(0);
+        std::thread::scope(|sc| {
+            for w in workers.iter_mut() {
+                let (frontier, shards, sh, next_chunk) = (&frontier, &shards, &sh, &next_chunk);
+                sc.spawn(move || {
+                    w.local.clear();
+                    w.violation = None;
+                    w.transitions = 0;
+                    w.parent_at = u64::MAX;
+                    loop {
+                        let c = next_chunk.fetch_add(1, Relaxed);
+                        if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
+                            break;
+                        }
+                        let before = (w.transitions, w.local.len());
+                        let len = frontier.chunks[c].ends.len();
+                        for j in 0..len {
+                            let i = (c * CHUNK + j) as u64;
+                            if let Err(e) = expand(w, frontier, shards, i, reduction) {
+                                w.error = Some(e);
+                                break;
+                            }
+                        }
+                        sh.ctl.expanded.fetch_add(len as u64, Relaxed);
+                        sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
+                        sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
+                        sh.check_limits();
+                    }
+                    // hand the candidates to their shards
+                    for o in w.out.iter_mut() {
+                        o.clear();
+                    }
+                    for (&fp, &(key, op)) in w.local.iter() {
+                        w.out[shard_of(fp)].push((fp, key, op));
+                    }
+                    w.local.clear();
+                });
+            }
+        });
+        if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
+            return Err(e);
+        }
+        let level_transitions: u64 = workers.iter().map(|w| w.transitions).sum();
+        if sh.halted() {
+            partial = Some((ctl.expanded.load(Relaxed), n));
+            stop = halt_reason(&sh);
+            break;
+        }
+        let mut violation = workers.iter().filter_map(|w| w.violation).min();
+
+        // --- merge --------------------------------------------------------
+        // each thread owns a run of shards: no locks, and the visited set
+        // is only written here
+        let per = SHARDS.div_ceil(threads);
+        let mut winners: Vec<(u64, u64)> = Vec::new();
+        // (the machines are not Sync: share only the candidate buffers)
+        let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = shards
+                .chunks_mut(per)
+                .enumerate()
+                .map(|(t, group)| {
+                    let outs = &outs;
+                    sc.spawn(move || {
+                        let mut won = Vec::new();
+                        let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
+                        let mut order: Vec<(u64, u64, u64)> = Vec::new();
+                        for (j, shard) in group.iter_mut().enumerate() {
+                            let k = t * per + j;
+                            merged.clear();
+                            for out in outs.iter() {
+                                for &(fp, key, op) in &out[k] {
+                                    merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
+                                }
+                            }
+                            // key order: bit-state insertions then do not
+                            // depend on hash-map iteration order
+                            order.clear();
+                            order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
+                            order.sort_unstable();
+                            shard.reserve(order.len());
+                            for &(key, op, fp) in &order {
+                                if shard.insert(fp) {
+                                    won.push((key, op));
+                                }
+                            }
+                        }
+                        won
+                    })
+                })
+                .collect();
+            for h in handles {
+                winners.extend(h.join().unwrap_or_default());
+            }
+        });
+        for (w, out) in workers.iter_mut().zip(outs) {
+            w.out = out;
+        }
+        winners.sort_unstable();
+        if let Some(p) = fill_before {
+            let q = p.powi(BIT_HASHES as i32);
+            missed += winners.len() as f64 * q / (1.0 - q).max(1e-12);
+        }
+
+        // --- store + drain ----------------------------------------------
+        let nchunks = winners.len().div_ceil(CHUNK);
+        let next_c = AtomicUsize::new(0);
+        let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
+        // recycled buffers: fresh memory costs page faults, growing costs copies
+        let pool = Mutex::new(std::mem::take(&mut recycled));
+        let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
+        let drain_violation = AtomicU64::new(u64::MAX);
+        std::thread::scope(|sc| {
+            for w in workers.iter_mut() {
+                let (frontier, winners, stored, next_c, sh, dv, pool) =
+                    (&frontier, &winners, &stored, &next_c, &sh, &drain_violation, &pool);
+                sc.spawn(move || {
+                    w.parent_at = u64::MAX;
+                    loop {
+                        let c = next_c.fetch_add(1, Relaxed);
+                        if c >= nchunks || sh.halted() || w.error.is_some() {
+                            break;
+                        }
+                        let mut chunk = lock(pool).pop().unwrap_or_default();
+                        chunk.bytes.clear();
+                        chunk.ends.clear();
+                        chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
+                        chunk.ends.reserve(CHUNK);
+                        for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
+                            match store(w, frontier, key, op, reduction, &mut chunk) {
+                                Ok(true) => {
+                                    dv.fetch_min(key, Relaxed);
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    w.error = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        *lock(&stored[c]) = Some(chunk);
+                        sh.check_limits();
+                    }
+                });
+            }
+        });
+        if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
+            return Err(e);
+        }
+        if sh.halted() {
+            partial = Some((n, n));
+            stop = halt_reason(&sh);
+            break;
+        }
+        let dv = drain_violation.load(Relaxed);
+        if dv != u64::MAX {
+            violation = Some(violation.map_or(dv, |v| v.min(dv)));
+        }
+        let next = Frontier {
+            chunks: stored.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default()).collect(),
+        };
+        peak = peak.max(mem_now + next.bytes() + winners.capacity() as u64 * 16);
+        d += 1;
+        states += winners.len() as u64;
+        transitions += level_transitions;
+        levels.push(Level { depth: d, new_states: winners.len() as u64, states, transitions });
+        ctl.states.store(states, Relaxed);
+        keys.push(winners.iter().map(|w| w.0).collect());
+        recycled = std::mem::replace(&mut frontier, next).chunks;
+        if let Some(v) = violation {
+            found = Some((d, v));
+            stop = StopReason::Violation;
+        }
+    }
+
+    let counterexample = match found {
+        Some((level, key)) => Some(rebuild(cfg, &keys, level, key, reduction)?),
+        None => None,
+    };
+    if counterexample.is_some() {
+        stop = StopReason::Violation;
+    }
+    let coverage = match opts.bitstate_bytes {
+        None => Coverage::Exact { collision_bound: (states as f64) * (states as f64) / 2f64.powi(65) },
+        Some(_) => {
+            let bits: u64 = shards.iter().map(|s| s.bytes() * 8).sum();
+            let ones: u64 = shards.iter().map(|s| s.ones()).sum();
+            Coverage::Bitstate { bits, hashes: BIT_HASHES, fill: ones as f64 / bits.max(1) as f64, expected_missed: missed }
+        }
+    };
+    Ok(Outcome {
+        stop,
+        states,
+        transitions,
+        depth_reached: d,
+        depth_limit: opts.depth,
+        seconds: t0.elapsed().as_secs_f64(),
+        levels,
+        counterexample,
+        coverage,
+        reduction,
+        threads,
+        peak_memory: peak,
+        partial,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn halt_reason(sh: &Shared<'_>) -> StopReason {
+    match sh.halt.load(Relaxed) {
+        HALT_MEMORY => StopReason::MemoryCap,
+        HALT_TIME => StopReason::TimeLimit,
+        _ => StopReason::Interrupted,
+    }
+}
+
+/// Fraction of bits set (bit-state mode), None for an exact visited set.
+fn bit_fill(shards: &[Shard]) -> Option<f64> {
+    let mut bits = 0u64;
+    let mut ones = 0u64;
+    for s in shards {
+        if let Shard::Exact(_) = s {
+            return None;
+        }
+        bits += s.bytes() * 8;
+        ones += s.ones();
+    }
+    Some(ones as f64 / bits.max(1) as f64)
+}
+
+/// Expand frontier state `i`: every enabled action, once.
+fn expand(
+    w: &mut Worker,
+    frontier: &Frontier,
+    shards: &[Shard],
+    i: u64,
+    reduction: Reduction,
+) -> Result<(), ExploreError> {
+    w.load_parent(frontier, i, reduction)?;
+    let Worker { parent, m, canon, ops, local, transitions, violation, recent, .. } = w;
+    let mut broke = None;
+    for (o, op) in ops.iter().enumerate() {
+        m.load_state(&parent.s);
+        m.apply_traced(op);
+        *transitions += 1;
+        let key = i << ORD_BITS | o as u64;
+        if m.broken() {
+            broke = Some(broke.map_or(key, |k: u64| k.min(key)));
+            continue;
+        }
+        let fp = canon.fingerprint(&m.s, &m.layout, reduction);
+        // Siblings are neighbours in the frontier, so the two orders of a
+        // pair of commuting actions meet here soon after each other: a small
+        // cache spares the big tables most duplicates. Anything it holds is
+        // visited or already a candidate of this worker with a smaller key
+        // (by the next level, every candidate is visited).
+        let slot = fp as usize & (RECENT - 1);
+        if recent[slot] == fp && fp != 0 {
+            continue;
+        }
+        recent[slot] = fp;
+        // the visited set is only read during expansion (written in merge)
+        if shards[shard_of(fp)].contains(fp) {
+            continue;
+        }
+        // a worker claims chunks in increasing order, so the first key it
+        // sees for a fingerprint is its smallest
+        local.entry(fp).or_insert_with(|| (key, pack(op)));
+    }
+    if let Some(k) = broke {
+        *violation = Some(violation.map_or(k, |v| v.min(k)));
+    }
+    Ok(())
+}
+
+/// An action in one word, so that storing a new state needs no second
+/// enumeration of its parent's actions: kind in bits 55.., operands 11 bits
+/// each. [`NO_OP`] when an operand does not fit (then the ordinal is used).
+const NO_OP: u64 = u64::MAX;
+
+fn pack(op: &Op) -> u64 {
+    if op.args.iter().any(|&a| a >= 1 << 11) {
+        return NO_OP;
+    }
+    op.args.iter().enumerate().fold((op.kind as u64) << 55, |v, (i, &a)| v | (a as u64) << (11 * i))
+}
+
+fn unpack(v: u64) -> Option<Op> {
+    if v == NO_OP {
+        return None;
+    }
+    let kind = crate::program::op::OpKind::from_index((v >> 55) as usize)?;
+    let mut args = [0u16; MAX_ARGS];
+    for (i, a) in args.iter_mut().enumerate() {
+        *a = (v >> (11 * i) & 0x7ff) as u16;
+    }
+    Some(Op { kind, args })
+}
+
+/// Regenerate the state `key` names, append it to `chunk`; true if the
+/// drain from it breaks an invariant.
+fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: Reduction, chunk: &mut Chunk) -> Result<bool, ExploreError> {
+    let (i, o) = (key >> ORD_BITS, (key & ((1 << ORD_BITS) - 1)) as usize);
+    let op = match unpack(packed) {
+        Some(op) => {
+            w.decode_parent(frontier, i)?;
+            op
+        }
+        None => {
+            w.load_parent(frontier, i, reduction)?;
+            *w.ops.get(o).ok_or_else(|| ExploreError("internal: action ordinal out of range".into()))?
+        }
+    };
+    w.m.load_state(&w.parent.s);
+    w.m.apply_traced(&op);
+    chunk.push(&w.m.s)?;
+    Ok(w.drain_breaks())
+}
+
+/// The program that reaches the state (or breaks at the transition) `key`
+/// of `level`, replayed with tracing.
+fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: Reduction) -> Result<Counterexample, ExploreError> {
+    // ordinals from the end back to the initial state
+    let mut ords = Vec::with_capacity(level);
+    let mut k = key;
+    for d in (1..=level).rev() {
+        ords.push((k & ((1 << ORD_BITS) - 1)) as usize);
+        let parent = (k >> ORD_BITS) as usize;
+        if d > 1 {
+            k = *keys
+                .get(d - 1)
+                .and_then(|l| l.get(parent))
+                .ok_or_else(|| ExploreError("internal: broken parent chain".into()))?;
+        }
+    }
+    ords.reverse();
+    let mut m = Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0))?;
+    let mut buf = Vec::new();
+    let mut canon = Canon::new();
+    let mut ops = Vec::with_capacity(level);
+    for o in ords {
+        actions(&m, reduction, &mut canon, &mut buf);
+        let op = *buf.get(o).ok_or_else(|| ExploreError("internal: replayed path diverged".into()))?;
+        m.apply_traced(&op);
+        ops.push(op);
+    }
+    m.set_tracing(true);
+    let verdict = m.run(&ops).map_err(|(i, e)| ExploreError(format!("internal: counterexample action {i} not enabled: {e}")))?;
+    if verdict.reported().is_none() {
+        return Err(ExploreError("internal: the counterexample did not reproduce on replay".into()));
+    }
+    let program = Program::new(&cfg.rules.name, cfg.shape.clone(), ops);
+    Ok(Counterexample { program, verdict })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Shape;
+    use crate::rules::{DeviceType, Rules};
+
+    fn cfg(preset: &str, types: &[DeviceType], pages: usize) -> Config {
+        let shape = Shape { types: types.to_vec(), pages, ..Shape::default() };
+        Config::with_shape(Rules::preset(preset).unwrap(), shape)
+    }
+
+    #[test]
+    fn enabled_into_matches_enabled_actions() {
+        let c = cfg("e3", &DeviceType::ALL, 2);
+        let mut m = Machine::new(c).unwrap();
+        let mut buf = Vec::new();
+        for step in 0..12 {
+            m.enabled_into(false, |_| true, &mut buf);
+            assert_eq!(buf, m.enabled_actions(), "at step {step}");
+            let mut cpu0 = Vec::new();
+            m.enabled_into(true, |_| true, &mut cpu0);
+            assert!(cpu0.iter().all(|op| op.cpu() == 0 && buf.contains(op)));
+            assert!(cpu0.len() <= buf.len());
+            let Some(op) = buf.get(step * 7 % buf.len().max(1)).copied() else { break };
+            m.step(&op).unwrap();
+        }
+    }
+
+    #[test]
+    fn depth_zero_is_the_initial_state() {
+        let c = cfg("e4", &[DeviceType::Generic], 2);
+        let o = explore(&c, &Options { depth: 0, threads: 1, ..Options::default() }, &Control::new()).unwrap();
+        assert_eq!((o.states, o.transitions, o.depth_reached, o.stop), (1, 0, 0, StopReason::Depth));
+        assert!(o.counterexample.is_none());
+    }
+
+    #[test]
+    fn a_stop_request_gives_a_partial_result() {
+        let c = cfg("e4", &DeviceType::ALL, 2);
+        let ctl = Control::new();
+        ctl.stop();
+        let o = explore(&c, &Options { depth: 5, threads: 2, ..Options::default() }, &ctl).unwrap();
+        assert_eq!(o.stop, StopReason::Interrupted);
+        assert_eq!(o.depth_reached, 0);
+        assert!(o.summary().contains("interrupted"), "{}", o.summary());
+    }
+}

@@ -1,0 +1,307 @@
+//! `zdfuzz.explore(...)` and `ExploreResult`: the exhaustive explorer.
+//!
+//! The search runs in a Rust thread without the GIL; the calling thread
+//! wakes every few milliseconds to check for signals (Ctrl-C stops the search
+//! and the partial result is returned, `stop == "interrupted"`) and, every
+//! `progress_interval` seconds, to call the `progress` callback.
+
+use crate::machine::{PyVerdict, PyViolation};
+use crate::program::{rules_arg, shape_arg, PyProgram};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use zdfuzz_core::explore::{explore as run_explore, Control, Coverage, Options, Outcome};
+use zdfuzz_core::fingerprint::Reduction;
+use zdfuzz_core::Config;
+
+/// The result of `zdfuzz.explore`.
+#[pyclass(module = "zdfuzz._core", name = "ExploreResult", frozen, skip_from_py_object)]
+pub struct PyExploreResult {
+    inner: Outcome,
+}
+
+#[pymethods]
+impl PyExploreResult {
+    /// The shortest program that breaks an invariant, or None.
+    #[getter]
+    fn counterexample(&self) -> Option<PyProgram> {
+        self.inner.counterexample.as_ref().map(|c| PyProgram { inner: c.program.clone() })
+    }
+
+    /// The counterexample's replayed verdict (with its trace), or None.
+    #[getter]
+    fn verdict(&self) -> Option<PyVerdict> {
+        self.inner.counterexample.as_ref().map(|c| PyVerdict { inner: c.verdict.clone() })
+    }
+
+    /// The counterexample's violation, or None.
+    #[getter]
+    fn violation(&self) -> Option<PyViolation> {
+        let c = self.inner.counterexample.as_ref()?;
+        c.verdict.reported().map(|v| PyViolation::new(v, &c.verdict.trace))
+    }
+
+    /// Distinct states (fingerprints) in the completely explored levels.
+    #[getter]
+    fn states(&self) -> u64 {
+        self.inner.states
+    }
+
+    /// (state, enabled action) pairs explored in those levels.
+    #[getter]
+    fn transitions(&self) -> u64 {
+        self.inner.transitions
+    }
+
+    /// The deepest level explored completely.
+    #[getter]
+    fn depth_reached(&self) -> usize {
+        self.inner.depth_reached
+    }
+
+    /// The depth that was asked for.
+    #[getter]
+    fn depth_limit(&self) -> usize {
+        self.inner.depth_limit
+    }
+
+    #[getter]
+    fn seconds(&self) -> f64 {
+        self.inner.seconds
+    }
+
+    /// Why it ended: "depth", "exhausted", "violation", "interrupted",
+    /// "memory" or "time".
+    #[getter]
+    fn stop(&self) -> &'static str {
+        self.inner.stop.name()
+    }
+
+    /// Everything asked for was explored (depth, exhausted or violation).
+    #[getter]
+    fn complete(&self) -> bool {
+        self.inner.stop.complete()
+    }
+
+    /// Per completed depth: (depth, new states, states so far, transitions so far).
+    #[getter]
+    fn levels(&self) -> Vec<(usize, u64, u64, u64)> {
+        self.inner.levels.iter().map(|l| (l.depth, l.new_states, l.states, l.transitions)).collect()
+    }
+
+    /// How far the visited set can be trusted: {"mode": "exact",
+    /// "collision_bound": p} or {"mode": "bitstate", "bits", "hashes",
+    /// "fill", "expected_missed"}.
+    #[getter]
+    fn coverage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        match self.inner.coverage {
+            Coverage::Exact { collision_bound } => {
+                d.set_item("mode", "exact")?;
+                d.set_item("collision_bound", collision_bound)?;
+            }
+            Coverage::Bitstate { bits, hashes, fill, expected_missed } => {
+                d.set_item("mode", "bitstate")?;
+                d.set_item("bits", bits)?;
+                d.set_item("hashes", hashes)?;
+                d.set_item("fill", fill)?;
+                d.set_item("expected_missed", expected_missed)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// "symmetry" or "none".
+    #[getter]
+    fn reduction(&self) -> &'static str {
+        match self.inner.reduction {
+            Reduction::Symmetry => "symmetry",
+            Reduction::None => "none",
+        }
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
+    /// Largest memory estimate seen, in bytes.
+    #[getter]
+    fn peak_memory(&self) -> u64 {
+        self.inner.peak_memory
+    }
+
+    /// (states expanded, of) in the level that was cut short, or None.
+    #[getter]
+    fn partial(&self) -> Option<(u64, u64)> {
+        self.inner.partial
+    }
+
+    /// The result in words (what the CLI prints).
+    fn summary(&self) -> String {
+        self.inner.summary()
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.summary()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ExploreResult(stop={:?}, states={}, transitions={}, depth_reached={}, counterexample={})",
+            self.inner.stop.name(),
+            self.inner.states,
+            self.inner.transitions,
+            self.inner.depth_reached,
+            match &self.inner.counterexample {
+                Some(c) => format!("<{} actions>", c.program.ops.len()),
+                None => "None".into(),
+            }
+        )
+    }
+}
+
+/// Parse a size such as 4096, "512M", "4G".
+fn size_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if let Ok(n) = obj.extract::<u64>() {
+        return Ok(n);
+    }
+    let s: String = obj.extract().map_err(|_| PyValueError::new_err(format!("{what} must be a number of bytes or a string like \"512M\"")))?;
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(PyValueError::new_err(format!("{what}: unknown unit in {s:?} (K, M, G, T)"))),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| PyValueError::new_err(format!("{what}: not a size: {s:?}")))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(PyValueError::new_err(format!("{what}: not a size: {s:?}")));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("depth", ctl.depth.load(Relaxed))?;
+    d.set_item("frontier", ctl.frontier.load(Relaxed))?;
+    d.set_item("expanded", ctl.expanded.load(Relaxed))?;
+    d.set_item("states", ctl.states.load(Relaxed))?;
+    d.set_item("transitions", ctl.transitions.load(Relaxed))?;
+    d.set_item("seconds", t0.elapsed().as_secs_f64())?;
+    Ok(d)
+}
+
+/// Explore every program of up to `depth` actions breadth-first and return
+/// either "no violation within these bounds" or the shortest counterexample.
+///
+/// The machine shape is given as for `Machine`, except that system RAM and
+/// huge pages are off by default (`ram=0, order=0`): they multiply the
+/// states, and only device-private migration needs them. `symmetry=False` explores
+/// exact states (no CPU/page symmetry reduction); `threads=0` uses every
+/// core; `max_memory` / `bitstate` take bytes or strings like "512M";
+/// `progress(dict)` is called every `progress_interval` seconds with
+/// depth, frontier, expanded, states, transitions, seconds. Ctrl-C (SIGINT)
+/// stops the search and returns the partial result (`stop ==
+/// "interrupted"`); so do `max_memory` ("memory") and `max_seconds` ("time").
+/// An exception raised by `progress` stops the search and is re-raised.
+#[pyfunction]
+#[pyo3(signature = (rules, *, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
+                    file_pages = 2, tasks = 4, ram = 0, order = 0, depth = 8, threads = 0, symmetry = true, max_memory = None,
+                    bitstate = None, max_seconds = None, progress = None, progress_interval = 0.5))]
+#[allow(clippy::too_many_arguments)]
+pub fn explore(
+    py: Python<'_>,
+    rules: &Bound<'_, PyAny>,
+    types: Option<Vec<String>>,
+    pgmaps: usize,
+    pages: usize,
+    cpus: usize,
+    procs: usize,
+    addrs: usize,
+    files: usize,
+    file_pages: usize,
+    tasks: usize,
+    ram: usize,
+    order: usize,
+    depth: usize,
+    threads: usize,
+    symmetry: bool,
+    max_memory: Option<&Bound<'_, PyAny>>,
+    bitstate: Option<&Bound<'_, PyAny>>,
+    max_seconds: Option<f64>,
+    progress: Option<&Bound<'_, PyAny>>,
+    progress_interval: f64,
+) -> PyResult<PyExploreResult> {
+    let rules = rules_arg(rules)?;
+    let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
+    let cfg = Config::with_shape(rules, shape);
+    let mut opts = Options {
+        depth,
+        threads,
+        reduction: if symmetry { Reduction::Symmetry } else { Reduction::None },
+        max_seconds,
+        ..Options::default()
+    };
+    if let Some(m) = max_memory {
+        opts.max_memory = size_arg(m, "max_memory")?;
+    }
+    if let Some(b) = bitstate {
+        let bytes = size_arg(b, "bitstate")?;
+        if bytes < 512 {
+            return Err(PyValueError::new_err("bitstate needs at least 512 bytes"));
+        }
+        opts.bitstate_bytes = Some(bytes);
+    }
+    if !(progress_interval.is_finite() && progress_interval > 0.0) {
+        return Err(PyValueError::new_err("progress_interval must be a positive number of seconds"));
+    }
+    if let Some(p) = progress {
+        if !p.is_callable() {
+            return Err(PyValueError::new_err("progress must be a callable taking a dict"));
+        }
+    }
+    let ctl = Control::new();
+    let t0 = Instant::now();
+    let interval = Duration::from_secs_f64(progress_interval.clamp(0.01, 3600.0));
+    let mut callback_error: Option<PyErr> = None;
+    let outcome = std::thread::scope(|sc| {
+        let (cfg, opts, ctl) = (&cfg, &opts, &ctl);
+        let handle = sc.spawn(move || run_explore(cfg, opts, ctl));
+        let mut last = Instant::now();
+        while !handle.is_finished() {
+            py.detach(|| std::thread::sleep(Duration::from_millis(20)));
+            if py.check_signals().is_err() {
+                // Ctrl-C: stop the workers; the partial result is returned
+                ctl.stop();
+            }
+            if let Some(cb) = progress {
+                if last.elapsed() >= interval && callback_error.is_none() {
+                    last = Instant::now();
+                    if let Err(e) = progress_dict(py, ctl, t0).and_then(|d| cb.call1((d,))) {
+                        callback_error = Some(e);
+                        ctl.stop();
+                    }
+                }
+            }
+        }
+        handle.join()
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    match outcome {
+        Ok(Ok(inner)) => Ok(PyExploreResult { inner }),
+        Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
+        Err(_) => Err(PyValueError::new_err("internal error: the explorer thread panicked")),
+    }
+}
