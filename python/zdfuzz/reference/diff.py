@@ -10,8 +10,10 @@ drain flag, counter changes and kernel-event notes).
 Programs are made two ways:
 
 * *action lists*: random bytes decoded by the reference's total decoder
-  restricted to the kinds it supports (:data:`zdfuzz.reference.SUPPORTED_KINDS`),
-  rendered as ``.zdf`` text, and run as text on both sides
+  restricted to a random swarm of the kinds it supports
+  (:data:`zdfuzz.reference.SUPPORTED_KINDS`), or a random walk over enabled
+  actions of such a swarm, rendered as ``.zdf`` text, and run as text on both
+  sides
   (``zdfuzz.Program.parse`` + ``zdfuzz.Machine.run``), which needs no decoder
   on the Rust side;
 * *byte programs*: the same bytes through both implementations' ``run_bytes``
@@ -251,6 +253,9 @@ def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbyte
     the disagreement, if any (the minimized program is written to ``out``)."""
     shape = random_shape(rng, types)
     data, text = random_program(rng, rules, shape, nbytes)
+    if rng.random() < 0.5:
+        # half the programs: a random walk (rare kinds as likely as common ones)
+        text = random_walk(rng, rules, shape, max(nbytes // 2, 1))
     ro, fo = rust_outcome(text, rules), reference_outcome(text, rules)
     stats.programs += 1
     stats.actions += len(ro.get("trace", ()))
