@@ -124,6 +124,26 @@ def test_run_bytes_matches_on_fixed_inputs() -> None:
             assert diff.first_difference(a, b) is None, (rules, data)
 
 
+@pytest.mark.parametrize("types", [["generic"], ["p2pdma"], ["fsdax"], ["private"]])
+def test_two_byte_operands_decode_alike(types: list[str]) -> None:
+    # more than 256 pfns: pfn operands take two bytes, little-endian
+    shape = reference.config.Shape(types=types, pages=260, addrs=3, procs=2, ram=2, order=1, tasks=2)
+    data = bytes((i * 131 + 7) % 256 for i in range(90))
+    a, b = diff.bytes_outcomes(data, "e3", shape)
+    assert len(a["trace"]) > 10
+    assert diff.first_difference(a, b) is None
+
+
+def test_encoding_is_the_rust_encoding() -> None:
+    data = bytes((i * 97 + 13) % 256 for i in range(300))
+    for rules in ("e1", "e5"):
+        rust = zdfuzz.Program.from_bytes(data, rules=rules)
+        m = reference.Machine(rules=rules)
+        ops = m.decode_program(data)
+        assert [reference.text.op_to_text(o) for o in ops] == [str(a) for a in rust.actions]
+        assert b"".join(reference.decode.encode_op(m, o) for o in ops) == rust.to_bytes()
+
+
 def _rust_test_programs() -> list[tuple[str, str, str]]:
     """(invariant, rules, program) of every `fire(...)` case of the Rust
     invariants test: one program per invariant that makes it fire, many

@@ -118,6 +118,13 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None) -> Shap
         pool = list(DEVICE_TYPES)
         rng.shuffle(pool)
         types = pool[:rng.randint(1, len(pool))]
+    if rng.random() < 0.05:
+        # now and then a larger machine: more than 24 pages touched by one
+        # action (every page is then checked), 3-page P2P chunks, order-3 THPs
+        return Shape(types=list(types), pgmaps=rng.randint(1, 16 // len(types)), pages=rng.randint(4, 16),
+                     cpus=rng.randint(1, 8), procs=rng.randint(1, 4), addrs=rng.randint(4, 24),
+                     files=rng.randint(1, 4), file_pages=rng.randint(1, 8), tasks=rng.randint(1, 8),
+                     ram=rng.randint(0, 32), order=rng.randint(0, 3))
     order = rng.choice((0, 1, 1, 2))
     return Shape(types=list(types), pgmaps=rng.randint(1, min(2, 16 // len(types))), pages=rng.randint(1, 6),
                  cpus=rng.randint(1, 3), procs=rng.randint(1, 3), addrs=rng.randint(1, 8), files=rng.randint(1, 2),
