@@ -157,19 +157,31 @@ def random_program(rng: random.Random, rules: str, shape: Shape, nbytes: int,
 
 
 def random_walk(rng: random.Random, rules: str, shape: Shape, nactions: int,
-                kinds: frozenset[str] | None = None) -> str:
+                kinds: frozenset[str] | None = None, prefix: Sequence[Op] = ()) -> str:
     """A random walk over enabled actions, as ``.zdf`` text: at each step a
     kind is drawn uniformly among those of the swarm that have an enabled
     action (found by sampling operand combinations), then one of its enabled
     actions. Unlike decoded bytes, rarely enabled kinds (a fault on a
-    device-private entry, a split) are as likely as always-enabled ones."""
+    device-private entry, a split) are as likely as always-enabled ones.
+    The walk starts after ``prefix`` (the actions of it that are valid here),
+    so it can continue from the deep states a hand-written seed reaches."""
     if kinds is None:
         kinds = random_kinds(rng)
     m = Machine.__new__(Machine)
     m._init(Rules.load(rules), shape)
     order = [k for k in KINDS if k.name in kinds]
     ops = []
+    for pre in prefix:
+        if m.violation is not None:
+            break
+        try:
+            m.step_op(pre)  # blocked steps are accepted, as on the Rust side
+        except ProgramError:
+            continue  # not valid under these rules: leave it out
+        ops.append(pre)
     for _ in range(nactions):
+        if m.violation is not None:
+            break
         rng.shuffle(order)
         op = None
         for info in order:
@@ -255,14 +267,24 @@ class Stats:
 
 
 def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbytes: int, stats: Stats,
-              out: Path | None) -> str | None:
+              out: Path | None, seeds: Sequence[Program] = ()) -> str | None:
     """Generate and compare one program (as text, and as bytes); a report of
     the disagreement, if any (the minimized program is written to ``out``)."""
     shape = random_shape(rng, types)
-    data, text = random_program(rng, rules, shape, nbytes)
-    if rng.random() < 0.5:
-        # half the programs: a random walk (rare kinds as likely as common ones)
+    data = rng.randbytes(nbytes)
+    how = rng.random()
+    seed = rng.choice(seeds) if seeds else None
+    if seed is not None and how < 0.3 and (types is None or seed.shape.types == list(types)):
+        # a seed program cut at a random point, then a random walk from there
+        shape = seed.shape
+        prefix = seed.ops[:rng.randint(0, len(seed.ops))]
+        text = random_walk(rng, rules, shape, rng.randint(0, max(nbytes // 2, 1)), prefix=prefix)
+    elif how < 0.65:
+        # a random walk (rare kinds as likely as common ones)
         text = random_walk(rng, rules, shape, max(nbytes // 2, 1))
+    else:
+        # the bytes decoded under a random swarm of kinds
+        text = program_text(data, rules, shape, random_kinds(rng))
     ro, fo = rust_outcome(text, rules), reference_outcome(text, rules)
     stats.programs += 1
     stats.actions += len(ro.get("trace", ()))
@@ -302,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bytes", type=int, default=120, help="bytes per random program (default 120)")
     ap.add_argument("--out", default="diff-out", help="where minimized disagreements are written")
     ap.add_argument("--max-reports", type=int, default=5, help="stop after this many disagreements")
+    ap.add_argument("--seeds", default="corpus/seeds",
+                    help="a folder of .zdf programs that some random walks start from (default corpus/seeds, "
+                         "skipped if absent)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -314,13 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown device types {bad}; types: {', '.join(DEVICE_TYPES)}")
     for r in rules:
         Rules.load(r)  # fail early on a bad name
-    print(f"seed {seed}; rules {', '.join(rules)}; types {args.types or 'random'}; "
+    seeds = [parse_program(f.read_text()) for f in sorted(Path(args.seeds).glob("*.zdf"))] \
+        if Path(args.seeds).is_dir() else []
+    print(f"seed {seed}; {len(seeds)} seed programs; rules {', '.join(rules)}; types {args.types or 'random'}; "
           f"{len(SUPPORTED_KINDS)}/{len(KINDS)} kinds", flush=True)
     stats = Stats()
     start = time.monotonic()
     last = start
     while time.monotonic() - start < args.time and stats.disagreements < args.max_reports:
-        report = check_one(rng, rng.choice(rules), types, rng.randint(1, args.bytes), stats, Path(args.out))
+        report = check_one(rng, rng.choice(rules), types, rng.randint(1, args.bytes), stats, Path(args.out), seeds)
         if report is not None:
             print(report, flush=True)
         if time.monotonic() - last > 10:

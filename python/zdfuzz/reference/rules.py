@@ -15,6 +15,7 @@ references) and per-subsystem tables (``private``, ``p2p``, ``dax``,
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -191,9 +192,15 @@ class Rules:
         if isinstance(rules, zdfuzz.Rules):
             return Rules.from_toml(rules.to_toml())
         if rules in zdfuzz.Rules.presets() or any(rules in a for _, a in zdfuzz.Rules.aliases()):
-            return Rules.from_toml(zdfuzz.Rules.preset(rules).to_toml())
+            return _preset(rules)
         if rules.endswith(".toml") or Path(rules).is_file():
             return Rules.from_toml(zdfuzz.Rules.load(rules).to_toml())
         raise ValueError(
             f"unknown rules {rules!r}: not a preset ({', '.join(zdfuzz.Rules.presets())}) and not a .toml file"
         )
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(name: str) -> Rules:
+    """A built-in preset (frozen, so one copy serves every machine)."""
+    return Rules.from_toml(zdfuzz.Rules.preset(name).to_toml())
