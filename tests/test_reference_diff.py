@@ -24,6 +24,7 @@ import zdfuzz
 from zdfuzz.reference import SUPPORTED_KINDS, diff, p2pdma
 from zdfuzz.reference.config import Shape
 from zdfuzz.reference.rules import DEVICE_TYPES
+from zdfuzz.reference.text import parse_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = zdfuzz.Rules.presets()
@@ -45,15 +46,15 @@ def shapes(draw: st.DrawFn) -> Shape:
                  ram=draw(st.integers(0, 6)), order=draw(st.integers(0, 2)))
 
 
-@fast(300)
-@given(data=st.binary(max_size=240), rules=st.sampled_from(PRESETS), shape=shapes())
+@fast(400)
+@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes())
 def test_byte_programs_agree(data: bytes, rules: str, shape: Shape) -> None:
     rust, ref = diff.bytes_outcomes(data, rules, shape)
     assert diff.first_difference(rust, ref) is None
 
 
-@fast(300)
-@given(data=st.binary(min_size=1, max_size=240), rules=st.sampled_from(PRESETS), shape=shapes(),
+@fast(400)
+@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes(),
        kinds=st.sets(st.sampled_from(sorted(SUPPORTED_KINDS - diff.ALWAYS)), min_size=1))
 def test_action_lists_agree(data: bytes, rules: str, shape: Shape, kinds: set[str]) -> None:
     text = diff.program_text(data, rules, shape, frozenset(kinds) | diff.ALWAYS)
@@ -77,18 +78,25 @@ def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
         path.write_text(text)
         rules.append(str(path))
     assert len(rules) > 20
+    seeds = [parse_program(p.read_text()) for p in sorted((ROOT / "corpus/seeds").glob("*.zdf"))]
     rng = random.Random(20260601)
     checked = actions = 0
-    for _ in range(400):
+    for i in range(600):
         r = rng.choice(rules)
-        text = diff.random_walk(rng, r, diff.random_shape(rng), rng.randint(1, 60))
+        if i % 3 == 0:
+            # continue from a seed program cut at a random point
+            seed = rng.choice(seeds)
+            text = diff.random_walk(rng, r, seed.shape, rng.randint(0, 40),
+                                    prefix=seed.ops[:rng.randint(0, len(seed.ops))])
+        else:
+            text = diff.random_walk(rng, r, diff.random_shape(rng), rng.randint(1, 60))
         rust, ref = diff.rust_outcome(text, r), diff.reference_outcome(text, r)
         assert "error" not in rust, (rust, text)
         d = diff.first_difference(rust, ref)
         assert d is None, f"{d}\n{diff.minimize(text, r)}"
         checked += 1
         actions += len(rust["trace"])
-    assert checked == 400 and actions > 8000
+    assert checked == 600 and actions > 15000
 
 
 def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
