@@ -115,8 +115,8 @@ def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, t
     assert report is not None and "changes" in report and "get_page" in report
     small = diff.minimize(text, "e1")
     lines = [x for x in small.splitlines() if x and not x.startswith(("rules", "config"))]
-    assert len(lines) < len([x for x in text.splitlines() if x and not x.startswith(("#", "rules", "config"))])
-    assert any(x.startswith("get_page") for x in lines)
+    # register, allocate, get_page: nothing less shows it
+    assert [x.split()[0] for x in lines] == ["memremap_pages", "pci_alloc_p2pmem", "get_page"], small
     assert diff.first_difference(diff.rust_outcome(small, "e1"), diff.reference_outcome(small, "e1")) is not None
     # and the command line reports it, writing the minimized program
     stats = diff.Stats()

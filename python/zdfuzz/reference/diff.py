@@ -167,8 +167,7 @@ def random_walk(rng: random.Random, rules: str, shape: Shape, nactions: int,
     so it can continue from the deep states a hand-written seed reaches."""
     if kinds is None:
         kinds = random_kinds(rng)
-    m = Machine.__new__(Machine)
-    m._init(Rules.load(rules), shape)
+    m = Machine.with_shape(rules, shape)
     order = [k for k in KINDS if k.name in kinds]
     ops = []
     for pre in prefix:
@@ -207,8 +206,7 @@ def random_walk(rng: random.Random, rules: str, shape: Shape, nactions: int,
 
 
 def program_text(data: bytes, rules: str, shape: Shape, kinds: frozenset[str] = SUPPORTED_KINDS) -> str:
-    m = Machine.__new__(Machine)
-    m._init(Rules.load(rules), shape)
+    m = Machine.with_shape(rules, shape)
     ops = m.decode_program(data, kinds=None if len(kinds) == len(KINDS) else kinds)
     return Program(rules=_rules_label(rules), shape=shape, ops=ops).to_text()
 
@@ -241,19 +239,25 @@ def minimize(text: str, rules: str, still_differs: Callable[[str], bool] | None 
     def render(xs: list[str]) -> str:
         return header + "".join(x + "\n" for x in xs)
 
-    chunk = max(len(ops) // 2, 1)
-    while chunk >= 1:
-        i = 0
-        while i < len(ops):
-            cand = ops[:i] + ops[i + chunk:]
-            t = render(cand)
-            ro, fo = rust_outcome(t, rules), reference_outcome(t, rules)
-            if not ("error" in ro and "error" in fo) and still_differs(t):
-                ops = cand
-            else:
-                i += chunk
-        chunk //= 2
-    return render(ops)
+    # passes until nothing more can go: removing an action can make an
+    # earlier removal possible (a `step` of a task whose spawn was kept only
+    # because the step needed it)
+    while True:
+        before = len(ops)
+        chunk = max(len(ops) // 2, 1)
+        while chunk >= 1:
+            i = 0
+            while i < len(ops):
+                cand = ops[:i] + ops[i + chunk:]
+                t = render(cand)
+                ro, fo = rust_outcome(t, rules), reference_outcome(t, rules)
+                if not ("error" in ro and "error" in fo) and still_differs(t):
+                    ops = cand
+                else:
+                    i += chunk
+            chunk //= 2
+        if len(ops) == before:
+            return render(ops)
 
 
 # -- the long run ---------------------------------------------------------------------------
@@ -302,13 +306,17 @@ def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbyte
     stats.disagreements += 1
     small = minimize(text, rules) if first_difference(rust_outcome(text, rules),
                                                       reference_outcome(text, rules)) else text
+    # the account of the minimized program (the original may diverge elsewhere first)
+    diff = first_difference(rust_outcome(small, rules), reference_outcome(small, rules)) or diff
     report = f"== disagreement under {rules}\n{diff}\n-- minimized program:\n{small}"
     if diff.startswith("run_bytes") and small == text:
         report += f"-- (the disagreement is in decoding: bytes {data.hex()})\n"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"disagreement-{_rules_label(rules)}-{stats.disagreements}.zdf"
-        comment = "".join(f"# {line}\n" for line in diff.splitlines())
+        comment = f"# rust and reference disagree under rules {rules}; replay both sides with\n" \
+                  f"#   zdfuzz.reference.diff.first_difference(rust_outcome(text, rules), reference_outcome(text, rules))\n" \
+                  + "".join(f"# {line}\n" for line in diff.splitlines())
         path.write_text(comment + small)
         report += f"-- written to {path}\n"
     return report

@@ -31,7 +31,7 @@ from zdfuzz.reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, Op, dim_size, d
 from zdfuzz.reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL
 from zdfuzz.reference.pte import EMPTY, PMD, Pte
 from zdfuzz.reference.pgmap import LIVE, UNBINDING, UNUSED, Pgmap
-from zdfuzz.reference.rules import Rules
+from zdfuzz.reference.rules import Rules, device_type
 from zdfuzz.reference.text import ProgramError, op_to_text, parse_action, parse_program
 
 #: touched pages remembered per action; beyond that every page is checked
@@ -119,8 +119,6 @@ class Machine:
     def __init__(self, rules: str | zdfuzz.Rules | Rules | None = None, types: Iterable[str] | None = None,
                  pgmaps: int = 1, pages: int = 4, cpus: int = 2, procs: int = 2, addrs: int = 4, files: int = 2,
                  file_pages: int = 2, tasks: int = 4, ram: int = 4, order: int = 1) -> None:
-        from zdfuzz.reference.rules import device_type
-
         shape = Shape(pgmaps=pgmaps, pages=pages, cpus=cpus, procs=procs, addrs=addrs, files=files,
                       file_pages=file_pages, tasks=tasks, ram=ram, order=order)
         if types is not None:
@@ -145,8 +143,13 @@ class Machine:
         """A machine shaped for ``program`` (text, a reference Program or a
         ``zdfuzz.Program``), under its own rules or ``rules``."""
         p = _program(program)
+        return Machine.with_shape(p.rules if rules is None else rules, p.shape)
+
+    @staticmethod
+    def with_shape(rules: str | zdfuzz.Rules | Rules, shape: Shape) -> Machine:
+        """A machine of the given shape."""
         m = Machine.__new__(Machine)
-        m._init(Rules.load(p.rules if rules is None else rules), p.shape)
+        m._init(Rules.load(rules), shape)
         return m
 
     def reset(self) -> None:
