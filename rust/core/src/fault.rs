@@ -154,7 +154,7 @@ impl Machine {
             if self.s.flags[h] & PG_LOCKED != 0 {
                 self.ptl_unlock(proc, addr);
                 self.trace_note(|| format!("trylock_page(pfn {p}) fails: refault"));
-                self.s.mig[slot].retries = self.s.mig[slot].retries.saturating_add(1);
+                self.s.mig[slot].retries = self.s.mig[slot].retries.wrapping_add(1);
                 return Some(F_READ);
             }
             self.s.flags[h] |= PG_LOCKED;
@@ -239,7 +239,7 @@ impl Machine {
         let (e, _) = self.entry(ctx.proc as usize, ctx.addr as usize);
         if e == ctx.orig && !ctx.oom && self.s.alive[ctx.proc as usize] {
             // migrate_to_ram gave up on a busy page: the access refaults
-            self.s.mig[slot].retries = self.s.mig[slot].retries.saturating_add(1);
+            self.s.mig[slot].retries = self.s.mig[slot].retries.wrapping_add(1);
             self.trace_note(|| "the page is still on the device: refault".into());
             return Some(F_READ);
         }

@@ -88,7 +88,7 @@ pub struct MigCtx {
     /// the fault path holds a page reference / the page lock
     pub fault_ref: bool,
     pub fault_locked: bool,
-    /// refaults so far (the drain's livelock detector reads it)
+    /// refaults so far, wrapping (the drain's livelock detector only looks for a change)
     pub retries: u8,
     /// a destination allocation failed (the fault returns VM_FAULT_OOM)
     pub oom: bool,

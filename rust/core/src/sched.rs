@@ -211,10 +211,10 @@ impl Machine {
             let retries: u32 = self.fault_retries();
             let mut moved = false;
             for slot in 0..self.s.tasks.len() {
-                if self.s.tasks[slot].is_some_and(|t| which(&t)) && self.task_blocked(slot).is_none() {
+                if budget > 0 && self.s.tasks[slot].is_some_and(|t| which(&t)) && self.task_blocked(slot).is_none() {
                     self.drain_step(Op::new(OpKind::Step, &[slot as u16]));
                     moved = true;
-                    budget -= 1;
+                    budget = budget.saturating_sub(1);
                     if self.violation.is_some() {
                         return;
                     }
@@ -234,7 +234,7 @@ impl Machine {
             if !moved {
                 if self.any_switch_pending() && !self.rcu_reader_active() {
                     self.drain_step(Op::new(OpKind::RcuGracePeriod, &[]));
-                    budget -= 1;
+                    budget = budget.saturating_sub(1);
                     continue;
                 }
                 return;

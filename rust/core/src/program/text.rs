@@ -265,7 +265,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         let n: usize = v.parse().map_err(|_| err(line, c + k.len() + 1, format!("`{k}` needs a number, got `{v}`")))?;
                         if !shape.set(k, n) {
                             return Err(err(line, c, format!(
-                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks)")));
+                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)")));
                         }
                     }
                 }

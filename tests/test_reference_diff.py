@@ -1,0 +1,135 @@
+"""Differential testing in CI: random programs on the Rust core and on the
+pure-Python reference must give identical outcomes — validity, verdict
+(violation id, class, step, action, message; conformance; steps) and the
+whole trace (step, action, cpu, drain flag, counter changes, notes).
+
+Bounded (about a minute on CI's 2 cores): hypothesis byte strings through
+both ``run_bytes``, hypothesis action lists (bytes decoded under a random
+swarm of kinds) run as ``.zdf`` text, and a seeded random-walk run over every
+preset and the what-if presets of the Rust invariant tests. The long run is
+``python -m zdfuzz.reference.diff --time 600``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import zdfuzz
+from zdfuzz.reference import SUPPORTED_KINDS, diff, p2pdma
+from zdfuzz.reference.config import Shape
+from zdfuzz.reference.rules import DEVICE_TYPES
+from zdfuzz.reference.text import parse_program
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = zdfuzz.Rules.presets() + [name for name, _, _ in zdfuzz.Rules.regressions()]
+
+
+def fast(n: int) -> settings:
+    """Deterministic (derandomized: the same examples on every run), no
+    per-example deadline (the reference is slow by design)."""
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> Shape:
+    types = draw(st.lists(st.sampled_from(DEVICE_TYPES), min_size=1, max_size=4, unique=True))
+    return Shape(types=types, pgmaps=draw(st.integers(1, min(2, 16 // len(types)))), pages=draw(st.integers(1, 5)),
+                 cpus=draw(st.integers(1, 3)), procs=draw(st.integers(1, 3)), addrs=draw(st.integers(1, 6)),
+                 files=draw(st.integers(1, 2)), file_pages=draw(st.integers(1, 2)), tasks=draw(st.integers(1, 4)),
+                 ram=draw(st.integers(0, 6)), order=draw(st.integers(0, 2)))
+
+
+@fast(400)
+@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes())
+def test_byte_programs_agree(data: bytes, rules: str, shape: Shape) -> None:
+    rust, ref = diff.bytes_outcomes(data, rules, shape)
+    assert diff.first_difference(rust, ref) is None
+
+
+@fast(400)
+@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes(),
+       kinds=st.sets(st.sampled_from(sorted(SUPPORTED_KINDS - diff.ALWAYS)), min_size=1))
+def test_action_lists_agree(data: bytes, rules: str, shape: Shape, kinds: set[str]) -> None:
+    text = diff.program_text(data, rules, shape, frozenset(kinds) | diff.ALWAYS)
+    rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
+    assert "error" not in rust, rust  # the reference only generates valid programs
+    assert diff.first_difference(rust, ref) is None
+
+
+def _what_if_presets() -> list[str]:
+    """The inline TOML presets of the Rust invariant tests: each flips a
+    switch to a buggy design, so random programs reach the code paths the
+    built-in presets never take."""
+    src = (ROOT / "rust/core/tests/invariants.rs").read_text()
+    return [t for t in re.findall(r'const \w+: &str = r#"(.*?)"#;', src, re.S) if "base =" in t]
+
+
+def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
+    rules = list(PRESETS)
+    for i, text in enumerate(_what_if_presets()):
+        path = tmp_path / f"whatif{i}.toml"
+        path.write_text(text)
+        rules.append(str(path))
+    assert len(rules) > 20
+    seeds = [parse_program(p.read_text()) for p in sorted((ROOT / "corpus/seeds").glob("*.zdf"))]
+    rng = random.Random(20260601)
+    checked = actions = 0
+    for i in range(600):
+        r = rng.choice(rules)
+        if i % 3 == 0:
+            # continue from a seed program cut at a random point
+            seed = rng.choice(seeds)
+            text = diff.random_walk(rng, r, seed.shape, rng.randint(0, 40),
+                                    prefix=seed.ops[:rng.randint(0, len(seed.ops))])
+        else:
+            text = diff.random_walk(rng, r, diff.random_shape(rng), rng.randint(1, 60))
+        rust, ref = diff.rust_outcome(text, r), diff.reference_outcome(text, r)
+        assert "error" not in rust, (rust, text)
+        d = diff.first_difference(rust, ref)
+        assert d is None, f"{d}\n{diff.minimize(text, r)}"
+        checked += 1
+        actions += len(rust["trace"])
+    assert checked == 600 and actions > 15000
+
+
+def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The harness must see a one-reference slip in the reference and shrink
+    the program to what shows it."""
+    real = p2pdma.kernel_get_page
+
+    def takes_two(m: object, p: int) -> None:
+        real(m, p)  # type: ignore[arg-type]
+        m.s.rc[p] += 1  # type: ignore[attr-defined]
+
+    text = (ROOT / "corpus/seeds/p2pdma-01-kernel-alloc-get-put.zdf").read_text()
+    assert diff.first_difference(diff.rust_outcome(text, "e1"), diff.reference_outcome(text, "e1")) is None
+    monkeypatch.setattr(p2pdma, "kernel_get_page", takes_two)
+    report = diff.first_difference(diff.rust_outcome(text, "e1"), diff.reference_outcome(text, "e1"))
+    assert report is not None and "changes" in report and "get_page" in report
+    small = diff.minimize(text, "e1")
+    lines = [x for x in small.splitlines() if x and not x.startswith(("rules", "config"))]
+    # register, allocate, get_page: nothing less shows it
+    assert [x.split()[0] for x in lines] == ["memremap_pages", "pci_alloc_p2pmem", "get_page"], small
+    assert diff.first_difference(diff.rust_outcome(small, "e1"), diff.reference_outcome(small, "e1")) is not None
+    # and the command line reports it, writing the minimized program
+    stats = diff.Stats()
+    rng = random.Random(5)
+    reports = [diff.check_one(rng, "e1", ["p2pdma"], 120, stats, tmp_path) for _ in range(40)]
+    assert stats.disagreements > 0
+    assert any(r and "get_page" in r for r in reports)
+    assert list(tmp_path.glob("disagreement-e1-*.zdf"))
+
+
+def test_command_line_runs_and_reports(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert diff.main(["--time", "2", "--seed", "1", "--rules", "e3,e5", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"checked (\d+) programs as text and (\d+) as bytes \((\d+) actions", out)
+    assert m and int(m.group(1)) > 0 and int(m.group(3)) > 0, out
+    assert "0 disagreement(s)" in out
