@@ -48,6 +48,27 @@ pub const TR_SCAN: u8 = 0;
 pub const TR_WAIT: u8 = 1;
 pub const TR_FREE: u8 = 2;
 
+impl TaskKind {
+    /// The action that spawns this kind of task: findings made inside a
+    /// task are filed under the kernel function that ran, not under `step`.
+    pub fn spawned_by(self) -> OpKind {
+        match self {
+            TaskKind::Memunmap { .. } => OpKind::MemunmapPages,
+            TaskKind::GetDevPagemap { .. } => OpKind::GetDevPagemap,
+            TaskKind::Truncate { .. } => OpKind::Truncate,
+        }
+    }
+
+    /// The pgmap the task works on (for a lookup: the pgmap of its pfn).
+    pub fn pgmap(self, l: &crate::config::Layout) -> Option<usize> {
+        match self {
+            TaskKind::Memunmap { pgmap } => Some(pgmap as usize),
+            TaskKind::GetDevPagemap { pfn, .. } => (usize::from(pfn) < l.npfns).then(|| l.pgmap_of(pfn as usize)),
+            TaskKind::Truncate { file, .. } => (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize)),
+        }
+    }
+}
+
 impl Task {
     /// Between `xa_load` and the tryget: inside `rcu_read_lock()`.
     pub fn is_rcu_reader(&self) -> bool {

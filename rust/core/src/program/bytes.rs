@@ -13,7 +13,7 @@
 //! `from_bytes(to_bytes(p)) == p` for every program whose actions are all
 //! enabled when they run (the canonical programs the decoder produces).
 
-use super::op::{Dim, Op, OpKind, KINDS, MAX_ARGS};
+use super::op::{Dim, KindSet, Op, OpKind, KINDS, MAX_ARGS};
 use crate::machine::{Machine, Verdict};
 
 #[inline]
@@ -28,6 +28,13 @@ fn width(dim: Dim, m: &Machine) -> usize {
 impl Machine {
     /// Decode the next action at `*pos` and advance `*pos`.
     pub fn decode_op(&self, data: &[u8], pos: &mut usize) -> Option<Op> {
+        self.decode_op_in(data, pos, KindSet::ALL)
+    }
+
+    /// [`Machine::decode_op`] restricted to the kinds in `kinds` (swarm
+    /// testing): a kind byte naming a kind outside the set moves on to the
+    /// next kind in the set, as a kind with no enabled action does.
+    pub fn decode_op_in(&self, data: &[u8], pos: &mut usize, kinds: KindSet) -> Option<Op> {
         if *pos >= data.len() {
             return None;
         }
@@ -50,7 +57,7 @@ impl Machine {
         }
         for dk in 0..KINDS.len() {
             let info = &KINDS[(k0 + dk) % KINDS.len()];
-            if !self.kind_possible(info.kind) {
+            if !kinds.contains(info.kind) || !self.kind_possible(info.kind) {
                 continue;
             }
             let sizes = info.args.iter().map(|(_, d)| d.size(&self.layout));
@@ -72,7 +79,7 @@ impl Machine {
 
     /// A cheap necessary condition for any action of `kind` to be enabled,
     /// so the decoder skips hopeless kinds without scanning their operands.
-    fn kind_possible(&self, kind: OpKind) -> bool {
+    pub(crate) fn kind_possible(&self, kind: OpKind) -> bool {
         use OpKind::*;
         let l = &self.layout;
         match kind {
