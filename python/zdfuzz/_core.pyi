@@ -7,8 +7,11 @@ from typing import Any
 
 __all__ = [
     "Action",
+    "Finding",
     "InvariantViolation",
     "Machine",
+    "Minimized",
+    "NativeFuzzer",
     "PercpuRef",
     "PercpuRefEvent",
     "Program",
@@ -20,8 +23,12 @@ __all__ = [
     "action_kinds",
     "bench_percpu_ref",
     "invariants",
+    "kind_operands",
+    "minimize",
     "percpu_ref_stress",
 ]
+
+_Signature = tuple[str, str, str, str]
 
 __version__: str
 
@@ -219,6 +226,8 @@ class Verdict:
     @property
     def steps(self) -> int: ...
     @property
+    def signature(self) -> _Signature | None: ...
+    @property
     def trace(self) -> list[dict[str, Any]]: ...
     def trace_lines(self) -> list[str]: ...
     def __bool__(self) -> bool: ...
@@ -261,3 +270,69 @@ class Machine:
 
 def action_kinds() -> list[tuple[str, list[str], str]]: ...
 def invariants() -> list[tuple[str, str]]: ...
+
+def kind_operands() -> list[tuple[str, list[tuple[str, str]]]]: ...
+
+@final
+class Finding:
+    """A new signature found by the native engine."""
+
+    @property
+    def signature(self) -> _Signature: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def program(self) -> Program: ...
+    @property
+    def execs(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class NativeFuzzer:
+    """The native engine: swarm testing guided by abstract state transitions."""
+
+    def __new__(
+        cls,
+        rules: str | Rules,
+        types: Sequence[str] | None = None,
+        seed: int = 0,
+        max_actions: int = 64,
+        swarm: bool = True,
+        pgmaps: int = 1,
+        pages: int = 4,
+        cpus: int = 2,
+        procs: int = 2,
+        addrs: int = 4,
+        files: int = 2,
+        file_pages: int = 2,
+        tasks: int = 4,
+    ) -> NativeFuzzer: ...
+    def run(self, max_execs: int | None = None, seconds: float | None = None) -> list[Finding]: ...
+    def stats(self) -> dict[str, int]: ...
+    def add_known(self, signature: _Signature) -> None: ...
+    def add_program(self, program: Program) -> bool: ...
+    def add_entry(self, data: bytes) -> bool: ...
+    def take_new_entries(self) -> list[bytes]: ...
+
+@final
+class Minimized:
+    """The result of ``minimize``."""
+
+    @property
+    def program(self) -> Program: ...
+    @property
+    def signature(self) -> _Signature: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def original_len(self) -> int: ...
+
+def minimize(
+    program: Program,
+    rules: str | Rules | None = None,
+    signature: _Signature | None = None,
+    max_runs: int = 1000000,
+) -> Minimized: ...

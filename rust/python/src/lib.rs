@@ -8,6 +8,7 @@
 
 use pyo3::prelude::*;
 
+mod fuzz;
 mod machine;
 mod percpu;
 mod program;
@@ -44,5 +45,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<machine::PyViolation>()?;
     m.add_function(wrap_pyfunction!(program::action_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(machine::invariants, m)?)?;
+    m.add_class::<fuzz::PyNativeFuzzer>()?;
+    m.add_class::<fuzz::PyFinding>()?;
+    m.add_class::<fuzz::PyMinimized>()?;
+    m.add_function(wrap_pyfunction!(fuzz::minimize, m)?)?;
+    m.add_function(wrap_pyfunction!(fuzz::kind_operands, m)?)?;
     Ok(())
 }

@@ -75,6 +75,15 @@ impl PyViolation {
 #[pyclass(module = "zdfuzz._core", name = "Verdict", frozen, skip_from_py_object)]
 pub struct PyVerdict {
     inner: Verdict,
+    signature: Option<crate::fuzz::SigTuple>,
+}
+
+impl PyVerdict {
+    /// A verdict of machine `m` (the signature needs its layout and rules).
+    fn of(m: &Machine, inner: Verdict) -> PyVerdict {
+        let signature = m.signature_of(&inner).as_ref().map(crate::fuzz::sig_tuple);
+        PyVerdict { inner, signature }
+    }
 }
 
 #[pymethods]
@@ -102,6 +111,13 @@ impl PyVerdict {
     #[getter]
     fn steps(&self) -> usize {
         self.inner.steps
+    }
+
+    /// The reported violation's signature (invariant, action kind, device
+    /// type, rules) — what campaigns deduplicate by; None when clean.
+    #[getter]
+    fn signature(&self) -> Option<crate::fuzz::SigTuple> {
+        self.signature.clone()
     }
 
     /// Per executed action: {step, action, cpu, drain, changes, notes}
@@ -221,7 +237,7 @@ impl PyMachine {
         let r = self.m.run(&p.ops);
         self.m.set_tracing(false);
         match r {
-            Ok(v) => Ok(PyVerdict { inner: v }),
+            Ok(v) => Ok(PyVerdict::of(&self.m, v)),
             Err((i, e)) => {
                 let line = p.line_of(i).unwrap_or(0);
                 let what = zdfuzz_core::program::text::op_to_text(&p.ops[i]);
@@ -236,7 +252,7 @@ impl PyMachine {
         self.m.set_tracing(trace);
         let v = self.m.run_bytes(data);
         self.m.set_tracing(false);
-        PyVerdict { inner: v }
+        PyVerdict::of(&self.m, v)
     }
 
     /// Apply one action (an Action or a line of text). Raises ProgramError
@@ -251,7 +267,8 @@ impl PyMachine {
     /// The drain, then the verdict. Raises nothing; read the verdict.
     fn finish(&mut self) -> PyVerdict {
         self.m.finish();
-        PyVerdict { inner: self.m.verdict() }
+        let v = self.m.verdict();
+        PyVerdict::of(&self.m, v)
     }
 
     /// Every action the actors may take now.
