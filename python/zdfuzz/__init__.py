@@ -14,8 +14,11 @@ this package drives it.
 
 from zdfuzz._core import (
     Action,
+    Finding,
     InvariantViolation,
     Machine,
+    Minimized,
+    NativeFuzzer,
     PercpuRef,
     PercpuRefEvent,
     Program,
@@ -26,12 +29,16 @@ from zdfuzz._core import (
     __version__,
     action_kinds,
     invariants,
+    minimize,
 )
 
 __all__ = [
     "Action",
+    "Finding",
     "InvariantViolation",
     "Machine",
+    "Minimized",
+    "NativeFuzzer",
     "PercpuRef",
     "PercpuRefEvent",
     "Program",
@@ -42,4 +49,5 @@ __all__ = [
     "__version__",
     "action_kinds",
     "invariants",
+    "minimize",
 ]

@@ -201,6 +201,7 @@ pub fn minimize(rules: &Rules, program: &Program, target: Option<&Signature>, ma
     loop {
         let before = (w.clone(), shape.clone());
         ddmin(&mut t, &mut w, true);
+        windows(&mut t, &mut w);
         shrink_shape(&mut t, &mut shape, &mut w);
         rename(&mut t, &mut w);
         simplify_operands(&mut t, &mut w);
@@ -238,6 +239,21 @@ fn ddmin(t: &mut Tester, w: &mut Work, retarget: bool) {
                 return;
             }
             n = (2 * n_eff).min(len);
+        }
+    }
+}
+
+/// Remove every window of 2 to 4 adjacent actions: ddmin's chunks double
+/// in number and miss a pair straddling their boundaries (an `exit_mmap`
+/// and the `fork` refilling the slot are only removable together).
+fn windows(t: &mut Tester, w: &mut Work) {
+    for size in 2..=4 {
+        let mut lo = 0;
+        while lo + size <= w.len() {
+            match t.check(&w.without(lo, lo + size), true) {
+                Some(r) => *w = r,
+                None => lo += 1,
+            }
         }
     }
 }
