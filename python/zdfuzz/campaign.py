@@ -456,6 +456,8 @@ def run_atheris(c: Campaign, instrumented: bool = True) -> None:
     if instrumented:
         c.console.print("building the coverage-instrumented core (cargo, profile fuzz, target/sancov) ...")
         lib = build_instrumented()
+        # the budget is fuzzing time: the build does not count
+        c.start = time.monotonic()
     known_file = c.corpus.root / "atheris" / "known.json"
     cmd, env = harness_command(c, known_file, lib, preload)
     runs_left = c.cfg.execs

@@ -271,6 +271,8 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
     rules = load_rules(rules_name or program.rules)
     t0 = time.monotonic()
     try:
+        # replay first: an action that is not enabled is reported with its line
+        zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
         r = zdfuzz.minimize(program, rules=rules)
     except ValueError as e:
         raise _bad_replay(file, e) from e

@@ -67,6 +67,9 @@ def explain(program: zdfuzz.Program, rules: str | zdfuzz.Rules | None = None) ->
     """Replay ``program`` (raises ``zdfuzz.ProgramError`` when an action is
     not enabled) and describe every step."""
     docs = {name: doc for name, _args, doc in zdfuzz.action_kinds()}
+    # the traced run first: a program that does not replay fails here, with
+    # the line of the action at fault
+    verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=True)
     machine = zdfuzz.Machine.for_program(program, rules=rules)
     # pass 1, one action at a time: which task each `step` runs and where
     task_cpu: dict[int, int] = {}
@@ -89,8 +92,6 @@ def explain(program: zdfuzz.Program, rules: str | zdfuzz.Rules | None = None) ->
         for slot, _what, _blocked in machine.state()["tasks"]:
             if slot not in before:
                 task_cpu[slot] = cpu_n
-    # pass 2: the traced run, drain included
-    verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=True)
     steps: list[Step] = []
     for t in verdict.trace:
         i = int(t["step"])

@@ -24,9 +24,13 @@
 //! replayed with [`Machine::step`] — exactly what `zdfuzz replay` does — and
 //! the verdict has the target signature. A candidate with an action its
 //! actor may not take is simply not interesting (rather than skipping that
-//! action), so the written reproducer always replays as written. The one
-//! exception is a `step` of a task whose spawning action was removed: it
-//! goes with it (see `Work`).
+//! action), so the written reproducer always replays as written. The
+//! coarse passes (ddmin, windows, shape, renaming) are more lenient: an
+//! action a removal made impossible (a `step` of a task never spawned, a
+//! page operation on a page never allocated) is dropped with it, and what
+//! is kept is the program *as executed*, so it too replays exactly. The
+//! final passes (single removals, operands) are strict, so the result is
+//! 1-minimal for someone editing the `.zdf` by hand.
 
 use crate::config::{Config, Layout, Shape};
 use crate::machine::Machine;
@@ -117,10 +121,11 @@ impl Tester {
         Machine::new(Config::with_shape(self.rules.clone(), shape.clone())).ok()
     }
 
-    /// Run candidate `w`: every action must be enabled and the verdict must
-    /// have the target signature. With `retarget`, a `step` steps the task
-    /// its target names wherever that task now lives (and is dropped when
-    /// the task is gone); without, operands are taken as written. Returns
+    /// Run candidate `w`; interesting when the verdict has the target
+    /// signature. With `retarget` (the coarse passes), a `step` steps the
+    /// task its target names wherever that task now lives, and an action
+    /// that is no longer enabled is left out; without (the final passes),
+    /// every action must be enabled with its operands as written. Returns
     /// the program as executed — which replays exactly — truncated after the
     /// breaking action.
     fn check(&mut self, w: &Work, retarget: bool) -> Option<Work> {
@@ -148,6 +153,11 @@ impl Tester {
             }
             let before: [bool; crate::config::MAX_TASKS] = std::array::from_fn(|s| m.s.tasks.get(s).is_some_and(|t| t.is_some()));
             if m.step(&op).is_err() {
+                if retarget {
+                    // a removal made this action impossible (its page was
+                    // never allocated, its process never forked): it goes too
+                    continue;
+                }
                 return None;
             }
             for (slot, o) in owner.iter_mut().enumerate().take(ntasks) {
