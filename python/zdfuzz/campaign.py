@@ -91,6 +91,8 @@ class Campaign:
     earlier: int = 0
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     start: float = field(default_factory=time.monotonic)
+    live: Live | None = None
+    _drawn: float = 0.0
 
     def __post_init__(self) -> None:
         self.rules = load_rules(self.cfg.rules)
@@ -166,6 +168,18 @@ class Campaign:
 
     def update(self, source: str, stats: dict[str, Any]) -> None:
         self.stats[source] = {k: float(v) for k, v in stats.items() if isinstance(v, int | float)}
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraw the live display, at most 4 times a second, from the main
+        thread only: a refresh thread could run Python's garbage collector
+        and drop a Machine, which must die on the thread that made it."""
+        if self.live is None or threading.current_thread() is not threading.main_thread():
+            return
+        now = time.monotonic()
+        if now - self._drawn >= 0.25:
+            self._drawn = now
+            self.live.update(self.render(), refresh=True)
 
     def render(self) -> Group:
         el = max(self.elapsed(), 1e-9)
@@ -233,8 +247,14 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         soft_wrap=True,
     )
     engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
-    with Live(get_renderable=c.render, console=console, refresh_per_second=4, transient=False):
-        engine(c)
+    with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
+        c.live = live
+        try:
+            engine(c)
+        finally:
+            live.update(c.render(), refresh=True)
+            c.live = None
+    console.print()
     c.summary()
     return c
 
@@ -323,6 +343,7 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
             try:
                 job, what, data = q.get(timeout=0.5)
             except queue.Empty:
+                c.tick()
                 if not any(p.is_alive() for p in procs):
                     break
                 continue
@@ -414,6 +435,9 @@ def harness_command(c: Campaign, known_file: Path, lib: Path | None, preload: Pa
         harness = copy
     env = dict(os.environ)
     env["LD_PRELOAD"] = str(preload)
+    # the preloaded runtime is ASan's: its exit-time leak report would fail
+    # every run on Python's own allocations
+    env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     if lib is not None:
         env["ZDFUZZ_SANCOV_CORE"] = str(lib)
     env["ZDFUZZ_HARNESS"] = json.dumps({"rules": c.cfg.rules, "types": list(c.cfg.types), "known": str(known_file)})
@@ -514,6 +538,7 @@ def _run_libfuzzer(c: Campaign, args: list[str], env: dict[str, str], log: Path)
         try:
             while p.poll() is None:
                 time.sleep(0.25)
+                c.tick()
                 # fork mode keeps going after crashes: pick them up as they come
                 if c.cfg.jobs > 1:
                     _process_crashes(c)
