@@ -85,9 +85,11 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "zdfuzz.cli", "fuzz", "--corpus", str(corpus), "--time", "120", "--seed", "5"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # wait (bounded) until it has written at least two findings, then kill
+        # wait (bounded) until it has written two findings and some of the
+        # engine's corpus, then kill
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list((corpus / "findings").glob("*.json"))) < 2:
+        while time.monotonic() < deadline and (len(list((corpus / "findings").glob("*.json"))) < 2
+                                                or not list((corpus / "native").glob("*.bin"))):
             assert p.poll() is None, "the campaign ended early"
             time.sleep(0.05)
         os.kill(p.pid, signal.SIGKILL)
