@@ -30,3 +30,22 @@ def test_readme_gives_exactly_two_setup_commands() -> None:
     commands = [line.strip() for line in setup.splitlines() if line.startswith("    ")]
     assert len(commands) == 2, commands
     assert "scripts/test.sh" in commands[1]
+
+
+def test_readme_main_command_runs_a_short_default_campaign() -> None:
+    from click.testing import CliRunner
+
+    from zdfuzz.cli import fuzz, main
+
+    setup = README.split("## Set-up", 1)[1].split("##", 1)[0]
+    first = [line.strip() for line in setup.splitlines() if line.startswith("    ")][0]
+    assert first == "pip install . && zdfuzz fuzz"
+    defaults = {p.name: p.default for p in fuzz.params}
+    assert defaults["rules_name"] == "p20" and defaults["engine"] == "native" and defaults["seconds"] == 30.0
+    assert defaults["types_"] == "private,fsdax,generic,p2pdma"
+    runner = CliRunner()
+    with runner.isolated_filesystem():
+        r = runner.invoke(main, ["fuzz", "--time", "2", "--seed", "1"])
+        assert r.exit_code == 0, r.output
+        assert "new I-L2 memunmap_pages" in r.output
+        assert "zdfuzz-corpus/findings/p20-I-L2-memunmap_pages-generic.zdf" in r.output.replace("\n", "")
