@@ -66,6 +66,17 @@ def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
     assert v.signature == tuple(Q1_SIG)
 
 
+def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    runs = []
+    for d in ("a", "b"):
+        found: list[Finding] = []
+        run_campaign("p20", ("generic",), 600, 4, str(tmp_path / d), [], lambda f, _s: found.append(f),
+                     max_examples=400, steps_per_example=15, examples_per_round=100,
+                     shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2})
+        runs.append([(f.signature, f.program.to_text()) for f in found])
+    assert runs[0] and runs[0] == runs[1]
+
+
 def test_a_subclass_fills_its_bundles_and_stays_quiet_on_a_safe_era() -> None:
     sizes: dict[str, int] = {}
 
@@ -160,6 +171,16 @@ def test_atheris_campaign_finds_q1(tmp_path: Path, sancov_core: Path) -> None:
     found = {f.signature: f for f in Corpus(tmp_path).findings()}
     assert Q1_SIG in found, r.output
     assert found[Q1_SIG].meta["engine"] == "atheris" and found[Q1_SIG].minimized
+
+
+def test_atheris_jobs_use_libfuzzer_fork_mode(tmp_path: Path, sancov_core: Path) -> None:
+    r = CliRunner().invoke(main, ["fuzz", "--engine", "atheris", "--types", "generic", "--jobs", "2", "--seed", "1",
+                                  "--time", "15", "--corpus", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert Q1_SIG in {f.signature for f in Corpus(tmp_path).findings()}, r.output
+    log = (tmp_path / "atheris" / "libfuzzer-0.log").read_text()
+    # fork mode's status lines name the child job
+    assert re.search(r"#\d+: cov: \d+ .* job: \d+", log), log[-2000:]
 
 
 def test_atheris_without_sources_says_what_is_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
