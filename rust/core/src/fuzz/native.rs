@@ -88,6 +88,8 @@ pub struct Stats {
     pub corpus: usize,
     pub edges: usize,
     pub findings: usize,
+    /// programs that broke an invariant (known signatures included)
+    pub violations: u64,
 }
 
 pub struct NativeFuzzer {
@@ -414,6 +416,7 @@ impl NativeFuzzer {
                 self.push_corpus(Entry { data: self.buf.clone(), kinds, subset });
             }
             if violated {
+                self.stats.violations += 1;
                 self.check_finding(kinds, subset, &mut out);
             }
         }
