@@ -251,6 +251,9 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         c.live = live
         try:
             engine(c)
+        except KeyboardInterrupt:
+            # everything found so far is on disk already; say what it is
+            console.print("interrupted", highlight=False)
         finally:
             live.update(c.render(), refresh=True)
             c.live = None

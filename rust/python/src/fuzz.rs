@@ -113,7 +113,7 @@ impl PyNativeFuzzer {
         Ok(self.f.run(max_execs.unwrap_or(u64::MAX), deadline).into_iter().map(PyFinding::new).collect())
     }
 
-    /// Counters: execs, steps, corpus, edges, findings.
+    /// Counters: execs, steps, corpus, edges, findings, violations.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.f.stats();
         let d = PyDict::new(py);
@@ -122,6 +122,7 @@ impl PyNativeFuzzer {
         d.set_item("corpus", s.corpus)?;
         d.set_item("edges", s.edges)?;
         d.set_item("findings", s.findings)?;
+        d.set_item("violations", s.violations)?;
         Ok(d)
     }
 
