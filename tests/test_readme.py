@@ -41,3 +41,22 @@ def test_readme_explore_example_numbers_stay_true() -> None:
     assert q1 is not None
     r = zdfuzz.explore("p20", types=["generic"], pages=1, procs=1, addrs=1, tasks=1, depth=12)
     assert r.summary().startswith(q1.group(1)), (r.summary(), q1.group(1))
+
+
+def test_readme_main_command_runs_a_short_default_campaign() -> None:
+    from click.testing import CliRunner
+
+    from zdfuzz.cli import fuzz, main
+
+    setup = README.split("## Set-up", 1)[1].split("##", 1)[0]
+    first = [line.strip() for line in setup.splitlines() if line.startswith("    ")][0]
+    assert first == "pip install . && zdfuzz fuzz"
+    defaults = {p.name: p.default for p in fuzz.params}
+    assert defaults["rules_name"] == "p20" and defaults["engine"] == "native" and defaults["seconds"] == 30.0
+    assert defaults["types_"] == "private,fsdax,generic,p2pdma"
+    runner = CliRunner()
+    with runner.isolated_filesystem():
+        r = runner.invoke(main, ["fuzz", "--time", "2", "--seed", "1"])
+        assert r.exit_code == 0, r.output
+        assert "new I-L2 memunmap_pages" in r.output
+        assert "zdfuzz-corpus/findings/p20-I-L2-memunmap_pages-generic.zdf" in r.output.replace("\n", "")

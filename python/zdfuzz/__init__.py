@@ -15,8 +15,11 @@ this package drives it.
 from zdfuzz._core import (
     Action,
     ExploreResult,
+    Finding,
     InvariantViolation,
     Machine,
+    Minimized,
+    NativeFuzzer,
     PercpuRef,
     PercpuRefEvent,
     Program,
@@ -28,13 +31,17 @@ from zdfuzz._core import (
     action_kinds,
     explore,
     invariants,
+    minimize,
 )
 
 __all__ = [
     "Action",
     "ExploreResult",
+    "Finding",
     "InvariantViolation",
     "Machine",
+    "Minimized",
+    "NativeFuzzer",
     "PercpuRef",
     "PercpuRefEvent",
     "Program",
@@ -46,4 +53,5 @@ __all__ = [
     "action_kinds",
     "explore",
     "invariants",
+    "minimize",
 ]

@@ -8,8 +8,12 @@ from typing import Any
 __all__ = [
     "Action",
     "ExploreResult",
+
+    "Finding",
     "InvariantViolation",
     "Machine",
+    "Minimized",
+    "NativeFuzzer",
     "PercpuRef",
     "PercpuRefEvent",
     "Program",
@@ -22,8 +26,12 @@ __all__ = [
     "bench_percpu_ref",
     "explore",
     "invariants",
+    "kind_operands",
+    "minimize",
     "percpu_ref_stress",
 ]
+
+_Signature = tuple[str, str, str, str]
 
 __version__: str
 
@@ -151,8 +159,8 @@ class Program:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
-        ram: int = 4,
-        order: int = 1,
+        ram: int | None = None,
+        order: int | None = None,
     ) -> Program: ...
     @staticmethod
     def parse(text: str) -> Program: ...
@@ -169,8 +177,8 @@ class Program:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
-        ram: int = 4,
-        order: int = 1,
+        ram: int | None = None,
+        order: int | None = None,
     ) -> Program: ...
     @staticmethod
     def from_json(text: str) -> Program: ...
@@ -227,6 +235,8 @@ class Verdict:
     @property
     def steps(self) -> int: ...
     @property
+    def signature(self) -> _Signature | None: ...
+    @property
     def trace(self) -> list[dict[str, Any]]: ...
     def trace_lines(self) -> list[str]: ...
     def __bool__(self) -> bool: ...
@@ -247,8 +257,8 @@ class Machine:
         files: int = 2,
         file_pages: int = 2,
         tasks: int = 4,
-        ram: int = 4,
-        order: int = 1,
+        ram: int | None = None,
+        order: int | None = None,
     ) -> Machine: ...
     @staticmethod
     def for_program(program: Program, rules: str | Rules | None = None) -> Machine: ...
@@ -337,3 +347,71 @@ def explore(
     """Explore every program of up to ``depth`` actions breadth-first: "no
     violation within these bounds", or the shortest counterexample. Ctrl-C,
     ``max_memory`` and ``max_seconds`` return the partial result."""
+
+def kind_operands() -> list[tuple[str, list[tuple[str, str]]]]: ...
+
+@final
+class Finding:
+    """A new signature found by the native engine."""
+
+    @property
+    def signature(self) -> _Signature: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def program(self) -> Program: ...
+    @property
+    def execs(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+
+@final
+class NativeFuzzer:
+    """The native engine: swarm testing guided by abstract state transitions."""
+
+    def __new__(
+        cls,
+        rules: str | Rules,
+        types: Sequence[str] | None = None,
+        seed: int = 0,
+        max_actions: int = 64,
+        swarm: bool = True,
+        pgmaps: int = 1,
+        pages: int = 4,
+        cpus: int = 2,
+        procs: int = 2,
+        addrs: int = 4,
+        files: int = 2,
+        file_pages: int = 2,
+        tasks: int = 4,
+        ram: int | None = None,
+        order: int | None = None,
+    ) -> NativeFuzzer: ...
+    def run(self, max_execs: int | None = None, seconds: float | None = None) -> list[Finding]: ...
+    def stats(self) -> dict[str, int]: ...
+    def add_known(self, signature: _Signature) -> None: ...
+    def add_program(self, program: Program) -> bool: ...
+    def add_entry(self, data: bytes) -> bool: ...
+    def take_new_entries(self) -> list[bytes]: ...
+
+@final
+class Minimized:
+    """The result of ``minimize``."""
+
+    @property
+    def program(self) -> Program: ...
+    @property
+    def signature(self) -> _Signature: ...
+    @property
+    def runs(self) -> int: ...
+    @property
+    def original_len(self) -> int: ...
+
+def minimize(
+    program: Program,
+    rules: str | Rules | None = None,
+    signature: _Signature | None = None,
+    max_runs: int = 1000000,
+) -> Minimized: ...

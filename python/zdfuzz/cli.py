@@ -1,6 +1,11 @@
 """The ``zdfuzz`` command line.
 
+    zdfuzz fuzz [--rules p20] [--types ...] [--engine native|hypothesis|atheris] [--time S] [--jobs N]
+                [--corpus DIR] [--seed S]                  a campaign: minimized reproducers in DIR/findings
     zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
+    zdfuzz minimize FILE.zdf [-o OUT]                  shrink a reproducer, keeping its signature
+    zdfuzz explain FILE.zdf                            each step, what it models, what it changed
+    zdfuzz corpus list DIR | merge DEST SRC...         the findings of campaigns
     zdfuzz rules list                                  the presets
     zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
     zdfuzz kinds                                       every action a program can use
@@ -152,12 +157,6 @@ def kinds() -> None:
     console.print(table)
 
 
-def _types(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [t.strip() for t in value.split(",") if t.strip()]
-
-
 @main.command()
 @click.option("--rules", "rules_name", required=True, help="Preset name or TOML file.")
 @click.option("--types", help="Device types, comma-separated (default: all four).")
@@ -235,7 +234,7 @@ def explore(
             live.start()
         result = zdfuzz.explore(
             rules,
-            types=_types(types),
+            types=list(_types(types)) if types else None,
             pgmaps=pgmaps,
             pages=pages,
             cpus=cpus,
@@ -328,6 +327,175 @@ def demo(cpus: int) -> None:
         "release ran exactly once, after the last reference was dropped: "
         "memunmap_pages' wait_for_completion() returns now."
     )
+
+
+def read_program(file: str) -> zdfuzz.Program:
+    """A .zdf file, or exit 2 naming the file, line and problem."""
+    try:
+        text = Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        err_console.print(f"{file}: cannot read: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    try:
+        return zdfuzz.Program.parse(text)
+    except zdfuzz.ProgramError as e:
+        err_console.print(f"{file}:{e.line}:{e.col}: {e.message}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+
+
+def _bad_replay(file: str, e: Exception) -> SystemExit:
+    line = getattr(e, "line", 0)
+    where = f"{file}:{line}" if line else file
+    err_console.print(f"{where}: {getattr(e, 'message', None) or e}", style="red", markup=False, highlight=False)
+    return SystemExit(2)
+
+
+TYPES = ("private", "fsdax", "generic", "p2pdma")
+
+
+def _types(value: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    bad = [t for t in types if t not in TYPES]
+    if bad or not types:
+        raise click.BadParameter(f"unknown device type(s) {bad}; types: {','.join(TYPES)}", param_hint="--types")
+    return tuple(dict.fromkeys(types))
+
+
+@main.command()
+@click.option("--rules", "rules_name", default="p20", show_default=True, help="Preset name or TOML rules file.")
+@click.option("--types", "types_", default=",".join(TYPES), show_default=True, help="Device types, comma-separated.")
+@click.option("--engine", type=click.Choice(["native", "hypothesis", "atheris"]), default="native", show_default=True)
+@click.option("--time", "seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to run.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (atheris: libFuzzer -fork=N).")
+@click.option("--corpus", "corpus_dir", type=click.Path(file_okay=False), default="zdfuzz-corpus", show_default=True,
+              help="Campaign directory: findings, engine queues; a rerun resumes from it.")
+@click.option("--seed", type=int, default=None, help="Seed (default: random, printed). Native/hypothesis: same seed, "
+              "same programs.")
+@click.option("--execs", type=click.IntRange(min=1), default=None,
+              help="Stop after this many executions (with --seed: an exactly repeatable run).")
+@click.option("--max-actions", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Most actions per program (native).")
+def fuzz(rules_name: str, types_: str, engine: str, seconds: float, jobs: int, corpus_dir: str, seed: int | None,
+         execs: int | None, max_actions: int) -> None:
+    """Run a fuzz campaign; write each new finding as a minimized .zdf
+    reproducer plus JSON metadata under CORPUS/findings."""
+    from zdfuzz import campaign
+    from zdfuzz.corpus import CorpusError
+    from zdfuzz.drivers.sancov import SetupError
+
+    types = _types(types_)
+    load_rules(rules_name)  # a bad --rules is a usage error (exit 2)
+    cfg = campaign.Config(rules=rules_name, types=types, engine=engine, seconds=seconds, jobs=jobs,
+                          corpus=Path(corpus_dir), seed=seed, execs=execs, max_actions=max_actions)
+    try:
+        campaign.run(cfg, console)
+    except SetupError as e:
+        err_console.print(f"--engine {engine}: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    except CorpusError as e:
+        err_console.print(str(e), style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here (default: print it).")
+def minimize(file: str, rules_name: str | None, output: str | None) -> None:
+    """Shrink a reproducer, keeping its signature (invariant, action kind,
+    device type, rules); the result is 1-minimal."""
+    import time
+
+    from zdfuzz.corpus import atomic_write
+
+    program = read_program(file)
+    rules = load_rules(rules_name or program.rules)
+    t0 = time.monotonic()
+    try:
+        # replay first: an action that is not enabled is reported with its line
+        zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
+        r = zdfuzz.minimize(program, rules=rules)
+    except ValueError as e:
+        raise _bad_replay(file, e) from e
+    dt = time.monotonic() - t0
+    sig = " ".join(r.signature)
+    text = f"# {sig}: minimized from {r.original_len} to {len(r.program)} actions\n" + r.program.to_text()
+    if output:
+        atomic_write(Path(output), text)
+        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
+                          markup=False, highlight=False)
+    else:
+        click.echo(text, nl=False)
+        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs)",
+                          markup=False, highlight=False)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
+def explain(file: str, rules_name: str | None) -> None:
+    """Each step of a program: the kernel function it models, the CPU, the
+    refcount/mapcount/pgmap-reference changes; then the violated invariant.
+    Exit 0 clean, 1 violation, 2 bad input."""
+    from zdfuzz.report import explain as explain_program
+
+    program = read_program(file)
+    rules = load_rules(rules_name or program.rules)
+    try:
+        e = explain_program(program, rules)
+    except ValueError as err:
+        raise _bad_replay(file, err) from err
+    for line in e.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise SystemExit(0 if e.violation is None else 1)
+
+
+@main.group()
+def corpus() -> None:
+    """The findings of campaigns (a corpus directory)."""
+
+
+@corpus.command("list")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+def corpus_list(directory: str) -> None:
+    """Every finding in DIRECTORY: signature, engine, time to find, size."""
+    from zdfuzz.corpus import Corpus, CorpusError
+
+    try:
+        found = Corpus(directory).findings()
+    except CorpusError as e:
+        err_console.print(str(e), style="red", markup=False)
+        raise SystemExit(2) from e
+    table = Table(title=f"{len(found)} finding(s) in {directory}")
+    for col in ("invariant", "action", "type", "rules", "engine", "found after", "actions", "file"):
+        table.add_column(col)
+    for f in found:
+        s = f.signature
+        t = f.meta.get("time_to_find")
+        table.add_row(s.invariant, s.kind, s.device, s.rules, str(f.meta.get("engine", "?")),
+                      f"{t:.1f}s" if isinstance(t, int | float) else "?",
+                      str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"), f.zdf.name)
+    console.print(table)
+
+
+@corpus.command("merge")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+def corpus_merge(dest: str, sources: tuple[str, ...]) -> None:
+    """Copy into DEST the findings of SOURCES it lacks (or has longer)."""
+    from zdfuzz.corpus import Corpus, CorpusError, merge
+
+    try:
+        report = merge(Corpus(dest), [Corpus(s) for s in sources])
+    except CorpusError as e:
+        err_console.print(str(e), style="red", markup=False)
+        raise SystemExit(2) from e
+    for sig, path, what in report:
+        console.print(f"{what:>8}  {sig}  {path}", markup=False, highlight=False)
+    n = sum(1 for _s, _p, w in report if w != "kept")
+    console.print(f"{n} finding(s) added or replaced in {dest}", highlight=False)
 
 
 if __name__ == "__main__":

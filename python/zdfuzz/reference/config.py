@@ -52,6 +52,15 @@ class Shape:
     def fields(self) -> list[tuple[str, int]]:
         return [(k, int(getattr(self, k))) for k in FIELDS]
 
+    def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
+        """System RAM and huge pages exist for device-private migration: a
+        shape without ``private`` has none unless they were set."""
+        private = "private" in self.types
+        if not ram_set:
+            self.ram = 4 if private else 0
+        if not order_set:
+            self.order = 1 if private else 0
+
     def validate(self) -> None:
         """Raise ValueError with the Rust side's message if out of range."""
 

@@ -121,9 +121,9 @@ class Machine:
 
     def __init__(self, rules: str | zdfuzz.Rules | Rules | None = None, types: Iterable[str] | None = None,
                  pgmaps: int = 1, pages: int = 4, cpus: int = 2, procs: int = 2, addrs: int = 4, files: int = 2,
-                 file_pages: int = 2, tasks: int = 4, ram: int = 4, order: int = 1) -> None:
+                 file_pages: int = 2, tasks: int = 4, ram: int | None = None, order: int | None = None) -> None:
         shape = Shape(pgmaps=pgmaps, pages=pages, cpus=cpus, procs=procs, addrs=addrs, files=files,
-                      file_pages=file_pages, tasks=tasks, ram=ram, order=order)
+                      file_pages=file_pages, tasks=tasks)
         if types is not None:
             shape.types = []
             for t in types:
@@ -131,6 +131,11 @@ class Machine:
                 if dt is None:
                     raise ValueError(f"unknown device type {t!r}; types: private, fsdax, generic, p2pdma")
                 shape.types.append(dt)
+        shape.apply_memory_defaults(ram is not None, order is not None)
+        if ram is not None:
+            shape.ram = ram
+        if order is not None:
+            shape.order = order
         self._init(Rules.load("e3" if rules is None else rules), shape)
 
     def _init(self, rules: Rules, shape: Shape) -> None:

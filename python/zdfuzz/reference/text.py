@@ -183,6 +183,7 @@ def parse_action(text: str) -> Op:
 def parse_program(text: str) -> Program:
     """Parse ``.zdf`` text (the rules default to e3, the shape to the default)."""
     p = Program()
+    ram_set = order_set = False
     for i, raw in enumerate(text.splitlines()):
         line = i + 1
         ws = _words(raw)
@@ -212,9 +213,12 @@ def parse_program(text: str) -> Program:
                     if not v.isdigit():
                         raise ProgramError(line, c + len(k) + 1, f"`{k}` needs a number, got `{v}`")
                     setattr(p.shape, k, int(v))
+                    ram_set |= k == "ram"
+                    order_set |= k == "order"
                 else:
                     raise ProgramError(line, c, f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)")
         else:
             p.ops.append(_parse_op(ws, line))
             p.lines.append(line)
+    p.shape.apply_memory_defaults(ram_set, order_set)
     return p

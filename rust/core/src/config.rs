@@ -79,6 +79,37 @@ impl Default for Shape {
 }
 
 impl Shape {
+    /// System RAM and huge pages exist for device-private migration (and
+    /// anonymous memory around it): a shape without MEMORY_DEVICE_PRIVATE
+    /// gets none unless asked, so the other types' searches are not diluted.
+    pub fn default_ram(types: &[DeviceType]) -> usize {
+        if types.contains(&DeviceType::Private) {
+            Shape::default().ram
+        } else {
+            0
+        }
+    }
+
+    /// See [`Shape::default_ram`].
+    pub fn default_order(types: &[DeviceType]) -> usize {
+        if types.contains(&DeviceType::Private) {
+            Shape::default().order
+        } else {
+            0
+        }
+    }
+
+    /// Give `ram` and `order` their defaults for these types where they were
+    /// not set explicitly.
+    pub fn apply_memory_defaults(&mut self, ram_set: bool, order_set: bool) {
+        if !ram_set {
+            self.ram = Shape::default_ram(&self.types);
+        }
+        if !order_set {
+            self.order = Shape::default_order(&self.types);
+        }
+    }
+
     /// (name, value) pairs of the numeric fields, in the text header's order.
     pub fn fields(&self) -> [(&'static str, usize); 10] {
         [

@@ -310,6 +310,10 @@ impl Machine {
             (None, Some(op)) => crate::program::text::op_to_text(op),
             _ => String::new(),
         };
+        let op = if self.at_label.is_some() { None } else { self.at_op };
+        let stepped = op.filter(|o| o.kind == OpKind::Step).map(|o| o.a(0));
+        let named = objects.iter().find(|(k, _)| *k == "task").map(|&(_, t)| t as usize);
+        let task = stepped.or(named).and_then(|slot| self.s.tasks.get(slot).copied().flatten()).map(|t| t.kind);
         let v = Violation {
             invariant,
             class,
@@ -319,6 +323,8 @@ impl Machine {
             objects: objects.to_vec(),
             expected,
             actual,
+            op,
+            task,
         };
         if class == Class::Conformance {
             self.conformance = Some(v);

@@ -244,6 +244,13 @@ pub struct Violation {
     pub objects: Vec<(&'static str, u32)>,
     pub expected: String,
     pub actual: String,
+    /// the action being applied when it broke (a program action or a drain
+    /// action); None for drain phases that are not actions ("leak check")
+    pub op: Option<crate::program::op::Op>,
+    /// the kernel task involved: the one `op` stepped, or the task named in
+    /// `objects` (a hang). Lets a finding be filed under the kernel function
+    /// that ran (memunmap_pages) rather than under `step`.
+    pub task: Option<crate::sched::TaskKind>,
 }
 
 impl fmt::Display for Violation {

@@ -54,6 +54,32 @@ pub const TR_SCAN: u8 = 0;
 pub const TR_WAIT: u8 = 1;
 pub const TR_FREE: u8 = 2;
 
+impl TaskKind {
+    /// The action that spawns this kind of task: findings made inside a
+    /// task are filed under the kernel function that ran, not under `step`.
+    pub fn spawned_by(self) -> OpKind {
+        match self {
+            TaskKind::Memunmap { .. } => OpKind::MemunmapPages,
+            TaskKind::GetDevPagemap { .. } => OpKind::GetDevPagemap,
+            TaskKind::Truncate { .. } => OpKind::Truncate,
+            TaskKind::Migrate { origin: Origin::Vma } => OpKind::MigrateVmaSetup,
+            TaskKind::Migrate { origin: Origin::DeviceRange } => OpKind::MigrateDeviceRange,
+            TaskKind::Migrate { origin: Origin::Fault } => OpKind::DoSwapPage,
+        }
+    }
+
+    /// The pgmap the task works on (for a lookup: the pgmap of its pfn).
+    pub fn pgmap(self, l: &crate::config::Layout) -> Option<usize> {
+        match self {
+            TaskKind::Memunmap { pgmap } => Some(pgmap as usize),
+            TaskKind::GetDevPagemap { pfn, .. } => (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize)),
+            TaskKind::Truncate { file, .. } => (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize)),
+            // the pgmap is in the migration's context, not in the kind
+            TaskKind::Migrate { .. } => None,
+        }
+    }
+}
+
 impl Task {
     /// Between `xa_load` and the tryget: inside `rcu_read_lock()`.
     pub fn is_rcu_reader(&self) -> bool {

@@ -20,6 +20,7 @@ use zdfuzz_core::Config;
 #[pyclass(module = "zdfuzz._core", name = "ExploreResult", frozen, skip_from_py_object)]
 pub struct PyExploreResult {
     inner: Outcome,
+    cfg: Config,
 }
 
 #[pymethods]
@@ -33,7 +34,7 @@ impl PyExploreResult {
     /// The counterexample's replayed verdict (with its trace), or None.
     #[getter]
     fn verdict(&self) -> Option<PyVerdict> {
-        self.inner.counterexample.as_ref().map(|c| PyVerdict { inner: c.verdict.clone() })
+        self.inner.counterexample.as_ref().map(|c| PyVerdict::of_config(&self.cfg, c.verdict.clone()))
     }
 
     /// The counterexample's violation, or None.
@@ -243,7 +244,7 @@ pub fn explore(
     progress_interval: f64,
 ) -> PyResult<PyExploreResult> {
     let rules = rules_arg(rules)?;
-    let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
+    let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, Some(ram), Some(order))?;
     let cfg = Config::with_shape(rules, shape);
     let mut opts = Options {
         depth,
@@ -300,7 +301,7 @@ pub fn explore(
         return Err(e);
     }
     match outcome {
-        Ok(Ok(inner)) => Ok(PyExploreResult { inner }),
+        Ok(Ok(inner)) => Ok(PyExploreResult { inner, cfg }),
         Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
         Err(_) => Err(PyValueError::new_err("internal error: the explorer thread panicked")),
     }

@@ -9,6 +9,7 @@
 use pyo3::prelude::*;
 
 mod explore;
+mod fuzz;
 mod machine;
 mod percpu;
 mod program;
@@ -47,5 +48,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(machine::invariants, m)?)?;
     m.add_class::<explore::PyExploreResult>()?;
     m.add_function(wrap_pyfunction!(explore::explore, m)?)?;
+    m.add_class::<fuzz::PyNativeFuzzer>()?;
+    m.add_class::<fuzz::PyFinding>()?;
+    m.add_class::<fuzz::PyMinimized>()?;
+    m.add_function(wrap_pyfunction!(fuzz::minimize, m)?)?;
+    m.add_function(wrap_pyfunction!(fuzz::kind_operands, m)?)?;
     Ok(())
 }

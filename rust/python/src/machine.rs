@@ -75,6 +75,24 @@ impl PyViolation {
 #[pyclass(module = "zdfuzz._core", name = "Verdict", frozen, skip_from_py_object)]
 pub struct PyVerdict {
     pub(crate) inner: Verdict,
+    signature: Option<crate::fuzz::SigTuple>,
+}
+
+impl PyVerdict {
+    /// A verdict of machine `m` (the signature needs its layout and rules).
+    fn of(m: &Machine, inner: Verdict) -> PyVerdict {
+        let signature = m.signature_of(&inner).as_ref().map(crate::fuzz::sig_tuple);
+        PyVerdict { inner, signature }
+    }
+
+    /// A verdict of a machine of configuration `cfg` (built elsewhere).
+    pub(crate) fn of_config(cfg: &zdfuzz_core::Config, inner: Verdict) -> PyVerdict {
+        let layout = zdfuzz_core::config::Layout::new(cfg);
+        let signature = inner
+            .reported()
+            .map(|v| crate::fuzz::sig_tuple(&zdfuzz_core::signature::signature(&layout, &cfg.rules.name, v)));
+        PyVerdict { inner, signature }
+    }
 }
 
 #[pymethods]
@@ -102,6 +120,13 @@ impl PyVerdict {
     #[getter]
     fn steps(&self) -> usize {
         self.inner.steps
+    }
+
+    /// The reported violation's signature (invariant, action kind, device
+    /// type, rules) — what campaigns deduplicate by; None when clean.
+    #[getter]
+    fn signature(&self) -> Option<crate::fuzz::SigTuple> {
+        self.signature.clone()
     }
 
     /// Per executed action: {step, action, cpu, drain, changes, notes}
@@ -155,7 +180,7 @@ impl PyMachine {
 impl PyMachine {
     #[new]
     #[pyo3(signature = (rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4,
-                        files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
+                        files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         rules: Option<&Bound<'_, PyAny>>,
@@ -168,8 +193,8 @@ impl PyMachine {
         files: usize,
         file_pages: usize,
         tasks: usize,
-        ram: usize,
-        order: usize,
+        ram: Option<usize>,
+        order: Option<usize>,
     ) -> PyResult<PyMachine> {
         let rules = match rules {
             Some(r) => rules_arg(r)?,
@@ -223,7 +248,7 @@ impl PyMachine {
         let r = self.m.run(&p.ops);
         self.m.set_tracing(false);
         match r {
-            Ok(v) => Ok(PyVerdict { inner: v }),
+            Ok(v) => Ok(PyVerdict::of(&self.m, v)),
             Err((i, e)) => {
                 let line = p.line_of(i).unwrap_or(0);
                 let what = zdfuzz_core::program::text::op_to_text(&p.ops[i]);
@@ -238,7 +263,7 @@ impl PyMachine {
         self.m.set_tracing(trace);
         let v = self.m.run_bytes(data);
         self.m.set_tracing(false);
-        PyVerdict { inner: v }
+        PyVerdict::of(&self.m, v)
     }
 
     /// Apply one action (an Action or a line of text). Raises ProgramError
@@ -253,7 +278,8 @@ impl PyMachine {
     /// The drain, then the verdict. Raises nothing; read the verdict.
     fn finish(&mut self) -> PyVerdict {
         self.m.finish();
-        PyVerdict { inner: self.m.verdict() }
+        let v = self.m.verdict();
+        PyVerdict::of(&self.m, v)
     }
 
     /// Every action the actors may take now.

@@ -54,8 +54,8 @@ pub fn shape_arg(
     files: usize,
     file_pages: usize,
     tasks: usize,
-    ram: usize,
-    order: usize,
+    ram: Option<usize>,
+    order: Option<usize>,
 ) -> PyResult<Shape> {
     let mut shape = Shape::default();
     if let Some(types) = types {
@@ -77,10 +77,16 @@ pub fn shape_arg(
         ("files", files),
         ("file_pages", file_pages),
         ("tasks", tasks),
-        ("ram", ram),
-        ("order", order),
     ] {
         shape.set(k, v);
+    }
+    // system RAM and huge pages default to none without a device-private type
+    shape.apply_memory_defaults(ram.is_some(), order.is_some());
+    if let Some(v) = ram {
+        shape.ram = v;
+    }
+    if let Some(v) = order {
+        shape.order = v;
     }
     shape.validate().map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(shape)
@@ -162,7 +168,7 @@ pub struct PyProgram {
 impl PyProgram {
     #[new]
     #[pyo3(signature = (actions, rules = "e3".to_string(), types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
+                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -177,8 +183,8 @@ impl PyProgram {
         files: usize,
         file_pages: usize,
         tasks: usize,
-        ram: usize,
-        order: usize,
+        ram: Option<usize>,
+        order: Option<usize>,
     ) -> PyResult<PyProgram> {
         let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
         let ops = actions.iter().map(|a| action_arg(py, a)).collect::<PyResult<Vec<_>>>()?;
@@ -195,7 +201,7 @@ impl PyProgram {
     /// on a machine of the given rules and shape.
     #[staticmethod]
     #[pyo3(signature = (data, rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = 4, order = 1))]
+                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
     #[allow(clippy::too_many_arguments)]
     fn from_bytes(
         data: &[u8],
@@ -209,8 +215,8 @@ impl PyProgram {
         files: usize,
         file_pages: usize,
         tasks: usize,
-        ram: usize,
-        order: usize,
+        ram: Option<usize>,
+        order: Option<usize>,
     ) -> PyResult<PyProgram> {
         let rules = match rules {
             Some(r) => rules_arg(r)?,

@@ -45,6 +45,7 @@ pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
     let obj = v.as_object().ok_or_else(|| jerr("a program is a JSON object".into()))?;
     let rules = obj.get("rules").and_then(|r| r.as_str()).unwrap_or("e3").to_string();
     let mut shape = Shape::default();
+    let (mut ram_set, mut order_set) = (false, false);
     if let Some(c) = obj.get("config") {
         let c = c.as_object().ok_or_else(|| jerr("`config` must be an object".into()))?;
         for (k, v) in c {
@@ -56,6 +57,8 @@ pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
                     .collect::<Result<_, _>>()?;
             } else {
                 let n = v.as_u64().ok_or_else(|| jerr(format!("config.{k} must be a number")))?;
+                ram_set |= k == "ram";
+                order_set |= k == "order";
                 if !shape.set(k, n as usize) {
                     return Err(jerr(format!("unknown config key `{k}`")));
                 }
@@ -86,6 +89,7 @@ pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
         let op = parse_op(&ws, 0).map_err(|e| jerr(format!("ops[{i}]: {}", e.message)))?;
         ops.push(op);
     }
+    shape.apply_memory_defaults(ram_set, order_set);
     Ok(Program { rules, shape, ops, lines: Vec::new() })
 }
 

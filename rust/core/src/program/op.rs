@@ -213,6 +213,45 @@ impl OpKind {
 
 pub const MAX_ARGS: usize = 5;
 
+/// A set of action kinds (swarm testing runs a program with a random
+/// subset). Bit `k` is `KINDS[k]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KindSet(pub u128);
+
+// the bitset must hold every kind
+const _: () = assert!(KINDS.len() <= 128);
+
+impl KindSet {
+    pub const ALL: KindSet = KindSet(if KINDS.len() == 128 { u128::MAX } else { (1u128 << KINDS.len()) - 1 });
+    pub const EMPTY: KindSet = KindSet(0);
+
+    #[inline]
+    pub fn contains(self, k: OpKind) -> bool {
+        self.0 >> (k as usize) & 1 == 1
+    }
+
+    pub fn insert(&mut self, k: OpKind) {
+        self.0 |= 1 << (k as usize);
+    }
+
+    pub fn remove(&mut self, k: OpKind) {
+        self.0 &= !(1 << (k as usize));
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in the set, in table order.
+    pub fn iter(self) -> impl Iterator<Item = OpKind> {
+        KINDS.iter().map(|k| k.kind).filter(move |k| self.contains(*k))
+    }
+}
+
 /// One action: a kind and its operand values (unused slots are 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Op {

@@ -229,6 +229,7 @@ pub fn parse_action(line: &str) -> Result<Op, ProgramError> {
 pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
     let mut rules = None;
     let mut shape = Shape::default();
+    let (mut ram_set, mut order_set) = (false, false);
     let mut ops = Vec::new();
     let mut lines = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -263,6 +264,8 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         shape.types = types;
                     } else {
                         let n: usize = v.parse().map_err(|_| err(line, c + k.len() + 1, format!("`{k}` needs a number, got `{v}`")))?;
+                        ram_set |= k == "ram";
+                        order_set |= k == "order";
                         if !shape.set(k, n) {
                             return Err(err(line, c, format!(
                                 "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)")));
@@ -276,6 +279,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
             }
         }
     }
+    shape.apply_memory_defaults(ram_set, order_set);
     Ok(Program { rules: rules.unwrap_or_else(|| "e3".into()), shape, ops, lines })
 }
 

@@ -1,0 +1,553 @@
+"""Fuzz campaigns: run an engine, deduplicate, minimize, write reproducers.
+
+``zdfuzz fuzz`` builds a :class:`Config` and calls :func:`run`. Engines:
+
+- ``native``: the Rust engine (``zdfuzz._core.NativeFuzzer``) in batches of
+  a quarter second; ``--jobs N`` runs N worker processes with seeds
+  ``seed, seed+1, ...``.
+- ``hypothesis``: rounds of ``zdfuzz.hypothesis.ZoneDeviceStateMachine``
+  with the example database in ``DIR/hypothesis``; jobs as for native.
+- ``atheris``: libFuzzer through ``drivers/atheris_harness.py`` with the
+  coverage-instrumented core preloaded; ``--jobs N`` is libFuzzer's
+  ``-fork=N``. A new signature crashes the harness; the campaign reads the
+  crash artifact, and (without -fork) starts libFuzzer again on the same
+  corpus for the time left.
+
+Every finding passes through :meth:`Campaign.handle`: dropped if its
+signature is known (from this run or the corpus), else written at once as
+found, minimized in the core, and written again (see ``zdfuzz.corpus``).
+A campaign killed at any moment and restarted on the same ``--corpus``
+keeps every finding it had written and does not report them again.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue
+import random
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+import zdfuzz
+from zdfuzz.corpus import Corpus, CorpusError, Signature, load_program
+
+ALL_TYPES = ("private", "fsdax", "generic", "p2pdma")
+ENGINES = ("native", "hypothesis", "atheris")
+
+
+@dataclass
+class Config:
+    rules: str = "p20"
+    types: tuple[str, ...] = ALL_TYPES
+    engine: str = "native"
+    seconds: float = 30.0
+    jobs: int = 1
+    corpus: Path = Path("zdfuzz-corpus")
+    seed: int | None = None
+    #: stop after this many executions (programs; hypothesis: examples;
+    #: atheris: libFuzzer runs) — with ``seed``, an exactly reproducible run
+    execs: int | None = None
+    max_actions: int = 64
+
+
+@dataclass
+class Found:
+    """A new finding of this campaign."""
+
+    signature: Signature
+    path: Path
+    engine: str
+    seconds: float
+    actions: int
+    original_actions: int
+    message: str
+    category: str
+
+
+@dataclass
+class Campaign:
+    cfg: Config
+    console: Console
+    rules: zdfuzz.Rules = field(init=False)
+    corpus: Corpus = field(init=False)
+    known: set[Signature] = field(init=False)
+    found: list[Found] = field(default_factory=list)
+    earlier: int = 0
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    start: float = field(default_factory=time.monotonic)
+    live: Live | None = None
+    _drawn: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.rules = load_rules(self.cfg.rules)
+        self.corpus = Corpus(self.cfg.corpus)
+        self.corpus.create()
+        stored = self.corpus.findings()
+        self.known = {f.signature for f in stored}
+        self.earlier = sum(1 for f in stored if f.signature.rules == self.rules.name)
+        # a kill during minimization left a finding as found: finish it
+        for f in stored:
+            if not f.minimized:
+                try:
+                    program = load_program(f.zdf)
+                except CorpusError:
+                    continue
+                self._minimize_and_write(f.signature, program, dict(f.meta))
+
+    # -- findings -----------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def handle(self, sig: Signature, program: zdfuzz.Program, engine: str, message: str, category: str,
+               extra: dict[str, Any] | None = None) -> None:
+        if sig in self.known:
+            return
+        self.known.add(sig)
+        meta: dict[str, Any] = {
+            "engine": engine,
+            "time_to_find": round(self.elapsed(), 3),
+            "seed": self.cfg.seed,
+            "message": message,
+            "category": category,
+            "types": list(self.cfg.types),
+            "zdfuzz": zdfuzz.__version__,
+            "found_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "original_actions": len(program),
+            "minimized": False,
+            **(extra or {}),
+        }
+        # as found, at once: a kill from here on loses nothing
+        self.corpus.write_finding(sig, program, meta)
+        path, n = self._minimize_and_write(sig, program, meta)
+        f = Found(sig, path, engine, meta["time_to_find"], n, len(program), message, category)
+        self.found.append(f)
+        self.console.print(
+            f"[bold red]new[/bold red] {sig} after {f.seconds:.1f}s: {f.original_actions} -> {f.actions} actions -> {path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def _minimize_and_write(self, sig: Signature, program: zdfuzz.Program, meta: dict[str, Any]) -> tuple[Path, int]:
+        t0 = time.monotonic()
+        try:
+            m = zdfuzz.minimize(program, rules=self.rules, signature=sig)
+            small = m.program
+            meta["minimize_runs"] = m.runs
+        except ValueError as e:
+            # keep the program as found; say why
+            meta["minimize_error"] = str(e)
+            small = program
+        meta["minimized"] = "minimize_error" not in meta
+        meta["minimize_seconds"] = round(time.monotonic() - t0, 3)
+        meta["actions"] = len(small)
+        # the message of the reproducer as written (pfn and pgmap numbers change)
+        v = zdfuzz.Machine.for_program(small, rules=self.rules).run(small, trace=False).violation
+        if v is not None and v.message != meta.get("message"):
+            meta.setdefault("original_message", meta.get("message"))
+            meta["message"] = v.message
+        return self.corpus.write_finding(sig, small, meta), len(small)
+
+    # -- display --------------------------------------------------------------
+
+    def update(self, source: str, stats: dict[str, Any]) -> None:
+        self.stats[source] = {k: float(v) for k, v in stats.items() if isinstance(v, int | float)}
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraw the live display, at most 4 times a second, from the main
+        thread only: a refresh thread could run Python's garbage collector
+        and drop a Machine, which must die on the thread that made it."""
+        if self.live is None or threading.current_thread() is not threading.main_thread():
+            return
+        now = time.monotonic()
+        if now - self._drawn >= 0.25:
+            self._drawn = now
+            self.live.update(self.render(), refresh=True)
+
+    def render(self) -> Group:
+        el = max(self.elapsed(), 1e-9)
+        execs = sum(s.get("execs", 0) for s in self.stats.values())
+        t = Table(title=f"zdfuzz fuzz --engine {self.cfg.engine} --rules {self.rules.name}", expand=False)
+        for col in ("elapsed", "execs", "execs/s", "coverage", "corpus", "new findings", "known before"):
+            t.add_column(col, justify="right")
+        cov = sum(s.get("edges", s.get("cov", 0)) for s in self.stats.values())
+        corp = sum(s.get("corpus", 0) for s in self.stats.values())
+        t.add_row(
+            f"{el:.0f}/{self.cfg.seconds:.0f}s",
+            f"{execs:.0f}",
+            f"{execs / el:.0f}",
+            f"{cov:.0f}",
+            f"{corp:.0f}",
+            str(len(self.found)),
+            str(self.earlier),
+        )
+        by = Counter(f.signature.invariant for f in self.found)
+        line = Text("findings by invariant: " + (", ".join(f"{k} x{v}" for k, v in sorted(by.items())) or "none yet"))
+        return Group(t, line)
+
+    def summary(self) -> None:
+        if not self.found:
+            self.console.print(f"no new finding in {self.elapsed():.1f}s (corpus {self.corpus.root}: "
+                               f"{self.earlier} earlier finding(s) under {self.rules.name})")
+            return
+        t = Table(title=f"{len(self.found)} new finding(s) in {self.elapsed():.1f}s")
+        for col in ("invariant", "action", "type", "rules", "class", "found after", "actions"):
+            t.add_column(col)
+        for f in sorted(self.found, key=lambda f: f.seconds):
+            s = f.signature
+            t.add_row(s.invariant, s.kind, s.device, s.rules, f.category, f"{f.seconds:.1f}s",
+                      f"{f.original_actions} -> {f.actions}")
+        self.console.print(t)
+        self.console.print("reproducers written (each with its .json metadata):", highlight=False)
+        for f in sorted(self.found, key=lambda f: f.seconds):
+            self.console.print(f"  {f.path}", highlight=False, soft_wrap=True)
+        self.console.print("replay one with `zdfuzz replay FILE`, read it with `zdfuzz explain FILE`", highlight=False,
+                           soft_wrap=True)
+
+
+def load_rules(name: str) -> zdfuzz.Rules:
+    try:
+        return zdfuzz.Rules.preset(name)
+    except ValueError:
+        pass
+    if name.endswith(".toml") or Path(name).is_file():
+        return zdfuzz.Rules.load(name)
+    raise ValueError(f"{name!r} is neither a preset ({', '.join(zdfuzz.Rules.presets())}) nor a .toml file")
+
+
+def run(cfg: Config, console: Console | None = None) -> Campaign:
+    """Run a campaign; returns it (``.found`` holds the new findings)."""
+    console = console or Console()
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"unknown engine {cfg.engine!r}; engines: {', '.join(ENGINES)}")
+    if cfg.seed is None:
+        cfg.seed = random.SystemRandom().randrange(1 << 32)
+    c = Campaign(cfg, console)
+    console.print(
+        f"zdfuzz {zdfuzz.__version__}: {cfg.engine} engine, rules {c.rules.name}, types {','.join(cfg.types)}, "
+        f"{cfg.seconds:g}s, {cfg.jobs} job(s), seed {cfg.seed} (rerun with --seed {cfg.seed}), corpus {cfg.corpus}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
+    with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
+        c.live = live
+        try:
+            engine(c)
+        except KeyboardInterrupt:
+            # everything found so far is on disk already; say what it is
+            console.print("interrupted", highlight=False)
+        finally:
+            live.update(c.render(), refresh=True)
+            c.live = None
+    console.print()
+    c.summary()
+    return c
+
+
+# ---------------------------------------------------------------------------
+# native
+# ---------------------------------------------------------------------------
+
+
+def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
+    f = zdfuzz.NativeFuzzer(cfg.rules, types=list(cfg.types), seed=seed, max_actions=cfg.max_actions)
+    for sig in known:
+        f.add_known(sig)
+    # resume: the saved corpus brings its coverage back
+    for e in corpus.native_entries():
+        f.add_entry(e)
+    f.take_new_entries()
+    return f
+
+
+def _native_loop(cfg: Config, seed: int, known: set[Signature], corpus: Corpus, deadline: float, execs: int | None,
+                 emit: Callable[[str, Any], None], alive: Callable[[], bool]) -> None:
+    f = _native_fuzzer(cfg, seed, known, corpus)
+    base = f.stats()["execs"]
+    while time.monotonic() < deadline and alive():
+        left = None if execs is None else execs - (f.stats()["execs"] - base)
+        if left is not None and left <= 0:
+            break
+        for x in f.run(max_execs=left, seconds=min(0.25, max(0.0, deadline - time.monotonic()))):
+            emit("finding", (x.signature, x.program.to_text(), x.message, x.category, x.execs))
+        entries = f.take_new_entries()
+        if entries:
+            emit("entries", entries)
+        emit("stats", f.stats())
+
+
+def run_native(c: Campaign) -> None:
+    cfg = c.cfg
+    assert cfg.seed is not None
+    deadline = c.start + cfg.seconds
+    if cfg.jobs <= 1:
+        def emit(what: str, data: Any) -> None:
+            if what == "finding":
+                sig, text, message, category, execs = data
+                c.handle(Signature(*sig), zdfuzz.Program.parse(text), "native", message, category, {"execs": execs})
+            elif what == "entries":
+                c.corpus.save_native_entries(data)
+            else:
+                c.update("native", data)
+
+        _native_loop(cfg, cfg.seed, c.known, c.corpus, deadline, cfg.execs, emit, lambda: True)
+        return
+    _run_workers(c, _native_worker)
+
+
+def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+    assert cfg.seed is not None
+    execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
+    deadline = time.monotonic() + cfg.seconds
+
+    def emit(what: str, data: Any) -> None:
+        q.put((job, what, data))
+
+    try:
+        _native_loop(cfg, cfg.seed + job, set(map(Signature._make, known)), Corpus(cfg.corpus), deadline, execs, emit,
+                     lambda: os.getppid() == parent)
+    finally:
+        q.put((job, "done", None))
+
+
+def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
+    """``--jobs`` for native and hypothesis: worker processes with seeds
+    seed+job; this process deduplicates, minimizes and writes."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [
+        ctx.Process(target=target, args=(c.cfg, j, sorted(c.known), q, os.getpid()), daemon=True)
+        for j in range(c.cfg.jobs)
+    ]
+    for p in procs:
+        p.start()
+    running = len(procs)
+    hard_stop = c.start + c.cfg.seconds + 60
+    try:
+        while running and time.monotonic() < hard_stop:
+            try:
+                job, what, data = q.get(timeout=0.5)
+            except queue.Empty:
+                c.tick()
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            if what == "done":
+                running -= 1
+            elif what == "finding":
+                sig, text, message, category, execs = data
+                c.handle(Signature(*sig), zdfuzz.Program.parse(text), c.cfg.engine, message, category,
+                         {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job})
+            elif what == "entries":
+                c.corpus.save_native_entries(data)
+            elif what == "stats":
+                c.update(f"{c.cfg.engine}-{job}", data)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+
+
+# ---------------------------------------------------------------------------
+# hypothesis
+# ---------------------------------------------------------------------------
+
+
+def _hypothesis_loop(cfg: Config, seed: int, known: set[Signature], deadline: float, execs: int | None,
+                     emit: Callable[[str, Any], None]) -> None:
+    from zdfuzz.hypothesis import Finding, run_campaign
+
+    def on_finding(f: Finding, _seconds: float) -> None:
+        emit("finding", (tuple(f.signature), f.program.to_text(), f.message, f.category, None))
+
+    run_campaign(
+        cfg.rules,
+        cfg.types,
+        max(0.0, deadline - time.monotonic()),
+        seed,
+        str(Corpus(cfg.corpus).hypothesis_dir),
+        known,
+        on_finding,
+        lambda s: emit("stats", s),
+        max_examples=execs,
+    )
+
+
+def run_hypothesis(c: Campaign) -> None:
+    cfg = c.cfg
+    assert cfg.seed is not None
+    if cfg.jobs <= 1:
+        def emit(what: str, data: Any) -> None:
+            if what == "finding":
+                sig, text, message, category, _ = data
+                c.handle(Signature(*sig), zdfuzz.Program.parse(text), "hypothesis", message, category)
+            else:
+                c.update("hypothesis", data)
+
+        _hypothesis_loop(cfg, cfg.seed, c.known, c.start + cfg.seconds, cfg.execs, emit)
+        return
+    _run_workers(c, _hypothesis_worker)
+
+
+def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+    assert cfg.seed is not None
+    execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
+    try:
+        _hypothesis_loop(cfg, cfg.seed + job, set(map(Signature._make, known)), time.monotonic() + cfg.seconds, execs,
+                         lambda what, data: q.put((job, what, data)))
+    finally:
+        q.put((job, "done", None))
+
+
+# ---------------------------------------------------------------------------
+# atheris
+# ---------------------------------------------------------------------------
+
+_STATS = re.compile(r"#(\d+).*?cov: (\d+).*?corp: (\d+)")
+_EXECS = re.compile(r"exec/s:? (\d+)")
+_MODULES = re.compile(r"Loaded (\d+) modules\s+\((\d+) inline 8-bit counters\)")
+
+
+def harness_command(c: Campaign, known_file: Path, lib: Path | None, preload: Path) -> tuple[list[str], dict[str, str]]:
+    """The libFuzzer command line and environment (without time budget)."""
+    harness = Path(__file__).parent / "drivers" / "atheris_harness.py"
+    if not os.access(harness, os.X_OK):
+        # libFuzzer's fork mode re-executes argv[0]: it must be executable
+        copy = c.corpus.root / "atheris" / "atheris_harness.py"
+        shutil.copyfile(harness, copy)
+        copy.chmod(0o755)
+        harness = copy
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = str(preload)
+    # the preloaded runtime is ASan's: its exit-time leak report would fail
+    # every run on Python's own allocations
+    env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
+    if lib is not None:
+        env["ZDFUZZ_SANCOV_CORE"] = str(lib)
+    env["ZDFUZZ_HARNESS"] = json.dumps({"rules": c.cfg.rules, "types": list(c.cfg.types), "known": str(known_file)})
+    # the shebang finds this interpreter (a virtualenv's python)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    cmd = [
+        str(harness),
+        str(c.corpus.atheris_queue),
+        f"-artifact_prefix={c.corpus.atheris_crashes}/",
+        "-detect_leaks=0",
+        "-rss_limit_mb=4096",
+        "-max_len=512",
+        "-len_control=0",
+        "-print_final_stats=1",
+    ]
+    return cmd, env
+
+
+def _process_crashes(c: Campaign) -> None:
+    from zdfuzz.drivers.atheris_harness import decode
+
+    done = c.corpus.atheris_crashes / "done"
+    done.mkdir(exist_ok=True)
+    for p in sorted(c.corpus.atheris_crashes.glob("crash-*")):
+        data = p.read_bytes()
+        program = decode(data, c.cfg.rules, list(c.cfg.types))
+        verdict = zdfuzz.Machine.for_program(program, rules=c.rules).run(program, trace=False)
+        if verdict.signature is not None and verdict.violation is not None:
+            v = verdict.violation
+            c.handle(Signature(*verdict.signature), program, "atheris", v.message, v.category,
+                     {"artifact": str(done / p.name)})
+        os.replace(p, done / p.name)
+
+
+def run_atheris(c: Campaign, instrumented: bool = True) -> None:
+    from zdfuzz.drivers.sancov import build_instrumented, check_atheris
+
+    preload = check_atheris()
+    lib = None
+    if instrumented:
+        c.console.print("building the coverage-instrumented core (cargo, profile fuzz, target/sancov) ...")
+        lib = build_instrumented()
+        # the budget is fuzzing time: the build does not count
+        c.start = time.monotonic()
+    known_file = c.corpus.root / "atheris" / "known.json"
+    cmd, env = harness_command(c, known_file, lib, preload)
+    runs_left = c.cfg.execs
+    launch = 0
+    while True:
+        left = c.cfg.seconds - c.elapsed()
+        if left < 1 or (runs_left is not None and runs_left <= 0):
+            break
+        from zdfuzz.corpus import atomic_write
+
+        atomic_write(known_file, json.dumps(sorted(c.known)))
+        args = cmd + [f"-max_total_time={int(left)}", f"-seed={(c.cfg.seed or 0) + launch}"]
+        if runs_left is not None:
+            args.append(f"-runs={runs_left}")
+        if c.cfg.jobs > 1:
+            args += [f"-fork={c.cfg.jobs}", "-ignore_crashes=1"]
+        log = c.corpus.root / "atheris" / f"libfuzzer-{launch}.log"
+        execs_done = _run_libfuzzer(c, args, env, log)
+        _process_crashes(c)
+        if runs_left is not None:
+            runs_left -= max(execs_done, 1)
+        launch += 1
+
+
+def _run_libfuzzer(c: Campaign, args: list[str], env: dict[str, str], log: Path) -> int:
+    """Run libFuzzer once, following its status lines; returns its executions."""
+    last = 0
+    with open(log, "w") as out:
+        p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             errors="replace")
+        assert p.stderr is not None
+        stats: dict[str, Any] = {}
+
+        def follow() -> None:
+            nonlocal last
+            assert p.stderr is not None
+            for line in p.stderr:
+                out.write(line)
+                m = _STATS.search(line)
+                if m:
+                    last = int(m.group(1))
+                    stats.update(execs=last, cov=int(m.group(2)), corpus=int(m.group(3)))
+                    e = _EXECS.search(line)
+                    if e:
+                        stats["execs_per_s"] = int(e.group(1))
+                    c.update("atheris", stats)
+                mm = _MODULES.search(line)
+                if mm:
+                    stats["modules"] = int(mm.group(1))
+                    stats["counters"] = int(mm.group(2))
+
+        t = threading.Thread(target=follow, daemon=True)
+        t.start()
+        try:
+            while p.poll() is None:
+                time.sleep(0.25)
+                c.tick()
+                # fork mode keeps going after crashes: pick them up as they come
+                if c.cfg.jobs > 1:
+                    _process_crashes(c)
+        finally:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+            t.join(timeout=5)
+    return last

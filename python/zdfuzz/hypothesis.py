@@ -1,0 +1,340 @@
+"""Hypothesis support: a state machine and a program strategy over the model.
+
+``ZoneDeviceStateMachine`` is a ``RuleBasedStateMachine`` with one rule per
+action kind of the core (generated from the core's table, so new kinds
+appear without editing this file), Bundles of the objects actions create —
+registered pgmaps, pages somebody holds, pinned pages, running kernel tasks
+— and the core's oracle as its invariant. Subclass it in your own pytest
+suite::
+
+    from zdfuzz.hypothesis import ZoneDeviceStateMachine
+
+    class P20Generic(ZoneDeviceStateMachine):
+        preset = "p20"
+        types = ("generic",)
+
+    TestP20Generic = P20Generic.TestCase
+
+A rule only ever issues an *enabled* action (the actors' contracts hold;
+Bundles steer which object it acts on), so a failure is a property of the
+refcount design under test, never of the test. ``programs(rules=...,
+types=...)`` is a strategy of whole ``zdfuzz.Program`` values built the same
+way.
+
+``run_campaign`` is what ``zdfuzz fuzz --engine hypothesis`` runs: rounds of
+the state machine with an example database under the corpus directory; a
+signature already found is not a failure, so the campaign goes on after
+each finding.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+import zdfuzz
+from zdfuzz.corpus import Signature
+
+ALL_TYPES: tuple[str, ...] = ("private", "fsdax", "generic", "p2pdma")
+
+# Which operand domains a Bundle can steer (domain -> bundles, in order).
+_STEERED: dict[str, tuple[str, ...]] = {
+    "pgmap": ("pgmaps",),
+    "pfn": ("pins", "pages"),
+    "task": ("tasks",),
+}
+
+
+class Finding(AssertionError):
+    """A violation with a signature the run did not already know."""
+
+    def __init__(self, signature: Signature, program: zdfuzz.Program, message: str, category: str) -> None:
+        super().__init__(f"{signature}: {message}\n{program.to_text()}")
+        self.signature = signature
+        self.program = program
+        self.message = message
+        self.category = category
+
+
+class ZoneDeviceStateMachine(RuleBasedStateMachine):
+    """The model as a hypothesis state machine (see the module docstring).
+
+    Class attributes to override: ``preset`` (preset name, TOML path or
+    ``zdfuzz.Rules``; ``rules`` is taken by hypothesis), ``types``, ``shape`` (Machine keyword arguments such
+    as ``pages=2``), ``known`` (signatures that are not failures)."""
+
+    preset: ClassVar[str | zdfuzz.Rules] = "p20"
+    types: ClassVar[tuple[str, ...]] = ALL_TYPES
+    shape: ClassVar[dict[str, int]] = {}
+    known: ClassVar[frozenset[Signature]] = frozenset()
+    #: steps run by all instances (for campaign statistics)
+    steps_run: ClassVar[int] = 0
+
+    pgmaps = Bundle("pgmaps")
+    pages = Bundle("pages")
+    pins = Bundle("pins")
+    tasks = Bundle("tasks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.machine = zdfuzz.Machine(rules=self.preset, types=self.types, **self.shape)
+        self.actions: list[zdfuzz.Action] = []
+        self.violation: zdfuzz.Violation | None = None
+        self._enabled: dict[str, list[zdfuzz.Action]] | None = None
+        self._seen: dict[str, set[int]] = {"pgmaps": set(), "pages": set(), "pins": set(), "tasks": set()}
+
+    # -- helpers ----------------------------------------------------------
+
+    def enabled(self) -> dict[str, list[zdfuzz.Action]]:
+        """Enabled actions by kind (cached until the next action)."""
+        if self._enabled is None:
+            by: dict[str, list[zdfuzz.Action]] = {}
+            if self.violation is None:
+                for a in self.machine.enabled_actions():
+                    by.setdefault(a.name, []).append(a)
+            self._enabled = by
+        return self._enabled
+
+    def program(self) -> zdfuzz.Program:
+        """The actions run so far, as a program that replays them."""
+        shape = {k: v for k, v in self.machine.shape.items() if k != "types"}
+        return zdfuzz.Program(self.actions, rules=self.machine.rules.name, types=list(self.types), **shape)
+
+    def _produced(self) -> None:
+        """Put the objects the last action created into their Bundles."""
+        st_ = self.machine.state()
+        new: dict[str, list[int]] = {"pgmaps": [], "pages": [], "pins": [], "tasks": []}
+        for g in st_["pgmaps"]:
+            if g["state"] == "live" and g["id"] not in self._seen["pgmaps"]:
+                new["pgmaps"].append(g["id"])
+        for p in st_["pages"]:
+            if p["holders"] != "nobody" and p["pfn"] not in self._seen["pages"]:
+                new["pages"].append(p["pfn"])
+            if "pin" in p["holders"] and p["pfn"] not in self._seen["pins"]:
+                new["pins"].append(p["pfn"])
+        running = {slot for slot, _what, _blocked in st_["tasks"]}
+        new["tasks"] = sorted(running - self._seen["tasks"])
+        # a slot freed and reused later holds a new task
+        self._seen["tasks"] &= running
+        for name, values in new.items():
+            values = [v for v in values if v not in self._seen[name]]
+            if values:
+                self._seen[name].update(values)
+                # hypothesis has no public way for one rule to feed several
+                # Bundles; this is the call its own `target=` uses (the
+                # dependency is pinned exactly)
+                self._add_results_to_targets([name], values)  # type: ignore[no-untyped-call]
+
+    def _apply(self, action: zdfuzz.Action) -> None:
+        self._enabled = None
+        self.actions.append(action)
+        type(self).steps_run += 1
+        try:
+            self.machine.step(action)
+        except zdfuzz.InvariantViolation as e:
+            self.violation = e.violation
+            return
+        self._produced()
+
+    def _check(self, verdict_signature: tuple[str, str, str, str] | None, v: zdfuzz.Violation | None) -> None:
+        if v is None or verdict_signature is None:
+            return
+        sig = Signature(*verdict_signature)
+        if sig in self.known:
+            return
+        raise Finding(sig, self.program(), v.message, v.category)
+
+    @initialize()
+    def probe(self) -> None:
+        """Drivers probe first: every pgmap starts registered (a program may
+        still unbind and register again). Without this, most examples
+        spend their steps on machines with nothing to act on."""
+        for a in list(self.enabled().get("memremap_pages", [])):
+            self._apply(a)
+
+    # -- the oracle -------------------------------------------------------
+
+    @invariant()
+    def oracle(self) -> None:
+        """The core's safety checks: no invariant broken by the last action."""
+        if self.violation is not None:
+            # finishing a stopped machine runs no drain: it only hands back
+            # the verdict, with the signature
+            verdict = self.machine.finish()
+            self._check(verdict.signature, verdict.violation)
+
+    def teardown(self) -> None:
+        """The end of the program: the drain (every actor releases what it
+        holds, drivers unbind) and the liveness checks (hangs, leaks)."""
+        if self.violation is None:
+            verdict = self.machine.finish()
+            self._check(verdict.signature, verdict.violation)
+
+    @precondition(lambda self: self.violation is not None or not self.enabled())
+    @rule()
+    def idle(self) -> None:
+        """Nothing left to do (the machine stopped at a known violation)."""
+
+
+def _make_rule(kind: str, operands: list[tuple[str, str]]) -> Callable[..., None]:
+    steered = [(i, name, _STEERED[dim]) for i, (name, dim) in enumerate(operands) if dim in _STEERED]
+
+    def act(self: ZoneDeviceStateMachine, data: st.DataObject) -> None:
+        cands = self.enabled()[kind]
+        # steer by the Bundles: keep the actions on an object some earlier
+        # action produced, when there is one
+        for _i, name, bundles in steered:
+            for b in bundles:
+                if not self.bundle(b):
+                    continue
+                v = data.draw(getattr(type(self), b), label=f"{name} from {b}")
+                narrowed = [a for a in cands if a.args.get(name) == v]
+                if narrowed:
+                    cands = narrowed
+                    break
+        self._apply(data.draw(st.sampled_from(cands), label=kind))
+
+    # named before decorating: hypothesis keys rules (and its per-example
+    # swarm of enabled rules) by the function's name
+    act.__name__ = act.__qualname__ = kind
+    act.__doc__ = f"Issue an enabled `{kind}` action."
+    decorated: Callable[..., None] = rule(data=st.data())(act)
+    return precondition(lambda self: kind in self.enabled())(decorated)
+
+
+for _kind, _operands in zdfuzz._core.kind_operands():
+    setattr(ZoneDeviceStateMachine, _kind, _make_rule(_kind, _operands))
+
+
+@st.composite
+def _programs(
+    draw: st.DrawFn,
+    rules: str | zdfuzz.Rules,
+    types: tuple[str, ...],
+    max_actions: int,
+    kinds: frozenset[str] | None,
+    shape: dict[str, int],
+) -> zdfuzz.Program:
+    m = zdfuzz.Machine(rules=rules, types=types, **shape)
+    actions: list[zdfuzz.Action] = []
+    n = draw(st.integers(0, max_actions), label="length")
+    for _ in range(n):
+        enabled = [a for a in m.enabled_actions() if kinds is None or a.name in kinds]
+        if not enabled:
+            break
+        a = draw(st.sampled_from(enabled))
+        actions.append(a)
+        try:
+            m.step(a)
+        except zdfuzz.InvariantViolation:
+            break
+    name = rules.name if isinstance(rules, zdfuzz.Rules) else m.rules.name
+    return zdfuzz.Program(actions, rules=name, types=list(types), **shape)
+
+
+def programs(
+    rules: str | zdfuzz.Rules = "p20",
+    types: Iterable[str] = ALL_TYPES,
+    max_actions: int = 40,
+    kinds: Iterable[str] | None = None,
+    **shape: int,
+) -> st.SearchStrategy[zdfuzz.Program]:
+    """Programs of up to ``max_actions`` enabled actions (of ``kinds`` only,
+    when given) on a machine of ``types``; each action is chosen among those
+    enabled after the previous ones, so every program replays as is. A
+    program stops at its first violation."""
+    known = {k for k, _ in zdfuzz._core.kind_operands()}
+    ks = None if kinds is None else frozenset(kinds)
+    if ks is not None and not ks <= known:
+        raise ValueError(f"unknown action kinds: {sorted(ks - known)}")
+    return _programs(rules, tuple(types), max_actions, ks, dict(shape))
+
+
+def run_campaign(
+    rules: str,
+    types: tuple[str, ...],
+    seconds: float,
+    seed: int,
+    database: str,
+    known: Iterable[Signature],
+    on_finding: Callable[[Finding, float], None],
+    on_stats: Callable[[dict[str, Any]], None] | None = None,
+    max_examples: int | None = None,
+    steps_per_example: int = 30,
+    examples_per_round: int = 100,
+    shape: dict[str, int] | None = None,
+) -> None:
+    """Run the state machine in rounds until ``seconds`` pass (or
+    ``max_examples`` examples ran). Each round has its own seed derived from
+    ``seed`` and at most ``examples_per_round`` examples, fewer when the time
+    left is short (a round cannot be interrupted); a finding is reported
+    through ``on_finding(finding, seconds_since_start)`` and then known, so
+    the next round looks for something else.
+
+    With several device types, each round runs on a random non-empty
+    subset of them (swarm testing over types, as the native engine does):
+    a rule is picked uniformly among those enabled, so on a machine with
+    every type a story about one pgmap gets a quarter of the steps.
+
+    Hypothesis's own shrinking is off: the campaign minimizes every finding
+    in the core, faster and keeping the signature."""
+
+    class Campaign(ZoneDeviceStateMachine):
+        pass
+
+    Campaign.preset = rules
+    Campaign.shape = dict(shape or {})
+    Campaign.known = frozenset(known)
+    Campaign.steps_run = 0
+    start = time.monotonic()
+    examples = 0
+    round_ = 0
+    db = DirectoryBasedExampleDatabase(database)
+    per_example = 0.05  # seconds; learnt from each round
+    while time.monotonic() - start < seconds and (max_examples is None or examples < max_examples):
+        left = seconds - (time.monotonic() - start)
+        n = max(1, min(examples_per_round, int(left / per_example)))
+        if max_examples is not None:
+            n = min(n, max_examples - examples)
+        t0 = time.monotonic()
+        s = settings(
+            max_examples=n,
+            stateful_step_count=steps_per_example,
+            database=db,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+            print_blob=False,
+            phases=(Phase.reuse, Phase.generate),
+        )
+        Campaign._hypothesis_internal_use_seed = seed + round_ * 1_000_003
+        if len(types) > 1:
+            pick = random.Random(seed * 7919 + round_).randrange(1, 1 << len(types))
+            Campaign.types = tuple(t for i, t in enumerate(types) if pick >> i & 1)
+        else:
+            Campaign.types = types
+        try:
+            run_state_machine_as_test(Campaign, settings=s)
+        except Finding as f:
+            Campaign.known = Campaign.known | {f.signature}
+            on_finding(f, time.monotonic() - start)
+        examples += n
+        round_ += 1
+        per_example = max(0.001, (time.monotonic() - t0) / n)
+        if on_stats is not None:
+            on_stats({"execs": examples, "steps": Campaign.steps_run, "rounds": round_})

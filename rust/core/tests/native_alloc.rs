@@ -1,0 +1,58 @@
+//! The native engine's hot path allocates nothing per executed program:
+//! allocations come only from corpus additions and from violations (the
+//! machine formats a violation's message; the engine computes its
+//! signature), never from a clean program that adds no coverage.
+#![cfg(not(loom))]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use zdfuzz_core::fuzz::{NativeConfig, NativeFuzzer};
+use zdfuzz_core::{DeviceType, Rules};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; the counter has no effect on memory.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout the caller passed, as GlobalAlloc requires.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: p was allocated by System.alloc with layout l.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[test]
+fn allocations_come_only_from_corpus_growth_and_violations() {
+    for preset in ["e3", "p20"] {
+        let mut f = NativeFuzzer::new(NativeConfig::new(Rules::preset(preset).unwrap(), DeviceType::ALL.to_vec(), 1)).unwrap();
+        f.run(3000, None); // warm up: buffers reach their size
+        let s0 = f.stats();
+        let a0 = ALLOCS.load(Ordering::Relaxed);
+        f.run(4000, None);
+        let allocs = ALLOCS.load(Ordering::Relaxed) - a0;
+        let s1 = f.stats();
+        let grown = (s1.corpus - s0.corpus) as u64;
+        let violations = s1.violations - s0.violations;
+        // a corpus entry: its bytes, now and then the corpus vector; a
+        // violation: the machine's strings and the signature's
+        // (a livelock report, I-D3, lists the faults and their pages: up to
+        // ~20 small strings)
+        let budget = 3 * grown + 24 * violations + 16;
+        assert!(allocs as u64 <= budget, "{preset}: {allocs} allocations for 4000 programs, {grown} new entries, {violations} violations");
+        assert!(4000 - violations > 1000, "{preset}: too few clean programs to say anything ({violations} violations)");
+    }
+}
