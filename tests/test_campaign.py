@@ -138,3 +138,16 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "gpu" in r.output
     r = CliRunner().invoke(main, ["fuzz", "--rules", "e9", "--corpus", str(tmp_path)])
     assert r.exit_code == 2
+
+
+def test_findings_of_presets_with_dots_in_their_names_do_not_collide(tmp_path: Path) -> None:
+    from zdfuzz.corpus import Corpus, Signature
+
+    c = Corpus(tmp_path)
+    p = zdfuzz.Program.parse("rules v4.10\nconfig types=generic\nmemremap_pages pgmap=0\n")
+    a = Signature("I-R1", "put_page", "generic", "v4.10")
+    b = Signature("I-R3", "put_page", "generic", "v4.10")
+    pa = c.write_finding(a, p, {"engine": "native"})
+    pb = c.write_finding(b, p, {"engine": "native"})
+    assert pa != pb and pa.name == "v4.10-I-R1-put_page-generic.zdf"
+    assert {f.signature for f in c.findings()} == {a, b}

@@ -498,5 +498,88 @@ def corpus_merge(dest: str, sources: tuple[str, ...]) -> None:
     console.print(f"{n} finding(s) added or replaced in {dest}", highlight=False)
 
 
+@main.group()
+def regressions() -> None:
+    """The historical-bug regression corpus (corpus/regressions)."""
+
+
+@regressions.command("list")
+def regressions_list() -> None:
+    """Every catalogued bug the model replays, with its presets."""
+    from zdfuzz import regressions as reg
+
+    table = Table(title="regressions")
+    for col in ("name", "buggy preset", "types", "invariant", "fixed in", "fix", "reproducer"):
+        table.add_column(col)
+    for b in reg.BUGS:
+        path = reg.reproducer_path(b)
+        table.add_row(b.name, b.preset, ",".join(b.types), b.invariant, b.fixed_in, b.fix,
+                      str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-")
+    console.print(table)
+
+
+@regressions.command("find")
+@click.option("--only", "only", multiple=True, help="Only these regressions (by name).")
+@click.option("--time", "seconds", default=60.0, show_default=True, help="Seconds per campaign.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--engine", default="native", show_default=True, type=click.Choice(["native", "hypothesis", "atheris"]))
+@click.option("--root", type=click.Path(file_okay=False), help="Regression corpus directory (default: the checkout's).")
+def regressions_find(only: tuple[str, ...], seconds: float, seed: int, engine: str, root: str | None) -> None:
+    """Find each bug with a campaign under its buggy preset, file the
+    minimized reproducer, and check a campaign under the fix stays clean."""
+    from zdfuzz import regressions as reg
+
+    bugs = [reg.bug(n) for n in only] if only else list(reg.BUGS)
+    missing = []
+    for b in bugs:
+        if reg.find(b, seconds=seconds, seed=seed, engine=engine, root=Path(root) if root else reg.ROOT,
+                    console=console) is None:
+            missing.append(b.name)
+    if missing:
+        err_console.print(f"not found: {', '.join(missing)}", style="red", markup=False)
+        raise SystemExit(1)
+
+
+@regressions.command("check")
+@click.option("--root", type=click.Path(file_okay=False, exists=True), help="Regression corpus directory.")
+def regressions_check(root: str | None) -> None:
+    """Replay every reproducer: it must break its invariant under its preset
+    and be clean under the fixing preset. Exit 1 otherwise."""
+    from zdfuzz import regressions as reg
+
+    problems = reg.check(Path(root) if root else reg.ROOT)
+    for p in problems:
+        err_console.print(p, style="red", markup=False)
+    n = len(reg.entries(Path(root) if root else reg.ROOT))
+    if problems:
+        raise SystemExit(1)
+    console.print(f"{n} reproducer(s): each breaks its invariant under its preset and is clean under its fix")
+
+
+@main.command()
+@click.option("--minutes", default=10.0, show_default=True, help="Minutes per (preset, type, engine) campaign.")
+@click.option("--presets", default="e4,e5", show_default=True, help="Presets, comma-separated.")
+@click.option("--types", "types_", default=",".join(TYPES), show_default=True, help="Device types, comma-separated.")
+@click.option("--engines", default="native,hypothesis,atheris", show_default=True, help="Engines, comma-separated.")
+@click.option("--corpus", "corpus_dir", default="zdfuzz-soak", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", default=1, show_default=True)
+@click.option("--jobs", default=1, show_default=True, help="Parallel jobs per campaign.")
+def soak(minutes: float, presets: str, types_: str, engines: str, corpus_dir: str, seed: int, jobs: int) -> None:
+    """The clean-era soak: a campaign per preset, device type and engine;
+    resumes after a kill; ends with every signature found."""
+    from zdfuzz import soak as soak_mod
+
+    for p in presets.split(","):
+        load_rules(p)
+    bad = [e for e in engines.split(",") if e not in soak_mod.ENGINES]
+    if bad:
+        raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
+    plan = soak_mod.Plan(minutes=minutes, corpus=Path(corpus_dir), presets=tuple(presets.split(",")),
+                         types=_types(types_), engines=tuple(engines.split(",")), seed=seed, jobs=jobs)
+    done = soak_mod.run(plan, console)
+    console.print(soak_mod.table(done))
+    console.print(f"summary: {plan.summary_path}", highlight=False)
+
+
 if __name__ == "__main__":
     main()

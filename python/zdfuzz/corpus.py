@@ -110,8 +110,9 @@ class Corpus:
     # -- findings ---------------------------------------------------------
 
     def finding_paths(self, sig: Signature) -> tuple[Path, Path]:
-        base = self.findings_dir / sig.slug()
-        return base.with_suffix(".zdf"), base.with_suffix(".json")
+        # not with_suffix: a preset name may contain dots (v4.10, v6.19-orig)
+        slug = sig.slug()
+        return self.findings_dir / f"{slug}.zdf", self.findings_dir / f"{slug}.json"
 
     def write_finding(self, sig: Signature, program: zdfuzz.Program, meta: dict[str, Any]) -> Path:
         """Write (or replace) the reproducer of ``sig`` and its metadata."""

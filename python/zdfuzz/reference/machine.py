@@ -258,7 +258,10 @@ class Machine:
                          (lambda: not fault.driver_migrating(self, g),
                           "the driver finishes its migrations before it unbinds"),
                          (lambda: not any(s.ledger.pages[p].driver for p in lay.pfns_of(g)),
-                          "the driver frees the pages it still holds before it unbinds"))
+                          "the driver frees the pages it still holds before it unbinds"),
+                         (lambda: not (lay.pgmap_type[g] == "private" and self.rules.private.unbind_after_eviction)
+                          or not any(s.ledger.pages[p].in_use() for p in lay.pfns_of(g)),
+                          "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)"))
         if k == "step":
             if s.tasks[a(0)] is None:
                 return "no such task"
@@ -482,9 +485,10 @@ class Machine:
 
     def step_op(self, op: Op) -> None:
         """Apply one action after checking its operands and its contract. A
-        ``step`` of a blocked task and an ``rcu_grace_period`` that cannot run
-        are accepted and do nothing (so one program replays under eras where
-        a task blocks and eras where it does not)."""
+        ``step`` of a blocked task, a ``step`` of a slot whose task already
+        returned and an ``rcu_grace_period`` that cannot run are accepted and
+        do nothing (so one program replays under eras where a task blocks and
+        eras where it does not, or has fewer steps)."""
         if self.violation is not None:
             raise ProgramError(0, 0, "the machine stopped at a violation")
         bad = op.in_domain(self.layout)
@@ -493,6 +497,8 @@ class Machine:
         idle = None
         if op.kind == "step" and self.s.tasks[op.a(0)] is not None:
             idle = sched.task_blocked(self, op.a(0))
+        elif op.kind == "step":
+            idle = "no task in this slot: it already returned"
         elif op.kind == "rcu_grace_period":
             idle = self.enabled(op)
         if idle is not None:

@@ -65,6 +65,7 @@ class PrivateRules:
     alloc_pgmap_ref: str  # "none", "tryget_live" or "tryget_many"
     free_clears_mapping: bool
     alloc_while_unbinding: bool
+    unbind_after_eviction: bool
 
 
 @dataclass(frozen=True)

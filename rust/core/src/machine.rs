@@ -388,7 +388,10 @@ impl Machine {
                 ok(self.free_task_slot(), "no free task slot")?;
                 ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
                 ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
-                   "the driver frees the pages it still holds before it unbinds")
+                   "the driver frees the pages it still holds before it unbinds")?;
+                ok(!(l.pgmap_type[g] == DeviceType::Private && self.rules.private.unbind_after_eviction)
+                       || !l.pfns_of(g).any(|p| s.ledger.pages[p].in_use()),
+                   "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)")
             }
             Step => match s.tasks[a(0)] {
                 None => Err("no such task"),
@@ -632,12 +635,15 @@ impl Machine {
     /// Apply one action after checking its operands and its contract.
     ///
     /// One leniency over [`Machine::enabled`]: a `step` of a task that is
-    /// blocked, and an `rcu_grace_period` with no callback to run (or one
-    /// that cannot end while a reader is inside rcu_read_lock), are
-    /// accepted and do nothing — the scheduler ran the task and it went back
-    /// to sleep. That lets one program be replayed under eras where the task
-    /// blocks and eras where it does not (the seed's Q1: memunmap_pages
-    /// waits in E1, not under P20). Generators never offer these.
+    /// blocked, a `step` of a task slot whose task already returned, and an
+    /// `rcu_grace_period` with no callback to run (or one that cannot end
+    /// while a reader is inside rcu_read_lock), are accepted and do nothing —
+    /// the scheduler ran the task and it went back to sleep, or had nothing
+    /// left to run. That lets one program be replayed under eras where the
+    /// task blocks and eras where it does not (the seed's Q1: memunmap_pages
+    /// waits in E1, not under P20), and under eras whose kernel function has
+    /// fewer steps (the E1/E2 fault path has no PTL and reference steps).
+    /// Generators never offer these.
     pub fn step(&mut self, op: &Op) -> Result<(), StepError> {
         if self.violation.is_some() {
             return Err(StepError::Stopped);
@@ -645,6 +651,7 @@ impl Machine {
         op.in_domain(&self.layout).map_err(StepError::Domain)?;
         let idle = match op.kind {
             OpKind::Step if self.s.tasks[op.a(0)].is_some() => self.task_blocked(op.a(0)),
+            OpKind::Step => Some("no task in this slot: it already returned"),
             // a grace period with no callback, or one that cannot end yet
             OpKind::RcuGracePeriod => self.enabled(op).err(),
             _ => None,

@@ -161,6 +161,13 @@ pub struct PrivateRules {
     /// memunmap_pages (no in-tree driver does; "drivers shouldn't be
     /// allocating pages after calling memunmap_pages").
     pub alloc_while_unbinding: bool,
+    /// Contract: the driver unbinds only once none of its pages is in use
+    /// any more (it migrated every page back to system RAM first, as the
+    /// seed says memunmap_pages' put must be the last). No era's drivers
+    /// promised this in general (nouveau evicts at release only from v6.1);
+    /// a what-if for asking "is the design safe under that contract?".
+    #[serde(default)]
+    pub unbind_after_eviction: bool,
 }
 
 /// PCI P2PDMA (drivers/pci/p2pdma.c).
@@ -463,6 +470,7 @@ fn e1() -> Rules {
             alloc_pgmap_ref: AllocPgmapRef::None,
             free_clears_mapping: true,
             alloc_while_unbinding: false,
+            unbind_after_eviction: false,
         },
         p2p: P2pRules {
             alloc_pgmap_ref: true,
@@ -964,6 +972,7 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "zero_warns") => "reaching refcount 0 hits a WARN in the free path (no page_free for this type)",
         (_, "gup_pgmap_ref") => "GUP takes a transient pgmap reference (get_dev_pagemap) and fails without one",
         (_, "free_clears_mapping") => "the free path clears page->mapping before page_free (2019 fix)",
+        (_, "unbind_after_eviction") => "contract: the driver unbinds only when none of its pages is in use (what-if)",
         (_, "alloc_while_unbinding") => "contract: the driver may allocate after calling memunmap_pages",
         (_, "alloc_get_page") => "device-private allocation calls get_page (E1 drivers)",
         (_, "alloc_sets_rc") if path.starts_with("private") => {

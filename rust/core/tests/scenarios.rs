@@ -124,3 +124,52 @@ pci_free_p2pmem pfn=0 cpu=1
     let e1 = run(prog, "e1");
     assert!(e1.ok(), "{}", show(&e1));
 }
+
+/// `private.unbind_after_eviction`: the driver contract the seed asks for
+/// ("memunmap_pages' put has to be the last"). With it, unbinding while a
+/// device-private page is still mapped is outside the contract and refused;
+/// without it the same unbind is allowed (and breaks I-L2 under E2).
+#[test]
+fn unbind_after_eviction_refuses_unbind_with_a_page_in_use() {
+    let p = parse_program(E2_UNBIND_MAPPED).unwrap();
+    let unbind = p.ops.iter().position(|o| o.kind == zdfuzz_core::OpKind::MemunmapPages).unwrap();
+    let mut rules = Rules::preset("e2").unwrap();
+    rules.private.unbind_after_eviction = true;
+    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
+    match m.run(&p.ops) {
+        Err((i, zdfuzz_core::StepError::NotEnabled(why))) => {
+            assert_eq!(i, unbind);
+            assert!(why.contains("unbind_after_eviction"), "{why}");
+        }
+        other => panic!("expected the unbind to be refused, got {:?}", other.map(|v| v.ok())),
+    }
+    // the switch off (the preset as shipped): the unbind runs
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e2").unwrap(), p.shape.clone())).unwrap();
+    assert!(m.run(&p.ops).is_ok());
+}
+
+/// A `step` of a slot whose task already returned is accepted and does
+/// nothing, so a program written for an era with more steps in a kernel
+/// function replays under an era with fewer.
+#[test]
+fn step_of_a_finished_task_is_a_no_op() {
+    let base = "
+config types=generic
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
+";
+    let extra = format!("{base}step task=0\nstep task=1\n");
+    let a = run(base, "e1");
+    let b = run(&extra, "e1");
+    assert!(a.ok() && b.ok(), "{}{}", show(&a), show(&b));
+    // out of domain is still an error, not a no-op
+    let bad = parse_program(&format!("{base}step task=99\n"));
+    let rejected = match bad {
+        Err(_) => true,
+        Ok(p) => {
+            let mut m = Machine::new(Config::with_shape(Rules::preset("e1").unwrap(), p.shape.clone())).unwrap();
+            matches!(m.run(&p.ops), Err((_, zdfuzz_core::StepError::Domain(_))))
+        }
+    };
+    assert!(rejected);
+}
