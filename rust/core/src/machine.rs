@@ -389,8 +389,9 @@ impl Machine {
                 ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
                 ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
                    "the driver frees the pages it still holds before it unbinds")?;
-                ok(!(l.pgmap_type[g] == DeviceType::Private && self.rules.private.unbind_after_eviction)
-                       || !l.pfns_of(g).any(|p| s.ledger.pages[p].in_use()),
+                ok(!(l.pgmap_type[g] == DeviceType::Private
+                       && self.rules.private.unbind_after_eviction
+                       && l.pfns_of(g).any(|p| s.ledger.pages[p].in_use())),
                    "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)")
             }
             Step => match s.tasks[a(0)] {
