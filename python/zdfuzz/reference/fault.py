@@ -111,6 +111,7 @@ def _fault_read(m: Machine, slot: int) -> int | None:
         m.trace_note(lambda: "the entry is no longer device-private: nothing to do")
         return None
     ctx.orig = e
+    ctx.orig_pmd = level == PMD
     # a PMD-level entry migrates its folio whole where that exists (E5)
     ctx.fault_pfn = m.s.head[e.pfn] + 1 if level == PMD else e.pfn + 1
     ctx.fault_ref = False
@@ -123,7 +124,11 @@ def _fault_lock(m: Machine, slot: int) -> int | None:
     """Step 2 (E3+): take the PTL and re-check the entry."""
     ctx = m.s.mig[slot]
     pagetable.ptl_lock(m, ctx.proc, ctx.addr, slot)
-    if pagetable.entry(m, ctx.proc, ctx.addr)[0] != ctx.orig:
+    # pte_same / pmd_same (do_huge_pmd_device_private): the entry and the
+    # level it was read at (a split PMD fails pmd_same even when the new PTE
+    # holds the same entry)
+    e, level = pagetable.entry(m, ctx.proc, ctx.addr)
+    if e != ctx.orig or (level == PMD) != ctx.orig_pmd:
         m.trace_note(lambda: "pte_same fails: the entry changed")
         if m.rules.fault.bail_unlocks_ptl:
             pagetable.ptl_unlock(m, ctx.proc, ctx.addr)

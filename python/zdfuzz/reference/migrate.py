@@ -64,6 +64,7 @@ class MigCtx:
     select: int = 0  # MIGRATE_VMA_SELECT_* bits
     fault_pfn: int = 0  # fault_page + 1 (0: none)
     orig: Pte = EMPTY  # the fault path's orig_pte
+    orig_pmd: bool = False  # ... read from a PMD: the re-check is pmd_same
     fault_ref: bool = False  # the fault path holds a page reference
     fault_locked: bool = False  # ... and the page lock
     retries: int = 0  # refaults so far (u8, saturating)

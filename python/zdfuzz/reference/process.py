@@ -111,7 +111,10 @@ def fork(m: Machine, parent: int, child: int) -> None:
                 m.s.content[n] = m.s.content[p]
                 m.s.ledger.pages[n].dirty_pte = m.s.ledger.pages[p].dirty_pte
                 m.s.rc[n] = 0
-                pagetable.install_entry(m, child, addr, PTE, pagetable.present(n, True), 0, "copy_present_page")
+                # the new PTE is made dirty (pte_mkdirty): the copy exists only
+                # in memory, so reclaim or migration must not treat it as clean
+                pagetable.install_entry(m, child, addr, PTE, pagetable.present(n, True, dirty=True), 0,
+                                        "copy_present_page")
                 m.s.flags[n] |= PG_LRU
             else:
                 ro = pagetable.make_readonly(pte)

@@ -120,6 +120,7 @@ impl Machine {
         };
         let m = &mut self.s.mig[slot];
         m.orig = e;
+        m.orig_pmd = level == Level::Pmd;
         m.fault_pfn = if level == Level::Pmd { 0 } else { pfn + 1 };
         // a PMD-level entry migrates its folio whole where that exists (E5)
         m.fault_pfn = if level == Level::Pmd { self.s.head[pfn as usize] + 1 } else { m.fault_pfn };
@@ -134,7 +135,10 @@ impl Machine {
         let ctx = self.s.mig[slot];
         let (proc, addr) = (ctx.proc as usize, ctx.addr as usize);
         self.ptl_lock(proc, addr, slot);
-        if self.entry(proc, addr).0 != ctx.orig {
+        // pte_same / pmd_same (do_huge_pmd_device_private): the entry and the
+        // level it was read at
+        let (e, level) = self.entry(proc, addr);
+        if e != ctx.orig || (level == Level::Pmd) != ctx.orig_pmd {
             self.trace_note(|| "pte_same fails: the entry changed".into());
             if self.rules.fault.bail_unlocks_ptl {
                 self.ptl_unlock(proc, addr);

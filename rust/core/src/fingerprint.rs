@@ -323,7 +323,8 @@ fn origin_from(v: u64) -> Result<Origin, DecodeError> {
 /// A migration context as words (`with_retries`: the refault counter, which
 /// the machine reads only to detect a livelock in the drain).
 fn mig_ctx_words(m: &MigCtx, pfn: impl Fn(u16) -> u64, with_retries: bool) -> [u64; 3] {
-    let MigCtx { origin, proc, addr, npages, pgmap, select, fault_pfn, orig, fault_ref, fault_locked, retries, oom } = *m;
+    let MigCtx { origin, proc, addr, npages, pgmap, select, fault_pfn, orig, orig_pmd, fault_ref, fault_locked, retries, oom } =
+        *m;
     let (otag, opfn) = pte_code(orig);
     [
         origin_code(origin) | (proc as u64) << 8 | (addr as u64) << 16 | (npages as u64) << 32 | (pgmap as u64) << 48,
@@ -332,6 +333,7 @@ fn mig_ctx_words(m: &MigCtx, pfn: impl Fn(u16) -> u64, with_retries: bool) -> [u
             | (fault_ref as u64) << 32
             | (fault_locked as u64) << 33
             | (oom as u64) << 34
+            | (orig_pmd as u64) << 35
             | if with_retries { (retries as u64) << 40 } else { 0 },
         otag << 16 | opfn.map_or(0, |p| pfn(p) + 1),
     ]
@@ -682,6 +684,7 @@ impl State {
                 fault_ref: w1 >> 32 & 1 != 0,
                 fault_locked: w1 >> 33 & 1 != 0,
                 oom: w1 >> 34 & 1 != 0,
+                orig_pmd: w1 >> 35 & 1 != 0,
                 retries: (w1 >> 40) as u8,
                 orig: if opfn == 0 { Pte::None } else { pte_from(w2 >> 16, opfn - 1)? },
             };

@@ -85,6 +85,10 @@ pub struct MigCtx {
     pub fault_pfn: u16,
     /// the fault path's `orig_pte`
     pub orig: Pte,
+    /// ... read from a PMD (`vmf->orig_pmd`): the re-check under the lock is
+    /// `pmd_same`, which a split of the PMD into a page table breaks even when
+    /// the new PTE for the address holds the same entry
+    pub orig_pmd: bool,
     /// the fault path holds a page reference / the page lock
     pub fault_ref: bool,
     pub fault_locked: bool,

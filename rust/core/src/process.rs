@@ -116,7 +116,11 @@ impl Machine {
                         self.s.content[n] = self.s.content[p];
                         self.s.ledger.pages[n].dirty_pte = self.s.ledger.pages[p].dirty_pte;
                         self.s.rc[n] = 0;
-                        self.install_entry(child, addr, Level::Pte, Pte::present(n, true), 0, "copy_present_page");
+                        // the new PTE is made dirty (pte_mkdirty): the copy exists
+                        // only in memory, so reclaim or migration must not treat it
+                        // as clean
+                        let pte = Pte::Present { pfn: n as u16, write: true, refcounted: true, dirty: true };
+                        self.install_entry(child, addr, Level::Pte, pte, 0, "copy_present_page");
                         self.s.flags[n] |= PG_LRU;
                     } else {
                         let ro = make_readonly(pte);

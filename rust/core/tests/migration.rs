@@ -251,3 +251,76 @@ proptest! {
         }
     }
 }
+
+fn run_text(text: &str, preset: &str) -> Verdict {
+    let (mut m, ops) = machine(text, preset);
+    m.run(&ops).unwrap_or_else(|(i, e)| panic!("op {i}: {e}"))
+}
+
+/// Found by the e5 soak (a model bug, fixed): a fault reads the
+/// device-private PMD entry of a 2-page folio at its second address, the PMD
+/// is split, another fault migrates the head page back to RAM and frees it.
+/// The first fault's re-check must be `pmd_same` (do_huge_pmd_device_private):
+/// the PTE now at its address names the same pfn, but the PMD it read is gone,
+/// so it must bail out rather than take a reference on the freed head.
+#[test]
+fn pmd_fault_recheck_fails_after_the_pmd_is_split() {
+    let text = "
+config types=private pgmaps=1 pages=4 cpus=1 procs=1 addrs=4 files=1 file_pages=1 tasks=2 ram=1 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+alloc_device_folio pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=2 pfn=2 cpu=0
+do_swap_page proc=0 addr=3 cpu=0
+step task=0
+split_huge_page pfn=2 cpu=0
+do_swap_page proc=0 addr=2 cpu=0
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1
+step task=1
+step task=0
+";
+    let v = run_text(text, "e5");
+    assert!(v.ok(), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n.contains("pte_same fails"))), "{}", show(&v));
+}
+
+/// Found by the e5 soak (a model bug, fixed): fork of a process whose page is
+/// pinned gives the child its own copy (copy_present_page), whose PTE is
+/// dirty (pte_mkdirty) — so migrating the copy carries the dirty bit to the
+/// destination (I-M5 stays quiet).
+#[test]
+fn fork_copy_of_a_pinned_page_is_mapped_dirty() {
+    // the soak's minimized reproducer: proc 0's page was written and collected
+    // once (its data came from a dirty PTE), then pinned; fork copies it
+    let text = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=2 addrs=1 files=1 file_pages=1 tasks=1 ram=2 order=1
+exit_mmap proc=0 cpu=0
+memremap_pages pgmap=0
+do_anonymous_page proc=1 addr=0 cpu=0
+alloc_device_folio pgmap=0 cpu=0
+fork proc=1 child=0
+cpu_write proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+exit_mmap proc=1 cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=0
+fork proc=0 child=1
+migrate_vma_setup proc=1 addr=0 pgmap=0 select=SYSTEM cpu=0
+free_device_page pfn=0 cpu=0
+";
+    let v = run_text(text, "e5");
+    assert!(v.ok(), "{}", show(&v));
+    // the child's copy really went to the device (the copy was migrated)
+    assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n.contains("dst pfn 0 <- copy of pfn 2"))), "{}", show(&v));
+}
