@@ -64,6 +64,13 @@ class Config:
     #: atheris: libFuzzer runs) — with ``seed``, an exactly reproducible run
     execs: int | None = None
     max_actions: int = 64
+    #: stop as soon as one of these signatures is found (after it is written):
+    #: time-to-bug measurements need the first detection, not the full budget
+    stop_on: frozenset[Signature] = frozenset()
+
+
+class StopCampaign(Exception):
+    """Raised by :meth:`Campaign.handle` when a ``stop_on`` signature is found."""
 
 
 @dataclass
@@ -143,6 +150,9 @@ class Campaign:
             highlight=False,
             soft_wrap=True,
         )
+        if sig in self.cfg.stop_on:
+            # unwinds out of the engine loop into run(); everything is written
+            raise StopCampaign(str(sig))
 
     def _minimize_and_write(self, sig: Signature, program: zdfuzz.Program, meta: dict[str, Any]) -> tuple[Path, int]:
         t0 = time.monotonic()
@@ -254,6 +264,8 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         except KeyboardInterrupt:
             # everything found so far is on disk already; say what it is
             console.print("interrupted", highlight=False)
+        except StopCampaign as e:
+            console.print(f"stopped: found {e}", highlight=False)
         finally:
             live.update(c.render(), refresh=True)
             c.live = None
