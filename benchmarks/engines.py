@@ -109,7 +109,7 @@ def run_bytes_speed(seconds: float, actions: int = 64, rules: str = "e3") -> dic
 
 ATHERIS_TARGETS = {
     "harness": "zdfuzz harness, Rust core instrumented (what `zdfuzz fuzz --engine atheris` runs)",
-    "harness-python-cov": "zdfuzz harness, normal extension (Python coverage only)",
+    "harness-python-cov": "zdfuzz harness, normal extension (no Rust coverage: libFuzzer sees Python only)",
     "empty": "near-empty Python TestOneInput (benchmarks/atheris_empty.py)",
 }
 
@@ -152,8 +152,15 @@ def atheris_once(target: str, seconds: int, core: Path | None) -> dict[str, Any]
         raise RuntimeError(f"libFuzzer on {target} printed no final stats (exit {r.returncode}):\n{tail}")
     cov = re.findall(r"cov: (\d+)", r.stderr)
     modules = re.findall(r"Loaded (\d+) modules\s+\((\d+) inline 8-bit counters\)", r.stderr)
+    # the corpus at the end: the inputs libFuzzer mutates. Its mean size says
+    # how long the programs a harness runs are (coverage feedback lets them grow)
+    corp = re.findall(r"corp: (\d+)/(\d+)(b|Kb|Mb)", r.stderr)
+    mean_input = None
+    if corp:
+        n, size, unit = corp[-1]
+        mean_input = int(size) * {"b": 1, "Kb": 1 << 10, "Mb": 1 << 20}[unit] / max(int(n), 1)
     return {"execs": int(units[-1]), "cov": int(cov[-1]) if cov else 0, "wall_s": wall, "cpu_s": cpu,
-            "counters": sum(int(c) for _m, c in modules)}
+            "counters": sum(int(c) for _m, c in modules), "corpus_mean_bytes": mean_input}
 
 
 def atheris_compare(seconds: int, rounds: int, targets: tuple[str, ...] = ("harness", "empty")) -> dict[str, Any]:
@@ -185,6 +192,7 @@ def atheris_compare(seconds: int, rounds: int, targets: tuple[str, ...] = ("harn
             "execs_per_cpu_s": statistics.median(r["execs_per_cpu_s"] for r in rs),
             "execs_per_wall_s": statistics.median(r["execs_per_wall_s"] for r in rs),
             "cov": max(r["long"]["cov"] for r in rs),
+            "corpus_mean_bytes": statistics.median(r["long"]["corpus_mean_bytes"] or 0 for r in rs),
             "counters": rs[0]["long"]["counters"],
             "rounds": rs,
         }

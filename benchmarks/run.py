@@ -221,6 +221,10 @@ def _ns(x: float) -> str:
     return f"{x / 1000:.1f} µs" if x >= 10_000 else f"{x:.0f} ns"
 
 
+def _secs(x: float) -> str:
+    return f"{x:.2f} s" if x >= 1 else f"{x * 1000:.1f} ms" if x >= 0.01 else f"{x * 1e6:.0f} µs"
+
+
 def _fmt_target(t: dict[str, Any]) -> str:
     if t["unit"] == "x":
         return f">= x{t['target']:g}"
@@ -272,13 +276,15 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
     if not unavailable("atheris", "atheris", "atheris_vs_empty"):
         empty = ath["empty"]["execs_per_cpu_s"]
         for name, label in (("harness", "atheris: zdfuzz harness, Rust core instrumented"),
-                            ("harness-python-cov", "atheris: zdfuzz harness, Python coverage only")):
+                            ("harness-python-cov", "atheris: zdfuzz harness, normal extension (no Rust coverage)")):
             if name not in ath:
                 continue
             a = ath[name]
             target = t("atheris_vs_empty") if name == "harness" else ("", "")
-            out.append((label, f"{_rate(a['execs_per_cpu_s'])} exec/s, cov {a['cov']}",
-                        f"empty target {_rate(empty)} exec/s: {a['execs_per_cpu_s'] / empty:.1%} of it", *target))
+            out.append((label, f"{_rate(a['execs_per_cpu_s'])} exec/s, cov {a['cov']}, "
+                               f"mean input {a['corpus_mean_bytes']:.0f} B",
+                        f"empty target {_rate(empty)} exec/s (mean input {ath['empty']['corpus_mean_bytes']:.0f} B): "
+                        f"{a['execs_per_cpu_s'] / empty:.1%} of it", *target))
     nat = _get(results, "native")
     hyp = _get(results, "hypothesis")
     if not unavailable("hypothesis", "hypothesis state machine"):
@@ -295,7 +301,7 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
     mt = _get(results, "minimizer")
     if not unavailable("minimizer", "minimizer"):
         out.append((f"minimize a {mt['actions']}-action reproducer (p20)",
-                    f"median {mt['median_s'] * 1000:.0f} ms, max {mt['max_s'] * 1000:.0f} ms",
+                    f"median {_secs(mt['median_s'])}, max {_secs(mt['max_s'])}",
                     f"{mt['reproducers']} reproducers: median {mt['median_runs']:.0f} runs, "
                     f"{mt['actions']} -> {mt['median_actions_after']:.0f} actions", "", ""))
     pr = _get(results, "percpu_ref")
@@ -380,11 +386,11 @@ def time_to_bug_main(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"time to bug: median seconds to the first detection over {len(seeds)} seed(s), "
                         f"cap {args.cap:g}s", caption="n/N: seeds that found it; the engines run the default shape "
                                                       "of the reproducer's types")
-    for col in ("reproducer", "signature", "types", "shape", *engines_):
+    for col in ("reproducer", "signature", "types", "beyond default shape", *engines_):
         table.add_column(col)
     for r in results:
         sig = r["signature"]
-        shape = ", ".join(f"{k}={v}" for k, v in r["shape_diff"].items()) or "default"
+        shape = ", ".join(f"{k}={v}" for k, v in r["beyond_default_shape"].items()) or "-"
         if not r["replays"]:
             shape += " (does not replay to its signature!)"
         cells = []

@@ -20,7 +20,7 @@ found it, "not found" when none did.
 
 The engines run on the default machine shape for those types (as ``zdfuzz
 fuzz`` does); a reproducer needing more (more pgmaps, CPUs, ...) says so in
-the "shape" column, since no engine can find it then.
+the "beyond default shape" column, since no engine can find it then.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class Regression:
     signature: Signature
     types: tuple[str, ...]
     actions: int
-    #: shape fields where the reproducer differs from the default machine of its types
-    shape_diff: dict[str, Any] = field(default_factory=dict)
+    #: shape fields where the reproducer needs more than the default machine
+    #: of its types (the engines run that default: they cannot reach these)
+    beyond_default: dict[str, Any] = field(default_factory=dict)
     #: the reproducer replays to its signature under its rules
     replays: bool = False
     notes: list[str] = field(default_factory=list)
@@ -122,7 +123,9 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
         shape = program.shape
         types = tuple(shape["types"])
         default = zdfuzz.Machine(rules=rules, types=list(types)).shape
-        diff = {k: v for k, v in shape.items() if k != "types" and default.get(k) != v}
+        # minimized reproducers are usually smaller than the default shape,
+        # which is fine (the default machine contains them); larger is not
+        diff = {k: v for k, v in shape.items() if k != "types" and v > default[k]}
         regs.append(Regression(zdf, preset, sig, types, len(program), diff, replayed == sig, notes))
     return regs, skipped
 
@@ -152,7 +155,12 @@ def verdict_text(times: list[float | None], cap: float) -> str:
     if not found:
         return "not found"
     med = median_seconds(times)
-    return f">{cap:g}" if math.isinf(med) else f"{med:.1f}"
+    return f">{cap:g}" if math.isinf(med) else fmt_seconds(med)
+
+
+def fmt_seconds(t: float) -> str:
+    # two decimals below 10 s: the native engine finds most bugs in well under one
+    return f"{t:.2f}" if t < 10 else f"{t:.1f}"
 
 
 def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int], cap: float,
@@ -167,7 +175,7 @@ def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int]
             "signature": reg.signature._asdict(),
             "types": list(reg.types),
             "actions": reg.actions,
-            "shape_diff": reg.shape_diff,
+            "beyond_default_shape": reg.beyond_default,
             "replays": reg.replays,
             "notes": reg.notes,
             "engines": {},

@@ -132,7 +132,7 @@ def test_time_to_bug_on_a_one_file_regression_directory(tmp_path: Path) -> None:
     # the native engine finds Q1 within a fraction of this budget
     # (tests/test_engines.py: within 20,000 programs)
     native = row["engines"]["native"]
-    assert native["found"] == 1 and native["result"] == f"{native['median_s']:.1f}"
+    assert native["found"] == 1 and native["result"] == time_to_bug.fmt_seconds(native["median_s"])
     for e in row["engines"].values():
         assert len(e["seconds"]) == 1 and not e["result"].startswith("error"), e
         assert (e["seconds"][0] is None) == (e["found"] == 0)
@@ -163,7 +163,8 @@ def test_discover_reads_flat_metadata_replays_without_it_and_skips_clean_files(t
 
 
 def test_medians_count_misses_as_above_the_cap() -> None:
-    assert time_to_bug.verdict_text([1.0, 2.0, None, 3.0, None], 60) == "3.0"
+    assert time_to_bug.verdict_text([1.0, 2.0, None, 3.0, None], 60) == "3.00"
+    assert time_to_bug.verdict_text([11.0, 12.0, 13.0], 60) == "12.0"
     assert time_to_bug.verdict_text([1.0, None, None, 3.0, None], 60) == ">60"
     assert time_to_bug.verdict_text([None] * 5, 60) == "not found"
 
