@@ -294,10 +294,13 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
                      f"{_rate(hyp['steps_per_cpu_s'])} steps/s ({hyp['examples_per_cpu_s']:.0f} examples/s)", side,
                      "", ""))
     if not unavailable("native", "native engine", "native_programs_per_s"):
+        side = f"{_rate(nat['steps_per_cpu_s'])} steps/s, {nat['steps_per_program']:.0f} steps/program (drain included)"
+        bare = next((r["core"] for r in core if r["actions"] == 64), None) if core else None
+        if bare:
+            # the machine alone, without the engine's swarm and coverage: its ceiling
+            side += f"; bare Machine.run_bytes (e3), exactly 64 actions: {_rate(bare['programs'] / bare['cpu_s'])} programs/s"
         out.append((f"native engine (p20, 4 types, <= {nat['max_actions']} actions)",
-                    f"{_rate(nat['programs_per_cpu_s'])} programs/s",
-                    f"{_rate(nat['steps_per_cpu_s'])} steps/s, {nat['steps_per_program']:.0f} steps/program "
-                    f"(drain included)", *t("native_programs_per_s")))
+                    f"{_rate(nat['programs_per_cpu_s'])} programs/s", side, *t("native_programs_per_s")))
     mt = _get(results, "minimizer")
     if not unavailable("minimizer", "minimizer"):
         out.append((f"minimize a {mt['actions']}-action reproducer (p20)",
