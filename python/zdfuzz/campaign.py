@@ -64,6 +64,13 @@ class Config:
     #: atheris: libFuzzer runs) — with ``seed``, an exactly reproducible run
     execs: int | None = None
     max_actions: int = 64
+    #: stop as soon as one of these signatures is found (after it is written):
+    #: time-to-bug measurements need the first detection, not the full budget
+    stop_on: frozenset[Signature] = frozenset()
+
+
+class StopCampaign(Exception):
+    """Raised by :meth:`Campaign.handle` when a ``stop_on`` signature is found."""
 
 
 @dataclass
@@ -116,13 +123,16 @@ class Campaign:
         return time.monotonic() - self.start
 
     def handle(self, sig: Signature, program: zdfuzz.Program, engine: str, message: str, category: str,
-               extra: dict[str, Any] | None = None) -> None:
+               extra: dict[str, Any] | None = None, detected: float | None = None) -> None:
+        """``detected``: when the engine found it (``time.monotonic()``), if
+        it reports findings in batches; else now."""
         if sig in self.known:
             return
         self.known.add(sig)
+        found_after = (time.monotonic() if detected is None else detected) - self.start
         meta: dict[str, Any] = {
             "engine": engine,
-            "time_to_find": round(self.elapsed(), 3),
+            "time_to_find": round(found_after, 3),
             "seed": self.cfg.seed,
             "message": message,
             "category": category,
@@ -143,6 +153,9 @@ class Campaign:
             highlight=False,
             soft_wrap=True,
         )
+        if sig in self.cfg.stop_on:
+            # unwinds out of the engine loop into run(); everything is written
+            raise StopCampaign(str(sig))
 
     def _minimize_and_write(self, sig: Signature, program: zdfuzz.Program, meta: dict[str, Any]) -> tuple[Path, int]:
         t0 = time.monotonic()
@@ -254,6 +267,8 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         except KeyboardInterrupt:
             # everything found so far is on disk already; say what it is
             console.print("interrupted", highlight=False)
+        except StopCampaign as e:
+            console.print(f"stopped: found {e}", highlight=False)
         finally:
             live.update(c.render(), refresh=True)
             c.live = None
@@ -280,6 +295,9 @@ def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus
 
 def _native_loop(cfg: Config, seed: int, known: set[Signature], corpus: Corpus, deadline: float, execs: int | None,
                  emit: Callable[[str, Any], None], alive: Callable[[], bool]) -> None:
+    # the engine times its findings from its creation; with this, a finding
+    # keeps its own time, not the end of the batch that reported it
+    born = time.monotonic()
     f = _native_fuzzer(cfg, seed, known, corpus)
     base = f.stats()["execs"]
     while time.monotonic() < deadline and alive():
@@ -287,7 +305,7 @@ def _native_loop(cfg: Config, seed: int, known: set[Signature], corpus: Corpus, 
         if left is not None and left <= 0:
             break
         for x in f.run(max_execs=left, seconds=min(0.25, max(0.0, deadline - time.monotonic()))):
-            emit("finding", (x.signature, x.program.to_text(), x.message, x.category, x.execs))
+            emit("finding", (x.signature, x.program.to_text(), x.message, x.category, x.execs, born + x.seconds))
         entries = f.take_new_entries()
         if entries:
             emit("entries", entries)
@@ -301,8 +319,9 @@ def run_native(c: Campaign) -> None:
     if cfg.jobs <= 1:
         def emit(what: str, data: Any) -> None:
             if what == "finding":
-                sig, text, message, category, execs = data
-                c.handle(Signature(*sig), zdfuzz.Program.parse(text), "native", message, category, {"execs": execs})
+                sig, text, message, category, execs, detected = data
+                c.handle(Signature(*sig), zdfuzz.Program.parse(text), "native", message, category, {"execs": execs},
+                         detected)
             elif what == "entries":
                 c.corpus.save_native_entries(data)
             else:
@@ -353,9 +372,10 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
             if what == "done":
                 running -= 1
             elif what == "finding":
-                sig, text, message, category, execs = data
+                # CLOCK_MONOTONIC: the workers' clock is this process's
+                sig, text, message, category, execs, detected = data
                 c.handle(Signature(*sig), zdfuzz.Program.parse(text), c.cfg.engine, message, category,
-                         {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job})
+                         {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job}, detected)
             elif what == "entries":
                 c.corpus.save_native_entries(data)
             elif what == "stats":
@@ -377,7 +397,7 @@ def _hypothesis_loop(cfg: Config, seed: int, known: set[Signature], deadline: fl
     from zdfuzz.hypothesis import Finding, run_campaign
 
     def on_finding(f: Finding, _seconds: float) -> None:
-        emit("finding", (tuple(f.signature), f.program.to_text(), f.message, f.category, None))
+        emit("finding", (tuple(f.signature), f.program.to_text(), f.message, f.category, None, None))
 
     run_campaign(
         cfg.rules,
@@ -398,7 +418,7 @@ def run_hypothesis(c: Campaign) -> None:
     if cfg.jobs <= 1:
         def emit(what: str, data: Any) -> None:
             if what == "finding":
-                sig, text, message, category, _ = data
+                sig, text, message, category, _, _ = data
                 c.handle(Signature(*sig), zdfuzz.Program.parse(text), "hypothesis", message, category)
             else:
                 c.update("hypothesis", data)
@@ -470,8 +490,11 @@ def _process_crashes(c: Campaign) -> None:
         verdict = zdfuzz.Machine.for_program(program, rules=c.rules).run(program, trace=False)
         if verdict.signature is not None and verdict.violation is not None:
             v = verdict.violation
+            # libFuzzer wrote the artifact when it found the input; this
+            # process may see it up to a poll interval later
+            written = time.monotonic() - max(0.0, time.time() - p.stat().st_mtime)
             c.handle(Signature(*verdict.signature), program, "atheris", v.message, v.category,
-                     {"artifact": str(done / p.name)})
+                     {"artifact": str(done / p.name)}, written if written >= c.start else None)
         os.replace(p, done / p.name)
 
 

@@ -25,22 +25,28 @@ pub struct Throughput {
 }
 
 fn measure(threads: usize, pairs: u64, body: &(dyn Fn(usize, u64) + Sync)) -> Throughput {
-    let barrier = Barrier::new(threads + 1);
-    let mut elapsed = 0.0;
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let barrier = &barrier;
-            s.spawn(move || {
-                barrier.wait();
-                body(t, pairs);
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let t0 = Instant::now();
-        barrier.wait();
-        elapsed = t0.elapsed().as_secs_f64();
+    // Each thread times its own work, from the barrier's release to the end
+    // of its loop; the run lasts from the first start to the last end. A
+    // clock read by the coordinating thread instead would miss work done
+    // while it was descheduled (on a shared 2-core machine, whole runs).
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    body(t, pairs);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("benchmark thread panicked")).collect()
     });
+    let first = spans.iter().map(|s| s.0).min().expect("at least one thread");
+    let last = spans.iter().map(|s| s.1).max().expect("at least one thread");
+    let elapsed = last.duration_since(first).as_secs_f64();
     let total = threads as f64 * pairs as f64;
     Throughput {
         threads,

@@ -99,8 +99,11 @@ pub fn pgmap_feature(m: &Machine, g: usize) -> u32 {
     f |= u32::from(s.ledger.p2p_allocs[g] > 0) << 8;
     f |= u32::from(s.ledger.inflight_pgmap_refs[g] > 0) << 9;
     let mut in_use = 0u32;
-    for p in m.layout.pfns_of(g) {
-        let h = &s.ledger.pages[p];
+    // the pgmap's pages as slices zipped together: no bounds check per field
+    // (this runs for every pgmap after every action the native engine runs)
+    let r = m.layout.pfns_of(g);
+    let pages = s.ledger.pages[r.clone()].iter().zip(&s.rc[r.clone()]).zip(&s.ledger.init_rc[r.clone()]).zip(&s.flags[r]);
+    for (((h, &rc), &init_rc), &flags) in pages {
         f |= u32::from(h.maps > 0) << 10;
         f |= u32::from(h.gup_gets > 0) << 11;
         f |= u32::from(h.gup_pins > 0) << 12;
@@ -109,9 +112,9 @@ pub fn pgmap_feature(m: &Machine, g: usize) -> u32 {
         f |= u32::from(h.driver) << 15;
         f |= u32::from(h.p2p_kernel) << 16;
         f |= u32::from(h.fs) << 17;
-        f |= u32::from(s.rc[p] == 0) << 18;
-        f |= u32::from(s.rc[p] != s.ledger.init_rc[p]) << 19;
-        f |= u32::from(s.flags[p] & PG_LOCKED != 0) << 20;
+        f |= u32::from(rc == 0) << 18;
+        f |= u32::from(rc != init_rc) << 19;
+        f |= u32::from(flags & PG_LOCKED != 0) << 20;
         f |= u32::from(h.maps > 1 || h.gup_gets + h.gup_pins + h.kernel_gets > 1) << 21;
         in_use += u32::from(h.in_use());
     }

@@ -16,6 +16,26 @@
 use super::op::{Dim, KindSet, Op, OpKind, KINDS, MAX_ARGS};
 use crate::machine::{Machine, Verdict};
 
+/// How many leading operands of `kind` decide whether an action of it is
+/// enabled ([`Machine::enabled`] reads no operand after them): the CPU an
+/// actor runs on never decides whether it may act, and neither do GUP's
+/// flags (they change what GUP does, not whether the page can be looked
+/// up). The decoder relies on this to skip combinations that differ only
+/// in these operands; `tests::trailing_operands_never_decide` checks it.
+#[inline]
+pub(crate) fn deciding_args(kind: OpKind) -> usize {
+    let args = kind.info().args;
+    let mut n = args.len();
+    while n > 0 && args[n - 1].1 == Dim::Cpu {
+        n -= 1;
+    }
+    if matches!(kind, OpKind::GetUserPages | OpKind::PinUserPages) {
+        debug_assert_eq!(args[n - 1].1, Dim::Flags);
+        n -= 1;
+    }
+    n
+}
+
 #[inline]
 fn width(dim: Dim, m: &Machine) -> usize {
     if dim.size(&m.layout) > 256 {
@@ -62,28 +82,42 @@ impl Machine {
             }
             // walk the operand combinations from the first one read, as an
             // odometer (last operand fastest, wrapping), without recomputing
-            // each combination from its index
-            let n = info.args.len();
+            // each combination from its index. Only the first `d` operands
+            // decide whether an action is enabled (see `deciding_args`): the
+            // trailing ones cannot turn a refusal into an enabled action, so
+            // the walk skips them, and keeps what the full odometer would
+            // have returned: the values read for the first combination,
+            // zeros after it (where the odometer has reset those digits).
+            let d = deciding_args(info.kind);
             let mut sizes = [1usize; MAX_ARGS];
             let mut idx = [0usize; MAX_ARGS];
             let mut total = 1usize;
-            for (i, (_, d)) in info.args.iter().enumerate() {
-                sizes[i] = d.size(&self.layout);
+            for (i, (_, dim)) in info.args.iter().enumerate() {
+                sizes[i] = dim.size(&self.layout);
                 total *= sizes[i];
                 idx[i] = if dk == 0 { first[i] } else { 0 };
             }
             if total == 0 {
                 continue;
             }
+            let steps: usize = sizes[..d].iter().product();
             let mut op = Op { kind: info.kind, args: [0; MAX_ARGS] };
-            for _ in 0..total {
-                for (a, ((_, d), &i)) in op.args.iter_mut().zip(info.args.iter().zip(idx.iter())) {
-                    *a = d.value(i);
+            for (i, (_, dim)) in info.args.iter().enumerate().skip(d) {
+                op.args[i] = dim.value(idx[i]);
+            }
+            for step in 0..steps {
+                for (i, (_, dim)) in info.args[..d].iter().enumerate() {
+                    op.args[i] = dim.value(idx[i]);
                 }
                 if self.enabled(&op).is_ok() {
                     return Some(op);
                 }
-                let mut i = n;
+                if step == 0 {
+                    for (i, (_, dim)) in info.args.iter().enumerate().skip(d) {
+                        op.args[i] = dim.value(0);
+                    }
+                }
+                let mut i = d;
                 while i > 0 {
                     i -= 1;
                     idx[i] += 1;
@@ -210,9 +244,139 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
+    use super::deciding_args;
     use crate::fuzz::Rng;
-    use crate::program::op::KINDS;
+    use crate::program::op::{KindSet, Op, KINDS, MAX_ARGS};
     use crate::{Config, Machine, Rules};
+
+    /// The states random programs reach under every era, on the default
+    /// shape (RAM and huge pages included): `check(m)` runs on each.
+    fn on_random_states(seed: u64, programs: usize, mut check: impl FnMut(&Machine)) {
+        let mut rng = Rng::new(seed);
+        for preset in ["e1", "e3", "e4", "e5", "p20"] {
+            let mut m = Machine::new(Config::new(Rules::preset(preset).unwrap())).unwrap();
+            for _ in 0..programs {
+                let data: Vec<u8> = (0..300).map(|_| rng.byte()).collect();
+                m.reset();
+                let mut pos = 0;
+                while m.violation().is_none() {
+                    check(&m);
+                    match m.decode_op(&data, &mut pos) {
+                        Some(op) => m.apply_traced(&op),
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `deciding_args` promises the decoder: the operands after the
+    /// deciding ones never change whether an action is enabled.
+    #[test]
+    fn trailing_operands_never_decide() {
+        let mut checked = 0usize;
+        on_random_states(17, 6, |m| {
+            for info in KINDS {
+                let d = deciding_args(info.kind);
+                let total: usize = info.args.iter().map(|(_, dim)| dim.size(&m.layout)).product();
+                for idx in 0..total {
+                    let op = m.op_at(info.kind, idx);
+                    let mut base = op;
+                    for (i, (_, dim)) in info.args.iter().enumerate().skip(d) {
+                        base.args[i] = dim.value(0);
+                    }
+                    assert_eq!(m.enabled(&op).is_ok(), m.enabled(&base).is_ok(), "{op:?} vs {base:?}");
+                    checked += usize::from(d < info.args.len());
+                }
+            }
+        });
+        assert!(checked > 100_000, "{checked}");
+    }
+
+    /// The decoder before it skipped non-deciding operands: every operand
+    /// combination in odometer order. The decoder must return what it did.
+    fn decode_full_odometer(m: &Machine, data: &[u8], pos: &mut usize, kinds: KindSet) -> Option<Op> {
+        if *pos >= data.len() {
+            return None;
+        }
+        let k0 = data[*pos] as usize % KINDS.len();
+        *pos += 1;
+        let info = &KINDS[k0];
+        let mut first = [0usize; MAX_ARGS];
+        for (i, (_, d)) in info.args.iter().enumerate() {
+            let mut v = data.get(*pos).copied().unwrap_or(0) as usize;
+            *pos += 1;
+            if d.size(&m.layout) > 256 {
+                v |= (data.get(*pos).copied().unwrap_or(0) as usize) << 8;
+                *pos += 1;
+            }
+            first[i] = v % d.size(&m.layout).max(1);
+        }
+        for dk in 0..KINDS.len() {
+            let info = &KINDS[(k0 + dk) % KINDS.len()];
+            if !kinds.contains(info.kind) {
+                continue;
+            }
+            let sizes: Vec<usize> = info.args.iter().map(|(_, d)| d.size(&m.layout)).collect();
+            let total: usize = sizes.iter().product();
+            let mut idx: Vec<usize> = (0..info.args.len()).map(|i| if dk == 0 { first[i] } else { 0 }).collect();
+            for _ in 0..total {
+                let mut op = Op { kind: info.kind, args: [0; MAX_ARGS] };
+                for (i, (_, d)) in info.args.iter().enumerate() {
+                    op.args[i] = d.value(idx[i]);
+                }
+                if m.enabled(&op).is_ok() {
+                    return Some(op);
+                }
+                for i in (0..idx.len()).rev() {
+                    idx[i] += 1;
+                    if idx[i] < sizes[i] {
+                        break;
+                    }
+                    idx[i] = 0;
+                }
+            }
+        }
+        None
+    }
+
+    /// Byte programs decode to the same actions as with the full odometer,
+    /// under every era, with random kind subsets (as the native engine's
+    /// swarm uses) and with all kinds.
+    #[test]
+    fn decoding_is_unchanged_by_skipping_non_deciding_operands() {
+        let mut rng = Rng::new(23);
+        let mut decoded = 0usize;
+        for preset in ["e1", "e3", "e4", "e5", "p20"] {
+            let mut m = Machine::new(Config::new(Rules::preset(preset).unwrap())).unwrap();
+            for round in 0..150 {
+                let mut kinds = KindSet::ALL;
+                if round % 3 != 0 {
+                    kinds = KindSet::EMPTY;
+                    for info in KINDS {
+                        if rng.chance(1, 2) {
+                            kinds.insert(info.kind);
+                        }
+                    }
+                }
+                let data: Vec<u8> = (0..1 + rng.below(400)).map(|_| rng.byte()).collect();
+                m.reset();
+                let (mut pos, mut pos_full) = (0, 0);
+                while m.violation().is_none() {
+                    let full = decode_full_odometer(&m, &data, &mut pos_full, kinds);
+                    let fast = m.decode_op_in(&data, &mut pos, kinds);
+                    assert_eq!(fast, full, "{preset}: {data:?} at byte {pos}");
+                    assert_eq!(pos, pos_full);
+                    match fast {
+                        Some(op) => m.apply_traced(&op),
+                        None => break,
+                    }
+                    decoded += 1;
+                }
+            }
+        }
+        assert!(decoded > 20_000, "{decoded}");
+    }
 
     /// `kind_possible` only skips kinds with no enabled action: it is a
     /// necessary condition, checked on the states random programs reach.
