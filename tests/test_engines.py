@@ -97,7 +97,7 @@ def test_a_subclass_fills_its_bundles_and_stays_quiet_on_a_safe_era() -> None:
 
 
 def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["fuzz", "--engine", "hypothesis", "--types", "generic", "--seed", "1", "--execs", "600",
+    r = CliRunner().invoke(main, ["fuzz", "--engine", "hypothesis", "--types", "generic", "--seed", "1", "--execs", "1500",
                                   "--time", "120", "--corpus", str(tmp_path)])
     assert r.exit_code == 0, r.output
     found = {f.signature: f for f in Corpus(tmp_path).findings()}

@@ -317,6 +317,10 @@ def run_campaign(
             stateful_step_count=steps_per_example,
             database=db,
             deadline=None,
+            # the campaign seeds every round itself (below); hypothesis's
+            # "ci" profile (loaded when CI is set) would otherwise change
+            # how a seeded campaign searches
+            derandomize=False,
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
             print_blob=False,
