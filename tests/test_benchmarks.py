@@ -29,19 +29,7 @@ import time_to_bug  # noqa: E402
 
 Q1 = Signature("I-L2", "memunmap_pages", "generic", "p20")
 # the seed's Q1 (README): a device-dax page mapped and GUP'd, the driver unbinds
-Q1_ZDF = """rules p20
-config types=generic
-memremap_pages pgmap=0
-dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
-get_user_pages proc=0 addr=0 flags=0 cpu=1
-memunmap_pages pgmap=0 cpu=0
-step task=0
-step task=0
-step task=0
-rcu_grace_period
-step task=0
-step task=0
-"""
+from programs import Q1 as Q1_ZDF  # noqa: E402
 
 try:
     import atheris  # noqa: F401

@@ -33,19 +33,7 @@ def _write(tmp_path, name: str, text: str) -> str:  # type: ignore[no-untyped-de
     return str(p)
 
 
-Q1 = """rules p20
-config types=generic
-memremap_pages pgmap=0
-dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
-get_user_pages proc=0 addr=0 flags=0 cpu=1
-memunmap_pages pgmap=0 cpu=0
-step task=0
-step task=0
-step task=0
-rcu_grace_period
-step task=0
-step task=0
-"""
+from programs import Q1  # noqa: E402
 
 
 def test_replay_exit_codes(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,20 +9,7 @@ import pytest
 import zdfuzz
 from zdfuzz import Action, InvariantViolation, Machine, Program, ProgramError, Rules
 
-Q1 = """\
-rules p20
-config types=generic
-memremap_pages pgmap=0
-dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
-get_user_pages proc=0 addr=0 flags=0 cpu=1
-memunmap_pages pgmap=0 cpu=0
-step task=0
-step task=0
-step task=0
-rcu_grace_period
-step task=0
-step task=0
-"""
+from programs import Q1  # noqa: E402
 
 
 def test_run_reports_the_seed_q1_violation_under_p20_only() -> None:

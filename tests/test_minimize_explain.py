@@ -11,19 +11,7 @@ import zdfuzz
 from zdfuzz.cli import main
 from zdfuzz.corpus import Signature
 
-Q1 = """rules p20
-config types=generic
-memremap_pages pgmap=0
-dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0
-get_user_pages proc=0 addr=0 flags=0 cpu=1
-memunmap_pages pgmap=0 cpu=0
-step task=0
-step task=0
-step task=0
-rcu_grace_period
-step task=0
-step task=0
-"""
+from programs import Q1  # noqa: E402
 
 
 def signature_of(p: zdfuzz.Program) -> Signature | None:
