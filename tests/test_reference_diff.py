@@ -130,6 +130,36 @@ def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, t
 def test_command_line_runs_and_reports(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert diff.main(["--time", "2", "--seed", "1", "--rules", "e3,e5", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    m = re.search(r"checked (\d+) programs as text and (\d+) as bytes \((\d+) actions", out)
-    assert m and int(m.group(1)) > 0 and int(m.group(3)) > 0, out
+    m = re.search(r"checked (\d+) programs as text \((\d+) from the native engine's corpus, (\d+) engine run\(s\)\) "
+                  r"and (\d+) as bytes \((\d+) actions", out)
+    assert m and int(m.group(1)) > 0 and int(m.group(5)) > 0, out
+    assert int(m.group(2)) > 0 and int(m.group(3)) > 0, out  # a quarter come from the native engine by default
     assert "0 disagreement(s)" in out
+
+
+def test_native_engine_programs_agree() -> None:
+    """The native engine's corpus (inputs that reached new abstract
+    transitions) decoded with the swarm and types the engine ran them with."""
+    rng = random.Random(7)
+    pool = diff.NativePool(execs=1500)
+    for rules in ("e3", "e5", "p20"):
+        stats = diff.Stats()
+        for _ in range(25):
+            assert diff.check_one(rng, rules, None, 120, stats, None, native=pool, native_share=1.0) is None
+        assert stats.native_programs == 25 and stats.byte_programs == 25 and stats.disagreements == 0
+    assert pool.runs >= 3
+
+
+def test_native_entry_layout() -> None:
+    f = zdfuzz.NativeFuzzer("e5", types=["private", "p2pdma"], seed=2)
+    f.run(max_execs=300)
+    entries = f.take_new_entries()
+    assert entries
+    for e in entries:
+        data, shape, kinds = diff.native_entry(e)
+        assert data == e[18:] and set(shape.types) <= {"private", "p2pdma"} and shape.types
+        assert kinds and kinds <= {k.name for k in diff.KINDS}
+        # the engine's machine shape: system RAM and THP only with device-private
+        assert (shape.ram, shape.order) == ((4, 1) if "private" in shape.types else (0, 0))
+    with pytest.raises(ValueError, match="not a native corpus entry"):
+        diff.native_entry(b"\x02" + bytes(20))

@@ -17,7 +17,11 @@ Programs are made two ways:
   (``zdfuzz.Program.parse`` + ``zdfuzz.Machine.run``), which needs no decoder
   on the Rust side;
 * *byte programs*: the same bytes through both implementations' ``run_bytes``
-  (only when every kind is supported: the Rust decoder has no kind mask yet).
+  (only when every kind is supported: the Rust decoder has no kind mask yet);
+* *native-engine programs*: the corpus a short run of the native engine
+  (``zdfuzz.NativeFuzzer``) grew under the same rules — inputs that reached
+  new abstract transitions, decoded with the swarm and device types the
+  engine ran them with (``NativePool``), as text and as bytes.
 
 A disagreement is shrunk by dropping actions while it persists and written
 as a ``.zdf`` file; the first diverging trace entry is printed.
@@ -211,6 +215,48 @@ def program_text(data: bytes, rules: str, shape: Shape, kinds: frozenset[str] = 
     return Program(rules=_rules_label(rules), shape=shape, ops=ops).to_text()
 
 
+#: the shape the native engine gives each machine (``NativeFuzzer``'s defaults)
+NATIVE_SHAPE = dict(pgmaps=1, pages=4, cpus=2, procs=2, addrs=4, files=2, file_pages=2, tasks=4)
+
+
+def native_entry(entry: bytes) -> tuple[bytes, Shape, frozenset[str]]:
+    """A native-engine corpus entry (``NativeFuzzer.take_new_entries``:
+    format byte 1, the device types as bits of ``DEVICE_TYPES``, the swarm's
+    kind set as 16 little-endian bytes, then the program bytes) as the
+    program bytes, the machine shape and the kinds the engine decoded them
+    with."""
+    if len(entry) < 18 or entry[0] != 1:
+        raise ValueError(f"not a native corpus entry (format byte {entry[:1].hex() or 'missing'})")
+    types = [t for i, t in enumerate(DEVICE_TYPES) if entry[1] >> i & 1]
+    mask = int.from_bytes(entry[2:18], "little")
+    kinds = frozenset(k.name for i, k in enumerate(KINDS) if mask >> i & 1)
+    shape = Shape(types=types, **NATIVE_SHAPE)
+    shape.apply_memory_defaults(ram_set=False, order_set=False)
+    return entry[18:], shape, kinds
+
+
+class NativePool:
+    """Programs the native engine found interesting, per rules: refilled by
+    running a fresh engine (seeded from ``rng``) for ``execs`` programs
+    whenever the pool for those rules runs dry."""
+
+    def __init__(self, execs: int = 3000) -> None:
+        self.execs = execs
+        self.pool: dict[str, list[bytes]] = {}
+        self.runs = 0
+
+    def draw(self, rng: random.Random, rules: str, types: Sequence[str] | None) -> tuple[bytes, Shape, frozenset[str]]:
+        key = f"{rules}|{','.join(types or ())}"
+        if not self.pool.get(key):
+            f = zdfuzz.NativeFuzzer(rules, types=list(types) if types else None, seed=rng.randrange(1 << 32))
+            f.run(max_execs=self.execs)
+            entries = f.take_new_entries()
+            rng.shuffle(entries)
+            self.pool[key] = entries
+            self.runs += 1
+        return native_entry(self.pool[key].pop())
+
+
 def _rules_label(rules: str) -> str:
     return Path(rules).stem if rules.endswith(".toml") else rules
 
@@ -267,13 +313,22 @@ class Stats:
     programs: int = 0
     actions: int = 0
     byte_programs: int = 0
+    native_programs: int = 0
     disagreements: int = 0
 
 
 def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbytes: int, stats: Stats,
-              out: Path | None, seeds: Sequence[Program] = ()) -> str | None:
+              out: Path | None, seeds: Sequence[Program] = (), native: NativePool | None = None,
+              native_share: float = 0.0) -> str | None:
     """Generate and compare one program (as text, and as bytes); a report of
-    the disagreement, if any (the minimized program is written to ``out``)."""
+    the disagreement, if any (the minimized program is written to ``out``).
+    With ``native``, a ``native_share`` of the programs come from the native
+    engine's corpus."""
+    if native is not None and rng.random() < native_share:
+        data, shape, kinds = native.draw(rng, rules, types)
+        text = program_text(data, rules, shape, kinds)
+        stats.native_programs += 1
+        return _compare(text, data, rules, shape, stats, out)
     shape = random_shape(rng, types)
     data = rng.randbytes(nbytes)
     how = rng.random()
@@ -289,6 +344,12 @@ def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbyte
     else:
         # the bytes decoded under a random swarm of kinds
         text = program_text(data, rules, shape, random_kinds(rng))
+    return _compare(text, data, rules, shape, stats, out)
+
+
+def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out: Path | None) -> str | None:
+    """Run ``text`` on both sides (and ``data`` through both ``run_bytes``);
+    a report of the first disagreement, minimized and written to ``out``."""
     ro, fo = rust_outcome(text, rules), reference_outcome(text, rules)
     stats.programs += 1
     stats.actions += len(ro.get("trace", ()))
@@ -332,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bytes", type=int, default=120, help="bytes per random program (default 120)")
     ap.add_argument("--out", default="diff-out", help="where minimized disagreements are written")
     ap.add_argument("--max-reports", type=int, default=5, help="stop after this many disagreements")
+    ap.add_argument("--native-share", type=float, default=0.25,
+                    help="share of programs taken from the native engine's corpus (default 0.25)")
     ap.add_argument("--seeds", default="corpus/seeds",
                     help="a folder of .zdf programs that some random walks start from (default corpus/seeds, "
                          "skipped if absent)")
@@ -352,10 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"seed {seed}; {len(seeds)} seed programs; rules {', '.join(rules)}; types {args.types or 'random'}; "
           f"{len(SUPPORTED_KINDS)}/{len(KINDS)} kinds", flush=True)
     stats = Stats()
+    native = NativePool()
     start = time.monotonic()
     last = start
     while time.monotonic() - start < args.time and stats.disagreements < args.max_reports:
-        report = check_one(rng, rng.choice(rules), types, rng.randint(1, args.bytes), stats, Path(args.out), seeds)
+        report = check_one(rng, rng.choice(rules), types, rng.randint(1, args.bytes), stats, Path(args.out), seeds,
+                           native, args.native_share)
         if report is not None:
             print(report, flush=True)
         if time.monotonic() - last > 10:
@@ -364,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {el:6.0f}s  {stats.programs} programs ({stats.programs / el:.1f}/s), "
                   f"{stats.actions} actions, {stats.disagreements} disagreements", flush=True)
     el = time.monotonic() - start
-    print(f"checked {stats.programs} programs as text and {stats.byte_programs} as bytes "
+    print(f"checked {stats.programs} programs as text ({stats.native_programs} from the native engine's corpus, "
+          f"{native.runs} engine run(s)) and {stats.byte_programs} as bytes "
           f"({stats.actions} actions, drain included) in {el:.0f}s: {stats.programs / max(el, 1e-9):.1f} programs/s; "
           f"{stats.disagreements} disagreement(s)")
     return 1 if stats.disagreements else 0
