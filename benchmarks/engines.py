@@ -178,11 +178,25 @@ def atheris_compare(seconds: int, rounds: int, targets: tuple[str, ...] = ("harn
             short = atheris_once(t, 1, core)
             long = atheris_once(t, 1 + seconds, core)
             extra = long["execs"] - short["execs"]
+            extra_cpu, extra_wall = long["cpu_s"] - short["cpu_s"], long["wall_s"] - short["wall_s"]
+            if extra > 0 and extra_cpu > 0 and extra_wall > 0:
+                method = "difference"
+                per_cpu, per_wall = extra / extra_cpu, extra / extra_wall
+            else:
+                # On a loaded machine the short run can cost as much as the
+                # long one (the runs are bounded by wall time, not by
+                # executions): the difference is noise, so fall back to the
+                # long run's own rate, start-up included (an underestimate,
+                # never a negative or infinite one).
+                method = "whole run"
+                per_cpu = long["execs"] / max(long["cpu_s"], 1e-3)
+                per_wall = long["execs"] / max(long["wall_s"], 1e-3)
             per[t].append({
                 "short": short,
                 "long": long,
-                "execs_per_cpu_s": extra / max(long["cpu_s"] - short["cpu_s"], 1e-9),
-                "execs_per_wall_s": extra / max(long["wall_s"] - short["wall_s"], 1e-9),
+                "method": method,
+                "execs_per_cpu_s": per_cpu,
+                "execs_per_wall_s": per_wall,
             })
     out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "settings": "-max_len=512 -len_control=0 -seed=1, "
                            "rules p20, four types, preload asan_with_fuzzer.so"}

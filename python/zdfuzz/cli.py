@@ -11,6 +11,7 @@
     zdfuzz kinds                                       every action a program can use
     zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
     zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
+    zdfuzz lab check --kernel debian-6.12              the model's verdicts checked on a real kernel (QEMU)
 """
 
 from __future__ import annotations
@@ -583,3 +584,13 @@ def soak(minutes: float, presets: str, types_: str, engines: str, corpus_dir: st
 
 if __name__ == "__main__":
     main()
+
+
+def _register_lab() -> None:
+    from zdfuzz.lab.cli import lab
+
+    main.add_command(lab)
+
+
+_register_lab()
+

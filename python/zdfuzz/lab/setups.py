@@ -1,0 +1,104 @@
+"""Guest set-ups: how the lab gives a scenario its ZONE_DEVICE memory.
+
+Every set-up reserves a legacy persistent-memory region on the kernel
+command line (``memmap=128M!1G``: the e820 "protected" range that
+``nd_e820`` turns into a libnvdimm region) and converts its namespace with
+``ndctl``:
+
+* ``devdax`` — ``ndctl create-namespace -m devdax``: ``/dev/dax0.0``, a
+  device-dax (MEMORY_DEVICE_GENERIC) pgmap whose struct pages live in system
+  RAM (``map=dev``).
+* ``fsdax-ext4`` / ``fsdax-xfs`` — ``-m fsdax``: ``/dev/pmem0`` with a
+  MEMORY_DEVICE_FS_DAX pgmap, a file system on it mounted with ``-o dax``.
+
+The region is 128 MiB at 1 GiB of a 2 GiB guest (512 MiB for XFS, whose
+mkfs refuses less than 300 MB): whole x86-64 memory sections (128 MiB each)
+that hold nothing but the pmem. When ``memunmap_pages``
+removes the pgmap, the section's whole memmap (its 2 MiB of struct pages,
+one vmemmap PMD) is freed and unmapped, so a later access to one of those
+struct pages faults instead of landing in memmap that happens to be shared
+with RAM in the same section. That turns a use of a torn-down struct page
+into an oops even on a kernel without KASAN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MEMORY = "2G"
+PMEM_AT = "1G"
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    doc: str
+    modules: list[str]
+    # (argv, Debian package of argv[0]) run in order; a failure stops the scenario
+    commands: list[tuple[list[str], str]] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+    pmem: str = "128M"
+
+    @property
+    def cmdline(self) -> str:
+        """The kernel command line that reserves the pmem region."""
+        return f"memmap={self.pmem}!{PMEM_AT}"
+
+
+NDCTL = "/usr/bin/ndctl"
+CREATE = [NDCTL, "create-namespace", "-f", "-e", "namespace0.0"]
+
+SETUPS: dict[str, Setup] = {
+    "none": Setup("none", "no ZONE_DEVICE memory (system RAM only)", []),
+    "devdax": Setup(
+        "devdax",
+        "/dev/dax0.0: device-dax over the legacy pmem region (MEMORY_DEVICE_GENERIC)",
+        ["nd_e820", "nd_pmem", "dax_pmem", "device_dax"],
+        [(CREATE + ["-m", "devdax", "-M", "dev", "-a", "4096"], "ndctl")],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
+    ),
+    "fsdax-ext4": Setup(
+        "fsdax-ext4",
+        "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with ext4 mounted -o dax on /mnt",
+        ["crc32c_generic", "nd_e820", "nd_pmem", "ext4"],
+        [
+            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
+            (["/usr/sbin/mke2fs", "-q", "-t", "ext4", "-F", "-b", "4096", "/dev/pmem0"], "e2fsprogs"),
+            (["/bin/mount", "-t", "ext4", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
+        ],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_BLK_DEV_PMEM", "CONFIG_FS_DAX", "CONFIG_EXT4_FS"],
+    ),
+    "fsdax-xfs": Setup(
+        "fsdax-xfs",
+        "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS (reflink off) mounted -o dax on /mnt",
+        ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
+        [
+            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
+            (["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=0", "/dev/pmem0"], "xfsprogs"),
+            (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
+        ],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_BLK_DEV_PMEM", "CONFIG_FS_DAX", "CONFIG_XFS_FS"],
+        pmem="512M",
+    ),
+}
+
+
+def slow_device(delay_ms: int) -> tuple[list[str], list[tuple[list[str], str]]]:
+    """A block device whose every read takes ``delay_ms``: device-mapper's
+    ``delay`` target over a loop device backed by a RAM file. An O_DIRECT
+    read from it into a user mapping keeps the block layer's pin on the
+    destination pages (FOLL_PIN, ``iov_iter_extract_pages``) for that long,
+    without the partition scan a slow null_blk or scsi_debug disk would go
+    through at probe time (device-mapper disks are created with
+    GENHD_FL_NO_PART). The device is ``/dev/dm-0``.
+
+    Returns (modules, commands)."""
+    table = f"0 2048 delay /dev/loop0 0 {delay_ms}"
+    return (
+        ["loop", "dm_mod", "dm_delay"],
+        [
+            (["/bin/dd", "if=/dev/zero", "of=/tmp/slow.img", "bs=1M", "count=1"], "busybox-static"),
+            (["/bin/losetup", "/dev/loop0", "/tmp/slow.img"], "busybox-static"),
+            (["/usr/sbin/dmsetup", "create", "slow", "--noudevsync", "--table", table], "dmsetup"),
+        ],
+    )
