@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import lzma
 import struct
 import sys
@@ -219,3 +220,65 @@ def test_static_and_dynamic_executables_are_told_apart(tmp_path: Path) -> None:
 def test_a_missing_host_tool_names_its_debian_package() -> None:
     with pytest.raises(LabError, match="apt-get install some-package"):
         guest.which("zdfuzz-no-such-tool", "some-package")
+
+
+# -- the command line and faults -------------------------------------------------------
+
+def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(LabError, match="qemu-system-x86_64 is not installed on this host: apt-get install qemu-system-x86"):
+        guest.qemu_binary()
+
+
+def test_a_kernel_without_an_option_skips_the_scenario_and_names_it() -> None:
+    from zdfuzz.lab import scenario
+    from zdfuzz.lab.run import skip_reason
+
+    sc = scenario.load(scenario.find("f1-devdax-unbind-iouring"))
+    cfg = {o: "y" for o in ("CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX",
+                            "CONFIG_DEV_DAX_PMEM")}
+    k = kernels.Kernel("k", "6.12.0", Path("/x"), None, cfg)
+    assert skip_reason(sc, k) == "kernel 6.12.0 lacks CONFIG_IO_URING (its .config)"
+    cfg["CONFIG_IO_URING"] = "y"
+    assert skip_reason(sc, k) is None
+    old = kernels.Kernel("k", "5.2.0", Path("/x"), None, cfg)
+    sc.min_kernel = (6, 2)
+    assert skip_reason(sc, old) == "needs kernel >= 6.2"
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from zdfuzz.cli import main
+
+    runner = CliRunner()
+    r = runner.invoke(main, ["lab", "run", "f1-devdax-unbind-iouring", "--kernel", "debian-9"])
+    assert r.exit_code == 2 and "unknown kernel 'debian-9'" in r.output and "Traceback" not in r.output
+    bad = tmp_path / "bad.lab"
+    bad.write_text("scenario x\nactors A\nA frobnicate\n")
+    r = runner.invoke(main, ["lab", "run", str(bad), "--kernel", "debian-6.12"])
+    assert r.exit_code == 2 and f"{bad}:3: unknown operation 'frobnicate'" in r.output
+    r = runner.invoke(main, ["lab", "run", "no-such-scenario", "--kernel", "debian-6.12"])
+    assert r.exit_code == 2 and "no such scenario file or built-in scenario" in r.output
+    r = runner.invoke(main, ["lab", "check", "--kernel", "debian-6.12", "--only", "zzz"])
+    assert r.exit_code == 2 and "no built-in scenario matches 'zzz'" in r.output
+
+
+def test_cli_model_prints_the_prediction_and_a_replayable_program() -> None:
+    from click.testing import CliRunner
+
+    import zdfuzz
+    from zdfuzz.cli import main
+
+    r = CliRunner().invoke(main, ["lab", "model", "fsdax-truncate-mapped-vmsplice"])
+    assert r.exit_code == 0, r.output
+    assert "verdict: clean" in r.output
+    program = r.output[r.output.index("rules e3"):]
+    assert zdfuzz.Program.parse(program).to_text().startswith("rules e3")
+    r = CliRunner().invoke(main, ["lab", "model", "fsdax-truncate-mapped-vmsplice", "--json"])
+    doc = json.loads(r.output)
+    assert doc["schema"] == "zdfuzz.lab.model/1" and doc["violation"] is None
+    assert doc["steps"][5] == {"index": 5, "outcome": "blocks", "completes_at": 6,
+                               "notes": doc["steps"][5]["notes"], "actions": ["truncate file=0 index=0 cpu=0"]}
+    r = CliRunner().invoke(main, ["lab", "scenarios"])
+    assert r.exit_code == 0 and "f1-devdax-unbind-iouring" in r.output

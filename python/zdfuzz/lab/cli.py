@@ -129,13 +129,18 @@ def scenarios_cmd() -> None:
 @lab.command("model")
 @click.argument("scenario")
 @click.option("--rules", "rules_name", default=None, help="Preset (default: e3, the preset of 6.1 and 6.12).")
-def model_cmd(scenario: str, rules_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def model_cmd(scenario: str, rules_name: str | None, as_json: bool) -> None:
     """The model's prediction for a scenario, and its settled .zdf program."""
     try:
         sc = load(find(scenario))
         p = predict(sc, rules_name or "e3")
     except LabError as e:
         _fail(e)
+    if as_json:
+        click.echo(json.dumps({"schema": "zdfuzz.lab.model/1", "scenario": sc.name, **p.to_json(),
+                               "program": p.program}, indent=1))
+        return
     t = Table(title=f"{sc.name} under {p.rules}")
     for c in ("step", "guest", "model actions", "prediction"):
         t.add_column(c, overflow="fold")
