@@ -37,12 +37,16 @@ def source_root() -> Path | None:
     """The zdfuzz source checkout this package runs from (an editable
     install), or ``$ZDFUZZ_SOURCE``; None for a plain wheel install."""
     env = os.environ.get("ZDFUZZ_SOURCE")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += list(here.parents)
-    for c in candidates:
-        if (c / "Cargo.toml").is_file() and (c / "rust" / "python" / "Cargo.toml").is_file():
-            return c
+    if env:
+        c = Path(env)
+        return c if (c / "Cargo.toml").is_file() and (c / "rust" / "python" / "Cargo.toml").is_file() else None
+    # An editable install runs the package from <checkout>/python/zdfuzz; a
+    # wheel installed into a virtualenv that happens to sit inside a checkout
+    # does not count.
+    package = Path(__file__).resolve().parents[1]
+    root = package.parents[1]
+    if package == root / "python" / "zdfuzz" and (root / "rust" / "python" / "Cargo.toml").is_file():
+        return root
     return None
 
 

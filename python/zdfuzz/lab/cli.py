@@ -72,7 +72,7 @@ def lab() -> None:
 
 
 kernel_opt = click.option("--kernel", "kernel_name", required=True,
-                          help="debian-6.12, debian-6.1, or a path to your bzImage.")
+                          help="debian-6.12, debian-6.1, lab (after `lab build`), or a path to your bzImage.")
 modules_opt = click.option("--modules", type=click.Path(file_okay=False), help="Module directory of your kernel.")
 config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Your kernel's .config.")
 
@@ -91,13 +91,17 @@ def kernels_cmd(fetch_names: tuple[str, ...], as_json: bool) -> None:
         _fail(e)
     rows = []
     for k in cached:
+        pkg = f"{k.meta.get('package', '')} {k.meta.get('version', '')}".strip() or k.meta.get("source", "")
         rows.append({"name": k.meta.get("name", k.name), "release": k.release, "preset": k.preset,
-                     "package": f"{k.meta.get('package', '')} {k.meta.get('version', '')}".strip(),
-                     "state": "cached", "path": str(k.image.parent.parent)})
+                     "package": pkg, "state": "built" if k.meta.get("name") == "lab" else "cached",
+                     "path": str(k.image.parent.parent)})
     for name, (suites, _) in kernels.STOCK.items():
         if not any(r["name"] == name for r in rows):
             rows.append({"name": name, "release": "", "preset": "", "package": f"newest in {', '.join(suites)}",
                          "state": "fetchable", "path": ""})
+    if not any(r["name"] == "lab" for r in rows):
+        rows.append({"name": "lab", "release": "", "preset": "", "package": "zdfuzz lab build",
+                     "state": "not built", "path": ""})
     if as_json:
         click.echo(json.dumps({"schema": "zdfuzz.lab.kernels/1", "kernels": rows}, indent=1))
         return
@@ -109,6 +113,33 @@ def kernels_cmd(fetch_names: tuple[str, ...], as_json: bool) -> None:
     console.print(t)
     console.print("Your own kernel: --kernel path/to/bzImage --modules DIR [--config .config] (docs/lab.md).",
                   markup=False)
+
+
+@lab.command("build")
+@click.option("--source", type=click.Path(file_okay=False), help="Your kernel tree (default: Debian's linux-source-6.12).")
+@click.option("--jobs", type=click.IntRange(1), help="make -j (default: every core).")
+@click.option("--fragment", type=click.Path(dir_okay=False, exists=True), help="A config fragment instead of the lab's.")
+@click.option("--check-config", is_flag=True, help="Only check that Kconfig accepts the fragment (no compiling).")
+@click.option("--force", is_flag=True, help="Rebuild even if the cache has this build.")
+def build_cmd(source: str | None, jobs: int | None, fragment: str | None, check_config: bool, force: bool) -> None:
+    """Build the lab kernel: KASAN, DEBUG_VM, DEVICE_PRIVATE + TEST_HMM, PCI_P2PDMA, NVMe, DAX (cached)."""
+    from zdfuzz.lab import build as lab_build
+
+    prog, cb = _download_progress()
+    try:
+        with prog:
+            if check_config:
+                src, bad = lab_build.check_fragment(source, fragment, _status, cb)
+                if bad:
+                    _fail(LabError(f"{src.label}: Kconfig does not accept: " + "; ".join(bad)))
+                console.print(f"{src.label}: every option of the fragment is set as asked", markup=False)
+                return
+        with err.status("building the lab kernel") as status:
+            k = lab_build.build(source, jobs, fragment, lambda m: status.update(m), cb, force)
+    except LabError as e:
+        _fail(e)
+    console.print(f"lab kernel {k.release} ({k.meta.get('source', '')}), built in {k.meta.get('build_seconds')} s: "
+                  f"--kernel lab", markup=False)
 
 
 @lab.command("scenarios")

@@ -121,13 +121,13 @@ class Kernel:
         return [o for o in options if self.config.get(o) not in ("y", "m")]
 
 
-def _kernels_dir() -> Path:
+def kernels_dir() -> Path:
     d = cache_dir() / "kernels"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def _load_cached(d: Path) -> Kernel | None:
+def load_cached(d: Path) -> Kernel | None:
     meta_path = d / "kernel.json"
     try:
         meta = json.loads(meta_path.read_text())
@@ -156,8 +156,8 @@ def _load_cached(d: Path) -> Kernel | None:
 def cached() -> list[Kernel]:
     """Every stock kernel in the cache, newest fetch first."""
     out = []
-    for d in sorted(_kernels_dir().iterdir()):
-        if d.is_dir() and (k := _load_cached(d)) is not None:
+    for d in sorted(kernels_dir().iterdir()):
+        if d.is_dir() and (k := load_cached(d)) is not None:
             out.append(k)
     out.sort(key=lambda k: k.meta.get("fetched", ""), reverse=True)
     return out
@@ -169,8 +169,8 @@ def fetch_stock(name: str, progress: Callable[[str, int, int], None] | None = No
         raise LabError(f"unknown kernel {name!r}: the stock kernels are {', '.join(STOCK)}; or pass a bzImage path")
     suites, pattern = STOCK[name]
     pkg = debian.newest(suites, pattern)
-    dest = _kernels_dir() / pkg.sha256[:16]
-    if (k := _load_cached(dest)) is not None:
+    dest = kernels_dir() / pkg.sha256[:16]
+    if (k := load_cached(dest)) is not None:
         return k
     data = debian.fetch(pkg.url, (lambda done, total: progress(pkg.name, done, total)) if progress else None, pkg.size)
     digest = hashlib.sha256(data).hexdigest()
@@ -201,9 +201,15 @@ def fetch_stock(name: str, progress: Callable[[str, int, int], None] | None = No
     atomic_write(tmp / "kernel.json", json.dumps(meta, indent=2).encode())
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    k = _load_cached(dest)
+    k = load_cached(dest)
     assert k is not None
     return k
+
+
+def newest_lab() -> Kernel | None:
+    """The most recent ``zdfuzz lab build``."""
+    labs = [k for k in cached() if k.meta.get("name") == "lab"]
+    return labs[0] if labs else None
 
 
 def resolve(
@@ -213,7 +219,13 @@ def resolve(
     fetch: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Kernel:
-    """A kernel by stock name (from the cache, else fetched) or by image path."""
+    """A kernel by stock name (from the cache, else fetched), ``lab`` (the
+    newest lab build), or an image path."""
+    if name == "lab":
+        k = newest_lab()
+        if k is None:
+            raise LabError("no lab kernel is built yet: run `zdfuzz lab build` (minutes; see docs/lab.md)")
+        return k
     if name in STOCK:
         for k in cached():
             if k.meta.get("name") == name:
