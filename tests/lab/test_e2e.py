@@ -19,6 +19,7 @@ import pytest
 
 from zdfuzz.lab import guest, kernels, scenario
 from zdfuzz.lab.errors import LabError
+from zdfuzz.lab.predict import rules_label
 from zdfuzz.lab.run import run_scenario
 
 
@@ -62,7 +63,7 @@ def leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 def test_f1_on_debian_6_12(leaves_nothing_behind: None) -> None:
     k = _kernel("debian-6.12")
-    assert k.preset == "e3"
+    assert rules_label(k.preset) == "debian-6.12"
     sc = scenario.load(scenario.find("f1-devdax-unbind-iouring"))
     res = run_scenario(sc, k, guest.probe_accel(k), save=False)
     assert res.run is not None and res.run.status == "done", res.run and res.run.message

@@ -167,3 +167,15 @@ def test_only_the_recorded_kernel_is_explained() -> None:
     row = compare(sc, predict(sc, "e3"), observe(d["agent_records"], len(sc.steps), d["console"]), "6.12.117",
                   "done", "")
     assert row.result == "disagree" and row.explained == ""
+
+
+def test_a_report_of_the_wrong_kind_does_not_confirm_a_violation() -> None:
+    """I-X2 (a block freed under DMA) is shown by dax_disassociate_entry's
+    WARN, not by a hung task: like is compared with like."""
+    d = recorded("truncate-unmapped-warn-6.12")
+    sc = scenario.load(scenario.find(d["scenario"]))
+    records = [r for r in d["agent_records"] if r.get("t") != "kmsg"] + [{"t": "kmsg", "after": "6", "lines": [
+        {"prio": 3, "text": "INFO: task init:1 blocked for more than 120 seconds."}]}]
+    row = compare(sc, predict(sc, "e3"), observe(records, len(sc.steps), ""), "6.12", "done", "")
+    assert row.result == "agree" and not row.confirmed
+    assert "not the kind of report I-X2 would give" in row.reasons[-1]

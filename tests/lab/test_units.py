@@ -282,3 +282,19 @@ def test_cli_model_prints_the_prediction_and_a_replayable_program() -> None:
                                "notes": doc["steps"][5]["notes"], "actions": ["truncate file=0 index=0 cpu=0"]}
     r = CliRunner().invoke(main, ["lab", "scenarios"])
     assert r.exit_code == 0 and "f1-devdax-unbind-iouring" in r.output
+
+
+def test_stock_kernels_use_their_preset_files_and_the_files_differ_from_e3_only_where_documented() -> None:
+    import zdfuzz
+
+    k = kernels.Kernel("debian-6.12", "6.12.117+deb12-amd64", Path("/x"), None, None, meta={"name": "debian-6.12"})
+    assert k.preset.endswith("presets/debian-6.12.toml")
+    assert kernels.Kernel("custom", "6.12.5", Path("/x"), None, None).preset == "e3"
+    base = dict((key, v) for key, v, _ in zdfuzz.Rules.preset("e3").switches())
+    for name in ("debian-6.12", "debian-6.1"):
+        path = kernels.stock_preset(name)
+        assert path is not None
+        r = zdfuzz.Rules.load(path)
+        assert r.base == "e3"
+        diff = {key: v for key, v, _ in r.switches() if base[key] != v}
+        assert diff == {"migrate.finalize_putback_src": "false"}

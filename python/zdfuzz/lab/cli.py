@@ -27,7 +27,7 @@ from rich.table import Table
 from zdfuzz.lab import guest, kernels
 from zdfuzz.lab.conformance import Row
 from zdfuzz.lab.errors import LabError
-from zdfuzz.lab.predict import predict
+from zdfuzz.lab.predict import predict, rules_label
 from zdfuzz.lab.run import Result, require_scenarios, run_scenario
 from zdfuzz.lab.scenario import builtin, find, load
 from zdfuzz.lab.setups import SETUPS
@@ -92,7 +92,7 @@ def kernels_cmd(fetch_names: tuple[str, ...], as_json: bool) -> None:
     rows = []
     for k in cached:
         pkg = f"{k.meta.get('package', '')} {k.meta.get('version', '')}".strip() or k.meta.get("source", "")
-        rows.append({"name": k.meta.get("name", k.name), "release": k.release, "preset": k.preset,
+        rows.append({"name": k.meta.get("name", k.name), "release": k.release, "preset": rules_label(k.preset),
                      "package": pkg, "state": "built" if k.meta.get("name") == "lab" else "cached",
                      "path": str(k.image.parent.parent)})
     for name, (suites, _) in kernels.STOCK.items():
@@ -233,7 +233,7 @@ def _run_many(paths: list[Path], kernel_name: str, modules: str | None, config_p
         accel = guest.probe_accel(kernel)
     except LabError as e:
         _fail(e)
-    _status(f"kernel {kernel.release}: model preset {rules_name or kernel.preset}; "
+    _status(f"kernel {kernel.release}: model rules {rules_label(rules_name or kernel.preset)}; "
             f"QEMU with {accel.name}{' (' + accel.reason + ')' if accel.reason else ''}")
     results: list[Result] = []
     try:
@@ -260,7 +260,7 @@ def _run_many(paths: list[Path], kernel_name: str, modules: str | None, config_p
     rows = [r.row for r in results]
     if as_json:
         doc = {"schema": CHECK_SCHEMA, "kernel": {"name": kernel.name, "release": kernel.release},
-               "rules": rules_name or kernel.preset, "accel": accel.name,
+               "rules": rules_label(rules_name or kernel.preset), "accel": accel.name,
                "results": [r.to_json() for r in results]}
         click.echo(json.dumps(doc, indent=1))
     else:
@@ -333,5 +333,5 @@ def shell_cmd(kernel_name: str, modules: str | None, config_path: str | None, se
             "setup": [{"argv": a} for a, _ in setup.commands]}
     _status(f"booting {kernel.release} with {accel.name}; set-up {setup_name}: {setup.doc}")
     _status("the shell is busybox sh; ndctl is in /usr/bin. Leave with `exit` or Ctrl-A X.")
-    run = guest.run_guest(kernel, image, spec, accel, interactive=True, cmdline_extra=setup.cmdline)
+    run = guest.run_guest(kernel, image, spec, accel, interactive=True, cmdline_extra=setup.cmdline, setup=setup)
     raise SystemExit(0 if run.status == "done" else 2)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zdfuzz.lab.console import SEVERE, KernelEvent, Observation, StepObservation
-from zdfuzz.lab.predict import Prediction, StepPrediction
+from zdfuzz.lab.predict import Prediction, StepPrediction, rules_label
 from zdfuzz.lab.scenario import Scenario
 
 
@@ -69,6 +69,32 @@ class Row:
 
 
 KNOWN = Path(__file__).with_name("known.toml")
+
+# Which kernel reports are evidence of which model invariant, so a row
+# compares like with like: a use after teardown (I-L2/I-L3) shows as a fault
+# on the removed memmap, a KASAN or KFENCE report, or a page-state check; a
+# block freed under DMA (I-X2) as the WARN in dax_disassociate_entry or a Bad
+# page state; a refcount underflow (I-F1, I-R1) as a refcount or page-state
+# warning. An invariant not listed takes any severe report.
+USE_AFTER_FREE = {"oops", "kasan", "kfence", "bad-page", "vm-bug"}
+EVIDENCE: dict[str, set[str]] = {
+    "I-L2": USE_AFTER_FREE,
+    "I-L3": USE_AFTER_FREE,
+    "I-D1": USE_AFTER_FREE,
+    "I-F9": USE_AFTER_FREE | {"warning"},
+    "I-F1": {"vm-bug", "bad-page", "refcount", "warning", "kasan"},
+    "I-R1": {"refcount", "warning"},
+    "I-R3": USE_AFTER_FREE | {"refcount"},
+    "I-X2": {"warning", "bad-page", "vm-bug"},
+    "I-M6": {"warning", "vm-bug", "bad-page"},
+    "I-L4": {"hung-task"},
+    "I-D3": {"hung-task", "rcu-stall"},
+}
+
+
+def evidence_for(invariant: str, events: list[KernelEvent]) -> list[KernelEvent]:
+    kinds = EVIDENCE.get(invariant, SEVERE | {"warning"})
+    return [e for e in events if e.kind in kinds]
 
 
 def known_disagreements() -> list[dict[str, str]]:
@@ -132,10 +158,10 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
         if v
         else "clean"
     )
-    row = Row(sc.name, sc.title, kernel, pred.rules, "agree", model_line, "")
+    row = Row(sc.name, sc.title, kernel, rules_label(pred.rules), "agree", model_line, "")
     events = relevant_events(obs, n)
     row.events = events
-    reports = [e for e in events if e.kind in SEVERE or e.kind == "warning"]
+    reports = [e for e in events if e.kind in SEVERE | {"warning", "hung-task", "rcu-stall"}]
 
     if obs.modules_failed or obs.setup_failed or obs.fatal:
         row.result = "error"
@@ -208,10 +234,17 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
                 row.reasons.append("the model saw no violation, the kernel reported: " + "; ".join(e.summary for e in reports[:3]))
             elif v is not None:
                 after = [e for e in reports if (_event_step(e) is None or v.step is None or (_event_step(e) or 0) >= v.step)]
-                if after:
+                evidence = evidence_for(v.invariant, after)
+                if evidence:
                     row.confirmed = row.result == "agree"
                     row.reasons.append(
-                        f"the kernel reported it: {after[0].summary}" + (f" in {after[0].func}" if after[0].func else "")
+                        f"the kernel reported it: {evidence[0].summary}"
+                        + (f" in {evidence[0].func}" if evidence[0].func else "")
+                    )
+                elif after and row.result == "agree":
+                    row.reasons.append(
+                        f"the mechanics agree; the kernel reported {after[0].kind} ({after[0].summary}), "
+                        f"which is not the kind of report {v.invariant} would give"
                     )
                 elif row.result == "agree":
                     row.reasons.append(

@@ -350,6 +350,7 @@ def run_guest(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     interactive: bool = False,
     cmdline_extra: str = "",
+    setup: Setup | None = None,
 ) -> GuestRun:
     """Boot once, run the scenario, collect every report line and the console."""
     qemu = qemu_binary()
@@ -365,6 +366,11 @@ def run_guest(
         cmdline = f"console=ttyS0 {cmdline_extra} panic=-1".strip()
         cmd = [str(qemu), *accel.args, "-m", MEMORY, "-smp", "2", "-display", "none", "-no-reboot", "-nodefaults",
                "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", cmdline]
+        if setup is not None:
+            for name, size in setup.disks:
+                with (t / name).open("wb") as disk:
+                    disk.truncate(size)
+            cmd += [a.replace("{tmp}", str(t)) for a in setup.qemu]
         if interactive:
             cmd += ["-serial", "mon:stdio", "-serial", f"file:{agent_path}"]
             r = subprocess.run(cmd, check=False)

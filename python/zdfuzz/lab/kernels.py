@@ -46,6 +46,16 @@ ERAS: list[tuple[tuple[int, int], str]] = [
 ]
 
 
+PRESETS_DIR = Path(__file__).with_name("presets")
+
+
+def stock_preset(name: str) -> str | None:
+    """The preset file for a stock kernel (its era plus the stable backports
+    that change a modelled path, read in Debian's source), if there is one."""
+    p = PRESETS_DIR / f"{name}.toml"
+    return str(p) if p.is_file() else None
+
+
 def parse_release(release: str) -> tuple[int, int]:
     m = re.match(r"(\d+)\.(\d+)", release)
     if not m:
@@ -105,7 +115,13 @@ class Kernel:
 
     @property
     def preset(self) -> str:
-        return preset_for(self.release)
+        """The rules the model uses for this kernel: a stock kernel's preset
+        file (``presets/debian-6.12.toml``), the lab kernel's (built from
+        Debian's 6.12 source), else the era of its version."""
+        name = self.meta.get("name", self.name)
+        if name == "lab" and self.meta.get("identity", "").startswith("debian:"):
+            name = f"debian-{'.'.join(map(str, parse_release(self.release)))}"
+        return stock_preset(name) or preset_for(self.release)
 
     def option(self, opt: str) -> str | None:
         """``y``/``m``/value, or None when not set; raises if the config is unknown."""

@@ -23,8 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 import zdfuzz
-from zdfuzz.lab.errors import ScenarioError
+from zdfuzz.lab.errors import LabError, ScenarioError
 from zdfuzz.lab.scenario import Scenario
 
 _ERRNO_NOTE = re.compile(r"-> -(E[A-Z0-9]+)")
@@ -74,11 +76,26 @@ def _violation(v: Any, step: int | None) -> ModelViolation:
     return ModelViolation(v.invariant, v.category, v.message, step, v.action)
 
 
+def load_rules(rules: str) -> zdfuzz.Rules:
+    """A preset name or a TOML rules file."""
+    try:
+        if rules.endswith(".toml"):
+            return zdfuzz.Rules.load(rules)
+        return zdfuzz.Rules.preset(rules)
+    except (ValueError, OSError) as e:
+        raise LabError(f"rules {rules}: {e}") from None
+
+
+def rules_label(rules: str) -> str:
+    """How a table names the rules: a preset's name, or a file's stem."""
+    return Path(rules).stem if rules.endswith(".toml") else rules
+
+
 def predict(sc: Scenario, rules: str) -> Prediction:
     header = f"rules {rules}\nconfig {sc.config}\n"
+    rules_obj = load_rules(rules)
     try:
         shape_prog = zdfuzz.Program.parse(header)
-        rules_obj = zdfuzz.Rules.preset(rules)
     except zdfuzz.ProgramError as e:
         raise ScenarioError(sc.path, 0, f"config: {e.message}") from None
     m = zdfuzz.Machine.for_program(shape_prog, rules=rules_obj)

@@ -63,7 +63,8 @@ def setup_of(sc: Scenario) -> Setup:
         mods, cmds = slow_device(sc.slowdev_ms)
         setup = Setup(setup.name, setup.doc + f"; /dev/dm-0 reads take {sc.slowdev_ms} ms",
                       setup.modules + mods, setup.commands + cmds,
-                      setup.needs + ["CONFIG_BLK_DEV_LOOP", "CONFIG_BLK_DEV_DM", "CONFIG_DM_DELAY"], setup.pmem)
+                      setup.needs + ["CONFIG_BLK_DEV_LOOP", "CONFIG_BLK_DEV_DM", "CONFIG_DM_DELAY"], setup.pmem,
+                      setup.qemu, setup.disks)
     return setup
 
 
@@ -121,7 +122,7 @@ def run_scenario(
     if progress:
         progress(f"booting {kernel.release} ({accel.name})")
     spec = agent_scenario(sc, setup, image, accel.name)
-    run = guest.run_guest(kernel, image, spec, accel, on_record=on_record, cmdline_extra=setup.cmdline,
+    run = guest.run_guest(kernel, image, spec, accel, on_record=on_record, cmdline_extra=setup.cmdline, setup=setup,
                           idle_timeout=idle_timeout,
                           total_timeout=120 + 4 * len(sc.steps) * spec["step_timeout_ms"] / 1000)
     obs = observe(run.records, len(sc.steps), run.console)

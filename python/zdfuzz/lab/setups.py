@@ -38,6 +38,10 @@ class Setup:
     commands: list[tuple[list[str], str]] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
     pmem: str = "128M"
+    # extra QEMU arguments ("{tmp}" is the run's temporary directory) and the
+    # sparse disk images (name, bytes) created there for them
+    qemu: list[str] = field(default_factory=list)
+    disks: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def cmdline(self) -> str:
@@ -56,6 +60,24 @@ SETUPS: dict[str, Setup] = {
         ["nd_e820", "nd_pmem", "dax_pmem", "device_dax"],
         [(CREATE + ["-m", "devdax", "-M", "dev", "-a", "4096"], "ndctl")],
         ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
+    ),
+    "hmm": Setup(
+        "hmm",
+        "/dev/hmm_dmirror0 and 1: test_hmm's device-private mirrors (MEMORY_DEVICE_PRIVATE), lab kernel only",
+        ["test_hmm"],
+        [],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_DEVICE_PRIVATE", "CONFIG_TEST_HMM"],
+    ),
+    "p2pdma": Setup(
+        "p2pdma",
+        "an emulated NVMe controller whose 16 MiB controller memory buffer the nvme driver registers as p2pmem "
+        "(pci_p2pdma_add_resource, MEMORY_DEVICE_PCI_P2PDMA); /dev/nvme0n1 is its namespace; lab kernel only",
+        [],
+        [],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_PCI_P2PDMA", "CONFIG_BLK_DEV_NVME"],
+        qemu=["-drive", "file={tmp}/nvme0.img,if=none,id=nvm0,format=raw",
+              "-device", "nvme,serial=zdfuzz0,drive=nvm0,cmb_size_mb=16"],
+        disks=[("nvme0.img", 64 << 20)],
     ),
     "fsdax-ext4": Setup(
         "fsdax-ext4",

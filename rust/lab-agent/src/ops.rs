@@ -121,6 +121,14 @@ fn open_options(flags: &str) -> Result<(OpenOptions, i32), ArgError> {
 }
 
 impl State {
+    fn file_fd(&self, args: &Value, key: &str) -> Result<i32, ArgError> {
+        let name = arg_str(args, key)?;
+        self.files
+            .get(name)
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| ArgError(format!("no file named `{name}` in this process")))
+    }
+
     fn map(&self, args: &Value) -> Result<&Mapping, ArgError> {
         let name = arg_str(args, "map")?;
         self.maps
@@ -146,7 +154,7 @@ impl State {
     fn run_inner(&mut self, op: &str, args: &Value) -> Result<Value, ArgError> {
         Ok(match op {
             "open" => {
-                let path = arg_str(args, "path")?;
+                let path = &expand_glob(arg_str(args, "path")?);
                 let (opts, _) =
                     open_options(args.get("flags").and_then(Value::as_str).unwrap_or("rw"))?;
                 match opts.open(path) {
@@ -260,6 +268,46 @@ impl State {
                 }
                 None => return Err(ArgError("this process has no io_uring".into())),
             },
+            "hmm" => {
+                // A test_hmm (dmirror) command on a range of a mapping, the way
+                // tools/testing/selftests/mm/hmm-tests.c drives the driver:
+                // migrate_to_dev / migrate_to_sys (migrate_vma_*), read / write
+                // (the device accesses the pages: hmm_range_fault), snapshot,
+                // exclusive, check_exclusive, release.
+                let dev = self.file_fd(args, "dev")?;
+                let cmd = arg_str(args, "cmd")?;
+                let nr = match cmd {
+                    "read" => 0,
+                    "write" => 1,
+                    "migrate_to_dev" => 2,
+                    "migrate_to_sys" => 3,
+                    "snapshot" => 4,
+                    "exclusive" => 5,
+                    "check_exclusive" => 6,
+                    "release" => 7,
+                    other => return Err(ArgError(format!("unknown hmm command `{other}`"))),
+                };
+                let (m, off, len) = self.range(args)?;
+                let mut buf = vec![0u8; len.max(PAGE)];
+                if cmd == "write" {
+                    buf.iter_mut().for_each(|b| *b = 0x3c);
+                }
+                match m.hmm_ioctl(dev, nr, off, len, &mut buf) {
+                    Ok(c) => {
+                        let mut r = ok(format!(
+                            "hmm {cmd}: {} page(s) done, {} fault(s)",
+                            c.cpages, c.faults
+                        ));
+                        r["cpages"] = json!(c.cpages);
+                        r["faults"] = json!(c.faults);
+                        if cmd == "snapshot" {
+                            r["prot"] = json!(buf[..(len / PAGE)].to_vec());
+                        }
+                        r
+                    }
+                    Err(e) => err(&e, &format!("ioctl HMM_DMIRROR_{}", cmd.to_uppercase())),
+                }
+            }
             "dio_read" => {
                 // O_DIRECT read from a block device into the mapping: the block
                 // layer pins the pages for as long as the I/O is in flight.
@@ -281,6 +329,48 @@ impl State {
             _ => return run_stateless(op, args),
         })
     }
+}
+
+/// Expand `*` in path components (sysfs device names such as
+/// `/sys/bus/pci/devices/*/p2pmem/allocate`): the first match in sorted
+/// order, or the path unchanged when nothing matches.
+pub fn expand_glob(path: &str) -> String {
+    fn matches(pat: &str, name: &str) -> bool {
+        match pat.split_once('*') {
+            None => pat == name,
+            Some((pre, rest)) => {
+                name.starts_with(pre)
+                    && (0..=name.len() - pre.len()).any(|i| matches(rest, &name[pre.len() + i..]))
+            }
+        }
+    }
+    fn walk(base: std::path::PathBuf, parts: &[&str]) -> Option<std::path::PathBuf> {
+        let Some((first, rest)) = parts.split_first() else {
+            return Some(base);
+        };
+        if !first.contains('*') {
+            let next = base.join(first);
+            return if rest.is_empty() || next.exists() {
+                walk(next, rest)
+            } else {
+                None
+            };
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&base)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| matches(first, n))
+            .collect();
+        names.sort();
+        names.into_iter().find_map(|n| walk(base.join(n), rest))
+    }
+    if !path.contains('*') {
+        return path.to_string();
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    walk(std::path::PathBuf::from("/"), &parts)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
 }
 
 /// Operations that need no process state (run in one-shot task processes, or
@@ -398,6 +488,22 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
             match sys::umount(dir) {
                 Ok(()) => ok(format!("unmounted {dir}")),
                 Err(e) => err(&e, &format!("umount {dir}")),
+            }
+        }
+        "rmmod" => {
+            let name = arg_str(args, "module")?;
+            match sys::delete_module(name) {
+                Ok(()) => ok(format!("removed module {name}")),
+                Err(e) => err(&e, &format!("delete_module({name})")),
+            }
+        }
+        "insmod" => {
+            let name = arg_str(args, "module")?;
+            let params = args.get("params").and_then(Value::as_str).unwrap_or("");
+            let path = format!("/lib/modules/{name}.ko");
+            match File::open(&path).and_then(|f| sys::finit_module(f.as_raw_fd(), params)) {
+                Ok(()) => ok(format!("loaded module {name}")),
+                Err(e) => err(&e, &format!("finit_module({path})")),
             }
         }
         "sleep" => {

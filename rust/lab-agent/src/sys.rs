@@ -160,6 +160,66 @@ impl Mapping {
     }
 }
 
+/// `struct hmm_dmirror_cmd` (lib/test_hmm_uapi.h): the test_hmm driver's
+/// ioctl argument.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct HmmCmd {
+    pub addr: u64,
+    pub ptr: u64,
+    pub npages: u64,
+    pub cpages: u64,
+    pub faults: u64,
+}
+
+/// `_IOWR('H', nr, struct hmm_dmirror_cmd)`.
+pub const fn hmm_request(nr: u8) -> libc::c_ulong {
+    (3 << 30)
+        | ((std::mem::size_of::<HmmCmd>() as libc::c_ulong) << 16)
+        | ((b'H' as libc::c_ulong) << 8)
+        | nr as libc::c_ulong
+}
+
+impl Mapping {
+    /// A test_hmm ioctl on pages `offset..offset+len` of this mapping, with
+    /// `buf` (at least `len` bytes) as the driver's bounce buffer.
+    pub fn hmm_ioctl(
+        &self,
+        dev: RawFd,
+        nr: u8,
+        offset: usize,
+        len: usize,
+        buf: &mut [u8],
+    ) -> io::Result<HmmCmd> {
+        let addr = self.range(offset, len)?;
+        if buf.len() < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bounce buffer shorter than the range",
+            ));
+        }
+        let mut cmd = HmmCmd {
+            addr: addr as u64,
+            ptr: buf.as_mut_ptr() as u64,
+            npages: (len / 4096) as u64,
+            ..HmmCmd::default()
+        };
+        // SAFETY: `cmd` is a valid struct hmm_dmirror_cmd the driver reads and
+        // writes back; `cmd.ptr` points at `buf`, a live buffer of at least
+        // `npages` pages (or bytes, for a snapshot) that the driver may fill;
+        // `cmd.addr` names pages of this live mapping. Nothing else aliases buf.
+        cvt(unsafe { libc::ioctl(dev, hmm_request(nr), &mut cmd as *mut HmmCmd) } as libc::c_long)?;
+        Ok(cmd)
+    }
+}
+
+/// `delete_module(name, O_NONBLOCK)`: rmmod.
+pub fn delete_module(name: &str) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: a valid NUL-terminated module name; no other pointers.
+    cvt(unsafe { libc::syscall(libc::SYS_delete_module, c.as_ptr(), libc::O_NONBLOCK) }).map(|_| ())
+}
+
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
