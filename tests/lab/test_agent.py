@@ -89,3 +89,21 @@ def test_a_bad_scenario_file_is_reported_not_crashed_on(agent: Path, tmp_path: P
     r = subprocess.run([str(agent), "--scenario", str(f)], capture_output=True, text=True, timeout=30)
     recs = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["t"] for x in recs] == ["hello", "fatal", "done"] and "cannot read" in recs[1]["detail"]
+
+
+def test_a_batch_runs_each_item_with_its_own_actors_and_clears_between(agent: Path, tmp_path: Path) -> None:
+    item = {"actors": ["A"], "final_wait_ms": 200, "steps": [
+        {"actor": "A", "op": "mmap", "args": {"pages": 1, "as": "m"}},
+        {"actor": "-", "op": "sleep", "args": {"ms": 30000}},
+    ], "teardown": [["/bin/echo", "teardown"]]}
+    recs = run(agent, tmp_path, {"name": "b", "step_timeout_ms": 300, "settle_ms": 50,
+                                 "batch": [dict(item, name="one"), dict(item, name="two")]})
+    items = [r for r in recs if r.get("t") == "item"]
+    assert [r["name"] for r in items] == ["one", "two"] and [r["item"] for r in items] == [0, 1]
+    ends = [r for r in recs if r.get("t") == "item_end"]
+    assert [(r["item"], r["status"], r["tainted"]) for r in ends] == [(0, "ok", None), (1, "ok", None)]
+    # the sleeping one-shot process of item 0 was killed, not left behind
+    blocked = [r for r in recs if r.get("t") == "step" and r.get("status") == "blocked"]
+    assert [r["item"] for r in blocked] == [0, 1]
+    assert [r["output"] for r in recs if r.get("t") == "teardown"] == ["teardown\n", "teardown\n"]
+    assert recs[-1]["t"] == "done"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,61 @@ def check_cmd(kernel_name: str, modules: str | None, config_path: str | None, ru
     if not paths:
         _fail(LabError(f"no built-in scenario matches {only!r}"))
     _run_many(paths, kernel_name, modules, config_path, rules_name, as_json, detail=False)
+
+
+@lab.command("fuzz")
+@kernel_opt
+@modules_opt
+@config_opt
+@click.option("--time", "seconds", default=600.0, show_default=True, help="Seconds to fuzz.")
+@click.option("--types", default="generic,fsdax", show_default=True, help="Device types to drive.")
+@click.option("--rules", "rules_name", help="Model rules (default: the kernel's).")
+@click.option("--corpus", type=click.Path(file_okay=False, exists=True),
+              help="A campaign corpus to take programs from (findings and native entries) before the engine's.")
+@click.option("--out", default="zdfuzz-lab-fuzz", show_default=True, help="Findings and state (resumable).")
+@click.option("--batch", default=6, show_default=True, type=click.IntRange(1, 32), help="Scenarios per boot.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Write the summary as JSON.")
+def fuzz_cmd(kernel_name: str, modules: str | None, config_path: str | None, seconds: float, types: str,
+             rules_name: str | None, corpus: str | None, out: str, batch: int, seed: int, as_json: bool) -> None:
+    """Fuzz KERNEL with the model's programs: drivable prefixes of native-engine findings and corpus, judged by
+    the kernel's reports (KASAN, BUG, Oops, WARN); kernel findings are minimized on the kernel."""
+    from zdfuzz.lab.fuzz import LabFuzzer
+
+    tlist = [t.strip() for t in types.split(",") if t.strip()]
+    bad = [t for t in tlist if t not in ("generic", "fsdax")]
+    if bad:
+        _fail(LabError(f"--types {','.join(bad)}: the lab drives generic (device-dax) and fsdax"))
+    try:
+        kernel = resolve_kernel(kernel_name, modules, config_path)
+        accel = guest.probe_accel(kernel)
+        rules = rules_name or kernel.preset
+        with err.status("lab fuzz") as status:
+            fz = LabFuzzer(kernel, accel, Path(out), rules, batch, lambda m: status.update(m))
+            stats = fz.run(seconds, tlist, seed, Path(corpus) if corpus else None)
+    except LabError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err.print("interrupted: the guest was stopped; rerun with the same --out to resume", markup=False)
+        raise SystemExit(130) from None
+    wall = time.monotonic() - stats.started
+    doc = {"schema": "zdfuzz.lab.fuzz/1", "kernel": kernel.release, "rules": rules_label(rules),
+           "seconds": round(wall, 1), "programs": stats.programs, "translated": stats.translated,
+           "undrivable": stats.undrivable, "scenarios": stats.scenarios, "steps": stats.steps,
+           "boots": stats.boots, "clean": stats.clean, "disagreements": stats.disagreements,
+           "findings": [{"signature": f.signature, "path": str(f.path), "steps_before": f.steps_before,
+                         "steps_after": f.steps_after} for f in fz.found],
+           "minimize_boots": stats.minimize_boots}
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        console.print(f"{stats.scenarios} scenarios ({stats.steps} steps) from {stats.programs} model programs "
+                      f"({stats.translated} drivable) in {stats.boots} boots, {wall:.0f} s on {kernel.release}: "
+                      f"{stats.clean} clean, {stats.disagreements} disagreeing with the model, "
+                      f"{len(fz.found)} new kernel finding(s)", markup=False)
+        for f in fz.found:
+            console.print(f"  {f.signature}: {f.path} ({f.steps_before} -> {f.steps_after} lines)", markup=False)
+    raise SystemExit(1 if fz.found else 0)
 
 
 @lab.command("shell")

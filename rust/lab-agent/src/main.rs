@@ -34,16 +34,33 @@ use serde_json::{json, Value};
 const SCENARIO: &str = "/lab/scenario.json";
 const REPORT_TTY: &str = "/dev/ttyS1";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// First lines of the kernel reports that make a guest suspect for the next
+/// batch item (the host classifies them properly; this only counts).
+const REPORT_MARKERS: [&str; 8] = [
+    "BUG:",
+    "WARNING:",
+    "Oops",
+    "KASAN",
+    "Bad page",
+    "INFO: task",
+    "Kernel panic",
+    "general protection fault",
+];
 
 /// Where report lines go: the second serial port, or standard output when the
 /// agent is run by hand outside a guest (`--scenario FILE`).
 struct Reporter {
     out: Box<dyn Write>,
+    /// The batch item being run, stamped on every record.
+    item: Option<usize>,
 }
 
 impl Reporter {
     fn send(&mut self, mut v: Value) {
         v["ms"] = json!(uptime_ms());
+        if let Some(k) = self.item {
+            v["item"] = json!(k);
+        }
         let mut line = v.to_string();
         line.push('\n');
         // The report channel is all the host sees; if it fails there is no
@@ -214,6 +231,8 @@ struct Agent {
     kmsg: Option<File>,
     step_timeout: Duration,
     settle_time: Duration,
+    /// Kernel reports (BUG, WARNING, Oops, KASAN...) read during this item.
+    reports: usize,
 }
 
 impl Agent {
@@ -326,6 +345,9 @@ impl Agent {
                     let _seq = f.next();
                     let usec = f.next().and_then(|u| u.parse::<u64>().ok()).unwrap_or(0);
                     let text = body.lines().next().unwrap_or("").to_string();
+                    if REPORT_MARKERS.iter().any(|m| text.contains(m)) {
+                        self.reports += 1;
+                    }
                     if prio <= max_prio {
                         lines.push(json!({"prio": prio, "usec": usec, "text": text}));
                     }
@@ -589,6 +611,147 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Run an item's set-up commands (a failure stops it).
+    fn run_setup(&mut self, item: &Value) -> bool {
+        let setup = item
+            .get("setup")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (k, s) in setup.iter().enumerate() {
+            let argv: Vec<String> = s
+                .get("argv")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut v = if argv.is_empty() {
+                let op = s.get("op").and_then(Value::as_str).unwrap_or("");
+                ops::State::default().run(op, s.get("args").unwrap_or(&Value::Null))
+            } else {
+                ops::exec_capture(&argv)
+            };
+            v["t"] = json!("setup");
+            v["k"] = json!(k);
+            let failed = v["status"] != "ok";
+            self.rep.send(v);
+            self.drain_kmsg(&format!("setup{k}"));
+            if failed {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Start the item's actors, run its steps, let blocked ones finish.
+    fn run_item(&mut self, item: &Value) -> &'static str {
+        let actors: Vec<String> = item
+            .get("actors")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for a in &actors {
+            if let Err(e) = self.spawn_first_actor(a) {
+                self.rep
+                    .send(json!({"t": "fatal", "detail": format!("cannot start actor {a}: {e}")}));
+                return "fatal";
+            }
+        }
+        let steps = item
+            .get("steps")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, step) in steps.iter().enumerate() {
+            self.run_step(i, step);
+        }
+        let final_wait = Duration::from_millis(
+            item.get("final_wait_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(2000),
+        );
+        if self.runners.iter().any(|r| r.busy.is_some()) {
+            self.collect(None, final_wait);
+        }
+        let still: Vec<Value> = self
+            .runners
+            .iter()
+            .filter_map(|r| r.busy)
+            .map(|i| self.blocked_record(i))
+            .collect();
+        self.drain_kmsg("end");
+        self.rep.send(json!({"t": "end", "still_blocked": still}));
+        // Close command channels so idle actors exit; blocked ones stay.
+        for r in self.runners.iter_mut() {
+            r.cmd = None;
+        }
+        self.collect(None, Duration::from_millis(300));
+        self.drain_kmsg("exit");
+        "ok"
+    }
+
+    /// Between batch items: kill what is left of the item's processes, run
+    /// its tear-down, and say why the kernel is suspect if it is.
+    fn clear_item(&mut self, item: &Value) -> Option<String> {
+        for r in &self.runners {
+            if !r.dead {
+                sys::kill(r.pid, libc::SIGKILL);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && self.runners.iter().any(|r| !r.dead) {
+            self.collect(None, Duration::from_millis(100));
+        }
+        reap_orphans();
+        let stuck: Vec<String> = self
+            .runners
+            .iter()
+            .filter(|r| !r.dead)
+            .map(|r| r.name.clone())
+            .collect();
+        self.runners.clear();
+        for s in item
+            .get("teardown")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let argv: Vec<String> = s
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !argv.is_empty() {
+                let mut v = ops::exec_capture(&argv);
+                v["t"] = json!("teardown");
+                self.rep.send(v);
+            }
+        }
+        self.drain_kmsg("teardown");
+        if !stuck.is_empty() {
+            return Some(format!(
+                "processes that cannot be killed: {}",
+                stuck.join(", ")
+            ));
+        }
+        if self.reports > 0 {
+            return Some(format!("the kernel printed {} report(s)", self.reports));
+        }
+        None
+    }
+}
+
 fn set_nonblocking(fd: &OwnedFd) {
     // Failure would only make reads block until the step replies, which the
     // poll loop tolerates.
@@ -704,7 +867,7 @@ fn main() {
     } else {
         Box::new(io::stdout())
     };
-    let mut rep = Reporter { out };
+    let mut rep = Reporter { out, item: None };
     let finish = |rep: &mut Reporter, status: &str| {
         rep.send(json!({"t": "done", "status": status}));
         if pid1 {
@@ -751,6 +914,7 @@ fn main() {
         kmsg,
         step_timeout,
         settle_time,
+        reports: 0,
     };
     // Boot messages: only warnings and worse are worth a report line.
     agent.drain_kmsg_max_prio("boot", if pid1 { 4 } else { 0 });
@@ -767,45 +931,15 @@ fn main() {
     }
     agent.drain_kmsg("modules");
 
-    // Set-up commands are steps too (numbered from 0 in their own list), but a
-    // failure stops the scenario.
-    let setup = scenario
-        .get("setup")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (k, s) in setup.iter().enumerate() {
-        let argv: Vec<String> = s
-            .get("argv")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut v = if argv.is_empty() {
-            let op = s.get("op").and_then(Value::as_str).unwrap_or("");
-            ops::State::default().run(op, s.get("args").unwrap_or(&Value::Null))
-        } else {
-            ops::exec_capture(&argv)
-        };
-        v["t"] = json!("setup");
-        v["k"] = json!(k);
-        let failed = v["status"] != "ok";
-        agent.rep.send(v);
-        agent.drain_kmsg(&format!("setup{k}"));
-        if failed {
-            finish(&mut agent.rep, "setup-failed");
-            return;
-        }
-    }
-
     if scenario
         .get("shell")
         .and_then(Value::as_bool)
         .unwrap_or(false)
     {
+        if !agent.run_setup(&scenario) {
+            finish(&mut agent.rep, "setup-failed");
+            return;
+        }
         agent.rep.send(json!({"t": "shell"}));
         run_shell();
         agent.drain_kmsg("shell");
@@ -813,55 +947,42 @@ fn main() {
         return;
     }
 
-    let actors: Vec<String> = scenario
-        .get("actors")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    for a in &actors {
-        if let Err(e) = agent.spawn_first_actor(a) {
+    // A batch: several scenarios in one boot (the model-guided fuzzer), each
+    // with its own set-up and tear-down; the batch stops at the first item
+    // that leaves the kernel suspect (a kernel report, a process that cannot
+    // be killed), and the host runs the rest in a fresh guest.
+    if let Some(items) = scenario.get("batch").and_then(Value::as_array) {
+        for (k, item) in items.iter().enumerate() {
+            agent.rep.item = Some(k);
+            agent.reports = 0;
+            agent.rep.send(
+                json!({"t": "item", "name": item.get("name").cloned().unwrap_or(Value::Null)}),
+            );
+            let status = if agent.run_setup(item) {
+                agent.run_item(item)
+            } else {
+                "setup-failed"
+            };
+            let tainted = agent.clear_item(item);
             agent
                 .rep
-                .send(json!({"t": "fatal", "detail": format!("cannot start actor {a}: {e}")}));
-            finish(&mut agent.rep, "fatal");
-            return;
+                .send(json!({"t": "item_end", "status": status, "tainted": tainted}));
+            agent.rep.item = None;
+            if let Some(why) = tainted {
+                agent
+                    .rep
+                    .send(json!({"t": "tainted", "item": k, "detail": why}));
+                break;
+            }
         }
+        finish(&mut agent.rep, "ok");
+        return;
     }
-    let steps = scenario
-        .get("steps")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (i, step) in steps.iter().enumerate() {
-        agent.run_step(i, step);
+
+    if !agent.run_setup(&scenario) {
+        finish(&mut agent.rep, "setup-failed");
+        return;
     }
-    // Let blocked steps finish (or show they never do).
-    let final_wait = Duration::from_millis(
-        scenario
-            .get("final_wait_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(2000),
-    );
-    if agent.runners.iter().any(|r| r.busy.is_some()) {
-        agent.collect(None, final_wait);
-    }
-    let still: Vec<Value> = agent
-        .runners
-        .iter()
-        .filter_map(|r| r.busy)
-        .map(|i| agent.blocked_record(i))
-        .collect();
-    agent.drain_kmsg("end");
-    agent.rep.send(json!({"t": "end", "still_blocked": still}));
-    // Close command channels so idle actors exit; blocked ones stay until power off.
-    for r in agent.runners.iter_mut() {
-        r.cmd = None;
-    }
-    agent.collect(None, Duration::from_millis(300));
-    agent.drain_kmsg("exit");
-    finish(&mut agent.rep, "ok");
+    let status = agent.run_item(&scenario);
+    finish(&mut agent.rep, status);
 }

@@ -27,7 +27,9 @@ pub struct State {
     files: HashMap<String, File>,
     maps: HashMap<String, Mapping>,
     pipes: HashMap<String, (OwnedFd, OwnedFd)>,
-    ring: Option<OwnedFd>,
+    /// io_urings by name: a ring holds one fixed-buffer table, so each
+    /// independent pin (the fuzzer's translation makes one per pin) has its own.
+    rings: HashMap<String, OwnedFd>,
 }
 
 pub struct ArgError(pub String);
@@ -242,32 +244,61 @@ impl State {
                 }
             }
             "iouring_register" => {
-                if self.ring.is_none() {
+                let name = args
+                    .get("ring")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ring")
+                    .to_string();
+                if !self.rings.contains_key(&name) {
                     match sys::io_uring_setup(4) {
-                        Ok(r) => self.ring = Some(r),
+                        Ok(r) => {
+                            self.rings.insert(name.clone(), r);
+                        }
                         Err(e) => return Ok(err(&e, "io_uring_setup")),
                     }
                 }
+                let ring = self.rings.get(&name).map(AsRawFd::as_raw_fd).unwrap_or(-1);
                 let (m, off, len) = self.range(args)?;
-                let ring = self.ring.as_ref().map(AsRawFd::as_raw_fd).unwrap_or(-1);
                 match m.io_uring_register(ring, off, len) {
                     Ok(()) => ok("registered a fixed buffer (FOLL_PIN | FOLL_LONGTERM)"),
                     Err(e) => err(&e, "io_uring_register(IORING_REGISTER_BUFFERS)"),
                 }
             }
-            "iouring_unregister" => match &self.ring {
-                Some(r) => match sys::io_uring_unregister_buffers(r.as_raw_fd()) {
-                    Ok(()) => ok("unregistered the fixed buffers (unpin_user_pages)"),
-                    Err(e) => err(&e, "io_uring_register(IORING_UNREGISTER_BUFFERS)"),
-                },
-                None => return Err(ArgError("this process has no io_uring".into())),
-            },
-            "iouring_close" => match self.ring.take() {
-                Some(_) => {
-                    ok("closed the io_uring (its buffers are unpinned when the ring is freed)")
+            "iouring_unregister" => {
+                let name = args.get("ring").and_then(Value::as_str).unwrap_or("ring");
+                match self.rings.get(name) {
+                    Some(r) => match sys::io_uring_unregister_buffers(r.as_raw_fd()) {
+                        Ok(()) => ok("unregistered the fixed buffers (unpin_user_pages)"),
+                        Err(e) => err(&e, "io_uring_register(IORING_UNREGISTER_BUFFERS)"),
+                    },
+                    None => {
+                        return Err(ArgError(format!(
+                            "this process has no io_uring named `{name}`"
+                        )))
+                    }
                 }
-                None => return Err(ArgError("this process has no io_uring".into())),
-            },
+            }
+            "iouring_close" => {
+                let name = args.get("ring").and_then(Value::as_str).unwrap_or("ring");
+                match self.rings.remove(name) {
+                    Some(_) => {
+                        ok("closed the io_uring (its buffers are unpinned when the ring is freed)")
+                    }
+                    None => {
+                        return Err(ArgError(format!(
+                            "this process has no io_uring named `{name}`"
+                        )))
+                    }
+                }
+            }
+            "drop_holdings" => {
+                // A forked child closes the pipes and io_urings it inherited,
+                // so every GUP reference and pin stays with one process only.
+                let (p, r) = (self.pipes.len(), self.rings.len());
+                self.pipes.clear();
+                self.rings.clear();
+                ok(format!("closed {p} inherited pipe(s) and {r} io_uring(s)"))
+            }
             "hmm" => {
                 // A test_hmm (dmirror) command on a range of a mapping, the way
                 // tools/testing/selftests/mm/hmm-tests.c drives the driver:

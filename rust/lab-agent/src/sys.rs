@@ -459,6 +459,13 @@ pub fn getpid() -> libc::pid_t {
     unsafe { libc::getpid() }
 }
 
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: no pointers; a stale pid at worst gets ESRCH.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
 /// Give the calling process a new session with `tty` as its controlling
 /// terminal and standard streams (for the interactive shell).
 pub fn become_session_leader_on(tty: RawFd) -> io::Result<()> {
