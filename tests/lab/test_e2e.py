@@ -117,3 +117,42 @@ def test_a_silent_guest_is_stopped_and_its_console_kept(leaves_nothing_behind: N
     res = run_scenario(sc, k, guest.probe_accel(k), save=False, idle_timeout=10)
     assert res.run is not None and res.run.status == "hang" and "said nothing for 10 s" in res.run.message
     assert res.run.last_console_lines(5), "the last console lines are kept for the report"
+
+
+def _lab_kernel() -> kernels.Kernel:
+    try:
+        guest.qemu_binary()
+    except LabError as e:
+        pytest.skip(str(e))
+    k = kernels.newest_lab()
+    if k is None:
+        pytest.skip("no lab kernel is built here (zdfuzz lab build, about 10 minutes on 2 cores)")
+    return k
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", ["hmm-migrate-fault-back", "hmm-evict-then-rmmod", "hmm-device-write-fork-exit",
+                                  "p2pdma-mmap-dio-munmap", "p2pdma-unbind-while-pinned"])
+def test_device_private_and_p2pdma_agree_on_the_lab_kernel(name: str, leaves_nothing_behind: None) -> None:
+    k = _lab_kernel()
+    res = run_scenario(scenario.load(scenario.find(name)), k, guest.probe_accel(k), save=False)
+    assert res.row.result == "agree", res.row.reasons
+
+
+@pytest.mark.lab
+def test_f1_on_the_lab_kernel_is_confirmed_with_symbols(leaves_nothing_behind: None) -> None:
+    k = _lab_kernel()
+    res = run_scenario(scenario.load(scenario.find("f1-devdax-unbind-iouring")), k, guest.probe_accel(k), save=False)
+    assert res.row.result == "agree" and res.row.confirmed
+    assert any(e.func.startswith("io_buffer_unmap") for e in res.row.events)
+
+
+@pytest.mark.lab
+def test_kconfig_accepts_the_lab_fragment_on_debian_6_12_source() -> None:
+    from zdfuzz.lab import build
+
+    try:
+        src, bad = build.check_fragment()
+    except LabError as e:
+        pytest.skip(f"Debian's linux-source-6.12 cannot be had here: {e}")
+    assert bad == [], f"{src.label}: {bad}"

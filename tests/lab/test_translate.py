@@ -102,3 +102,52 @@ def test_minimization_keeps_the_header_and_splits_only_steps() -> None:
     head, steps = _split(text)
     assert steps == ["A open path=/dev/dax0.0 as=d", "A exit"]
     assert _join(head, steps[1:]) == "scenario x\nsetup devdax\nactors A\n\nA exit\n"
+
+
+class _FakeRow:
+    def __init__(self, steps: list[dict[str, str]]) -> None:
+        self.steps = steps
+
+
+def test_minimization_removes_steps_while_the_report_recurs_and_never_boots_a_meaningless_scenario(
+        tmp_path: Path) -> None:
+    from zdfuzz.lab import fuzz, kernels
+
+    p = zdfuzz.Program.parse((ROOT / "corpus/findings/F1-e4-devdax-unbind-under-gup.zdf").read_text())
+    text = translate(p).text
+    k = kernels.Kernel("debian-6.12", "6.12.0", Path("/x"), None, None)
+    lf = fuzz.LabFuzzer(k, guest_accel(), tmp_path, "e3", minimize_boots=50)
+    booted: list[list[str]] = []
+
+    def fake_batch(scs: list[scenario.Scenario]) -> list[tuple[scenario.Scenario, object, list[KernelEvent]]]:
+        [sc] = scs
+        ops = [s.op for s in sc.steps]
+        booted.append(ops)
+        # the "agent": a step naming a file or mapping no earlier step made fails
+        made: set[str] = set()
+        outcomes = []
+        for s in sc.steps:
+            needs = [v for key, v in s.args.items() if key in ("file", "map")]
+            outcomes.append("ok" if all(v in made for v in needs) else "error:EINVAL")
+            if "as" in s.args:
+                made.add(s.args["as"])
+        # the "kernel": the unpin after an unbind of a registered page oopses
+        oops = "iouring_register" in ops and "write_sysfs" in ops
+        events = [KernelEvent("oops", "BUG: unable to handle page fault", "io_buffer_unmap+0x1/0x2")] if oops else []
+        return [(sc, _FakeRow([{"kernel": o} for o in outcomes]), events)]
+
+    lf.run_batch = fake_batch  # type: ignore[method-assign]
+    small = lf.minimize(text, "oops io_buffer_unmap")
+    sc = scenario.parse(small, "small.lab")
+    assert [s.op for s in sc.steps] == ["open", "mmap", "touch", "iouring_register", "write_sysfs"]
+    # no candidate the model could not run was booted: a pin always follows
+    # the fault that maps its page
+    for ops in booted:
+        if "iouring_register" in ops:
+            assert "touch" in ops and ops.index("touch") < ops.index("iouring_register")
+
+
+def guest_accel() -> "object":
+    from zdfuzz.lab import guest
+
+    return guest.TCG

@@ -298,3 +298,31 @@ def test_stock_kernels_use_their_preset_files_and_the_files_differ_from_e3_only_
         assert r.base == "e3"
         diff = {key: v for key, v, _ in r.switches() if base[key] != v}
         assert diff == {"migrate.finalize_putback_src": "false"}
+
+
+def test_the_lab_config_fragment_and_its_check() -> None:
+    from zdfuzz.lab import build
+
+    opts = build.fragment_options()
+    for need in ("CONFIG_KASAN", "CONFIG_DEBUG_VM", "CONFIG_DEVICE_PRIVATE", "CONFIG_TEST_HMM", "CONFIG_PCI_P2PDMA",
+                 "CONFIG_BLK_DEV_NVME", "CONFIG_DEV_DAX", "CONFIG_FS_DAX", "CONFIG_X86_PMEM_LEGACY", "CONFIG_IO_URING",
+                 "CONFIG_KALLSYMS"):
+        assert opts[need] in ("y", "m"), need
+    assert opts["CONFIG_SLUB_TINY"] == "n"
+    cfg = {"CONFIG_KASAN": "y", "CONFIG_TEST_HMM": "y", "CONFIG_SLUB_TINY": "y"}
+    assert build.check_config(cfg, {"CONFIG_KASAN": "y", "CONFIG_TEST_HMM": "m", "CONFIG_SLUB_TINY": "n",
+                                     "CONFIG_X": "y"}) == [
+        "CONFIG_TEST_HMM=y (wanted m)", "CONFIG_SLUB_TINY=y (wanted unset)", "CONFIG_X=unset (wanted y)"]
+
+
+def test_a_user_tree_with_an_in_tree_build_is_refused(tmp_path: Path) -> None:
+    from zdfuzz.lab import build
+
+    (tmp_path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 16\nSUBLEVEL = 0\n")
+    src = build.user_source(str(tmp_path))
+    assert src.identity.startswith("tree:") and "6.16.0" in src.label
+    (tmp_path / ".config").write_text("CONFIG_X=y\n")
+    with pytest.raises(LabError, match="make mrproper"):
+        build.user_source(str(tmp_path))
+    with pytest.raises(LabError, match="not a kernel tree"):
+        build.user_source(str(tmp_path / ".."))

@@ -9,10 +9,12 @@ hour a distribution config takes.
 
 The source is Debian's ``linux-source-6.12`` (fetched from the archive like
 the stock kernels, no apt or root needed) or a kernel tree the user points
-at — their patch under review. The build goes to the cache
-(``~/.cache/zdfuzz/lab/build/<key>``, ``make O=``: the user's tree is not
-written to), keyed by the source's identity and the fragment, and is then
-usable as ``--kernel lab``.
+at — their patch under review. Objects go to ``~/.cache/zdfuzz/lab/build/``
+(``make O=``: the user's tree is not written to; one object directory per
+tree and fragment, so rebuilding after a patch compiles only what changed);
+the finished kernel is cached by the source's identity (package hash, or git
+commit plus uncommitted changes) and the fragment, and is then usable as
+``--kernel lab``.
 """
 
 from __future__ import annotations
@@ -211,7 +213,10 @@ def build(
     dest = kernels.kernels_dir() / f"lab-{key}"
     if not force and (k := kernels.load_cached(dest)) is not None:
         return k
-    out = cache_dir() / "build" / key
+    # The object directory is keyed by the tree's location and the fragment,
+    # not by its content: after an edit to the tree, make rebuilds only what
+    # changed (minutes), while the finished kernel is keyed by content.
+    out = cache_dir() / "build" / hashlib.sha256(f"{src.tree}\n{fragment}".encode()).hexdigest()[:20]
     jobs = jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     if progress:

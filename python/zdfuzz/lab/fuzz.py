@@ -217,13 +217,21 @@ class LabFuzzer:
     # -- findings ----------------------------------------------------------------------------
 
     def reproduces(self, text: str, signature: str) -> bool:
+        """Does this smaller scenario still make the kernel print the same
+        report? Only a scenario that stays meaningful counts: the model can
+        run every step's actions (nothing refused), and the agent ran every
+        step it was given (no missing file, mapping or pipe)."""
         try:
             sc = scenario.parse(text, "candidate.lab")
+            pred = predict(sc, self.rules)
         except ScenarioError:
             return False
+        if any(p.outcome == "refused" for p in pred.steps):
+            return False
         self.stats.minimize_boots += 1
-        [(_, _row, reports)] = self.run_batch([sc])
-        return any(report_signature(e) == signature for e in reports)
+        [(_, row, reports)] = self.run_batch([sc])
+        broken = any(s["kernel"] in ("error:EINVAL", "error:ESRCH", "skipped") for s in row.steps)
+        return not broken and any(report_signature(e) == signature for e in reports)
 
     def minimize(self, text: str, signature: str) -> str:
         """Remove steps while the same report recurs (one boot per try, at

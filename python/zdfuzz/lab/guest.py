@@ -239,6 +239,11 @@ def build_image(
         except kmod.ModuleError as e:
             raise LabError(str(e)) from e
     atomic_write(out, w.finish())
+    # keep the cache from growing with every agent or module change: the ten
+    # most recently built images stay
+    images = sorted(out.parent.glob("*.cpio.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in images[10:]:
+        old.unlink(missing_ok=True)
     return Image(out, [m.name for m in modules], key)
 
 

@@ -37,6 +37,14 @@ pub fn name(code: i32) -> String {
         libc::ETIMEDOUT => "ETIMEDOUT",
         libc::EHWPOISON => "EHWPOISON",
         libc::ENOEXEC => "ENOEXEC",
+        libc::EREMOTEIO => "EREMOTEIO",
+        libc::EPROTO => "EPROTO",
+        libc::ENOTBLK => "ENOTBLK",
+        libc::EDEADLK => "EDEADLK",
+        libc::ENOLINK => "ENOLINK",
+        libc::EBADMSG => "EBADMSG",
+        libc::ECANCELED => "ECANCELED",
+        libc::EOWNERDEAD => "EOWNERDEAD",
         _ => return format!("E{code}"),
     };
     n.to_string()

@@ -597,6 +597,17 @@ impl Agent {
         let remaining = timeout.saturating_sub(start.elapsed());
         match self.collect(Some(i), remaining) {
             Some(mut v) => {
+                if op == "exit" && v["status"] == "ok" {
+                    // The actor answers before it calls _exit; the step is
+                    // over when the process has really exited (its files
+                    // released: a device file's ->release can take long).
+                    if let Some(pid) = self.runners.iter().find(|r| r.name == actor).map(|r| r.pid) {
+                        let left = timeout.saturating_sub(start.elapsed());
+                        if !wait_gone(pid, left) {
+                            v["detail"] = json!("replied, but still exiting when the step timed out");
+                        }
+                    }
+                }
                 v["t"] = json!("step");
                 v["i"] = json!(i);
                 self.rep.send(v);
@@ -756,6 +767,24 @@ fn set_nonblocking(fd: &OwnedFd) {
     // Failure would only make reads block until the step replies, which the
     // poll loop tolerates.
     let _ = sys::set_nonblocking(fd.as_raw_fd());
+}
+
+/// Wait until `pid` has exited (a zombie, or reaped), for at most `timeout`.
+fn wait_gone(pid: libc::pid_t, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.chars().next().unwrap_or('?')));
+        if matches!(state, None | Some('Z') | Some('X')) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        reap_orphans();
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn wait_for_exit(pid: libc::pid_t) -> String {
