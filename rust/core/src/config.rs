@@ -243,12 +243,8 @@ impl Layout {
                 pgmap_type.push(*t);
             }
         }
-        let fs_pgmap: Vec<u8> = pgmap_type
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t == DeviceType::Fsdax)
-            .map(|(g, _)| g as u8)
-            .collect();
+        let fs_pgmap: Vec<u8> =
+            pgmap_type.iter().enumerate().filter(|(_, t)| **t == DeviceType::Fsdax).map(|(g, _)| g as u8).collect();
         let ndev = pgmap_type.len() * c.pages;
         Layout {
             npgmaps: pgmap_type.len(),

@@ -61,11 +61,21 @@ impl Machine {
         let (want, got) = (self.s.ledger.vcontent[v], self.s.content[p]);
         if want != got {
             let when = when.to_string();
-            self.violate("I-W1", Class::Safety, &[("proc", proc as u32), ("addr", addr as u32), ("pfn", p as u32)], || {
-                (format!("lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version \
-                          {got}, but the last write to that address was version {want}"),
-                 format!("version {want}"), format!("version {got}"))
-            });
+            self.violate(
+                "I-W1",
+                Class::Safety,
+                &[("proc", proc as u32), ("addr", addr as u32), ("pfn", p as u32)],
+                || {
+                    (
+                        format!(
+                            "lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version \
+                          {got}, but the last write to that address was version {want}"
+                        ),
+                        format!("version {want}"),
+                        format!("version {got}"),
+                    )
+                },
+            );
         }
     }
 

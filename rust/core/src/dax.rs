@@ -83,14 +83,16 @@ impl Machine {
 
     /// Does any process map a page of `file`? (`mapping_mapped`)
     fn file_mapped(&self, file: usize) -> bool {
-        (0..self.layout.file_pages)
-            .filter_map(|i| self.dax_entry(file, i))
-            .any(|p| self.s.ledger.pages[p].maps > 0)
+        (0..self.layout.file_pages).filter_map(|i| self.dax_entry(file, i)).any(|p| self.s.ledger.pages[p].maps > 0)
     }
 
     /// Is a truncate running on `file`? (faults are excluded meanwhile)
     pub(crate) fn truncating(&self, file: usize) -> bool {
-        self.s.tasks.iter().flatten().any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
+        self.s
+            .tasks
+            .iter()
+            .flatten()
+            .any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
     }
 
     /// One step of the truncate task.
@@ -125,8 +127,14 @@ impl Machine {
         let h = self.s.ledger.pages[p];
         if h.extra_refs() > 0 || h.maps > 0 {
             self.violate("I-X2", Class::Safety, &[("file", file as u32), ("pfn", p as u32)], || {
-                (format!("truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {}",
-                         h.describe()), "idle page".into(), h.describe())
+                (
+                    format!(
+                        "truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {}",
+                        h.describe()
+                    ),
+                    "idle page".into(),
+                    h.describe(),
+                )
             });
         }
         self.dax_drop_entry(file, index, p);

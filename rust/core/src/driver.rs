@@ -54,8 +54,14 @@ impl Machine {
         let large = self.folio_nr(p) > 1;
         let (level, at) = if large { (Level::Pmd, self.block_start(addr)) } else { (Level::Pte, addr) };
         // folio_get(dst) for the new mapping; folio_add_new_anon_rmap
-        self.install_entry(proc, at, level, Pte::DevicePrivate { pfn: p as u16, write: true }, 1,
-                           "migrate_vma_insert_page: folio_get");
+        self.install_entry(
+            proc,
+            at,
+            level,
+            Pte::DevicePrivate { pfn: p as u16, write: true },
+            1,
+            "migrate_vma_insert_page: folio_get",
+        );
         self.s.mapping[p] = MAPPING_ANON;
         let n = if large { self.layout.nr_huge() } else { 1 };
         for a in at..at + n {

@@ -226,7 +226,8 @@ pub struct Outcome {
 impl Outcome {
     /// One line for people, as the CLI prints it.
     pub fn summary(&self) -> String {
-        let counts = format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
+        let counts =
+            format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
         let head = match (&self.counterexample, self.stop) {
             (Some(c), _) => {
                 let v = c.verdict.reported();
@@ -580,7 +581,10 @@ impl Worker {
         if !self.ops_ready {
             actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
             if self.ops.len() >= 1 << ORD_BITS {
-                return Err(ExploreError(format!("{} enabled actions in one state: too many to explore", self.ops.len())));
+                return Err(ExploreError(format!(
+                    "{} enabled actions in one state: too many to explore",
+                    self.ops.len()
+                )));
             }
             self.ops_ready = true;
         }
@@ -879,7 +883,10 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             violation = Some(violation.map_or(dv, |v| v.min(dv)));
         }
         let next = Frontier {
-            chunks: stored.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default()).collect(),
+            chunks: stored
+                .into_iter()
+                .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default())
+                .collect(),
         };
         peak = peak.max(mem_now + next.bytes() + winners.capacity() as u64 * 16);
         d += 1;
@@ -907,7 +914,12 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         Some(_) => {
             let bits: u64 = shards.iter().map(|s| s.bytes() * 8).sum();
             let ones: u64 = shards.iter().map(|s| s.ones()).sum();
-            Coverage::Bitstate { bits, hashes: BIT_HASHES, fill: ones as f64 / bits.max(1) as f64, expected_missed: missed }
+            Coverage::Bitstate {
+                bits,
+                hashes: BIT_HASHES,
+                fill: ones as f64 / bits.max(1) as f64,
+                expected_missed: missed,
+            }
         }
     };
     Ok(Outcome {
@@ -1024,7 +1036,14 @@ fn unpack(v: u64) -> Option<Op> {
 
 /// Regenerate the state `key` names, append it to `chunk`; true if the
 /// drain from it breaks an invariant.
-fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: Reduction, chunk: &mut Chunk) -> Result<bool, ExploreError> {
+fn store(
+    w: &mut Worker,
+    frontier: &Frontier,
+    key: u64,
+    packed: u64,
+    reduction: Reduction,
+    chunk: &mut Chunk,
+) -> Result<bool, ExploreError> {
     let (i, o) = (key >> ORD_BITS, (key & ((1 << ORD_BITS) - 1)) as usize);
     let op = match unpack(packed) {
         Some(op) => {
@@ -1044,7 +1063,13 @@ fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: 
 
 /// The program that reaches the state (or breaks at the transition) `key`
 /// of `level`, replayed with tracing.
-fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: Reduction) -> Result<Counterexample, ExploreError> {
+fn rebuild(
+    cfg: &Config,
+    keys: &[Vec<u64>],
+    level: usize,
+    key: u64,
+    reduction: Reduction,
+) -> Result<Counterexample, ExploreError> {
     // ordinals from the end back to the initial state
     let mut ords = Vec::with_capacity(level);
     let mut k = key;
@@ -1070,7 +1095,8 @@ fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: R
         ops.push(op);
     }
     m.set_tracing(true);
-    let verdict = m.run(&ops).map_err(|(i, e)| ExploreError(format!("internal: counterexample action {i} not enabled: {e}")))?;
+    let verdict =
+        m.run(&ops).map_err(|(i, e)| ExploreError(format!("internal: counterexample action {i} not enabled: {e}")))?;
     if verdict.reported().is_none() {
         return Err(ExploreError("internal: the counterexample did not reproduce on replay".into()));
     }

@@ -183,16 +183,28 @@ impl Machine {
         // fault path, or at least not yet given back to its allocator.
         if self.s.ledger.life[g] == Life::TornDown {
             self.violate("I-D1", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                (format!("migrate_to_ram runs for pfn {p} after memunmap_pages freed pgmap {g}: page->pgmap->ops is \
-                          freed memory"), "pgmap alive".into(), "freed".into())
+                (
+                    format!(
+                        "migrate_to_ram runs for pfn {p} after memunmap_pages freed pgmap {g}: page->pgmap->ops is \
+                          freed memory"
+                    ),
+                    "pgmap alive".into(),
+                    "freed".into(),
+                )
             });
             return None;
         }
         if !ctx.fault_ref && (self.s.flags[p] & PG_FREE_LIST != 0 || !self.folio_in_use(self.head_of(p))) {
             self.violate("I-D1", Class::Safety, &[("pfn", p as u32)], || {
-                (format!("migrate_to_ram runs for pfn {p}, which was freed after the fault read its entry: the fault \
+                (
+                    format!(
+                        "migrate_to_ram runs for pfn {p}, which was freed after the fault read its entry: the fault \
                           path took no reference under the page-table lock (use after free of \
-                          page->zone_device_data)"), "a reference held".into(), "page freed".into())
+                          page->zone_device_data)"
+                    ),
+                    "a reference held".into(),
+                    "page freed".into(),
+                )
             });
             return None;
         }
@@ -202,8 +214,8 @@ impl Machine {
             self.trace_note(|| "migrate_vma_setup: fault_page not locked: -EINVAL".into());
             return Some(F_DONE);
         }
-        let compound = matches!(self.entry(ctx.proc as usize, ctx.addr as usize), (_, Level::Pmd))
-            && self.rules.migrate.compound;
+        let compound =
+            matches!(self.entry(ctx.proc as usize, ctx.addr as usize), (_, Level::Pmd)) && self.rules.migrate.compound;
         let m = &mut self.s.mig[slot];
         m.pgmap = g as u8;
         m.select = (SELECT_DEVICE_PRIVATE | if compound { SELECT_COMPOUND } else { 0 }) as u8;
@@ -234,8 +246,11 @@ impl Machine {
         if ctx.fault_locked && !self.rules.fault.unlock_before_put {
             if !self.folio_in_use(self.head_of(p)) {
                 self.violate("I-D1", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("do_swap_page unlocks pfn {p} after its put_page freed it (use after free)"),
-                     "unlock before the final put".into(), "unlock after".into())
+                    (
+                        format!("do_swap_page unlocks pfn {p} after its put_page freed it (use after free)"),
+                        "unlock before the final put".into(),
+                        "unlock after".into(),
+                    )
                 });
             }
             unlock(self);
@@ -254,7 +269,8 @@ impl Machine {
     /// (holding its mmap_lock for read)?
     pub(crate) fn mm_busy(&self, proc: usize) -> bool {
         self.s.tasks.iter().enumerate().any(|(i, t)| {
-            t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { .. })) && self.mig_proc(i) == Some(proc)
+            t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { .. }))
+                && self.mig_proc(i) == Some(proc)
         })
     }
 

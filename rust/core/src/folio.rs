@@ -52,9 +52,14 @@ impl Machine {
         let same_shape = oh == h && oo == order;
         if !standalone && !same_shape {
             self.violate("I-F4", Class::Safety, &[("pfn", p as u32)], || {
-                (format!("pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the \
-                          compound head {oh} of an earlier order-{oo} folio (the free path left stale metadata)"),
-                 "standalone order-0 page".into(), format!("tail of pfn {oh}"))
+                (
+                    format!(
+                        "pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the \
+                          compound head {oh} of an earlier order-{oo} folio (the free path left stale metadata)"
+                    ),
+                    "standalone order-0 page".into(),
+                    format!("tail of pfn {oh}"),
+                )
             });
         }
     }
@@ -149,24 +154,36 @@ impl Machine {
                 self.s.mapping[p] = m;
             }
         }
-        self.trace_note(|| format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" }));
+        self.trace_note(|| {
+            format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" })
+        });
         // I-T2: a split moves references, it never creates or drops them;
         // pgmap references are per base page and do not change
         let expect = rc_before + (nr as i32 - 1) * per_piece_refs;
         if total != expect {
             self.violate("I-T2", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("the split of folio {h} leaves its {nr} pages with {total} references in all; before the \
-                          split the folio had {expect} (a split must not invent or drop references)"),
-                 format!("{expect}"), format!("{total}"))
+                (
+                    format!(
+                        "the split of folio {h} leaves its {nr} pages with {total} references in all; before the \
+                          split the folio had {expect} (a split must not invent or drop references)"
+                    ),
+                    format!("{expect}"),
+                    format!("{total}"),
+                )
             });
         }
         if let (Some(g), Some(before)) = (g, ref_before) {
             let after = self.s.pgmaps[g].pref.count();
             if after != before {
                 self.violate("I-T2", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                    (format!("the split of folio {h} changes pgmap {g}'s ref from {before} to {after}; pgmap \
-                              references are per base page and a split must leave them alone"),
-                     format!("{before}"), format!("{after}"))
+                    (
+                        format!(
+                            "the split of folio {h} changes pgmap {g}'s ref from {before} to {after}; pgmap \
+                              references are per base page and a split must leave them alone"
+                        ),
+                        format!("{before}"),
+                        format!("{after}"),
+                    )
                 });
             }
         }
@@ -194,9 +211,14 @@ impl Machine {
             }
             Pte::DevicePrivate { pfn, .. } if !self.rules.thp.walkers_know_device_pmd => {
                 self.violate("I-T3", Class::Safety, &[("proc", proc as u32), ("pfn", pfn as u32)], || {
-                    (format!("a PMD walker reads the device-private PMD entry for pfn {pfn} (process {proc}) as a \
-                              present huge page: pmd_folio() of a swap entry is a bogus folio pointer"),
-                     "device-private entry skipped".into(), "treated as present".into())
+                    (
+                        format!(
+                            "a PMD walker reads the device-private PMD entry for pfn {pfn} (process {proc}) as a \
+                              present huge page: pmd_folio() of a swap entry is a bogus folio pointer"
+                        ),
+                        "device-private entry skipped".into(),
+                        "treated as present".into(),
+                    )
                 });
             }
             _ => self.trace_note(|| "queue_folios_pmd: not a present THP, skipped".into()),

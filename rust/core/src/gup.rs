@@ -45,7 +45,14 @@ impl GupError {
 
 impl Machine {
     /// GUP one address; on success the caller holds a reference or pin.
-    pub(crate) fn gup(&mut self, proc: usize, addr: usize, flags: u16, pin: bool, cpu: usize) -> Result<usize, GupError> {
+    pub(crate) fn gup(
+        &mut self,
+        proc: usize,
+        addr: usize,
+        flags: u16,
+        pin: bool,
+        cpu: usize,
+    ) -> Result<usize, GupError> {
         let longterm = flags & FOLL_LONGTERM != 0;
         let p2pdma = flags & FOLL_PCI_P2PDMA != 0;
         let pte = self.entry(proc, addr).0;
@@ -128,13 +135,16 @@ impl Machine {
             DeviceType::Private => self.violate("I-G3", Class::Safety, &obj, || {
                 (format!("GUP returned device-private pfn {p}"), "-EFAULT (fault, migrate)".into(), "granted".into())
             }),
-            DeviceType::P2pdma if !p2pdma || longterm => {
-                self.violate("I-G4", Class::Safety, &obj, || {
-                    (format!("GUP returned P2P pfn {p} {}",
-                             if longterm { "for FOLL_LONGTERM" } else { "without FOLL_PCI_P2PDMA" }),
-                     "refused".into(), "granted".into())
-                })
-            }
+            DeviceType::P2pdma if !p2pdma || longterm => self.violate("I-G4", Class::Safety, &obj, || {
+                (
+                    format!(
+                        "GUP returned P2P pfn {p} {}",
+                        if longterm { "for FOLL_LONGTERM" } else { "without FOLL_PCI_P2PDMA" }
+                    ),
+                    "refused".into(),
+                    "granted".into(),
+                )
+            }),
             _ => {}
         }
     }

@@ -13,12 +13,12 @@
 //! (conformance), so the cost per action is O(objects touched).
 
 use crate::config::{Config, ConfigError, Layout};
-use crate::oracle::{Class, Ledger, Life, Violation};
 use crate::migrate::{MigCtx, MigEntry, Origin};
+use crate::oracle::{Class, Ledger, Life, Violation};
 use crate::page::{PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::pagetable::Level;
 use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
-use crate::pagetable::Level;
 use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SELECT_COMPOUND};
 use crate::rules::{AllocPgmapRef, DeviceType, MemunmapPut, Rules};
 use crate::sched::{Task, TaskKind};
@@ -387,12 +387,16 @@ impl Machine {
                 ok(live(g), "the pgmap is not registered, or already unbinding")?;
                 ok(self.free_task_slot(), "no free task slot")?;
                 ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
-                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
-                   "the driver frees the pages it still holds before it unbinds")?;
-                ok(!(l.pgmap_type[g] == DeviceType::Private
-                       && self.rules.private.unbind_after_eviction
-                       && l.pfns_of(g).any(|p| s.ledger.pages[p].in_use())),
-                   "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)")
+                ok(
+                    !l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
+                    "the driver frees the pages it still holds before it unbinds",
+                )?;
+                ok(
+                    !(l.pgmap_type[g] == DeviceType::Private
+                        && self.rules.private.unbind_after_eviction
+                        && l.pfns_of(g).any(|p| s.ledger.pages[p].in_use())),
+                    "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
+                )
             }
             Step => match s.tasks[a(0)] {
                 None => Err("no such task"),
@@ -405,13 +409,19 @@ impl Machine {
             GetDevPagemap => {
                 ok(self.free_task_slot(), "no free task slot")?;
                 let c = a(1);
-                ok(c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0, "the kernel user holds no reference on the cached pgmap")
+                ok(
+                    c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0,
+                    "the kernel user holds no reference on the cached pgmap",
+                )
             }
-            PutDevPagemap => ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"),
+            PutDevPagemap => {
+                ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap")
+            }
             AllocDevicePage | AllocDeviceFolio => {
                 let g = a(0);
                 ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                let bound = live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
+                let bound =
+                    live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
                 ok(bound, "the driver is not bound (registered and not unbinding)")?;
                 if op.kind == AllocDeviceFolio {
                     ok(self.rules.thp.device_private && l.order > 0, "no large device-private folios in this era")?;
@@ -451,8 +461,10 @@ impl Machine {
                 let p = a(0);
                 let k = s.p2p_len[p] as usize;
                 ok(k > 0, "no kernel P2P allocation starts at this pfn")?;
-                ok((p..p + k).all(|q| s.ledger.pages[q].kernel_gets == 0),
-                   "the kernel user puts its page references before freeing")
+                ok(
+                    (p..p + k).all(|q| s.ledger.pages[q].kernel_gets == 0),
+                    "the kernel user puts its page references before freeing",
+                )
             }
             GetPage => {
                 ok(self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era")?;
@@ -525,8 +537,10 @@ impl Machine {
                 ok(!empty(a(0), a(1)), "nothing is mapped there")?;
                 ok(!entry(a(0), a(1)).is_migration(), "GUP waits for the migration to finish")?;
                 let e = entry(a(0), a(1));
-                ok(!(op.kind == PinUserPages && e.pfn().is_some_and(|p| l.is_ram(p)) && !e.writable()),
-                   "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)")
+                ok(
+                    !(op.kind == PinUserPages && e.pfn().is_some_and(|p| l.is_ram(p)) && !e.writable()),
+                    "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
+                )
             }
             UnpinUserPage => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
             DoAnonymousPage => {
@@ -541,18 +555,24 @@ impl Machine {
             }
             CpuWrite => {
                 mm_ok(a(0), a(1))?;
-                ok(matches!(entry(a(0), a(1)), Pte::Present { .. }), "no present mapping (a device-private entry \
-                   faults: use do_swap_page)")?;
+                ok(
+                    matches!(entry(a(0), a(1)), Pte::Present { .. }),
+                    "no present mapping (a device-private entry \
+                   faults: use do_swap_page)",
+                )?;
                 ok(!self.write_needs_copy(a(0), a(1)) || self.ram_fit(0).is_some(), "no memory for the COW copy")
             }
             DeviceWrite => {
                 let p = a(0);
                 ok(l.is_private(p), "not a device-private page")?;
                 let mapped_w = (0..l.procs).any(|proc| {
-                    (0..l.addrs).any(|x| matches!(entry(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
+                    (0..l.addrs)
+                        .any(|x| matches!(entry(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
                 });
-                ok(mapped_w || (s.ledger.pages[self.head_of(p)].driver),
-                   "the device reaches the page only through a writable device-private mapping or its own allocation")
+                ok(
+                    mapped_w || (s.ledger.pages[self.head_of(p)].driver),
+                    "the device reaches the page only through a writable device-private mapping or its own allocation",
+                )
             }
             DmaWrite => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
             MigrateVmaSetup => {
@@ -564,8 +584,10 @@ impl Machine {
                 ok(s.alive[proc], "no such process")?;
                 ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
                 ok(self.free_task_slot(), "no free task slot")?;
-                ok(sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && l.in_block(addr)),
-                   "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)")
+                ok(
+                    sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && l.in_block(addr)),
+                    "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)",
+                )
             }
             DoSwapPage => {
                 ok(s.alive[a(0)], "no such process")?;
@@ -876,9 +898,14 @@ impl Machine {
         if !in_use && rc != free_rc {
             let what = t.map_or("system RAM", |t| t.name());
             self.violate("I-F5", Class::Conformance, &[("pfn", p as u32)], || {
-                (format!("pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type \
-                          have {free_rc}"),
-                 format!("{free_rc}"), format!("{rc}"))
+                (
+                    format!(
+                        "pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type \
+                          have {free_rc}"
+                    ),
+                    format!("{free_rc}"),
+                    format!("{rc}"),
+                )
             });
         }
         let pins: i32 = self.s.ledger.pages[h..h + nr].iter().map(|x| x.gup_pins as i32).sum();
@@ -886,7 +913,11 @@ impl Machine {
             let pc = self.s.pincount[h];
             if pc != pins {
                 self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}"), format!("{pins}"), format!("{pc}"))
+                    (
+                        format!("the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}"),
+                        format!("{pins}"),
+                        format!("{pc}"),
+                    )
                 });
             }
         } else {
@@ -895,8 +926,11 @@ impl Machine {
             let bias = GUP_PIN_COUNTING_BIAS;
             if pins > 0 && rc < bias * pins {
                 self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
-                     format!(">= {}", bias * pins), format!("{rc}"))
+                    (
+                        format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
+                        format!(">= {}", bias * pins),
+                        format!("{rc}"),
+                    )
                 });
             }
         }
@@ -904,8 +938,14 @@ impl Machine {
             let expected = self.expected_folio_refs(h);
             if rc != expected {
                 self.violate("I-M1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, \
-                              fault, GUP and driver references)"), format!("{expected}"), format!("{rc}"))
+                    (
+                        format!(
+                            "pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, \
+                              fault, GUP and driver references)"
+                        ),
+                        format!("{expected}"),
+                        format!("{rc}"),
+                    )
                 });
             }
         }
@@ -919,7 +959,8 @@ impl Machine {
         let bias = if nr > 1 { 1 } else { self.rules.gup.pin_bias as i32 };
         let mut r = self.folio_mapcount(h);
         for x in &self.s.ledger.pages[h..h + nr] {
-            r += x.collect as i32 + x.fault as i32 + x.gup_gets as i32 + x.kernel_gets as i32 + bias * x.gup_pins as i32;
+            r +=
+                x.collect as i32 + x.fault as i32 + x.gup_gets as i32 + x.kernel_gets as i32 + bias * x.gup_pins as i32;
             r += (x.driver || x.mig_dst) as i32;
         }
         if self.layout.is_private(h) && self.rules.types.private.free_on_2to1 {
@@ -966,8 +1007,13 @@ impl Machine {
         let expected = self.expected_pgmap_refs(g);
         if actual != expected {
             self.violate("I-P1", Class::Conformance, &[("pgmap", g as u32)], || {
-                (format!("pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}"),
-                 format!("{expected}"), format!("{actual}"))
+                (
+                    format!(
+                        "pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}"
+                    ),
+                    format!("{expected}"),
+                    format!("{actual}"),
+                )
             });
         }
     }

@@ -174,8 +174,14 @@ impl Machine {
         if let Some(f) = self.fault_page(slot) {
             if f == p && self.s.mig[slot].fault_locked {
                 self.violate("I-M4", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("the migration unlocks fault page {p}, whose lock belongs to the fault path that called \
-                              migrate_to_ram"), "left locked for do_swap_page".into(), "unlocked".into())
+                    (
+                        format!(
+                            "the migration unlocks fault page {p}, whose lock belongs to the fault path that called \
+                              migrate_to_ram"
+                        ),
+                        "left locked for do_swap_page".into(),
+                        "unlocked".into(),
+                    )
                 });
             }
         }
@@ -340,7 +346,11 @@ impl Machine {
         self.replace_with_migration_entry(proc, a, level, kind, cpu);
         let compound = if level == Level::Pmd { MF_COMPOUND } else { 0 };
         let w = if write { MF_WRITE } else { 0 };
-        self.set_mig_entry(slot, i, MigEntry { src: p as u16 + 1, dst: 0, flags: MF_MIGRATE | MF_COLLECTED | w | compound });
+        self.set_mig_entry(
+            slot,
+            i,
+            MigEntry { src: p as u16 + 1, dst: 0, flags: MF_MIGRATE | MF_COLLECTED | w | compound },
+        );
     }
 
     /// Replace the mapping at (proc, a, level) by a migration entry:
@@ -405,12 +415,22 @@ impl Machine {
             while let Some((proc, a, level)) = self.find_entry(p, nr, |x| x.is_mapping()) {
                 let (x, _) = self.entry(proc, a);
                 let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
-                if !self.rules.migrate.unmap_subpage_fix && matches!(x, Pte::DevicePrivate { .. }) && level == Level::Pte {
+                if !self.rules.migrate.unmap_subpage_fix
+                    && matches!(x, Pte::DevicePrivate { .. })
+                    && level == Level::Pte
+                {
                     // the pre-v5.3 bug: the subpage is computed from the swap
                     // entry as if it were a present PTE's pfn
                     let wrong = (x.pfn().unwrap_or(0) + 1) % self.layout.npfns;
                     self.clear_entry(proc, a, level, cpu, "try_to_unmap_one: put_page (bad subpage)");
-                    self.install_entry(proc, a, level, Pte::Migration { pfn: wrong as u16, kind }, 0, "migration entry");
+                    self.install_entry(
+                        proc,
+                        a,
+                        level,
+                        Pte::Migration { pfn: wrong as u16, kind },
+                        0,
+                        "migration entry",
+                    );
                     continue;
                 }
                 if let Pte::Present { dirty: true, .. } = x {
@@ -584,7 +604,12 @@ impl Machine {
                         e.flags |= MF_DST_COMPOUND;
                     }
                     self.set_mig_entry(slot, i, e);
-                    self.trace_note(|| format!("driver: dst pfn {d} <- copy of {}", src.map_or("a hole".into(), |s| format!("pfn {s}"))));
+                    self.trace_note(|| {
+                        format!(
+                            "driver: dst pfn {d} <- copy of {}",
+                            src.map_or("a hole".into(), |s| format!("pfn {s}"))
+                        )
+                    });
                     i += 1;
                 }
                 None if compound && src.is_some() => {
@@ -625,11 +650,11 @@ impl Machine {
                 self.s.flags[p] |= PG_LOCKED | (self.s.flags[h] & PG_DIRTY);
                 self.s.ledger.locker[p] = lock_task(slot);
             }
-            self.set_mig_entry(slot, i + k, MigEntry {
-                src: p as u16 + 1,
-                dst: 0,
-                flags: (e.flags & !MF_COMPOUND) | MF_MIGRATE | MF_COLLECTED,
-            });
+            self.set_mig_entry(
+                slot,
+                i + k,
+                MigEntry { src: p as u16 + 1, dst: 0, flags: (e.flags & !MF_COMPOUND) | MF_MIGRATE | MF_COLLECTED },
+            );
         }
         // the pieces keep PG_LRU off: they are isolated like their head was
         let cap = self.s.mig[slot].npages.max((i + nr) as u16);
@@ -667,8 +692,14 @@ impl Machine {
                 }
                 let level = if compound { Level::Pmd } else { Level::Pte };
                 let at = if compound { self.block_start(a) } else { a };
-                self.install_entry(proc, at, level, Pte::DevicePrivate { pfn: d as u16, write: true }, 1,
-                                   "migrate_vma_insert_page: folio_get");
+                self.install_entry(
+                    proc,
+                    at,
+                    level,
+                    Pte::DevicePrivate { pfn: d as u16, write: true },
+                    1,
+                    "migrate_vma_insert_page: folio_get",
+                );
                 self.s.mapping[d] = MAPPING_ANON;
                 let k = if compound { self.layout.nr_huge() } else { 1 };
                 for x in at..at + k {
@@ -718,8 +749,15 @@ impl Machine {
             }
             if n > 0 {
                 self.violate("I-M2", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("migrate_vma_pages migrates pfn {p} while it is held by {}: that holder keeps using the \
-                              old page", h.describe()), "migration refused".into(), "migrated".into())
+                    (
+                        format!(
+                            "migrate_vma_pages migrates pfn {p} while it is held by {}: that holder keeps using the \
+                              old page",
+                            h.describe()
+                        ),
+                        "migration refused".into(),
+                        "migrated".into(),
+                    )
                 });
                 return;
             }
@@ -760,9 +798,15 @@ impl Machine {
                 if self.s.ledger.pages[s].dirty_pte && self.s.flags[newdst] & PG_DIRTY == 0 {
                     let nd = newdst;
                     self.violate("I-M5", Class::Safety, &[("pfn", s as u32), ("pfn", nd as u32)], || {
-                        (format!("a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is \
+                        (
+                            format!(
+                                "a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is \
                                   clean: the dirty bit was lost at collect, so the new page may be dropped without \
-                                  writeback"), "dirty".into(), "clean".into())
+                                  writeback"
+                            ),
+                            "dirty".into(),
+                            "clean".into(),
+                        )
                     });
                 }
                 let nr = self.folio_nr(s);
@@ -779,9 +823,14 @@ impl Machine {
                 // folio_putback_lru
                 if newdst != s && self.s.rc[s] == 1 {
                     self.violate("I-M6", Class::Safety, &[("pfn", s as u32)], || {
-                        (format!("migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated \
-                                  away and this put frees it (its memcg data is already gone)"),
-                         "freed without the LRU".into(), "put on the LRU".into())
+                        (
+                            format!(
+                                "migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated \
+                                  away and this put frees it (its memcg data is already gone)"
+                            ),
+                            "freed without the LRU".into(),
+                            "put on the LRU".into(),
+                        )
                     });
                 }
                 self.add_lru(s);
@@ -808,18 +857,25 @@ impl Machine {
     fn check_finalized(&mut self, slot: usize) {
         let l = &self.layout;
         let stale = |m: &Machine, e: Pte| {
-            e.is_migration() && e.pfn().is_some_and(|p| {
-                let h = m.head_of(p);
-                m.s.ledger.pages[h].collect == 0 && m.s.ledger.pages[p].collect == 0
-            })
+            e.is_migration()
+                && e.pfn().is_some_and(|p| {
+                    let h = m.head_of(p);
+                    m.s.ledger.pages[h].collect == 0 && m.s.ledger.pages[p].collect == 0
+                })
         };
-        let left = (0..l.procs * l.addrs).map(|k| self.s.ptes[k]).chain(self.s.pmds.iter().copied()).find(|&e| stale(self, e));
+        let left =
+            (0..l.procs * l.addrs).map(|k| self.s.ptes[k]).chain(self.s.pmds.iter().copied()).find(|&e| stale(self, e));
         if let Some(e) = left {
             let q = e.pfn().unwrap_or(0);
             self.violate("I-M3", Class::Safety, &[("pfn", q as u32)], || {
-                (format!("a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the \
-                          page: a process touching it waits forever, or maps a page that is freed and reused"),
-                 "no migration entry".into(), e.describe())
+                (
+                    format!(
+                        "a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the \
+                          page: a process touching it waits forever, or maps a page that is freed and reused"
+                    ),
+                    "no migration entry".into(),
+                    e.describe(),
+                )
             });
             return;
         }
@@ -833,8 +889,14 @@ impl Machine {
                         && !(self.fault_page(slot) == Some(q) && self.s.mig[slot].fault_locked)
                     {
                         self.violate("I-M7", Class::Safety, &[("pfn", q as u32)], || {
-                            (format!("pfn {q} was locked by this migration and is still locked after finalize: every \
-                                      later lock_page on it sleeps forever"), "unlocked".into(), "locked".into())
+                            (
+                                format!(
+                                    "pfn {q} was locked by this migration and is still locked after finalize: every \
+                                      later lock_page on it sleeps forever"
+                                ),
+                                "unlocked".into(),
+                                "locked".into(),
+                            )
                         });
                         return;
                     }
@@ -851,9 +913,9 @@ impl Machine {
     pub(crate) fn device_folio_fit(&self, g: usize) -> Option<usize> {
         let nr = self.layout.nr_huge();
         let r = self.layout.pfns_of(g);
-        (r.start..r.end).step_by(nr).find(|&h| {
-            h + nr <= r.end && (h..h + nr).all(|p| self.s.flags[p] & PG_FREE_LIST != 0)
-        })
+        (r.start..r.end)
+            .step_by(nr)
+            .find(|&h| h + nr <= r.end && (h..h + nr).all(|p| self.s.flags[p] & PG_FREE_LIST != 0))
     }
 
     /// `zone_device_page_init` / `zone_device_folio_init` on the driver's
@@ -870,15 +932,21 @@ impl Machine {
             if self.s.mapping[p] != crate::page::MAPPING_NONE {
                 let m = self.s.mapping[p];
                 self.violate("I-F2", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("pfn {p} is handed out again with a stale page->mapping from its previous life"),
-                     "mapping == NULL".into(), format!("mapping {m}"))
+                    (
+                        format!("pfn {p} is handed out again with a stale page->mapping from its previous life"),
+                        "mapping == NULL".into(),
+                        format!("mapping {m}"),
+                    )
                 });
             }
         }
         if self.s.ledger.life[g] == Life::Killed {
             self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                (format!("pfn {h} is allocated after memunmap_pages killed pgmap {g}"),
-                 "live pgmap".into(), "killed".into())
+                (
+                    format!("pfn {h} is allocated after memunmap_pages killed pgmap {g}"),
+                    "live pgmap".into(),
+                    "killed".into(),
+                )
             });
         }
         match pr.alloc_pgmap_ref {
@@ -888,8 +956,11 @@ impl Machine {
                     // WARN_ON_ONCE(!percpu_ref_tryget_live(...)): the kernel
                     // carries on, without a pgmap reference for this page.
                     self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                        (format!("zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)"),
-                         "tryget_live succeeds".into(), "failed".into())
+                        (
+                            format!("zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)"),
+                            "tryget_live succeeds".into(),
+                            "failed".into(),
+                        )
                     });
                 }
             }
@@ -906,8 +977,11 @@ impl Machine {
             let old = self.s.rc[h];
             if old != 0 {
                 self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
-                    (format!("zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free"),
-                     "0".into(), format!("{old}"))
+                    (
+                        format!("zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free"),
+                        "0".into(),
+                        format!("{old}"),
+                    )
                 });
             }
             self.page_set_count(h, 1);

@@ -255,7 +255,15 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}) at step {} [{}]: {}", self.invariant, self.class.name(), self.step, self.action, self.message)?;
+        write!(
+            f,
+            "{} ({}) at step {} [{}]: {}",
+            self.invariant,
+            self.class.name(),
+            self.step,
+            self.action,
+            self.message
+        )?;
         if !self.expected.is_empty() || !self.actual.is_empty() {
             write!(f, " (expected {}, actual {})", self.expected, self.actual)?;
         }

@@ -32,7 +32,8 @@ impl Machine {
             self.s.flags[p] |= PG_POOL;
             self.touch_page(p);
         }
-        if self.rules.p2p.alloc_pgmap_ref && !self.pgmap_tryget_live(g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live") {
+        if self.rules.p2p.alloc_pgmap_ref && !self.pgmap_tryget_live(g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live")
+        {
             // the device is going away: give the chunk back, return NULL
             for p in start..start + k {
                 self.s.flags[p] &= !PG_POOL;
@@ -91,7 +92,9 @@ impl Machine {
             return None;
         }
         let g = self.layout.pgmap_of(p);
-        (self.layout.pfns_of(g).start..=p).rev().find(|&s| self.s.p2p_len[s] > 0)
+        (self.layout.pfns_of(g).start..=p)
+            .rev()
+            .find(|&s| self.s.p2p_len[s] > 0)
             .filter(|&s| p < s + self.s.p2p_len[s] as usize)
     }
 
@@ -114,7 +117,14 @@ impl Machine {
                 self.page_set_count(p, 1);
             }
             // vm_insert_page: +1 reference, +1 mapcount
-            self.install_entry(proc, addr + i, Level::Pte, Pte::present(p, true), 1, "p2pmem_alloc_mmap: vm_insert_page");
+            self.install_entry(
+                proc,
+                addr + i,
+                Level::Pte,
+                Pte::present(p, true),
+                1,
+                "p2pmem_alloc_mmap: vm_insert_page",
+            );
             let v = self.layout.pte_slot(proc, addr + i);
             self.s.ledger.vcontent[v] = self.s.content[p];
             self.pgmap_get(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get");

@@ -55,8 +55,11 @@ impl Machine {
         if self.s.ledger.life[g] == Life::TornDown {
             let what = what.to_string();
             self.violate("I-L3", Class::Safety, &[("pgmap", g as u32), ("pfn", pfn as u32)], || {
-                (format!("{what} touches pfn {pfn} after memunmap_pages tore pgmap {g} down (use after free)"),
-                 "struct pages present".into(), "torn down".into())
+                (
+                    format!("{what} touches pfn {pfn} after memunmap_pages tore pgmap {g} down (use after free)"),
+                    "struct pages present".into(),
+                    "torn down".into(),
+                )
             });
             return true;
         }
@@ -100,8 +103,11 @@ impl Machine {
         if old < min {
             let what = what.to_string();
             self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("{what} takes a reference on pfn {h} whose refcount is {old}: the page is free"),
-                 "refcount > 0".into(), format!("{old}"))
+                (
+                    format!("{what} takes a reference on pfn {h} whose refcount is {old}: the page is free"),
+                    "refcount > 0".into(),
+                    format!("{old}"),
+                )
             });
         }
         self.s.rc[h] = old + n;
@@ -158,8 +164,15 @@ impl Machine {
         if new == 0 && old > 0 {
             if tr.zero_warns {
                 self.violate("I-F8", Class::Safety, &[("pfn", pfn as u32)], || {
-                    (format!("{what} takes pfn {pfn} ({}) to refcount 0: the free path WARNs (this type has no \
-                              page_free) and the page is left at 0", t.name()), "refcount stays >= 1".into(), "0".into())
+                    (
+                        format!(
+                            "{what} takes pfn {pfn} ({}) to refcount 0: the free path WARNs (this type has no \
+                              page_free) and the page is left at 0",
+                            t.name()
+                        ),
+                        "refcount stays >= 1".into(),
+                        "0".into(),
+                    )
                 });
             }
             // free_zone_device_folio: the folio's size is read before the
@@ -175,11 +188,12 @@ impl Machine {
                     self.s.flags[p] &= !PG_INIT_REF;
                 }
                 // E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
-                let refs = if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
-                    nr
-                } else {
-                    1
-                };
+                let refs =
+                    if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
+                        nr
+                    } else {
+                        1
+                    };
                 self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
             }
             if tr.reset_on_zero {
@@ -203,13 +217,22 @@ impl Machine {
     pub(crate) fn page_free(&mut self, pfn: usize, cpu: usize) {
         let g = self.layout.pgmap_of(pfn);
         let nr = self.folio_nr(pfn);
-        self.trace_note(|| if nr > 1 { format!("folio_free(pfn {pfn}, {nr} pages)") } else { format!("page_free(pfn {pfn})") });
+        self.trace_note(|| {
+            if nr > 1 {
+                format!("folio_free(pfn {pfn}, {nr} pages)")
+            } else {
+                format!("page_free(pfn {pfn})")
+            }
+        });
         for p in pfn..pfn + nr {
             let h = self.s.ledger.pages[p];
             if h.in_use() {
                 self.violate("I-F9", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                    (format!("page_free returns pfn {p} to its allocator while it is held by {}", h.describe()),
-                     "no holder".into(), h.describe())
+                    (
+                        format!("page_free returns pfn {p} to its allocator while it is held by {}", h.describe()),
+                        "no holder".into(),
+                        h.describe(),
+                    )
                 });
             }
         }
@@ -225,8 +248,13 @@ impl Machine {
                     }
                     if self.s.flags[p] & PG_FREE_LIST != 0 {
                         self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
-                            (format!("page_free of pfn {p}, which is already on its driver's free list (double free)"),
-                             "allocated".into(), "free".into())
+                            (
+                                format!(
+                                    "page_free of pfn {p}, which is already on its driver's free list (double free)"
+                                ),
+                                "allocated".into(),
+                                "free".into(),
+                            )
                         });
                     }
                     self.s.flags[p] |= PG_FREE_LIST;
@@ -241,8 +269,14 @@ impl Machine {
                 let h = self.s.ledger.pages[pfn];
                 if self.s.flags[pfn] & PG_POOL == 0 || h.p2p_kernel {
                     self.violate("I-F9", Class::Safety, &[("pfn", pfn as u32)], || {
-                        (format!("p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space \
-                                  allocation of its own"), "user-space P2P page".into(), "other".into())
+                        (
+                            format!(
+                                "p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space \
+                                  allocation of its own"
+                            ),
+                            "user-space P2P page".into(),
+                            "other".into(),
+                        )
                     });
                 }
                 self.s.flags[pfn] &= !PG_POOL;
@@ -257,13 +291,21 @@ impl Machine {
     /// `__folio_put` of a system RAM folio: back to the buddy allocator.
     pub(crate) fn free_ram_folio(&mut self, h: usize) {
         let nr = self.folio_nr(h);
-        self.trace_note(|| format!("free_unref_folio(pfn {h}{})", if nr > 1 { format!(", {nr} pages") } else { String::new() }));
+        self.trace_note(|| {
+            format!("free_unref_folio(pfn {h}{})", if nr > 1 { format!(", {nr} pages") } else { String::new() })
+        });
         for p in h..h + nr {
             let hold = self.s.ledger.pages[p];
             if hold.in_use() {
                 self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("system RAM pfn {p} is freed to the buddy allocator while it is held by {}", hold.describe()),
-                     "no holder".into(), hold.describe())
+                    (
+                        format!(
+                            "system RAM pfn {p} is freed to the buddy allocator while it is held by {}",
+                            hold.describe()
+                        ),
+                        "no holder".into(),
+                        hold.describe(),
+                    )
                 });
             }
             if self.s.ledger.locker[p] != LOCK_NONE {

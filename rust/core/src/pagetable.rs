@@ -217,7 +217,6 @@ impl Machine {
     pub(crate) fn ptl_count(l: &crate::config::Layout) -> usize {
         l.procs * l.addrs.div_ceil(l.nr_huge().max(1)).max(1)
     }
-
 }
 
 impl Machine {

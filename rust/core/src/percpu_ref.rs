@@ -865,10 +865,7 @@ impl<W: Word> PercpuRef<W> {
         // percpu state into it so is_zero()/count() stay meaningful.
         let logical = self.count() as u64;
         self.count.store(logical, Relaxed);
-        self.ctl.store(
-            (self.ctl.load(Relaxed) & CTL_RELEASED) | CTL_NO_DATA,
-            Release,
-        );
+        self.ctl.store((self.ctl.load(Relaxed) & CTL_RELEASED) | CTL_NO_DATA, Release);
         self.ptr.fetch_or(PTR_ATOMIC_DEAD | PTR_NO_PERCPU, Release);
         fx
     }

@@ -77,8 +77,11 @@ impl Machine {
             let what = what.to_string();
             let value = fx.value;
             self.violate(e.invariant(), Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", e.name()),
-                 "no WARN".into(), if value != 0 { format!("{} (count {value})", e.name()) } else { e.name().into() })
+                (
+                    format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", e.name()),
+                    "no WARN".into(),
+                    if value != 0 { format!("{} (count {value})", e.name()) } else { e.name().into() },
+                )
             });
         }
         if fx.released {
@@ -96,8 +99,14 @@ impl Machine {
             let l = &self.s.ledger;
             let (k, p) = (l.kernel_pgmap_refs[g] + l.inflight_pgmap_refs[g], l.p2p_allocs[g]);
             self.violate("I-R3", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
-                          allocation(s) still use it"), "0 users".into(), format!("{users} users"))
+                (
+                    format!(
+                        "pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
+                          allocation(s) still use it"
+                    ),
+                    "0 users".into(),
+                    format!("{users} users"),
+                )
             });
         }
     }
@@ -277,8 +286,11 @@ impl Machine {
             let h = self.s.ledger.pages[p];
             if h.in_use() {
                 self.violate("I-L2", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                    (format!("memunmap_pages tore pgmap {g} down while pfn {p} is still held by {}", h.describe()),
-                     "no holder".into(), h.describe())
+                    (
+                        format!("memunmap_pages tore pgmap {g} down while pfn {p} is still held by {}", h.describe()),
+                        "no holder".into(),
+                        h.describe(),
+                    )
                 });
                 break;
             }
@@ -286,8 +298,14 @@ impl Machine {
         let users = self.s.ledger.pgmap_users(g);
         if users > 0 {
             self.violate("I-L2", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references \
-                          or P2P allocations"), "0".into(), format!("{users}"))
+                (
+                    format!(
+                        "memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references \
+                          or P2P allocations"
+                    ),
+                    "0".into(),
+                    format!("{users}"),
+                )
             });
         }
         self.s.ledger.life[g] = Life::TornDown;

@@ -63,7 +63,9 @@ impl Machine {
         (0..self.layout.addrs)
             .filter(|&a| match self.entry(parent, a).0 {
                 Pte::Present { pfn, .. } => {
-                    self.layout.is_ram(pfn as usize) && self.maybe_pinned(pfn as usize) && self.rules.gup.fork_copies_pinned
+                    self.layout.is_ram(pfn as usize)
+                        && self.maybe_pinned(pfn as usize)
+                        && self.rules.gup.fork_copies_pinned
                 }
                 _ => false,
             })

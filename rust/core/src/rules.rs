@@ -41,8 +41,7 @@ pub enum DeviceType {
 }
 
 impl DeviceType {
-    pub const ALL: [DeviceType; 4] =
-        [DeviceType::Private, DeviceType::Fsdax, DeviceType::Generic, DeviceType::P2pdma];
+    pub const ALL: [DeviceType; 4] = [DeviceType::Private, DeviceType::Fsdax, DeviceType::Generic, DeviceType::P2pdma];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -794,10 +793,7 @@ impl Rules {
             rules.description = format!("{} (fixed by {})", r.description, r.fix);
             return Some(rules);
         }
-        let canon = PRESETS
-            .iter()
-            .find(|(n, aliases)| *n == name || aliases.contains(&name))
-            .map(|(n, _)| *n)?;
+        let canon = PRESETS.iter().find(|(n, aliases)| *n == name || aliases.contains(&name)).map(|(n, _)| *n)?;
         Some(match canon {
             "e1" => e1(),
             "e2" => e2(),
@@ -836,10 +832,16 @@ impl Rules {
                 let (l, c) = locate(text, &["base"]);
                 return Err(err(l, c, "`base` must be a string naming a preset".into()));
             }
-            None => return Err(err(1, 1, format!(
-                "missing `base = \"...\"`: name the preset to start from (one of {})",
-                Rules::preset_names().join(", ")
-            ))),
+            None => {
+                return Err(err(
+                    1,
+                    1,
+                    format!(
+                        "missing `base = \"...\"`: name the preset to start from (one of {})",
+                        Rules::preset_names().join(", ")
+                    ),
+                ))
+            }
         };
         let base = Rules::preset(&base_name).ok_or_else(|| {
             let (l, c) = locate(text, &["base"]);
@@ -851,9 +853,8 @@ impl Rules {
         if !user.contains_key("name") {
             return Err(err(1, 1, "missing `name = \"...\"` for the new rules".into()));
         }
-        let rules: Rules = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
-            err(1, 1, e.message().to_string())
-        })?;
+        let rules: Rules =
+            toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| err(1, 1, e.message().to_string()))?;
         Ok(rules)
     }
 
@@ -907,29 +908,37 @@ fn merge(
             (Some(toml::Value::Table(bt)), toml::Value::Table(ut)) => merge(bt, ut, path, text, err)?,
             (Some(toml::Value::Table(_)), _) => {
                 let (l, c) = here();
-                return Err(err(l, c, format!("`{}` is a section ([{}]), not a value", path.join("."), path.join("."))));
+                return Err(err(
+                    l,
+                    c,
+                    format!("`{}` is a section ([{}]), not a value", path.join("."), path.join(".")),
+                ));
             }
             (Some(bv), uv) => {
                 if std::mem::discriminant(bv) != std::mem::discriminant(uv) {
                     let (l, c) = here();
-                    return Err(err(l, c, format!(
-                        "`{}` must be a {} (like {}), got {}",
-                        path.join("."),
-                        bv.type_str(),
-                        bv,
-                        uv.type_str()
-                    )));
+                    return Err(err(
+                        l,
+                        c,
+                        format!(
+                            "`{}` must be a {} (like {}), got {}",
+                            path.join("."),
+                            bv.type_str(),
+                            bv,
+                            uv.type_str()
+                        ),
+                    ));
                 }
                 *bv = uv.clone();
             }
             (None, _) => {
                 let (l, c) = here();
                 let parent: Vec<String> = base.keys().cloned().collect();
-                return Err(err(l, c, format!(
-                    "unknown switch `{}`; known here: {}",
-                    path.join("."),
-                    parent.join(", ")
-                )));
+                return Err(err(
+                    l,
+                    c,
+                    format!("unknown switch `{}`; known here: {}", path.join("."), parent.join(", ")),
+                ));
             }
         }
         path.pop();
@@ -979,7 +988,9 @@ pub fn switch_doc(path: &str) -> &'static str {
             "device-private allocation sets the refcount 0->1 (zone_device_page_init)"
         }
         (_, "alloc_sets_rc") => "pci_alloc_p2pmem raises each page to 1; pci_free_p2pmem drops it to 0",
-        ("private.alloc_pgmap_ref", _) => "pgmap reference per device-private allocation: none, tryget_live, tryget_many",
+        ("private.alloc_pgmap_ref", _) => {
+            "pgmap reference per device-private allocation: none, tryget_live, tryget_many"
+        }
         ("p2p.alloc_pgmap_ref", _) => "pci_alloc_p2pmem takes one pgmap reference per allocation",
         (_, "userspace_mmap") => "user-space P2P mappings via sysfs p2pmem/allocate (v6.2+)",
         (_, "mmap_sets_rc") => "p2pmem_alloc_mmap sets each page's refcount to 1 first (0-based P2P)",
@@ -987,17 +998,25 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "gup_needs_flag") => "GUP returns P2P pages only with FOLL_PCI_P2PDMA",
         (_, "longterm_refused") => "GUP refuses FOLL_LONGTERM pins of FS-DAX pages",
         (_, "unmount_waits_idle") => "unmount waits for every FS-DAX page to be idle (dax_break_layout_final)",
-        (_, "busy_scan_needs_mapping") => "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)",
+        (_, "busy_scan_needs_mapping") => {
+            "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)"
+        }
         (_, "memunmap_waits") => "memunmap_pages waits for pgmap->ref to reach zero before teardown",
         (_, "teardown_syncs_rcu") => "teardown waits for RCU readers of pgmap_array (synchronize_rcu)",
-        (_, "page_refs_take_pgmap_refs") => "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)",
+        (_, "page_refs_take_pgmap_refs") => {
+            "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)"
+        }
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
         (_, "refuses_device_private") => "GUP never returns a device-private page",
-        (_, "check_device") => "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)",
+        (_, "check_device") => {
+            "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)"
+        }
         (_, "check_system") => "the pre-filter rejects RAM pages with refs beyond their mappings (what-if when false)",
         (_, "exact_gate") => "migrate_vma_pages requires the exact expected refcount (what-if when false)",
-        (_, "exact_counts_device_base") => "the exact gate expects +1 on device-private sources (E1 expected_page_refs)",
+        (_, "exact_counts_device_base") => {
+            "the exact gate expects +1 on device-private sources (E1 expected_page_refs)"
+        }
         (_, "collect_marks_dirty") => "collect copies a dirty PTE's dirty bit to the folio (v6.0 fix)",
         (_, "finalize_putback_src") => "finalize puts a migrated-away RAM source back on the LRU (bug, fixed v6.14)",
         (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
@@ -1010,11 +1029,15 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "bail_unlocks_ptl") => "the pte_same-failure exit of the fault releases the PTL",
         (_, "unlock_before_put") => "trylock fault path: unlock_page before the final put_page (review fix)",
         (_, "device_private") if path.starts_with("thp") => "device-private memory has large folios (E5, 2020 patch)",
-        (_, "split_tail_extra") => "refs each page of a split device-private folio gets beyond its mappings (2020 patch: 1)",
+        (_, "split_tail_extra") => {
+            "refs each page of a split device-private folio gets beyond its mappings (2020 patch: 1)"
+        }
         (_, "split_pgmap_get") => "split of a device-private folio takes get_many(nr - 1) on the pgmap (2020 patch)",
         (_, "can_split_extra_pin") => "can_split_huge_page expects an extra pin on device-private folios (2020 patch)",
         (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
-        (_, "walkers_know_device_pmd") => "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)",
+        (_, "walkers_know_device_pmd") => {
+            "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)"
+        }
         _ => "",
     }
 }
@@ -1120,7 +1143,8 @@ mod tests {
 
     #[test]
     fn toml_errors_name_line_and_problem() {
-        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\ninit_rcc = 0\n", "f.toml").unwrap_err();
+        let e =
+            Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\ninit_rcc = 0\n", "f.toml").unwrap_err();
         assert_eq!((e.file.as_str(), e.line), ("f.toml", 4), "{e}");
         assert!(e.message.contains("unknown switch `types.private.init_rcc`"), "{e}");
         let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[p2p]\nalloc_sets_rc = 3\n", "f.toml").unwrap_err();
@@ -1133,8 +1157,11 @@ mod tests {
         assert_eq!(e.line, 2, "{e}");
         let e = Rules::from_toml_str("base = \"e1\"\n", "f.toml").unwrap_err();
         assert!(e.message.contains("missing `name"), "{e}");
-        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\nmemunmap_put = \"sometimes\"\n", "f.toml")
-            .unwrap_err();
+        let e = Rules::from_toml_str(
+            "name = \"x\"\nbase = \"e1\"\n[types.private]\nmemunmap_put = \"sometimes\"\n",
+            "f.toml",
+        )
+        .unwrap_err();
         assert!(e.message.contains("sometimes"), "{e}");
     }
 

@@ -22,8 +22,8 @@ use crate::machine::Machine;
 use crate::migrate::{MigCtx, Origin};
 use crate::oracle::{Class, Life};
 use crate::pagetable::Pte;
-use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 use crate::pgmap::{PgmapState, MU_SHUTDOWN};
+use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskKind {
@@ -90,7 +90,8 @@ impl Task {
     pub fn describe(&self) -> String {
         match self.kind {
             TaskKind::Memunmap { pgmap } => {
-                let step = ["shut user access down", "percpu_ref_kill", "drop init refs", "wait_for_completion", "teardown"];
+                let step =
+                    ["shut user access down", "percpu_ref_kill", "drop init refs", "wait_for_completion", "teardown"];
                 format!("memunmap_pages(pgmap={pgmap}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
             }
             TaskKind::GetDevPagemap { pfn, .. } => {
@@ -206,8 +207,14 @@ impl Machine {
         if let Some(i) = self.s.ptl.iter().position(|&o| o as usize == slot + 1) {
             self.s.ptl[i] = 0;
             self.violate("I-D2", Class::Safety, &[("task", slot as u32)], || {
-                (format!("task {slot} returns with a page-table lock still held: every later fault, GUP or unmap \
-                          of that page table spins forever"), "PTL released".into(), "held".into())
+                (
+                    format!(
+                        "task {slot} returns with a page-table lock still held: every later fault, GUP or unmap \
+                          of that page table spins forever"
+                    ),
+                    "PTL released".into(),
+                    "held".into(),
+                )
             });
         }
     }
@@ -225,9 +232,9 @@ impl Machine {
     /// livelock (I-D3).
     fn drive_tasks_where(&mut self, which: impl Fn(&Task) -> bool) {
         let mut budget = 10_000usize; // a terminating program needs far fewer steps
-        // digests of the states at the start of rounds with refaults (a fixed
-        // array: the drain allocates nothing; a cycle longer than this ends
-        // in the step budget and is reported as a hang, I-L4)
+                                      // digests of the states at the start of rounds with refaults (a fixed
+                                      // array: the drain allocates nothing; a cycle longer than this ends
+                                      // in the step budget and is reported as a hang, I-L4)
         let mut seen = [0u64; 64];
         let mut nseen = 0usize;
         loop {
@@ -270,8 +277,13 @@ impl Machine {
 
     /// Refaults so far, over every fault task.
     fn fault_retries(&self) -> u32 {
-        self.s.tasks.iter().enumerate().filter(|(_, t)| t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
-            .map(|(i, _)| self.s.mig[i].retries as u32).sum()
+        self.s
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
+            .map(|(i, _)| self.s.mig[i].retries as u32)
+            .sum()
     }
 
     /// I-D3: the faults on a device page refault forever.
@@ -279,13 +291,20 @@ impl Machine {
         let faults: Vec<usize> = (0..self.s.tasks.len())
             .filter(|&i| self.s.tasks[i].is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
             .collect();
-        let pfns: Vec<String> = faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
+        let pfns: Vec<String> =
+            faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
         let n = faults.len();
         self.at_label = Some("livelock check");
         self.violate("I-D3", Class::Liveness, &[("task", faults.first().copied().unwrap_or(0) as u32)], || {
-            (format!("livelock: {n} fault(s) on device-private pfn {} refault forever under fair scheduling — each \
+            (
+                format!(
+                    "livelock: {n} fault(s) on device-private pfn {} refault forever under fair scheduling — each \
                       migrate_to_ram fails because of the others' references, and the state repeats",
-                     pfns.join(", ")), "one fault migrates the page".into(), "every fault retries".into())
+                    pfns.join(", ")
+                ),
+                "one fault migrates the page".into(),
+                "every fault retries".into(),
+            )
         });
         self.at_label = None;
     }
@@ -301,7 +320,20 @@ impl Machine {
         (&s.ptes, &s.pmds, &s.ptl, &s.tasks, &s.mig_entries, &s.ledger, &s.alive).hash(&mut h);
         for (i, m) in s.mig.iter().enumerate() {
             // the retry counter is what changes every round; leave it out
-            (i, m.origin, m.proc, m.addr, m.npages, m.pgmap, m.select, m.fault_pfn, m.orig, m.fault_ref, m.fault_locked, m.oom)
+            (
+                i,
+                m.origin,
+                m.proc,
+                m.addr,
+                m.npages,
+                m.pgmap,
+                m.select,
+                m.fault_pfn,
+                m.orig,
+                m.fault_ref,
+                m.fault_locked,
+                m.oom,
+            )
                 .hash(&mut h);
         }
         for p in &s.pgmaps {
@@ -426,9 +458,16 @@ impl Machine {
             let (rc, init) = (self.s.rc[p], self.s.ledger.init_rc[p]);
             if rc != init {
                 self.violate("I-F10", Class::Liveness, &[("pfn", p as u32)], || {
-                    (format!("pfn {p}'s refcount is {rc} after every holder released it; it started at {init} \
-                              ({} reference(s) {})", (rc - init).abs(), if rc > init { "leaked" } else { "dropped twice" }),
-                     format!("{init}"), format!("{rc}"))
+                    (
+                        format!(
+                            "pfn {p}'s refcount is {rc} after every holder released it; it started at {init} \
+                              ({} reference(s) {})",
+                            (rc - init).abs(),
+                            if rc > init { "leaked" } else { "dropped twice" }
+                        ),
+                        format!("{init}"),
+                        format!("{rc}"),
+                    )
                 });
                 return;
             }

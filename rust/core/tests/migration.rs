@@ -83,7 +83,8 @@ fn snapshot(m: &Machine) -> Snapshot {
         m.s.emc[h],
         m.s.order[h],
     );
-    let device = l.pfns_of(0).map(|p| (m.s.rc[p], m.s.mc[p], m.s.flags[p] & zdfuzz_core::page::PG_LOCKED != 0)).collect();
+    let device =
+        l.pfns_of(0).map(|p| (m.s.rc[p], m.s.mc[p], m.s.flags[p] & zdfuzz_core::page::PG_LOCKED != 0)).collect();
     Snapshot { thp, device, pgmap_ref: m.s.pgmaps[0].pref.count() }
 }
 

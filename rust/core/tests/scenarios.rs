@@ -118,7 +118,10 @@ pci_free_p2pmem pfn=0 cpu=1
     assert_eq!(viol.invariant, "I-R1", "{}", show(&v));
     // a one-page allocation is fine: the page's put and the allocation's put
     // are both... not: one get, two puts. Still broken, by one.
-    let one = run_as("config types=p2pdma\nmemremap_pages pgmap=0\npci_alloc_p2pmem pgmap=0 pages=1\npci_free_p2pmem pfn=0\n", rules);
+    let one = run_as(
+        "config types=p2pdma\nmemremap_pages pgmap=0\npci_alloc_p2pmem pgmap=0 pages=1\npci_free_p2pmem pfn=0\n",
+        rules,
+    );
     assert!(!one.ok());
     // and the same two-page program under e1 is clean
     let e1 = run(prog, "e1");

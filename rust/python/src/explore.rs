@@ -169,7 +169,9 @@ fn size_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
     if let Ok(n) = obj.extract::<u64>() {
         return Ok(n);
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err(format!("{what} must be a number of bytes or a string like \"512M\"")))?;
+    let s: String = obj
+        .extract()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a number of bytes or a string like \"512M\"")))?;
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {

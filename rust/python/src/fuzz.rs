@@ -105,7 +105,9 @@ impl PyNativeFuzzer {
     #[pyo3(signature = (max_execs = None, seconds = None))]
     fn run(&mut self, max_execs: Option<u64>, seconds: Option<f64>) -> PyResult<Vec<PyFinding>> {
         let deadline = match seconds {
-            Some(s) if !(s.is_finite() && s >= 0.0) => return Err(PyValueError::new_err("seconds must be a finite number >= 0")),
+            Some(s) if !(s.is_finite() && s >= 0.0) => {
+                return Err(PyValueError::new_err("seconds must be a finite number >= 0"))
+            }
             Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
             None => None,
         };

@@ -218,7 +218,8 @@ impl PyMachine {
                 ))
             })?,
         };
-        let m = Machine::new(Config::with_shape(rules, program.inner.shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
+        let m = Machine::new(Config::with_shape(rules, program.inner.shape.clone()))
+            .map_err(|e| PyValueError::new_err(e.0))?;
         Ok(PyMachine { m })
     }
 
@@ -241,7 +242,8 @@ impl PyMachine {
             return Err(plain_program_error(
                 py,
                 0,
-                "the program was written for another machine shape (see its `config` line); use Machine.for_program".into(),
+                "the program was written for another machine shape (see its `config` line); use Machine.for_program"
+                    .into(),
             ));
         }
         self.m.set_tracing(trace);

@@ -250,4 +250,3 @@ pub fn bench_percpu_ref(py: Python<'_>, threads: usize, pairs: u64, rounds: usiz
     let r = py.detach(|| zdfuzz_core::bench::compare(threads, pairs, rounds));
     Ok(r.iter().map(|t| (t.pairs_per_sec, t.ns_per_pair)).collect())
 }
-

@@ -29,7 +29,8 @@ pub fn rules_arg(obj: &Bound<'_, PyAny>) -> PyResult<Rules> {
     if let Ok(r) = obj.cast::<PyRules>() {
         return Ok(r.get().inner.clone());
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err("rules must be a preset name, a .toml path or a Rules"))?;
+    let s: String =
+        obj.extract().map_err(|_| PyValueError::new_err("rules must be a preset name, a .toml path or a Rules"))?;
     if let Some(r) = Rules::preset(&s) {
         return Ok(r);
     }
@@ -153,7 +154,8 @@ pub fn action_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Op> {
     if let Ok(a) = obj.cast::<PyAction>() {
         return Ok(a.get().op);
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err("an action is an Action or a line of .zdf text"))?;
+    let s: String =
+        obj.extract().map_err(|_| PyValueError::new_err("an action is an Action or a line of .zdf text"))?;
     parse_action(&s).map_err(|e| program_error(py, &e))
 }
 
@@ -247,7 +249,8 @@ impl PyProgram {
     /// actions are all enabled when they run).
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let rules = Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?;
-        let m = Machine::new(Config::with_shape(rules, self.inner.shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
+        let m = Machine::new(Config::with_shape(rules, self.inner.shape.clone()))
+            .map_err(|e| PyValueError::new_err(e.0))?;
         Ok(PyBytes::new(py, &m.encode_program(&self.inner.ops)))
     }
 

@@ -35,7 +35,9 @@ impl PyRules {
     #[staticmethod]
     #[pyo3(signature = (text, filename = "<string>"))]
     pub fn from_toml(text: &str, filename: &str) -> PyResult<PyRules> {
-        Rules::from_toml_str(text, filename).map(|inner| PyRules { inner }).map_err(|e| PyValueError::new_err(e.to_string()))
+        Rules::from_toml_str(text, filename)
+            .map(|inner| PyRules { inner })
+            .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Names of the built-in presets.

@@ -227,10 +227,9 @@ impl NativeFuzzer {
         if b.len() < 18 || b[0] != 1 {
             return None;
         }
-        let types: Vec<DeviceType> = DeviceType::ALL.iter().enumerate().filter(|(i, _)| b[1] >> i & 1 == 1).map(|(_, t)| *t).collect();
-        let subset = self.subsets.iter().position(|s| {
-            s.len() == types.len() && types.iter().all(|t| s.contains(t))
-        })?;
+        let types: Vec<DeviceType> =
+            DeviceType::ALL.iter().enumerate().filter(|(i, _)| b[1] >> i & 1 == 1).map(|(_, t)| *t).collect();
+        let subset = self.subsets.iter().position(|s| s.len() == types.len() && types.iter().all(|t| s.contains(t)))?;
         let mut k = [0u8; 16];
         k.copy_from_slice(&b[2..18]);
         let kinds = KindSet(u128::from_le_bytes(k) & KindSet::ALL.0);
@@ -458,8 +457,10 @@ mod tests {
     #[test]
     fn same_seed_same_findings_in_the_same_order() {
         let (mut a, mut b) = (engine(3), engine(3));
-        let fa: Vec<(String, u64, Vec<Op>)> = a.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
-        let fb: Vec<(String, u64, Vec<Op>)> = b.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
+        let fa: Vec<(String, u64, Vec<Op>)> =
+            a.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
+        let fb: Vec<(String, u64, Vec<Op>)> =
+            b.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
         assert!(!fa.is_empty());
         assert_eq!(fa, fb);
         assert_eq!(a.stats(), b.stats());
@@ -471,7 +472,8 @@ mod tests {
         let found = e.run(3000, None);
         assert!(!found.is_empty());
         for f in found {
-            let mut m = Machine::new(Config::with_shape(Rules::preset("p20").unwrap(), f.program.shape.clone())).unwrap();
+            let mut m =
+                Machine::new(Config::with_shape(Rules::preset("p20").unwrap(), f.program.shape.clone())).unwrap();
             let v = m.run(&f.program.ops).unwrap_or_else(|(i, e)| panic!("{}: action {i}: {e}", f.signature));
             assert_eq!(m.signature_of(&v), Some(f.signature.clone()));
         }

@@ -293,7 +293,9 @@ impl Op {
                 let size = dim.size(l);
                 return Err(match dim {
                     Dim::Pages => format!("{name}={} out of range (1..={size})", self.args[i]),
-                    Dim::Cached => format!("{name}={} names no pgmap (there are {})", self.args[i].wrapping_sub(1), size - 1),
+                    Dim::Cached => {
+                        format!("{name}={} names no pgmap (there are {})", self.args[i].wrapping_sub(1), size - 1)
+                    }
                     _ if size == 0 => format!("{name}: this configuration has none"),
                     _ => format!("{name}={} out of range (0..{size})", self.args[i]),
                 });
