@@ -150,7 +150,7 @@ def _rust_test_programs() -> list[tuple[str, str, str]]:
     under inline TOML presets that flip a switch."""
     src = (ROOT / "rust/core/tests/invariants.rs").read_text()
     consts = {n: a or b for n, a, b in re.findall(r'const (\w+): &str = (?:r#"(.*?)"#|"(.*?)");', src, re.S)}
-    cases = re.findall(r'fire\("(I-[\w]+)", (Toml|Preset)\(("?\w+"?)\), (\w+),', src)
+    cases = re.findall(r'fire\(\s*"(I-[\w]+)",\s*(Toml|Preset)\(("?\w+"?)\),\s*(\w+),', src)
     assert len(cases) >= 36, "the invariants test changed shape"
     return [(inv, consts[r] if kind == "Toml" else r.strip('"'), consts[prog]) for inv, kind, r, prog in cases]
 

@@ -235,8 +235,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(c: &Config) -> Layout {
-        let c = &c.shape;
+    pub fn new(c: &Shape) -> Layout {
         let mut pgmap_type = Vec::new();
         for t in &c.types {
             for _ in 0..c.pgmaps {

@@ -18,7 +18,7 @@
 //! and when a mapping is zapped (the last chance anything reads it).
 
 use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::oracle::Obs;
 use crate::pagetable::Pte;
 
 impl Machine {
@@ -57,26 +57,8 @@ impl Machine {
             return;
         }
         let Some(p) = e.pfn() else { return };
-        let v = self.layout.pte_slot(proc, addr);
-        let (want, got) = (self.s.ledger.vcontent[v], self.s.content[p]);
-        if want != got {
-            let when = when.to_string();
-            self.violate(
-                "I-W1",
-                Class::Safety,
-                &[("proc", proc as u32), ("addr", addr as u32), ("pfn", p as u32)],
-                || {
-                    (
-                        format!(
-                            "lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version \
-                          {got}, but the last write to that address was version {want}"
-                        ),
-                        format!("version {want}"),
-                        format!("version {got}"),
-                    )
-                },
-            );
-        }
+        let got = self.s.content[p];
+        self.observe(Obs::Read { proc, addr, pfn: p, got, when });
     }
 
     /// `cpu_write`: the process stores through its mapping (after

@@ -15,7 +15,7 @@
 //! device (E1–E3 `vmf_insert_mixed`, no reference; E4 refcounted insert).
 
 use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::oracle::Obs;
 use crate::page::{MAPPING_FILE, MAPPING_NONE};
 use crate::pagetable::{Level, Pte};
 use crate::rules::DeviceType;
@@ -44,8 +44,9 @@ impl Machine {
         if !refcounted && self.page_torn_down(p, what) {
             return;
         }
-        // a 0-based type's first mapping takes the first reference
-        let min = if tr.init_rc == 0 { 0 } else { 1 };
+        // a 0-based page's first mapping takes its first reference: the
+        // refcount memremap_pages left (observed in the ledger) is 0
+        let min = if self.s.ledger.init_rc[p] == 0 { 0 } else { 1 };
         let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
         self.install_entry(proc, addr, Level::Pte, e, min, what);
         let v = self.layout.pte_slot(proc, addr);
@@ -124,19 +125,7 @@ impl Machine {
     /// dax_disassociate_entry + the filesystem freeing the block: the oracle
     /// checks no DMA/GUP user still holds the page (I-X2).
     fn dax_free_block(&mut self, file: usize, index: usize, p: usize) {
-        let h = self.s.ledger.pages[p];
-        if h.extra_refs() > 0 || h.maps > 0 {
-            self.violate("I-X2", Class::Safety, &[("file", file as u32), ("pfn", p as u32)], || {
-                (
-                    format!(
-                        "truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {}",
-                        h.describe()
-                    ),
-                    "idle page".into(),
-                    h.describe(),
-                )
-            });
-        }
+        self.observe(Obs::BlockFreed { file, index, pfn: p });
         self.dax_drop_entry(file, index, p);
     }
 

@@ -231,7 +231,7 @@ impl Outcome {
         let head = match (&self.counterexample, self.stop) {
             (Some(c), _) => {
                 let v = c.verdict.reported();
-                let (inv, class) = v.map_or(("?", "?"), |v| (v.invariant, v.class.name()));
+                let (inv, class) = v.map_or(("?", "?"), |v| (v.invariant.id(), v.class().name()));
                 format!("{inv} ({class}) reachable in {} actions (shortest) — {counts}", c.program.ops.len())
             }
             (None, StopReason::Exhausted) => format!(

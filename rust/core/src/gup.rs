@@ -14,7 +14,7 @@
 //! whatever the rules said.
 
 use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::oracle::Obs;
 use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
 use crate::rules::DeviceType;
@@ -92,7 +92,7 @@ impl Machine {
         if walk_ref {
             self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap");
         }
-        self.check_gup_grant(p, t, longterm, p2pdma);
+        self.observe(Obs::GupGranted { pfn: p, ty: Some(t), longterm, p2pdma });
         Ok(p)
     }
 
@@ -124,29 +124,6 @@ impl Machine {
             hold.gup_gets += 1;
         }
         p
-    }
-
-    fn check_gup_grant(&mut self, p: usize, t: DeviceType, longterm: bool, p2pdma: bool) {
-        let obj = [("pfn", p as u32)];
-        match t {
-            DeviceType::Fsdax if longterm => self.violate("I-X4", Class::Safety, &obj, || {
-                (format!("a FOLL_LONGTERM pin of FS-DAX pfn {p} was granted"), "-EOPNOTSUPP".into(), "granted".into())
-            }),
-            DeviceType::Private => self.violate("I-G3", Class::Safety, &obj, || {
-                (format!("GUP returned device-private pfn {p}"), "-EFAULT (fault, migrate)".into(), "granted".into())
-            }),
-            DeviceType::P2pdma if !p2pdma || longterm => self.violate("I-G4", Class::Safety, &obj, || {
-                (
-                    format!(
-                        "GUP returned P2P pfn {p} {}",
-                        if longterm { "for FOLL_LONGTERM" } else { "without FOLL_PCI_P2PDMA" }
-                    ),
-                    "refused".into(),
-                    "granted".into(),
-                )
-            }),
-            _ => {}
-        }
     }
 
     pub(crate) fn unpin_user_page(&mut self, p: usize, cpu: usize) {

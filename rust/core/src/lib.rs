@@ -7,8 +7,10 @@
 
 pub mod bench;
 pub mod config;
+mod conformance;
 mod data;
 mod dax;
+pub mod device;
 mod driver;
 pub mod explore;
 pub mod fault;

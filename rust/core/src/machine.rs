@@ -14,13 +14,13 @@
 
 use crate::config::{Config, ConfigError, Layout};
 use crate::migrate::{MigCtx, MigEntry, Origin};
-use crate::oracle::{Class, Ledger, Life, Violation};
-use crate::page::{PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::oracle::{self, Class, Invariant, Ledger, Life, Obs, Violation};
+use crate::page::{PG_BUDDY, PG_LOCKED};
 use crate::pagetable::Level;
 use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
 use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SELECT_COMPOUND};
-use crate::rules::{AllocPgmapRef, DeviceType, MemunmapPut, Rules};
+use crate::rules::{DeviceType, Rules};
 use crate::sched::{Task, TaskKind};
 use serde::Serialize;
 use std::sync::Arc;
@@ -131,7 +131,7 @@ impl std::fmt::Display for StepError {
     }
 }
 
-const TOUCH_CAP: usize = 24;
+pub(crate) const TOUCH_CAP: usize = 24;
 
 /// `GUP_PIN_COUNTING_BIAS` (include/linux/mm.h).
 pub const GUP_PIN_COUNTING_BIAS: i32 = 1024;
@@ -152,9 +152,9 @@ pub struct Machine {
     pub(crate) in_drain_step: bool,
     /// GUP is grabbing a page reference (not through get_page)
     pub(crate) in_gup_grab: bool,
-    touched_pages: [u16; TOUCH_CAP],
-    ntouched: usize,
-    touched_pgmaps: u32,
+    pub(crate) touched_pages: [u16; TOUCH_CAP],
+    pub(crate) ntouched: usize,
+    pub(crate) touched_pgmaps: u32,
     tracing: bool,
     trace: Vec<TraceEntry>,
     notes: Vec<String>,
@@ -167,7 +167,7 @@ pub struct Machine {
 impl Machine {
     pub fn new(cfg: Config) -> Result<Machine, ConfigError> {
         cfg.validate()?;
-        let layout = Layout::new(&cfg);
+        let layout = Layout::new(&cfg.shape);
         let n = layout.npfns;
         let s = State {
             pgmaps: (0..layout.npgmaps).map(|_| Pgmap::new(layout.cpus)).collect(),
@@ -290,20 +290,46 @@ impl Machine {
     // Oracle plumbing
     // ------------------------------------------------------------------
 
+    /// Record an observation; the oracle judges it ([`oracle::judge`]) from
+    /// the ledger alone. True when it broke an invariant (whether or not an
+    /// earlier violation is the one reported), so the kernel function can
+    /// stop where the kernel would have crashed.
+    pub(crate) fn observe(&mut self, obs: Obs<'_>) -> bool {
+        let Some(j) = oracle::judge(&obs, &self.s.ledger, &self.layout) else { return false };
+        let taken = if j.invariant.class() == Class::Conformance { &self.conformance } else { &self.violation };
+        if taken.is_none() {
+            let (message, expected, actual) = oracle::describe(&obs, &j, &self.s.ledger, &self.layout);
+            self.record(j.invariant, j.objects(), message, expected, actual);
+        }
+        true
+    }
+
     /// Report a broken invariant. Safety/liveness: the first one stops the
     /// program. Conformance: the first one is kept, the program goes on.
+    /// Only `conformance.rs` reports directly; everything else goes through
+    /// [`Machine::observe`].
     pub(crate) fn violate(
         &mut self,
-        invariant: &'static str,
-        class: Class,
+        invariant: Invariant,
         objects: &[(&'static str, u32)],
         f: impl FnOnce() -> (String, String, String),
     ) {
-        let slot = if class == Class::Conformance { &self.conformance } else { &self.violation };
-        if slot.is_some() {
+        let taken = if invariant.class() == Class::Conformance { &self.conformance } else { &self.violation };
+        if taken.is_some() {
             return;
         }
         let (message, expected, actual) = f();
+        self.record(invariant, objects, message, expected, actual);
+    }
+
+    fn record(
+        &mut self,
+        invariant: Invariant,
+        objects: &[(&'static str, u32)],
+        message: String,
+        expected: String,
+        actual: String,
+    ) {
         let action = match (self.at_label, &self.at_op) {
             (Some(l), _) => format!("drain: {l}"),
             (None, Some(op)) if self.in_drain_step => format!("drain: {}", crate::program::text::op_to_text(op)),
@@ -316,7 +342,6 @@ impl Machine {
         let task = stepped.or(named).and_then(|slot| self.s.tasks.get(slot).copied().flatten()).map(|t| t.kind);
         let v = Violation {
             invariant,
-            class,
             step: self.at,
             action,
             message,
@@ -326,7 +351,7 @@ impl Machine {
             op,
             task,
         };
-        if class == Class::Conformance {
+        if invariant.class() == Class::Conformance {
             self.conformance = Some(v);
         } else {
             self.violation = Some(v);
@@ -848,174 +873,6 @@ impl Machine {
         }
         self.finish();
         Ok(self.verdict())
-    }
-
-    // ------------------------------------------------------------------
-    // Conformance checks on what the action touched
-    // ------------------------------------------------------------------
-
-    fn after_action(&mut self) {
-        if self.violation.is_none() && self.conformance.is_none() {
-            if self.ntouched > TOUCH_CAP {
-                for p in 0..self.layout.npfns {
-                    self.check_page_conformance(p);
-                }
-            } else {
-                for i in 0..self.ntouched {
-                    let p = self.touched_pages[i] as usize;
-                    self.check_page_conformance(p);
-                }
-            }
-            let mut m = self.touched_pgmaps;
-            while m != 0 {
-                let g = m.trailing_zeros() as usize;
-                m &= m - 1;
-                self.check_pgmap_conformance(g);
-            }
-        }
-        self.ntouched = 0;
-        self.touched_pgmaps = 0;
-    }
-
-    fn check_page_conformance(&mut self, p: usize) {
-        let t = self.layout.type_of(p);
-        if t.is_some() {
-            let g = self.layout.pgmap_of(p);
-            if self.s.ledger.life[g] != Life::Registered {
-                return;
-            }
-        }
-        let h = self.head_of(p);
-        if h != p {
-            // a tail: its refcount lives on the head (compound_head), by
-            // construction of page_get / put_page_refs
-            return;
-        }
-        let nr = self.folio_nr(h);
-        let rc = self.s.rc[h];
-        let in_use = self.folio_in_use(h);
-        let free_rc = t.map_or(0, |t| self.rules.of(t).free_rc as i32);
-        if !in_use && rc != free_rc {
-            let what = t.map_or("system RAM", |t| t.name());
-            self.violate("I-F5", Class::Conformance, &[("pfn", p as u32)], || {
-                (
-                    format!(
-                        "pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type \
-                          have {free_rc}"
-                    ),
-                    format!("{free_rc}"),
-                    format!("{rc}"),
-                )
-            });
-        }
-        let pins: i32 = self.s.ledger.pages[h..h + nr].iter().map(|x| x.gup_pins as i32).sum();
-        if nr > 1 {
-            let pc = self.s.pincount[h];
-            if pc != pins {
-                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (
-                        format!("the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}"),
-                        format!("{pins}"),
-                        format!("{pc}"),
-                    )
-                });
-            }
-        } else {
-            // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1
-            // checks the preset against the spec
-            let bias = GUP_PIN_COUNTING_BIAS;
-            if pins > 0 && rc < bias * pins {
-                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (
-                        format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
-                        format!(">= {}", bias * pins),
-                        format!("{rc}"),
-                    )
-                });
-            }
-        }
-        if in_use && (t.is_none() || t == Some(DeviceType::Private)) {
-            let expected = self.expected_folio_refs(h);
-            if rc != expected {
-                self.violate("I-M1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (
-                        format!(
-                            "pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, \
-                              fault, GUP and driver references)"
-                        ),
-                        format!("{expected}"),
-                        format!("{rc}"),
-                    )
-                });
-            }
-        }
-    }
-
-    /// I-M1: the references the holders of an anonymous or device-private
-    /// folio account for (mappings + collect/isolation + fault-path + GUP +
-    /// kernel + the allocation reference, + 1 for an E1 1-based device page).
-    pub fn expected_folio_refs(&self, h: usize) -> i32 {
-        let nr = self.folio_nr(h);
-        let bias = if nr > 1 { 1 } else { self.rules.gup.pin_bias as i32 };
-        let mut r = self.folio_mapcount(h);
-        for x in &self.s.ledger.pages[h..h + nr] {
-            r +=
-                x.collect as i32 + x.fault as i32 + x.gup_gets as i32 + x.kernel_gets as i32 + bias * x.gup_pins as i32;
-            r += (x.driver || x.mig_dst) as i32;
-        }
-        if self.layout.is_private(h) && self.rules.types.private.free_on_2to1 {
-            // E1: an allocated 1-based page keeps its idle reference
-            r += 1;
-        }
-        r
-    }
-
-    /// I-P1: pgmap->ref equals the references the preset accounts for.
-    pub fn expected_pgmap_refs(&self, g: usize) -> i64 {
-        let t = self.layout.pgmap_type[g];
-        let tr = self.rules.of(t);
-        let pg = &self.s.pgmaps[g];
-        let pfns = self.layout.pfns_of(g);
-        let mut r: i64 = if pg.pref.is_dying() { 0 } else { 1 };
-        if tr.init_pgmap_refs {
-            r += match tr.memunmap_put {
-                MemunmapPut::EveryPage if tr.put_pgmap_on_zero => {
-                    pfns.clone().filter(|&p| self.s.flags[p] & PG_INIT_REF != 0).count() as i64
-                }
-                _ if pg.init_dropped => 0,
-                _ => self.layout.pages as i64,
-            };
-        }
-        if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
-            r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
-        }
-        r += self.s.split_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];
-        if t == DeviceType::P2pdma {
-            if self.rules.p2p.alloc_pgmap_ref {
-                r += self.s.ledger.p2p_allocs[g] as i64;
-            }
-            r += pfns.filter(|&p| self.s.flags[p] & PG_POOL != 0 && !self.s.ledger.pages[p].p2p_kernel).count() as i64;
-        }
-        r + self.s.ledger.kernel_pgmap_refs[g] as i64 + self.s.ledger.inflight_pgmap_refs[g] as i64
-    }
-
-    fn check_pgmap_conformance(&mut self, g: usize) {
-        if self.s.ledger.life[g] != Life::Registered {
-            return;
-        }
-        let actual = self.s.pgmaps[g].pref.count();
-        let expected = self.expected_pgmap_refs(g);
-        if actual != expected {
-            self.violate("I-P1", Class::Conformance, &[("pgmap", g as u32)], || {
-                (
-                    format!(
-                        "pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}"
-                    ),
-                    format!("{expected}"),
-                    format!("{actual}"),
-                )
-            });
-        }
     }
 
     // ------------------------------------------------------------------

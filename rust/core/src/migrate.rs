@@ -39,7 +39,7 @@
 //! latest data (I-W1).
 
 use crate::machine::Machine;
-use crate::oracle::{lock_task, Class, Life, LOCK_NONE};
+use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM};
@@ -171,22 +171,17 @@ impl Machine {
     /// `folio_unlock` by the migration in task `slot` (I-M4: never the
     /// fault path's lock).
     fn mig_unlock(&mut self, p: usize, slot: usize) {
-        if let Some(f) = self.fault_page(slot) {
-            if f == p && self.s.mig[slot].fault_locked {
-                self.violate("I-M4", Class::Safety, &[("pfn", p as u32)], || {
-                    (
-                        format!(
-                            "the migration unlocks fault page {p}, whose lock belongs to the fault path that called \
-                              migrate_to_ram"
-                        ),
-                        "left locked for do_swap_page".into(),
-                        "unlocked".into(),
-                    )
-                });
-            }
-        }
+        let fault_path_lock = self.fault_path_locked(slot, p);
+        self.observe(Obs::MigrationUnlocked { pfn: p, fault_path_lock });
         self.s.flags[p] &= !PG_LOCKED;
         self.s.ledger.locker[p] = LOCK_NONE;
+    }
+
+    /// Does the fault path that called this migration (task `slot`) hold
+    /// the lock of `p`? Its `fault_page`, locked by the v6.15 trylock.
+    fn fault_path_locked(&self, slot: usize, p: usize) -> bool {
+        let m = &self.s.mig[slot];
+        m.fault_locked && m.fault_pfn.checked_sub(1) == Some(p as u16)
     }
 
     // ------------------------------------------------------------------
@@ -740,28 +735,9 @@ impl Machine {
     /// I-M2: nothing the migration cannot account for holds the source.
     fn check_no_unexplained_refs(&mut self, slot: usize, s: usize) {
         let nr = self.folio_nr(s);
-        let own_fault = self.fault_page(slot) == Some(s) && self.s.mig[slot].fault_ref;
-        for p in s..s + nr {
-            let h = self.s.ledger.pages[p];
-            let mut n = h.unexplained_for_migration();
-            if own_fault && p == s {
-                n = n.saturating_sub(1);
-            }
-            if n > 0 {
-                self.violate("I-M2", Class::Safety, &[("pfn", p as u32)], || {
-                    (
-                        format!(
-                            "migrate_vma_pages migrates pfn {p} while it is held by {}: that holder keeps using the \
-                              old page",
-                            h.describe()
-                        ),
-                        "migration refused".into(),
-                        "migrated".into(),
-                    )
-                });
-                return;
-            }
-        }
+        let m = &self.s.mig[slot];
+        let own_fault_ref = m.fault_ref && m.fault_pfn.checked_sub(1) == Some(s as u16);
+        self.observe(Obs::Migrated { head: s, nr, own_fault_ref });
     }
 
     // ------------------------------------------------------------------
@@ -795,20 +771,8 @@ impl Machine {
             self.remove_migration_ptes(s, newdst, "remove_migration_ptes");
             if newdst != s {
                 // I-M5: dirty_pte data must arrive as a dirty folio
-                if self.s.ledger.pages[s].dirty_pte && self.s.flags[newdst] & PG_DIRTY == 0 {
-                    let nd = newdst;
-                    self.violate("I-M5", Class::Safety, &[("pfn", s as u32), ("pfn", nd as u32)], || {
-                        (
-                            format!(
-                                "a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is \
-                                  clean: the dirty bit was lost at collect, so the new page may be dropped without \
-                                  writeback"
-                            ),
-                            "dirty".into(),
-                            "clean".into(),
-                        )
-                    });
-                }
+                let dst_dirty = self.s.flags[newdst] & PG_DIRTY != 0;
+                self.observe(Obs::CopyRemapped { src: s, dst: newdst, dst_dirty });
                 let nr = self.folio_nr(s);
                 for k in 0..nr {
                     let u = self.s.ledger.pages[s + k].dirty_pte;
@@ -821,19 +785,7 @@ impl Machine {
             self.s.ledger.pages[s].collect = self.s.ledger.pages[s].collect.saturating_sub(1);
             if self.layout.is_ram(s) && (newdst == s || self.rules.migrate.finalize_putback_src) {
                 // folio_putback_lru
-                if newdst != s && self.s.rc[s] == 1 {
-                    self.violate("I-M6", Class::Safety, &[("pfn", s as u32)], || {
-                        (
-                            format!(
-                                "migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated \
-                                  away and this put frees it (its memcg data is already gone)"
-                            ),
-                            "freed without the LRU".into(),
-                            "put on the LRU".into(),
-                        )
-                    });
-                }
-                self.add_lru(s);
+                self.putback_lru(s, newdst != s && self.s.rc[s] == 1);
             }
             self.put_page_refs(s, 1, cpu, "migrate_vma_finalize: folio_put(src)");
             if newdst != s {
@@ -855,29 +807,17 @@ impl Machine {
     /// legitimate only while a migration holds its page collected; one that
     /// no running migration holds is left over.
     fn check_finalized(&mut self, slot: usize) {
-        let l = &self.layout;
-        let stale = |m: &Machine, e: Pte| {
-            e.is_migration()
-                && e.pfn().is_some_and(|p| {
-                    let h = m.head_of(p);
-                    m.s.ledger.pages[h].collect == 0 && m.s.ledger.pages[p].collect == 0
-                })
-        };
-        let left =
-            (0..l.procs * l.addrs).map(|k| self.s.ptes[k]).chain(self.s.pmds.iter().copied()).find(|&e| stale(self, e));
-        if let Some(e) = left {
-            let q = e.pfn().unwrap_or(0);
-            self.violate("I-M3", Class::Safety, &[("pfn", q as u32)], || {
-                (
-                    format!(
-                        "a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the \
-                          page: a process touching it waits forever, or maps a page that is freed and reused"
-                    ),
-                    "no migration entry".into(),
-                    e.describe(),
-                )
-            });
-            return;
+        let nptes = self.layout.procs * self.layout.addrs;
+        // PTEs, then PMDs: the first entry the oracle finds stale is reported
+        for k in 0..nptes + self.s.pmds.len() {
+            let e = if k < nptes { self.s.ptes[k] } else { self.s.pmds[k - nptes] };
+            if !e.is_migration() {
+                continue;
+            }
+            let pfn = e.pfn().unwrap_or(0);
+            if self.observe(Obs::MigrationEntryLeft { pfn, head: self.head_of(pfn), entry: e }) {
+                return;
+            }
         }
         let n = self.s.mig[slot].npages as usize;
         for i in 0..n {
@@ -885,19 +825,8 @@ impl Machine {
             let span = if e.flags & (MF_COMPOUND | MF_DST_COMPOUND) != 0 { self.layout.nr_huge() } else { 1 };
             for p in [e.src(), e.dst()].into_iter().flatten() {
                 for q in p..(p + span).min(self.layout.npfns) {
-                    if self.s.ledger.locker[q] == lock_task(slot)
-                        && !(self.fault_page(slot) == Some(q) && self.s.mig[slot].fault_locked)
-                    {
-                        self.violate("I-M7", Class::Safety, &[("pfn", q as u32)], || {
-                            (
-                                format!(
-                                    "pfn {q} was locked by this migration and is still locked after finalize: every \
-                                      later lock_page on it sleeps forever"
-                                ),
-                                "unlocked".into(),
-                                "locked".into(),
-                            )
-                        });
+                    let fault_path_lock = self.fault_path_locked(slot, q);
+                    if self.observe(Obs::LockedAfterFinalize { pfn: q, slot, fault_path_lock }) {
                         return;
                     }
                 }
@@ -929,39 +858,17 @@ impl Machine {
         for p in h..h + nr {
             self.touch_page(p);
             self.s.flags[p] &= !PG_FREE_LIST;
-            if self.s.mapping[p] != crate::page::MAPPING_NONE {
-                let m = self.s.mapping[p];
-                self.violate("I-F2", Class::Safety, &[("pfn", p as u32)], || {
-                    (
-                        format!("pfn {p} is handed out again with a stale page->mapping from its previous life"),
-                        "mapping == NULL".into(),
-                        format!("mapping {m}"),
-                    )
-                });
-            }
+            self.observe(Obs::HandedOut { pfn: p, mapping: self.s.mapping[p] });
         }
-        if self.s.ledger.life[g] == Life::Killed {
-            self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                (
-                    format!("pfn {h} is allocated after memunmap_pages killed pgmap {g}"),
-                    "live pgmap".into(),
-                    "killed".into(),
-                )
-            });
-        }
+        self.observe(Obs::DeviceAllocated { pgmap: g, pfn: h });
         match pr.alloc_pgmap_ref {
             AllocPgmapRef::None => {}
             AllocPgmapRef::TrygetLive => {
                 if !self.pgmap_tryget_live(g, cpu, "zone_device_page_init") {
                     // WARN_ON_ONCE(!percpu_ref_tryget_live(...)): the kernel
                     // carries on, without a pgmap reference for this page.
-                    self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                        (
-                            format!("zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)"),
-                            "tryget_live succeeds".into(),
-                            "failed".into(),
-                        )
-                    });
+                    let warn = Warn::TrygetLiveFailed { pgmap: g, pfn: h };
+                    self.observe(Obs::Warned { warn, what: "zone_device_page_init" });
                 }
             }
             AllocPgmapRef::TrygetMany => {
@@ -974,16 +881,7 @@ impl Machine {
             self.check_standalone(h, h, 0);
         }
         if pr.alloc_sets_rc {
-            let old = self.s.rc[h];
-            if old != 0 {
-                self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
-                    (
-                        format!("zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free"),
-                        "0".into(),
-                        format!("{old}"),
-                    )
-                });
-            }
+            self.observe(Obs::RefInitialised { pfn: h, old: self.s.rc[h] });
             self.page_set_count(h, 1);
         }
         if pr.alloc_get_page {

@@ -161,18 +161,8 @@ impl RefEvent {
     }
 
     /// The spec invariant (kernel-refcount-model §8.1) the event breaks.
-    pub const fn invariant(self) -> &'static str {
-        match self {
-            RefEvent::Underflow | RefEvent::PutBelowZero => "I-R1",
-            RefEvent::DoubleRelease => "I-R2",
-            RefEvent::DoubleKill
-            | RefEvent::ReinitNotZero
-            | RefEvent::ResurrectNotDead
-            | RefEvent::ResurrectPercpu
-            | RefEvent::SwitchPercpuNoReinit => "I-R4",
-            RefEvent::UseAfterExit => "I-R7",
-            RefEvent::ExitDuringSwitch => "I-R8",
-        }
+    pub const fn invariant(self) -> crate::oracle::Invariant {
+        crate::oracle::Invariant::of_ref_event(self)
     }
 
     pub fn from_name(name: &str) -> Option<RefEvent> {

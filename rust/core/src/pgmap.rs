@@ -16,7 +16,7 @@
 //! (`dax_break_layout_final`), DAX entries dropped.
 
 use crate::machine::Machine;
-use crate::oracle::{Class, Life};
+use crate::oracle::{Life, Obs, Warn};
 use crate::page::{PG_FREE_LIST, PG_INIT_REF};
 use crate::percpu_ref::{Effects, PercpuRef};
 use crate::rules::{DeviceType, MemunmapPut};
@@ -73,16 +73,8 @@ pub const MU_TEARDOWN: u8 = 4;
 impl Machine {
     /// Feed a percpu_ref operation's effects to the oracle.
     pub(crate) fn pref_effects(&mut self, g: usize, fx: Effects, what: &str) {
-        for e in fx.events.iter() {
-            let what = what.to_string();
-            let value = fx.value;
-            self.violate(e.invariant(), Class::Safety, &[("pgmap", g as u32)], || {
-                (
-                    format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", e.name()),
-                    "no WARN".into(),
-                    if value != 0 { format!("{} (count {value})", e.name()) } else { e.name().into() },
-                )
-            });
+        for event in fx.events.iter() {
+            self.observe(Obs::Warned { warn: Warn::PercpuRef { pgmap: g, event, value: fx.value }, what });
         }
         if fx.released {
             self.on_release(g);
@@ -94,32 +86,11 @@ impl Machine {
         self.s.pgmaps[g].done = true;
         self.s.ledger.released[g] = true;
         self.trace_note(|| format!("pgmap {g}: percpu_ref release -> complete(&pgmap->done)"));
-        let users = self.s.ledger.pgmap_users(g);
-        if users > 0 {
-            let l = &self.s.ledger;
-            let (k, p) = (l.kernel_pgmap_refs[g] + l.inflight_pgmap_refs[g], l.p2p_allocs[g]);
-            self.violate("I-R3", Class::Safety, &[("pgmap", g as u32)], || {
-                (
-                    format!(
-                        "pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
-                          allocation(s) still use it"
-                    ),
-                    "0 users".into(),
-                    format!("{users} users"),
-                )
-            });
-        }
+        self.observe(Obs::Released { pgmap: g });
     }
 
     fn pgmap_gone(&mut self, g: usize, what: &str) -> bool {
-        if self.s.ledger.life[g] == Life::TornDown {
-            let what = what.to_string();
-            self.violate("I-L3", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("{what} touches pgmap {g} after memunmap_pages freed it"), "live pgmap".into(), "freed".into())
-            });
-            return true;
-        }
-        false
+        self.observe(Obs::PgmapTouched { pgmap: g, what })
     }
 
     /// `percpu_ref_put_many(&pgmap->ref, n)` on `cpu`.
@@ -282,32 +253,7 @@ impl Machine {
         self.touch_pgmap(g);
         let fx = self.s.pgmaps[g].pref.exit();
         self.pref_effects(g, fx, "memunmap_pages: percpu_ref_exit");
-        for p in self.layout.pfns_of(g) {
-            let h = self.s.ledger.pages[p];
-            if h.in_use() {
-                self.violate("I-L2", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                    (
-                        format!("memunmap_pages tore pgmap {g} down while pfn {p} is still held by {}", h.describe()),
-                        "no holder".into(),
-                        h.describe(),
-                    )
-                });
-                break;
-            }
-        }
-        let users = self.s.ledger.pgmap_users(g);
-        if users > 0 {
-            self.violate("I-L2", Class::Safety, &[("pgmap", g as u32)], || {
-                (
-                    format!(
-                        "memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references \
-                          or P2P allocations"
-                    ),
-                    "0".into(),
-                    format!("{users}"),
-                )
-            });
-        }
+        self.observe(Obs::TornDown { pgmap: g });
         self.s.ledger.life[g] = Life::TornDown;
         self.s.pgmaps[g].state = PgmapState::Gone;
     }

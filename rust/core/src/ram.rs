@@ -10,7 +10,7 @@
 //! `folio_putback_lru`).
 
 use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::oracle::Obs;
 use crate::page::{MAPPING_ANON, PG_BUDDY, PG_LRU};
 use crate::pagetable::{Level, Pte};
 
@@ -139,10 +139,13 @@ impl Machine {
     /// Put a folio on an LRU list (`folio_add_lru`, `folio_putback_lru`'s
     /// first half). ZONE_DEVICE folios are never on an LRU (I-M6).
     pub(crate) fn add_lru(&mut self, h: usize) {
-        if !self.layout.is_ram(h) {
-            self.violate("I-M6", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("ZONE_DEVICE pfn {h} is put on an LRU list"), "never on an LRU".into(), "on an LRU".into())
-            });
+        self.putback_lru(h, false);
+    }
+
+    /// `folio_putback_lru`: on an LRU again; `freeing` when the folio's data
+    /// was migrated away and the caller's put is its last (I-M6).
+    pub(crate) fn putback_lru(&mut self, h: usize, freeing: bool) {
+        if self.observe(Obs::LruAdded { pfn: h, freeing }) && !self.layout.is_ram(h) {
             return;
         }
         self.s.flags[h] |= PG_LRU;

@@ -20,7 +20,7 @@
 use crate::fault::*;
 use crate::machine::Machine;
 use crate::migrate::{MigCtx, Origin};
-use crate::oracle::{Class, Life};
+use crate::oracle::{Life, Obs};
 use crate::pagetable::Pte;
 use crate::pgmap::{PgmapState, MU_SHUTDOWN};
 use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
@@ -206,16 +206,7 @@ impl Machine {
         self.s.mig_entries[slot * cap..(slot + 1) * cap].fill(crate::migrate::MigEntry::default());
         if let Some(i) = self.s.ptl.iter().position(|&o| o as usize == slot + 1) {
             self.s.ptl[i] = 0;
-            self.violate("I-D2", Class::Safety, &[("task", slot as u32)], || {
-                (
-                    format!(
-                        "task {slot} returns with a page-table lock still held: every later fault, GUP or unmap \
-                          of that page table spins forever"
-                    ),
-                    "PTL released".into(),
-                    "held".into(),
-                )
-            });
+            self.observe(Obs::ReturnedHoldingPtl { slot });
         }
     }
 
@@ -295,17 +286,8 @@ impl Machine {
             faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
         let n = faults.len();
         self.at_label = Some("livelock check");
-        self.violate("I-D3", Class::Liveness, &[("task", faults.first().copied().unwrap_or(0) as u32)], || {
-            (
-                format!(
-                    "livelock: {n} fault(s) on device-private pfn {} refault forever under fair scheduling — each \
-                      migrate_to_ram fails because of the others' references, and the state repeats",
-                    pfns.join(", ")
-                ),
-                "one fault migrates the page".into(),
-                "every fault retries".into(),
-            )
-        });
+        let pfns = pfns.join(", ");
+        self.observe(Obs::Livelock { task: faults.first().copied().unwrap_or(0), faults: n, pfns: &pfns });
         self.at_label = None;
     }
 
@@ -429,9 +411,7 @@ impl Machine {
                     _ => String::new(),
                 };
                 let d = t.describe();
-                self.violate("I-L4", Class::Liveness, &[("task", slot as u32)], || {
-                    (format!("hang: {d} never completes: {why}{extra}"), "completes".into(), "blocked forever".into())
-                });
+                self.observe(Obs::Hang { task: slot, what: &d, why, extra: &extra });
             }
         }
         self.at_label = None;
@@ -455,20 +435,8 @@ impl Machine {
             if self.head_of(p) != p || self.folio_in_use(p) {
                 continue;
             }
-            let (rc, init) = (self.s.rc[p], self.s.ledger.init_rc[p]);
-            if rc != init {
-                self.violate("I-F10", Class::Liveness, &[("pfn", p as u32)], || {
-                    (
-                        format!(
-                            "pfn {p}'s refcount is {rc} after every holder released it; it started at {init} \
-                              ({} reference(s) {})",
-                            (rc - init).abs(),
-                            if rc > init { "leaked" } else { "dropped twice" }
-                        ),
-                        format!("{init}"),
-                        format!("{rc}"),
-                    )
-                });
+            let nr = self.folio_nr(p);
+            if self.observe(Obs::Idle { head: p, nr, rc: self.s.rc[p] }) {
                 return;
             }
         }

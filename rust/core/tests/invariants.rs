@@ -22,7 +22,7 @@
 
 use proptest::prelude::*;
 use std::collections::BTreeSet;
-use zdfuzz_core::oracle::{invariant_doc, INVARIANTS};
+use zdfuzz_core::oracle::Invariant;
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Class, Config, Machine, RefEvent, Rules, StepError, Verdict};
 
@@ -102,8 +102,8 @@ fn check_fires(case: &Fires) {
                 Class::Safety | Class::Liveness => v.violation.as_ref(),
             };
             let got = got.unwrap_or_else(|| panic!("{} did not fire\n{}", case.id, show(&v)));
-            assert_eq!(got.invariant, case.id, "{}", show(&v));
-            assert_eq!(got.class, class, "{}", show(&v));
+            assert_eq!(got.invariant.id(), case.id, "{}", show(&v));
+            assert_eq!(got.class(), class, "{}", show(&v));
             assert!(
                 got.message.contains(message),
                 "{}: message {:?} lacks {:?}\n{}",
@@ -112,16 +112,18 @@ fn check_fires(case: &Fires) {
                 message,
                 show(&v)
             );
-            assert!(!invariant_doc(case.id).is_empty(), "{} has no documentation", case.id);
+            let inv = Invariant::from_id(case.id).unwrap_or_else(|| panic!("{} is not an invariant", case.id));
+            assert!(!inv.doc().is_empty(), "{} has no documentation", case.id);
+            assert_eq!(inv.class(), class, "{}: the class of a case is its invariant's", case.id);
         }
         How::RefEvents(events) => {
             assert!(!events.is_empty());
             for e in events {
-                assert_eq!(e.invariant(), case.id, "{e:?} maps to {} not {}", e.invariant(), case.id);
+                assert_eq!(e.invariant().id(), case.id, "{e:?} maps to {} not {}", e.invariant(), case.id);
                 assert_eq!(RefEvent::from_name(e.name()), Some(*e));
             }
             // and these are all the events carrying the id
-            let all: Vec<RefEvent> = RefEvent::ALL.into_iter().filter(|e| e.invariant() == case.id).collect();
+            let all: Vec<RefEvent> = RefEvent::ALL.into_iter().filter(|e| e.invariant().id() == case.id).collect();
             assert_eq!(all, events.to_vec(), "events carrying {}", case.id);
         }
     }
@@ -1161,7 +1163,7 @@ fn i_f10_fires() {
     // see first: the allocated page has one reference more than its holders
     // account for (I-M1)
     let v = run(PRIVATE_ALLOC_FREE, Toml(E3_ALLOC_GET).rules());
-    assert_eq!(v.conformance.as_ref().map(|c| c.invariant), Some("I-M1"), "{}", show(&v));
+    assert_eq!(v.conformance.as_ref().map(|c| c.invariant.id()), Some("I-M1"), "{}", show(&v));
 }
 
 #[test]
@@ -1303,7 +1305,7 @@ fn i_m5_quiet() {
     quiet(DIRTY_TO_DEVICE, "e4");
     // E3 has the dirty-bit fix but still the LRU bug of I-M6
     let v = run(DIRTY_TO_DEVICE, Rules::preset("e3").unwrap());
-    assert_eq!(v.violation.as_ref().map(|x| x.invariant), Some("I-M6"), "{}", show(&v));
+    assert_eq!(v.violation.as_ref().map(|x| x.invariant.id()), Some("I-M6"), "{}", show(&v));
 }
 
 #[test]
@@ -1405,19 +1407,20 @@ fn i_w1_quiet() {
 
 #[test]
 fn every_invariant_has_a_fires_test() {
-    let reported: BTreeSet<&str> = INVARIANTS.iter().copied().collect();
-    assert_eq!(reported.len(), INVARIANTS.len(), "INVARIANTS lists an id twice");
+    let reported: BTreeSet<&str> = Invariant::ALL.iter().map(|i| i.id()).collect();
+    assert_eq!(reported.len(), Invariant::ALL.len(), "two invariants share an id");
     let covered: BTreeSet<&str> = FIRES.iter().map(|c| c.id).collect();
     let missing: Vec<&&str> = reported.difference(&covered).collect();
     assert!(missing.is_empty(), "invariants without a fires test in tests/invariants.rs: {missing:?}");
     let unknown: Vec<&&str> = covered.difference(&reported).collect();
-    assert!(unknown.is_empty(), "FIRES names ids that INVARIANTS does not list: {unknown:?}");
-    for id in INVARIANTS {
-        assert!(!invariant_doc(id).is_empty(), "{id} has no invariant_doc");
+    assert!(unknown.is_empty(), "FIRES names ids that are not invariants: {unknown:?}");
+    for inv in Invariant::ALL {
+        assert!(!inv.doc().is_empty(), "{inv} has no documentation");
+        assert_eq!(Invariant::from_id(inv.id()), Some(*inv));
     }
     // every percpu_ref event maps to a listed invariant
     for e in RefEvent::ALL {
-        assert!(reported.contains(e.invariant()), "{e:?} maps to unlisted {}", e.invariant());
+        assert!(reported.contains(e.invariant().id()), "{e:?} maps to unlisted {}", e.invariant());
     }
     // and the table is true as a whole
     for case in FIRES {

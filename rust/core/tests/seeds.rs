@@ -199,7 +199,7 @@ step task=0
     match run_text(BROKEN, "e2").unwrap() {
         Outcome::Ran(v) => {
             assert!(!v.ok(), "the broken program must be reported:\n{}", explain(&v));
-            assert_eq!(v.reported().unwrap().invariant, "I-L2", "{}", explain(&v));
+            assert_eq!(v.reported().unwrap().invariant.id(), "I-L2", "{}", explain(&v));
         }
         Outcome::NotEnabled(line, why) => panic!("line {line} unexpectedly not enabled: {why}"),
     }

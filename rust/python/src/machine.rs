@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use zdfuzz_core::machine::TraceEntry;
-use zdfuzz_core::oracle::invariant_doc;
+use zdfuzz_core::oracle::Invariant;
 use zdfuzz_core::{Config, Machine, Rules, StepError, Verdict, Violation};
 
 fn trace_line(t: &TraceEntry) -> String {
@@ -46,12 +46,12 @@ pub struct PyViolation {
 impl PyViolation {
     pub(crate) fn new(v: &Violation, trace: &[TraceEntry]) -> PyViolation {
         PyViolation {
-            invariant: v.invariant,
-            category: v.class.name(),
+            invariant: v.invariant.id(),
+            category: v.class().name(),
             step: v.step,
             action: v.action.clone(),
             message: v.message.clone(),
-            doc: invariant_doc(v.invariant),
+            doc: v.invariant.doc(),
             objects: v.objects.clone(),
             expected: v.expected.clone(),
             actual: v.actual.clone(),
@@ -87,7 +87,7 @@ impl PyVerdict {
 
     /// A verdict of a machine of configuration `cfg` (built elsewhere).
     pub(crate) fn of_config(cfg: &zdfuzz_core::Config, inner: Verdict) -> PyVerdict {
-        let layout = zdfuzz_core::config::Layout::new(cfg);
+        let layout = zdfuzz_core::config::Layout::new(&cfg.shape);
         let signature = inner
             .reported()
             .map(|v| crate::fuzz::sig_tuple(&zdfuzz_core::signature::signature(&layout, &cfg.rules.name, v)));
@@ -340,5 +340,5 @@ impl PyMachine {
 /// Every invariant id the machine reports, with its plain-words meaning.
 #[pyfunction]
 pub fn invariants() -> Vec<(&'static str, &'static str)> {
-    zdfuzz_core::oracle::INVARIANTS.iter().map(|i| (*i, invariant_doc(i))).collect()
+    Invariant::ALL.iter().map(|i| (i.id(), i.doc())).collect()
 }

@@ -56,7 +56,7 @@ impl PyPercpuRef {
         for e in fx.events.iter() {
             self.events.push(PyRefEvent {
                 name: e.name(),
-                invariant: e.invariant(),
+                invariant: e.invariant().id(),
                 op,
                 call: self.calls,
                 value: if matches!(e, RefEvent::Underflow | RefEvent::PutBelowZero) { fx.value } else { 0 },

@@ -437,7 +437,7 @@ impl NativeFuzzer {
         self.stats.findings += 1;
         out.push(Finding {
             signature: sig,
-            class: r.class,
+            class: r.class(),
             program: Program::new(&self.cfg.rules.name, shape, ops),
             exec: self.stats.execs,
             seconds: self.started.elapsed().as_secs_f64(),
