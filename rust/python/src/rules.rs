@@ -49,13 +49,19 @@ impl PyRules {
     /// The regression presets: (name, the preset that has the fix, the fix).
     #[staticmethod]
     pub fn regressions() -> Vec<(&'static str, &'static str, &'static str)> {
-        zdfuzz_core::rules::REGRESSIONS.iter().map(|r| (r.name, r.fixed_in, r.fix)).collect()
+        Rules::regressions()
+            .map(|r| (r.name.as_str(), r.base.as_deref().unwrap_or(""), r.fix.as_deref().unwrap_or("")))
+            .collect()
     }
 
     /// Kernel-version aliases of each preset: {"e1": ["v5.10", ...], ...}.
     #[staticmethod]
     pub fn aliases() -> Vec<(&'static str, Vec<&'static str>)> {
-        zdfuzz_core::rules::PRESETS.iter().map(|(n, a)| (*n, a.to_vec())).collect()
+        Rules::builtin()
+            .iter()
+            .filter(|r| r.fix.is_none())
+            .map(|r| (r.name.as_str(), r.aliases.iter().map(String::as_str).collect()))
+            .collect()
     }
 
     #[getter]
