@@ -3,7 +3,7 @@
 
     python benchmarks/core_speed.py [--actions 64 1024] [--seconds 3] [--rules e3]
 
-Both ``zdfuzz.Machine.run_bytes`` and ``zdfuzz.reference.Machine.run_bytes``
+Both ``zdfuzz.Machine.run_bytes`` and ``zdfuzz_reference.Machine.run_bytes``
 run the same list of byte programs, back to back in this process. Every
 program decodes to exactly N actions under both implementations (checked
 before timing), the way ``rust/core/examples/speed.rs`` builds them: random
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import zdfuzz
-from zdfuzz import reference
+import zdfuzz_reference as reference
 
 #: both Machines' default preset (rules=None)
 RULES = "e3"

@@ -49,7 +49,7 @@ def cpu_seconds() -> float:
 
 def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
     c0, w0 = cpu_seconds(), time.perf_counter()
-    r = zdfuzz.explore(RULES, depth=depth, threads=threads, symmetry=symmetry, **STANDARD)
+    r = zdfuzz.explore(RULES, shape=zdfuzz.Shape(**STANDARD), depth=depth, threads=threads, symmetry=symmetry)
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
     assert r.complete and r.counterexample is None, r.summary()
     return {
@@ -68,7 +68,7 @@ def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
 
 
 def machine_row(seconds: float) -> dict[str, Any]:
-    m = zdfuzz.Machine(rules=RULES, **STANDARD)
+    m = zdfuzz.Machine(rules=RULES, shape=zdfuzz.Shape(**STANDARD))
     rng = random.Random(8)
     programs = [bytes(rng.randrange(256) for _ in range(400)) for _ in range(500)]
     steps = runs = 0

@@ -12,7 +12,7 @@ is shared), and prints one table, saved as JSON with the machine's details in
 
 ==========  ================================================================
 core        ``Machine.run_bytes`` vs the reference model
-            (``zdfuzz.reference``) on the same byte programs of exactly 64
+            (``zdfuzz_reference``) on the same byte programs of exactly 64
             and 1024 actions: actions/s, ns per action, the ratio
             (benchmarks/core_speed.py)
 atheris     exec/s on the zdfuzz harness with the Rust core instrumented,
@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -111,8 +110,9 @@ def machine_details() -> dict[str, Any]:
     commit = _cmd("git", "rev-parse", "HEAD")
     dirty = _cmd("git", "status", "--porcelain", "--untracked-files=no")
     try:
-        import atheris  # noqa: F401
         from importlib.metadata import version
+
+        import atheris  # noqa: F401
 
         atheris_version: str | None = version("atheris")
     except ImportError:

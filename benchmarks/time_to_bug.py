@@ -29,7 +29,6 @@ import io
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -101,13 +100,13 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
         sig = _meta_signature(meta)
         rules_name = sig.rules if sig else preset
         try:
-            rules = campaign.load_rules(rules_name)
-        except ValueError as e:
+            rules = zdfuzz.Rules.resolve(rules_name)
+        except zdfuzz.RulesError as e:
             skipped.append(f"{zdf}: {e}")
             continue
         try:
             verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
-        except ValueError as e:
+        except zdfuzz.ZdfuzzError as e:
             skipped.append(f"{zdf}: does not run under {rules.name}: {e}")
             continue
         replayed = Signature(*verdict.signature) if verdict.signature else None
@@ -120,9 +119,9 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
         # campaigns name the rules by their canonical name (an alias
         # directory such as v6.15 finds signatures under e4)
         sig = sig._replace(rules=rules.name)
-        shape = program.shape
+        shape = program.shape.to_dict()
         types = tuple(shape["types"])
-        default = zdfuzz.Machine(rules=rules, types=list(types)).shape
+        default = zdfuzz.Machine(rules=rules, shape=zdfuzz.Shape(types=list(types))).shape.to_dict()
         # minimized reproducers are usually smaller than the default shape,
         # which is fine (the default machine contains them); larger is not
         diff = {k: v for k, v in shape.items() if k != "types" and v > default[k]}

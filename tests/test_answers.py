@@ -61,15 +61,16 @@ def test_q2_refcounts_of_the_three_states() -> None:
 
 def test_q1_explorer_bounds() -> None:
     # P2PDMA: nothing under p20; the E1 per-page put is the bug (I-F1, 7 actions)
-    p20 = zdfuzz.explore("p20", types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, depth=8)
+    p20 = zdfuzz.explore("p20", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8)
     assert p20.counterexample is None and p20.states == 16619
-    e1 = zdfuzz.explore("e1", types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, depth=8)
+    e1 = zdfuzz.explore("e1", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8)
     assert e1.violation is not None and e1.violation.invariant == "I-F1" and e1.depth_reached == 7
     # PRIVATE under the eviction contract: nothing, in either era
     for rules in ("p20-evict.toml", "e1-evict.toml"):
-        r = zdfuzz.explore(zdfuzz.Rules.load(str(ANSWERS / rules)), types=["private"], pages=1, procs=1, addrs=1,
-                           tasks=2, depth=10)
+        r = zdfuzz.explore(zdfuzz.Rules.load(str(ANSWERS / rules)),
+                           shape=dict(types=["private"], pages=1, procs=1, addrs=1, tasks=2, ram=0, order=0),
+                           depth=10)
         assert r.counterexample is None, rules
     # GENERIC: the shortest p20 counterexample is the 10 actions of q1-generic.zdf
-    g = zdfuzz.explore("p20", types=["generic"], pages=1, procs=1, addrs=1, tasks=1, depth=12)
+    g = zdfuzz.explore("p20", shape=dict(types=["generic"], pages=1, procs=1, addrs=1, tasks=1), depth=12)
     assert g.counterexample is not None and len(g.counterexample) == 10

@@ -103,7 +103,7 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
     out = fuzz("--corpus", str(corpus), "--time", "3", "--seed", "6")
     after = {f.signature: f for f in Corpus(corpus).findings()}
     assert set(before) <= set(after)
-    for sig, f in before.items():
+    for sig in before:
         assert after[sig].minimized
         assert replay_signature(after[sig].zdf) == sig
         assert f"new {sig} " not in out

@@ -40,7 +40,7 @@ def test_native_finds_q1_within_20000_programs_and_is_deterministic() -> None:
 
 
 def test_native_does_not_report_known_signatures() -> None:
-    f = zdfuzz.NativeFuzzer("p20", types=["generic"], seed=1)
+    f = zdfuzz.NativeFuzzer("p20", shape=zdfuzz.Shape(types=["generic"]), seed=1)
     f.add_known(tuple(Q1_SIG))
     assert Q1_SIG not in {Signature(*x.signature) for x in f.run(max_execs=5000)}
 
@@ -111,7 +111,7 @@ def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
 @settings(max_examples=40, deadline=None)
 @given(programs(rules="e3", types=("private", "p2pdma"), max_actions=30))
 def test_programs_replay_as_generated(p: zdfuzz.Program) -> None:
-    assert p.rules == "e3" and p.shape["types"] == ["private", "p2pdma"]
+    assert p.rules == "e3" and p.shape.types == ["private", "p2pdma"]
     zdfuzz.Machine.for_program(p).run(p, trace=False)  # raises if an action is not enabled
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import zdfuzz
+from programs import Q1  # noqa: E402
 from zdfuzz.cli import main
 from zdfuzz.corpus import Signature
-
-from programs import Q1  # noqa: E402
 
 
 def signature_of(p: zdfuzz.Program) -> Signature | None:

@@ -7,7 +7,7 @@ Bounded (about a minute on CI's 2 cores): hypothesis byte strings through
 both ``run_bytes``, hypothesis action lists (bytes decoded under a random
 swarm of kinds) run as ``.zdf`` text, and a seeded random-walk run over every
 preset and the what-if presets of the Rust invariant tests. The long run is
-``python -m zdfuzz.reference.diff --time 600``.
+``python -m zdfuzz_reference.diff --time 600``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zdfuzz
-from zdfuzz.reference import SUPPORTED_KINDS, diff, p2pdma
-from zdfuzz.reference.config import Shape
-from zdfuzz.reference.rules import DEVICE_TYPES
-from zdfuzz.reference.text import parse_program
+from zdfuzz_reference import SUPPORTED_KINDS, diff, p2pdma
+from zdfuzz_reference.config import Shape
+from zdfuzz_reference.rules import DEVICE_TYPES
+from zdfuzz_reference.text import parse_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = zdfuzz.Rules.presets() + [name for name, _, _ in zdfuzz.Rules.regressions()]
@@ -151,7 +151,7 @@ def test_native_engine_programs_agree() -> None:
 
 
 def test_native_entry_layout() -> None:
-    f = zdfuzz.NativeFuzzer("e5", types=["private", "p2pdma"], seed=2)
+    f = zdfuzz.NativeFuzzer("e5", shape=zdfuzz.Shape(types=["private", "p2pdma"]), seed=2)
     f.run(max_execs=300)
     entries = f.take_new_entries()
     assert entries

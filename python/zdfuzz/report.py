@@ -34,7 +34,7 @@ class Explanation:
     signature: Signature | None = None
 
     def lines(self) -> list[str]:
-        shape = self.program.shape
+        shape = self.program.shape.to_dict()
         out = [f"rules {self.rules}; machine: {', '.join(shape['types'])} "
                + " ".join(f"{k}={v}" for k, v in shape.items() if k != "types")]
         for s in self.steps:

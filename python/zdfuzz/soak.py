@@ -22,10 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import zdfuzz
 from zdfuzz.corpus import Corpus, atomic_write
 
 PRESETS = ("e4", "e5")
-TYPES = ("private", "fsdax", "generic", "p2pdma")
+TYPES = tuple(zdfuzz.DEVICE_TYPES)
 ENGINES = ("native", "hypothesis", "atheris")
 
 

@@ -144,6 +144,46 @@ impl Shape {
         true
     }
 
+    /// A shape from its parts as a front end has them: device type names
+    /// (None: all four), numeric fields by name, and `ram` / `order` when
+    /// given (else the defaults for these types, see [`Shape::default_ram`]).
+    /// Validated.
+    pub fn build(
+        types: Option<&[String]>,
+        fields: &[(&str, usize)],
+        ram: Option<usize>,
+        order: Option<usize>,
+    ) -> Result<Shape, ConfigError> {
+        let mut shape = Shape::default();
+        if let Some(types) = types {
+            shape.types = types
+                .iter()
+                .map(|t| {
+                    DeviceType::from_name(t).ok_or_else(|| {
+                        ConfigError(format!("unknown device type {t:?}; types: {}", DeviceType::names().join(", ")))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for &(k, v) in fields {
+            if matches!(k, "ram" | "order") || !shape.set(k, v) {
+                return Err(ConfigError(format!(
+                    "unknown shape field `{k}` (types, {})",
+                    Shape::default().fields().map(|(n, _)| n).join(", ")
+                )));
+            }
+        }
+        shape.apply_memory_defaults(ram.is_some(), order.is_some());
+        if let Some(v) = ram {
+            shape.ram = v;
+        }
+        if let Some(v) = order {
+            shape.order = v;
+        }
+        shape.validate()?;
+        Ok(shape)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let range = |name: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
@@ -200,6 +240,46 @@ impl Config {
 
     pub fn with_shape(rules: Rules, shape: Shape) -> Config {
         Config { rules: Arc::new(rules), shape }
+    }
+
+    /// A shape from its parts as a front end has them: device type names
+    /// (None: all four), numeric fields by name, and `ram` / `order` when
+    /// given (else the defaults for these types, see [`Shape::default_ram`]).
+    /// Validated.
+    pub fn build(
+        types: Option<&[String]>,
+        fields: &[(&str, usize)],
+        ram: Option<usize>,
+        order: Option<usize>,
+    ) -> Result<Shape, ConfigError> {
+        let mut shape = Shape::default();
+        if let Some(types) = types {
+            shape.types = types
+                .iter()
+                .map(|t| {
+                    DeviceType::from_name(t).ok_or_else(|| {
+                        ConfigError(format!("unknown device type {t:?}; types: {}", DeviceType::names().join(", ")))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for &(k, v) in fields {
+            if matches!(k, "ram" | "order") || !shape.set(k, v) {
+                return Err(ConfigError(format!(
+                    "unknown shape field `{k}` (types, {})",
+                    Shape::default().fields().map(|(n, _)| n).join(", ")
+                )));
+            }
+        }
+        shape.apply_memory_defaults(ram.is_some(), order.is_some());
+        if let Some(v) = ram {
+            shape.ram = v;
+        }
+        if let Some(v) = order {
+            shape.order = v;
+        }
+        shape.validate()?;
+        Ok(shape)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -42,6 +42,11 @@ impl DeviceType {
         }
     }
 
+    /// The names of every type, in order (`zdfuzz.DEVICE_TYPES`).
+    pub fn names() -> [&'static str; 4] {
+        DeviceType::ALL.map(DeviceType::name)
+    }
+
     pub fn from_name(s: &str) -> Option<DeviceType> {
         match s.to_ascii_lowercase().as_str() {
             "private" | "device_private" | "priv" => Some(DeviceType::Private),

@@ -45,7 +45,7 @@
 //! visited set by a bit array: far less memory, but a new state whose bits
 //! are all set already is skipped; the result says so and estimates how many.
 
-use crate::config::{Config, MAX_CPUS};
+use crate::config::{Config, ConfigError, MAX_CPUS};
 use crate::fingerprint::{hash_words, Canon, Reduction};
 use crate::machine::{Machine, State, Verdict};
 use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
@@ -97,6 +97,49 @@ impl Default for Options {
             max_seconds: None,
         }
     }
+}
+
+impl Options {
+    /// The options every search needs: a bit-state array of at least 512
+    /// bytes that fits under the memory cap.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(b) = self.bitstate_bytes {
+            if b < 512 {
+                return Err(ConfigError("bitstate needs at least 512 bytes".into()));
+            }
+            if b > self.max_memory {
+                return Err(ConfigError(format!(
+                    "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
+                    self.max_memory
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size such as "4096", "512M" or "4G" (K, M, G, T: powers of 1024);
+/// `what` names the option in the error.
+pub fn parse_size(s: &str, what: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(ConfigError(format!("{what}: unknown unit in {s:?} (K, M, G, T)"))),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| ConfigError(format!("{what}: not a size: {s:?}")))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(ConfigError(format!("{what}: not a size: {s:?}")));
+    }
+    Ok((n * mult as f64) as u64)
 }
 
 /// Shared with the caller while the search runs: a stop request (Ctrl-C)
@@ -273,11 +316,19 @@ impl Outcome {
 
 /// A search that cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExploreError(pub String);
+pub enum ExploreError {
+    /// the machine or the options are out of range
+    Config(ConfigError),
+    /// the search broke a promise of its own (never the caller's input)
+    Internal(String),
+}
 
 impl std::fmt::Display for ExploreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ExploreError::Config(e) => e.fmt(f),
+            ExploreError::Internal(s) => f.write_str(s),
+        }
     }
 }
 
@@ -492,7 +543,8 @@ impl Chunk {
     }
     fn push(&mut self, s: &State) -> Result<(), ExploreError> {
         s.encode(&mut self.bytes);
-        let end = u32::try_from(self.bytes.len()).map_err(|_| ExploreError("frontier chunk over 4 GiB".into()))?;
+        let end =
+            u32::try_from(self.bytes.len()).map_err(|_| ExploreError::Internal("frontier chunk over 4 GiB".into()))?;
         self.ends.push(end);
         Ok(())
     }
@@ -543,7 +595,7 @@ struct Worker {
 
 impl Worker {
     fn new(cfg: &Config) -> Result<Worker, ExploreError> {
-        let mk = || Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0));
+        let mk = || Machine::new(cfg.clone()).map_err(ExploreError::Config);
         Ok(Worker {
             parent: mk()?,
             parent_at: u64::MAX,
@@ -566,9 +618,10 @@ impl Worker {
         if self.parent_at == i {
             return Ok(());
         }
-        let bytes = frontier.get(i).ok_or_else(|| ExploreError(format!("internal: no frontier state {i}")))?;
+        let bytes =
+            frontier.get(i).ok_or_else(|| ExploreError::Internal(format!("internal: no frontier state {i}")))?;
         self.parent_at = u64::MAX;
-        self.parent.s.decode(bytes).map_err(|e| ExploreError(format!("internal: {e}")))?;
+        self.parent.s.decode(bytes).map_err(|e| ExploreError::Internal(format!("internal: {e}")))?;
         self.parent.clear_run_flags();
         self.parent_at = i;
         self.ops_ready = false;
@@ -581,10 +634,10 @@ impl Worker {
         if !self.ops_ready {
             actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
             if self.ops.len() >= 1 << ORD_BITS {
-                return Err(ExploreError(format!(
+                return Err(ExploreError::Config(ConfigError(format!(
                     "{} enabled actions in one state: too many to explore",
                     self.ops.len()
-                )));
+                ))));
             }
             self.ops_ready = true;
         }
@@ -640,18 +693,11 @@ impl Shared<'_> {
 
 /// Explore every program of up to `opts.depth` actions on `cfg`'s machine.
 pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, ExploreError> {
-    cfg.validate().map_err(|e| ExploreError(e.0))?;
+    cfg.validate().map_err(ExploreError::Config)?;
     if cfg.shape.cpus > MAX_CPUS {
-        return Err(ExploreError(format!("at most {MAX_CPUS} cpus")));
+        return Err(ExploreError::Config(ConfigError(format!("at most {MAX_CPUS} cpus"))));
     }
-    if let Some(b) = opts.bitstate_bytes {
-        if b > opts.max_memory {
-            return Err(ExploreError(format!(
-                "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
-                opts.max_memory
-            )));
-        }
-    }
+    opts.validate().map_err(ExploreError::Config)?;
     let t0 = Instant::now();
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -1052,7 +1098,7 @@ fn store(
         }
         None => {
             w.load_parent(frontier, i, reduction)?;
-            *w.ops.get(o).ok_or_else(|| ExploreError("internal: action ordinal out of range".into()))?
+            *w.ops.get(o).ok_or_else(|| ExploreError::Internal("internal: action ordinal out of range".into()))?
         }
     };
     w.m.load_state(&w.parent.s);
@@ -1080,25 +1126,26 @@ fn rebuild(
             k = *keys
                 .get(d - 1)
                 .and_then(|l| l.get(parent))
-                .ok_or_else(|| ExploreError("internal: broken parent chain".into()))?;
+                .ok_or_else(|| ExploreError::Internal("internal: broken parent chain".into()))?;
         }
     }
     ords.reverse();
-    let mut m = Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0))?;
+    let mut m = Machine::new(cfg.clone()).map_err(ExploreError::Config)?;
     let mut buf = Vec::new();
     let mut canon = Canon::new();
     let mut ops = Vec::with_capacity(level);
     for o in ords {
         actions(&m, reduction, &mut canon, &mut buf);
-        let op = *buf.get(o).ok_or_else(|| ExploreError("internal: replayed path diverged".into()))?;
+        let op = *buf.get(o).ok_or_else(|| ExploreError::Internal("internal: replayed path diverged".into()))?;
         m.apply_traced(&op);
         ops.push(op);
     }
     m.set_tracing(true);
-    let verdict =
-        m.run(&ops).map_err(|(i, e)| ExploreError(format!("internal: counterexample action {i} not enabled: {e}")))?;
+    let verdict = m
+        .run(&ops)
+        .map_err(|(i, e)| ExploreError::Internal(format!("internal: counterexample action {i} not enabled: {e}")))?;
     if verdict.reported().is_none() {
-        return Err(ExploreError("internal: the counterexample did not reproduce on replay".into()));
+        return Err(ExploreError::Internal("internal: the counterexample did not reproduce on replay".into()));
     }
     let program = Program::new(&cfg.rules.name, cfg.shape.clone(), ops);
     Ok(Counterexample { program, verdict })

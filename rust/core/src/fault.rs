@@ -29,7 +29,7 @@
 //! other's reference in `folio_migrate_mapping` and refault forever — the
 //! livelock the v6.15 trylock fixed (I-D3, detected by the drain).
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::migrate::{MigCtx, Origin};
 use crate::oracle::{lock_task, Obs, LOCK_NONE};
 use crate::page::{PG_FREE_LIST, PG_LOCKED};
@@ -262,5 +262,20 @@ impl Machine {
             t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { origin } if origin != Origin::Fault))
                 && self.s.mig[i].pgmap as usize == g
         })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `DoSwapPage` allowed now (the actor's contract)?
+    pub(crate) fn do_swap_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.alive[op.a(0)], "no such process")?;
+        ok(matches!(self.entry_at(op.a(0), op.a(1)), Pte::DevicePrivate { .. }), "not a device-private entry")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 }

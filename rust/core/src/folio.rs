@@ -17,7 +17,7 @@
 //! Also `free_zone_device_folio_prepare` (2026): a freed large device folio
 //! becomes standalone order-0 pages before `folio_free`.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
 use crate::pagetable::Pte;
 use crate::rules::DeviceType;
@@ -181,5 +181,32 @@ impl Machine {
             _ => self.trace_note(|| "queue_folios_pmd: not a present THP, skipped".into()),
         }
         self.observe(Obs::PmdWalked { proc, pmd, taken_for_thp });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::page::PG_LOCKED;
+use crate::pagetable::Level;
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `SplitHugePage` allowed now (the actor's contract)?
+    pub(crate) fn split_huge_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let p = op.a(0);
+        let h = self.head_of(p);
+        ok(self.folio_nr(h) > 1, "not part of a large folio")?;
+        ok(self.s.rc[h] > 0, "the folio is free")?;
+        ok(self.s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
+        ok(!self.s.ledger.pages[h].driver, "the driver holds the folio")?;
+        ok(self.s.ptl.iter().all(|&o| o == 0), "a task holds a page-table lock")
+    }
+
+    /// Is `Mbind` allowed now (the actor's contract)?
+    pub(crate) fn mbind_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(self.entry(op.a(0), op.a(1)).1 == Level::Pmd, "no PMD entry here")
     }
 }

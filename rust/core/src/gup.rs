@@ -13,7 +13,7 @@
 //! (I-X4), device-private page (I-G3) or flagless P2P page (I-G4) is a violation
 //! whatever the rules said.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
 use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
@@ -147,5 +147,40 @@ impl Machine {
     pub(crate) fn put_user_page(&mut self, p: usize, cpu: usize) {
         self.s.ledger.pages[p].gup_gets -= 1;
         self.put_page_refs(p, 1, cpu, "put_page");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::{Op, OpKind, BY_GUP};
+
+impl Machine {
+    /// Is `PutPage` allowed now (the actor's contract)?
+    pub(crate) fn put_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let h = &self.s.ledger.pages[op.a(0)];
+        if op.args[1] == BY_GUP {
+            ok(h.gup_gets > 0, "no GUP reference on this page")
+        } else {
+            ok(h.kernel_gets > 0, "no kernel reference on this page")
+        }
+    }
+
+    /// Is `GetUserPages / PinUserPages` allowed now (the actor's contract)?
+    pub(crate) fn get_user_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(!self.slot_is_empty(op.a(0), op.a(1)), "nothing is mapped there")?;
+        ok(!self.entry_at(op.a(0), op.a(1)).is_migration(), "GUP waits for the migration to finish")?;
+        let e = self.entry_at(op.a(0), op.a(1));
+        ok(
+            !(op.kind == OpKind::PinUserPages && e.pfn().is_some_and(|p| self.layout.is_ram(p)) && !e.writable()),
+            "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
+        )
+    }
+
+    /// Is `UnpinUserPage` allowed now (the actor's contract)?
+    pub(crate) fn unpin_user_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].gup_pins > 0, "no GUP pin on this page")
     }
 }

@@ -14,13 +14,12 @@
 
 use crate::config::{Config, ConfigError, Layout};
 use crate::migrate::{MigCtx, MigEntry, Origin};
-use crate::oracle::{self, Class, Invariant, Ledger, Life, Obs, Violation};
+use crate::oracle::{self, Class, Invariant, Ledger, Obs, Violation};
 use crate::page::{PG_BUDDY, PG_LOCKED};
-use crate::pagetable::Level;
 use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
-use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SELECT_COMPOUND};
-use crate::rules::{DeviceType, Rules};
+use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS};
+use crate::rules::Rules;
 use crate::sched::{Task, TaskKind};
 use serde::Serialize;
 use std::sync::Arc;
@@ -110,11 +109,22 @@ impl Verdict {
     }
 }
 
+/// What one action brought into use, in increasing order: pgmaps it
+/// registered, pages somebody came to hold, pages somebody came to pin,
+/// kernel tasks it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub pgmaps: Vec<usize>,
+    pub pages: Vec<usize>,
+    pub pins: Vec<usize>,
+    pub tasks: Vec<usize>,
+}
+
 /// Why an action could not be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepError {
     /// an operand outside its domain
-    Domain(String),
+    Domain(crate::program::op::DomainError),
     /// the actor's contract does not allow the action now
     NotEnabled(&'static str),
     /// the machine already stopped at a violation
@@ -132,6 +142,16 @@ impl std::fmt::Display for StepError {
 }
 
 pub(crate) const TOUCH_CAP: usize = 24;
+
+/// A contract's verdict: allowed when `c` holds, else `why`.
+#[inline]
+pub(crate) fn ok(c: bool, why: &'static str) -> Result<(), &'static str> {
+    if c {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
 
 /// `GUP_PIN_COUNTING_BIAS` (include/linux/mm.h).
 pub const GUP_PIN_COUNTING_BIAS: i32 = 1024;
@@ -386,265 +406,77 @@ impl Machine {
     // The actors' contracts
     // ------------------------------------------------------------------
 
-    /// Is `op` allowed now? `Err` says why not.
+    /// Is `op` allowed now? `Err` says why not. Each kind's rule lives in
+    /// the module of the kernel function it models (`pgmap.rs`, `driver.rs`,
+    /// `gup.rs`, ...), beside the function; this only dispatches.
     pub fn enabled(&self, op: &Op) -> Result<(), &'static str> {
         use OpKind::*;
-        let s = &self.s;
-        let l = &self.layout;
-        let a = |i: usize| op.a(i);
-        let ok = |c: bool, why: &'static str| if c { Ok(()) } else { Err(why) };
-        let live = |g: usize| s.pgmaps[g].state == PgmapState::Live;
-        let entry = |proc: usize, addr: usize| self.entry(proc, addr).0;
-        let empty = |proc: usize, addr: usize| entry(proc, addr) == Pte::None;
-        let dev = |p: usize| !l.is_ram(p);
-        // a process's page tables can be changed by one of its own actions
-        // only when no fault or driver migration holds its mmap_lock and no
-        // task holds the page-table lock of the address
-        let mm_ok = |proc: usize, addr: usize| -> Result<(), &'static str> {
-            ok(s.alive[proc], "no such process")?;
-            ok(!self.mm_busy(proc), "a fault or a migration holds the process's mmap_lock")?;
-            ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")
-        };
         match op.kind {
-            MemremapPages => ok(s.pgmaps[a(0)].state == PgmapState::Unused, "the pgmap is already registered"),
-            MemunmapPages => {
-                let g = a(0);
-                ok(live(g), "the pgmap is not registered, or already unbinding")?;
-                ok(self.free_task_slot(), "no free task slot")?;
-                ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
-                ok(
-                    !l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
-                    "the driver frees the pages it still holds before it unbinds",
-                )?;
-                ok(
-                    !(l.pgmap_type[g] == DeviceType::Private
-                        && self.rules.private.unbind_after_eviction
-                        && l.pfns_of(g).any(|p| s.ledger.pages[p].in_use())),
-                    "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
-                )
-            }
-            Step => match s.tasks[a(0)] {
-                None => Err("no such task"),
-                Some(_) => self.task_blocked(a(0)).map_or(Ok(()), Err),
-            },
-            RcuGracePeriod => {
-                ok(self.any_switch_pending(), "no RCU callback is pending")?;
-                ok(!self.rcu_reader_active(), "a get_dev_pagemap lookup is inside rcu_read_lock()")
-            }
-            GetDevPagemap => {
-                ok(self.free_task_slot(), "no free task slot")?;
-                let c = a(1);
-                ok(
-                    c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0,
-                    "the kernel user holds no reference on the cached pgmap",
-                )
-            }
-            PutDevPagemap => {
-                ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap")
-            }
-            AllocDevicePage | AllocDeviceFolio => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                let bound =
-                    live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
-                ok(bound, "the driver is not bound (registered and not unbinding)")?;
-                if op.kind == AllocDeviceFolio {
-                    ok(self.rules.thp.device_private && l.order > 0, "no large device-private folios in this era")?;
-                    ok(self.device_folio_fit(g).is_some(), "the driver has no free aligned block")
-                } else {
-                    ok(self.driver_free_page(g).is_some(), "the driver has no free page")
-                }
-            }
-            FreeDevicePage => ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
-            LockPage => {
-                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
-                ok(s.flags[a(0)] & PG_LOCKED == 0, "the page is locked")
-            }
-            UnlockPage => {
-                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
-                ok(s.ledger.locker[a(0)] == crate::oracle::LOCK_DRIVER, "the driver does not hold the page lock")
-            }
-            MigrateVmaInsertPage => {
-                let (proc, addr, p) = (a(0), a(1), a(2));
-                mm_ok(proc, addr)?;
-                ok(s.ledger.pages[p].driver, "the driver does not hold this page")?;
-                if self.folio_nr(p) > 1 {
-                    ok(self.block_empty(proc, addr), "the PMD block is not empty")?;
-                } else {
-                    ok(empty(proc, addr), "the address is mapped")?;
-                }
-                ok(s.ledger.locker[p] == crate::oracle::LOCK_DRIVER, "migrate_vma needs the destination page locked")?;
-                ok(live(l.pgmap_of(p)), "the driver is unbinding")
-            }
-            PciAllocP2pmem => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
-                ok(matches!(s.ledger.life[g], Life::Registered | Life::Killed), "the P2P device is not registered")?;
-                ok(self.p2p_pool_fit(g, a(1)).is_some(), "no free chunk that large")
-            }
-            PciFreeP2pmem => {
-                let p = a(0);
-                let k = s.p2p_len[p] as usize;
-                ok(k > 0, "no kernel P2P allocation starts at this pfn")?;
-                ok(
-                    (p..p + k).all(|q| s.ledger.pages[q].kernel_gets == 0),
-                    "the kernel user puts its page references before freeing",
-                )
-            }
-            GetPage => {
-                ok(self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era")?;
-                ok(self.p2p_alloc_of(a(0)).is_some(), "the kernel user has no allocation covering this page")
-            }
-            PutPage => {
-                let h = &s.ledger.pages[a(0)];
-                if op.args[1] == BY_GUP {
-                    ok(h.gup_gets > 0, "no GUP reference on this page")
-                } else {
-                    ok(h.kernel_gets > 0, "no kernel reference on this page")
-                }
-            }
-            P2pmemAllocMmap => {
-                let (g, proc, addr, k) = (a(0), a(1), a(2), a(3));
-                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
-                ok(self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)")?;
-                ok(live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)")?;
-                mm_ok(proc, addr)?;
-                ok(addr + k <= l.addrs && (addr..addr + k).all(|x| empty(proc, x)), "the address range is not free")?;
-                ok(self.p2p_pool_fit(g, k).is_some(), "no free chunk that large")
-            }
-            DevDaxFault => {
-                let (proc, addr, p) = (a(0), a(1), a(2));
-                ok(l.type_of(p) == Some(DeviceType::Generic), "not a device-dax page")?;
-                ok(live(l.pgmap_of(p)), "the device-dax device is not bound")?;
-                mm_ok(proc, addr)?;
-                ok(empty(proc, addr), "the address is mapped")
-            }
-            DaxAssociateEntry => {
-                let (f, i, p) = (a(0), a(1), a(2));
-                let g = l.file_pgmap(f);
-                ok(live(g), "the filesystem's device is not bound")?;
-                ok(dev(p) && l.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
-                ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
-                ok(!s.ledger.pages[p].fs, "the block belongs to a file")?;
-                ok(!self.truncating(f), "the file is being truncated")
-            }
-            DaxIomapFault => {
-                let (proc, addr, f, i) = (a(0), a(1), a(2), a(3));
-                mm_ok(proc, addr)?;
-                ok(empty(proc, addr), "the address is mapped")?;
-                ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
-                ok(live(l.file_pgmap(f)), "the filesystem's device is not bound")?;
-                ok(!self.truncating(f), "faults wait while the file is truncated")
-            }
-            Truncate => {
-                ok(self.dax_entry(a(0), a(1)).is_some(), "the file offset has no block")?;
-                ok(!self.truncating(a(0)), "the file is already being truncated")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            Fork => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(!s.alive[a(1)], "the child slot is taken")?;
-                ok(!self.mm_busy(a(0)), "a fault or a migration holds the parent's mmap_lock")?;
-                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")?;
-                ok(self.fork_copies_needed(a(0)) <= self.ram_free_pages(), "no memory for the copies of pinned pages")
-            }
-            ExitMmap => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(!self.mm_busy(a(0)), "a thread of the process is in a fault or a migration holds its mmap_lock")?;
-                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")
-            }
-            Munmap => {
-                mm_ok(a(0), a(1))?;
-                ok(!empty(a(0), a(1)), "nothing is mapped there")
-            }
-            GetUserPages | PinUserPages => {
-                mm_ok(a(0), a(1))?;
-                ok(!empty(a(0), a(1)), "nothing is mapped there")?;
-                ok(!entry(a(0), a(1)).is_migration(), "GUP waits for the migration to finish")?;
-                let e = entry(a(0), a(1));
-                ok(
-                    !(op.kind == PinUserPages && e.pfn().is_some_and(|p| l.is_ram(p)) && !e.writable()),
-                    "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
-                )
-            }
-            UnpinUserPage => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
-            DoAnonymousPage => {
-                mm_ok(a(0), a(1))?;
-                ok(empty(a(0), a(1)), "the address is mapped")?;
-                ok(self.ram_fit(0).is_some(), "no free system RAM")
-            }
-            DoHugePmdAnonymousPage => {
-                mm_ok(a(0), a(1))?;
-                ok(l.order > 0 && self.block_empty(a(0), a(1)), "the PMD block is not empty (or there is none)")?;
-                ok(self.ram_fit(l.order).is_some(), "no free aligned system RAM block")
-            }
-            CpuWrite => {
-                mm_ok(a(0), a(1))?;
-                ok(
-                    matches!(entry(a(0), a(1)), Pte::Present { .. }),
-                    "no present mapping (a device-private entry \
-                   faults: use do_swap_page)",
-                )?;
-                ok(!self.write_needs_copy(a(0), a(1)) || self.ram_fit(0).is_some(), "no memory for the COW copy")
-            }
-            DeviceWrite => {
-                let p = a(0);
-                ok(l.is_private(p), "not a device-private page")?;
-                let mapped_w = (0..l.procs).any(|proc| {
-                    (0..l.addrs)
-                        .any(|x| matches!(entry(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
-                });
-                ok(
-                    mapped_w || (s.ledger.pages[self.head_of(p)].driver),
-                    "the device reaches the page only through a writable device-private mapping or its own allocation",
-                )
-            }
-            DmaWrite => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
-            MigrateVmaSetup => {
-                let (proc, addr, g, sel) = (a(0), a(1), a(2), op.args[3]);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                ok(live(g), "the driver is not bound")?;
-                // the driver takes mmap_read_lock: it runs beside faults and
-                // other migrations, not beside a task holding the PTL
-                ok(s.alive[proc], "no such process")?;
-                ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
-                ok(self.free_task_slot(), "no free task slot")?;
-                ok(
-                    sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && l.in_block(addr)),
-                    "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)",
-                )
-            }
-            DoSwapPage => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(matches!(entry(a(0), a(1)), Pte::DevicePrivate { .. }), "not a device-private entry")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            MigrateDeviceRange => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
-                ok(live(g), "the driver is not bound")?;
-                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver), "the driver frees its own pages first")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            SplitHugePmd => {
-                mm_ok(a(0), a(1))?;
-                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD mapping here")
-            }
-            SplitHugePage => {
-                let p = a(0);
-                let h = self.head_of(p);
-                ok(self.folio_nr(h) > 1, "not part of a large folio")?;
-                ok(s.rc[h] > 0, "the folio is free")?;
-                ok(s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
-                ok(!s.ledger.pages[h].driver, "the driver holds the folio")?;
-                ok(s.ptl.iter().all(|&o| o == 0), "a task holds a page-table lock")
-            }
-            Mbind => {
-                mm_ok(a(0), a(1))?;
-                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD entry here")
-            }
+            MemremapPages => self.memremap_pages_enabled(op),
+            MemunmapPages => self.memunmap_pages_enabled(op),
+            Step => self.step_enabled(op),
+            RcuGracePeriod => self.rcu_grace_period_enabled(op),
+            GetDevPagemap => self.get_dev_pagemap_enabled(op),
+            PutDevPagemap => self.put_dev_pagemap_enabled(op),
+            AllocDevicePage | AllocDeviceFolio => self.alloc_device_page_enabled(op),
+            FreeDevicePage => self.free_device_page_enabled(op),
+            LockPage => self.lock_page_enabled(op),
+            UnlockPage => self.unlock_page_enabled(op),
+            MigrateVmaInsertPage => self.migrate_vma_insert_page_enabled(op),
+            PciAllocP2pmem => self.pci_alloc_p2pmem_enabled(op),
+            PciFreeP2pmem => self.pci_free_p2pmem_enabled(op),
+            GetPage => self.get_page_enabled(op),
+            PutPage => self.put_page_enabled(op),
+            P2pmemAllocMmap => self.p2pmem_alloc_mmap_enabled(op),
+            DevDaxFault => self.dev_dax_fault_enabled(op),
+            DaxAssociateEntry => self.dax_associate_entry_enabled(op),
+            DaxIomapFault => self.dax_iomap_fault_enabled(op),
+            Truncate => self.truncate_enabled(op),
+            Fork => self.fork_enabled(op),
+            ExitMmap => self.exit_mmap_enabled(op),
+            Munmap => self.munmap_enabled(op),
+            GetUserPages | PinUserPages => self.get_user_pages_enabled(op),
+            UnpinUserPage => self.unpin_user_page_enabled(op),
+            DoAnonymousPage => self.do_anonymous_page_enabled(op),
+            DoHugePmdAnonymousPage => self.do_huge_pmd_anonymous_page_enabled(op),
+            CpuWrite => self.cpu_write_enabled(op),
+            DeviceWrite => self.device_write_enabled(op),
+            DmaWrite => self.dma_write_enabled(op),
+            MigrateVmaSetup => self.migrate_vma_setup_enabled(op),
+            DoSwapPage => self.do_swap_page_enabled(op),
+            MigrateDeviceRange => self.migrate_device_range_enabled(op),
+            SplitHugePmd => self.split_huge_pmd_enabled(op),
+            SplitHugePage => self.split_huge_page_enabled(op),
+            Mbind => self.mbind_enabled(op),
         }
+    }
+
+    /// Is pgmap `g` registered and not unbinding (its driver bound)?
+    pub(crate) fn pgmap_live(&self, g: usize) -> bool {
+        self.s.pgmaps[g].state == PgmapState::Live
+    }
+
+    /// The entry a process sees at `addr` (a PTE, or the PMD covering it).
+    pub(crate) fn entry_at(&self, proc: usize, addr: usize) -> Pte {
+        self.entry(proc, addr).0
+    }
+
+    /// Nothing mapped at (proc, addr).
+    pub(crate) fn slot_is_empty(&self, proc: usize, addr: usize) -> bool {
+        self.entry_at(proc, addr) == Pte::None
+    }
+
+    pub(crate) fn is_device_pfn(&self, p: usize) -> bool {
+        !self.layout.is_ram(p)
+    }
+
+    /// A process's page tables can be changed by one of its own actions only
+    /// when no fault or driver migration holds its mmap_lock and no task
+    /// holds the page-table lock of the address.
+    pub(crate) fn mm_ok(&self, proc: usize, addr: usize) -> Result<(), &'static str> {
+        ok(self.s.alive[proc], "no such process")?;
+        ok(!self.mm_busy(proc), "a fault or a migration holds the process's mmap_lock")?;
+        ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")
     }
 
     /// Every action enabled now, in canonical order (kind, then operands).
@@ -719,6 +551,28 @@ impl Machine {
         self.enabled(op).map_err(StepError::NotEnabled)?;
         self.apply_traced(op);
         Ok(())
+    }
+
+    /// [`Machine::step`], reporting what the action brought into use: the
+    /// objects a state-machine test steers its next actions by.
+    pub fn act(&mut self, op: &Op) -> Result<Created, StepError> {
+        let live = |m: &Machine, g: usize| m.s.pgmaps[g].state == PgmapState::Live;
+        let before_live: Vec<bool> = (0..self.layout.npgmaps).map(|g| live(self, g)).collect();
+        let before_held: Vec<(bool, bool)> = self.s.ledger.pages.iter().map(|h| (h.anyone(), h.gup_pins > 0)).collect();
+        let before_tasks: Vec<bool> = self.s.tasks.iter().map(Option::is_some).collect();
+        self.step(op)?;
+        let mut c = Created::default();
+        c.pgmaps.extend((0..self.layout.npgmaps).filter(|&g| live(self, g) && !before_live[g]));
+        for (p, h) in self.s.ledger.pages.iter().enumerate() {
+            if h.anyone() && !before_held[p].0 {
+                c.pages.push(p);
+            }
+            if h.gup_pins > 0 && !before_held[p].1 {
+                c.pins.push(p);
+            }
+        }
+        c.tasks.extend((0..self.s.tasks.len()).filter(|&t| self.s.tasks[t].is_some() && !before_tasks[t]));
+        Ok(c)
     }
 
     /// Apply an action known to be enabled (the decoder's path).

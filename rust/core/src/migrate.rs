@@ -38,7 +38,7 @@
 //! unlocked exactly once (I-M7), and every re-established mapping shows the
 //! latest data (I-W1).
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
@@ -896,5 +896,40 @@ impl Machine {
             self.s.ledger.pages[h].mig_dst = true;
         }
         Some(h)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+use crate::rules::DeviceType;
+
+impl Machine {
+    /// Is `MigrateVmaSetup` allowed now (the actor's contract)?
+    pub(crate) fn migrate_vma_setup_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr, g, sel) = (op.a(0), op.a(1), op.a(2), op.args[3]);
+        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(self.pgmap_live(g), "the driver is not bound")?;
+        // the driver takes mmap_read_lock: it runs beside faults and
+        // other migrations, not beside a task holding the PTL
+        ok(self.s.alive[proc], "no such process")?;
+        ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
+        ok(self.free_task_slot(), "no free task slot")?;
+        ok(
+            sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && self.layout.in_block(addr)),
+            "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)",
+        )
+    }
+
+    /// Is `MigrateDeviceRange` allowed now (the actor's contract)?
+    pub(crate) fn migrate_device_range_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
+        ok(self.pgmap_live(g), "the driver is not bound")?;
+        ok(!self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].driver), "the driver frees its own pages first")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 }

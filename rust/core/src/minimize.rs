@@ -43,9 +43,9 @@ use crate::signature::Signature;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MinimizeError {
     /// the shape is invalid
-    Config(String),
+    Config(crate::config::ConfigError),
     /// action `index` is not enabled when replayed
-    NotReplayable { index: usize, message: String },
+    NotReplayable { index: usize, line: usize, message: String },
     /// the program breaks no invariant
     Clean,
     /// it breaks one, but not the requested signature
@@ -56,7 +56,10 @@ impl std::fmt::Display for MinimizeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MinimizeError::Config(s) => write!(f, "bad machine shape: {s}"),
-            MinimizeError::NotReplayable { index, message } => write!(f, "action {index}: {message}"),
+            MinimizeError::NotReplayable { index, line: 0, message } => write!(f, "action {index}: {message}"),
+            MinimizeError::NotReplayable { index, line, message } => {
+                write!(f, "line {line}: action {index}: {message}")
+            }
             MinimizeError::Clean => f.write_str("the program breaks no invariant: nothing to minimize"),
             MinimizeError::OtherSignature(s) => {
                 write!(f, "the program's violation is {s}, not the requested signature")
@@ -204,11 +207,13 @@ pub fn minimize(
     target: Option<&Signature>,
     max_runs: usize,
 ) -> Result<Minimized, MinimizeError> {
-    let mut machine = Machine::new(Config::with_shape(rules.clone(), program.shape.clone()))
-        .map_err(|e| MinimizeError::Config(e.0))?;
-    let v = machine
-        .run(&program.ops)
-        .map_err(|(index, e)| MinimizeError::NotReplayable { index, message: e.to_string() })?;
+    let mut machine =
+        Machine::new(Config::with_shape(rules.clone(), program.shape.clone())).map_err(MinimizeError::Config)?;
+    let v = machine.run(&program.ops).map_err(|(index, e)| MinimizeError::NotReplayable {
+        index,
+        line: program.line_of(index).unwrap_or(0),
+        message: e.to_string(),
+    })?;
     let found = machine.signature_of(&v).ok_or(MinimizeError::Clean)?;
     if let Some(t) = target {
         if *t != found {

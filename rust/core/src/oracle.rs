@@ -86,6 +86,12 @@ impl Holders {
             || self.p2p_kernel
     }
 
+    /// Anybody at all holds or owns the page (a file association included).
+    #[inline]
+    pub fn anyone(&self) -> bool {
+        self.in_use() || self.fs
+    }
+
     /// References a migration cannot account for: GUP references and pins,
     /// kernel users' references, fault-path references (I-M2).
     #[inline]

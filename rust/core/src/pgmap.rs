@@ -15,7 +15,7 @@
 //! is shut down — mappings zapped, (E4) every page waited idle
 //! (`dax_break_layout_final`), DAX entries dropped.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::{Life, Obs, Warn};
 use crate::page::{PG_FREE_LIST, PG_INIT_REF};
 use crate::percpu_ref::{Effects, PercpuRef};
@@ -324,5 +324,57 @@ impl Machine {
     pub(crate) fn put_dev_pagemap(&mut self, g: usize, cpu: usize) {
         self.s.ledger.kernel_pgmap_refs[g] -= 1;
         self.pgmap_put(g, cpu, 1, "put_dev_pagemap");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `MemremapPages` allowed now (the actor's contract)?
+    pub(crate) fn memremap_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.pgmaps[op.a(0)].state == PgmapState::Unused, "the pgmap is already registered")
+    }
+
+    /// Is `MemunmapPages` allowed now (the actor's contract)?
+    pub(crate) fn memunmap_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.pgmap_live(g), "the pgmap is not registered, or already unbinding")?;
+        ok(self.free_task_slot(), "no free task slot")?;
+        ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
+        ok(
+            !self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].driver),
+            "the driver frees the pages it still holds before it unbinds",
+        )?;
+        ok(
+            !(self.layout.pgmap_type[g] == DeviceType::Private
+                && self.rules.private.unbind_after_eviction
+                && self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].in_use())),
+            "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
+        )
+    }
+
+    /// Is `RcuGracePeriod` allowed now (the actor's contract)?
+    pub(crate) fn rcu_grace_period_enabled(&self, _op: &Op) -> Result<(), &'static str> {
+        ok(self.any_switch_pending(), "no RCU callback is pending")?;
+        ok(!self.rcu_reader_active(), "a get_dev_pagemap lookup is inside rcu_read_lock()")
+    }
+
+    /// Is `GetDevPagemap` allowed now (the actor's contract)?
+    pub(crate) fn get_dev_pagemap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.free_task_slot(), "no free task slot")?;
+        let c = op.a(1);
+        ok(
+            c == 0 || self.s.ledger.kernel_pgmap_refs[c - 1] > 0,
+            "the kernel user holds no reference on the cached pgmap",
+        )
+    }
+
+    /// Is `PutDevPagemap` allowed now (the actor's contract)?
+    pub(crate) fn put_dev_pagemap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.kernel_pgmap_refs[op.a(0)] > 0, "the kernel user holds no reference on this pgmap")
     }
 }

@@ -9,7 +9,7 @@
 //! it), and the LRU flag that migration isolates (`folio_isolate_lru`,
 //! `folio_putback_lru`).
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
 use crate::page::{MAPPING_ANON, PG_BUDDY, PG_LRU};
 use crate::pagetable::{Level, Pte};
@@ -149,5 +149,30 @@ impl Machine {
             return;
         }
         self.s.flags[h] |= PG_LRU;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `DoAnonymousPage` allowed now (the actor's contract)?
+    pub(crate) fn do_anonymous_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(self.slot_is_empty(op.a(0), op.a(1)), "the address is mapped")?;
+        ok(self.ram_fit(0).is_some(), "no free system RAM")
+    }
+
+    /// Is `DoHugePmdAnonymousPage` allowed now (the actor's contract)?
+    pub(crate) fn do_huge_pmd_anonymous_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(
+            self.layout.order > 0 && self.block_empty(op.a(0), op.a(1)),
+            "the PMD block is not empty (or there is none)",
+        )?;
+        ok(self.ram_fit(self.layout.order).is_some(), "no free aligned system RAM block")
     }
 }

@@ -452,3 +452,17 @@ impl Machine {
         const { assert!(MU_SHUTDOWN == 0) };
     }
 }
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+impl Machine {
+    /// Is `Step` allowed now (the actor's contract)?
+    pub(crate) fn step_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        match self.s.tasks[op.a(0)] {
+            None => Err("no such task"),
+            Some(_) => self.task_blocked(op.a(0)).map_or(Ok(()), Err),
+        }
+    }
+}

@@ -112,9 +112,15 @@ pub struct NativeFuzzer {
 const MAX_CORPUS: usize = 20_000;
 
 impl NativeFuzzer {
-    pub fn new(cfg: NativeConfig) -> Result<NativeFuzzer, String> {
+    pub fn new(cfg: NativeConfig) -> Result<NativeFuzzer, crate::config::ConfigError> {
         if cfg.types.is_empty() {
-            return Err("at least one device type is needed".into());
+            return Err(crate::config::ConfigError("at least one device type is needed".into()));
+        }
+        if cfg.max_actions == 0 || cfg.max_actions > 4096 {
+            return Err(crate::config::ConfigError(format!(
+                "max_actions must be between 1 and 4096, got {}",
+                cfg.max_actions
+            )));
         }
         let mut types = Vec::new();
         for t in &cfg.types {
@@ -128,7 +134,7 @@ impl NativeFuzzer {
         for bits in 1usize..(1 << n) {
             let sub: Vec<DeviceType> = (0..n).filter(|i| bits >> i & 1 == 1).map(|i| types[i]).collect();
             let shape = Shape { types: sub.clone(), ..cfg.shape.clone() };
-            machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape)).map_err(|e| e.0)?);
+            machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape))?);
             subsets.push(sub);
         }
         let max = cfg.max_actions.max(1);

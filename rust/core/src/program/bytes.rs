@@ -14,6 +14,7 @@
 //! enabled when they run (the canonical programs the decoder produces).
 
 use super::op::{Dim, KindSet, Op, OpKind, KINDS, MAX_ARGS};
+use crate::config::Layout;
 use crate::machine::{Machine, Verdict};
 
 /// How many leading operands of `kind` decide whether an action of it is
@@ -38,7 +39,12 @@ pub(crate) fn deciding_args(kind: OpKind) -> usize {
 
 #[inline]
 fn width(dim: Dim, m: &Machine) -> usize {
-    if dim.size(&m.layout) > 256 {
+    dim_width(dim, &m.layout)
+}
+
+#[inline]
+fn dim_width(dim: Dim, l: &Layout) -> usize {
+    if dim.size(l) > 256 {
         2
     } else {
         1
@@ -190,15 +196,7 @@ impl Machine {
 
     /// Append the bytes that decode to `op` (when it is enabled).
     pub fn encode_op(&self, op: &Op, out: &mut Vec<u8>) {
-        out.push(op.kind as u8);
-        let info = op.kind.info();
-        for (i, (_, d)) in info.args.iter().enumerate() {
-            let idx = d.index(op.args[i], &self.layout).unwrap_or(0);
-            out.push(idx as u8);
-            if width(*d, self) == 2 {
-                out.push((idx >> 8) as u8);
-            }
-        }
+        encode_op(&self.layout, op, out)
     }
 
     /// Decode and run a whole byte program in one call: reset, decode and
@@ -237,12 +235,31 @@ impl Machine {
 
     /// Encode actions as bytes.
     pub fn encode_program(&self, ops: &[Op]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ops.len() * 4);
-        for op in ops {
-            self.encode_op(op, &mut out);
-        }
-        out
+        encode_ops(&self.layout, ops)
     }
+}
+
+/// Append the bytes that decode to `op` (when it is enabled) on a machine of
+/// layout `l`: the encoding depends on the operand domains only.
+pub fn encode_op(l: &Layout, op: &Op, out: &mut Vec<u8>) {
+    out.push(op.kind as u8);
+    let info = op.kind.info();
+    for (i, (_, d)) in info.args.iter().enumerate() {
+        let idx = d.index(op.args[i], l).unwrap_or(0);
+        out.push(idx as u8);
+        if dim_width(*d, l) == 2 {
+            out.push((idx >> 8) as u8);
+        }
+    }
+}
+
+/// Encode actions as bytes for a machine of layout `l`.
+pub fn encode_ops(l: &Layout, ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ops.len() * 4);
+    for op in ops {
+        encode_op(l, op, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]

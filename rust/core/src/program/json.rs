@@ -38,7 +38,7 @@ pub fn program_to_json(p: &Program) -> Value {
 }
 
 fn jerr(message: String) -> ProgramError {
-    ProgramError { line: 0, col: 0, message }
+    ProgramError { file: String::new(), line: 0, col: 0, message }
 }
 
 pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
@@ -105,6 +105,7 @@ pub fn program_to_json_string(p: &Program) -> String {
 /// Parse JSON text; syntax errors carry the line and column.
 pub fn program_from_json_str(text: &str) -> Result<Program, ProgramError> {
     let v: Value = serde_json::from_str(text).map_err(|e| ProgramError {
+        file: String::new(),
         line: e.line(),
         col: e.column(),
         message: e.to_string(),

@@ -110,7 +110,7 @@ pub fn program_to_text(p: &Program) -> String {
 }
 
 fn err(line: usize, col: usize, message: String) -> ProgramError {
-    ProgramError { line, col, message }
+    ProgramError { file: String::new(), line, col, message }
 }
 
 fn parse_value(dim: Dim, text: &str) -> Option<u16> {

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import page, pagetable, pgmap
-from zdfuzz.reference.oracle import SAFETY
+from zdfuzz_reference import page, pagetable, pgmap
+from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def prep_compound(m: Machine, h: int, order: int) -> None:

@@ -11,7 +11,7 @@ Programs are made two ways:
 
 * *action lists*: random bytes decoded by the reference's total decoder
   restricted to a random swarm of the kinds it supports
-  (:data:`zdfuzz.reference.SUPPORTED_KINDS`), or a random walk over enabled
+  (:data:`zdfuzz_reference.SUPPORTED_KINDS`), or a random walk over enabled
   actions of such a swarm, rendered as ``.zdf`` text, and run as text on both
   sides
   (``zdfuzz.Program.parse`` + ``zdfuzz.Machine.run``), which needs no decoder
@@ -26,7 +26,7 @@ Programs are made two ways:
 A disagreement is shrunk by dropping actions while it persists and written
 as a ``.zdf`` file; the first diverging trace entry is printed.
 
-    python -m zdfuzz.reference.diff --time 600 [--rules e1,e3] [--types private,fsdax] [--seed 1]
+    python -m zdfuzz_reference.diff --time 600 [--rules e1,e3] [--types private,fsdax] [--seed 1]
 """
 
 from __future__ import annotations
@@ -38,17 +38,32 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zdfuzz
-from zdfuzz.reference import SUPPORTED_KINDS, decode
-from zdfuzz.reference.config import Shape
-from zdfuzz.reference.machine import Machine
-from zdfuzz.reference.ops import KINDS, Op, dim_size, dim_value
-from zdfuzz.reference.rules import DEVICE_TYPES, Rules
-from zdfuzz.reference.text import Program, ProgramError, op_to_text, parse_program
+from zdfuzz_reference import SUPPORTED_KINDS, decode
+from zdfuzz_reference.config import Shape
+from zdfuzz_reference.machine import Machine
+from zdfuzz_reference.ops import KINDS, Op, dim_size, dim_value
+from zdfuzz_reference.rules import DEVICE_TYPES, Rules
+from zdfuzz_reference.text import Program, ProgramError, op_to_text, parse_program
+
+if TYPE_CHECKING:
+    import zdfuzz
 
 PRESETS = ("e1", "e2", "e3", "e4", "e5", "p20")
+
+
+def _rust() -> Any:
+    """The Rust side, loaded only when a comparison runs: importing this
+    module (or the reference) never loads the extension."""
+    import zdfuzz
+
+    return zdfuzz
+
+
+def rust_shape(shape: Shape) -> zdfuzz.Shape:
+    """The Rust side's Shape of a reference Shape."""
+    return _rust().Shape(types=shape.types, **dict(shape.fields()))
 
 Outcome = dict[str, Any]
 
@@ -70,6 +85,7 @@ def _verdict(v: Any) -> Outcome:
 
 def rust_outcome(text: str, rules: str) -> Outcome:
     """Run ``.zdf`` text on the Rust core."""
+    zdfuzz = _rust()
     p = zdfuzz.Program.parse(text)
     try:
         return _verdict(zdfuzz.Machine.for_program(p, rules=rules).run(p, trace=True))
@@ -248,7 +264,8 @@ class NativePool:
     def draw(self, rng: random.Random, rules: str, types: Sequence[str] | None) -> tuple[bytes, Shape, frozenset[str]]:
         key = f"{rules}|{','.join(types or ())}"
         if not self.pool.get(key):
-            f = zdfuzz.NativeFuzzer(rules, types=list(types) if types else None, seed=rng.randrange(1 << 32))
+            shape = _rust().Shape(types=list(types) if types else None)
+            f = _rust().NativeFuzzer(rules, shape=shape, seed=rng.randrange(1 << 32))
             f.run(max_execs=self.execs)
             entries = f.take_new_entries()
             rng.shuffle(entries)
@@ -263,9 +280,8 @@ def _rules_label(rules: str) -> str:
 
 def bytes_outcomes(data: bytes, rules: str, shape: Shape) -> tuple[Outcome, Outcome]:
     """The same byte program through both ``run_bytes``."""
-    kw: dict[str, Any] = dict(shape.fields())
-    r = zdfuzz.Machine(rules=rules, types=shape.types, **kw).run_bytes(data, trace=True)
-    ref = Machine(rules=rules, types=shape.types, **kw).run_bytes(data, trace=True)
+    r = _rust().Machine(rules=rules, shape=rust_shape(shape)).run_bytes(data, trace=True)
+    ref = Machine(rules=rules, shape=shape).run_bytes(data, trace=True)
     return _verdict(r), _verdict(ref)
 
 
@@ -361,7 +377,7 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
         d = first_difference(rb, fb)
         if d is not None:
             diff = "run_bytes: " + d
-            text = zdfuzz.Program.from_bytes(data, rules=rules, types=shape.types, **dict(shape.fields())).to_text()
+            text = _rust().Program.from_bytes(data, rules=rules, shape=rust_shape(shape)).to_text()
     if diff is None:
         return None
     stats.disagreements += 1
@@ -376,7 +392,7 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"disagreement-{_rules_label(rules)}-{stats.disagreements}.zdf"
         comment = f"# rust and reference disagree under rules {rules}; replay both sides with\n" \
-                  f"#   zdfuzz.reference.diff.first_difference(rust_outcome(text, rules), reference_outcome(text, rules))\n" \
+                  f"#   zdfuzz_reference.diff.first_difference(rust_outcome(text, rules), reference_outcome(text, rules))\n" \
                   + "".join(f"# {line}\n" for line in diff.splitlines())
         path.write_text(comment + small)
         report += f"-- written to {path}\n"
@@ -384,7 +400,7 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m zdfuzz.reference.diff", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m zdfuzz_reference.diff", description=__doc__.split("\n\n")[0])
     ap.add_argument("--time", type=float, default=60.0, help="seconds to run (default 60)")
     ap.add_argument("--rules", default=",".join(PRESETS),
                     help="comma-separated presets or .toml files (default: every preset)")

@@ -18,21 +18,40 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import zdfuzz
-from zdfuzz.reference import (
-    data, dax, decode, driver, fault, folio, gup, migrate, p2pdma, page, pagetable, pgmap, process, ram, sched,
+from zdfuzz_reference import (
+    data,
+    dax,
+    decode,
+    driver,
+    fault,
+    folio,
+    gup,
+    migrate,
+    p2pdma,
+    page,
+    pagetable,
+    pgmap,
+    process,
+    ram,
+    sched,
 )
-from zdfuzz.reference.config import Layout, Shape
-from zdfuzz.reference.migrate import MigCtx, MigEntry
-from zdfuzz.reference.oracle import (
-    CONFORMANCE, KILLED, LOCK_DRIVER, REGISTERED, Ledger, Violation,
+from zdfuzz_reference.config import Layout, Shape, shape_of
+from zdfuzz_reference.errors import InvariantViolation
+from zdfuzz_reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL
+from zdfuzz_reference.migrate import MigCtx, MigEntry
+from zdfuzz_reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, Op, dim_size, dim_value
+from zdfuzz_reference.oracle import (
+    CONFORMANCE,
+    KILLED,
+    LOCK_DRIVER,
+    REGISTERED,
+    Ledger,
+    Violation,
 )
-from zdfuzz.reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, Op, dim_size, dim_value
-from zdfuzz.reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL
-from zdfuzz.reference.pte import EMPTY, PMD, Pte
-from zdfuzz.reference.pgmap import LIVE, UNBINDING, UNUSED, Pgmap
-from zdfuzz.reference.rules import Rules, device_type
-from zdfuzz.reference.text import ProgramError, op_to_text, parse_action, parse_program
+from zdfuzz_reference.pgmap import LIVE, UNBINDING, UNUSED, Pgmap
+from zdfuzz_reference.pte import EMPTY, PMD, Pte
+from zdfuzz_reference.rules import DEFAULT_PRESET, Rules, _HasToml
+from zdfuzz_reference.text import ProgramError, op_to_text, parse_action, parse_program
 
 #: touched pages remembered per action; beyond that every page is checked
 TOUCH_CAP = 24
@@ -119,24 +138,8 @@ def _with_trace(v: Violation | None, trace: list[dict[str, Any]]) -> Violation |
 class Machine:
     """The reference model: same constructor and methods as ``zdfuzz.Machine``."""
 
-    def __init__(self, rules: str | zdfuzz.Rules | Rules | None = None, types: Iterable[str] | None = None,
-                 pgmaps: int = 1, pages: int = 4, cpus: int = 2, procs: int = 2, addrs: int = 4, files: int = 2,
-                 file_pages: int = 2, tasks: int = 4, ram: int | None = None, order: int | None = None) -> None:
-        shape = Shape(pgmaps=pgmaps, pages=pages, cpus=cpus, procs=procs, addrs=addrs, files=files,
-                      file_pages=file_pages, tasks=tasks)
-        if types is not None:
-            shape.types = []
-            for t in types:
-                dt = device_type(t)
-                if dt is None:
-                    raise ValueError(f"unknown device type {t!r}; types: private, fsdax, generic, p2pdma")
-                shape.types.append(dt)
-        shape.apply_memory_defaults(ram is not None, order is not None)
-        if ram is not None:
-            shape.ram = ram
-        if order is not None:
-            shape.order = order
-        self._init(Rules.load("e3" if rules is None else rules), shape)
+    def __init__(self, rules: str | _HasToml | Rules | None = None, shape: Shape | dict[str, Any] | None = None) -> None:
+        self._init(Rules.load(DEFAULT_PRESET if rules is None else rules), shape_of(shape))
 
     def _init(self, rules: Rules, shape: Shape) -> None:
         shape.validate()
@@ -147,14 +150,14 @@ class Machine:
         self.reset()
 
     @staticmethod
-    def for_program(program: Any, rules: str | zdfuzz.Rules | Rules | None = None) -> Machine:
+    def for_program(program: Any, rules: str | _HasToml | Rules | None = None) -> Machine:
         """A machine shaped for ``program`` (text, a reference Program or a
         ``zdfuzz.Program``), under its own rules or ``rules``."""
         p = _program(program)
         return Machine.with_shape(p.rules if rules is None else rules, p.shape)
 
     @staticmethod
-    def with_shape(rules: str | zdfuzz.Rules | Rules, shape: Shape) -> Machine:
+    def with_shape(rules: str | _HasToml | Rules, shape: Shape) -> Machine:
         """A machine of the given shape."""
         m = Machine.__new__(Machine)
         m._init(Rules.load(rules), shape)
@@ -755,10 +758,10 @@ class Machine:
     def step(self, action: Any) -> None:
         """Apply one action (an Op, a ``zdfuzz.Action`` or a line of text).
         Raises ProgramError if its actor may not take it now,
-        ``zdfuzz.InvariantViolation`` if it breaks an invariant."""
+        ``InvariantViolation`` if it breaks an invariant."""
         self.step_op(_op(action))
         if self.violation is not None:
-            err = zdfuzz.InvariantViolation(str(self.violation))
+            err = InvariantViolation(str(self.violation))
             err.violation = self.violation  # type: ignore[assignment]
             raise err
 
@@ -834,10 +837,10 @@ def _op(action: Any) -> Op:
 
 def _program(program: Any) -> Any:
     """A reference Program from text, a reference Program or a zdfuzz.Program."""
-    from zdfuzz.reference.text import Program
+    from zdfuzz_reference.text import Program
 
     if isinstance(program, Program):
         return program
-    if isinstance(program, zdfuzz.Program):
+    if hasattr(program, "to_text"):  # a zdfuzz.Program (duck-typed: no import of zdfuzz)
         return parse_program(program.to_text())
     return parse_program(str(program))

@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import pgmap
-from zdfuzz.reference.ops import KIND_INDEX, KINDS, MAX_ARGS, Op, dim_index, dim_size, dim_value
+from zdfuzz_reference import pgmap
+from zdfuzz_reference.ops import KIND_INDEX, KINDS, MAX_ARGS, Op, dim_index, dim_size, dim_value
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def kind_mask(kinds: Iterable[str] | None) -> frozenset[int] | None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import folio, page, pagetable
-from zdfuzz.reference.oracle import SAFETY
-from zdfuzz.reference.flags import MAPPING_ANON, PG_BUDDY, PG_LRU
-from zdfuzz.reference.pte import PMD, PTE
+from zdfuzz_reference import folio, page, pagetable
+from zdfuzz_reference.flags import MAPPING_ANON, PG_BUDDY, PG_LRU
+from zdfuzz_reference.oracle import SAFETY
+from zdfuzz_reference.pte import PMD, PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def ram_fit(m: Machine, order: int) -> int | None:

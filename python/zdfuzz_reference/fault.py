@@ -26,14 +26,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import folio, migrate, page, pagetable, sched
-from zdfuzz.reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN, lock_task
-from zdfuzz.reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE
-from zdfuzz.reference.flags import PG_FREE_LIST, PG_LOCKED
-from zdfuzz.reference.pte import PMD
+from zdfuzz_reference import folio, migrate, page, pagetable, sched
+from zdfuzz_reference.flags import PG_FREE_LIST, PG_LOCKED
+from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE
+from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN, lock_task
+from zdfuzz_reference.pte import PMD
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 # steps of a migration task (driver-initiated or inside a fault)
 M_COLLECT = 0

@@ -30,14 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from zdfuzz.reference import data, driver, folio, page, pagetable, pgmap, ram
-from zdfuzz.reference.oracle import KILLED, LOCK_DRIVER, LOCK_NONE, SAFETY, lock_task
-from zdfuzz.reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM
-from zdfuzz.reference.flags import MAPPING_ANON, MAPPING_NONE, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU
-from zdfuzz.reference.pte import EMPTY, PMD, PTE, Pte
+from zdfuzz_reference import data, driver, folio, page, pagetable, pgmap, ram
+from zdfuzz_reference.flags import MAPPING_ANON, MAPPING_NONE, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU
+from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM
+from zdfuzz_reference.oracle import KILLED, LOCK_DRIVER, LOCK_NONE, SAFETY, lock_task
+from zdfuzz_reference.pte import EMPTY, PMD, PTE, Pte
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 # MIGRATE_PFN_* (and two flags of the model's own)
 MF_MIGRATE = 1 << 0

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import pagetable, ram
-from zdfuzz.reference.oracle import SAFETY
-from zdfuzz.reference.pte import PTE
+from zdfuzz_reference import pagetable, ram
+from zdfuzz_reference.oracle import SAFETY
+from zdfuzz_reference.pte import PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def _new_token(m: Machine) -> int:

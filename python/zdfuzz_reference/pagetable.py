@@ -20,14 +20,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import page
+from zdfuzz_reference import page
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
-from zdfuzz.reference.pte import (
-    DEVICE_PRIVATE, EMPTY, MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE, MIGRATION, NONE, PMD, PRESENT, PTE, Pte,
-    device_private, make_readonly, migration, present,
+from zdfuzz_reference.pte import (
+    DEVICE_PRIVATE,
+    EMPTY,
+    MIG_READ,
+    MIG_READ_EXCLUSIVE,
+    MIG_WRITE,
+    MIGRATION,
+    NONE,
+    PMD,
+    PRESENT,
+    PTE,
+    Pte,
+    device_private,
+    make_readonly,
+    migration,
+    present,
 )
 
 # the entry values are re-exported: callers say pagetable.PRESENT, ...

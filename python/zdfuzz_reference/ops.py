@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from zdfuzz.reference.config import MAX_ALLOC_PAGES, Layout
+from zdfuzz_reference.config import MAX_ALLOC_PAGES, Layout
 
 # GUP flag bits as operands
 FOLL_LONGTERM = 1

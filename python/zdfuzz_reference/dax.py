@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import page, pagetable, process, sched
-from zdfuzz.reference.oracle import SAFETY
-from zdfuzz.reference.flags import MAPPING_FILE, MAPPING_NONE
-from zdfuzz.reference.pte import PTE
+from zdfuzz_reference import page, pagetable, process, sched
+from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
+from zdfuzz_reference.oracle import SAFETY
+from zdfuzz_reference.pte import PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def dax_entry(m: Machine, file: int, index: int) -> int | None:

@@ -19,14 +19,14 @@ hang (I-L4). Faults that keep refaulting are watched for a livelock (I-D3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
-from zdfuzz.reference import dax, fault, folio, migrate, pagetable, pgmap
-from zdfuzz.reference.oracle import LIVENESS, REGISTERED, SAFETY
-from zdfuzz.reference.ops import BY_GUP, BY_KERNEL, Op
+from zdfuzz_reference import dax, fault, folio, migrate, pagetable, pgmap
+from zdfuzz_reference.ops import BY_GUP, BY_KERNEL, Op
+from zdfuzz_reference.oracle import LIVENESS, REGISTERED, SAFETY
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Migrate:
     origin: str  # migrate.VMA, migrate.DEVICE_RANGE or migrate.FAULT
 
 
-TaskKind = Union[Memunmap, GetDevPagemap, Truncate, Migrate]
+TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate
 
 # steps of the truncate task
 TR_SCAN = 0

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import data, page, pagetable, ram
-from zdfuzz.reference.flags import PG_LRU
-from zdfuzz.reference.pte import PMD, PTE
+from zdfuzz_reference import data, page, pagetable, ram
+from zdfuzz_reference.flags import PG_LRU
+from zdfuzz_reference.pte import PMD, PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def zap_pte(m: Machine, proc: int, addr: int, cpu: int) -> None:

@@ -19,9 +19,25 @@ import functools
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-import zdfuzz
+from zdfuzz_reference.errors import RulesError
+
+#: the preset files: beside this package, in the zdfuzz package's data (a
+#: directory read as files: nothing of zdfuzz is imported)
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "zdfuzz" / "presets"
+#: the order the Rust core lists them in (rust/core/src/rules.rs BUILTIN)
+PRESET_FILES = ("e1", "e2", "e3", "e4", "e5", "p20", "v4.10", "v5.1", "v5.2", "v5.8", "v6.15-rc-trylock-v1",
+                "v6.19-orig")
+#: metadata keys of a rules file (not switches); aliases and fix are not inherited
+META = ("name", "kernel", "description", "base", "aliases", "fix")
+
+
+class _HasToml(Protocol):
+    def to_toml(self) -> str: ...
+
+#: the preset machines and programs use when none is named (DEFAULT_PRESET)
+DEFAULT_PRESET = "e3"
 
 #: device types in the Rust enum's order
 DEVICE_TYPES = ("private", "fsdax", "generic", "p2pdma")
@@ -138,12 +154,12 @@ T = TypeVar("T")
 def _table(cls: type[T], data: Any, where: str) -> T:
     """Build one switch table, insisting on exactly the known switches."""
     if not isinstance(data, dict):
-        raise ValueError(f"rules: [{where}] must be a table")
+        raise RulesError(f"rules: [{where}] must be a table")
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     missing = names - data.keys()
     extra = data.keys() - names
     if missing or extra:
-        raise ValueError(f"rules: [{where}] missing {sorted(missing)}, unknown {sorted(extra)}")
+        raise RulesError(f"rules: [{where}] missing {sorted(missing)}, unknown {sorted(extra)}")
     return cls(**data)
 
 
@@ -168,7 +184,11 @@ class Rules:
 
     @staticmethod
     def from_toml(text: str) -> Rules:
-        d = tomllib.loads(text)
+        """Complete rules (every switch) from TOML text."""
+        return Rules.from_table(tomllib.loads(text))
+
+    @staticmethod
+    def from_table(d: dict[str, Any]) -> Rules:
         types = d.get("types", {})
         return Rules(
             name=str(d.get("name", "")),
@@ -184,27 +204,113 @@ class Rules:
         )
 
     @staticmethod
-    def load(rules: str | zdfuzz.Rules | Rules) -> Rules:
-        """A preset name or alias, a ``.toml`` path (a user preset over a
-        base), a ``zdfuzz.Rules`` or already-loaded reference rules. The Rust
-        side resolves names and merges user files onto their base; the
-        reference reads the complete result."""
+    def load(rules: str | _HasToml | Rules) -> Rules:
+        """A preset name or alias, a regression preset, a ``.toml`` path (a
+        user preset over a base), anything with ``to_toml()`` (a
+        ``zdfuzz.Rules``) or already-loaded reference rules."""
         if isinstance(rules, Rules):
             return rules
-        if isinstance(rules, zdfuzz.Rules):
-            return Rules.from_toml(rules.to_toml())
-        if rules in zdfuzz.Rules.presets() or any(rules in a for _, a in zdfuzz.Rules.aliases()) \
-                or any(rules == n for n, _, _ in zdfuzz.Rules.regressions()):
-            return _preset(rules)
+        if not isinstance(rules, str):
+            return Rules.from_table(_resolve_table(tomllib.loads(rules.to_toml()), "<rules>"))
+        name = _canonical(rules)
+        if name is not None:
+            return _preset(name)
         if rules.endswith(".toml") or Path(rules).is_file():
-            return Rules.from_toml(zdfuzz.Rules.load(rules).to_toml())
-        raise ValueError(
-            f"unknown rules {rules!r}: not a preset ({', '.join(zdfuzz.Rules.presets())}), "
-            f"not a regression preset and not a .toml file"
+            try:
+                text = Path(rules).read_text()
+            except OSError as e:
+                raise RulesError(f"cannot read: {e}", file=rules) from None
+            return Rules.from_table(_resolve_table(_parse(text, rules), rules))
+        names = [n for n, t in _files().items() if "fix" not in t]
+        regs = [n for n, t in _files().items() if "fix" in t]
+        raise RulesError(
+            f"unknown rules {rules!r}: not a preset ({', '.join(names)}), not a regression preset "
+            f"({', '.join(regs)}) and not a .toml file"
         )
 
 
-@functools.lru_cache(maxsize=None)
+def _parse(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RulesError(str(e), file=file, line=getattr(e, "lineno", 0), col=getattr(e, "colno", 0)) from None
+
+
+@functools.cache
+def _files() -> dict[str, dict[str, Any]]:
+    """Every preset file, parsed (not yet merged onto its base)."""
+    out = {}
+    for n in PRESET_FILES:
+        path = PRESETS_DIR / f"{n}.toml"
+        out[n] = _parse(path.read_text(), str(path))
+    return out
+
+
+def _canonical(name: str) -> str | None:
+    """The preset file a name or alias names."""
+    for n, t in _files().items():
+        if n == name or name in t.get("aliases", []):
+            return n
+    return None
+
+
+def _merge(base: dict[str, Any], user: dict[str, Any], path: str, file: str) -> None:
+    """Overlay ``user`` onto ``base``: only switches the base has, of its types."""
+    for k, v in user.items():
+        where = f"{path}.{k}" if path else k
+        if not path and k in META:
+            continue
+        if k not in base:
+            raise RulesError(f"unknown switch `{where}`; known here: {', '.join(sorted(base))}", file=file)
+        if isinstance(base[k], dict) != isinstance(v, dict) or type(base[k]) is not type(v):
+            raise RulesError(f"`{where}` must be a {type(base[k]).__name__}, got {type(v).__name__}", file=file)
+        if isinstance(v, dict):
+            _merge(base[k], v, where, file)
+        else:
+            base[k] = v
+
+
+def _resolve_table(user: dict[str, Any], file: str) -> dict[str, Any]:
+    """A rules file with its ``base`` merged in: every switch."""
+    if "name" not in user:
+        raise RulesError('missing `name = "..."` for the new rules', file=file)
+    base_name = user.get("base")
+    if base_name is None:
+        return user
+    canon = _canonical(str(base_name))
+    if canon is None:
+        raise RulesError(f"unknown base preset {base_name!r}", file=file)
+    merged = _resolved(canon)
+    for own in ("aliases", "fix"):
+        merged.pop(own, None)
+    _merge(merged, user, "", file)
+    for k in META:
+        if k in user:
+            merged[k] = user[k]
+    return merged
+
+
+def _resolved(name: str) -> dict[str, Any]:
+    """Preset file ``name`` merged onto its bases (a fresh copy)."""
+    import copy
+
+    return _resolve_table(copy.deepcopy(_files()[name]), str(PRESETS_DIR / f"{name}.toml"))
+
+
+@functools.cache
 def _preset(name: str) -> Rules:
     """A built-in preset (frozen, so one copy serves every machine)."""
-    return Rules.from_toml(zdfuzz.Rules.preset(name).to_toml())
+    return Rules.from_table(_resolved(name))
+
+
+def preset_names() -> list[str]:
+    """The era presets, in the core's order."""
+    return [n for n, t in _files().items() if "fix" not in t]
+
+
+def regression_names() -> list[str]:
+    return [n for n, t in _files().items() if "fix" in t]
+
+
+def aliases() -> list[tuple[str, list[str]]]:
+    return [(n, list(t.get("aliases", []))) for n, t in _files().items() if "fix" not in t]

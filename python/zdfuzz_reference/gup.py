@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import page, pagetable, pgmap
-from zdfuzz.reference.oracle import SAFETY
-from zdfuzz.reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA
+from zdfuzz_reference import page, pagetable, pgmap
+from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA
+from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 # what GUP returns on refusal (as the trace shows it)
 EFAULT = "-EFAULT"

@@ -17,22 +17,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zdfuzz.reference.config import Shape
-from zdfuzz.reference.ops import (
-    BY, BY_GUP, BY_KERNEL, CACHED, CPU, FLAGS, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KIND_INDEX, KINDS, MAX_ARGS,
-    SELECT, SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES, Op,
+from zdfuzz_reference.config import Shape
+from zdfuzz_reference.errors import ReferenceError_
+from zdfuzz_reference.ops import (
+    BY,
+    BY_GUP,
+    BY_KERNEL,
+    CACHED,
+    CPU,
+    FLAGS,
+    FOLL_LONGTERM,
+    FOLL_PCI_P2PDMA,
+    KIND_INDEX,
+    KINDS,
+    MAX_ARGS,
+    SELECT,
+    SELECT_COMPOUND,
+    SELECT_DEVICE_PRIVATE,
+    SELECT_SYSTEM,
+    SELECT_VALUES,
+    Op,
 )
-from zdfuzz.reference.rules import device_type
+from zdfuzz_reference.rules import device_type
 
 
-class ProgramError(ValueError):
+class ProgramError(ReferenceError_):
     """A program that cannot be read or run: names the line and column."""
 
     def __init__(self, line: int, col: int, message: str) -> None:
-        self.line = line
-        self.col = col
-        self.message = message
-        super().__init__(f"line {line}, column {col}: {message}" if line > 0 else message)
+        super().__init__(message, line=line, col=col)
 
 
 def flags_text(v: int) -> str:

@@ -18,14 +18,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import folio, pgmap
-from zdfuzz.reference.flags import (
-    MAPPING_NONE, PG_BUDDY, PG_DIRTY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL,
+from zdfuzz_reference import folio, pgmap
+from zdfuzz_reference.flags import (
+    MAPPING_NONE,
+    PG_BUDDY,
+    PG_DIRTY,
+    PG_FREE_LIST,
+    PG_INIT_REF,
+    PG_LOCKED,
+    PG_POOL,
 )
-from zdfuzz.reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN
+from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def page_torn_down(m: Machine, pfn: int, what: str) -> bool:

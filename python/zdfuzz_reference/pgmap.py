@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import dax, page, process, sched
-from zdfuzz.reference.flags import PG_FREE_LIST, PG_INIT_REF
-from zdfuzz.reference.oracle import KILLED, LOCK_NONE, REGISTERED, SAFETY, TORN_DOWN, Holders
-from zdfuzz.reference.percpu_ref import EVENTS, Effects, PercpuRef
+from zdfuzz_reference import dax, page, process, sched
+from zdfuzz_reference.flags import PG_FREE_LIST, PG_INIT_REF
+from zdfuzz_reference.oracle import KILLED, LOCK_NONE, REGISTERED, SAFETY, TORN_DOWN, Holders
+from zdfuzz_reference.percpu_ref import EVENTS, Effects, PercpuRef
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 # the driver's view of its pgmap
 UNUSED = "unused"

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import migrate, page, pagetable
-from zdfuzz.reference.oracle import LOCK_DRIVER, LOCK_NONE
-from zdfuzz.reference.flags import MAPPING_ANON, PG_FREE_LIST, PG_LOCKED
-from zdfuzz.reference.pte import PMD, PTE
+from zdfuzz_reference import migrate, page, pagetable
+from zdfuzz_reference.flags import MAPPING_ANON, PG_FREE_LIST, PG_LOCKED
+from zdfuzz_reference.oracle import LOCK_DRIVER, LOCK_NONE
+from zdfuzz_reference.pte import PMD, PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def driver_free_page(m: Machine, g: int) -> int | None:

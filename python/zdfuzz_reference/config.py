@@ -13,8 +13,10 @@ count across filesystems. A process is ``addrs`` page slots; every
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from zdfuzz.reference.rules import DEVICE_TYPES
+from zdfuzz_reference.errors import ConfigError
+from zdfuzz_reference.rules import DEVICE_TYPES, device_type
 
 MAX_CPUS = 8
 MAX_PGMAPS = 16
@@ -62,17 +64,17 @@ class Shape:
             self.order = 1 if private else 0
 
     def validate(self) -> None:
-        """Raise ValueError with the Rust side's message if out of range."""
+        """Raise ConfigError with the Rust side's message if out of range."""
 
         def rng(name: str, v: int, lo: int, hi: int) -> None:
             if v < lo or v > hi:
-                raise ValueError(f"{name} must be between {lo} and {hi}, got {v}")
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {v}")
 
         if not self.types:
-            raise ValueError("at least one device type is needed")
+            raise ConfigError("at least one device type is needed")
         for i, t in enumerate(self.types):
             if t in self.types[:i]:
-                raise ValueError(f'device type "{t}" given twice')
+                raise ConfigError(f'device type "{t}" given twice')
         rng("pgmaps (per type)", self.pgmaps, 1, MAX_PGMAPS // len(self.types))
         rng("pages (per pgmap)", self.pages, 1, MAX_PAGES)
         rng("cpus", self.cpus, 1, MAX_CPUS)
@@ -83,6 +85,43 @@ class Shape:
         rng("tasks", self.tasks, 1, MAX_TASKS)
         rng("ram", self.ram, 0, MAX_RAM)
         rng("order", self.order, 0, MAX_ORDER)
+
+
+def make_shape(types: Any = None, ram: int | None = None, order: int | None = None, **fields: int) -> Shape:
+    """``Shape::build``: type names (None: all four), numeric fields, and
+    ``ram``/``order`` when given (else the defaults for these types)."""
+    shape = Shape()
+    if types is not None:
+        shape.types = []
+        for t in types:
+            dt = device_type(t)
+            if dt is None:
+                raise ConfigError(f"unknown device type {t!r}; types: {', '.join(DEVICE_TYPES)}")
+            shape.types.append(dt)
+    for k, v in fields.items():
+        if k not in FIELDS:
+            raise ConfigError(f"unknown shape field `{k}`")
+        setattr(shape, k, v)
+    shape.apply_memory_defaults(ram is not None, order is not None)
+    if ram is not None:
+        shape.ram = ram
+    if order is not None:
+        shape.order = order
+    shape.validate()
+    return shape
+
+
+def shape_of(shape: Any) -> Shape:
+    """``shape=`` as ``zdfuzz.Machine`` takes it: a reference Shape, a
+    mapping of its fields, anything with ``to_dict()`` (a ``zdfuzz.Shape``),
+    or None (the default shape)."""
+    if shape is None:
+        return make_shape()
+    if isinstance(shape, Shape):
+        return shape
+    if hasattr(shape, "to_dict"):
+        shape = shape.to_dict()
+    return make_shape(**dict(shape))
 
 
 class Layout:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz.reference import page, pagetable, pgmap
-from zdfuzz.reference.flags import PG_POOL
-from zdfuzz.reference.pte import PTE
+from zdfuzz_reference import page, pagetable, pgmap
+from zdfuzz_reference.flags import PG_POOL
+from zdfuzz_reference.pte import PTE
 
 if TYPE_CHECKING:
-    from zdfuzz.reference.machine import Machine
+    from zdfuzz_reference.machine import Machine
 
 
 def p2p_pool_fit(m: Machine, g: int, k: int) -> int | None:
