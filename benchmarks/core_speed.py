@@ -120,9 +120,11 @@ def main() -> int:
     rows = [compare(n, args.seconds, args.rules) for n in args.actions]
     for r in rows:
         c, f = r["core"], r["reference"]
-        print(f"{r['rules']}, {r['actions']} actions: core {c['actions_per_cpu_s']:,.0f} actions/s "
-              f"({c['ns_per_action']:.0f} ns/action), reference {f['actions_per_cpu_s']:,.0f} actions/s "
-              f"({f['ns_per_action']:,.0f} ns/action): core x{r['ratio']:.0f}")
+        print(
+            f"{r['rules']}, {r['actions']} actions: core {c['actions_per_cpu_s']:,.0f} actions/s "
+            f"({c['ns_per_action']:.0f} ns/action), reference {f['actions_per_cpu_s']:,.0f} actions/s "
+            f"({f['ns_per_action']:,.0f} ns/action): core x{r['ratio']:.0f}"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

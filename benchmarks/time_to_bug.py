@@ -129,13 +129,21 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
     return regs, skipped
 
 
-def time_to_signature(engine: str, rules: str, types: Iterable[str], target: Signature, seed: int,
-                      cap: float) -> float | None:
+def time_to_signature(
+    engine: str, rules: str, types: Iterable[str], target: Signature, seed: int, cap: float
+) -> float | None:
     """Seconds a fresh ``engine`` campaign takes to find ``target`` (None:
     not within ``cap``)."""
     with tempfile.TemporaryDirectory(prefix="zdfuzz-ttb-") as d:
-        cfg = campaign.Config(rules=rules, types=tuple(types), engine=engine, seconds=cap, corpus=Path(d), seed=seed,
-                              stop_on=frozenset({target}))
+        cfg = campaign.Config(
+            rules=rules,
+            types=tuple(types),
+            engine=engine,
+            seconds=cap,
+            corpus=Path(d),
+            seed=seed,
+            stop_on=frozenset({target}),
+        )
         c = campaign.run(cfg, Console(file=io.StringIO(), width=200))
         for f in c.found:
             if f.signature == target:
@@ -162,8 +170,13 @@ def fmt_seconds(t: float) -> str:
     return f"{t:.2f}" if t < 10 else f"{t:.1f}"
 
 
-def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int], cap: float,
-            progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+def measure(
+    regs: list[Regression],
+    engines: Iterable[str],
+    seeds: Iterable[int],
+    cap: float,
+    progress: Callable[[str], None] = lambda s: None,
+) -> list[dict[str, Any]]:
     """Run every (regression, engine, seed); one result dict per regression."""
     engines, seeds = list(engines), list(seeds)
     out = []
@@ -190,8 +203,10 @@ def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int]
                     error = f"{type(e).__name__}: {e}"
                     break
                 times.append(t)
-                progress(f"{reg.name} {engine} seed {seed}: "
-                         f"{'not found' if t is None else f'{t:.1f}s'} (ran {time.monotonic() - t0:.1f}s)")
+                progress(
+                    f"{reg.name} {engine} seed {seed}: "
+                    f"{'not found' if t is None else f'{t:.1f}s'} (ran {time.monotonic() - t0:.1f}s)"
+                )
             med = median_seconds(times) if times and error is None else math.inf
             row["engines"][engine] = {
                 "seeds": seeds[: len(times)],

@@ -69,8 +69,12 @@ def test_replay_bad_input_is_exit_2_with_file_and_line(tmp_path) -> None:  # typ
 
 
 def test_replay_with_toml_rules(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    rules = _write(tmp_path, "fix.toml", 'name = "p20-fixed"\nbase = "p20"\ndescription = "x"\n'
-                   "[types.generic]\nmemunmap_put = \"every_page\"\nput_pgmap_on_zero = true\n")
+    rules = _write(
+        tmp_path,
+        "fix.toml",
+        'name = "p20-fixed"\nbase = "p20"\ndescription = "x"\n'
+        '[types.generic]\nmemunmap_put = "every_page"\nput_pgmap_on_zero = true\n',
+    )
     f = _write(tmp_path, "q1.zdf", Q1)
     r = CliRunner().invoke(main, ["replay", f, "--rules", rules])
     assert r.exit_code == 0, r.output

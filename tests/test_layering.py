@@ -35,8 +35,7 @@ sys.meta_path.insert(0, Block())
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCKED + code], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", BLOCKED + code], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def test_the_blocker_blocks() -> None:
@@ -81,8 +80,9 @@ def test_the_reference_reads_the_presets_the_core_embeds() -> None:
     assert ref_rules.regression_names() == [n for n, _, _ in zdfuzz.Rules.regressions()]
     assert list(ref_rules.DEVICE_TYPES) == zdfuzz.DEVICE_TYPES
     assert ref_rules.DEFAULT_PRESET == zdfuzz.DEFAULT_PRESET
-    embedded = re.findall(r'include_str!\("../../../python/zdfuzz/presets/([^"]+)\.toml"\)',
-                          (CORE / "src" / "rules.rs").read_text())
+    embedded = re.findall(
+        r'include_str!\("../../../python/zdfuzz/presets/([^"]+)\.toml"\)', (CORE / "src" / "rules.rs").read_text()
+    )
     assert embedded == list(ref_rules.PRESET_FILES)
     assert sorted(p.stem for p in ref_rules.PRESETS_DIR.glob("*.toml")) == sorted(embedded)
 

@@ -33,7 +33,9 @@ def test_readme_gives_exactly_two_setup_commands() -> None:
 
 
 def test_readme_explore_example_numbers_stay_true() -> None:
-    shown = re.search(r"zdfuzz explore --rules e4 --depth (\d+) --quiet.*?\n\s+(no violation [^,]+, \d+ transitions)", README)
+    shown = re.search(
+        r"zdfuzz explore --rules e4 --depth (\d+) --quiet.*?\n\s+(no violation [^,]+, \d+ transitions)", README
+    )
     assert shown is not None
     r = zdfuzz.explore("e4", depth=int(shown.group(1)))
     assert r.summary().startswith(shown.group(2)), (r.summary(), shown.group(2))

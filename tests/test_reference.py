@@ -97,8 +97,11 @@ def test_machine_api_matches_zdfuzz_machine() -> None:
     for line in Q_E2.splitlines()[2:-1]:
         ref.step(line)
         rust.step(line)
-    assert ref.why_not("free_device_page pfn=1") == rust.why_not("free_device_page pfn=1") \
+    assert (
+        ref.why_not("free_device_page pfn=1")
+        == rust.why_not("free_device_page pfn=1")
         == "the driver does not hold this page"
+    )
     with pytest.raises(reference.ProgramError, match="not enabled: the driver does not hold"):
         ref.step("free_device_page pfn=1")
     with pytest.raises(reference.InvariantViolation) as info:
@@ -180,11 +183,15 @@ def test_corpus_seeds_agree_under_every_preset(seed: Path) -> None:
 def test_thp_round_trip_agrees(order: int, rules: str) -> None:
     nr = 1 << order
     n = max(nr, 4)
-    text = (f"config types=private pgmaps=1 pages={n} cpus=2 procs=2 addrs={n} tasks=4 ram={n} order={order}\n"
-            "memremap_pages pgmap=0\ndo_huge_pmd_anonymous_page proc=0 addr=0 cpu=0\n"
-            f"cpu_write proc=0 addr=0 cpu=0\ncpu_write proc=0 addr={nr - 1} cpu=0\n"
-            "migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=0\n" + "step task=0\n" * 5
-            + f"device_write pfn={nr - 1}\ndo_swap_page proc=0 addr=0 cpu=1\n" + "step task=0\n" * 9)
+    text = (
+        f"config types=private pgmaps=1 pages={n} cpus=2 procs=2 addrs={n} tasks=4 ram={n} order={order}\n"
+        "memremap_pages pgmap=0\ndo_huge_pmd_anonymous_page proc=0 addr=0 cpu=0\n"
+        f"cpu_write proc=0 addr=0 cpu=0\ncpu_write proc=0 addr={nr - 1} cpu=0\n"
+        "migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=0\n"
+        + "step task=0\n" * 5
+        + f"device_write pfn={nr - 1}\ndo_swap_page proc=0 addr=0 cpu=1\n"
+        + "step task=0\n" * 9
+    )
     rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
     assert "error" not in rust
     assert diff.first_difference(rust, ref) is None

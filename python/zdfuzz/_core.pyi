@@ -42,7 +42,6 @@ __version__: str
 DEFAULT_PRESET: str
 DEVICE_TYPES: list[str]
 
-
 @final
 class PercpuRefEvent:
     """One misuse event reported by a percpu_ref operation."""
@@ -92,9 +91,7 @@ class PercpuRef:
     def events(self) -> list[PercpuRefEvent]: ...
 
 def percpu_ref_stress(workers: int = 2, ops: int = 100000) -> tuple[int, int, int, int]: ...
-def bench_percpu_ref(
-    threads: int, pairs: int = 2000000, rounds: int = 5
-) -> list[tuple[float, float]]: ...
+def bench_percpu_ref(threads: int, pairs: int = 2000000, rounds: int = 5) -> list[tuple[float, float]]: ...
 
 class ZdfuzzError(ValueError):
     """Base class of every error zdfuzz raises for bad input: ``message``,

@@ -1,17 +1,17 @@
 """The ``zdfuzz`` command line.
 
-    zdfuzz fuzz [--rules p20] [--types ...] [--engine native|hypothesis|atheris] [--time S] [--jobs N]
-                [--corpus DIR] [--seed S]                  a campaign: minimized reproducers in DIR/findings
-    zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
-    zdfuzz minimize FILE.zdf [-o OUT]                  shrink a reproducer, keeping its signature
-    zdfuzz explain FILE.zdf                            each step, what it models, what it changed
-    zdfuzz corpus list DIR | merge DEST SRC...         the findings of campaigns
-    zdfuzz rules list                                  the presets
-    zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
-    zdfuzz kinds                                       every action a program can use
-    zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
-    zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
-    zdfuzz lab check --kernel debian-6.12              the model's verdicts checked on a real kernel (QEMU)
+zdfuzz fuzz [--rules p20] [--types ...] [--engine native|hypothesis|atheris] [--time S] [--jobs N]
+            [--corpus DIR] [--seed S]                  a campaign: minimized reproducers in DIR/findings
+zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
+zdfuzz minimize FILE.zdf [-o OUT]                  shrink a reproducer, keeping its signature
+zdfuzz explain FILE.zdf                            each step, what it models, what it changed
+zdfuzz corpus list DIR | merge DEST SRC...         the findings of campaigns
+zdfuzz rules list                                  the presets
+zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
+zdfuzz kinds                                       every action a program can use
+zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
+zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
+zdfuzz lab check --kernel debian-6.12              the model's verdicts checked on a real kernel (QEMU)
 """
 
 from __future__ import annotations
@@ -362,24 +362,55 @@ def _types(value: str) -> tuple[str, ...]:
 
 
 @main.command()
-@click.option("--rules", "rules_name", default=DEFAULT_CAMPAIGN_RULES, show_default=True,
-              help="Preset name or TOML rules file.")
+@click.option(
+    "--rules", "rules_name", default=DEFAULT_CAMPAIGN_RULES, show_default=True, help="Preset name or TOML rules file."
+)
 @click.option("--types", "types_", default=",".join(TYPES), show_default=True, help="Device types, comma-separated.")
 @click.option("--engine", type=click.Choice(["native", "hypothesis", "atheris"]), default="native", show_default=True)
-@click.option("--time", "seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to run.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes (atheris: libFuzzer -fork=N).")
-@click.option("--corpus", "corpus_dir", type=click.Path(file_okay=False), default="zdfuzz-corpus", show_default=True,
-              help="Campaign directory: findings, engine queues; a rerun resumes from it.")
-@click.option("--seed", type=int, default=None, help="Seed (default: random, printed). Native/hypothesis: same seed, "
-              "same programs.")
-@click.option("--execs", type=click.IntRange(min=1), default=None,
-              help="Stop after this many executions (with --seed: an exactly repeatable run).")
-@click.option("--max-actions", type=click.IntRange(1, 4096), default=64, show_default=True,
-              help="Most actions per program (native).")
-def fuzz(rules_name: str, types_: str, engine: str, seconds: float, jobs: int, corpus_dir: str, seed: int | None,
-         execs: int | None, max_actions: int) -> None:
+@click.option(
+    "--time", "seconds", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds to run."
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (atheris: libFuzzer -fork=N)."
+)
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(file_okay=False),
+    default="zdfuzz-corpus",
+    show_default=True,
+    help="Campaign directory: findings, engine queues; a rerun resumes from it.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed (default: random, printed). Native/hypothesis: same seed, same programs.",
+)
+@click.option(
+    "--execs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many executions (with --seed: an exactly repeatable run).",
+)
+@click.option(
+    "--max-actions",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Most actions per program (native).",
+)
+def fuzz(
+    rules_name: str,
+    types_: str,
+    engine: str,
+    seconds: float,
+    jobs: int,
+    corpus_dir: str,
+    seed: int | None,
+    execs: int | None,
+    max_actions: int,
+) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
     reproducer plus JSON metadata under CORPUS/findings."""
     from zdfuzz import campaign
@@ -388,8 +419,17 @@ def fuzz(rules_name: str, types_: str, engine: str, seconds: float, jobs: int, c
 
     types = _types(types_)
     load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
-    cfg = campaign.Config(rules=rules_name, types=types, engine=engine, seconds=seconds, jobs=jobs,
-                          corpus=Path(corpus_dir), seed=seed, execs=execs, max_actions=max_actions)
+    cfg = campaign.Config(
+        rules=rules_name,
+        types=types,
+        engine=engine,
+        seconds=seconds,
+        jobs=jobs,
+        corpus=Path(corpus_dir),
+        seed=seed,
+        execs=execs,
+        max_actions=max_actions,
+    )
     try:
         campaign.run(cfg, console)
     except SetupError as e:
@@ -425,12 +465,18 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
     text = f"# {sig}: minimized from {r.original_len} to {len(r.program)} actions\n" + r.program.to_text()
     if output:
         atomic_write(Path(output), text)
-        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
-                          markup=False, highlight=False)
+        err_console.print(
+            f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
+            markup=False,
+            highlight=False,
+        )
     else:
         click.echo(text, nl=False)
-        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs)",
-                          markup=False, highlight=False)
+        err_console.print(
+            f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs)",
+            markup=False,
+            highlight=False,
+        )
 
 
 @main.command()
@@ -475,9 +521,16 @@ def corpus_list(directory: str) -> None:
     for f in found:
         s = f.signature
         t = f.meta.get("time_to_find")
-        table.add_row(s.invariant, s.kind, s.device, s.rules, str(f.meta.get("engine", "?")),
-                      f"{t:.1f}s" if isinstance(t, int | float) else "?",
-                      str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"), f.zdf.name)
+        table.add_row(
+            s.invariant,
+            s.kind,
+            s.device,
+            s.rules,
+            str(f.meta.get("engine", "?")),
+            f"{t:.1f}s" if isinstance(t, int | float) else "?",
+            str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"),
+            f.zdf.name,
+        )
     console.print(table)
 
 
@@ -514,8 +567,15 @@ def regressions_list() -> None:
         table.add_column(col)
     for b in reg.BUGS:
         path = reg.reproducer_path(b)
-        table.add_row(b.name, b.preset, ",".join(b.types), b.invariant, b.fixed_in, b.fix,
-                      str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-")
+        table.add_row(
+            b.name,
+            b.preset,
+            ",".join(b.types),
+            b.invariant,
+            b.fixed_in,
+            b.fix,
+            str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-",
+        )
     console.print(table)
 
 
@@ -533,8 +593,12 @@ def regressions_find(only: tuple[str, ...], seconds: float, seed: int, engine: s
     bugs = [reg.bug(n) for n in only] if only else list(reg.BUGS)
     missing = []
     for b in bugs:
-        if reg.find(b, seconds=seconds, seed=seed, engine=engine, root=Path(root) if root else reg.ROOT,
-                    console=console) is None:
+        if (
+            reg.find(
+                b, seconds=seconds, seed=seed, engine=engine, root=Path(root) if root else reg.ROOT, console=console
+            )
+            is None
+        ):
             missing.append(b.name)
     if missing:
         err_console.print(f"not found: {', '.join(missing)}", style="red", markup=False)
@@ -575,8 +639,15 @@ def soak(minutes: float, presets: str, types_: str, engines: str, corpus_dir: st
     bad = [e for e in engines.split(",") if e not in soak_mod.ENGINES]
     if bad:
         raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
-    plan = soak_mod.Plan(minutes=minutes, corpus=Path(corpus_dir), presets=tuple(presets.split(",")),
-                         types=_types(types_), engines=tuple(engines.split(",")), seed=seed, jobs=jobs)
+    plan = soak_mod.Plan(
+        minutes=minutes,
+        corpus=Path(corpus_dir),
+        presets=tuple(presets.split(",")),
+        types=_types(types_),
+        engines=tuple(engines.split(",")),
+        seed=seed,
+        jobs=jobs,
+    )
     done = soak_mod.run(plan, console)
     console.print(soak_mod.table(done))
     console.print(f"summary: {plan.summary_path}", highlight=False)
@@ -593,4 +664,3 @@ def _register_lab() -> None:
 
 
 _register_lab()
-

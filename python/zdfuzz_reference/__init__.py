@@ -53,6 +53,21 @@ from zdfuzz_reference.text import Program, ProgramError, parse_program
 #: would be tested on what it covers.
 SUPPORTED_KINDS: frozenset[str] = frozenset(k.name for k in KINDS)
 
-__all__ = ["INVARIANTS", "KINDS", "ConfigError", "InvariantViolation", "Machine", "Op", "Program", "ProgramError",
-           "ReferenceError_", "RulesError", "SUPPORTED_KINDS", "Shape", "Verdict", "Violation", "make_shape",
-           "parse_program"]
+__all__ = [
+    "INVARIANTS",
+    "KINDS",
+    "ConfigError",
+    "InvariantViolation",
+    "Machine",
+    "Op",
+    "Program",
+    "ProgramError",
+    "ReferenceError_",
+    "RulesError",
+    "SUPPORTED_KINDS",
+    "Shape",
+    "Verdict",
+    "Violation",
+    "make_shape",
+    "parse_program",
+]

@@ -53,9 +53,17 @@ def check_vpage(m: Machine, proc: int, addr: int, when: str) -> None:
     p = e.pfn
     want, got = m.s.ledger.vcontent[m.layout.pte_slot(proc, addr)], m.s.content[p]
     if want != got:
-        m.violate("I-W1", SAFETY, [("proc", proc), ("addr", addr), ("pfn", p)], lambda: (
-            f"lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version {got}, but "
-            f"the last write to that address was version {want}", f"version {want}", f"version {got}"))
+        m.violate(
+            "I-W1",
+            SAFETY,
+            [("proc", proc), ("addr", addr), ("pfn", p)],
+            lambda: (
+                f"lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version {got}, but "
+                f"the last write to that address was version {want}",
+                f"version {want}",
+                f"version {got}",
+            ),
+        )
 
 
 def cpu_write(m: Machine, proc: int, addr: int, cpu: int) -> None:

@@ -130,9 +130,16 @@ def _dax_free_block(m: Machine, file: int, index: int, p: int) -> None:
     """dax_disassociate_entry + the filesystem freeing the block (I-X2)."""
     h = m.s.ledger.pages[p]
     if h.extra_refs() > 0 or h.maps > 0:
-        m.violate("I-X2", SAFETY, [("file", file), ("pfn", p)], lambda: (
-            f"truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {h.describe()}",
-            "idle page", h.describe()))
+        m.violate(
+            "I-X2",
+            SAFETY,
+            [("file", file), ("pfn", p)],
+            lambda: (
+                f"truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {h.describe()}",
+                "idle page",
+                h.describe(),
+            ),
+        )
     _dax_drop_entry(m, file, index, p)
 
 

@@ -63,24 +63,38 @@ def _rust() -> Any:
 
 def rust_shape(shape: Shape) -> zdfuzz.Shape:
     """The Rust side's Shape of a reference Shape."""
-    return _rust().Shape(types=shape.types, **dict(shape.fields()))
+    rust: zdfuzz.Shape = _rust().Shape(types=shape.types, **dict(shape.fields()))
+    return rust
+
 
 Outcome = dict[str, Any]
 
 
 # -- outcomes -------------------------------------------------------------------
 
+
 def _violation(v: Any) -> dict[str, Any] | None:
     if v is None:
         return None
-    return {"invariant": v.invariant, "class": v.category, "step": v.step, "action": v.action,
-            "message": v.message, "objects": [tuple(o) for o in v.objects], "expected": v.expected,
-            "actual": v.actual}
+    return {
+        "invariant": v.invariant,
+        "class": v.category,
+        "step": v.step,
+        "action": v.action,
+        "message": v.message,
+        "objects": [tuple(o) for o in v.objects],
+        "expected": v.expected,
+        "actual": v.actual,
+    }
 
 
 def _verdict(v: Any) -> Outcome:
-    return {"violation": _violation(v.violation), "conformance": _violation(v.conformance), "steps": v.steps,
-            "trace": [dict(t) for t in v.trace]}
+    return {
+        "violation": _violation(v.violation),
+        "conformance": _violation(v.conformance),
+        "steps": v.steps,
+        "trace": [dict(t) for t in v.trace],
+    }
 
 
 def rust_outcome(text: str, rules: str) -> Outcome:
@@ -131,24 +145,44 @@ def first_difference(a: Outcome, b: Outcome) -> str | None:
 
 # -- generating programs ------------------------------------------------------------
 
+
 def random_shape(rng: random.Random, types: Sequence[str] | None = None) -> Shape:
     """A small random machine shape (small keeps both sides fast and makes
     collisions between actors likely)."""
     if types is None:
         pool = list(DEVICE_TYPES)
         rng.shuffle(pool)
-        types = pool[:rng.randint(1, len(pool))]
+        types = pool[: rng.randint(1, len(pool))]
     if rng.random() < 0.05:
         # now and then a larger machine: more than 24 pages touched by one
         # action (every page is then checked), 3-page P2P chunks, order-3 THPs
-        return Shape(types=list(types), pgmaps=rng.randint(1, 16 // len(types)), pages=rng.randint(4, 16),
-                     cpus=rng.randint(1, 8), procs=rng.randint(1, 4), addrs=rng.randint(4, 24),
-                     files=rng.randint(1, 4), file_pages=rng.randint(1, 8), tasks=rng.randint(1, 8),
-                     ram=rng.randint(0, 32), order=rng.randint(0, 3))
+        return Shape(
+            types=list(types),
+            pgmaps=rng.randint(1, 16 // len(types)),
+            pages=rng.randint(4, 16),
+            cpus=rng.randint(1, 8),
+            procs=rng.randint(1, 4),
+            addrs=rng.randint(4, 24),
+            files=rng.randint(1, 4),
+            file_pages=rng.randint(1, 8),
+            tasks=rng.randint(1, 8),
+            ram=rng.randint(0, 32),
+            order=rng.randint(0, 3),
+        )
     order = rng.choice((0, 1, 1, 2))
-    return Shape(types=list(types), pgmaps=rng.randint(1, min(2, 16 // len(types))), pages=rng.randint(1, 6),
-                 cpus=rng.randint(1, 3), procs=rng.randint(1, 3), addrs=rng.randint(1, 8), files=rng.randint(1, 2),
-                 file_pages=rng.randint(1, 2), tasks=rng.randint(1, 4), ram=rng.randint(0, 8), order=order)
+    return Shape(
+        types=list(types),
+        pgmaps=rng.randint(1, min(2, 16 // len(types))),
+        pages=rng.randint(1, 6),
+        cpus=rng.randint(1, 3),
+        procs=rng.randint(1, 3),
+        addrs=rng.randint(1, 8),
+        files=rng.randint(1, 2),
+        file_pages=rng.randint(1, 2),
+        tasks=rng.randint(1, 4),
+        ram=rng.randint(0, 8),
+        order=order,
+    )
 
 
 #: kinds every swarm keeps: without them nothing is registered or progresses
@@ -166,8 +200,9 @@ def random_kinds(rng: random.Random, supported: frozenset[str] = SUPPORTED_KINDS
     return frozenset((ALWAYS & supported) | chosen)
 
 
-def random_program(rng: random.Random, rules: str, shape: Shape, nbytes: int,
-                   kinds: frozenset[str] | None = None) -> tuple[bytes, str]:
+def random_program(
+    rng: random.Random, rules: str, shape: Shape, nbytes: int, kinds: frozenset[str] | None = None
+) -> tuple[bytes, str]:
     """Random bytes and the action list they decode to on the reference
     (restricted to ``kinds``, a random swarm by default), as ``.zdf`` text."""
     if kinds is None:
@@ -176,8 +211,14 @@ def random_program(rng: random.Random, rules: str, shape: Shape, nbytes: int,
     return data, program_text(data, rules, shape, kinds)
 
 
-def random_walk(rng: random.Random, rules: str, shape: Shape, nactions: int,
-                kinds: frozenset[str] | None = None, prefix: Sequence[Op] = ()) -> str:
+def random_walk(
+    rng: random.Random,
+    rules: str,
+    shape: Shape,
+    nactions: int,
+    kinds: frozenset[str] | None = None,
+    prefix: Sequence[Op] = (),
+) -> str:
     """A random walk over enabled actions, as ``.zdf`` text: at each step a
     kind is drawn uniformly among those of the swarm that have an enabled
     action (found by sampling operand combinations), then one of its enabled
@@ -287,15 +328,21 @@ def bytes_outcomes(data: bytes, rules: str, shape: Shape) -> tuple[Outcome, Outc
 
 # -- shrinking --------------------------------------------------------------------------
 
+
 def minimize(text: str, rules: str, still_differs: Callable[[str], bool] | None = None) -> str:
     """Drop actions (halves, then single lines) while the disagreement
     persists; a candidate that stops being valid on *both* sides is skipped."""
     if still_differs is None:
+
         def still_differs(t: str) -> bool:
             return first_difference(rust_outcome(t, rules), reference_outcome(t, rules)) is not None
+
     p = parse_program(text)
-    header = f"rules {p.rules}\nconfig types={','.join(p.shape.types)}" + "".join(
-        f" {k}={v}" for k, v in p.shape.fields()) + "\n"
+    header = (
+        f"rules {p.rules}\nconfig types={','.join(p.shape.types)}"
+        + "".join(f" {k}={v}" for k, v in p.shape.fields())
+        + "\n"
+    )
     ops = [op_to_text(o) for o in p.ops]
 
     def render(xs: list[str]) -> str:
@@ -310,7 +357,7 @@ def minimize(text: str, rules: str, still_differs: Callable[[str], bool] | None 
         while chunk >= 1:
             i = 0
             while i < len(ops):
-                cand = ops[:i] + ops[i + chunk:]
+                cand = ops[:i] + ops[i + chunk :]
                 t = render(cand)
                 ro, fo = rust_outcome(t, rules), reference_outcome(t, rules)
                 if not ("error" in ro and "error" in fo) and still_differs(t):
@@ -324,6 +371,7 @@ def minimize(text: str, rules: str, still_differs: Callable[[str], bool] | None 
 
 # -- the long run ---------------------------------------------------------------------------
 
+
 @dataclass
 class Stats:
     programs: int = 0
@@ -333,9 +381,17 @@ class Stats:
     disagreements: int = 0
 
 
-def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbytes: int, stats: Stats,
-              out: Path | None, seeds: Sequence[Program] = (), native: NativePool | None = None,
-              native_share: float = 0.0) -> str | None:
+def check_one(
+    rng: random.Random,
+    rules: str,
+    types: Sequence[str] | None,
+    nbytes: int,
+    stats: Stats,
+    out: Path | None,
+    seeds: Sequence[Program] = (),
+    native: NativePool | None = None,
+    native_share: float = 0.0,
+) -> str | None:
     """Generate and compare one program (as text, and as bytes); a report of
     the disagreement, if any (the minimized program is written to ``out``).
     With ``native``, a ``native_share`` of the programs come from the native
@@ -352,7 +408,7 @@ def check_one(rng: random.Random, rules: str, types: Sequence[str] | None, nbyte
     if seed is not None and how < 0.3 and (types is None or seed.shape.types == list(types)):
         # a seed program cut at a random point, then a random walk from there
         shape = seed.shape
-        prefix = seed.ops[:rng.randint(0, len(seed.ops))]
+        prefix = seed.ops[: rng.randint(0, len(seed.ops))]
         text = random_walk(rng, rules, shape, rng.randint(0, max(nbytes // 2, 1)), prefix=prefix)
     elif how < 0.65:
         # a random walk (rare kinds as likely as common ones)
@@ -381,8 +437,9 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
     if diff is None:
         return None
     stats.disagreements += 1
-    small = minimize(text, rules) if first_difference(rust_outcome(text, rules),
-                                                      reference_outcome(text, rules)) else text
+    small = (
+        minimize(text, rules) if first_difference(rust_outcome(text, rules), reference_outcome(text, rules)) else text
+    )
     # the account of the minimized program (the original may diverge elsewhere first)
     diff = first_difference(rust_outcome(small, rules), reference_outcome(small, rules)) or diff
     report = f"== disagreement under {rules}\n{diff}\n-- minimized program:\n{small}"
@@ -391,9 +448,11 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"disagreement-{_rules_label(rules)}-{stats.disagreements}.zdf"
-        comment = f"# rust and reference disagree under rules {rules}; replay both sides with\n" \
-                  f"#   zdfuzz_reference.diff.first_difference(rust_outcome(text, rules), reference_outcome(text, rules))\n" \
-                  + "".join(f"# {line}\n" for line in diff.splitlines())
+        comment = (
+            f"# rust and reference disagree under rules {rules}; replay both sides with\n"
+            f"#   zdfuzz_reference.diff.first_difference(rust_outcome(text, rules), reference_outcome(text, rules))\n"
+            + "".join(f"# {line}\n" for line in diff.splitlines())
+        )
         path.write_text(comment + small)
         report += f"-- written to {path}\n"
     return report
@@ -402,18 +461,25 @@ def _compare(text: str, data: bytes, rules: str, shape: Shape, stats: Stats, out
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m zdfuzz_reference.diff", description=__doc__.split("\n\n")[0])
     ap.add_argument("--time", type=float, default=60.0, help="seconds to run (default 60)")
-    ap.add_argument("--rules", default=",".join(PRESETS),
-                    help="comma-separated presets or .toml files (default: every preset)")
+    ap.add_argument(
+        "--rules", default=",".join(PRESETS), help="comma-separated presets or .toml files (default: every preset)"
+    )
     ap.add_argument("--types", default=None, help="comma-separated device types (default: a random subset each)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock, printed)")
     ap.add_argument("--bytes", type=int, default=120, help="bytes per random program (default 120)")
     ap.add_argument("--out", default="diff-out", help="where minimized disagreements are written")
     ap.add_argument("--max-reports", type=int, default=5, help="stop after this many disagreements")
-    ap.add_argument("--native-share", type=float, default=0.25,
-                    help="share of programs taken from the native engine's corpus (default 0.25)")
-    ap.add_argument("--seeds", default="corpus/seeds",
-                    help="a folder of .zdf programs that some random walks start from (default corpus/seeds, "
-                         "skipped if absent)")
+    ap.add_argument(
+        "--native-share",
+        type=float,
+        default=0.25,
+        help="share of programs taken from the native engine's corpus (default 0.25)",
+    )
+    ap.add_argument(
+        "--seeds",
+        default="corpus/seeds",
+        help="a folder of .zdf programs that some random walks start from (default corpus/seeds, skipped if absent)",
+    )
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
@@ -426,29 +492,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown device types {bad}; types: {', '.join(DEVICE_TYPES)}")
     for r in rules:
         Rules.load(r)  # fail early on a bad name
-    seeds = [parse_program(f.read_text()) for f in sorted(Path(args.seeds).glob("*.zdf"))] \
-        if Path(args.seeds).is_dir() else []
-    print(f"seed {seed}; {len(seeds)} seed programs; rules {', '.join(rules)}; types {args.types or 'random'}; "
-          f"{len(SUPPORTED_KINDS)}/{len(KINDS)} kinds", flush=True)
+    seeds = (
+        [parse_program(f.read_text()) for f in sorted(Path(args.seeds).glob("*.zdf"))]
+        if Path(args.seeds).is_dir()
+        else []
+    )
+    print(
+        f"seed {seed}; {len(seeds)} seed programs; rules {', '.join(rules)}; types {args.types or 'random'}; "
+        f"{len(SUPPORTED_KINDS)}/{len(KINDS)} kinds",
+        flush=True,
+    )
     stats = Stats()
     native = NativePool()
     start = time.monotonic()
     last = start
     while time.monotonic() - start < args.time and stats.disagreements < args.max_reports:
-        report = check_one(rng, rng.choice(rules), types, rng.randint(1, args.bytes), stats, Path(args.out), seeds,
-                           native, args.native_share)
+        report = check_one(
+            rng,
+            rng.choice(rules),
+            types,
+            rng.randint(1, args.bytes),
+            stats,
+            Path(args.out),
+            seeds,
+            native,
+            args.native_share,
+        )
         if report is not None:
             print(report, flush=True)
         if time.monotonic() - last > 10:
             last = time.monotonic()
             el = last - start
-            print(f"  {el:6.0f}s  {stats.programs} programs ({stats.programs / el:.1f}/s), "
-                  f"{stats.actions} actions, {stats.disagreements} disagreements", flush=True)
+            print(
+                f"  {el:6.0f}s  {stats.programs} programs ({stats.programs / el:.1f}/s), "
+                f"{stats.actions} actions, {stats.disagreements} disagreements",
+                flush=True,
+            )
     el = time.monotonic() - start
-    print(f"checked {stats.programs} programs as text ({stats.native_programs} from the native engine's corpus, "
-          f"{native.runs} engine run(s)) and {stats.byte_programs} as bytes "
-          f"({stats.actions} actions, drain included) in {el:.0f}s: {stats.programs / max(el, 1e-9):.1f} programs/s; "
-          f"{stats.disagreements} disagreement(s)")
+    print(
+        f"checked {stats.programs} programs as text ({stats.native_programs} from the native engine's corpus, "
+        f"{native.runs} engine run(s)) and {stats.byte_programs} as bytes "
+        f"({stats.actions} actions, drain included) in {el:.0f}s: {stats.programs / max(el, 1e-9):.1f} programs/s; "
+        f"{stats.disagreements} disagreement(s)"
+    )
     return 1 if stats.disagreements else 0
 
 

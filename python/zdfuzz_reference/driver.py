@@ -55,8 +55,9 @@ def migrate_vma_insert_page(m: Machine, proc: int, addr: int, p: int, cpu: int) 
     large folio fills the PMD block containing ``addr``."""
     large = page.folio_nr(m, p) > 1
     level, at = (PMD, pagetable.block_start(m, addr)) if large else (PTE, addr)
-    pagetable.install_entry(m, proc, at, level, pagetable.device_private(p, True), 1,
-                            "migrate_vma_insert_page: folio_get")
+    pagetable.install_entry(
+        m, proc, at, level, pagetable.device_private(p, True), 1, "migrate_vma_insert_page: folio_get"
+    )
     m.s.mapping[p] = MAPPING_ANON
     n = m.layout.nr_huge() if large else 1
     for a in range(at, at + n):

@@ -165,15 +165,30 @@ def _fault_call(m: Machine, slot: int, cpu: int) -> int | None:
     g = m.layout.pgmap_of(p)
     # I-D1: the driver reads page->pgmap->ops and zone_device_data
     if m.s.ledger.life[g] == TORN_DOWN:
-        m.violate("I-D1", SAFETY, [("pgmap", g), ("pfn", p)], lambda: (
-            f"migrate_to_ram runs for pfn {p} after memunmap_pages freed pgmap {g}: page->pgmap->ops is freed "
-            "memory", "pgmap alive", "freed"))
+        m.violate(
+            "I-D1",
+            SAFETY,
+            [("pgmap", g), ("pfn", p)],
+            lambda: (
+                f"migrate_to_ram runs for pfn {p} after memunmap_pages freed pgmap {g}: page->pgmap->ops is freed "
+                "memory",
+                "pgmap alive",
+                "freed",
+            ),
+        )
         return None
     if not ctx.fault_ref and (m.s.flags[p] & PG_FREE_LIST or not folio.folio_in_use(m, page.head_of(m, p))):
-        m.violate("I-D1", SAFETY, [("pfn", p)], lambda: (
-            f"migrate_to_ram runs for pfn {p}, which was freed after the fault read its entry: the fault path "
-            "took no reference under the page-table lock (use after free of page->zone_device_data)",
-            "a reference held", "page freed"))
+        m.violate(
+            "I-D1",
+            SAFETY,
+            [("pfn", p)],
+            lambda: (
+                f"migrate_to_ram runs for pfn {p}, which was freed after the fault read its entry: the fault path "
+                "took no reference under the page-table lock (use after free of page->zone_device_data)",
+                "a reference held",
+                "page freed",
+            ),
+        )
         return None
     # migrate_vma_setup: fault_page must be locked by the caller (v6.15)
     if m.rules.migrate.fault_page_prelocked and not ctx.fault_locked:
@@ -208,9 +223,16 @@ def _fault_done(m: Machine, slot: int, cpu: int) -> int | None:
         page.put_page_refs(m, p, 1, cpu, "do_swap_page: put_page")
     if ctx.fault_locked and not m.rules.fault.unlock_before_put:
         if not folio.folio_in_use(m, page.head_of(m, p)):
-            m.violate("I-D1", SAFETY, [("pfn", p)], lambda: (
-                f"do_swap_page unlocks pfn {p} after its put_page freed it (use after free)",
-                "unlock before the final put", "unlock after"))
+            m.violate(
+                "I-D1",
+                SAFETY,
+                [("pfn", p)],
+                lambda: (
+                    f"do_swap_page unlocks pfn {p} after its put_page freed it (use after free)",
+                    "unlock before the final put",
+                    "unlock after",
+                ),
+            )
         unlock()
     e, _ = pagetable.entry(m, ctx.proc, ctx.addr)
     if e == ctx.orig and not ctx.oom and m.s.alive[ctx.proc]:
@@ -223,11 +245,15 @@ def _fault_done(m: Machine, slot: int, cpu: int) -> int | None:
 
 def mm_busy(m: Machine, proc: int) -> bool:
     """Does a fault or migrate_vma task hold ``proc``'s mmap_lock?"""
-    return any(t is not None and isinstance(t.kind, sched.Migrate) and migrate.mig_proc(m, i) == proc
-               for i, t in enumerate(m.s.tasks))
+    return any(
+        t is not None and isinstance(t.kind, sched.Migrate) and migrate.mig_proc(m, i) == proc
+        for i, t in enumerate(m.s.tasks)
+    )
 
 
 def driver_migrating(m: Machine, g: int) -> bool:
     """Does a migration of the driver of pgmap ``g`` run?"""
-    return any(t is not None and isinstance(t.kind, sched.Migrate) and t.kind.origin != migrate.FAULT
-               and m.s.mig[i].pgmap == g for i, t in enumerate(m.s.tasks))
+    return any(
+        t is not None and isinstance(t.kind, sched.Migrate) and t.kind.origin != migrate.FAULT and m.s.mig[i].pgmap == g
+        for i, t in enumerate(m.s.tasks)
+    )

@@ -47,10 +47,17 @@ def check_standalone(m: Machine, p: int, h: int, order: int) -> None:
     standalone = oh == p and oo == 0
     same_shape = oh == h and oo == order
     if not standalone and not same_shape:
-        m.violate("I-F4", SAFETY, [("pfn", p)], lambda: (
-            f"pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the compound "
-            f"head {oh} of an earlier order-{oo} folio (the free path left stale metadata)",
-            "standalone order-0 page", f"tail of pfn {oh}"))
+        m.violate(
+            "I-F4",
+            SAFETY,
+            [("pfn", p)],
+            lambda: (
+                f"pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the compound "
+                f"head {oh} of an earlier order-{oo} folio (the free path left stale metadata)",
+                "standalone order-0 page",
+                f"tail of pfn {oh}",
+            ),
+        )
 
 
 def restore_order0(m: Machine, h: int, nr: int) -> None:
@@ -66,13 +73,13 @@ def restore_order0(m: Machine, h: int, nr: int) -> None:
 def folio_mapcount(m: Machine, h: int) -> int:
     """``folio_mapcount``: the entire (PMD) mapcount plus the PTE mapcounts."""
     nr = page.folio_nr(m, h)
-    return m.s.emc[h] + sum(m.s.mc[h:h + nr])
+    return m.s.emc[h] + sum(m.s.mc[h : h + nr])
 
 
 def folio_in_use(m: Machine, h: int) -> bool:
     """Is any page of the folio held by anybody (the ledger's view)?"""
     nr = page.folio_nr(m, h)
-    return any(x.in_use() for x in m.s.ledger.pages[h:h + nr])
+    return any(x.in_use() for x in m.s.ledger.pages[h : h + nr])
 
 
 def can_split_folio(m: Machine, h: int, caller_pins: int) -> bool:
@@ -126,15 +133,31 @@ def split_folio(m: Machine, h: int, caller_refs: int, per_piece_refs: int, cpu: 
     # I-T2: a split moves references, it never creates or drops them
     expect = rc_before + (nr - 1) * per_piece_refs
     if total != expect:
-        m.violate("I-T2", SAFETY, [("pfn", h)], lambda: (
-            f"the split of folio {h} leaves its {nr} pages with {total} references in all; before the split the "
-            f"folio had {expect} (a split must not invent or drop references)", f"{expect}", f"{total}"))
+        m.violate(
+            "I-T2",
+            SAFETY,
+            [("pfn", h)],
+            lambda: (
+                f"the split of folio {h} leaves its {nr} pages with {total} references in all; before the split the "
+                f"folio had {expect} (a split must not invent or drop references)",
+                f"{expect}",
+                f"{total}",
+            ),
+        )
     if g is not None and ref_before is not None:
         after = m.s.pgmaps[g].pref.count()
         if after != ref_before:
-            m.violate("I-T2", SAFETY, [("pgmap", g), ("pfn", h)], lambda: (
-                f"the split of folio {h} changes pgmap {g}'s ref from {ref_before} to {after}; pgmap references "
-                "are per base page and a split must leave them alone", f"{ref_before}", f"{after}"))
+            m.violate(
+                "I-T2",
+                SAFETY,
+                [("pgmap", g), ("pfn", h)],
+                lambda: (
+                    f"the split of folio {h} changes pgmap {g}'s ref from {ref_before} to {after}; pgmap references "
+                    "are per base page and a split must leave them alone",
+                    f"{ref_before}",
+                    f"{after}",
+                ),
+            )
     # a piece nobody maps or holds is freed (__split_huge_page's own put)
     for p in range(h, h + nr):
         if m.s.rc[p] == 0 and m.violation is None:
@@ -150,9 +173,16 @@ def mbind(m: Machine, proc: int, addr: int) -> None:
     if pmd.kind == pagetable.PRESENT:
         m.trace_note(lambda: f"queue_folios_pmd: THP at pfn {pmd.pfn}")
     elif pmd.kind == pagetable.DEVICE_PRIVATE and not m.rules.thp.walkers_know_device_pmd:
-        m.violate("I-T3", SAFETY, [("proc", proc), ("pfn", pmd.pfn)], lambda: (
-            f"a PMD walker reads the device-private PMD entry for pfn {pmd.pfn} (process {proc}) as a present huge "
-            "page: pmd_folio() of a swap entry is a bogus folio pointer",
-            "device-private entry skipped", "treated as present"))
+        m.violate(
+            "I-T3",
+            SAFETY,
+            [("proc", proc), ("pfn", pmd.pfn)],
+            lambda: (
+                f"a PMD walker reads the device-private PMD entry for pfn {pmd.pfn} (process {proc}) as a present huge "
+                "page: pmd_folio() of a swap entry is a bogus folio pointer",
+                "device-private entry skipped",
+                "treated as present",
+            ),
+        )
     else:
         m.trace_note(lambda: "queue_folios_pmd: not a present THP, skipped")

@@ -88,11 +88,16 @@ def _grab(m: Machine, proc: int, addr: int, p: int, pin: bool, longterm: bool) -
 def _check_grant(m: Machine, p: int, t: str, longterm: bool, p2pdma: bool) -> None:
     obj = [("pfn", p)]
     if t == "fsdax" and longterm:
-        m.violate("I-X4", SAFETY, obj, lambda: (
-            f"a FOLL_LONGTERM pin of FS-DAX pfn {p} was granted", "-EOPNOTSUPP", "granted"))
+        m.violate(
+            "I-X4",
+            SAFETY,
+            obj,
+            lambda: (f"a FOLL_LONGTERM pin of FS-DAX pfn {p} was granted", "-EOPNOTSUPP", "granted"),
+        )
     elif t == "private":
-        m.violate("I-G3", SAFETY, obj, lambda: (
-            f"GUP returned device-private pfn {p}", "-EFAULT (fault, migrate)", "granted"))
+        m.violate(
+            "I-G3", SAFETY, obj, lambda: (f"GUP returned device-private pfn {p}", "-EFAULT (fault, migrate)", "granted")
+        )
     elif t == "p2pdma" and (not p2pdma or longterm):
         why = "for FOLL_LONGTERM" if longterm else "without FOLL_PCI_P2PDMA"
         m.violate("I-G4", SAFETY, obj, lambda: (f"GUP returned P2P pfn {p} {why}", "refused", "granted"))

@@ -131,14 +131,25 @@ def trace_line(t: dict[str, Any]) -> str:
 def _with_trace(v: Violation | None, trace: list[dict[str, Any]]) -> Violation | None:
     if v is None:
         return None
-    return Violation(v.invariant, v.category, v.step, v.action, v.message, v.objects, v.expected, v.actual,
-                     [trace_line(t) for t in trace if t["step"] <= v.step])
+    return Violation(
+        v.invariant,
+        v.category,
+        v.step,
+        v.action,
+        v.message,
+        v.objects,
+        v.expected,
+        v.actual,
+        [trace_line(t) for t in trace if t["step"] <= v.step],
+    )
 
 
 class Machine:
     """The reference model: same constructor and methods as ``zdfuzz.Machine``."""
 
-    def __init__(self, rules: str | _HasToml | Rules | None = None, shape: Shape | dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, rules: str | _HasToml | Rules | None = None, shape: Shape | dict[str, Any] | None = None
+    ) -> None:
         self._init(Rules.load(DEFAULT_PRESET if rules is None else rules), shape_of(shape))
 
     def _init(self, rules: Rules, shape: Shape) -> None:
@@ -186,8 +197,9 @@ class Machine:
 
     # -- oracle plumbing ----------------------------------------------------------
 
-    def violate(self, invariant: str, category: str, objects: list[tuple[str, int]],
-                f: Callable[[], tuple[str, str, str]]) -> None:
+    def violate(
+        self, invariant: str, category: str, objects: list[tuple[str, int]], f: Callable[[], tuple[str, str, str]]
+    ) -> None:
         """Report a broken invariant: the first safety/liveness one stops the
         program; the first conformance one is kept and the program goes on."""
         if (self.conformance if category == CONFORMANCE else self.violation) is not None:
@@ -256,27 +268,40 @@ class Machine:
             return first((s.pgmaps[a(0)].state == UNUSED, "the pgmap is already registered"))
         if k == "memunmap_pages":
             g = a(0)
-            return first((live(g), "the pgmap is not registered, or already unbinding"),
-                         (lambda: sched.free_task_slot(self), "no free task slot"),
-                         (lambda: not fault.driver_migrating(self, g),
-                          "the driver finishes its migrations before it unbinds"),
-                         (lambda: not any(s.ledger.pages[p].driver for p in lay.pfns_of(g)),
-                          "the driver frees the pages it still holds before it unbinds"),
-                         (lambda: not (lay.pgmap_type[g] == "private" and self.rules.private.unbind_after_eviction)
-                          or not any(s.ledger.pages[p].in_use() for p in lay.pfns_of(g)),
-                          "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)"))
+            return first(
+                (live(g), "the pgmap is not registered, or already unbinding"),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+                (lambda: not fault.driver_migrating(self, g), "the driver finishes its migrations before it unbinds"),
+                (
+                    lambda: not any(s.ledger.pages[p].driver for p in lay.pfns_of(g)),
+                    "the driver frees the pages it still holds before it unbinds",
+                ),
+                (
+                    lambda: (
+                        not (lay.pgmap_type[g] == "private" and self.rules.private.unbind_after_eviction)
+                        or not any(s.ledger.pages[p].in_use() for p in lay.pfns_of(g))
+                    ),
+                    "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
+                ),
+            )
         if k == "step":
             if s.tasks[a(0)] is None:
                 return "no such task"
             return sched.task_blocked(self, a(0))
         if k == "rcu_grace_period":
-            return first((lambda: pgmap.any_switch_pending(self), "no RCU callback is pending"),
-                         (lambda: not pgmap.rcu_reader_active(self), "a get_dev_pagemap lookup is inside rcu_read_lock()"))
+            return first(
+                (lambda: pgmap.any_switch_pending(self), "no RCU callback is pending"),
+                (lambda: not pgmap.rcu_reader_active(self), "a get_dev_pagemap lookup is inside rcu_read_lock()"),
+            )
         if k == "get_dev_pagemap":
             c = a(1)
-            return first((lambda: sched.free_task_slot(self), "no free task slot"),
-                         (lambda: c == 0 or s.ledger.kernel_pgmap_refs[c - 1] > 0,
-                          "the kernel user holds no reference on the cached pgmap"))
+            return first(
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+                (
+                    lambda: c == 0 or s.ledger.kernel_pgmap_refs[c - 1] > 0,
+                    "the kernel user holds no reference on the cached pgmap",
+                ),
+            )
         if k == "put_dev_pagemap":
             return first((s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"))
         if k in ("alloc_device_page", "alloc_device_folio"):
@@ -287,19 +312,23 @@ class Machine:
             if not bound:
                 return "the driver is not bound (registered and not unbinding)"
             if k == "alloc_device_folio":
-                return first((self.rules.thp.device_private and lay.order > 0,
-                              "no large device-private folios in this era"),
-                             (lambda: migrate.device_folio_fit(self, g) is not None,
-                              "the driver has no free aligned block"))
+                return first(
+                    (self.rules.thp.device_private and lay.order > 0, "no large device-private folios in this era"),
+                    (lambda: migrate.device_folio_fit(self, g) is not None, "the driver has no free aligned block"),
+                )
             return first((lambda: driver.driver_free_page(self, g) is not None, "the driver has no free page"))
         if k == "free_device_page":
             return first((s.ledger.pages[a(0)].driver, "the driver does not hold this page"))
         if k == "lock_page":
-            return first((s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
-                         (s.flags[a(0)] & PG_LOCKED == 0, "the page is locked"))
+            return first(
+                (s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
+                (s.flags[a(0)] & PG_LOCKED == 0, "the page is locked"),
+            )
         if k == "unlock_page":
-            return first((s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
-                         (s.ledger.locker[a(0)] == LOCK_DRIVER, "the driver does not hold the page lock"))
+            return first(
+                (s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
+                (s.ledger.locker[a(0)] == LOCK_DRIVER, "the driver does not hold the page lock"),
+            )
         if k == "migrate_vma_insert_page":
             proc, addr, p = a(0), a(1), a(2)
             why = mm_ok(proc, addr)
@@ -312,24 +341,35 @@ class Machine:
                     return "the PMD block is not empty"
             elif entry(proc, addr) != EMPTY:
                 return "the address is mapped"
-            return first((s.ledger.locker[p] == LOCK_DRIVER, "migrate_vma needs the destination page locked"),
-                         (lambda: live(lay.pgmap_of(p)), "the driver is unbinding"))
+            return first(
+                (s.ledger.locker[p] == LOCK_DRIVER, "migrate_vma needs the destination page locked"),
+                (lambda: live(lay.pgmap_of(p)), "the driver is unbinding"),
+            )
         if k == "pci_alloc_p2pmem":
             g = a(0)
-            return first((lay.pgmap_type[g] == "p2pdma", "not a P2P pgmap"),
-                         (lambda: s.ledger.life[g] in (REGISTERED, KILLED), "the P2P device is not registered"),
-                         (lambda: p2pdma.p2p_pool_fit(self, g, a(1)) is not None, "no free chunk that large"))
+            return first(
+                (lay.pgmap_type[g] == "p2pdma", "not a P2P pgmap"),
+                (lambda: s.ledger.life[g] in (REGISTERED, KILLED), "the P2P device is not registered"),
+                (lambda: p2pdma.p2p_pool_fit(self, g, a(1)) is not None, "no free chunk that large"),
+            )
         if k == "pci_free_p2pmem":
             p = a(0)
             n = s.p2p_len[p]
-            return first((n > 0, "no kernel P2P allocation starts at this pfn"),
-                         (lambda: all(s.ledger.pages[q].kernel_gets == 0 for q in range(p, p + n)),
-                          "the kernel user puts its page references before freeing"))
+            return first(
+                (n > 0, "no kernel P2P allocation starts at this pfn"),
+                (
+                    lambda: all(s.ledger.pages[q].kernel_gets == 0 for q in range(p, p + n)),
+                    "the kernel user puts its page references before freeing",
+                ),
+            )
         if k == "get_page":
-            return first((self.rules.p2p.kernel_get_page,
-                          "kernel users take no page references on P2P memory in this era"),
-                         (lambda: p2pdma.p2p_alloc_of(self, a(0)) is not None,
-                          "the kernel user has no allocation covering this page"))
+            return first(
+                (self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era"),
+                (
+                    lambda: p2pdma.p2p_alloc_of(self, a(0)) is not None,
+                    "the kernel user has no allocation covering this page",
+                ),
+            )
         if k == "put_page":
             h = s.ledger.pages[a(0)]
             if op.args[1] == BY_GUP:
@@ -337,49 +377,73 @@ class Machine:
             return first((h.kernel_gets > 0, "no kernel reference on this page"))
         if k == "p2pmem_alloc_mmap":
             g, proc, addr, n = a(0), a(1), a(2), a(3)
-            why = first((lay.pgmap_type[g] == "p2pdma", "not a P2P pgmap"),
-                        (self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)"),
-                        (lambda: live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)"))
-            return why or mm_ok(proc, addr) or first(
-                (lambda: addr + n <= lay.addrs and all(entry(proc, x) == EMPTY for x in range(addr, addr + n)),
-                 "the address range is not free"),
-                (lambda: p2pdma.p2p_pool_fit(self, g, n) is not None, "no free chunk that large"))
+            why = first(
+                (lay.pgmap_type[g] == "p2pdma", "not a P2P pgmap"),
+                (self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)"),
+                (lambda: live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)"),
+            )
+            return (
+                why
+                or mm_ok(proc, addr)
+                or first(
+                    (
+                        lambda: addr + n <= lay.addrs and all(entry(proc, x) == EMPTY for x in range(addr, addr + n)),
+                        "the address range is not free",
+                    ),
+                    (lambda: p2pdma.p2p_pool_fit(self, g, n) is not None, "no free chunk that large"),
+                )
+            )
         if k == "dev_dax_huge_fault":
             proc, addr, p = a(0), a(1), a(2)
-            why = first((lay.type_of(p) == "generic", "not a device-dax page"),
-                        (lambda: live(lay.pgmap_of(p)), "the device-dax device is not bound"))
+            why = first(
+                (lay.type_of(p) == "generic", "not a device-dax page"),
+                (lambda: live(lay.pgmap_of(p)), "the device-dax device is not bound"),
+            )
             return why or mm_ok(proc, addr) or first((lambda: entry(proc, addr) == EMPTY, "the address is mapped"))
         if k == "dax_associate_entry":
             f, i, p = a(0), a(1), a(2)
             g = lay.file_pgmap(f)
-            return first((live(g), "the filesystem's device is not bound"),
-                         (not lay.is_ram(p) and lay.pgmap_of(p) == g, "the block is not on this filesystem's device"),
-                         (lambda: dax.dax_entry(self, f, i) is None, "the file offset already has a block"),
-                         (lambda: not s.ledger.pages[p].fs, "the block belongs to a file"),
-                         (lambda: not dax.truncating(self, f), "the file is being truncated"))
+            return first(
+                (live(g), "the filesystem's device is not bound"),
+                (not lay.is_ram(p) and lay.pgmap_of(p) == g, "the block is not on this filesystem's device"),
+                (lambda: dax.dax_entry(self, f, i) is None, "the file offset already has a block"),
+                (lambda: not s.ledger.pages[p].fs, "the block belongs to a file"),
+                (lambda: not dax.truncating(self, f), "the file is being truncated"),
+            )
         if k == "dax_iomap_fault":
             proc, addr, f, i = a(0), a(1), a(2), a(3)
             return mm_ok(proc, addr) or first(
                 (lambda: entry(proc, addr) == EMPTY, "the address is mapped"),
                 (lambda: dax.dax_entry(self, f, i) is not None, "the file offset has no block"),
                 (lambda: live(lay.file_pgmap(f)), "the filesystem's device is not bound"),
-                (lambda: not dax.truncating(self, f), "faults wait while the file is truncated"))
+                (lambda: not dax.truncating(self, f), "faults wait while the file is truncated"),
+            )
         if k == "truncate":
-            return first((dax.dax_entry(self, a(0), a(1)) is not None, "the file offset has no block"),
-                         (lambda: not dax.truncating(self, a(0)), "the file is already being truncated"),
-                         (lambda: sched.free_task_slot(self), "no free task slot"))
+            return first(
+                (dax.dax_entry(self, a(0), a(1)) is not None, "the file offset has no block"),
+                (lambda: not dax.truncating(self, a(0)), "the file is already being truncated"),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+            )
         if k == "fork":
-            return first((s.alive[a(0)], "no such process"),
-                         (not s.alive[a(1)], "the child slot is taken"),
-                         (lambda: not fault.mm_busy(self, a(0)), "a fault or a migration holds the parent's mmap_lock"),
-                         (not any_ptl, "a task holds a page-table lock"),
-                         (lambda: process.fork_copies_needed(self, a(0)) <= ram.ram_free_pages(self),
-                          "no memory for the copies of pinned pages"))
+            return first(
+                (s.alive[a(0)], "no such process"),
+                (not s.alive[a(1)], "the child slot is taken"),
+                (lambda: not fault.mm_busy(self, a(0)), "a fault or a migration holds the parent's mmap_lock"),
+                (not any_ptl, "a task holds a page-table lock"),
+                (
+                    lambda: process.fork_copies_needed(self, a(0)) <= ram.ram_free_pages(self),
+                    "no memory for the copies of pinned pages",
+                ),
+            )
         if k == "exit_mmap":
-            return first((s.alive[a(0)], "no such process"),
-                         (lambda: not fault.mm_busy(self, a(0)),
-                          "a thread of the process is in a fault or a migration holds its mmap_lock"),
-                         (not any_ptl, "a task holds a page-table lock"))
+            return first(
+                (s.alive[a(0)], "no such process"),
+                (
+                    lambda: not fault.mm_busy(self, a(0)),
+                    "a thread of the process is in a fault or a migration holds its mmap_lock",
+                ),
+                (not any_ptl, "a task holds a page-table lock"),
+            )
         if k == "munmap":
             return mm_ok(a(0), a(1)) or first((lambda: entry(a(0), a(1)) != EMPTY, "nothing is mapped there"))
         if k in ("get_user_pages", "pin_user_pages"):
@@ -387,71 +451,105 @@ class Machine:
             if why:
                 return why
             e = entry(a(0), a(1))
-            return first((e != EMPTY, "nothing is mapped there"),
-                         (not e.is_migration(), "GUP waits for the migration to finish"),
-                         (not (k == "pin_user_pages" and e.has_pfn() and lay.is_ram(e.pfn) and not e.writable()),
-                          "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)"))
+            return first(
+                (e != EMPTY, "nothing is mapped there"),
+                (not e.is_migration(), "GUP waits for the migration to finish"),
+                (
+                    not (k == "pin_user_pages" and e.has_pfn() and lay.is_ram(e.pfn) and not e.writable()),
+                    "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
+                ),
+            )
         if k == "unpin_user_page":
             return first((s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"))
         if k == "do_anonymous_page":
-            return mm_ok(a(0), a(1)) or first((lambda: entry(a(0), a(1)) == EMPTY, "the address is mapped"),
-                                              (lambda: ram.ram_fit(self, 0) is not None, "no free system RAM"))
+            return mm_ok(a(0), a(1)) or first(
+                (lambda: entry(a(0), a(1)) == EMPTY, "the address is mapped"),
+                (lambda: ram.ram_fit(self, 0) is not None, "no free system RAM"),
+            )
         if k == "do_huge_pmd_anonymous_page":
             return mm_ok(a(0), a(1)) or first(
-                (lambda: lay.order > 0 and pagetable.block_empty(self, a(0), a(1)),
-                 "the PMD block is not empty (or there is none)"),
-                (lambda: ram.ram_fit(self, lay.order) is not None, "no free aligned system RAM block"))
+                (
+                    lambda: lay.order > 0 and pagetable.block_empty(self, a(0), a(1)),
+                    "the PMD block is not empty (or there is none)",
+                ),
+                (lambda: ram.ram_fit(self, lay.order) is not None, "no free aligned system RAM block"),
+            )
         if k == "cpu_write":
             return mm_ok(a(0), a(1)) or first(
-                (lambda: entry(a(0), a(1)).kind == pagetable.PRESENT,
-                 "no present mapping (a device-private entry faults: use do_swap_page)"),
-                (lambda: not ram.write_needs_copy(self, a(0), a(1)) or ram.ram_fit(self, 0) is not None,
-                 "no memory for the COW copy"))
+                (
+                    lambda: entry(a(0), a(1)).kind == pagetable.PRESENT,
+                    "no present mapping (a device-private entry faults: use do_swap_page)",
+                ),
+                (
+                    lambda: not ram.write_needs_copy(self, a(0), a(1)) or ram.ram_fit(self, 0) is not None,
+                    "no memory for the COW copy",
+                ),
+            )
         if k == "device_write":
             p = a(0)
             if not lay.is_private(p):
                 return "not a device-private page"
-            mapped_w = any(e.kind == pagetable.DEVICE_PRIVATE and e.write and e.pfn == p
-                           for proc in range(lay.procs) for e in (entry(proc, x) for x in range(lay.addrs)))
-            return first((mapped_w or s.ledger.pages[page.head_of(self, p)].driver,
-                          "the device reaches the page only through a writable device-private mapping or its own "
-                          "allocation"))
+            mapped_w = any(
+                e.kind == pagetable.DEVICE_PRIVATE and e.write and e.pfn == p
+                for proc in range(lay.procs)
+                for e in (entry(proc, x) for x in range(lay.addrs))
+            )
+            return first(
+                (
+                    mapped_w or s.ledger.pages[page.head_of(self, p)].driver,
+                    "the device reaches the page only through a writable device-private mapping or its own allocation",
+                )
+            )
         if k == "dma_write":
             return first((s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"))
         if k == "migrate_vma_setup":
             proc, addr, g, sel = a(0), a(1), a(2), op.args[3]
-            return first((lay.pgmap_type[g] == "private", "not a device-private pgmap"),
-                         (lambda: live(g), "the driver is not bound"),
-                         (lambda: s.alive[proc], "no such process"),
-                         (lambda: pagetable.ptl_owner(self, proc, addr) is None, "a task holds the page-table lock"),
-                         (lambda: sched.free_task_slot(self), "no free task slot"),
-                         (lambda: sel & SELECT_COMPOUND == 0 or (self.rules.migrate.compound and lay.in_block(addr)),
-                          "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)"))
+            return first(
+                (lay.pgmap_type[g] == "private", "not a device-private pgmap"),
+                (lambda: live(g), "the driver is not bound"),
+                (lambda: s.alive[proc], "no such process"),
+                (lambda: pagetable.ptl_owner(self, proc, addr) is None, "a task holds the page-table lock"),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+                (
+                    lambda: sel & SELECT_COMPOUND == 0 or (self.rules.migrate.compound and lay.in_block(addr)),
+                    "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)",
+                ),
+            )
         if k == "do_swap_page":
-            return first((s.alive[a(0)], "no such process"),
-                         (lambda: entry(a(0), a(1)).kind == pagetable.DEVICE_PRIVATE, "not a device-private entry"),
-                         (lambda: sched.free_task_slot(self), "no free task slot"))
+            return first(
+                (s.alive[a(0)], "no such process"),
+                (lambda: entry(a(0), a(1)).kind == pagetable.DEVICE_PRIVATE, "not a device-private entry"),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+            )
         if k == "migrate_device_range":
             g = a(0)
-            return first((lay.pgmap_type[g] == "private", "not a device-private pgmap"),
-                         (self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)"),
-                         (lambda: live(g), "the driver is not bound"),
-                         (lambda: not any(s.ledger.pages[p].driver for p in lay.pfns_of(g)),
-                          "the driver frees its own pages first"),
-                         (lambda: sched.free_task_slot(self), "no free task slot"))
+            return first(
+                (lay.pgmap_type[g] == "private", "not a device-private pgmap"),
+                (self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)"),
+                (lambda: live(g), "the driver is not bound"),
+                (
+                    lambda: not any(s.ledger.pages[p].driver for p in lay.pfns_of(g)),
+                    "the driver frees its own pages first",
+                ),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
+            )
         if k == "split_huge_pmd":
             return mm_ok(a(0), a(1)) or first(
-                (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD mapping here"))
+                (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD mapping here")
+            )
         if k == "split_huge_page":
             hd = page.head_of(self, a(0))
-            return first((page.folio_nr(self, hd) > 1, "not part of a large folio"),
-                         (s.rc[hd] > 0, "the folio is free"),
-                         (s.flags[hd] & PG_LOCKED == 0, "the folio is locked"),
-                         (not s.ledger.pages[hd].driver, "the driver holds the folio"),
-                         (not any_ptl, "a task holds a page-table lock"))
+            return first(
+                (page.folio_nr(self, hd) > 1, "not part of a large folio"),
+                (s.rc[hd] > 0, "the folio is free"),
+                (s.flags[hd] & PG_LOCKED == 0, "the folio is locked"),
+                (not s.ledger.pages[hd].driver, "the driver holds the folio"),
+                (not any_ptl, "a task holds a page-table lock"),
+            )
         if k == "mbind":
             return mm_ok(a(0), a(1)) or first(
-                (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here"))
+                (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here")
+            )
         raise ValueError(f"unknown action kind {k!r}")
 
     def enabled_ops(self, kinds: Iterable[str] | None = None) -> list[Op]:
@@ -663,25 +761,52 @@ class Machine:
         free_rc = 0 if t is None else self.rules.of(t).free_rc
         if not in_use and rc != free_rc:
             what = "system RAM" if t is None else t
-            self.violate("I-F5", CONFORMANCE, [("pfn", p)], lambda: (
-                f"pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type have "
-                f"{free_rc}", f"{free_rc}", f"{rc}"))
-        pins = sum(x.gup_pins for x in self.s.ledger.pages[h:h + nr])
+            self.violate(
+                "I-F5",
+                CONFORMANCE,
+                [("pfn", p)],
+                lambda: (
+                    f"pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type have "
+                    f"{free_rc}",
+                    f"{free_rc}",
+                    f"{rc}",
+                ),
+            )
+        pins = sum(x.gup_pins for x in self.s.ledger.pages[h : h + nr])
         if nr > 1:
             pc = self.s.pincount[h]
             if pc != pins:
-                self.violate("I-G1", CONFORMANCE, [("pfn", p)], lambda: (
-                    f"the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}", f"{pins}", f"{pc}"))
+                self.violate(
+                    "I-G1",
+                    CONFORMANCE,
+                    [("pfn", p)],
+                    lambda: (f"the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}", f"{pins}", f"{pc}"),
+                )
         elif pins > 0 and rc < GUP_PIN_COUNTING_BIAS * pins:
-            self.violate("I-G1", CONFORMANCE, [("pfn", p)], lambda: (
-                f"pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS",
-                f">= {GUP_PIN_COUNTING_BIAS * pins}", f"{rc}"))
+            self.violate(
+                "I-G1",
+                CONFORMANCE,
+                [("pfn", p)],
+                lambda: (
+                    f"pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS",
+                    f">= {GUP_PIN_COUNTING_BIAS * pins}",
+                    f"{rc}",
+                ),
+            )
         if in_use and t in (None, "private"):
             expected = self.expected_folio_refs(h)
             if rc != expected:
-                self.violate("I-M1", CONFORMANCE, [("pfn", p)], lambda: (
-                    f"pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, fault, "
-                    "GUP and driver references)", f"{expected}", f"{rc}"))
+                self.violate(
+                    "I-M1",
+                    CONFORMANCE,
+                    [("pfn", p)],
+                    lambda: (
+                        f"pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, fault, "
+                        "GUP and driver references)",
+                        f"{expected}",
+                        f"{rc}",
+                    ),
+                )
 
     def expected_folio_refs(self, h: int) -> int:
         """I-M1: the references the holders of an anonymous or device-private
@@ -689,7 +814,7 @@ class Machine:
         nr = page.folio_nr(self, h)
         bias = 1 if nr > 1 else self.rules.gup.pin_bias
         r = folio.folio_mapcount(self, h)
-        for x in self.s.ledger.pages[h:h + nr]:
+        for x in self.s.ledger.pages[h : h + nr]:
             r += x.collect + x.fault + x.gup_gets + x.kernel_gets + bias * x.gup_pins
             r += 1 if (x.driver or x.mig_dst) else 0
         if self.layout.is_private(h) and self.rules.types["private"].free_on_2to1:
@@ -724,15 +849,21 @@ class Machine:
         actual = self.s.pgmaps[g].pref.count()
         expected = self.expected_pgmap_refs(g)
         if actual != expected:
-            self.violate("I-P1", CONFORMANCE, [("pgmap", g)], lambda: (
-                f"pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}",
-                f"{expected}", f"{actual}"))
+            self.violate(
+                "I-P1",
+                CONFORMANCE,
+                [("pgmap", g)],
+                lambda: (
+                    f"pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}",
+                    f"{expected}",
+                    f"{actual}",
+                ),
+            )
 
     # -- traces ---------------------------------------------------------------------------
 
     def _begin_trace(self) -> None:
-        self._before = (list(self.s.rc), list(self.s.mc), list(self.s.emc),
-                        [p.pref.count() for p in self.s.pgmaps])
+        self._before = (list(self.s.rc), list(self.s.mc), list(self.s.emc), [p.pref.count() for p in self.s.pgmaps])
         self.notes = []
 
     def _end_trace(self, action: str, cpu: int, drain: bool) -> None:
@@ -749,8 +880,9 @@ class Machine:
             now = pg.pref.count()
             if refs[g] != now:
                 changes.append(f"pgmap {g} ref {refs[g]} -> {now}")
-        self.trace.append({"step": self.at, "action": action, "cpu": cpu, "drain": drain, "changes": changes,
-                           "notes": self.notes})
+        self.trace.append(
+            {"step": self.at, "action": action, "cpu": cpu, "drain": drain, "changes": changes, "notes": self.notes}
+        )
         self.notes = []
 
     # -- the public API ---------------------------------------------------------------------
@@ -762,7 +894,7 @@ class Machine:
         self.step_op(_op(action))
         if self.violation is not None:
             err = InvariantViolation(str(self.violation))
-            err.violation = self.violation  # type: ignore[assignment]
+            err.violation = self.violation
             raise err
 
     def finish(self) -> Verdict:
@@ -779,8 +911,11 @@ class Machine:
         whose shape is this machine's."""
         p = _program(program)
         if p.shape != self.shape:
-            raise ProgramError(0, 0, "the program was written for another machine shape (see its `config` line); "
-                                     "use Machine.for_program")
+            raise ProgramError(
+                0,
+                0,
+                "the program was written for another machine shape (see its `config` line); use Machine.for_program",
+            )
         self.tracing = trace
         try:
             self.reset()
@@ -789,8 +924,9 @@ class Machine:
                     self.step_op(op)
                 except ProgramError as e:
                     line = p.lines[i] if i < len(p.lines) else 0
-                    raise ProgramError(line, 1 if line > 0 else 0, f"action {i} `{op_to_text(op)}`: {e.message}") \
-                        from None
+                    raise ProgramError(
+                        line, 1 if line > 0 else 0, f"action {i} `{op_to_text(op)}`: {e.message}"
+                    ) from None
                 if self.violation is not None:
                     break
             return self.finish()

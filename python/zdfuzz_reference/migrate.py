@@ -129,14 +129,23 @@ def _mig_unlock(m: Machine, p: int, slot: int) -> None:
     """``folio_unlock`` by the migration (I-M4: never the fault path's lock)."""
     f = fault_page(m, slot)
     if f is not None and f == p and m.s.mig[slot].fault_locked:
-        m.violate("I-M4", SAFETY, [("pfn", p)], lambda: (
-            f"the migration unlocks fault page {p}, whose lock belongs to the fault path that called "
-            "migrate_to_ram", "left locked for do_swap_page", "unlocked"))
+        m.violate(
+            "I-M4",
+            SAFETY,
+            [("pfn", p)],
+            lambda: (
+                f"the migration unlocks fault page {p}, whose lock belongs to the fault path that called "
+                "migrate_to_ram",
+                "left locked for do_swap_page",
+                "unlocked",
+            ),
+        )
     m.s.flags[p] &= ~PG_LOCKED
     m.s.ledger.locker[p] = LOCK_NONE
 
 
 # -- collect --------------------------------------------------------------------
+
 
 def migrate_collect(m: Machine, slot: int, cpu: int) -> None:
     """migrate_vma_setup's collect of the range of task ``slot``."""
@@ -287,6 +296,7 @@ def _device_range_collect(m: Machine, slot: int) -> None:
 
 # -- unmap ------------------------------------------------------------------------
 
+
 def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
     """migrate_device_unmap: isolate, unmap the remaining mappings, the
     pre-filter, and the restore pass for what fails."""
@@ -405,6 +415,7 @@ def _remove_migration_ptes(m: Machine, src: int, dst: int, what: str) -> None:
 
 # -- the driver: allocate destinations and copy ---------------------------------------
 
+
 def migrate_alloc_copy(m: Machine, slot: int, cpu: int) -> None:
     """The driver allocates a destination for every entry still migrating and
     copies the data (device destinations for SELECT_SYSTEM, RAM otherwise)."""
@@ -482,6 +493,7 @@ def _split_collected(m: Machine, slot: int, i: int, h: int, cpu: int) -> bool:
 
 # -- migrate_vma_pages -------------------------------------------------------------
 
+
 def migrate_pages(m: Machine, slot: int) -> None:
     ctx = m.s.mig[slot].copy()
     for i in range(ctx.npages):
@@ -504,8 +516,9 @@ def migrate_pages(m: Machine, slot: int) -> None:
                 continue
             level = PMD if compound else PTE
             at = pagetable.block_start(m, a) if compound else a
-            pagetable.install_entry(m, proc, at, level, pagetable.device_private(d, True), 1,
-                                    "migrate_vma_insert_page: folio_get")
+            pagetable.install_entry(
+                m, proc, at, level, pagetable.device_private(d, True), 1, "migrate_vma_insert_page: folio_get"
+            )
             m.s.mapping[d] = MAPPING_ANON
             k = m.layout.nr_huge() if compound else 1
             for x in range(at, at + k):
@@ -541,13 +554,22 @@ def _check_no_unexplained_refs(m: Machine, slot: int, s: int) -> None:
         if own_fault and p == s:
             n = max(n - 1, 0)
         if n > 0:
-            m.violate("I-M2", SAFETY, [("pfn", p)], lambda: (
-                f"migrate_vma_pages migrates pfn {p} while it is held by {h.describe()}: that holder keeps using "
-                "the old page", "migration refused", "migrated"))
+            m.violate(
+                "I-M2",
+                SAFETY,
+                [("pfn", p)],
+                lambda: (
+                    f"migrate_vma_pages migrates pfn {p} while it is held by {h.describe()}: that holder keeps using "
+                    "the old page",
+                    "migration refused",
+                    "migrated",
+                ),
+            )
             return
 
 
 # -- migrate_vma_finalize ----------------------------------------------------------
+
 
 def migrate_finalize(m: Machine, slot: int, cpu: int) -> None:
     n = m.s.mig[slot].npages
@@ -572,10 +594,17 @@ def migrate_finalize(m: Machine, slot: int, cpu: int) -> None:
             # I-M5: dirty_pte data must arrive as a dirty folio
             if m.s.ledger.pages[s].dirty_pte and m.s.flags[newdst] & PG_DIRTY == 0:
                 nd = newdst
-                m.violate("I-M5", SAFETY, [("pfn", s), ("pfn", nd)], lambda: (
-                    f"a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is clean: "
-                    "the dirty bit was lost at collect, so the new page may be dropped without writeback",
-                    "dirty", "clean"))
+                m.violate(
+                    "I-M5",
+                    SAFETY,
+                    [("pfn", s), ("pfn", nd)],
+                    lambda: (
+                        f"a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is clean: "
+                        "the dirty bit was lost at collect, so the new page may be dropped without writeback",
+                        "dirty",
+                        "clean",
+                    ),
+                )
             for k in range(page.folio_nr(m, s)):
                 if m.s.ledger.pages[s + k].dirty_pte:
                     m.s.ledger.pages[newdst + k].dirty_pte = True
@@ -586,10 +615,17 @@ def migrate_finalize(m: Machine, slot: int, cpu: int) -> None:
         if m.layout.is_ram(s) and (newdst == s or m.rules.migrate.finalize_putback_src):
             # folio_putback_lru
             if newdst != s and m.s.rc[s] == 1:
-                m.violate("I-M6", SAFETY, [("pfn", s)], lambda: (
-                    f"migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated away and "
-                    "this put frees it (its memcg data is already gone)", "freed without the LRU",
-                    "put on the LRU"))
+                m.violate(
+                    "I-M6",
+                    SAFETY,
+                    [("pfn", s)],
+                    lambda: (
+                        f"migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated away and "
+                        "this put frees it (its memcg data is already gone)",
+                        "freed without the LRU",
+                        "put on the LRU",
+                    ),
+                )
             ram.add_lru(m, s)
         page.put_page_refs(m, s, 1, cpu, "migrate_vma_finalize: folio_put(src)")
         if newdst != s:
@@ -616,13 +652,20 @@ def _check_finalized(m: Machine, slot: int) -> None:
         h = page.head_of(m, e.pfn)
         return m.s.ledger.pages[h].collect == 0 and m.s.ledger.pages[e.pfn].collect == 0
 
-    left = next((e for e in list(m.s.ptes[:lay.procs * lay.addrs]) + list(m.s.pmds) if stale(e)), None)
+    left = next((e for e in list(m.s.ptes[: lay.procs * lay.addrs]) + list(m.s.pmds) if stale(e)), None)
     if left is not None:
         q = left.pfn
-        m.violate("I-M3", SAFETY, [("pfn", q)], lambda: (
-            f"a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the page: a "
-            "process touching it waits forever, or maps a page that is freed and reused",
-            "no migration entry", left.describe()))
+        m.violate(
+            "I-M3",
+            SAFETY,
+            [("pfn", q)],
+            lambda: (
+                f"a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the page: a "
+                "process touching it waits forever, or maps a page that is freed and reused",
+                "no migration entry",
+                left.describe(),
+            ),
+        )
         return
     for i in range(m.s.mig[slot].npages):
         e = mig_entry(m, slot, i)
@@ -632,14 +675,24 @@ def _check_finalized(m: Machine, slot: int) -> None:
                 continue
             for q in range(p, min(p + span, lay.npfns)):
                 if m.s.ledger.locker[q] == lock_task(slot) and not (
-                        fault_page(m, slot) == q and m.s.mig[slot].fault_locked):
-                    m.violate("I-M7", SAFETY, [("pfn", q)], lambda: (
-                        f"pfn {q} was locked by this migration and is still locked after finalize: every later "
-                        "lock_page on it sleeps forever", "unlocked", "locked"))
+                    fault_page(m, slot) == q and m.s.mig[slot].fault_locked
+                ):
+                    m.violate(
+                        "I-M7",
+                        SAFETY,
+                        [("pfn", q)],
+                        lambda: (
+                            f"pfn {q} was locked by this migration and is still locked after finalize: every later "
+                            "lock_page on it sleeps forever",
+                            "unlocked",
+                            "locked",
+                        ),
+                    )
                     return
 
 
 # -- device-private allocation (shared with the driver's own actions) -------------------
+
 
 def device_folio_fit(m: Machine, g: int) -> int | None:
     """An aligned block of free pages for a large device folio."""
@@ -663,18 +716,36 @@ def device_alloc(m: Machine, g: int, h: int, order: int, cpu: int, locker: int) 
         m.s.flags[p] &= ~PG_FREE_LIST
         if m.s.mapping[p] != MAPPING_NONE:
             mp = m.s.mapping[p]
-            m.violate("I-F2", SAFETY, [("pfn", p)], lambda: (
-                f"pfn {p} is handed out again with a stale page->mapping from its previous life",
-                "mapping == NULL", f"mapping {mp}"))
+            m.violate(
+                "I-F2",
+                SAFETY,
+                [("pfn", p)],
+                lambda: (
+                    f"pfn {p} is handed out again with a stale page->mapping from its previous life",
+                    "mapping == NULL",
+                    f"mapping {mp}",
+                ),
+            )
     if m.s.ledger.life[g] == KILLED:
-        m.violate("I-L5", SAFETY, [("pgmap", g), ("pfn", h)], lambda: (
-            f"pfn {h} is allocated after memunmap_pages killed pgmap {g}", "live pgmap", "killed"))
+        m.violate(
+            "I-L5",
+            SAFETY,
+            [("pgmap", g), ("pfn", h)],
+            lambda: (f"pfn {h} is allocated after memunmap_pages killed pgmap {g}", "live pgmap", "killed"),
+        )
     if pr.alloc_pgmap_ref == "tryget_live":
         if not pgmap.pgmap_tryget_live(m, g, cpu, "zone_device_page_init"):
             # WARN_ON_ONCE(!percpu_ref_tryget_live()): the kernel carries on
-            m.violate("I-L5", SAFETY, [("pgmap", g), ("pfn", h)], lambda: (
-                f"zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)",
-                "tryget_live succeeds", "failed"))
+            m.violate(
+                "I-L5",
+                SAFETY,
+                [("pgmap", g), ("pfn", h)],
+                lambda: (
+                    f"zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)",
+                    "tryget_live succeeds",
+                    "failed",
+                ),
+            )
     elif pr.alloc_pgmap_ref == "tryget_many":
         pgmap.pgmap_tryget_many(m, g, cpu, nr, "zone_device_folio_init: tryget_many(1 << order)")
     if order > 0:
@@ -684,9 +755,16 @@ def device_alloc(m: Machine, g: int, h: int, order: int, cpu: int, locker: int) 
     if pr.alloc_sets_rc:
         old = m.s.rc[h]
         if old != 0:
-            m.violate("I-F1", SAFETY, [("pfn", h)], lambda: (
-                f"zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free",
-                "0", f"{old}"))
+            m.violate(
+                "I-F1",
+                SAFETY,
+                [("pfn", h)],
+                lambda: (
+                    f"zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free",
+                    "0",
+                    f"{old}",
+                ),
+            )
         page.page_set_count(m, h, 1)
     if pr.alloc_get_page:
         page.page_get(m, h, 1, "alloc_device_page: get_page")

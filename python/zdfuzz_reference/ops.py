@@ -20,8 +20,12 @@ FOLL_PCI_P2PDMA = 2
 SELECT_SYSTEM = 1
 SELECT_DEVICE_PRIVATE = 2
 SELECT_COMPOUND = 4
-SELECT_VALUES = (SELECT_SYSTEM, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM | SELECT_COMPOUND,
-                 SELECT_DEVICE_PRIVATE | SELECT_COMPOUND)
+SELECT_VALUES = (
+    SELECT_SYSTEM,
+    SELECT_DEVICE_PRIVATE,
+    SELECT_SYSTEM | SELECT_COMPOUND,
+    SELECT_DEVICE_PRIVATE | SELECT_COMPOUND,
+)
 
 # who drops a put_page
 BY_GUP = 0
@@ -31,15 +35,38 @@ MAX_ARGS = 5
 
 # Operand domains (Dim in Rust).
 PGMAP, CPU, TASK, PFN, PROC, ADDR, FILE, INDEX, PAGES, FLAGS, CACHED, BY, SELECT = (
-    "pgmap", "cpu", "task", "pfn", "proc", "addr", "file", "index", "pages", "flags", "cached", "by", "select")
+    "pgmap",
+    "cpu",
+    "task",
+    "pfn",
+    "proc",
+    "addr",
+    "file",
+    "index",
+    "pages",
+    "flags",
+    "cached",
+    "by",
+    "select",
+)
 
 
 def dim_size(dim: str, lay: Layout) -> int:
     """How many values an operand of domain ``dim`` can take."""
     return {
-        PGMAP: lay.npgmaps, CPU: lay.cpus, TASK: lay.tasks, PFN: lay.npfns, PROC: lay.procs,
-        ADDR: lay.addrs, FILE: lay.nfiles, INDEX: lay.file_pages, PAGES: MAX_ALLOC_PAGES,
-        FLAGS: 4, CACHED: lay.npgmaps + 1, BY: 2, SELECT: len(SELECT_VALUES),
+        PGMAP: lay.npgmaps,
+        CPU: lay.cpus,
+        TASK: lay.tasks,
+        PFN: lay.npfns,
+        PROC: lay.procs,
+        ADDR: lay.addrs,
+        FILE: lay.nfiles,
+        INDEX: lay.file_pages,
+        PAGES: MAX_ALLOC_PAGES,
+        FLAGS: 4,
+        CACHED: lay.npgmaps + 1,
+        BY: 2,
+        SELECT: len(SELECT_VALUES),
     }[dim]
 
 

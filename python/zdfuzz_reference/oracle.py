@@ -61,8 +61,13 @@ class Holders:
         """Somebody uses the page: it must not be freed or torn down.
         (A file association alone does not count: the filesystem owns the
         block, not a struct page reference.)"""
-        return (self.maps + self.gup_gets + self.gup_pins + self.kernel_gets + self.mig_entries > 0
-                or self.collect + self.fault > 0 or self.mig_dst or self.driver or self.p2p_kernel)
+        return (
+            self.maps + self.gup_gets + self.gup_pins + self.kernel_gets + self.mig_entries > 0
+            or self.collect + self.fault > 0
+            or self.mig_dst
+            or self.driver
+            or self.p2p_kernel
+        )
 
     def unexplained_for_migration(self) -> int:
         """References a migration cannot account for (I-M2)."""
@@ -81,10 +86,15 @@ class Holders:
     def describe(self) -> str:
         """Human-readable list of the holders, for violation messages."""
         v = []
-        for c, what in ((self.maps, "mapping(s)"), (self.gup_gets, "GUP reference(s)"),
-                        (self.gup_pins, "GUP pin(s)"), (self.kernel_gets, "kernel reference(s)"),
-                        (self.collect, "migration collect reference(s)"),
-                        (self.fault, "fault-path reference(s)"), (self.mig_entries, "migration entr(ies)")):
+        for c, what in (
+            (self.maps, "mapping(s)"),
+            (self.gup_gets, "GUP reference(s)"),
+            (self.gup_pins, "GUP pin(s)"),
+            (self.kernel_gets, "kernel reference(s)"),
+            (self.collect, "migration collect reference(s)"),
+            (self.fault, "fault-path reference(s)"),
+            (self.mig_entries, "migration entr(ies)"),
+        ):
             if c > 0:
                 v.append(f"{c} {what}")
         if self.mig_dst:
@@ -147,9 +157,19 @@ class Ledger:
 
     def key(self) -> tuple[object, ...]:
         """Everything, for the livelock detector's state comparison."""
-        return (tuple(h.key() for h in self.pages), tuple(self.init_rc), tuple(self.kernel_pgmap_refs),
-                tuple(self.inflight_pgmap_refs), tuple(self.p2p_allocs), tuple(self.life), tuple(self.released),
-                tuple(self.locker), tuple(self.vcontent), tuple(self.migrated_away), tuple(self.pin_vpage))
+        return (
+            tuple(h.key() for h in self.pages),
+            tuple(self.init_rc),
+            tuple(self.kernel_pgmap_refs),
+            tuple(self.inflight_pgmap_refs),
+            tuple(self.p2p_allocs),
+            tuple(self.life),
+            tuple(self.released),
+            tuple(self.locker),
+            tuple(self.vcontent),
+            tuple(self.migrated_away),
+            tuple(self.pin_vpage),
+        )
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ def pci_alloc_p2pmem(m: Machine, g: int, k: int, cpu: int) -> None:
     for p in range(start, start + k):
         m.s.flags[p] |= PG_POOL
         m.touch_page(p)
-    if m.rules.p2p.alloc_pgmap_ref and not pgmap.pgmap_tryget_live(m, g, cpu,
-                                                                   "pci_alloc_p2pmem: percpu_ref_tryget_live"):
+    if m.rules.p2p.alloc_pgmap_ref and not pgmap.pgmap_tryget_live(
+        m, g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live"
+    ):
         # the device is going away: give the chunk back, return NULL
         for p in range(start, start + k):
             m.s.flags[p] &= ~PG_POOL
@@ -111,8 +112,9 @@ def p2pmem_alloc_mmap(m: Machine, g: int, proc: int, addr: int, k: int, cpu: int
     for i, p in enumerate(range(start, start + k)):
         if m.rules.p2p.mmap_sets_rc:
             page.page_set_count(m, p, 1)
-        pagetable.install_entry(m, proc, addr + i, PTE, pagetable.present(p, True), 1,
-                                "p2pmem_alloc_mmap: vm_insert_page")
+        pagetable.install_entry(
+            m, proc, addr + i, PTE, pagetable.present(p, True), 1, "p2pmem_alloc_mmap: vm_insert_page"
+        )
         m.s.ledger.vcontent[m.layout.pte_slot(proc, addr + i)] = m.s.content[p]
         pgmap.pgmap_get(m, g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get")
         page.put_page_refs(m, p, 1, cpu, "p2pmem_alloc_mmap: put_page")

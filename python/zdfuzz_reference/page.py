@@ -40,9 +40,16 @@ def page_torn_down(m: Machine, pfn: int, what: str) -> bool:
         return False
     g = m.layout.pgmap_of(pfn)
     if m.s.ledger.life[g] == TORN_DOWN:
-        m.violate("I-L3", SAFETY, [("pgmap", g), ("pfn", pfn)], lambda: (
-            f"{what} touches pfn {pfn} after memunmap_pages tore pgmap {g} down (use after free)",
-            "struct pages present", "torn down"))
+        m.violate(
+            "I-L3",
+            SAFETY,
+            [("pgmap", g), ("pfn", pfn)],
+            lambda: (
+                f"{what} touches pfn {pfn} after memunmap_pages tore pgmap {g} down (use after free)",
+                "struct pages present",
+                "torn down",
+            ),
+        )
         return True
     return False
 
@@ -77,9 +84,16 @@ def page_get_from(m: Machine, pfn: int, n: int, minimum: int, what: str) -> None
         m.s.page_pgmap_refs[g] += n
         pgmap.pgmap_get(m, g, 0, n, "get_zone_device_page")
     if old < minimum:
-        m.violate("I-F1", SAFETY, [("pfn", h)], lambda: (
-            f"{what} takes a reference on pfn {h} whose refcount is {old}: the page is free",
-            "refcount > 0", f"{old}"))
+        m.violate(
+            "I-F1",
+            SAFETY,
+            [("pfn", h)],
+            lambda: (
+                f"{what} takes a reference on pfn {h} whose refcount is {old}: the page is free",
+                "refcount > 0",
+                f"{old}",
+            ),
+        )
     m.s.rc[h] = old + n
 
 
@@ -105,8 +119,12 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
         m.s.page_pgmap_refs[g] -= n
         pgmap.pgmap_put(m, g, cpu, n, "put_zone_device_page")
     if new < 0:
-        m.violate("I-F1", SAFETY, [("pfn", pfn)], lambda: (
-            f"{what} drops pfn {pfn}'s refcount below zero ({old} - {n})", ">= 0", f"{new}"))
+        m.violate(
+            "I-F1",
+            SAFETY,
+            [("pfn", pfn)],
+            lambda: (f"{what} drops pfn {pfn}'s refcount below zero ({old} - {n})", ">= 0", f"{new}"),
+        )
         return
     t = m.layout.type_of(pfn)
     if t is None:
@@ -123,9 +141,17 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
             _note_wake(m, pfn)
     if new == 0 and old > 0:
         if tr.zero_warns:
-            m.violate("I-F8", SAFETY, [("pfn", pfn)], lambda: (
-                f"{what} takes pfn {pfn} ({t}) to refcount 0: the free path WARNs (this type has no page_free) "
-                "and the page is left at 0", "refcount stays >= 1", "0"))
+            m.violate(
+                "I-F8",
+                SAFETY,
+                [("pfn", pfn)],
+                lambda: (
+                    f"{what} takes pfn {pfn} ({t}) to refcount 0: the free path WARNs (this type has no page_free) "
+                    "and the page is left at 0",
+                    "refcount stays >= 1",
+                    "0",
+                ),
+            )
         # the folio's size is read before the callback (the 2026 fix "do not
         # touch device folio after calling ->folio_free()")
         nr = folio_nr(m, pfn)
@@ -158,9 +184,16 @@ def page_free(m: Machine, pfn: int, cpu: int) -> None:
     for p in range(pfn, pfn + nr):
         h = m.s.ledger.pages[p]
         if h.in_use():
-            m.violate("I-F9", SAFETY, [("pgmap", g), ("pfn", p)], lambda: (
-                f"page_free returns pfn {p} to its allocator while it is held by {h.describe()}",
-                "no holder", h.describe()))
+            m.violate(
+                "I-F9",
+                SAFETY,
+                [("pgmap", g), ("pfn", p)],
+                lambda: (
+                    f"page_free returns pfn {p} to its allocator while it is held by {h.describe()}",
+                    "no holder",
+                    h.describe(),
+                ),
+            )
     t = m.layout.type_of(pfn)
     if t == "private":
         if nr > 1 and m.rules.thp.free_prepare:
@@ -170,9 +203,16 @@ def page_free(m: Machine, pfn: int, cpu: int) -> None:
             if m.rules.private.free_clears_mapping:
                 m.s.mapping[p] = MAPPING_NONE
             if m.s.flags[p] & PG_FREE_LIST:
-                m.violate("I-F9", SAFETY, [("pfn", p)], lambda: (
-                    f"page_free of pfn {p}, which is already on its driver's free list (double free)",
-                    "allocated", "free"))
+                m.violate(
+                    "I-F9",
+                    SAFETY,
+                    [("pfn", p)],
+                    lambda: (
+                        f"page_free of pfn {p}, which is already on its driver's free list (double free)",
+                        "allocated",
+                        "free",
+                    ),
+                )
             m.s.flags[p] |= PG_FREE_LIST
             m.s.flags[p] &= ~(PG_LOCKED | PG_DIRTY)
             m.s.ledger.locker[p] = LOCK_NONE
@@ -182,9 +222,17 @@ def page_free(m: Machine, pfn: int, cpu: int) -> None:
         # p2pdma_page_free: gen_pool_free_owner(page) + percpu_ref_put
         h = m.s.ledger.pages[pfn]
         if m.s.flags[pfn] & PG_POOL == 0 or h.p2p_kernel:
-            m.violate("I-F9", SAFETY, [("pfn", pfn)], lambda: (
-                f"p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space allocation of "
-                "its own", "user-space P2P page", "other"))
+            m.violate(
+                "I-F9",
+                SAFETY,
+                [("pfn", pfn)],
+                lambda: (
+                    f"p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space allocation of "
+                    "its own",
+                    "user-space P2P page",
+                    "other",
+                ),
+            )
         m.s.flags[pfn] &= ~PG_POOL
         m.s.mapping[pfn] = MAPPING_NONE
         pgmap.pgmap_put(m, g, cpu, 1, "p2pdma_page_free")
@@ -198,12 +246,23 @@ def free_ram_folio(m: Machine, h: int) -> None:
     for p in range(h, h + nr):
         hold = m.s.ledger.pages[p]
         if hold.in_use():
-            m.violate("I-F9", SAFETY, [("pfn", p)], lambda: (
-                f"system RAM pfn {p} is freed to the buddy allocator while it is held by {hold.describe()}",
-                "no holder", hold.describe()))
+            m.violate(
+                "I-F9",
+                SAFETY,
+                [("pfn", p)],
+                lambda: (
+                    f"system RAM pfn {p} is freed to the buddy allocator while it is held by {hold.describe()}",
+                    "no holder",
+                    hold.describe(),
+                ),
+            )
         if m.s.ledger.locker[p] != LOCK_NONE:
-            m.violate("I-M7", SAFETY, [("pfn", p)], lambda: (
-                f"system RAM pfn {p} is freed while still locked", "unlocked", "locked"))
+            m.violate(
+                "I-M7",
+                SAFETY,
+                [("pfn", p)],
+                lambda: (f"system RAM pfn {p} is freed while still locked", "unlocked", "locked"),
+            )
     folio.restore_order0(m, h, nr)
     for p in range(h, h + nr):
         m.s.flags[p] = PG_BUDDY

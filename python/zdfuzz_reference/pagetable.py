@@ -45,14 +45,39 @@ from zdfuzz_reference.pte import (
 
 # the entry values are re-exported: callers say pagetable.PRESENT, ...
 __all__ = [
-    "DEVICE_PRIVATE", "EMPTY", "MIG_READ", "MIG_READ_EXCLUSIVE", "MIG_WRITE", "MIGRATION", "NONE", "PMD", "PRESENT",
-    "PTE", "Pte", "block_empty", "block_start", "clear_entry", "device_private", "entry", "find_entry",
-    "install_entry", "make_readonly", "migration", "present", "ptl_count", "ptl_lock", "ptl_owner", "ptl_slot",
-    "ptl_unlock", "slot_empty", "split_huge_pmd",
+    "DEVICE_PRIVATE",
+    "EMPTY",
+    "MIG_READ",
+    "MIG_READ_EXCLUSIVE",
+    "MIG_WRITE",
+    "MIGRATION",
+    "NONE",
+    "PMD",
+    "PRESENT",
+    "PTE",
+    "Pte",
+    "block_empty",
+    "block_start",
+    "clear_entry",
+    "device_private",
+    "entry",
+    "find_entry",
+    "install_entry",
+    "make_readonly",
+    "migration",
+    "present",
+    "ptl_count",
+    "ptl_lock",
+    "ptl_owner",
+    "ptl_slot",
+    "ptl_unlock",
+    "slot_empty",
+    "split_huge_pmd",
 ]
 
 
 # -- lookups -------------------------------------------------------------------
+
 
 def entry(m: Machine, proc: int, addr: int) -> tuple[Pte, str]:
     """The entry translating (proc, addr): the PMD if one maps the block (its
@@ -75,8 +100,9 @@ def block_empty(m: Machine, proc: int, addr: int) -> bool:
     if not lay.in_block(addr):
         return False
     start = addr & ~(lay.nr_huge() - 1)
-    return (m.s.pmds[lay.pmd_slot(proc, addr)] == EMPTY
-            and all(m.s.ptes[lay.pte_slot(proc, a)] == EMPTY for a in range(start, start + lay.nr_huge())))
+    return m.s.pmds[lay.pmd_slot(proc, addr)] == EMPTY and all(
+        m.s.ptes[lay.pte_slot(proc, a)] == EMPTY for a in range(start, start + lay.nr_huge())
+    )
 
 
 def block_start(m: Machine, addr: int) -> int:
@@ -84,6 +110,7 @@ def block_start(m: Machine, addr: int) -> int:
 
 
 # -- the page-table lock ---------------------------------------------------------
+
 
 def ptl_locks_per_proc(m: Machine) -> int:
     lay = m.layout
@@ -116,6 +143,7 @@ def ptl_unlock(m: Machine, proc: int, addr: int) -> None:
 
 
 # -- installing and clearing entries -----------------------------------------------
+
 
 def _covered(m: Machine, e: Pte, level: str) -> range:
     """The pages an entry covers: its pfn for a PTE, the folio for a PMD."""

@@ -53,9 +53,16 @@ def pref_effects(m: Machine, g: int, fx: Effects, what: str) -> None:
     """Feed a percpu_ref operation's effects to the oracle."""
     for e in fx.ordered_events():
         value = fx.value
-        m.violate(EVENTS[e], SAFETY, [("pgmap", g)], lambda: (
-            f"percpu_ref misuse on pgmap {g}'s ref during {what}: {e}", "no WARN",
-            f"{e} (count {value})" if value != 0 else e))
+        m.violate(
+            EVENTS[e],
+            SAFETY,
+            [("pgmap", g)],
+            lambda: (
+                f"percpu_ref misuse on pgmap {g}'s ref during {what}: {e}",
+                "no WARN",
+                f"{e} (count {value})" if value != 0 else e,
+            ),
+        )
     if fx.released:
         _on_release(m, g)
 
@@ -70,15 +77,27 @@ def _on_release(m: Machine, g: int) -> None:
     users = lg.pgmap_users(g)
     if users > 0:
         k, p = lg.kernel_pgmap_refs[g] + lg.inflight_pgmap_refs[g], lg.p2p_allocs[g]
-        m.violate("I-R3", SAFETY, [("pgmap", g)], lambda: (
-            f"pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P allocation(s) "
-            "still use it", "0 users", f"{users} users"))
+        m.violate(
+            "I-R3",
+            SAFETY,
+            [("pgmap", g)],
+            lambda: (
+                f"pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P allocation(s) "
+                "still use it",
+                "0 users",
+                f"{users} users",
+            ),
+        )
 
 
 def _pgmap_gone(m: Machine, g: int, what: str) -> bool:
     if m.s.ledger.life[g] == TORN_DOWN:
-        m.violate("I-L3", SAFETY, [("pgmap", g)], lambda: (
-            f"{what} touches pgmap {g} after memunmap_pages freed it", "live pgmap", "freed"))
+        m.violate(
+            "I-L3",
+            SAFETY,
+            [("pgmap", g)],
+            lambda: (f"{what} touches pgmap {g} after memunmap_pages freed it", "live pgmap", "freed"),
+        )
         return True
     return False
 
@@ -195,8 +214,12 @@ def memunmap_step(m: Machine, g: int, pc: int, cpu: int) -> int | None:
 
 def memunmap_blocked(m: Machine, g: int, pc: int) -> str | None:
     """Why a memunmap_pages task cannot take its next step, if it cannot."""
-    if pc == MU_SHUTDOWN and m.layout.pgmap_type[g] == "fsdax" and m.rules.dax.unmount_waits_idle \
-            and dax.dax_fs_busy(m, g):
+    if (
+        pc == MU_SHUTDOWN
+        and m.layout.pgmap_type[g] == "fsdax"
+        and m.rules.dax.unmount_waits_idle
+        and dax.dax_fs_busy(m, g)
+    ):
         return "dax_break_layout_final: waits for every FS-DAX page to be idle"
     if pc == MU_WAIT and m.rules.pgmap.memunmap_waits and not m.s.pgmaps[g].done:
         return "wait_for_completion(&pgmap->done): waits for pgmap->ref to reach zero"
@@ -213,15 +236,30 @@ def _memunmap_teardown(m: Machine, g: int) -> None:
     for p in m.layout.pfns_of(g):
         h = m.s.ledger.pages[p]
         if h.in_use():
-            m.violate("I-L2", SAFETY, [("pgmap", g), ("pfn", p)], lambda: (
-                f"memunmap_pages tore pgmap {g} down while pfn {p} is still held by {h.describe()}",
-                "no holder", h.describe()))
+            m.violate(
+                "I-L2",
+                SAFETY,
+                [("pgmap", g), ("pfn", p)],
+                lambda: (
+                    f"memunmap_pages tore pgmap {g} down while pfn {p} is still held by {h.describe()}",
+                    "no holder",
+                    h.describe(),
+                ),
+            )
             break
     users = m.s.ledger.pgmap_users(g)
     if users > 0:
-        m.violate("I-L2", SAFETY, [("pgmap", g)], lambda: (
-            f"memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references or P2P "
-            "allocations", "0", f"{users}"))
+        m.violate(
+            "I-L2",
+            SAFETY,
+            [("pgmap", g)],
+            lambda: (
+                f"memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references or P2P "
+                "allocations",
+                "0",
+                f"{users}",
+            ),
+        )
     m.s.ledger.life[g] = TORN_DOWN
     m.s.pgmaps[g].state = GONE
 

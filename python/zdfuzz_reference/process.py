@@ -58,7 +58,7 @@ def exit_mmap(m: Machine, proc: int, cpu: int) -> None:
 def _maybe_pinned(m: Machine, p: int) -> bool:
     """``folio_maybe_dma_pinned`` (for fork's copy decision)."""
     h = page.head_of(m, p)
-    return any(x.gup_pins > 0 for x in m.s.ledger.pages[h:h + page.folio_nr(m, h)])
+    return any(x.gup_pins > 0 for x in m.s.ledger.pages[h : h + page.folio_nr(m, h)])
 
 
 def fork_copies_needed(m: Machine, parent: int) -> int:
@@ -66,8 +66,12 @@ def fork_copies_needed(m: Machine, parent: int) -> int:
     n = 0
     for a in range(m.layout.addrs):
         e = pagetable.entry(m, parent, a)[0]
-        if e.kind == pagetable.PRESENT and m.layout.is_ram(e.pfn) and _maybe_pinned(m, e.pfn) \
-                and m.rules.gup.fork_copies_pinned:
+        if (
+            e.kind == pagetable.PRESENT
+            and m.layout.is_ram(e.pfn)
+            and _maybe_pinned(m, e.pfn)
+            and m.rules.gup.fork_copies_pinned
+        ):
             n += 1
     return n
 
@@ -113,8 +117,9 @@ def fork(m: Machine, parent: int, child: int) -> None:
                 m.s.rc[n] = 0
                 # the new PTE is made dirty (pte_mkdirty): the copy exists only
                 # in memory, so reclaim or migration must not treat it as clean
-                pagetable.install_entry(m, child, addr, PTE, pagetable.present(n, True, dirty=True), 0,
-                                        "copy_present_page")
+                pagetable.install_entry(
+                    m, child, addr, PTE, pagetable.present(n, True, dirty=True), 0, "copy_present_page"
+                )
                 m.s.flags[n] |= PG_LRU
             else:
                 ro = pagetable.make_readonly(pte)

@@ -60,8 +60,10 @@ class Pte(NamedTuple):
 
     def describe(self) -> str:
         if self.kind == PRESENT:
-            return (f"pfn {self.pfn}{'' if self.refcounted else ' (devmap, no ref)'}"
-                    f"{'' if self.write else ' (read-only)'}{' (dirty)' if self.dirty else ''}")
+            return (
+                f"pfn {self.pfn}{'' if self.refcounted else ' (devmap, no ref)'}"
+                f"{'' if self.write else ' (read-only)'}{' (dirty)' if self.dirty else ''}"
+            )
         if self.kind == DEVICE_PRIVATE:
             return f"device-private pfn {self.pfn}{' (write)' if self.write else ' (read)'}"
         if self.kind == MIGRATION:

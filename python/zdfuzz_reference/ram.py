@@ -129,7 +129,11 @@ def isolate_lru(m: Machine, h: int) -> bool:
 def add_lru(m: Machine, h: int) -> None:
     """``folio_add_lru``: ZONE_DEVICE folios are never on an LRU (I-M6)."""
     if not m.layout.is_ram(h):
-        m.violate("I-M6", SAFETY, [("pfn", h)], lambda: (
-            f"ZONE_DEVICE pfn {h} is put on an LRU list", "never on an LRU", "on an LRU"))
+        m.violate(
+            "I-M6",
+            SAFETY,
+            [("pfn", h)],
+            lambda: (f"ZONE_DEVICE pfn {h} is put on an LRU list", "never on an LRU", "on an LRU"),
+        )
         return
     m.s.flags[h] |= PG_LRU

@@ -27,14 +27,27 @@ from zdfuzz_reference.errors import RulesError
 #: directory read as files: nothing of zdfuzz is imported)
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "zdfuzz" / "presets"
 #: the order the Rust core lists them in (rust/core/src/rules.rs BUILTIN)
-PRESET_FILES = ("e1", "e2", "e3", "e4", "e5", "p20", "v4.10", "v5.1", "v5.2", "v5.8", "v6.15-rc-trylock-v1",
-                "v6.19-orig")
+PRESET_FILES = (
+    "e1",
+    "e2",
+    "e3",
+    "e4",
+    "e5",
+    "p20",
+    "v4.10",
+    "v5.1",
+    "v5.2",
+    "v5.8",
+    "v6.15-rc-trylock-v1",
+    "v6.19-orig",
+)
 #: metadata keys of a rules file (not switches); aliases and fix are not inherited
 META = ("name", "kernel", "description", "base", "aliases", "fix")
 
 
 class _HasToml(Protocol):
     def to_toml(self) -> str: ...
+
 
 #: the preset machines and programs use when none is named (DEFAULT_PRESET)
 DEFAULT_PRESET = "e3"
@@ -43,10 +56,17 @@ DEFAULT_PRESET = "e3"
 DEVICE_TYPES = ("private", "fsdax", "generic", "p2pdma")
 
 _ALIASES = {
-    "private": "private", "device_private": "private", "priv": "private",
-    "fsdax": "fsdax", "fs_dax": "fsdax",
-    "generic": "generic", "devdax": "generic", "gen": "generic",
-    "p2pdma": "p2pdma", "pci_p2pdma": "p2pdma", "p2p": "p2pdma",
+    "private": "private",
+    "device_private": "private",
+    "priv": "private",
+    "fsdax": "fsdax",
+    "fs_dax": "fsdax",
+    "generic": "generic",
+    "devdax": "generic",
+    "gen": "generic",
+    "p2pdma": "p2pdma",
+    "pci_p2pdma": "p2pdma",
+    "p2p": "p2pdma",
 }
 
 

@@ -88,14 +88,23 @@ class Task:
             return f'get_dev_pagemap(pfn={k.pfn}) at "{"xa_load" if self.pc == 0 else "tryget"}"'
         if isinstance(k, Truncate):
             steps = ["dax_layout_busy_page", "wait for idle page", "free block"]
-            return (f'truncate(file={k.file}, index={k.index}) at '
-                    f'"{steps[self.pc] if self.pc < len(steps) else "?"}"')
-        what = {migrate.VMA: "migrate_vma", migrate.DEVICE_RANGE: "migrate_device_range",
-                migrate.FAULT: "do_swap_page"}[k.origin]
-        step = {fault.M_COLLECT: "collect", fault.M_UNMAP: "unmap", fault.M_COPY: "alloc and copy",
-                fault.M_PAGES: "migrate_vma_pages", fault.M_FINALIZE: "migrate_vma_finalize",
-                fault.F_READ: "read orig_pte", fault.F_LOCK: "pte_offset_map_lock + pte_same",
-                fault.F_GET: "get_page + unlock PTL", fault.F_CALL: "migrate_to_ram"}.get(self.pc, "put_page")
+            return f'truncate(file={k.file}, index={k.index}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
+        what = {
+            migrate.VMA: "migrate_vma",
+            migrate.DEVICE_RANGE: "migrate_device_range",
+            migrate.FAULT: "do_swap_page",
+        }[k.origin]
+        step = {
+            fault.M_COLLECT: "collect",
+            fault.M_UNMAP: "unmap",
+            fault.M_COPY: "alloc and copy",
+            fault.M_PAGES: "migrate_vma_pages",
+            fault.M_FINALIZE: "migrate_vma_finalize",
+            fault.F_READ: "read orig_pte",
+            fault.F_LOCK: "pte_offset_map_lock + pte_same",
+            fault.F_GET: "get_page + unlock PTL",
+            fault.F_CALL: "migrate_to_ram",
+        }.get(self.pc, "put_page")
         return f'{what} at "{step}"'
 
 
@@ -165,9 +174,17 @@ def _task_finished(m: Machine, slot: int) -> None:
     for i, o in enumerate(m.s.ptl):
         if o == slot + 1:
             m.s.ptl[i] = 0
-            m.violate("I-D2", SAFETY, [("task", slot)], lambda: (
-                f"task {slot} returns with a page-table lock still held: every later fault, GUP or unmap of that "
-                "page table spins forever", "PTL released", "held"))
+            m.violate(
+                "I-D2",
+                SAFETY,
+                [("task", slot)],
+                lambda: (
+                    f"task {slot} returns with a page-table lock still held: every later fault, GUP or unmap of that "
+                    "page table spins forever",
+                    "PTL released",
+                    "held",
+                ),
+            )
             return
 
 
@@ -193,8 +210,12 @@ def _drive_tasks(m: Machine, only_migrations: bool = False) -> None:
         moved = False
         for slot in range(len(m.s.tasks)):
             t = m.s.tasks[slot]
-            if budget > 0 and t is not None and (not only_migrations or isinstance(t.kind, Migrate)) \
-                    and task_blocked(m, slot) is None:
+            if (
+                budget > 0
+                and t is not None
+                and (not only_migrations or isinstance(t.kind, Migrate))
+                and task_blocked(m, slot) is None
+            ):
                 m.drain_step(Op.new("step", slot))
                 moved = True
                 budget -= 1
@@ -229,10 +250,17 @@ def _report_livelock(m: Machine) -> None:
     pfns = [str(m.s.mig[i].fault_pfn - 1) for i in faults if m.s.mig[i].fault_pfn > 0]
     n = len(faults)
     m.at_label = "livelock check"
-    m.violate("I-D3", LIVENESS, [("task", faults[0] if faults else 0)], lambda: (
-        f"livelock: {n} fault(s) on device-private pfn {', '.join(pfns)} refault forever under fair scheduling — "
-        "each migrate_to_ram fails because of the others' references, and the state repeats",
-        "one fault migrates the page", "every fault retries"))
+    m.violate(
+        "I-D3",
+        LIVENESS,
+        [("task", faults[0] if faults else 0)],
+        lambda: (
+            f"livelock: {n} fault(s) on device-private pfn {', '.join(pfns)} refault forever under fair scheduling — "
+            "each migrate_to_ram fails because of the others' references, and the state repeats",
+            "one fault migrates the page",
+            "every fault retries",
+        ),
+    )
     m.at_label = None
 
 
@@ -241,12 +269,43 @@ def _state_key(m: Machine) -> tuple[object, ...]:
     drain hashes (not the data tokens, DAX entries or P2P allocations), and
     never the refault counters, which change every round."""
     s = m.s
-    migs = tuple((i, c.origin, c.proc, c.addr, c.npages, c.pgmap, c.select, c.fault_pfn, c.orig, c.fault_ref,
-                  c.fault_locked, c.oom) for i, c in enumerate(s.mig))
+    migs = tuple(
+        (
+            i,
+            c.origin,
+            c.proc,
+            c.addr,
+            c.npages,
+            c.pgmap,
+            c.select,
+            c.fault_pfn,
+            c.orig,
+            c.fault_ref,
+            c.fault_locked,
+            c.oom,
+        )
+        for i, c in enumerate(s.mig)
+    )
     pgmaps = tuple((p.state, p.pref.count(), p.pref.is_dying(), p.pref.switch_pending(), p.done) for p in s.pgmaps)
-    return (tuple(s.rc), tuple(s.mc), tuple(s.flags), tuple(s.mapping), tuple(s.head), tuple(s.order),
-            tuple(s.emc), tuple(s.pincount), tuple(s.ptes), tuple(s.pmds), tuple(s.ptl), tuple(s.tasks),
-            tuple(s.mig_entries), s.ledger.key(), tuple(s.alive), migs, pgmaps)
+    return (
+        tuple(s.rc),
+        tuple(s.mc),
+        tuple(s.flags),
+        tuple(s.mapping),
+        tuple(s.head),
+        tuple(s.order),
+        tuple(s.emc),
+        tuple(s.pincount),
+        tuple(s.ptes),
+        tuple(s.pmds),
+        tuple(s.ptl),
+        tuple(s.tasks),
+        tuple(s.mig_entries),
+        s.ledger.key(),
+        tuple(s.alive),
+        migs,
+        pgmaps,
+    )
 
 
 def drain(m: Machine) -> None:
@@ -313,8 +372,12 @@ def drain(m: Machine) -> None:
             if isinstance(t.kind, Memunmap):
                 extra = f"; pgmap->ref stays at {m.s.pgmaps[t.kind.pgmap].pref.count()}"
             d = t.describe()
-            m.violate("I-L4", LIVENESS, [("task", slot)], lambda: (
-                f"hang: {d} never completes: {why}{extra}", "completes", "blocked forever"))
+            m.violate(
+                "I-L4",
+                LIVENESS,
+                [("task", slot)],
+                lambda: (f"hang: {d} never completes: {why}{extra}", "completes", "blocked forever"),
+            )
     m.at_label = None
 
 
@@ -330,10 +393,17 @@ def check_pgmap_leaks(m: Machine, g: int) -> None:
             continue
         rc, init = m.s.rc[p], m.s.ledger.init_rc[p]
         if rc != init:
-            m.violate("I-F10", LIVENESS, [("pfn", p)], lambda: (
-                f"pfn {p}'s refcount is {rc} after every holder released it; it started at {init} "
-                f"({abs(rc - init)} reference(s) {'leaked' if rc > init else 'dropped twice'})",
-                f"{init}", f"{rc}"))
+            m.violate(
+                "I-F10",
+                LIVENESS,
+                [("pfn", p)],
+                lambda: (
+                    f"pfn {p}'s refcount is {rc} after every holder released it; it started at {init} "
+                    f"({abs(rc - init)} reference(s) {'leaked' if rc > init else 'dropped twice'})",
+                    f"{init}",
+                    f"{rc}",
+                ),
+            )
             return
 
 

@@ -118,8 +118,12 @@ def _parse_value(dim: str, text: str) -> int | None:
             return v if v < 4 else None
         v = 0
         for part in text.split("|"):
-            bit = {"FOLL_LONGTERM": FOLL_LONGTERM, "longterm": FOLL_LONGTERM,
-                   "FOLL_PCI_P2PDMA": FOLL_PCI_P2PDMA, "p2pdma": FOLL_PCI_P2PDMA}.get(part.strip())
+            bit = {
+                "FOLL_LONGTERM": FOLL_LONGTERM,
+                "longterm": FOLL_LONGTERM,
+                "FOLL_PCI_P2PDMA": FOLL_PCI_P2PDMA,
+                "p2pdma": FOLL_PCI_P2PDMA,
+            }.get(part.strip())
             if bit is None:
                 return None
             v |= bit
@@ -128,10 +132,15 @@ def _parse_value(dim: str, text: str) -> int | None:
         v = 0
         for part in text.split("|"):
             p = part.strip()
-            p = p[len("MIGRATE_VMA_SELECT_"):] if p.startswith("MIGRATE_VMA_SELECT_") else p
-            bit = {"SYSTEM": SELECT_SYSTEM, "system": SELECT_SYSTEM,
-                   "DEVICE_PRIVATE": SELECT_DEVICE_PRIVATE, "device_private": SELECT_DEVICE_PRIVATE,
-                   "COMPOUND": SELECT_COMPOUND, "compound": SELECT_COMPOUND}.get(p)
+            p = p[len("MIGRATE_VMA_SELECT_") :] if p.startswith("MIGRATE_VMA_SELECT_") else p
+            bit = {
+                "SYSTEM": SELECT_SYSTEM,
+                "system": SELECT_SYSTEM,
+                "DEVICE_PRIVATE": SELECT_DEVICE_PRIVATE,
+                "device_private": SELECT_DEVICE_PRIVATE,
+                "COMPOUND": SELECT_COMPOUND,
+                "compound": SELECT_COMPOUND,
+            }.get(p)
             if bit is None:
                 return None
             v |= bit
@@ -219,7 +228,9 @@ def parse_program(text: str) -> Program:
                     for t in v.split(","):
                         dt = device_type(t)
                         if dt is None:
-                            raise ProgramError(line, c + 6, f"unknown device type `{t}` (private, fsdax, generic, p2pdma)")
+                            raise ProgramError(
+                                line, c + 6, f"unknown device type `{t}` (private, fsdax, generic, p2pdma)"
+                            )
                         types.append(dt)
                     p.shape.types = types
                 elif k in dict(p.shape.fields()):
@@ -229,7 +240,11 @@ def parse_program(text: str) -> Program:
                     ram_set |= k == "ram"
                     order_set |= k == "order"
                 else:
-                    raise ProgramError(line, c, f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)")
+                    raise ProgramError(
+                        line,
+                        c,
+                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)",
+                    )
         else:
             p.ops.append(_parse_op(ws, line))
             p.lines.append(line)

@@ -63,7 +63,9 @@ class NewViolation(Exception):
 
 
 def main() -> None:
-    cfg = json.loads(os.environ.get("ZDFUZZ_HARNESS", '{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"]}'))
+    cfg = json.loads(
+        os.environ.get("ZDFUZZ_HARNESS", '{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"]}')
+    )
     types = list(cfg["types"])
     machines = [zdfuzz.Machine(rules=cfg["rules"], shape=zdfuzz.Shape(types=s)) for s in subsets(types)]
     known: set[tuple[str, ...]] = set()
