@@ -722,16 +722,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         candidates: AtomicU64::new(0),
     };
 
-    // Level 0: the initial state, drained like an empty program.
-    let w0 = &mut workers[0];
-    w0.m.reset();
-    let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
-    shards[shard_of(fp0)].insert(fp0);
-    let mut frontier = Frontier::default();
-    let mut first = Chunk::default();
-    first.push(&w0.m.s)?;
-    frontier.chunks.push(first);
-    let initial_breaks = w0.drain_breaks();
+    let (mut frontier, initial_breaks) = level_zero(&mut workers[0], &mut shards, reduction)?;
     // keys[d][i]: the key (parent index, action ordinal) of state i of level d
     let mut keys: Vec<Vec<u64>> = vec![vec![0]];
     let mut levels = vec![Level { depth: 0, new_states: 1, states: 1, transitions: 0 }];
@@ -769,46 +760,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         // the chance that a new state of this level is wrongly "seen"
         let fill_before = bit_fill(&shards);
 
-        // --- expand -----------------------------------------------------
-        let next_chunk = AtomicUsize::new(0);
-        std::thread::scope(|sc| {
-            for w in workers.iter_mut() {
-                let (frontier, shards, sh, next_chunk) = (&frontier, &shards, &sh, &next_chunk);
-                sc.spawn(move || {
-                    w.local.clear();
-                    w.violation = None;
-                    w.transitions = 0;
-                    w.parent_at = u64::MAX;
-                    loop {
-                        let c = next_chunk.fetch_add(1, Relaxed);
-                        if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
-                            break;
-                        }
-                        let before = (w.transitions, w.local.len());
-                        let len = frontier.chunks[c].ends.len();
-                        for j in 0..len {
-                            let i = (c * CHUNK + j) as u64;
-                            if let Err(e) = expand(w, frontier, shards, i, reduction) {
-                                w.error = Some(e);
-                                break;
-                            }
-                        }
-                        sh.ctl.expanded.fetch_add(len as u64, Relaxed);
-                        sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
-                        sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
-                        sh.check_limits();
-                    }
-                    // hand the candidates to their shards
-                    for o in w.out.iter_mut() {
-                        o.clear();
-                    }
-                    for (&fp, &(key, op)) in w.local.iter() {
-                        w.out[shard_of(fp)].push((fp, key, op));
-                    }
-                    w.local.clear();
-                });
-            }
-        });
+        expand_level(&mut workers, &frontier, &shards, &sh, reduction);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
@@ -820,102 +772,13 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         }
         let mut violation = workers.iter().filter_map(|w| w.violation).min();
 
-        // --- merge --------------------------------------------------------
-        // each thread owns a run of shards: no locks, and the visited set
-        // is only written here
-        let per = SHARDS.div_ceil(threads);
-        let mut winners: Vec<(u64, u64)> = Vec::new();
-        // (the machines are not Sync: share only the candidate buffers)
-        let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = shards
-                .chunks_mut(per)
-                .enumerate()
-                .map(|(t, group)| {
-                    let outs = &outs;
-                    sc.spawn(move || {
-                        let mut won = Vec::new();
-                        let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
-                        let mut order: Vec<(u64, u64, u64)> = Vec::new();
-                        for (j, shard) in group.iter_mut().enumerate() {
-                            let k = t * per + j;
-                            merged.clear();
-                            for out in outs.iter() {
-                                for &(fp, key, op) in &out[k] {
-                                    merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
-                                }
-                            }
-                            // key order: bit-state insertions then do not
-                            // depend on hash-map iteration order
-                            order.clear();
-                            order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
-                            order.sort_unstable();
-                            shard.reserve(order.len());
-                            for &(key, op, fp) in &order {
-                                if shard.insert(fp) {
-                                    won.push((key, op));
-                                }
-                            }
-                        }
-                        won
-                    })
-                })
-                .collect();
-            for h in handles {
-                winners.extend(h.join().unwrap_or_default());
-            }
-        });
-        for (w, out) in workers.iter_mut().zip(outs) {
-            w.out = out;
-        }
-        winners.sort_unstable();
+        let winners = merge_level(&mut workers, &mut shards, threads);
         if let Some(p) = fill_before {
             let q = p.powi(BIT_HASHES as i32);
             missed += winners.len() as f64 * q / (1.0 - q).max(1e-12);
         }
 
-        // --- store + drain ----------------------------------------------
-        let nchunks = winners.len().div_ceil(CHUNK);
-        let next_c = AtomicUsize::new(0);
-        let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
-        // recycled buffers: fresh memory costs page faults, growing costs copies
-        let pool = Mutex::new(std::mem::take(&mut recycled));
-        let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
-        let drain_violation = AtomicU64::new(u64::MAX);
-        std::thread::scope(|sc| {
-            for w in workers.iter_mut() {
-                let (frontier, winners, stored, next_c, sh, dv, pool) =
-                    (&frontier, &winners, &stored, &next_c, &sh, &drain_violation, &pool);
-                sc.spawn(move || {
-                    w.parent_at = u64::MAX;
-                    loop {
-                        let c = next_c.fetch_add(1, Relaxed);
-                        if c >= nchunks || sh.halted() || w.error.is_some() {
-                            break;
-                        }
-                        let mut chunk = lock(pool).pop().unwrap_or_default();
-                        chunk.bytes.clear();
-                        chunk.ends.clear();
-                        chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
-                        chunk.ends.reserve(CHUNK);
-                        for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
-                            match store(w, frontier, key, op, reduction, &mut chunk) {
-                                Ok(true) => {
-                                    dv.fetch_min(key, Relaxed);
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    w.error = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        *lock(&stored[c]) = Some(chunk);
-                        sh.check_limits();
-                    }
-                });
-            }
-        });
+        let (stored, drain_violation) = store_level(&mut workers, &frontier, &winners, &sh, reduction, &mut recycled);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
@@ -924,8 +787,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             stop = halt_reason(&sh);
             break;
         }
-        let dv = drain_violation.load(Relaxed);
-        if dv != u64::MAX {
+        if let Some(dv) = drain_violation {
             violation = Some(violation.map_or(dv, |v| v.min(dv)));
         }
         let next = Frontier {
@@ -983,6 +845,179 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         peak_memory: peak,
         partial,
     })
+}
+
+/// Level 0: the initial state, visited, stored, and drained like an empty
+/// program. Returns the first frontier and whether that drain breaks an
+/// invariant.
+fn level_zero(w0: &mut Worker, shards: &mut [Shard], reduction: Reduction) -> Result<(Frontier, bool), ExploreError> {
+    w0.m.reset();
+    let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
+    shards[shard_of(fp0)].insert(fp0);
+    let mut frontier = Frontier::default();
+    let mut first = Chunk::default();
+    first.push(&w0.m.s)?;
+    frontier.chunks.push(first);
+    Ok((frontier, w0.drain_breaks()))
+}
+
+/// Phase 1 of a level, **expand**: the workers claim chunks of the frontier
+/// and apply every action of each state to a copy; each successor not in
+/// the visited set (read-only here) becomes a candidate `(fingerprint, key)`
+/// in its worker's map, handed to the shard buffers at the end. A worker's
+/// errors and the smallest violating key stay in the worker.
+fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], sh: &Shared<'_>, reduction: Reduction) {
+    let next_chunk = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for w in workers.iter_mut() {
+            let next_chunk = &next_chunk;
+            sc.spawn(move || {
+                w.local.clear();
+                w.violation = None;
+                w.transitions = 0;
+                w.parent_at = u64::MAX;
+                loop {
+                    let c = next_chunk.fetch_add(1, Relaxed);
+                    if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
+                        break;
+                    }
+                    let before = (w.transitions, w.local.len());
+                    let len = frontier.chunks[c].ends.len();
+                    for j in 0..len {
+                        let i = (c * CHUNK + j) as u64;
+                        if let Err(e) = expand(w, frontier, shards, i, reduction) {
+                            w.error = Some(e);
+                            break;
+                        }
+                    }
+                    sh.ctl.expanded.fetch_add(len as u64, Relaxed);
+                    sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
+                    sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
+                    sh.check_limits();
+                }
+                // hand the candidates to their shards
+                for o in w.out.iter_mut() {
+                    o.clear();
+                }
+                for (&fp, &(key, op)) in w.local.iter() {
+                    w.out[shard_of(fp)].push((fp, key, op));
+                }
+                w.local.clear();
+            });
+        }
+    });
+}
+
+/// Phase 2, **merge**: sixty-four shards of the visited set, each owned by
+/// one thread, keep the smallest key per new fingerprint. Returns the
+/// winners `(key, packed action)` sorted by key: the next level, the same
+/// for any number of threads.
+fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> Vec<(u64, u64)> {
+    // each thread owns a run of shards: no locks, and the visited set
+    // is only written here
+    let per = SHARDS.div_ceil(threads);
+    let mut winners: Vec<(u64, u64)> = Vec::new();
+    // (the machines are not Sync: share only the candidate buffers)
+    let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = shards
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(t, group)| {
+                let outs = &outs;
+                sc.spawn(move || {
+                    let mut won = Vec::new();
+                    let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
+                    let mut order: Vec<(u64, u64, u64)> = Vec::new();
+                    for (j, shard) in group.iter_mut().enumerate() {
+                        let k = t * per + j;
+                        merged.clear();
+                        for out in outs.iter() {
+                            for &(fp, key, op) in &out[k] {
+                                merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
+                            }
+                        }
+                        // key order: bit-state insertions then do not
+                        // depend on hash-map iteration order
+                        order.clear();
+                        order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
+                        order.sort_unstable();
+                        shard.reserve(order.len());
+                        for &(key, op, fp) in &order {
+                            if shard.insert(fp) {
+                                won.push((key, op));
+                            }
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        for h in handles {
+            winners.extend(h.join().unwrap_or_default());
+        }
+    });
+    for (w, out) in workers.iter_mut().zip(outs) {
+        w.out = out;
+    }
+    winners.sort_unstable();
+    winners
+}
+
+/// Phase 3, **store + drain**: each winner is regenerated from its parent,
+/// encoded into the next frontier's chunks, and drained (liveness). Returns
+/// the chunks and the smallest key whose drain broke an invariant.
+fn store_level(
+    workers: &mut [Worker],
+    frontier: &Frontier,
+    winners: &[(u64, u64)],
+    sh: &Shared<'_>,
+    reduction: Reduction,
+    recycled: &mut Vec<Chunk>,
+) -> (Vec<Mutex<Option<Chunk>>>, Option<u64>) {
+    let n = frontier.len();
+    let nchunks = winners.len().div_ceil(CHUNK);
+    let next_c = AtomicUsize::new(0);
+    let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
+    // recycled buffers: fresh memory costs page faults, growing costs copies
+    let pool = Mutex::new(std::mem::take(recycled));
+    let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
+    let drain_violation = AtomicU64::new(u64::MAX);
+    std::thread::scope(|sc| {
+        for w in workers.iter_mut() {
+            let (stored, next_c, dv, pool) = (&stored, &next_c, &drain_violation, &pool);
+            sc.spawn(move || {
+                w.parent_at = u64::MAX;
+                loop {
+                    let c = next_c.fetch_add(1, Relaxed);
+                    if c >= nchunks || sh.halted() || w.error.is_some() {
+                        break;
+                    }
+                    let mut chunk = lock(pool).pop().unwrap_or_default();
+                    chunk.bytes.clear();
+                    chunk.ends.clear();
+                    chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
+                    chunk.ends.reserve(CHUNK);
+                    for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
+                        match store(w, frontier, key, op, reduction, &mut chunk) {
+                            Ok(true) => {
+                                dv.fetch_min(key, Relaxed);
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                w.error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    *lock(&stored[c]) = Some(chunk);
+                    sh.check_limits();
+                }
+            });
+        }
+    });
+    let dv = drain_violation.load(Relaxed);
+    (stored, (dv != u64::MAX).then_some(dv))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
