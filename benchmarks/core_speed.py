@@ -3,7 +3,7 @@
 
     python benchmarks/core_speed.py [--actions 64 1024] [--seconds 3] [--rules e3]
 
-Both ``zdfuzz.Machine.run_bytes`` and ``zdfuzz.reference.Machine.run_bytes``
+Both ``zdfuzz.Machine.run_bytes`` and ``zdfuzz_reference.Machine.run_bytes``
 run the same list of byte programs, back to back in this process. Every
 program decodes to exactly N actions under both implementations (checked
 before timing), the way ``rust/core/examples/speed.rs`` builds them: random
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import zdfuzz
-from zdfuzz import reference
+import zdfuzz_reference as reference
 
 #: both Machines' default preset (rules=None)
 RULES = "e3"
@@ -120,9 +120,11 @@ def main() -> int:
     rows = [compare(n, args.seconds, args.rules) for n in args.actions]
     for r in rows:
         c, f = r["core"], r["reference"]
-        print(f"{r['rules']}, {r['actions']} actions: core {c['actions_per_cpu_s']:,.0f} actions/s "
-              f"({c['ns_per_action']:.0f} ns/action), reference {f['actions_per_cpu_s']:,.0f} actions/s "
-              f"({f['ns_per_action']:,.0f} ns/action): core x{r['ratio']:.0f}")
+        print(
+            f"{r['rules']}, {r['actions']} actions: core {c['actions_per_cpu_s']:,.0f} actions/s "
+            f"({c['ns_per_action']:.0f} ns/action), reference {f['actions_per_cpu_s']:,.0f} actions/s "
+            f"({f['ns_per_action']:,.0f} ns/action): core x{r['ratio']:.0f}"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -101,8 +101,16 @@ def run_bytes_speed(seconds: float, actions: int = 64, rules: str = "e3") -> dic
             steps += m.run_bytes(b).steps
         n += len(programs)
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
-    return {"rules": rules, "actions": actions, "programs": n, "steps": steps, "wall_s": wall, "cpu_s": cpu,
-            "programs_per_cpu_s": n / cpu, "steps_per_program": steps / n}
+    return {
+        "rules": rules,
+        "actions": actions,
+        "programs": n,
+        "steps": steps,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "programs_per_cpu_s": n / cpu,
+        "steps_per_program": steps / n,
+    }
 
 
 # -- atheris ----------------------------------------------------------------------
@@ -133,8 +141,18 @@ def atheris_command(target: str, queue: str, seconds: int, core: Path | None) ->
         assert core is not None
         env["ZDFUZZ_SANCOV_CORE"] = str(core)
     # the interpreter runs the script (not its shebang): same Python for all
-    cmd = [sys.executable, str(script), queue, "-seed=1", "-detect_leaks=0", "-rss_limit_mb=4096", "-max_len=512",
-           "-len_control=0", "-print_final_stats=1", f"-max_total_time={seconds}"]
+    cmd = [
+        sys.executable,
+        str(script),
+        queue,
+        "-seed=1",
+        "-detect_leaks=0",
+        "-rss_limit_mb=4096",
+        "-max_len=512",
+        "-len_control=0",
+        "-print_final_stats=1",
+        f"-max_total_time={seconds}",
+    ]
     return cmd, env
 
 
@@ -159,8 +177,14 @@ def atheris_once(target: str, seconds: int, core: Path | None) -> dict[str, Any]
     if corp:
         n, size, unit = corp[-1]
         mean_input = int(size) * {"b": 1, "Kb": 1 << 10, "Mb": 1 << 20}[unit] / max(int(n), 1)
-    return {"execs": int(units[-1]), "cov": int(cov[-1]) if cov else 0, "wall_s": wall, "cpu_s": cpu,
-            "counters": sum(int(c) for _m, c in modules), "corpus_mean_bytes": mean_input}
+    return {
+        "execs": int(units[-1]),
+        "cov": int(cov[-1]) if cov else 0,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "counters": sum(int(c) for _m, c in modules),
+        "corpus_mean_bytes": mean_input,
+    }
 
 
 def atheris_compare(seconds: int, rounds: int, targets: tuple[str, ...] = ("harness", "empty")) -> dict[str, Any]:
@@ -191,15 +215,20 @@ def atheris_compare(seconds: int, rounds: int, targets: tuple[str, ...] = ("harn
                 method = "whole run"
                 per_cpu = long["execs"] / max(long["cpu_s"], 1e-3)
                 per_wall = long["execs"] / max(long["wall_s"], 1e-3)
-            per[t].append({
-                "short": short,
-                "long": long,
-                "method": method,
-                "execs_per_cpu_s": per_cpu,
-                "execs_per_wall_s": per_wall,
-            })
-    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "settings": "-max_len=512 -len_control=0 -seed=1, "
-                           "rules p20, four types, preload asan_with_fuzzer.so"}
+            per[t].append(
+                {
+                    "short": short,
+                    "long": long,
+                    "method": method,
+                    "execs_per_cpu_s": per_cpu,
+                    "execs_per_wall_s": per_wall,
+                }
+            )
+    out: dict[str, Any] = {
+        "seconds": seconds,
+        "rounds": rounds,
+        "settings": "-max_len=512 -len_control=0 -seed=1, rules p20, four types, preload asan_with_fuzzer.so",
+    }
     for t, rs in per.items():
         out[t] = {
             "what": ATHERIS_TARGETS[t],
@@ -229,8 +258,16 @@ def hypothesis_speed(seconds: float, seed: int = 1) -> dict[str, Any]:
         run_campaign("p20", TYPES, seconds, seed, db, [Q1], lambda f, s: None, stats.update)
         cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
     steps, examples = int(stats.get("steps", 0)), int(stats.get("execs", 0))
-    return {"rules": "p20", "types": list(TYPES), "steps": steps, "examples": examples, "wall_s": wall, "cpu_s": cpu,
-            "steps_per_cpu_s": steps / cpu, "examples_per_cpu_s": examples / cpu}
+    return {
+        "rules": "p20",
+        "types": list(TYPES),
+        "steps": steps,
+        "examples": examples,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "steps_per_cpu_s": steps / cpu,
+        "examples_per_cpu_s": examples / cpu,
+    }
 
 
 # -- minimizer --------------------------------------------------------------------
@@ -256,12 +293,25 @@ def minimize_times(n: int, actions: int = 200) -> dict[str, Any]:
         p = reproducer(actions, seed)
         c0, w0 = cpu_seconds(), time.perf_counter()
         m = zdfuzz.minimize(p)
-        runs.append({"seed": seed, "cpu_s": cpu_seconds() - c0, "wall_s": time.perf_counter() - w0,
-                     "runs": m.runs, "actions_after": len(m.program)})
+        runs.append(
+            {
+                "seed": seed,
+                "cpu_s": cpu_seconds() - c0,
+                "wall_s": time.perf_counter() - w0,
+                "runs": m.runs,
+                "actions_after": len(m.program),
+            }
+        )
     cpu = [r["cpu_s"] for r in runs]
-    return {"actions": actions, "reproducers": n, "median_s": statistics.median(cpu), "max_s": max(cpu),
-            "median_runs": statistics.median(r["runs"] for r in runs),
-            "median_actions_after": statistics.median(r["actions_after"] for r in runs), "each": runs}
+    return {
+        "actions": actions,
+        "reproducers": n,
+        "median_s": statistics.median(cpu),
+        "max_s": max(cpu),
+        "median_runs": statistics.median(r["runs"] for r in runs),
+        "median_actions_after": statistics.median(r["actions_after"] for r in runs),
+        "each": runs,
+    }
 
 
 # -- time to Q1 -------------------------------------------------------------------
@@ -279,7 +329,9 @@ def main() -> None:
 
     n = native_speed(1 if quick else 3)
     ps, ss = n["programs_per_cpu_s"], n["steps_per_cpu_s"]
-    rows.append(("native engine (p20, 4 types, <=64 actions)", f"{ps:,.0f} programs/s, {ss / 1e6:.2f} M steps/s", "1.00"))
+    rows.append(
+        ("native engine (p20, 4 types, <=64 actions)", f"{ps:,.0f} programs/s, {ss / 1e6:.2f} M steps/s", "1.00")
+    )
     rb = run_bytes_speed(1 if quick else 3)["programs_per_cpu_s"]
     rows.append(("Machine.run_bytes from Python, 64 actions (e3)", f"{rb:,.0f} programs/s", f"{rb / ps:.2f}"))
     hs = hypothesis_speed(3 if quick else 10)["steps_per_cpu_s"]
@@ -288,18 +340,35 @@ def main() -> None:
         a = atheris_compare(1 if quick else 3, 1, ("harness", "harness-python-cov", "empty"))
         for t in ("harness", "harness-python-cov", "empty"):
             r = a[t]
-            rows.append((f"atheris: {r['what']}", f"{r['execs_per_cpu_s']:,.0f} exec/s, cov {r['cov']}",
-                         f"{r['execs_per_cpu_s'] / ps:.2f}"))
+            rows.append(
+                (
+                    f"atheris: {r['what']}",
+                    f"{r['execs_per_cpu_s']:,.0f} exec/s, cov {r['cov']}",
+                    f"{r['execs_per_cpu_s'] / ps:.2f}",
+                )
+            )
     except Exception as e:  # noqa: BLE001 - a benchmark reports what it cannot measure
         rows.append(("atheris", f"not measured: {e}", "-"))
     mt = minimize_times(3 if quick else 10)
-    rows.append(("minimize a 200-action reproducer", f"median {mt['median_s'] * 1000:.1f} ms, max {mt['max_s'] * 1000:.1f} ms", "-"))
+    rows.append(
+        (
+            "minimize a 200-action reproducer",
+            f"median {mt['median_s'] * 1000:.1f} ms, max {mt['max_s'] * 1000:.1f} ms",
+            "-",
+        )
+    )
     for engine in ("native", "hypothesis", "atheris"):
         ts = [time_to_q1(engine, s, 60) for s in seeds]
         got = [x for x in ts if x is not None]
-        rows.append((f"{engine}: time to Q1 (p20, 4 types, seeds {seeds.start}-{seeds.stop - 1})",
-                     f"median {statistics.median(got):.1f}s, max {max(got):.1f}s, {len(got)}/{len(ts)} found in 60s"
-                     if got else "not found in 60s", "-"))
+        rows.append(
+            (
+                f"{engine}: time to Q1 (p20, 4 types, seeds {seeds.start}-{seeds.stop - 1})",
+                f"median {statistics.median(got):.1f}s, max {max(got):.1f}s, {len(got)}/{len(ts)} found in 60s"
+                if got
+                else "not found in 60s",
+                "-",
+            )
+        )
     table = Table(title="zdfuzz engines (rates per CPU-second)")
     for col in ("what", "measured", "ratio to native"):
         table.add_column(col)

@@ -39,7 +39,9 @@ import zdfuzz
 
 TARGET = 1_000_000
 RULES = "e4"
-STANDARD: dict[str, Any] = dict(types=["private", "fsdax", "generic", "p2pdma"], pgmaps=1, pages=4, cpus=2, ram=0, order=0)
+STANDARD: dict[str, Any] = dict(
+    types=["private", "fsdax", "generic", "p2pdma"], pgmaps=1, pages=4, cpus=2, ram=0, order=0
+)
 
 
 def cpu_seconds() -> float:
@@ -49,7 +51,7 @@ def cpu_seconds() -> float:
 
 def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
     c0, w0 = cpu_seconds(), time.perf_counter()
-    r = zdfuzz.explore(RULES, depth=depth, threads=threads, symmetry=symmetry, **STANDARD)
+    r = zdfuzz.explore(RULES, shape=zdfuzz.Shape(**STANDARD), depth=depth, threads=threads, symmetry=symmetry)
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
     assert r.complete and r.counterexample is None, r.summary()
     return {
@@ -68,7 +70,7 @@ def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
 
 
 def machine_row(seconds: float) -> dict[str, Any]:
-    m = zdfuzz.Machine(rules=RULES, **STANDARD)
+    m = zdfuzz.Machine(rules=RULES, shape=zdfuzz.Shape(**STANDARD))
     rng = random.Random(8)
     programs = [bytes(rng.randrange(256) for _ in range(400)) for _ in range(500)]
     steps = runs = 0
@@ -104,7 +106,17 @@ def main() -> int:
 
     console = Console(width=max(Console().width, 120))
     table = Table(title=f"explorer, e4, standard shape ({cores} cores; per core = per CPU-second used)")
-    for col in ("reduction", "depth", "threads", "states", "transitions", "wall s", "states/s/core", "vs target", "states/s (wall)"):
+    for col in (
+        "reduction",
+        "depth",
+        "threads",
+        "states",
+        "transitions",
+        "wall s",
+        "states/s/core",
+        "vs target",
+        "states/s (wall)",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
@@ -127,7 +139,9 @@ def main() -> int:
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"platform": platform.platform(), "cores": cores, "explore": rows, "machine": machine}, f, indent=2)
+            json.dump(
+                {"platform": platform.platform(), "cores": cores, "explore": rows, "machine": machine}, f, indent=2
+            )
     return 0
 
 

@@ -49,7 +49,13 @@ def main() -> int:
     args = ap.parse_args()
     rows = run(args.pairs, args.rounds, [1, 2])
     table = Table(title=f"percpu_ref get+put ({args.pairs:,} pairs/thread, median of {args.rounds})")
-    for col in ("threads", "per-CPU Mpairs/s", "shared atomic Mpairs/s", "atomic-mode ref Mpairs/s", "per-CPU / shared"):
+    for col in (
+        "threads",
+        "per-CPU Mpairs/s",
+        "shared atomic Mpairs/s",
+        "atomic-mode ref Mpairs/s",
+        "per-CPU / shared",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
@@ -62,8 +68,18 @@ def main() -> int:
     Console().print(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                   "python": sys.version.split()[0]}, "results": rows}, f, indent=2)
+            json.dump(
+                {
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "python": sys.version.split()[0],
+                    },
+                    "results": rows,
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

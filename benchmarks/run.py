@@ -12,7 +12,7 @@ is shared), and prints one table, saved as JSON with the machine's details in
 
 ==========  ================================================================
 core        ``Machine.run_bytes`` vs the reference model
-            (``zdfuzz.reference``) on the same byte programs of exactly 64
+            (``zdfuzz_reference``) on the same byte programs of exactly 64
             and 1024 actions: actions/s, ns per action, the ratio
             (benchmarks/core_speed.py)
 atheris     exec/s on the zdfuzz harness with the Rust core instrumented,
@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -70,12 +69,32 @@ BENCHMARKS = ("core", "atheris", "hypothesis", "native", "minimizer", "percpu_re
 
 #: per mode: how long each measurement runs
 MODES: dict[str, dict[str, Any]] = {
-    "quick": dict(core_seconds=0.3, core_programs=20, atheris_seconds=1, atheris_rounds=1,
-                  atheris_targets=("harness", "empty"), hypothesis_seconds=2.0, native_seconds=1.0, minimize=2,
-                  percpu_pairs=200_000, percpu_rounds=3, explore_depth=4),
-    "default": dict(core_seconds=3.0, core_programs=200, atheris_seconds=3, atheris_rounds=3,
-                    atheris_targets=("harness", "harness-python-cov", "empty"), hypothesis_seconds=10.0,
-                    native_seconds=5.0, minimize=10, percpu_pairs=2_000_000, percpu_rounds=5, explore_depth=6),
+    "quick": dict(
+        core_seconds=0.3,
+        core_programs=20,
+        atheris_seconds=1,
+        atheris_rounds=1,
+        atheris_targets=("harness", "empty"),
+        hypothesis_seconds=2.0,
+        native_seconds=1.0,
+        minimize=2,
+        percpu_pairs=200_000,
+        percpu_rounds=3,
+        explore_depth=4,
+    ),
+    "default": dict(
+        core_seconds=3.0,
+        core_programs=200,
+        atheris_seconds=3,
+        atheris_rounds=3,
+        atheris_targets=("harness", "harness-python-cov", "empty"),
+        hypothesis_seconds=10.0,
+        native_seconds=5.0,
+        minimize=10,
+        percpu_pairs=2_000_000,
+        percpu_rounds=5,
+        explore_depth=6,
+    ),
 }
 
 #: (key, what, target, unit): issue 6 point 4 and issue 8 point 4
@@ -83,8 +102,12 @@ TARGETS = (
     ("core_vs_reference_64", "Rust core vs reference model, 64-action programs", 50.0, "x"),
     ("atheris_vs_empty", "atheris on the zdfuzz harness vs an empty target", 0.30, "share"),
     ("native_programs_per_s", "native engine, programs of 64 actions per second per core", 100_000.0, "/s"),
-    ("explorer_states_per_s", "explorer, distinct states per second per core (standard configuration)", 1_000_000.0,
-     "/s"),
+    (
+        "explorer_states_per_s",
+        "explorer, distinct states per second per core (standard configuration)",
+        1_000_000.0,
+        "/s",
+    ),
 )
 
 
@@ -111,8 +134,9 @@ def machine_details() -> dict[str, Any]:
     commit = _cmd("git", "rev-parse", "HEAD")
     dirty = _cmd("git", "status", "--porcelain", "--untracked-files=no")
     try:
-        import atheris  # noqa: F401
         from importlib.metadata import version
+
+        import atheris  # noqa: F401
 
         atheris_version: str | None = version("atheris")
     except ImportError:
@@ -132,7 +156,7 @@ def machine_details() -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(dirty),
         "note": "the development machine is shared with other work (fuzz campaigns): compare the side-by-side "
-                "ratios, and read the load averages",
+        "ratios, and read the load averages",
     }
 
 
@@ -252,8 +276,15 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
 
     def unavailable(name: str, label: str, key: str | None = None) -> bool:
         r = results.get(name, {})
-        why = ("skipped" if r.get("skipped") else f"not measured: {r['not_measured']}" if "not_measured" in r
-               else f"ERROR: {r['error']}" if "error" in r else None)
+        why = (
+            "skipped"
+            if r.get("skipped")
+            else f"not measured: {r['not_measured']}"
+            if "not_measured" in r
+            else f"ERROR: {r['error']}"
+            if "error" in r
+            else None
+        )
         if why is None:
             return False
         out.append((label, why, "", *(t(key) if key else ("", ""))))
@@ -264,73 +295,112 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
         for r in core:
             c, f = r["core"], r["reference"]
             target = t("core_vs_reference_64") if r["actions"] == 64 else ("", "")
-            out.append((
-                f"core: run_bytes, {r['actions']}-action programs ({r['rules']})",
-                f"{_rate(c['actions_per_cpu_s'])} actions/s, {_ns(c['ns_per_action'])}/action "
-                f"({c['steps_per_program']:.0f} steps/program with the drain)",
-                f"reference {_rate(f['actions_per_cpu_s'])} actions/s, {_ns(f['ns_per_action'])}/action: "
-                f"core x{r['ratio']:.0f}",
-                *target,
-            ))
+            out.append(
+                (
+                    f"core: run_bytes, {r['actions']}-action programs ({r['rules']})",
+                    f"{_rate(c['actions_per_cpu_s'])} actions/s, {_ns(c['ns_per_action'])}/action "
+                    f"({c['steps_per_program']:.0f} steps/program with the drain)",
+                    f"reference {_rate(f['actions_per_cpu_s'])} actions/s, {_ns(f['ns_per_action'])}/action: "
+                    f"core x{r['ratio']:.0f}",
+                    *target,
+                )
+            )
     ath = _get(results, "atheris")
     if not unavailable("atheris", "atheris", "atheris_vs_empty"):
         empty = ath["empty"]["execs_per_cpu_s"]
-        for name, label in (("harness", "atheris: zdfuzz harness, Rust core instrumented"),
-                            ("harness-python-cov", "atheris: zdfuzz harness, normal extension (no Rust coverage)")):
+        for name, label in (
+            ("harness", "atheris: zdfuzz harness, Rust core instrumented"),
+            ("harness-python-cov", "atheris: zdfuzz harness, normal extension (no Rust coverage)"),
+        ):
             if name not in ath:
                 continue
             a = ath[name]
             target = t("atheris_vs_empty") if name == "harness" else ("", "")
-            out.append((label, f"{_rate(a['execs_per_cpu_s'])} exec/s, cov {a['cov']}, "
-                               f"mean input {a['corpus_mean_bytes']:.0f} B",
-                        f"empty target {_rate(empty)} exec/s (mean input {ath['empty']['corpus_mean_bytes']:.0f} B): "
-                        f"{a['execs_per_cpu_s'] / empty:.1%} of it", *target))
+            out.append(
+                (
+                    label,
+                    f"{_rate(a['execs_per_cpu_s'])} exec/s, cov {a['cov']}, mean input {a['corpus_mean_bytes']:.0f} B",
+                    f"empty target {_rate(empty)} exec/s (mean input {ath['empty']['corpus_mean_bytes']:.0f} B): "
+                    f"{a['execs_per_cpu_s'] / empty:.1%} of it",
+                    *target,
+                )
+            )
     nat = _get(results, "native")
     hyp = _get(results, "hypothesis")
     if not unavailable("hypothesis", "hypothesis state machine"):
-        side = (f"{hyp['steps_per_cpu_s'] / nat['steps_per_cpu_s']:.2%} of the native engine's steps/s" if nat
-                else "")
-        out.append(("hypothesis state machine (p20, 4 types)",
-                     f"{_rate(hyp['steps_per_cpu_s'])} steps/s ({hyp['examples_per_cpu_s']:.0f} examples/s)", side,
-                     "", ""))
+        side = f"{hyp['steps_per_cpu_s'] / nat['steps_per_cpu_s']:.2%} of the native engine's steps/s" if nat else ""
+        out.append(
+            (
+                "hypothesis state machine (p20, 4 types)",
+                f"{_rate(hyp['steps_per_cpu_s'])} steps/s ({hyp['examples_per_cpu_s']:.0f} examples/s)",
+                side,
+                "",
+                "",
+            )
+        )
     if not unavailable("native", "native engine", "native_programs_per_s"):
         side = f"{_rate(nat['steps_per_cpu_s'])} steps/s, {nat['steps_per_program']:.0f} steps/program (drain included)"
         bare = next((r["core"] for r in core if r["actions"] == 64), None) if core else None
         if bare:
             # the machine alone, without the engine's swarm and coverage: its ceiling
             side += f"; bare Machine.run_bytes (e3), exactly 64 actions: {_rate(bare['programs'] / bare['cpu_s'])} programs/s"
-        out.append((f"native engine (p20, 4 types, <= {nat['max_actions']} actions)",
-                    f"{_rate(nat['programs_per_cpu_s'])} programs/s", side, *t("native_programs_per_s")))
+        out.append(
+            (
+                f"native engine (p20, 4 types, <= {nat['max_actions']} actions)",
+                f"{_rate(nat['programs_per_cpu_s'])} programs/s",
+                side,
+                *t("native_programs_per_s"),
+            )
+        )
     mt = _get(results, "minimizer")
     if not unavailable("minimizer", "minimizer"):
-        out.append((f"minimize a {mt['actions']}-action reproducer (p20)",
-                    f"median {_secs(mt['median_s'])}, max {_secs(mt['max_s'])}",
-                    f"{mt['reproducers']} reproducers: median {mt['median_runs']:.0f} runs, "
-                    f"{mt['actions']} -> {mt['median_actions_after']:.0f} actions", "", ""))
+        out.append(
+            (
+                f"minimize a {mt['actions']}-action reproducer (p20)",
+                f"median {_secs(mt['median_s'])}, max {_secs(mt['max_s'])}",
+                f"{mt['reproducers']} reproducers: median {mt['median_runs']:.0f} runs, "
+                f"{mt['actions']} -> {mt['median_actions_after']:.0f} actions",
+                "",
+                "",
+            )
+        )
     pr = _get(results, "percpu_ref")
     if not unavailable("percpu_ref", "percpu_ref"):
         for r in pr:
-            out.append((f"percpu_ref get+put, {r['threads']} thread(s)",
-                        f"per-CPU {r['percpu_pairs_per_s'] / 1e6:.1f} M pairs/s",
-                        f"shared atomic {r['shared_atomic_pairs_per_s'] / 1e6:.1f} M pairs/s: per-CPU "
-                        f"x{r['ratio_percpu_vs_shared']:.1f}", "", ""))
+            out.append(
+                (
+                    f"percpu_ref get+put, {r['threads']} thread(s)",
+                    f"per-CPU {r['percpu_pairs_per_s'] / 1e6:.1f} M pairs/s",
+                    f"shared atomic {r['shared_atomic_pairs_per_s'] / 1e6:.1f} M pairs/s: per-CPU "
+                    f"x{r['ratio_percpu_vs_shared']:.1f}",
+                    "",
+                    "",
+                )
+            )
     exp = _get(results, "explorer")
     if not unavailable("explorer", "explorer", "explorer_states_per_s"):
         side = f"{_rate(exp['transitions_per_cpu_s'])} transitions/s"
         if nat:
             side += f"; native engine {_rate(nat['steps_per_cpu_s'])} steps/s, {_rate(nat['programs_per_cpu_s'])} programs/s"
-        out.append((f"explorer ({exp['rules']}, standard configuration, depth {exp['depth']}, "
-                    f"{exp['states']:,} states)", f"{_rate(exp['states_per_cpu_s'])} states/s", side,
-                    *t("explorer_states_per_s")))
+        out.append(
+            (
+                f"explorer ({exp['rules']}, standard configuration, depth {exp['depth']}, {exp['states']:,} states)",
+                f"{_rate(exp['states_per_cpu_s'])} states/s",
+                side,
+                *t("explorer_states_per_s"),
+            )
+        )
     return out
 
 
 def render(doc: dict[str, Any], console: Console) -> None:
     m = doc["machine"]
-    table = Table(title=f"zdfuzz benchmarks ({doc['mode']} mode; rates per CPU-second = per core)",
-                  caption=f"{m['cpu_model']}, {m['cores']} cores, load {m['load_average_start'][0]:.2f} -> "
-                          f"{m['load_average_end'][0]:.2f} (shared machine); Python {m['python']}, {m['rustc']}, "
-                          f"commit {(m['git_commit'] or '?')[:10]}{' (dirty)' if m['git_dirty'] else ''}")
+    table = Table(
+        title=f"zdfuzz benchmarks ({doc['mode']} mode; rates per CPU-second = per core)",
+        caption=f"{m['cpu_model']}, {m['cores']} cores, load {m['load_average_start'][0]:.2f} -> "
+        f"{m['load_average_end'][0]:.2f} (shared machine); Python {m['python']}, {m['rustc']}, "
+        f"commit {(m['git_commit'] or '?')[:10]}{' (dirty)' if m['git_dirty'] else ''}",
+    )
     for col in ("benchmark", "measured", "side by side", "target", "status"):
         table.add_column(col)
     for r in doc["rows"]:
@@ -339,8 +409,9 @@ def render(doc: dict[str, Any], console: Console) -> None:
     console.print(table)
     for t in doc["targets"]:
         if t["status"] == "MISS":
-            console.print(f"[red]MISS[/red] {t['what']}: {t['shortfall']} (benchmarks/README.md says why)",
-                          highlight=False)
+            console.print(
+                f"[red]MISS[/red] {t['what']}: {t['shortfall']} (benchmarks/README.md says why)", highlight=False
+            )
 
 
 def save(doc: dict[str, Any], results_dir: Path, stem: str, quick: bool) -> list[Path]:
@@ -366,29 +437,42 @@ def time_to_bug_main(args: argparse.Namespace, console: Console) -> int:
         return 2
     seeds = list(range(1, args.seeds + 1))
     regs, skipped = time_to_bug.discover(root)
-    doc: dict[str, Any] = {"kind": "time-to-bug", "started_at": time.time(), "machine": machine_details(),
-                           "regressions_dir": str(root), "cap_s": args.cap, "seeds": seeds, "engines": engines_,
-                           "skipped": skipped}
+    doc: dict[str, Any] = {
+        "kind": "time-to-bug",
+        "started_at": time.time(),
+        "machine": machine_details(),
+        "regressions_dir": str(root),
+        "cap_s": args.cap,
+        "seeds": seeds,
+        "engines": engines_,
+        "skipped": skipped,
+    }
     for s in skipped:
         console.print(f"[yellow]skipped[/yellow] {s}", highlight=False)
     if not regs:
-        console.print(f"no reproducers under {root}/<preset>/*.zdf: nothing to measure (the regression corpus is "
-                      "filled by the historical-bugs issue; point --regressions at another directory)",
-                      highlight=False)
+        console.print(
+            f"no reproducers under {root}/<preset>/*.zdf: nothing to measure (the regression corpus is "
+            "filled by the historical-bugs issue; point --regressions at another directory)",
+            highlight=False,
+        )
         results: list[dict[str, Any]] = []
     else:
         worst = len(regs) * len(engines_) * len(seeds) * args.cap
-        console.print(f"{len(regs)} reproducer(s) x {len(engines_)} engine(s) x {len(seeds)} seed(s), at most "
-                      f"{args.cap:g}s each (worst case {worst / 60:.1f} min; a run stops at its first detection)",
-                      highlight=False)
-        results = time_to_bug.measure(regs, engines_, seeds, args.cap,
-                                      lambda s: console.print(f"  {s}", highlight=False))
+        console.print(
+            f"{len(regs)} reproducer(s) x {len(engines_)} engine(s) x {len(seeds)} seed(s), at most "
+            f"{args.cap:g}s each (worst case {worst / 60:.1f} min; a run stops at its first detection)",
+            highlight=False,
+        )
+        results = time_to_bug.measure(
+            regs, engines_, seeds, args.cap, lambda s: console.print(f"  {s}", highlight=False)
+        )
     doc["machine"]["load_average_end"] = list(os.getloadavg())
     doc["finished_at"] = time.time()
     doc["results"] = results
-    table = Table(title=f"time to bug: median seconds to the first detection over {len(seeds)} seed(s), "
-                        f"cap {args.cap:g}s", caption="n/N: seeds that found it; the engines run the default shape "
-                                                      "of the reproducer's types")
+    table = Table(
+        title=f"time to bug: median seconds to the first detection over {len(seeds)} seed(s), cap {args.cap:g}s",
+        caption="n/N: seeds that found it; the engines run the default shape of the reproducer's types",
+    )
     for col in ("reproducer", "signature", "types", "beyond default shape", *engines_):
         table.add_column(col)
     for r in results:
@@ -399,10 +483,16 @@ def time_to_bug_main(args: argparse.Namespace, console: Console) -> int:
         cells = []
         for e in engines_:
             x = r["engines"][e]
-            cells.append(x["result"] if x["result"].startswith("error") else
-                         f"{x['result']} ({x['found']}/{len(x['seeds'])})")
-        table.add_row(r["reproducer"], f"{sig['invariant']} {sig['kind']} {sig['device']} {sig['rules']}",
-                      ",".join(r["types"]), shape, *cells)
+            cells.append(
+                x["result"] if x["result"].startswith("error") else f"{x['result']} ({x['found']}/{len(x['seeds'])})"
+            )
+        table.add_row(
+            r["reproducer"],
+            f"{sig['invariant']} {sig['kind']} {sig['device']} {sig['rules']}",
+            ",".join(r["types"]),
+            shape,
+            *cells,
+        )
     console.print(table)
     paths = save(doc, Path(args.results_dir), "time-to-bug", False)
     console.print(f"saved {paths[0]} and {paths[1]}", highlight=False)
@@ -432,8 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; benchmarks: {', '.join(BENCHMARKS)}")
     mode = "quick" if args.quick else "default"
-    doc: dict[str, Any] = {"kind": "benchmarks", "mode": mode, "settings": MODES[mode], "started_at": time.time(),
-                           "machine": machine_details()}
+    doc: dict[str, Any] = {
+        "kind": "benchmarks",
+        "mode": mode,
+        "settings": MODES[mode],
+        "started_at": time.time(),
+        "machine": machine_details(),
+    }
     results = measure_all(mode, skip, lambda s: console.print(s, style="dim", highlight=False))
     doc["machine"]["load_average_end"] = list(os.getloadavg())
     doc["finished_at"] = time.time()

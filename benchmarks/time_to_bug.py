@@ -29,7 +29,6 @@ import io
 import json
 import math
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -101,13 +100,13 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
         sig = _meta_signature(meta)
         rules_name = sig.rules if sig else preset
         try:
-            rules = campaign.load_rules(rules_name)
-        except ValueError as e:
+            rules = zdfuzz.Rules.resolve(rules_name)
+        except zdfuzz.RulesError as e:
             skipped.append(f"{zdf}: {e}")
             continue
         try:
             verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
-        except ValueError as e:
+        except zdfuzz.ZdfuzzError as e:
             skipped.append(f"{zdf}: does not run under {rules.name}: {e}")
             continue
         replayed = Signature(*verdict.signature) if verdict.signature else None
@@ -120,9 +119,9 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
         # campaigns name the rules by their canonical name (an alias
         # directory such as v6.15 finds signatures under e4)
         sig = sig._replace(rules=rules.name)
-        shape = program.shape
+        shape = program.shape.to_dict()
         types = tuple(shape["types"])
-        default = zdfuzz.Machine(rules=rules, types=list(types)).shape
+        default = zdfuzz.Machine(rules=rules, shape=zdfuzz.Shape(types=list(types))).shape.to_dict()
         # minimized reproducers are usually smaller than the default shape,
         # which is fine (the default machine contains them); larger is not
         diff = {k: v for k, v in shape.items() if k != "types" and v > default[k]}
@@ -130,13 +129,21 @@ def discover(root: Path) -> tuple[list[Regression], list[str]]:
     return regs, skipped
 
 
-def time_to_signature(engine: str, rules: str, types: Iterable[str], target: Signature, seed: int,
-                      cap: float) -> float | None:
+def time_to_signature(
+    engine: str, rules: str, types: Iterable[str], target: Signature, seed: int, cap: float
+) -> float | None:
     """Seconds a fresh ``engine`` campaign takes to find ``target`` (None:
     not within ``cap``)."""
     with tempfile.TemporaryDirectory(prefix="zdfuzz-ttb-") as d:
-        cfg = campaign.Config(rules=rules, types=tuple(types), engine=engine, seconds=cap, corpus=Path(d), seed=seed,
-                              stop_on=frozenset({target}))
+        cfg = campaign.Config(
+            rules=rules,
+            types=tuple(types),
+            engine=engine,
+            seconds=cap,
+            corpus=Path(d),
+            seed=seed,
+            stop_on=frozenset({target}),
+        )
         c = campaign.run(cfg, Console(file=io.StringIO(), width=200))
         for f in c.found:
             if f.signature == target:
@@ -163,8 +170,13 @@ def fmt_seconds(t: float) -> str:
     return f"{t:.2f}" if t < 10 else f"{t:.1f}"
 
 
-def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int], cap: float,
-            progress: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+def measure(
+    regs: list[Regression],
+    engines: Iterable[str],
+    seeds: Iterable[int],
+    cap: float,
+    progress: Callable[[str], None] = lambda s: None,
+) -> list[dict[str, Any]]:
     """Run every (regression, engine, seed); one result dict per regression."""
     engines, seeds = list(engines), list(seeds)
     out = []
@@ -191,8 +203,10 @@ def measure(regs: list[Regression], engines: Iterable[str], seeds: Iterable[int]
                     error = f"{type(e).__name__}: {e}"
                     break
                 times.append(t)
-                progress(f"{reg.name} {engine} seed {seed}: "
-                         f"{'not found' if t is None else f'{t:.1f}s'} (ran {time.monotonic() - t0:.1f}s)")
+                progress(
+                    f"{reg.name} {engine} seed {seed}: "
+                    f"{'not found' if t is None else f'{t:.1f}s'} (ran {time.monotonic() - t0:.1f}s)"
+                )
             med = median_seconds(times) if times and error is None else math.inf
             row["engines"][engine] = {
                 "seeds": seeds[: len(times)],

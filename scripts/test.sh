@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# The test suite: Rust unit/integration tests, loom model checking, the
-# extension built into the current Python environment, mypy stubtest, pytest.
+# The test suite: formatting and lints (rustfmt, clippy, ruff, the
+# import-linter layering contracts), Rust unit/integration tests, loom model
+# checking, the extension built into the current Python environment, mypy
+# stubtest, pytest.
 # Run from anywhere inside the checkout; installs what it needs with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== pip install -e .[test]"
 python -m pip install -q -e ".[test]"
+
+echo "== cargo fmt --check (the lab's agent keeps its own formatting for now)"
+cargo fmt -p zdfuzz-core -p zdfuzz-python --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== ruff check, ruff format --check"
+python -m ruff check python tests benchmarks
+python -m ruff format --check python tests benchmarks
+
+echo "== import-linter (layering contracts in pyproject.toml)"
+lint-imports --no-cache
 
 echo "== cargo test (workspace)"
 cargo test --workspace --quiet

@@ -22,21 +22,24 @@ def invariant(v: zdfuzz.Verdict) -> str | None:
     return v.violation.invariant if v.violation is not None else None
 
 
-@pytest.mark.parametrize(("name", "rules", "expected"), [
-    ("q1-generic.zdf", "p20", "I-L2"),
-    ("q1-generic.zdf", "e1", None),
-    ("q1-fsdax.zdf", "p20", "I-L2"),
-    ("q1-fsdax.zdf", "p20-busyfix.toml", "I-L2"),
-    ("q1-fsdax.zdf", "e1", None),
-    ("q1-fsdax.zdf", "e1-busyfix.toml", None),
-    ("q1-private.zdf", "p20", "I-L2"),
-    ("q1-private.zdf", "e1", "I-F9"),
-    ("q2-busy-scan.zdf", "e3", "I-X2"),
-    ("q2-busy-scan.zdf", "e1", "I-X2"),
-    ("q2-busy-scan.zdf", "e4", None),
-    ("q2-fsdax-states.zdf", "e3", None),
-    ("q2-fsdax-states.zdf", "e4", None),
-])
+@pytest.mark.parametrize(
+    ("name", "rules", "expected"),
+    [
+        ("q1-generic.zdf", "p20", "I-L2"),
+        ("q1-generic.zdf", "e1", None),
+        ("q1-fsdax.zdf", "p20", "I-L2"),
+        ("q1-fsdax.zdf", "p20-busyfix.toml", "I-L2"),
+        ("q1-fsdax.zdf", "e1", None),
+        ("q1-fsdax.zdf", "e1-busyfix.toml", None),
+        ("q1-private.zdf", "p20", "I-L2"),
+        ("q1-private.zdf", "e1", "I-F9"),
+        ("q2-busy-scan.zdf", "e3", "I-X2"),
+        ("q2-busy-scan.zdf", "e1", "I-X2"),
+        ("q2-busy-scan.zdf", "e4", None),
+        ("q2-fsdax-states.zdf", "e3", None),
+        ("q2-fsdax-states.zdf", "e4", None),
+    ],
+)
 def test_answer_programs_replay_as_stated(name: str, rules: str, expected: str | None) -> None:
     v = verdict(name, rules)
     assert invariant(v) == expected, (name, rules, v.violation)
@@ -61,15 +64,20 @@ def test_q2_refcounts_of_the_three_states() -> None:
 
 def test_q1_explorer_bounds() -> None:
     # P2PDMA: nothing under p20; the E1 per-page put is the bug (I-F1, 7 actions)
-    p20 = zdfuzz.explore("p20", types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, depth=8)
+    p20 = zdfuzz.explore(
+        "p20", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8
+    )
     assert p20.counterexample is None and p20.states == 16619
-    e1 = zdfuzz.explore("e1", types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, depth=8)
+    e1 = zdfuzz.explore("e1", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8)
     assert e1.violation is not None and e1.violation.invariant == "I-F1" and e1.depth_reached == 7
     # PRIVATE under the eviction contract: nothing, in either era
     for rules in ("p20-evict.toml", "e1-evict.toml"):
-        r = zdfuzz.explore(zdfuzz.Rules.load(str(ANSWERS / rules)), types=["private"], pages=1, procs=1, addrs=1,
-                           tasks=2, depth=10)
+        r = zdfuzz.explore(
+            zdfuzz.Rules.load(str(ANSWERS / rules)),
+            shape=dict(types=["private"], pages=1, procs=1, addrs=1, tasks=2, ram=0, order=0),
+            depth=10,
+        )
         assert r.counterexample is None, rules
     # GENERIC: the shortest p20 counterexample is the 10 actions of q1-generic.zdf
-    g = zdfuzz.explore("p20", types=["generic"], pages=1, procs=1, addrs=1, tasks=1, depth=12)
+    g = zdfuzz.explore("p20", shape=dict(types=["generic"], pages=1, procs=1, addrs=1, tasks=1), depth=12)
     assert g.counterexample is not None and len(g.counterexample) == 10

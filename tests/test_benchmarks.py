@@ -41,8 +41,13 @@ except ImportError:
 
 def run_suite(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     results = tmp_path / "results"
-    r = subprocess.run([sys.executable, str(RUN), *args, "--results-dir", str(results)], capture_output=True,
-                       text=True, cwd=tmp_path, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(RUN), *args, "--results-dir", str(results)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r, results
 
@@ -81,8 +86,12 @@ def test_quick_run_measures_everything_and_its_verdicts_match_its_numbers(tmp_pa
 
     # every target is judged, and PASS/MISS follows from the number
     targets = {t["key"]: t for t in doc["targets"]}
-    assert set(targets) == {"core_vs_reference_64", "atheris_vs_empty", "native_programs_per_s",
-                            "explorer_states_per_s"}
+    assert set(targets) == {
+        "core_vs_reference_64",
+        "atheris_vs_empty",
+        "native_programs_per_s",
+        "explorer_states_per_s",
+    }
     for key, t in targets.items():
         if key == "atheris_vs_empty" and not HAVE_ATHERIS:
             assert t["status"] == "NOT MEASURED"
@@ -94,9 +103,17 @@ def test_quick_run_measures_everything_and_its_verdicts_match_its_numbers(tmp_pa
 
     # the printed table has a row per measurement and a status per target
     labels = [row[0] for row in doc["rows"]]
-    for prefix in ("core: run_bytes, 64-action", "core: run_bytes, 1024-action", "atheris", "hypothesis",
-                   "native engine", "minimize a 200-action", "percpu_ref get+put, 1", "percpu_ref get+put, 2",
-                   "explorer"):
+    for prefix in (
+        "core: run_bytes, 64-action",
+        "core: run_bytes, 1024-action",
+        "atheris",
+        "hypothesis",
+        "native engine",
+        "minimize a 200-action",
+        "percpu_ref get+put, 1",
+        "percpu_ref get+put, 2",
+        "explorer",
+    ):
         assert any(label.startswith(prefix) for label in labels), (prefix, labels)
     statuses = [row[4].split()[0] for row in doc["rows"] if row[4]]
     assert sorted(statuses) == sorted(t["status"].split()[0] for t in doc["targets"])
@@ -109,8 +126,9 @@ def test_time_to_bug_on_a_one_file_regression_directory(tmp_path: Path) -> None:
     (reg / "q1.zdf").write_text(Q1_ZDF)
     (reg / "q1.json").write_text(json.dumps({"signature": Q1._asdict(), "note": "synthetic"}))
     engines = "native,hypothesis,atheris" if HAVE_ATHERIS else "native,hypothesis"
-    r, results = run_suite(tmp_path, "--time-to-bug", "--regressions", str(reg.parent), "--cap", "5", "--seeds", "1",
-                           "--engines", engines)
+    r, results = run_suite(
+        tmp_path, "--time-to-bug", "--regressions", str(reg.parent), "--cap", "5", "--seeds", "1", "--engines", engines
+    )
     doc = json.loads((results / "time-to-bug-latest.json").read_text())
     assert doc["cap_s"] == 5 and doc["seeds"] == [1] and doc["skipped"] == []
     [row] = doc["results"]
@@ -163,6 +181,7 @@ def test_a_campaign_stops_at_its_stop_signature(tmp_path: Path) -> None:
     order = [f.signature for f in full.found]
     # on four types the native engine finds other signatures before and after Q1
     assert Q1 in order and order.index(Q1) < len(order) - 1
-    stopped = campaign.run(campaign.Config(seed=1, corpus=tmp_path / "stop", seconds=120, stop_on=frozenset({Q1})),
-                           quiet)
+    stopped = campaign.run(
+        campaign.Config(seed=1, corpus=tmp_path / "stop", seconds=120, stop_on=frozenset({Q1})), quiet
+    )
     assert [f.signature for f in stopped.found] == order[: order.index(Q1) + 1]

@@ -48,9 +48,15 @@ def test_native_campaign_finds_q1_and_every_reproducer_replays_to_its_signature(
 def test_same_seed_same_findings(tmp_path: Path) -> None:
     runs = []
     for d in ("a", "b"):
-        fuzz("--corpus", str(tmp_path / d), "--seed", "7", "--execs", "6000", "--time", "120", "--types", "generic,fsdax")
-        runs.append([(f.signature, f.zdf.read_text().split("\n", 2)[2], f.meta["execs"])
-                     for f in Corpus(tmp_path / d).findings()])
+        fuzz(
+            "--corpus", str(tmp_path / d), "--seed", "7", "--execs", "6000", "--time", "120", "--types", "generic,fsdax"
+        )
+        runs.append(
+            [
+                (f.signature, f.zdf.read_text().split("\n", 2)[2], f.meta["execs"])
+                for f in Corpus(tmp_path / d).findings()
+            ]
+        )
     assert runs[0] and runs[0] == runs[1]
 
 
@@ -88,8 +94,9 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
         # wait (bounded) until it has written two findings and some of the
         # engine's corpus, then kill
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (len(list((corpus / "findings").glob("*.json"))) < 2
-                                                or not list((corpus / "native").glob("*.bin"))):
+        while time.monotonic() < deadline and (
+            len(list((corpus / "findings").glob("*.json"))) < 2 or not list((corpus / "native").glob("*.bin"))
+        ):
             assert p.poll() is None, "the campaign ended early"
             time.sleep(0.05)
         os.kill(p.pid, signal.SIGKILL)
@@ -103,7 +110,7 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
     out = fuzz("--corpus", str(corpus), "--time", "3", "--seed", "6")
     after = {f.signature: f for f in Corpus(corpus).findings()}
     assert set(before) <= set(after)
-    for sig, f in before.items():
+    for sig in before:
         assert after[sig].minimized
         assert replay_signature(after[sig].zdf) == sig
         assert f"new {sig} " not in out
@@ -127,7 +134,9 @@ def test_corpus_list_and_merge(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["corpus", "merge", str(tmp_path / "m"), str(tmp_path / "a"), str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     merged = {f.signature for f in Corpus(tmp_path / "m").findings()}
-    expect = {f.signature for f in Corpus(tmp_path / "a").findings()} | {f.signature for f in Corpus(tmp_path / "b").findings()}
+    expect = {f.signature for f in Corpus(tmp_path / "a").findings()} | {
+        f.signature for f in Corpus(tmp_path / "b").findings()
+    }
     assert merged == expect and any(s.device == "fsdax" for s in merged)
     r = CliRunner().invoke(main, ["corpus", "merge", str(tmp_path / "m"), str(tmp_path / "a")])
     assert "0 finding(s) added" in r.output

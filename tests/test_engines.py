@@ -40,7 +40,7 @@ def test_native_finds_q1_within_20000_programs_and_is_deterministic() -> None:
 
 
 def test_native_does_not_report_known_signatures() -> None:
-    f = zdfuzz.NativeFuzzer("p20", types=["generic"], seed=1)
+    f = zdfuzz.NativeFuzzer("p20", shape=zdfuzz.Shape(types=["generic"]), seed=1)
     f.add_known(tuple(Q1_SIG))
     assert Q1_SIG not in {Signature(*x.signature) for x in f.run(max_execs=5000)}
 
@@ -57,9 +57,19 @@ def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
     # the small-scope shape and the seed keep this test to ~20 s; the
     # budget (3000 examples of 15 steps) is what it must find Q1 within
     found: list[Finding] = []
-    run_campaign("p20", ("generic",), 600, 1, str(tmp_path / "db"), [], lambda f, _s: found.append(f),
-                 max_examples=3000, steps_per_example=15, examples_per_round=3000,
-                 shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2})
+    run_campaign(
+        "p20",
+        ("generic",),
+        600,
+        1,
+        str(tmp_path / "db"),
+        [],
+        lambda f, _s: found.append(f),
+        max_examples=3000,
+        steps_per_example=15,
+        examples_per_round=3000,
+        shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2},
+    )
     assert [f.signature for f in found] == [Q1_SIG]
     p = found[0].program
     v = zdfuzz.Machine.for_program(p).run(p, trace=False)
@@ -70,9 +80,19 @@ def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     runs = []
     for d in ("a", "b"):
         found: list[Finding] = []
-        run_campaign("p20", ("generic",), 600, 1, str(tmp_path / d), [], lambda f, _s: found.append(f),
-                     max_examples=800, steps_per_example=15, examples_per_round=100,
-                     shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2})
+        run_campaign(
+            "p20",
+            ("generic",),
+            600,
+            1,
+            str(tmp_path / d),
+            [],
+            lambda f, _s: found.append(f),
+            max_examples=800,
+            steps_per_example=15,
+            examples_per_round=100,
+            shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2},
+        )
         runs.append([(f.signature, f.program.to_text()) for f in found])
     assert runs[0] and runs[0] == runs[1]
 
@@ -90,15 +110,38 @@ def test_a_subclass_fills_its_bundles_and_stays_quiet_on_a_safe_era() -> None:
             super().teardown()
 
     E1Generic._hypothesis_internal_use_seed = 3  # type: ignore[attr-defined]
-    run_state_machine_as_test(E1Generic, settings=settings(
-        max_examples=60, stateful_step_count=20, deadline=None, database=None,
-        suppress_health_check=list(HealthCheck)))
+    run_state_machine_as_test(
+        E1Generic,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=20,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
     assert all(sizes[b] > 0 for b in ("pgmaps", "pages", "pins", "tasks")), sizes
 
 
 def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["fuzz", "--engine", "hypothesis", "--types", "generic", "--seed", "1", "--execs", "1500",
-                                  "--time", "120", "--corpus", str(tmp_path)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "fuzz",
+            "--engine",
+            "hypothesis",
+            "--types",
+            "generic",
+            "--seed",
+            "1",
+            "--execs",
+            "1500",
+            "--time",
+            "120",
+            "--corpus",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     found = {f.signature: f for f in Corpus(tmp_path).findings()}
     assert Q1_SIG in found, r.output
@@ -111,7 +154,7 @@ def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
 @settings(max_examples=40, deadline=None)
 @given(programs(rules="e3", types=("private", "p2pdma"), max_actions=30))
 def test_programs_replay_as_generated(p: zdfuzz.Program) -> None:
-    assert p.rules == "e3" and p.shape["types"] == ["private", "p2pdma"]
+    assert p.rules == "e3" and p.shape.types == ["private", "p2pdma"]
     zdfuzz.Machine.for_program(p).run(p, trace=False)  # raises if an action is not enabled
 
 
@@ -135,16 +178,34 @@ def run_harness(tmp: Path, core: Path | None, runs: int) -> str:
     from zdfuzz.drivers.sancov import check_atheris
 
     harness = Path(zdfuzz.__file__).parent / "drivers" / "atheris_harness.py"
-    env = dict(os.environ, LD_PRELOAD=str(check_atheris()), ASAN_OPTIONS="detect_leaks=0",
-               ZDFUZZ_HARNESS='{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"], "report": false}')
+    env = dict(
+        os.environ,
+        LD_PRELOAD=str(check_atheris()),
+        ASAN_OPTIONS="detect_leaks=0",
+        ZDFUZZ_HARNESS='{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"], "report": false}',
+    )
     env.pop("ZDFUZZ_SANCOV_CORE", None)
     if core is not None:
         env["ZDFUZZ_SANCOV_CORE"] = str(core)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     q = tmp / ("rust" if core else "python")
     q.mkdir()
-    r = subprocess.run([str(harness), str(q), f"-runs={runs}", "-seed=1", "-detect_leaks=0", "-rss_limit_mb=2048",
-                        "-max_len=512", "-len_control=0"], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            str(harness),
+            str(q),
+            f"-runs={runs}",
+            "-seed=1",
+            "-detect_leaks=0",
+            "-rss_limit_mb=2048",
+            "-max_len=512",
+            "-len_control=0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stderr
 
@@ -161,12 +222,31 @@ def test_libfuzzer_sees_the_rust_core(tmp_path: Path, sancov_core: Path) -> None
     assert m is not None, rust[:2000]
     assert int(m.group(2)) > 5000  # the extension's branches
     assert "inline 8-bit counters" not in python_only
-    assert final_cov(rust) > 300 and final_cov(rust) > 20 * final_cov(python_only), (final_cov(rust), final_cov(python_only))
+    assert final_cov(rust) > 300 and final_cov(rust) > 20 * final_cov(python_only), (
+        final_cov(rust),
+        final_cov(python_only),
+    )
 
 
 def test_atheris_campaign_finds_q1(tmp_path: Path, sancov_core: Path) -> None:
-    r = CliRunner().invoke(main, ["fuzz", "--engine", "atheris", "--types", "generic", "--seed", "1", "--execs", "20000",
-                                  "--time", "120", "--corpus", str(tmp_path)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "fuzz",
+            "--engine",
+            "atheris",
+            "--types",
+            "generic",
+            "--seed",
+            "1",
+            "--execs",
+            "20000",
+            "--time",
+            "120",
+            "--corpus",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     found = {f.signature: f for f in Corpus(tmp_path).findings()}
     assert Q1_SIG in found, r.output
@@ -174,8 +254,24 @@ def test_atheris_campaign_finds_q1(tmp_path: Path, sancov_core: Path) -> None:
 
 
 def test_atheris_jobs_use_libfuzzer_fork_mode(tmp_path: Path, sancov_core: Path) -> None:
-    r = CliRunner().invoke(main, ["fuzz", "--engine", "atheris", "--types", "generic", "--jobs", "2", "--seed", "1",
-                                  "--time", "15", "--corpus", str(tmp_path)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "fuzz",
+            "--engine",
+            "atheris",
+            "--types",
+            "generic",
+            "--jobs",
+            "2",
+            "--seed",
+            "1",
+            "--time",
+            "15",
+            "--corpus",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert Q1_SIG in {f.signature for f in Corpus(tmp_path).findings()}, r.output
     log = (tmp_path / "atheris" / "libfuzzer-0.log").read_text()

@@ -17,11 +17,11 @@ from zdfuzz.cli import main
 
 # the seed's Q1 on the smallest machine that can show it
 Q1_SHAPE: dict[str, Any] = dict(types=["generic"], pages=1, cpus=2, procs=1, addrs=1, tasks=1)
-SMALL: dict[str, Any] = dict(pages=2, cpus=2, procs=1, addrs=2, files=1, file_pages=2, tasks=2)
+SMALL: dict[str, Any] = dict(pages=2, cpus=2, procs=1, addrs=2, files=1, file_pages=2, tasks=2, ram=0, order=0)
 
 
 def test_p20_q1_shortest_counterexample() -> None:
-    r = zdfuzz.explore("p20", depth=12, **Q1_SHAPE)
+    r = zdfuzz.explore("p20", depth=12, shape=Q1_SHAPE)
     assert r.stop == "violation" and r.complete
     p = r.counterexample
     assert isinstance(p, Program)
@@ -42,7 +42,7 @@ def test_p20_q1_shortest_counterexample() -> None:
 
 
 def test_e4_clean_at_small_bounds_and_monotone_levels() -> None:
-    r = zdfuzz.explore("e4", depth=4, **SMALL)
+    r = zdfuzz.explore("e4", depth=4, shape=SMALL)
     assert r.counterexample is None and r.violation is None and r.verdict is None
     assert (r.stop, r.complete, r.depth_reached, r.depth_limit) == ("depth", True, 4, 4)
     assert r.summary().startswith("no violation reachable within depth 4")
@@ -53,33 +53,33 @@ def test_e4_clean_at_small_bounds_and_monotone_levels() -> None:
     assert states == sorted(states) and len(set(states)) == len(states)
     assert transitions == sorted(transitions)
     assert (states[-1], transitions[-1]) == (r.states, r.transitions)
-    shallower = zdfuzz.explore("e4", depth=3, **SMALL)
+    shallower = zdfuzz.explore("e4", depth=3, shape=SMALL)
     assert shallower.levels == r.levels[:4]
 
 
 def test_numbers_do_not_depend_on_threads() -> None:
-    one = zdfuzz.explore("e3", depth=4, threads=1, **SMALL)
-    two = zdfuzz.explore("e3", depth=4, threads=2, **SMALL)
+    one = zdfuzz.explore("e3", depth=4, threads=1, shape=SMALL)
+    two = zdfuzz.explore("e3", depth=4, threads=2, shape=SMALL)
     assert one.levels == two.levels
     assert (one.threads, two.threads) == (1, 2)
 
 
 def test_symmetry_reduction_can_be_turned_off() -> None:
-    reduced = zdfuzz.explore("e4", depth=3, **SMALL)
-    exact = zdfuzz.explore("e4", depth=3, symmetry=False, **SMALL)
+    reduced = zdfuzz.explore("e4", depth=3, shape=SMALL)
+    exact = zdfuzz.explore("e4", depth=3, symmetry=False, shape=SMALL)
     assert (reduced.reduction, exact.reduction) == ("symmetry", "none")
     assert exact.states > reduced.states
 
 
 def test_bitstate_mode_is_labelled_not_a_proof() -> None:
-    r = zdfuzz.explore("e4", depth=4, bitstate="512", **SMALL)
+    r = zdfuzz.explore("e4", depth=4, bitstate="512", shape=SMALL)
     assert r.coverage["mode"] == "bitstate"
     assert r.coverage["hashes"] >= 1 and 0.0 < r.coverage["fill"] <= 1.0
     assert "NOT a proof" in r.summary()
 
 
 def test_limits_and_progress() -> None:
-    r = zdfuzz.explore("e4", depth=6, max_seconds=0.0, **SMALL)
+    r = zdfuzz.explore("e4", depth=6, max_seconds=0.0, shape=SMALL)
     assert r.stop == "time" and not r.complete and r.partial is not None
     seen: list[dict[str, Any]] = []
     r = zdfuzz.explore("e4", depth=5, threads=1, progress=seen.append, progress_interval=0.01)
@@ -111,11 +111,11 @@ def test_sigint_returns_the_partial_result() -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(types=["gpu"]), "unknown device type"),
+        (dict(shape={"types": ["gpu"]}), "unknown device type"),
         (dict(bitstate="12"), "at least 512 bytes"),
         (dict(max_memory="lots"), "unknown unit"),
         (dict(max_memory="1.5.6G"), "not a size"),
-        (dict(pages=0), "pages"),
+        (dict(shape={"pages": 0}), "pages"),
         (dict(bitstate="2G", max_memory="1G"), "larger than the memory cap"),
         (dict(progress_interval=float("nan")), "progress_interval"),
         (dict(progress=42), "callable"),

@@ -7,14 +7,13 @@ import json
 import pytest
 
 import zdfuzz
-from zdfuzz import Action, InvariantViolation, Machine, Program, ProgramError, Rules
-
 from programs import Q1  # noqa: E402
+from zdfuzz import Action, InvariantViolation, Machine, Program, ProgramError, Rules, Shape
 
 
 def test_run_reports_the_seed_q1_violation_under_p20_only() -> None:
     p = Program.parse(Q1)
-    v = Machine(rules="p20", types=("generic",)).run(p)
+    v = Machine(rules="p20", shape=Shape(types=("generic",))).run(p)
     assert not v.ok
     assert v.violation is not None
     assert v.violation.invariant == "I-L2"
@@ -23,7 +22,7 @@ def test_run_reports_the_seed_q1_violation_under_p20_only() -> None:
     assert "GUP reference" in v.violation.message
     assert len(v.violation.trace) == 10
     assert v.violation.trace[2].split()[1] == "get_user_pages"
-    clean = Machine(rules="e1", types=("generic",)).run(p)
+    clean = Machine(rules="e1", shape={"types": ["generic"]}).run(p)
     assert clean.ok, clean.violation
     assert clean.violation is None
 
@@ -31,19 +30,19 @@ def test_run_reports_the_seed_q1_violation_under_p20_only() -> None:
 def test_machine_defaults_and_shape_mismatch() -> None:
     m = Machine()
     assert m.rules.name == "e3"
-    assert m.shape["types"] == ["private", "fsdax", "generic", "p2pdma"]
+    assert m.shape.types == ["private", "fsdax", "generic", "p2pdma"] == zdfuzz.DEVICE_TYPES
     with pytest.raises(ProgramError, match="another machine shape"):
         m.run(Program.parse(Q1))
     with pytest.raises(ValueError, match="unknown device type"):
-        Machine(types=("gpu",))
+        Machine(shape=Shape(types=("gpu",)))
     with pytest.raises(ValueError, match="pages .* between 1 and 1024"):
-        Machine(pages=0)
+        Machine(shape={"pages": 0})
     with pytest.raises(ValueError, match="unknown rules"):
         Machine(rules="e9")
 
 
 def test_step_enabled_actions_state_and_reset() -> None:
-    m = Machine(rules="e3", types=("private",))
+    m = Machine(rules="e3", shape=Shape(types=("private",)))
     first = [str(a) for a in m.enabled_actions()]
     assert "memremap_pages pgmap=0" in first
     assert not any(a.startswith("alloc_device_page") for a in first)  # no pgmap yet
@@ -64,7 +63,7 @@ def test_step_enabled_actions_state_and_reset() -> None:
 
 
 def test_step_raises_invariant_violation() -> None:
-    m = Machine(rules="e2", types=("private",))
+    m = Machine(rules="e2", shape=Shape(types=("private",)))
     for line in Q_E2:
         m.step(line)
     with pytest.raises(InvariantViolation) as info:
@@ -133,8 +132,10 @@ def test_rules_api() -> None:
     assert dict((k, v) for k, v, _ in mine.switches())["types.fsdax.init_rc"] == "0"
     with pytest.raises(ValueError, match=r"mine.toml:4:1: unknown switch `types.fsdax.init`"):
         Rules.from_toml('name = "m"\nbase = "e3"\n[types.fsdax]\ninit = 0\n', "mine.toml")
-    # a full preset dump is itself a valid rules file (base first)
-    dump = 'base = "e3"\n' + r.to_toml().replace('name = "e3"', 'name = "copy"')
+    # a full preset dump is itself a valid rules file: the presets are files
+    # of the same format (python/zdfuzz/presets/e3.toml names base = "e2")
+    dump = r.to_toml().replace('name = "e3"', 'name = "copy"')
+    assert 'base = "e2"' in dump
     copy = Rules.from_toml(dump)
     assert copy.name == "copy" and copy.switches() == r.switches()
 
@@ -149,7 +150,7 @@ def test_invariants_and_kinds_are_listed() -> None:
 
 
 def test_migration_actions_reach_python() -> None:
-    m = Machine(rules="e5", types=("private",), ram=4, order=1)
+    m = Machine(rules="e5", shape=Shape(types=("private",), ram=4, order=1))
     m.step("memremap_pages pgmap=0")
     m.step("do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0")
     names = {a.name for a in m.enabled_actions()}
@@ -162,7 +163,7 @@ def test_migration_actions_reach_python() -> None:
     pages = m.state()["pages"]
     ram = [p for p in pages if p["pgmap"] is None]
     assert len(ram) == 4 and ram[0]["order"] == 1 and ram[1]["head"] == ram[0]["pfn"]
-    e4 = Machine(rules="e4", types=("private",))
+    e4 = Machine(rules="e4", shape=Shape(types=("private",)))
     e4.step("memremap_pages pgmap=0")
     with pytest.raises(ProgramError, match="COMPOUND is not supported"):
         e4.step("migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND")
@@ -178,3 +179,26 @@ def test_regression_presets() -> None:
     assert dict((k, v) for k, v, _ in Rules.preset("e5").switches())["thp.free_prepare"] == "true"
     with pytest.raises(ValueError, match="regression presets: v4.10"):
         Rules.preset("v9.9")
+
+
+def test_act_returns_the_violation_and_what_the_action_brought_into_use() -> None:
+    """One typed call per step (what the hypothesis state machine uses): the
+    violation as data, the objects created, the actions enabled next."""
+    m = Machine(rules="p20", shape=Shape(types=["generic"], pages=2))
+    r = m.act("memremap_pages pgmap=0")
+    assert (r.violation, r.pgmaps, r.pages, r.pins, r.tasks) == (None, [0], [], [], [])
+    assert [str(a) for a in r.enabled] == [str(a) for a in m.enabled_actions()]
+    r = m.act("dev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0")
+    assert (r.pgmaps, r.pages, r.pins) == ([], [1], [])  # a mapping holds it; not a pin
+    r = m.act("pin_user_pages proc=0 addr=0 flags=0 cpu=0")
+    assert (r.pages, r.pins) == ([], [1])  # held already, newly pinned
+    r = m.act("memunmap_pages pgmap=0 cpu=0")
+    assert r.tasks == [0]
+    for _ in range(3):
+        r = m.act("step task=0")
+    r = m.act("rcu_grace_period")
+    r = m.act("step task=0")
+    r = m.act("step task=0")
+    assert r.violation is not None and r.violation.invariant == "I-L2" and r.enabled == []
+    with pytest.raises(ProgramError, match="stopped"):
+        m.act("rcu_grace_period")

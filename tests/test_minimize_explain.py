@@ -8,10 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import zdfuzz
+from programs import Q1  # noqa: E402
 from zdfuzz.cli import main
 from zdfuzz.corpus import Signature
-
-from programs import Q1  # noqa: E402
 
 
 def signature_of(p: zdfuzz.Program) -> Signature | None:
@@ -53,7 +52,7 @@ def smaller_operand_variants(p: zdfuzz.Program) -> list[zdfuzz.Program]:
             for s in smaller:
                 nw = words.copy()
                 nw[j] = f"{key}={s}"
-                out.append(zdfuzz.Program.parse("\n".join(header + body[:i] + [" ".join(nw)] + body[i + 1:])))
+                out.append(zdfuzz.Program.parse("\n".join(header + body[:i] + [" ".join(nw)] + body[i + 1 :])))
     return out
 
 
@@ -92,8 +91,16 @@ def test_minimize_of_q1_is_the_readme_program() -> None:
     r = zdfuzz.minimize(zdfuzz.Program.parse(Q1))
     assert r.signature == ("I-L2", "memunmap_pages", "generic", "p20")
     assert [str(a).split()[0] for a in r.program.actions] == [
-        "memremap_pages", "dev_dax_huge_fault", "get_user_pages", "memunmap_pages",
-        "step", "step", "step", "rcu_grace_period", "step", "step",
+        "memremap_pages",
+        "dev_dax_huge_fault",
+        "get_user_pages",
+        "memunmap_pages",
+        "step",
+        "step",
+        "step",
+        "rcu_grace_period",
+        "step",
+        "step",
     ]
 
 
@@ -126,7 +133,9 @@ def test_explain_names_functions_cpus_changes_and_the_invariant(tmp_path: Path) 
 def test_corrupted_and_truncated_files_name_their_line(tmp_path: Path) -> None:
     lines = Q1.splitlines()
     corrupted = tmp_path / "corrupted.zdf"
-    corrupted.write_text("\n".join(lines[:4] + ["get_user_pages proc=0 addr=0 flags=\x01\x02 cpu=1"] + lines[5:]) + "\n")
+    corrupted.write_text(
+        "\n".join(lines[:4] + ["get_user_pages proc=0 addr=0 flags=\x01\x02 cpu=1"] + lines[5:]) + "\n"
+    )
     truncated = tmp_path / "truncated.zdf"
     truncated.write_text(Q1[: Q1.index("flags=0 cpu=1")])  # cut inside line 5
     binary = tmp_path / "binary.zdf"
@@ -145,7 +154,9 @@ def test_corrupted_and_truncated_files_name_their_line(tmp_path: Path) -> None:
 
 def test_a_program_cut_between_lines_is_reported_when_it_no_longer_replays(tmp_path: Path) -> None:
     f = tmp_path / "cut.zdf"
-    f.write_text("rules p20\nconfig types=generic\nmemremap_pages pgmap=0\nget_user_pages proc=0 addr=0 flags=0 cpu=1\n")
+    f.write_text(
+        "rules p20\nconfig types=generic\nmemremap_pages pgmap=0\nget_user_pages proc=0 addr=0 flags=0 cpu=1\n"
+    )
     for cmd in ("replay", "explain", "minimize"):
         r = CliRunner().invoke(main, [cmd, str(f)])
         assert r.exit_code == 2, (cmd, r.output)

@@ -33,13 +33,15 @@ def test_readme_gives_exactly_two_setup_commands() -> None:
 
 
 def test_readme_explore_example_numbers_stay_true() -> None:
-    shown = re.search(r"zdfuzz explore --rules e4 --depth (\d+) --quiet.*?\n\s+(no violation [^,]+, \d+ transitions)", README)
+    shown = re.search(
+        r"zdfuzz explore --rules e4 --depth (\d+) --quiet.*?\n\s+(no violation [^,]+, \d+ transitions)", README
+    )
     assert shown is not None
     r = zdfuzz.explore("e4", depth=int(shown.group(1)))
     assert r.summary().startswith(shown.group(2)), (r.summary(), shown.group(2))
     q1 = re.search(r"(I-L2 \(safety\) reachable in 10 actions \(shortest\) — [^,]+, \d+ transitions)", README)
     assert q1 is not None
-    r = zdfuzz.explore("p20", types=["generic"], pages=1, procs=1, addrs=1, tasks=1, depth=12)
+    r = zdfuzz.explore("p20", shape=zdfuzz.Shape(types=["generic"], pages=1, procs=1, addrs=1, tasks=1), depth=12)
     assert r.summary().startswith(q1.group(1)), (r.summary(), q1.group(1))
 
 

@@ -7,7 +7,7 @@ Bounded (about a minute on CI's 2 cores): hypothesis byte strings through
 both ``run_bytes``, hypothesis action lists (bytes decoded under a random
 swarm of kinds) run as ``.zdf`` text, and a seeded random-walk run over every
 preset and the what-if presets of the Rust invariant tests. The long run is
-``python -m zdfuzz.reference.diff --time 600``.
+``python -m zdfuzz_reference.diff --time 600``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zdfuzz
-from zdfuzz.reference import SUPPORTED_KINDS, diff, p2pdma
-from zdfuzz.reference.config import Shape
-from zdfuzz.reference.rules import DEVICE_TYPES
-from zdfuzz.reference.text import parse_program
+from zdfuzz_reference import SUPPORTED_KINDS, diff, p2pdma
+from zdfuzz_reference.config import Shape
+from zdfuzz_reference.rules import DEVICE_TYPES
+from zdfuzz_reference.text import parse_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = zdfuzz.Rules.presets() + [name for name, _, _ in zdfuzz.Rules.regressions()]
@@ -33,17 +33,27 @@ PRESETS = zdfuzz.Rules.presets() + [name for name, _, _ in zdfuzz.Rules.regressi
 def fast(n: int) -> settings:
     """Deterministic (derandomized: the same examples on every run), no
     per-example deadline (the reference is slow by design)."""
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        max_examples=n, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+    )
 
 
 @st.composite
 def shapes(draw: st.DrawFn) -> Shape:
     types = draw(st.lists(st.sampled_from(DEVICE_TYPES), min_size=1, max_size=4, unique=True))
-    return Shape(types=types, pgmaps=draw(st.integers(1, min(2, 16 // len(types)))), pages=draw(st.integers(1, 5)),
-                 cpus=draw(st.integers(1, 3)), procs=draw(st.integers(1, 3)), addrs=draw(st.integers(1, 6)),
-                 files=draw(st.integers(1, 2)), file_pages=draw(st.integers(1, 2)), tasks=draw(st.integers(1, 4)),
-                 ram=draw(st.integers(0, 6)), order=draw(st.integers(0, 2)))
+    return Shape(
+        types=types,
+        pgmaps=draw(st.integers(1, min(2, 16 // len(types)))),
+        pages=draw(st.integers(1, 5)),
+        cpus=draw(st.integers(1, 3)),
+        procs=draw(st.integers(1, 3)),
+        addrs=draw(st.integers(1, 6)),
+        files=draw(st.integers(1, 2)),
+        file_pages=draw(st.integers(1, 2)),
+        tasks=draw(st.integers(1, 4)),
+        ram=draw(st.integers(0, 6)),
+        order=draw(st.integers(0, 2)),
+    )
 
 
 @fast(400)
@@ -54,8 +64,12 @@ def test_byte_programs_agree(data: bytes, rules: str, shape: Shape) -> None:
 
 
 @fast(400)
-@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes(),
-       kinds=st.sets(st.sampled_from(sorted(SUPPORTED_KINDS - diff.ALWAYS)), min_size=1))
+@given(
+    data=st.binary(min_size=40, max_size=300),
+    rules=st.sampled_from(PRESETS),
+    shape=shapes(),
+    kinds=st.sets(st.sampled_from(sorted(SUPPORTED_KINDS - diff.ALWAYS)), min_size=1),
+)
 def test_action_lists_agree(data: bytes, rules: str, shape: Shape, kinds: set[str]) -> None:
     text = diff.program_text(data, rules, shape, frozenset(kinds) | diff.ALWAYS)
     rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
@@ -86,8 +100,9 @@ def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
         if i % 3 == 0:
             # continue from a seed program cut at a random point
             seed = rng.choice(seeds)
-            text = diff.random_walk(rng, r, seed.shape, rng.randint(0, 40),
-                                    prefix=seed.ops[:rng.randint(0, len(seed.ops))])
+            text = diff.random_walk(
+                rng, r, seed.shape, rng.randint(0, 40), prefix=seed.ops[: rng.randint(0, len(seed.ops))]
+            )
         else:
             text = diff.random_walk(rng, r, diff.random_shape(rng), rng.randint(1, 60))
         rust, ref = diff.rust_outcome(text, r), diff.reference_outcome(text, r)
@@ -130,8 +145,11 @@ def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, t
 def test_command_line_runs_and_reports(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert diff.main(["--time", "2", "--seed", "1", "--rules", "e3,e5", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    m = re.search(r"checked (\d+) programs as text \((\d+) from the native engine's corpus, (\d+) engine run\(s\)\) "
-                  r"and (\d+) as bytes \((\d+) actions", out)
+    m = re.search(
+        r"checked (\d+) programs as text \((\d+) from the native engine's corpus, (\d+) engine run\(s\)\) "
+        r"and (\d+) as bytes \((\d+) actions",
+        out,
+    )
     assert m and int(m.group(1)) > 0 and int(m.group(5)) > 0, out
     assert int(m.group(2)) > 0 and int(m.group(3)) > 0, out  # a quarter come from the native engine by default
     assert "0 disagreement(s)" in out
@@ -151,7 +169,7 @@ def test_native_engine_programs_agree() -> None:
 
 
 def test_native_entry_layout() -> None:
-    f = zdfuzz.NativeFuzzer("e5", types=["private", "p2pdma"], seed=2)
+    f = zdfuzz.NativeFuzzer("e5", shape=zdfuzz.Shape(types=["private", "p2pdma"]), seed=2)
     f.run(max_execs=300)
     entries = f.take_new_entries()
     assert entries

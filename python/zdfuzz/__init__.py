@@ -6,40 +6,53 @@ struct page refcounts, mapcounts and pins for the four ZONE_DEVICE types
 this package drives it.
 
     >>> import zdfuzz
-    >>> m = zdfuzz.Machine(rules="p20", types=("generic",))
+    >>> m = zdfuzz.Machine(rules="p20", shape=zdfuzz.Shape(types=("generic",)))
     >>> p = zdfuzz.Program.parse(open("corpus/seeds/generic-01.zdf").read())  # doctest: +SKIP
     >>> m.run(p).ok  # doctest: +SKIP
     True
 """
 
 from zdfuzz._core import (
+    DEFAULT_PRESET,
+    DEVICE_TYPES,
     Action,
+    ConfigError,
     ExploreResult,
     Finding,
     InvariantViolation,
     Machine,
     Minimized,
+    MinimizeError,
     NativeFuzzer,
     PercpuRef,
     PercpuRefEvent,
     Program,
     ProgramError,
     Rules,
+    RulesError,
+    Shape,
+    StepResult,
     Verdict,
     Violation,
+    ZdfuzzError,
     __version__,
     action_kinds,
     explore,
     invariants,
+    kind_operands,
     minimize,
 )
 
 __all__ = [
+    "DEFAULT_PRESET",
+    "DEVICE_TYPES",
     "Action",
+    "ConfigError",
     "ExploreResult",
     "Finding",
     "InvariantViolation",
     "Machine",
+    "MinimizeError",
     "Minimized",
     "NativeFuzzer",
     "PercpuRef",
@@ -47,11 +60,16 @@ __all__ = [
     "Program",
     "ProgramError",
     "Rules",
+    "RulesError",
+    "Shape",
+    "StepResult",
     "Verdict",
     "Violation",
+    "ZdfuzzError",
     "__version__",
     "action_kinds",
     "explore",
     "invariants",
+    "kind_operands",
     "minimize",
 ]

@@ -1,14 +1,19 @@
 """Type stubs for the Rust extension ``zdfuzz._core`` (checked by mypy stubtest)."""
 
-from typing import final
-
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, final
 
 __all__ = [
+    "DEFAULT_PRESET",
+    "DEVICE_TYPES",
     "Action",
+    "ConfigError",
     "ExploreResult",
-
+    "MinimizeError",
+    "RulesError",
+    "Shape",
+    "StepResult",
+    "ZdfuzzError",
     "Finding",
     "InvariantViolation",
     "Machine",
@@ -34,6 +39,8 @@ __all__ = [
 _Signature = tuple[str, str, str, str]
 
 __version__: str
+DEFAULT_PRESET: str
+DEVICE_TYPES: list[str]
 
 @final
 class PercpuRefEvent:
@@ -84,17 +91,75 @@ class PercpuRef:
     def events(self) -> list[PercpuRefEvent]: ...
 
 def percpu_ref_stress(workers: int = 2, ops: int = 100000) -> tuple[int, int, int, int]: ...
-def bench_percpu_ref(
-    threads: int, pairs: int = 2000000, rounds: int = 5
-) -> list[tuple[float, float]]: ...
+def bench_percpu_ref(threads: int, pairs: int = 2000000, rounds: int = 5) -> list[tuple[float, float]]: ...
 
-class ProgramError(ValueError):
+class ZdfuzzError(ValueError):
+    """Base class of every error zdfuzz raises for bad input: ``message``,
+    ``file``, ``line``, ``col`` ("" / 0 when unknown)."""
+
+    message: str
+    file: str
+    line: int
+    col: int
+
+class ProgramError(ZdfuzzError):
     """A program or action that cannot be run: malformed text (``line``,
     ``col``), an operand out of range, or an action its actor may not take now."""
 
-    line: int
-    col: int
-    message: str
+class RulesError(ZdfuzzError):
+    """Rules that cannot be loaded: an unknown preset, or a TOML file with a
+    problem at ``file``:``line``:``col``."""
+
+class ConfigError(ZdfuzzError):
+    """A machine shape or an option out of range."""
+
+class MinimizeError(ZdfuzzError):
+    """A program that cannot be minimized."""
+
+@final
+class Shape:
+    """How many of everything a machine has."""
+
+    def __new__(
+        cls,
+        types: Sequence[str] | None = None,
+        pgmaps: int = 1,
+        pages: int = 4,
+        cpus: int = 2,
+        procs: int = 2,
+        addrs: int = 4,
+        files: int = 2,
+        file_pages: int = 2,
+        tasks: int = 4,
+        ram: int | None = None,
+        order: int | None = None,
+    ) -> Shape: ...
+    @property
+    def types(self) -> list[str]: ...
+    @property
+    def pgmaps(self) -> int: ...
+    @property
+    def pages(self) -> int: ...
+    @property
+    def cpus(self) -> int: ...
+    @property
+    def procs(self) -> int: ...
+    @property
+    def addrs(self) -> int: ...
+    @property
+    def files(self) -> int: ...
+    @property
+    def file_pages(self) -> int: ...
+    @property
+    def tasks(self) -> int: ...
+    @property
+    def ram(self) -> int: ...
+    @property
+    def order(self) -> int: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+_ShapeArg = Shape | dict[str, Any] | None
 
 class InvariantViolation(Exception):
     """Raised by ``Machine.step`` when an action breaks an invariant."""
@@ -107,6 +172,8 @@ class Rules:
 
     @staticmethod
     def preset(name: str) -> Rules: ...
+    @staticmethod
+    def resolve(name_or_path: str) -> Rules: ...
     @staticmethod
     def load(path: str | Any) -> Rules: ...
     @staticmethod
@@ -146,40 +213,11 @@ class Action:
 class Program:
     """A program: rules, machine shape, and actions."""
 
-    def __new__(
-        cls,
-        actions: Sequence[Action | str],
-        rules: str = ...,
-        types: Sequence[str] | None = None,
-        pgmaps: int = 1,
-        pages: int = 4,
-        cpus: int = 2,
-        procs: int = 2,
-        addrs: int = 4,
-        files: int = 2,
-        file_pages: int = 2,
-        tasks: int = 4,
-        ram: int | None = None,
-        order: int | None = None,
-    ) -> Program: ...
+    def __new__(cls, actions: Sequence[Action | str], rules: str = ..., shape: _ShapeArg = None) -> Program: ...
     @staticmethod
-    def parse(text: str) -> Program: ...
+    def parse(text: str, filename: str | None = None) -> Program: ...
     @staticmethod
-    def from_bytes(
-        data: bytes,
-        rules: str | Rules | None = None,
-        types: Sequence[str] | None = None,
-        pgmaps: int = 1,
-        pages: int = 4,
-        cpus: int = 2,
-        procs: int = 2,
-        addrs: int = 4,
-        files: int = 2,
-        file_pages: int = 2,
-        tasks: int = 4,
-        ram: int | None = None,
-        order: int | None = None,
-    ) -> Program: ...
+    def from_bytes(data: bytes, rules: str | Rules | None = None, shape: _ShapeArg = None) -> Program: ...
     @staticmethod
     def from_json(text: str) -> Program: ...
     def to_text(self) -> str: ...
@@ -188,7 +226,7 @@ class Program:
     @property
     def rules(self) -> str: ...
     @property
-    def shape(self) -> dict[str, Any]: ...
+    def shape(self) -> Shape: ...
     @property
     def actions(self) -> list[Action]: ...
     def line_of(self, i: int) -> int | None: ...
@@ -245,30 +283,17 @@ class Verdict:
 class Machine:
     """The model: pgmaps, struct pages, page tables, tasks and the oracle."""
 
-    def __new__(
-        cls,
-        rules: str | Rules | None = None,
-        types: Sequence[str] | None = None,
-        pgmaps: int = 1,
-        pages: int = 4,
-        cpus: int = 2,
-        procs: int = 2,
-        addrs: int = 4,
-        files: int = 2,
-        file_pages: int = 2,
-        tasks: int = 4,
-        ram: int | None = None,
-        order: int | None = None,
-    ) -> Machine: ...
+    def __new__(cls, rules: str | Rules | None = None, shape: _ShapeArg = None) -> Machine: ...
     @staticmethod
     def for_program(program: Program, rules: str | Rules | None = None) -> Machine: ...
     @property
     def rules(self) -> Rules: ...
     @property
-    def shape(self) -> dict[str, Any]: ...
+    def shape(self) -> Shape: ...
     def run(self, program: Program, trace: bool = True) -> Verdict: ...
     def run_bytes(self, data: bytes, trace: bool = False) -> Verdict: ...
     def step(self, action: Action | str) -> None: ...
+    def act(self, action: Action | str) -> StepResult: ...
     def finish(self) -> Verdict: ...
     def enabled_actions(self) -> list[Action]: ...
     def why_not(self, action: Action | str) -> str | None: ...
@@ -278,6 +303,23 @@ class Machine:
     def violation(self) -> Violation | None: ...
     @property
     def steps(self) -> int: ...
+
+@final
+class StepResult:
+    """What one ``Machine.act`` did."""
+
+    @property
+    def violation(self) -> Violation | None: ...
+    @property
+    def pgmaps(self) -> list[int]: ...
+    @property
+    def pages(self) -> list[int]: ...
+    @property
+    def pins(self) -> list[int]: ...
+    @property
+    def tasks(self) -> list[int]: ...
+    @property
+    def enabled(self) -> list[Action]: ...
 
 def action_kinds() -> list[tuple[str, list[str], str]]: ...
 def invariants() -> list[tuple[str, str]]: ...
@@ -324,17 +366,7 @@ class ExploreResult:
 def explore(
     rules: str | Rules,
     *,
-    types: Sequence[str] | None = None,
-    pgmaps: int = 1,
-    pages: int = 4,
-    cpus: int = 2,
-    procs: int = 2,
-    addrs: int = 4,
-    files: int = 2,
-    file_pages: int = 2,
-    tasks: int = 4,
-    ram: int = 0,
-    order: int = 0,
+    shape: _ShapeArg = None,
     depth: int = 8,
     threads: int = 0,
     symmetry: bool = True,
@@ -374,20 +406,10 @@ class NativeFuzzer:
     def __new__(
         cls,
         rules: str | Rules,
-        types: Sequence[str] | None = None,
+        shape: _ShapeArg = None,
         seed: int = 0,
         max_actions: int = 64,
         swarm: bool = True,
-        pgmaps: int = 1,
-        pages: int = 4,
-        cpus: int = 2,
-        procs: int = 2,
-        addrs: int = 4,
-        files: int = 2,
-        file_pages: int = 2,
-        tasks: int = 4,
-        ram: int | None = None,
-        order: int | None = None,
     ) -> NativeFuzzer: ...
     def run(self, max_execs: int | None = None, seconds: float | None = None) -> list[Finding]: ...
     def stats(self) -> dict[str, int]: ...

@@ -47,13 +47,16 @@ from rich.text import Text
 import zdfuzz
 from zdfuzz.corpus import Corpus, CorpusError, Signature, load_program
 
-ALL_TYPES = ("private", "fsdax", "generic", "p2pdma")
+ALL_TYPES = tuple(zdfuzz.DEVICE_TYPES)
 ENGINES = ("native", "hypothesis", "atheris")
+#: the rules a campaign fuzzes when none are named (the README's main job:
+#: the 2020 proposal)
+DEFAULT_CAMPAIGN_RULES = "p20"
 
 
 @dataclass
 class Config:
-    rules: str = "p20"
+    rules: str = DEFAULT_CAMPAIGN_RULES
     types: tuple[str, ...] = ALL_TYPES
     engine: str = "native"
     seconds: float = 30.0
@@ -102,7 +105,7 @@ class Campaign:
     _drawn: float = 0.0
 
     def __post_init__(self) -> None:
-        self.rules = load_rules(self.cfg.rules)
+        self.rules = zdfuzz.Rules.resolve(self.cfg.rules)
         self.corpus = Corpus(self.cfg.corpus)
         self.corpus.create()
         stored = self.corpus.findings()
@@ -122,8 +125,16 @@ class Campaign:
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def handle(self, sig: Signature, program: zdfuzz.Program, engine: str, message: str, category: str,
-               extra: dict[str, Any] | None = None, detected: float | None = None) -> None:
+    def handle(
+        self,
+        sig: Signature,
+        program: zdfuzz.Program,
+        engine: str,
+        message: str,
+        category: str,
+        extra: dict[str, Any] | None = None,
+        detected: float | None = None,
+    ) -> None:
         """``detected``: when the engine found it (``time.monotonic()``), if
         it reports findings in batches; else now."""
         if sig in self.known:
@@ -163,7 +174,7 @@ class Campaign:
             m = zdfuzz.minimize(program, rules=self.rules, signature=sig)
             small = m.program
             meta["minimize_runs"] = m.runs
-        except ValueError as e:
+        except zdfuzz.MinimizeError as e:
             # keep the program as found; say why
             meta["minimize_error"] = str(e)
             small = program
@@ -217,32 +228,32 @@ class Campaign:
 
     def summary(self) -> None:
         if not self.found:
-            self.console.print(f"no new finding in {self.elapsed():.1f}s (corpus {self.corpus.root}: "
-                               f"{self.earlier} earlier finding(s) under {self.rules.name})")
+            self.console.print(
+                f"no new finding in {self.elapsed():.1f}s (corpus {self.corpus.root}: "
+                f"{self.earlier} earlier finding(s) under {self.rules.name})"
+            )
             return
         t = Table(title=f"{len(self.found)} new finding(s) in {self.elapsed():.1f}s")
         for col in ("invariant", "action", "type", "rules", "class", "found after", "actions"):
             t.add_column(col)
         for f in sorted(self.found, key=lambda f: f.seconds):
             s = f.signature
-            t.add_row(s.invariant, s.kind, s.device, s.rules, f.category, f"{f.seconds:.1f}s",
-                      f"{f.original_actions} -> {f.actions}")
+            t.add_row(
+                s.invariant,
+                s.kind,
+                s.device,
+                s.rules,
+                f.category,
+                f"{f.seconds:.1f}s",
+                f"{f.original_actions} -> {f.actions}",
+            )
         self.console.print(t)
         self.console.print("reproducers written (each with its .json metadata):", highlight=False)
         for f in sorted(self.found, key=lambda f: f.seconds):
             self.console.print(f"  {f.path}", highlight=False, soft_wrap=True)
-        self.console.print("replay one with `zdfuzz replay FILE`, read it with `zdfuzz explain FILE`", highlight=False,
-                           soft_wrap=True)
-
-
-def load_rules(name: str) -> zdfuzz.Rules:
-    try:
-        return zdfuzz.Rules.preset(name)
-    except ValueError:
-        pass
-    if name.endswith(".toml") or Path(name).is_file():
-        return zdfuzz.Rules.load(name)
-    raise ValueError(f"{name!r} is neither a preset ({', '.join(zdfuzz.Rules.presets())}) nor a .toml file")
+        self.console.print(
+            "replay one with `zdfuzz replay FILE`, read it with `zdfuzz explain FILE`", highlight=False, soft_wrap=True
+        )
 
 
 def run(cfg: Config, console: Console | None = None) -> Campaign:
@@ -283,7 +294,9 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
 
 
 def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
-    f = zdfuzz.NativeFuzzer(cfg.rules, types=list(cfg.types), seed=seed, max_actions=cfg.max_actions)
+    f = zdfuzz.NativeFuzzer(
+        cfg.rules, shape=zdfuzz.Shape(types=list(cfg.types)), seed=seed, max_actions=cfg.max_actions
+    )
     for sig in known:
         f.add_known(sig)
     # resume: the saved corpus brings its coverage back
@@ -293,8 +306,16 @@ def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus
     return f
 
 
-def _native_loop(cfg: Config, seed: int, known: set[Signature], corpus: Corpus, deadline: float, execs: int | None,
-                 emit: Callable[[str, Any], None], alive: Callable[[], bool]) -> None:
+def _native_loop(
+    cfg: Config,
+    seed: int,
+    known: set[Signature],
+    corpus: Corpus,
+    deadline: float,
+    execs: int | None,
+    emit: Callable[[str, Any], None],
+    alive: Callable[[], bool],
+) -> None:
     # the engine times its findings from its creation; with this, a finding
     # keeps its own time, not the end of the batch that reported it
     born = time.monotonic()
@@ -317,11 +338,13 @@ def run_native(c: Campaign) -> None:
     assert cfg.seed is not None
     deadline = c.start + cfg.seconds
     if cfg.jobs <= 1:
+
         def emit(what: str, data: Any) -> None:
             if what == "finding":
                 sig, text, message, category, execs, detected = data
-                c.handle(Signature(*sig), zdfuzz.Program.parse(text), "native", message, category, {"execs": execs},
-                         detected)
+                c.handle(
+                    Signature(*sig), zdfuzz.Program.parse(text), "native", message, category, {"execs": execs}, detected
+                )
             elif what == "entries":
                 c.corpus.save_native_entries(data)
             else:
@@ -341,8 +364,16 @@ def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent
         q.put((job, what, data))
 
     try:
-        _native_loop(cfg, cfg.seed + job, set(map(Signature._make, known)), Corpus(cfg.corpus), deadline, execs, emit,
-                     lambda: os.getppid() == parent)
+        _native_loop(
+            cfg,
+            cfg.seed + job,
+            set(map(Signature._make, known)),
+            Corpus(cfg.corpus),
+            deadline,
+            execs,
+            emit,
+            lambda: os.getppid() == parent,
+        )
     finally:
         q.put((job, "done", None))
 
@@ -374,8 +405,15 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
             elif what == "finding":
                 # CLOCK_MONOTONIC: the workers' clock is this process's
                 sig, text, message, category, execs, detected = data
-                c.handle(Signature(*sig), zdfuzz.Program.parse(text), c.cfg.engine, message, category,
-                         {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job}, detected)
+                c.handle(
+                    Signature(*sig),
+                    zdfuzz.Program.parse(text),
+                    c.cfg.engine,
+                    message,
+                    category,
+                    {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job},
+                    detected,
+                )
             elif what == "entries":
                 c.corpus.save_native_entries(data)
             elif what == "stats":
@@ -392,8 +430,9 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _hypothesis_loop(cfg: Config, seed: int, known: set[Signature], deadline: float, execs: int | None,
-                     emit: Callable[[str, Any], None]) -> None:
+def _hypothesis_loop(
+    cfg: Config, seed: int, known: set[Signature], deadline: float, execs: int | None, emit: Callable[[str, Any], None]
+) -> None:
     from zdfuzz.hypothesis import Finding, run_campaign
 
     def on_finding(f: Finding, _seconds: float) -> None:
@@ -416,6 +455,7 @@ def run_hypothesis(c: Campaign) -> None:
     cfg = c.cfg
     assert cfg.seed is not None
     if cfg.jobs <= 1:
+
         def emit(what: str, data: Any) -> None:
             if what == "finding":
                 sig, text, message, category, _, _ = data
@@ -432,8 +472,14 @@ def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, pa
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
     try:
-        _hypothesis_loop(cfg, cfg.seed + job, set(map(Signature._make, known)), time.monotonic() + cfg.seconds, execs,
-                         lambda what, data: q.put((job, what, data)))
+        _hypothesis_loop(
+            cfg,
+            cfg.seed + job,
+            set(map(Signature._make, known)),
+            time.monotonic() + cfg.seconds,
+            execs,
+            lambda what, data: q.put((job, what, data)),
+        )
     finally:
         q.put((job, "done", None))
 
@@ -493,8 +539,15 @@ def _process_crashes(c: Campaign) -> None:
             # libFuzzer wrote the artifact when it found the input; this
             # process may see it up to a poll interval later
             written = time.monotonic() - max(0.0, time.time() - p.stat().st_mtime)
-            c.handle(Signature(*verdict.signature), program, "atheris", v.message, v.category,
-                     {"artifact": str(done / p.name)}, written if written >= c.start else None)
+            c.handle(
+                Signature(*verdict.signature),
+                program,
+                "atheris",
+                v.message,
+                v.category,
+                {"artifact": str(done / p.name)},
+                written if written >= c.start else None,
+            )
         os.replace(p, done / p.name)
 
 
@@ -536,8 +589,9 @@ def _run_libfuzzer(c: Campaign, args: list[str], env: dict[str, str], log: Path)
     """Run libFuzzer once, following its status lines; returns its executions."""
     last = 0
     with open(log, "w") as out:
-        p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             errors="replace")
+        p = subprocess.Popen(
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace"
+        )
         assert p.stderr is not None
         stats: dict[str, Any] = {}
 

@@ -1,23 +1,22 @@
 """The ``zdfuzz`` command line.
 
-    zdfuzz fuzz [--rules p20] [--types ...] [--engine native|hypothesis|atheris] [--time S] [--jobs N]
-                [--corpus DIR] [--seed S]                  a campaign: minimized reproducers in DIR/findings
-    zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
-    zdfuzz minimize FILE.zdf [-o OUT]                  shrink a reproducer, keeping its signature
-    zdfuzz explain FILE.zdf                            each step, what it models, what it changed
-    zdfuzz corpus list DIR | merge DEST SRC...         the findings of campaigns
-    zdfuzz rules list                                  the presets
-    zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
-    zdfuzz kinds                                       every action a program can use
-    zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
-    zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
-    zdfuzz lab check --kernel debian-6.12              the model's verdicts checked on a real kernel (QEMU)
+zdfuzz fuzz [--rules p20] [--types ...] [--engine native|hypothesis|atheris] [--time S] [--jobs N]
+            [--corpus DIR] [--seed S]                  a campaign: minimized reproducers in DIR/findings
+zdfuzz replay FILE.zdf [--rules NAME|FILE.toml]   run a program: exit 0 clean, 1 violation, 2 bad input
+zdfuzz minimize FILE.zdf [-o OUT]                  shrink a reproducer, keeping its signature
+zdfuzz explain FILE.zdf                            each step, what it models, what it changed
+zdfuzz corpus list DIR | merge DEST SRC...         the findings of campaigns
+zdfuzz rules list                                  the presets
+zdfuzz rules show NAME|FILE.toml                   every switch of a preset, documented
+zdfuzz kinds                                       every action a program can use
+zdfuzz explore --rules NAME --depth D [shape...]   every program up to D actions: a bound or a counterexample
+zdfuzz demo                                        a pgmap->ref percpu_ref walk-through
+zdfuzz lab check --kernel debian-6.12              the model's verdicts checked on a real kernel (QEMU)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import click
@@ -27,26 +26,43 @@ from rich.table import Table
 from rich.text import Text
 
 import zdfuzz
+from zdfuzz.campaign import DEFAULT_CAMPAIGN_RULES
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 def load_rules(name: str) -> zdfuzz.Rules:
-    """A preset name/alias, or a path to a TOML rules file."""
-    try:
-        return zdfuzz.Rules.preset(name)
-    except ValueError:
-        pass
-    if name.endswith(".toml") or Path(name).is_file():
-        return zdfuzz.Rules.load(name)
-    raise click.BadParameter(
-        f"{name!r} is neither a preset ({', '.join(zdfuzz.Rules.presets())}) nor a .toml file",
-        param_hint="--rules",
-    )
+    """A preset name/alias, or a path to a TOML rules file (the core's one
+    resolution); a bad one raises ``zdfuzz.RulesError``, which every command
+    turns into a one-line message and exit status 2."""
+    return zdfuzz.Rules.resolve(name)
 
 
-@click.group()
+def error_line(e: zdfuzz.ZdfuzzError) -> str:
+    """One line for a user: where (file:line:col when known) and what."""
+    if e.file and e.line:
+        return f"{e.file}:{e.line}:{e.col}: {e.message}"
+    if e.file:
+        return f"{e.file}: {e.message}"
+    return str(e)
+
+
+class Main(click.Group):
+    """The command group: a ``ZdfuzzError`` from any command (bad rules, a
+    malformed program, a shape out of range, ...) is bad input — one line on
+    stderr and exit status 2, never a traceback, and never status 1, which
+    means "violation found"."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except zdfuzz.ZdfuzzError as e:
+            err_console.print(error_line(e), style="red", markup=False, highlight=False)
+            raise SystemExit(2) from e
+
+
+@click.group(cls=Main)
 @click.version_option(zdfuzz.__version__, prog_name="zdfuzz")
 def main() -> None:
     """Fuzz and model-check Linux ZONE_DEVICE reference counting."""
@@ -63,24 +79,12 @@ def replay(file: str, rules_name: str | None, quiet: bool) -> None:
     except (OSError, UnicodeDecodeError) as e:
         err_console.print(f"{file}: cannot read: {e}", style="red", markup=False)
         raise SystemExit(2) from e
+    program = zdfuzz.Program.parse(text, filename=file)
+    rules = load_rules(rules_name or program.rules)
     try:
-        program = zdfuzz.Program.parse(text)
+        verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program)
     except zdfuzz.ProgramError as e:
-        err_console.print(f"{file}:{e.line}:{e.col}: {e.message}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from e
-    try:
-        rules = load_rules(rules_name or program.rules)
-        machine = zdfuzz.Machine.for_program(program, rules=rules)
-        verdict = machine.run(program)
-    except click.BadParameter:
-        raise
-    except zdfuzz.ProgramError as e:
-        where = f"{file}:{e.line}" if e.line else file
-        err_console.print(f"{where}: {e.message}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from e
-    except ValueError as e:
-        err_console.print(f"{file}: {e}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from e
+        raise _bad_replay(file, e) from e
     if verdict.ok:
         console.print(f"clean under {rules.name}: {verdict.steps} steps (program + drain), no violation")
         raise SystemExit(0)
@@ -129,11 +133,7 @@ def rules_list() -> None:
 @click.option("--toml", "as_toml", is_flag=True, help="Print the preset as an editable TOML file.")
 def rules_show(name: str, as_toml: bool) -> None:
     """Every switch of a preset (or TOML rules file), with its meaning."""
-    try:
-        r = load_rules(name)
-    except ValueError as e:
-        err_console.print(f"[red]{e}[/red]")
-        raise SystemExit(2) from e
+    r = load_rules(name)
     if as_toml:
         click.echo(r.to_toml())
         return
@@ -233,8 +233,7 @@ def explore(
         if progress is not None and err_console.is_terminal:
             live = Live(Text("starting"), console=err_console, transient=True, refresh_per_second=4)
             live.start()
-        result = zdfuzz.explore(
-            rules,
+        shape = zdfuzz.Shape(
             types=list(_types(types)) if types else None,
             pgmaps=pgmaps,
             pages=pages,
@@ -246,6 +245,10 @@ def explore(
             tasks=tasks,
             ram=ram,
             order=order,
+        )
+        result = zdfuzz.explore(
+            rules,
+            shape=shape,
             depth=depth,
             threads=threads,
             symmetry=not no_symmetry,
@@ -254,8 +257,8 @@ def explore(
             max_seconds=max_seconds,
             progress=progress,
         )
-    except ValueError as e:
-        err_console.print(f"explore: {e}", style="red", markup=False, highlight=False)
+    except zdfuzz.ZdfuzzError as e:
+        err_console.print(f"explore: {error_line(e)}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
     finally:
         if live is not None:
@@ -337,21 +340,17 @@ def read_program(file: str) -> zdfuzz.Program:
     except (OSError, UnicodeDecodeError) as e:
         err_console.print(f"{file}: cannot read: {e}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
-    try:
-        return zdfuzz.Program.parse(text)
-    except zdfuzz.ProgramError as e:
-        err_console.print(f"{file}:{e.line}:{e.col}: {e.message}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from e
+    return zdfuzz.Program.parse(text, filename=file)
 
 
-def _bad_replay(file: str, e: Exception) -> SystemExit:
-    line = getattr(e, "line", 0)
-    where = f"{file}:{line}" if line else file
-    err_console.print(f"{where}: {getattr(e, 'message', None) or e}", style="red", markup=False, highlight=False)
+def _bad_replay(file: str, e: zdfuzz.ZdfuzzError) -> SystemExit:
+    """A program that parses but does not replay: its file, the action's line."""
+    where = f"{file}:{e.line}" if e.line else file
+    err_console.print(f"{where}: {e.message}", style="red", markup=False, highlight=False)
     return SystemExit(2)
 
 
-TYPES = ("private", "fsdax", "generic", "p2pdma")
+TYPES = tuple(zdfuzz.DEVICE_TYPES)
 
 
 def _types(value: str) -> tuple[str, ...]:
@@ -363,23 +362,55 @@ def _types(value: str) -> tuple[str, ...]:
 
 
 @main.command()
-@click.option("--rules", "rules_name", default="p20", show_default=True, help="Preset name or TOML rules file.")
+@click.option(
+    "--rules", "rules_name", default=DEFAULT_CAMPAIGN_RULES, show_default=True, help="Preset name or TOML rules file."
+)
 @click.option("--types", "types_", default=",".join(TYPES), show_default=True, help="Device types, comma-separated.")
 @click.option("--engine", type=click.Choice(["native", "hypothesis", "atheris"]), default="native", show_default=True)
-@click.option("--time", "seconds", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to run.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes (atheris: libFuzzer -fork=N).")
-@click.option("--corpus", "corpus_dir", type=click.Path(file_okay=False), default="zdfuzz-corpus", show_default=True,
-              help="Campaign directory: findings, engine queues; a rerun resumes from it.")
-@click.option("--seed", type=int, default=None, help="Seed (default: random, printed). Native/hypothesis: same seed, "
-              "same programs.")
-@click.option("--execs", type=click.IntRange(min=1), default=None,
-              help="Stop after this many executions (with --seed: an exactly repeatable run).")
-@click.option("--max-actions", type=click.IntRange(1, 4096), default=64, show_default=True,
-              help="Most actions per program (native).")
-def fuzz(rules_name: str, types_: str, engine: str, seconds: float, jobs: int, corpus_dir: str, seed: int | None,
-         execs: int | None, max_actions: int) -> None:
+@click.option(
+    "--time", "seconds", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds to run."
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (atheris: libFuzzer -fork=N)."
+)
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(file_okay=False),
+    default="zdfuzz-corpus",
+    show_default=True,
+    help="Campaign directory: findings, engine queues; a rerun resumes from it.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed (default: random, printed). Native/hypothesis: same seed, same programs.",
+)
+@click.option(
+    "--execs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many executions (with --seed: an exactly repeatable run).",
+)
+@click.option(
+    "--max-actions",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Most actions per program (native).",
+)
+def fuzz(
+    rules_name: str,
+    types_: str,
+    engine: str,
+    seconds: float,
+    jobs: int,
+    corpus_dir: str,
+    seed: int | None,
+    execs: int | None,
+    max_actions: int,
+) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
     reproducer plus JSON metadata under CORPUS/findings."""
     from zdfuzz import campaign
@@ -387,9 +418,18 @@ def fuzz(rules_name: str, types_: str, engine: str, seconds: float, jobs: int, c
     from zdfuzz.drivers.sancov import SetupError
 
     types = _types(types_)
-    load_rules(rules_name)  # a bad --rules is a usage error (exit 2)
-    cfg = campaign.Config(rules=rules_name, types=types, engine=engine, seconds=seconds, jobs=jobs,
-                          corpus=Path(corpus_dir), seed=seed, execs=execs, max_actions=max_actions)
+    load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
+    cfg = campaign.Config(
+        rules=rules_name,
+        types=types,
+        engine=engine,
+        seconds=seconds,
+        jobs=jobs,
+        corpus=Path(corpus_dir),
+        seed=seed,
+        execs=execs,
+        max_actions=max_actions,
+    )
     try:
         campaign.run(cfg, console)
     except SetupError as e:
@@ -418,19 +458,25 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
         # replay first: an action that is not enabled is reported with its line
         zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
         r = zdfuzz.minimize(program, rules=rules)
-    except ValueError as e:
+    except (zdfuzz.ProgramError, zdfuzz.MinimizeError) as e:
         raise _bad_replay(file, e) from e
     dt = time.monotonic() - t0
     sig = " ".join(r.signature)
     text = f"# {sig}: minimized from {r.original_len} to {len(r.program)} actions\n" + r.program.to_text()
     if output:
         atomic_write(Path(output), text)
-        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
-                          markup=False, highlight=False)
+        err_console.print(
+            f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
+            markup=False,
+            highlight=False,
+        )
     else:
         click.echo(text, nl=False)
-        err_console.print(f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs)",
-                          markup=False, highlight=False)
+        err_console.print(
+            f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs)",
+            markup=False,
+            highlight=False,
+        )
 
 
 @main.command()
@@ -446,7 +492,7 @@ def explain(file: str, rules_name: str | None) -> None:
     rules = load_rules(rules_name or program.rules)
     try:
         e = explain_program(program, rules)
-    except ValueError as err:
+    except zdfuzz.ProgramError as err:
         raise _bad_replay(file, err) from err
     for line in e.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -475,9 +521,16 @@ def corpus_list(directory: str) -> None:
     for f in found:
         s = f.signature
         t = f.meta.get("time_to_find")
-        table.add_row(s.invariant, s.kind, s.device, s.rules, str(f.meta.get("engine", "?")),
-                      f"{t:.1f}s" if isinstance(t, int | float) else "?",
-                      str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"), f.zdf.name)
+        table.add_row(
+            s.invariant,
+            s.kind,
+            s.device,
+            s.rules,
+            str(f.meta.get("engine", "?")),
+            f"{t:.1f}s" if isinstance(t, int | float) else "?",
+            str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"),
+            f.zdf.name,
+        )
     console.print(table)
 
 
@@ -514,8 +567,15 @@ def regressions_list() -> None:
         table.add_column(col)
     for b in reg.BUGS:
         path = reg.reproducer_path(b)
-        table.add_row(b.name, b.preset, ",".join(b.types), b.invariant, b.fixed_in, b.fix,
-                      str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-")
+        table.add_row(
+            b.name,
+            b.preset,
+            ",".join(b.types),
+            b.invariant,
+            b.fixed_in,
+            b.fix,
+            str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-",
+        )
     console.print(table)
 
 
@@ -533,8 +593,12 @@ def regressions_find(only: tuple[str, ...], seconds: float, seed: int, engine: s
     bugs = [reg.bug(n) for n in only] if only else list(reg.BUGS)
     missing = []
     for b in bugs:
-        if reg.find(b, seconds=seconds, seed=seed, engine=engine, root=Path(root) if root else reg.ROOT,
-                    console=console) is None:
+        if (
+            reg.find(
+                b, seconds=seconds, seed=seed, engine=engine, root=Path(root) if root else reg.ROOT, console=console
+            )
+            is None
+        ):
             missing.append(b.name)
     if missing:
         err_console.print(f"not found: {', '.join(missing)}", style="red", markup=False)
@@ -575,8 +639,15 @@ def soak(minutes: float, presets: str, types_: str, engines: str, corpus_dir: st
     bad = [e for e in engines.split(",") if e not in soak_mod.ENGINES]
     if bad:
         raise click.BadParameter(f"unknown engine(s) {bad}", param_hint="--engines")
-    plan = soak_mod.Plan(minutes=minutes, corpus=Path(corpus_dir), presets=tuple(presets.split(",")),
-                         types=_types(types_), engines=tuple(engines.split(",")), seed=seed, jobs=jobs)
+    plan = soak_mod.Plan(
+        minutes=minutes,
+        corpus=Path(corpus_dir),
+        presets=tuple(presets.split(",")),
+        types=_types(types_),
+        engines=tuple(engines.split(",")),
+        seed=seed,
+        jobs=jobs,
+    )
     done = soak_mod.run(plan, console)
     console.print(soak_mod.table(done))
     console.print(f"summary: {plan.summary_path}", highlight=False)
@@ -593,4 +664,3 @@ def _register_lab() -> None:
 
 
 _register_lab()
-

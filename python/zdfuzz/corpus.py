@@ -118,7 +118,9 @@ class Corpus:
         """Write (or replace) the reproducer of ``sig`` and its metadata."""
         zdf, js = self.finding_paths(sig)
         header = f"# {sig}: {meta.get('message', '')}\n".replace("\n", " ").rstrip() + "\n"
-        header += f"# found by {meta.get('engine', '?')} (seed {meta.get('seed')}) after {meta.get('time_to_find', 0):.2f}s"
+        header += (
+            f"# found by {meta.get('engine', '?')} (seed {meta.get('seed')}) after {meta.get('time_to_find', 0):.2f}s"
+        )
         header += "; minimized\n" if meta.get("minimized") else "; not minimized yet\n"
         atomic_write(zdf, header + program.to_text())
         full = {"signature": sig._asdict(), **meta, "reproducer": zdf.name}

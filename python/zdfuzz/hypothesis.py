@@ -50,7 +50,7 @@ from hypothesis.stateful import (
 import zdfuzz
 from zdfuzz.corpus import Signature
 
-ALL_TYPES: tuple[str, ...] = ("private", "fsdax", "generic", "p2pdma")
+ALL_TYPES: tuple[str, ...] = tuple(zdfuzz.DEVICE_TYPES)
 
 # Which operand domains a Bundle can steer (domain -> bundles, in order).
 _STEERED: dict[str, tuple[str, ...]] = {
@@ -75,8 +75,13 @@ class ZoneDeviceStateMachine(RuleBasedStateMachine):
     """The model as a hypothesis state machine (see the module docstring).
 
     Class attributes to override: ``preset`` (preset name, TOML path or
-    ``zdfuzz.Rules``; ``rules`` is taken by hypothesis), ``types``, ``shape`` (Machine keyword arguments such
-    as ``pages=2``), ``known`` (signatures that are not failures)."""
+    ``zdfuzz.Rules``; ``rules`` is taken by hypothesis), ``types``, ``shape``
+    (other ``zdfuzz.Shape`` fields, such as ``{"pages": 2}``), ``known``
+    (signatures that are not failures).
+
+    Each step is one call, ``Machine.act``: it returns the violation (as
+    data), the objects the action brought into use (they go into the
+    Bundles) and the actions enabled next (the rules' preconditions)."""
 
     preset: ClassVar[str | zdfuzz.Rules] = "p20"
     types: ClassVar[tuple[str, ...]] = ALL_TYPES
@@ -92,64 +97,44 @@ class ZoneDeviceStateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.machine = zdfuzz.Machine(rules=self.preset, types=self.types, **self.shape)
+        self.machine = zdfuzz.Machine(rules=self.preset, shape=zdfuzz.Shape(types=self.types, **self.shape))
         self.actions: list[zdfuzz.Action] = []
         self.violation: zdfuzz.Violation | None = None
-        self._enabled: dict[str, list[zdfuzz.Action]] | None = None
-        self._seen: dict[str, set[int]] = {"pgmaps": set(), "pages": set(), "pins": set(), "tasks": set()}
+        self._enabled = _by_kind(self.machine.enabled_actions())
+        self._seen: dict[str, set[int]] = {"pgmaps": set(), "pages": set(), "pins": set()}
 
     # -- helpers ----------------------------------------------------------
 
     def enabled(self) -> dict[str, list[zdfuzz.Action]]:
-        """Enabled actions by kind (cached until the next action)."""
-        if self._enabled is None:
-            by: dict[str, list[zdfuzz.Action]] = {}
-            if self.violation is None:
-                for a in self.machine.enabled_actions():
-                    by.setdefault(a.name, []).append(a)
-            self._enabled = by
+        """Enabled actions by kind (as the last step left them)."""
         return self._enabled
 
     def program(self) -> zdfuzz.Program:
         """The actions run so far, as a program that replays them."""
-        shape = {k: v for k, v in self.machine.shape.items() if k != "types"}
-        return zdfuzz.Program(self.actions, rules=self.machine.rules.name, types=list(self.types), **shape)
+        return zdfuzz.Program(self.actions, rules=self.machine.rules.name, shape=self.machine.shape)
 
-    def _produced(self) -> None:
-        """Put the objects the last action created into their Bundles."""
-        st_ = self.machine.state()
-        new: dict[str, list[int]] = {"pgmaps": [], "pages": [], "pins": [], "tasks": []}
-        for g in st_["pgmaps"]:
-            if g["state"] == "live" and g["id"] not in self._seen["pgmaps"]:
-                new["pgmaps"].append(g["id"])
-        for p in st_["pages"]:
-            if p["holders"] != "nobody" and p["pfn"] not in self._seen["pages"]:
-                new["pages"].append(p["pfn"])
-            if "pin" in p["holders"] and p["pfn"] not in self._seen["pins"]:
-                new["pins"].append(p["pfn"])
-        running = {slot for slot, _what, _blocked in st_["tasks"]}
-        new["tasks"] = sorted(running - self._seen["tasks"])
-        # a slot freed and reused later holds a new task
-        self._seen["tasks"] &= running
+    def _produced(self, r: zdfuzz.StepResult) -> None:
+        """Put the objects the last action brought into use into their Bundles
+        (a pgmap, page or pin once; a task each time a slot gets a new one)."""
+        new = {"pgmaps": r.pgmaps, "pages": r.pages, "pins": r.pins, "tasks": r.tasks}
         for name, values in new.items():
-            values = [v for v in values if v not in self._seen[name]]
-            if values:
+            if name in self._seen:
+                values = [v for v in values if v not in self._seen[name]]
                 self._seen[name].update(values)
+            if values:
                 # hypothesis has no public way for one rule to feed several
                 # Bundles; this is the call its own `target=` uses (the
                 # dependency is pinned exactly)
                 self._add_results_to_targets([name], values)  # type: ignore[no-untyped-call]
 
     def _apply(self, action: zdfuzz.Action) -> None:
-        self._enabled = None
         self.actions.append(action)
         type(self).steps_run += 1
-        try:
-            self.machine.step(action)
-        except zdfuzz.InvariantViolation as e:
-            self.violation = e.violation
-            return
-        self._produced()
+        r = self.machine.act(action)
+        self.violation = r.violation
+        self._enabled = {} if r.violation is not None else _by_kind(r.enabled)
+        if r.violation is None:
+            self._produced(r)
 
     def _check(self, verdict_signature: tuple[str, str, str, str] | None, v: zdfuzz.Violation | None) -> None:
         if v is None or verdict_signature is None:
@@ -191,6 +176,13 @@ class ZoneDeviceStateMachine(RuleBasedStateMachine):
         """Nothing left to do (the machine stopped at a known violation)."""
 
 
+def _by_kind(actions: list[zdfuzz.Action]) -> dict[str, list[zdfuzz.Action]]:
+    by: dict[str, list[zdfuzz.Action]] = {}
+    for a in actions:
+        by.setdefault(a.name, []).append(a)
+    return by
+
+
 def _make_rule(kind: str, operands: list[tuple[str, str]]) -> Callable[..., None]:
     steered = [(i, name, _STEERED[dim]) for i, (name, dim) in enumerate(operands) if dim in _STEERED]
 
@@ -217,7 +209,7 @@ def _make_rule(kind: str, operands: list[tuple[str, str]]) -> Callable[..., None
     return precondition(lambda self: kind in self.enabled())(decorated)
 
 
-for _kind, _operands in zdfuzz._core.kind_operands():
+for _kind, _operands in zdfuzz.kind_operands():
     setattr(ZoneDeviceStateMachine, _kind, _make_rule(_kind, _operands))
 
 
@@ -230,21 +222,22 @@ def _programs(
     kinds: frozenset[str] | None,
     shape: dict[str, int],
 ) -> zdfuzz.Program:
-    m = zdfuzz.Machine(rules=rules, types=types, **shape)
+    m = zdfuzz.Machine(rules=rules, shape=zdfuzz.Shape(types=types, **shape))
     actions: list[zdfuzz.Action] = []
+    enabled_now = m.enabled_actions()
     n = draw(st.integers(0, max_actions), label="length")
     for _ in range(n):
-        enabled = [a for a in m.enabled_actions() if kinds is None or a.name in kinds]
+        enabled = [a for a in enabled_now if kinds is None or a.name in kinds]
         if not enabled:
             break
         a = draw(st.sampled_from(enabled))
         actions.append(a)
-        try:
-            m.step(a)
-        except zdfuzz.InvariantViolation:
+        r = m.act(a)
+        if r.violation is not None:
             break
+        enabled_now = r.enabled
     name = rules.name if isinstance(rules, zdfuzz.Rules) else m.rules.name
-    return zdfuzz.Program(actions, rules=name, types=list(types), **shape)
+    return zdfuzz.Program(actions, rules=name, shape=m.shape)
 
 
 def programs(
@@ -258,7 +251,7 @@ def programs(
     when given) on a machine of ``types``; each action is chosen among those
     enabled after the previous ones, so every program replays as is. A
     program stops at its first violation."""
-    known = {k for k, _ in zdfuzz._core.kind_operands()}
+    known = {k for k, _ in zdfuzz.kind_operands()}
     ks = None if kinds is None else frozenset(kinds)
     if ks is not None and not ks <= known:
         raise ValueError(f"unknown action kinds: {sorted(ks - known)}")

@@ -45,37 +45,125 @@ class Bug:
 
 
 BUGS: tuple[Bug, ...] = (
-    Bug("gup-fast-zone-device-ref", "v4.10", ("generic",), "I-R1", "e1",
+    Bug(
+        "gup-fast-zone-device-ref",
+        "v4.10",
+        ("generic",),
+        "I-R1",
+        "e1",
         "71389703839e mm, zone_device: Replace {get,put}_zone_device_page() with a single reference (v4.11)",
-        "§7.1"),
-    Bug("unbind-does-not-wait", "v5.1", ("generic",), "I-L2", "e1",
-        "50f44ee7248a mm/devm_memremap_pages: fix final page put race (v5.2)", "§7.2"),
-    Bug("bad-subpage-pointer", "v5.2", ("private",), "I-M3", "e1",
-        "mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)", "§7.4"),
-    Bug("fork-shares-pinned-page", "v5.8", ("private",), "I-W1", "e1",
-        "mm: Do early cow for pinned pages during fork() (v5.9)", "GUP-vs-COW, spec §6.1"),
-    Bug("unbind-with-mapped-device-page", "e2", ("private",), "I-L2", "e3",
-        "0dc45ca1ce18 mm/memremap.c: Take a pgmap reference on page allocation (v6.1)", "§7.7"),
-    Bug("device-fault-race", "e2", ("private",), "I-D1", "e3",
-        "16ce101db85d mm/memory.c: Fix race when faulting a device private page (v6.1)", "§7.8"),
-    Bug("collect-drops-dirty-bit", "e2", ("private",), "I-M5", "e4",
-        "mm/migrate_device.c: Copy pte dirty bit to page (v6.0)", "spec [S33]",
+        "§7.1",
+    ),
+    Bug(
+        "unbind-does-not-wait",
+        "v5.1",
+        ("generic",),
+        "I-L2",
+        "e1",
+        "50f44ee7248a mm/devm_memremap_pages: fix final page put race (v5.2)",
+        "§7.2",
+    ),
+    Bug(
+        "bad-subpage-pointer",
+        "v5.2",
+        ("private",),
+        "I-M3",
+        "e1",
+        "mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
+        "§7.4",
+    ),
+    Bug(
+        "fork-shares-pinned-page",
+        "v5.8",
+        ("private",),
+        "I-W1",
+        "e1",
+        "mm: Do early cow for pinned pages during fork() (v5.9)",
+        "GUP-vs-COW, spec §6.1",
+    ),
+    Bug(
+        "unbind-with-mapped-device-page",
+        "e2",
+        ("private",),
+        "I-L2",
+        "e3",
+        "0dc45ca1ce18 mm/memremap.c: Take a pgmap reference on page allocation (v6.1)",
+        "§7.7",
+    ),
+    Bug(
+        "device-fault-race",
+        "e2",
+        ("private",),
+        "I-D1",
+        "e3",
+        "16ce101db85d mm/memory.c: Fix race when faulting a device private page (v6.1)",
+        "§7.8",
+    ),
+    Bug(
+        "collect-drops-dirty-bit",
+        "e2",
+        ("private",),
+        "I-M5",
+        "e4",
+        "mm/migrate_device.c: Copy pte dirty bit to page (v6.0)",
+        "spec [S33]",
         "e3 has this fix, but the reproducer's drain goes on to migrate_vma_finalize and reaches e3's own "
-        "migrated-folio-on-lru bug (I-M6, fixed in v6.14); e4 is the first preset clean of both"),
-    Bug("migrated-folio-on-lru", "e3", ("private",), "I-M6", "e4",
+        "migrated-folio-on-lru bug (I-M6, fixed in v6.14); e4 is the first preset clean of both",
+    ),
+    Bug(
+        "migrated-folio-on-lru",
+        "e3",
+        ("private",),
+        "I-M6",
+        "e4",
         "41cddf83d8b0 mm/migrate_device: don't add folio to be freed to LRU in migrate_device_finalize() (v6.14)",
-        "§7.11"),
-    Bug("device-fault-livelock", "e3", ("private",), "I-D3", "e4",
-        "1afaeb8293c9 mm/migrate: Trylock device page in do_swap_page (v6.15)", "§7.12"),
-    Bug("busy-scan-skips-unmapped-file", "e3", ("fsdax",), "I-X2", "e4",
-        "cee91fa13a8e fs/dax: return unmapped busy pages from dax_layout_busy_page_range() (v6.15)", "§7.15"),
-    Bug("trylock-put-before-unlock", "v6.15-rc-trylock-v1", ("private",), "I-D1", "e4",
+        "§7.11",
+    ),
+    Bug(
+        "device-fault-livelock",
+        "e3",
+        ("private",),
+        "I-D3",
+        "e4",
+        "1afaeb8293c9 mm/migrate: Trylock device page in do_swap_page (v6.15)",
+        "§7.12",
+    ),
+    Bug(
+        "busy-scan-skips-unmapped-file",
+        "e3",
+        ("fsdax",),
+        "I-X2",
+        "e4",
+        "cee91fa13a8e fs/dax: return unmapped busy pages from dax_layout_busy_page_range() (v6.15)",
+        "§7.15",
+    ),
+    Bug(
+        "trylock-put-before-unlock",
+        "v6.15-rc-trylock-v1",
+        ("private",),
+        "I-D1",
+        "e4",
         "review of 'mm/migrate: Trylock device page in do_swap_page' (unlock_page before put_page, v6.15)",
-        "§7.12"),
-    Bug("folio-freed-without-prepare", "v6.19-orig", ("private",), "I-F4", "e5",
-        "free_zone_device_folio_prepare() (2026, Fixes d245f9b4ab80)", "§7.13"),
-    Bug("pmd-walker-reads-device-pmd", "v6.19-orig", ("private",), "I-T3", "e5",
-        "mm/mempolicy, madvise: handle device-private PMD entries (2026, Fixes 368076f52ebe)", "§7.14"),
+        "§7.12",
+    ),
+    Bug(
+        "folio-freed-without-prepare",
+        "v6.19-orig",
+        ("private",),
+        "I-F4",
+        "e5",
+        "free_zone_device_folio_prepare() (2026, Fixes d245f9b4ab80)",
+        "§7.13",
+    ),
+    Bug(
+        "pmd-walker-reads-device-pmd",
+        "v6.19-orig",
+        ("private",),
+        "I-T3",
+        "e5",
+        "mm/mempolicy, madvise: handle device-private PMD entries (2026, Fixes 368076f52ebe)",
+        "§7.14",
+    ),
 )
 
 
@@ -90,8 +178,9 @@ def reproducer_path(b: Bug, root: Path = ROOT) -> Path:
     return root / b.preset / f"{b.name}.zdf"
 
 
-def _campaign(rules: str, types: tuple[str, ...], seconds: float, seed: int, engine: str,
-              console: Console) -> list[Any]:
+def _campaign(
+    rules: str, types: tuple[str, ...], seconds: float, seed: int, engine: str, console: Console
+) -> list[Any]:
     from zdfuzz import campaign
 
     with tempfile.TemporaryDirectory(prefix="zdfuzz-regression-") as tmp:
@@ -105,16 +194,25 @@ def _campaign(rules: str, types: tuple[str, ...], seconds: float, seed: int, eng
         return out
 
 
-def find(b: Bug, seconds: float = 60.0, seed: int = 1, engine: str = "native", root: Path = ROOT,
-         console: Console | None = None) -> Path | None:
+def find(
+    b: Bug,
+    seconds: float = 60.0,
+    seed: int = 1,
+    engine: str = "native",
+    root: Path = ROOT,
+    console: Console | None = None,
+) -> Path | None:
     """Run campaigns under the buggy preset until one finds the bug's
     invariant (up to three seeds); file the reproducer. Then run one campaign
     of the same length under the fixing preset and record whether it found
     the signature. Returns the reproducer's path, or None."""
     console = console or Console()
     for s in (seed, seed + 1, seed + 2):
-        hits = [x for x in _campaign(b.preset, b.types, seconds, s, engine, console)
-                if x[0].signature.invariant == b.invariant]
+        hits = [
+            x
+            for x in _campaign(b.preset, b.types, seconds, s, engine, console)
+            if x[0].signature.invariant == b.invariant
+        ]
         if hits:
             f, text, meta = min(hits, key=lambda x: x[0].seconds)
             break
@@ -123,14 +221,20 @@ def find(b: Bug, seconds: float = 60.0, seed: int = 1, engine: str = "native", r
         return None
     # under the fix: the same campaign must not find this signature
     fixed = _campaign(b.fixed_in, b.types, seconds, s, engine, console)
-    same = [x for x in fixed if (x[0].signature.invariant, x[0].signature.kind, x[0].signature.device)
-            == (f.signature.invariant, f.signature.kind, f.signature.device)]
+    same = [
+        x
+        for x in fixed
+        if (x[0].signature.invariant, x[0].signature.kind, x[0].signature.device)
+        == (f.signature.invariant, f.signature.kind, f.signature.device)
+    ]
     out = reproducer_path(b, root)
-    header = (f"# {b.name}: {b.fix}\n"
-              f"# Catalogue {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
-              f"# {b.preset}; {b.invariant}: {f.message}\n"
-              f"# Replay: zdfuzz replay {out.relative_to(root.parent.parent) if root == ROOT else out.name}"
-              f"   # and with --rules {b.fixed_in}: clean\n")
+    header = (
+        f"# {b.name}: {b.fix}\n"
+        f"# Catalogue {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
+        f"# {b.preset}; {b.invariant}: {f.message}\n"
+        f"# Replay: zdfuzz replay {out.relative_to(root.parent.parent) if root == ROOT else out.name}"
+        f"   # and with --rules {b.fixed_in}: clean\n"
+    )
     body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
     atomic_write(out, header + body)
     record = {
@@ -149,13 +253,21 @@ def find(b: Bug, seconds: float = 60.0, seed: int = 1, engine: str = "native", r
         "fix": b.fix,
         "catalogue": b.catalogue,
         "note": b.note,
-        "fixed_campaign": {"seconds": seconds, "seed": s, "engine": engine, "signature_found": bool(same),
-                           "other_findings": sorted(str(x[0].signature) for x in fixed if x not in same)},
+        "fixed_campaign": {
+            "seconds": seconds,
+            "seed": s,
+            "engine": engine,
+            "signature_found": bool(same),
+            "other_findings": sorted(str(x[0].signature) for x in fixed if x not in same),
+        },
         "zdfuzz": zdfuzz.__version__,
     }
     atomic_write(out.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True) + "\n")
-    console.print(f"{b.name}: {out} ({f.actions} actions, {f.seconds:.2f}s); under {b.fixed_in}: "
-                  f"{'FOUND AGAIN' if same else 'clean'}", highlight=False)
+    console.print(
+        f"{b.name}: {out} ({f.actions} actions, {f.seconds:.2f}s); under {b.fixed_in}: "
+        f"{'FOUND AGAIN' if same else 'clean'}",
+        highlight=False,
+    )
     return out
 
 
@@ -186,7 +298,7 @@ def check(root: Path = ROOT) -> list[str]:
             problems.append(f"{zdf}: under {meta['preset']} expected {meta['invariant']}, got {got}")
         fixed = replay(zdf, meta["fixed_in"])
         if not fixed.ok:
-            problems.append(f"{zdf}: under the fixing preset {meta['fixed_in']} not clean: "
-                            f"{fixed.violation or fixed.conformance}")
+            problems.append(
+                f"{zdf}: under the fixing preset {meta['fixed_in']} not clean: {fixed.violation or fixed.conformance}"
+            )
     return problems
-

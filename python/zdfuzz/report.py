@@ -34,9 +34,11 @@ class Explanation:
     signature: Signature | None = None
 
     def lines(self) -> list[str]:
-        shape = self.program.shape
-        out = [f"rules {self.rules}; machine: {', '.join(shape['types'])} "
-               + " ".join(f"{k}={v}" for k, v in shape.items() if k != "types")]
+        shape = self.program.shape.to_dict()
+        out = [
+            f"rules {self.rules}; machine: {', '.join(shape['types'])} "
+            + " ".join(f"{k}={v}" for k, v in shape.items() if k != "types")
+        ]
         for s in self.steps:
             head = f"{s.step:>4}  cpu {s.cpu}  {'(drain) ' if s.drain else ''}{s.action}"
             out.append(head)
@@ -56,8 +58,10 @@ class Explanation:
         if v.expected or v.actual:
             out.append(f"  expected {v.expected}, actual {v.actual}")
         if v.category == "conformance":
-            out.append("  (conformance: the counters disagree with the preset's own description — a zdfuzz or preset "
-                       "problem, not a finding about the kernel design)")
+            out.append(
+                "  (conformance: the counters disagree with the preset's own description — a zdfuzz or preset "
+                "problem, not a finding about the kernel design)"
+            )
         if self.signature is not None:
             out.append(f"  signature: {self.signature}")
         return out

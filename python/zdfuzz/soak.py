@@ -22,10 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import zdfuzz
 from zdfuzz.corpus import Corpus, atomic_write
 
 PRESETS = ("e4", "e5")
-TYPES = ("private", "fsdax", "generic", "p2pdma")
+TYPES = tuple(zdfuzz.DEVICE_TYPES)
 ENGINES = ("native", "hypothesis", "atheris")
 
 
@@ -58,8 +59,14 @@ def load(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def save(plan: Plan, done: dict[str, dict[str, Any]]) -> None:
-    data = {"minutes": plan.minutes, "presets": list(plan.presets), "types": list(plan.types),
-            "engines": list(plan.engines), "seed": plan.seed, "runs": list(done.values())}
+    data = {
+        "minutes": plan.minutes,
+        "presets": list(plan.presets),
+        "types": list(plan.types),
+        "engines": list(plan.engines),
+        "seed": plan.seed,
+        "runs": list(done.values()),
+    }
     atomic_write(plan.summary_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -74,18 +81,37 @@ def run(plan: Plan, console: Console) -> dict[str, dict[str, Any]]:
                 if key in done:
                     console.print(f"{key}: done earlier, skipped", highlight=False)
                     continue
-                cfg = campaign.Config(rules=preset, types=(t,), engine=engine, seconds=plan.minutes * 60,
-                                      jobs=plan.jobs, corpus=plan.corpus / preset / t / engine, seed=plan.seed)
+                cfg = campaign.Config(
+                    rules=preset,
+                    types=(t,),
+                    engine=engine,
+                    seconds=plan.minutes * 60,
+                    jobs=plan.jobs,
+                    corpus=plan.corpus / preset / t / engine,
+                    seed=plan.seed,
+                )
                 t0 = time.monotonic()
                 c = campaign.run(cfg, console)
                 found = []
                 for f in Corpus(cfg.corpus).findings():
-                    found.append({"signature": str(f.signature), "reproducer": str(f.zdf),
-                                  "seconds": f.meta.get("time_to_find"), "actions": f.meta.get("actions")})
-                done[key] = {"key": key, "preset": preset, "type": t, "engine": engine, "minutes": plan.minutes,
-                             "wall_seconds": round(time.monotonic() - t0, 1),
-                             "execs": int(sum(x.get("execs", 0) for x in c.stats.values())),
-                             "findings": found}
+                    found.append(
+                        {
+                            "signature": str(f.signature),
+                            "reproducer": str(f.zdf),
+                            "seconds": f.meta.get("time_to_find"),
+                            "actions": f.meta.get("actions"),
+                        }
+                    )
+                done[key] = {
+                    "key": key,
+                    "preset": preset,
+                    "type": t,
+                    "engine": engine,
+                    "minutes": plan.minutes,
+                    "wall_seconds": round(time.monotonic() - t0, 1),
+                    "execs": int(sum(x.get("execs", 0) for x in c.stats.values())),
+                    "findings": found,
+                }
                 save(plan, done)
     return done
 
@@ -97,7 +123,8 @@ def table(done: dict[str, dict[str, Any]]) -> Table:
         for f in r["findings"]:
             secs = f["seconds"]
             by.setdefault(f["signature"], []).append(
-                f"{r['engine']} {secs:.1f}s" if isinstance(secs, int | float) else r["engine"])
+                f"{r['engine']} {secs:.1f}s" if isinstance(secs, int | float) else r["engine"]
+            )
     t = Table(title="soak findings (each must be a model fix or a docs/findings.md entry)")
     t.add_column("signature")
     t.add_column("found by")

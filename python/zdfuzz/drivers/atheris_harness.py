@@ -55,7 +55,7 @@ def decode(data: bytes, rules: str, types: list[str]) -> zdfuzz.Program:
     """The program an input stands for (what a crash artifact reproduces)."""
     subs = subsets(types)
     sub = subs[data[0] % len(subs)] if data else subs[-1]
-    return zdfuzz.Program.from_bytes(data[1:], rules=rules, types=sub)
+    return zdfuzz.Program.from_bytes(data[1:], rules=rules, shape=zdfuzz.Shape(types=sub))
 
 
 class NewViolation(Exception):
@@ -63,9 +63,11 @@ class NewViolation(Exception):
 
 
 def main() -> None:
-    cfg = json.loads(os.environ.get("ZDFUZZ_HARNESS", '{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"]}'))
+    cfg = json.loads(
+        os.environ.get("ZDFUZZ_HARNESS", '{"rules": "p20", "types": ["private", "fsdax", "generic", "p2pdma"]}')
+    )
     types = list(cfg["types"])
-    machines = [zdfuzz.Machine(rules=cfg["rules"], types=s) for s in subsets(types)]
+    machines = [zdfuzz.Machine(rules=cfg["rules"], shape=zdfuzz.Shape(types=s)) for s in subsets(types)]
     known: set[tuple[str, ...]] = set()
     if cfg.get("known") and os.path.exists(cfg["known"]):
         with open(cfg["known"]) as f:

@@ -11,7 +11,8 @@ fn main() {
     let a: Vec<String> = std::env::args().collect();
     let arg = |i: usize, d: &str| a.get(i).cloned().unwrap_or_else(|| d.to_string());
     let rules = Rules::preset(&arg(1, "e4")).expect("preset");
-    let types = arg(2, "private,fsdax,generic,p2pdma").split(',').map(|t| DeviceType::from_name(t).expect("type")).collect();
+    let types =
+        arg(2, "private,fsdax,generic,p2pdma").split(',').map(|t| DeviceType::from_name(t).expect("type")).collect();
     // no system RAM and no THPs unless asked for (SHAPE ram=..,order=..)
     let mut shape = Shape { types, ram: 0, order: 0, ..Shape::default() };
     for kv in arg(6, "").split(',').filter(|s| !s.is_empty()) {
@@ -26,10 +27,17 @@ fn main() {
     };
     let o = explore(&Config::with_shape(rules, shape), &opts, &Control::new()).expect("explore");
     for l in &o.levels {
-        println!("depth {:>2}: {:>10} new, {:>10} states, {:>12} transitions", l.depth, l.new_states, l.states, l.transitions);
+        println!(
+            "depth {:>2}: {:>10} new, {:>10} states, {:>12} transitions",
+            l.depth, l.new_states, l.states, l.transitions
+        );
     }
     println!("{}", o.summary());
-    println!("{:.0} states/s/thread, peak memory {} MiB", o.states as f64 / o.seconds / o.threads as f64, o.peak_memory >> 20);
+    println!(
+        "{:.0} states/s/thread, peak memory {} MiB",
+        o.states as f64 / o.seconds / o.threads as f64,
+        o.peak_memory >> 20
+    );
     if let Some(c) = &o.counterexample {
         print!("{}", program_to_text(&c.program));
         println!("{:?}", c.verdict.reported());

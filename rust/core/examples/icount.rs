@@ -8,7 +8,14 @@ fn main() {
         let mut m = Machine::new(Config::new(Rules::preset(preset).unwrap())).unwrap();
         let mut seed = 42u64;
         for _ in 0..n {
-            let data: Vec<u8> = (0..64 * 4).map(|_| { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; (seed >> 24) as u8 }).collect();
+            let data: Vec<u8> = (0..64 * 4)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 24) as u8
+                })
+                .collect();
             total += m.run_bytes(&data).steps;
         }
     }

@@ -22,6 +22,13 @@ fn main() {
     };
     let t0 = std::time::Instant::now();
     let r = minimize(&rules, &p, None, 1_000_000).unwrap();
-    println!("{} actions -> {} in {:.3}s ({} runs): {}", r.original_len, r.program.ops.len(), t0.elapsed().as_secs_f64(), r.runs, r.signature);
+    println!(
+        "{} actions -> {} in {:.3}s ({} runs): {}",
+        r.original_len,
+        r.program.ops.len(),
+        t0.elapsed().as_secs_f64(),
+        r.runs,
+        r.signature
+    );
     print!("{}", program_to_text(&r.program));
 }

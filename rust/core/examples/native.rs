@@ -16,7 +16,14 @@ fn main() {
     let found = f.run(u64::MAX, Some(t0 + std::time::Duration::from_secs_f64(secs)));
     let dt = t0.elapsed().as_secs_f64();
     let s = f.stats();
-    println!("{} execs in {dt:.1}s: {:.0} programs/s, {:.2} M steps/s, corpus {}, edges {}", s.execs, s.execs as f64 / dt, s.steps as f64 / dt / 1e6, s.corpus, s.edges);
+    println!(
+        "{} execs in {dt:.1}s: {:.0} programs/s, {:.2} M steps/s, corpus {}, edges {}",
+        s.execs,
+        s.execs as f64 / dt,
+        s.steps as f64 / dt / 1e6,
+        s.corpus,
+        s.edges
+    );
     for x in found {
         println!("{:>8.3}s exec {:>8}  {}  ({} actions)", x.seconds, x.exec, x.signature, x.program.ops.len());
     }

@@ -35,12 +35,20 @@ fn main() {
         m.set_tracing(true);
         let v = m.run_bytes(&data);
         for t in &v.trace {
-            println!("{:>3} {}{} {:?} {:?}", t.step, if t.drain { "drain: " } else { "" }, t.action, t.changes, t.notes);
+            println!(
+                "{:>3} {}{} {:?} {:?}",
+                t.step,
+                if t.drain { "drain: " } else { "" },
+                t.action,
+                t.changes,
+                t.notes
+            );
         }
         println!("violation: {:?}\nconformance: {:?}", v.violation, v.conformance);
         return;
     }
-    let only: Option<zdfuzz_core::DeviceType> = std::env::var("ZD_TYPE").ok().and_then(|t| zdfuzz_core::DeviceType::from_name(&t));
+    let only: Option<zdfuzz_core::DeviceType> =
+        std::env::var("ZD_TYPE").ok().and_then(|t| zdfuzz_core::DeviceType::from_name(&t));
     for preset in ["e1", "e2", "e3", "e4", "e5", "p20"] {
         let mut shape = Shape::default();
         if let Some(t) = only {

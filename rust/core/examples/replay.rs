@@ -20,7 +20,14 @@ fn main() {
     match m.run(&p.ops) {
         Ok(v) => {
             for t in &v.trace {
-                println!("{:>3} {}{} {:?} {:?}", t.step, if t.drain { "drain: " } else { "" }, t.action, t.changes, t.notes);
+                println!(
+                    "{:>3} {}{} {:?} {:?}",
+                    t.step,
+                    if t.drain { "drain: " } else { "" },
+                    t.action,
+                    t.changes,
+                    t.notes
+                );
             }
             println!("violation: {:?}\nconformance: {:?}", v.violation, v.conformance);
         }

@@ -8,7 +8,14 @@ fn main() {
         // build byte programs that decode to exactly `target` actions
         let mut progs = Vec::new();
         while progs.len() < 2000 {
-            let data: Vec<u8> = (0..target * 6).map(|_| { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; (seed >> 24) as u8 }).collect();
+            let data: Vec<u8> = (0..target * 6)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 24) as u8
+                })
+                .collect();
             let ops = m.decode_program(&data);
             if ops.len() >= target {
                 progs.push(m.encode_program(&ops[..target]));
@@ -25,7 +32,12 @@ fn main() {
             }
         }
         let dt = t0.elapsed().as_secs_f64();
-        println!("{preset}: {:.0} programs/s, {:.2} M program actions/s, {:.2} M steps/s (with drain), {:.0} ns/step",
-                 runs as f64 / dt, actions as f64 / dt / 1e6, steps as f64 / dt / 1e6, dt * 1e9 / steps as f64);
+        println!(
+            "{preset}: {:.0} programs/s, {:.2} M program actions/s, {:.2} M steps/s (with drain), {:.0} ns/step",
+            runs as f64 / dt,
+            actions as f64 / dt / 1e6,
+            steps as f64 / dt / 1e6,
+            dt * 1e9 / steps as f64
+        );
     }
 }

@@ -48,11 +48,7 @@ fn measure(threads: usize, pairs: u64, body: &(dyn Fn(usize, u64) + Sync)) -> Th
     let last = spans.iter().map(|s| s.1).max().expect("at least one thread");
     let elapsed = last.duration_since(first).as_secs_f64();
     let total = threads as f64 * pairs as f64;
-    Throughput {
-        threads,
-        pairs_per_sec: total / elapsed.max(1e-9),
-        ns_per_pair: elapsed * 1e9 / pairs.max(1) as f64,
-    }
+    Throughput { threads, pairs_per_sec: total / elapsed.max(1e-9), ns_per_pair: elapsed * 1e9 / pairs.max(1) as f64 }
 }
 
 /// get+put pairs on each thread's own CPU slot of a percpu-mode ref.

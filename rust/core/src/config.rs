@@ -144,6 +144,46 @@ impl Shape {
         true
     }
 
+    /// A shape from its parts as a front end has them: device type names
+    /// (None: all four), numeric fields by name, and `ram` / `order` when
+    /// given (else the defaults for these types, see [`Shape::default_ram`]).
+    /// Validated.
+    pub fn build(
+        types: Option<&[String]>,
+        fields: &[(&str, usize)],
+        ram: Option<usize>,
+        order: Option<usize>,
+    ) -> Result<Shape, ConfigError> {
+        let mut shape = Shape::default();
+        if let Some(types) = types {
+            shape.types = types
+                .iter()
+                .map(|t| {
+                    DeviceType::from_name(t).ok_or_else(|| {
+                        ConfigError(format!("unknown device type {t:?}; types: {}", DeviceType::names().join(", ")))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for &(k, v) in fields {
+            if matches!(k, "ram" | "order") || !shape.set(k, v) {
+                return Err(ConfigError(format!(
+                    "unknown shape field `{k}` (types, {})",
+                    Shape::default().fields().map(|(n, _)| n).join(", ")
+                )));
+            }
+        }
+        shape.apply_memory_defaults(ram.is_some(), order.is_some());
+        if let Some(v) = ram {
+            shape.ram = v;
+        }
+        if let Some(v) = order {
+            shape.order = v;
+        }
+        shape.validate()?;
+        Ok(shape)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let range = |name: &str, v: usize, lo: usize, hi: usize| {
             if v < lo || v > hi {
@@ -202,6 +242,46 @@ impl Config {
         Config { rules: Arc::new(rules), shape }
     }
 
+    /// A shape from its parts as a front end has them: device type names
+    /// (None: all four), numeric fields by name, and `ram` / `order` when
+    /// given (else the defaults for these types, see [`Shape::default_ram`]).
+    /// Validated.
+    pub fn build(
+        types: Option<&[String]>,
+        fields: &[(&str, usize)],
+        ram: Option<usize>,
+        order: Option<usize>,
+    ) -> Result<Shape, ConfigError> {
+        let mut shape = Shape::default();
+        if let Some(types) = types {
+            shape.types = types
+                .iter()
+                .map(|t| {
+                    DeviceType::from_name(t).ok_or_else(|| {
+                        ConfigError(format!("unknown device type {t:?}; types: {}", DeviceType::names().join(", ")))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for &(k, v) in fields {
+            if matches!(k, "ram" | "order") || !shape.set(k, v) {
+                return Err(ConfigError(format!(
+                    "unknown shape field `{k}` (types, {})",
+                    Shape::default().fields().map(|(n, _)| n).join(", ")
+                )));
+            }
+        }
+        shape.apply_memory_defaults(ram.is_some(), order.is_some());
+        if let Some(v) = ram {
+            shape.ram = v;
+        }
+        if let Some(v) = order {
+            shape.order = v;
+        }
+        shape.validate()?;
+        Ok(shape)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.shape.validate()
     }
@@ -235,20 +315,15 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(c: &Config) -> Layout {
-        let c = &c.shape;
+    pub fn new(c: &Shape) -> Layout {
         let mut pgmap_type = Vec::new();
         for t in &c.types {
             for _ in 0..c.pgmaps {
                 pgmap_type.push(*t);
             }
         }
-        let fs_pgmap: Vec<u8> = pgmap_type
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| **t == DeviceType::Fsdax)
-            .map(|(g, _)| g as u8)
-            .collect();
+        let fs_pgmap: Vec<u8> =
+            pgmap_type.iter().enumerate().filter(|(_, t)| **t == DeviceType::Fsdax).map(|(g, _)| g as u8).collect();
         let ndev = pgmap_type.len() * c.pages;
         Layout {
             npgmaps: pgmap_type.len(),

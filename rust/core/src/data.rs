@@ -17,8 +17,8 @@
 //! (`remove_migration_ptes`), before every CPU write (a read-modify-write),
 //! and when a mapping is zapped (the last chance anything reads it).
 
-use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::machine::{ok, Machine};
+use crate::oracle::Obs;
 use crate::pagetable::Pte;
 
 impl Machine {
@@ -57,16 +57,8 @@ impl Machine {
             return;
         }
         let Some(p) = e.pfn() else { return };
-        let v = self.layout.pte_slot(proc, addr);
-        let (want, got) = (self.s.ledger.vcontent[v], self.s.content[p]);
-        if want != got {
-            let when = when.to_string();
-            self.violate("I-W1", Class::Safety, &[("proc", proc as u32), ("addr", addr as u32), ("pfn", p as u32)], || {
-                (format!("lost write: {when}, process {proc} address {addr} maps pfn {p}, which holds data version \
-                          {got}, but the last write to that address was version {want}"),
-                 format!("version {want}"), format!("version {got}"))
-            });
-        }
+        let got = self.s.content[p];
+        self.observe(Obs::Read { proc, addr, pfn: p, got, when });
     }
 
     /// `cpu_write`: the process stores through its mapping (after
@@ -102,5 +94,43 @@ impl Machine {
         let v = self.s.ledger.pin_vpage[p].checked_sub(1).map(|v| v as usize);
         let t = self.write_page(p, v);
         self.trace_note(|| format!("pfn {p} <- data version {t} (DMA)"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `CpuWrite` allowed now (the actor's contract)?
+    pub(crate) fn cpu_write_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(
+            matches!(self.entry_at(op.a(0), op.a(1)), Pte::Present { .. }),
+            "no present mapping (a device-private entry \
+           faults: use do_swap_page)",
+        )?;
+        ok(!self.write_needs_copy(op.a(0), op.a(1)) || self.ram_fit(0).is_some(), "no memory for the COW copy")
+    }
+
+    /// Is `DeviceWrite` allowed now (the actor's contract)?
+    pub(crate) fn device_write_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let p = op.a(0);
+        ok(self.layout.is_private(p), "not a device-private page")?;
+        let mapped_w = (0..self.layout.procs).any(|proc| {
+            (0..self.layout.addrs)
+                .any(|x| matches!(self.entry_at(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
+        });
+        ok(
+            mapped_w || (self.s.ledger.pages[self.head_of(p)].driver),
+            "the device reaches the page only through a writable device-private mapping or its own allocation",
+        )
+    }
+
+    /// Is `DmaWrite` allowed now (the actor's contract)?
+    pub(crate) fn dma_write_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].gup_pins > 0, "no GUP pin on this page")
     }
 }

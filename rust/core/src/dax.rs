@@ -14,8 +14,8 @@
 //! Device-dax (drivers/dax/device.c): `dev_dax_huge_fault` maps a pfn of the
 //! device (E1–E3 `vmf_insert_mixed`, no reference; E4 refcounted insert).
 
-use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::machine::{ok, Machine};
+use crate::oracle::Obs;
 use crate::page::{MAPPING_FILE, MAPPING_NONE};
 use crate::pagetable::{Level, Pte};
 use crate::rules::DeviceType;
@@ -44,8 +44,9 @@ impl Machine {
         if !refcounted && self.page_torn_down(p, what) {
             return;
         }
-        // a 0-based type's first mapping takes the first reference
-        let min = if tr.init_rc == 0 { 0 } else { 1 };
+        // a 0-based page's first mapping takes its first reference: the
+        // refcount memremap_pages left (observed in the ledger) is 0
+        let min = if self.s.ledger.init_rc[p] == 0 { 0 } else { 1 };
         let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
         self.install_entry(proc, addr, Level::Pte, e, min, what);
         let v = self.layout.pte_slot(proc, addr);
@@ -83,14 +84,16 @@ impl Machine {
 
     /// Does any process map a page of `file`? (`mapping_mapped`)
     fn file_mapped(&self, file: usize) -> bool {
-        (0..self.layout.file_pages)
-            .filter_map(|i| self.dax_entry(file, i))
-            .any(|p| self.s.ledger.pages[p].maps > 0)
+        (0..self.layout.file_pages).filter_map(|i| self.dax_entry(file, i)).any(|p| self.s.ledger.pages[p].maps > 0)
     }
 
     /// Is a truncate running on `file`? (faults are excluded meanwhile)
     pub(crate) fn truncating(&self, file: usize) -> bool {
-        self.s.tasks.iter().flatten().any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
+        self.s
+            .tasks
+            .iter()
+            .flatten()
+            .any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
     }
 
     /// One step of the truncate task.
@@ -122,13 +125,7 @@ impl Machine {
     /// dax_disassociate_entry + the filesystem freeing the block: the oracle
     /// checks no DMA/GUP user still holds the page (I-X2).
     fn dax_free_block(&mut self, file: usize, index: usize, p: usize) {
-        let h = self.s.ledger.pages[p];
-        if h.extra_refs() > 0 || h.maps > 0 {
-            self.violate("I-X2", Class::Safety, &[("file", file as u32), ("pfn", p as u32)], || {
-                (format!("truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {}",
-                         h.describe()), "idle page".into(), h.describe())
-            });
-        }
+        self.observe(Obs::BlockFreed { file, index, pfn: p });
         self.dax_drop_entry(file, index, p);
     }
 
@@ -158,5 +155,50 @@ impl Machine {
             Some(k) => k * self.layout.files_per_fs..(k + 1) * self.layout.files_per_fs,
             None => 0..0,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `DevDaxFault` allowed now (the actor's contract)?
+    pub(crate) fn dev_dax_fault_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr, p) = (op.a(0), op.a(1), op.a(2));
+        ok(self.layout.type_of(p) == Some(DeviceType::Generic), "not a device-dax page")?;
+        ok(self.pgmap_live(self.layout.pgmap_of(p)), "the device-dax device is not bound")?;
+        self.mm_ok(proc, addr)?;
+        ok(self.slot_is_empty(proc, addr), "the address is mapped")
+    }
+
+    /// Is `DaxAssociateEntry` allowed now (the actor's contract)?
+    pub(crate) fn dax_associate_entry_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (f, i, p) = (op.a(0), op.a(1), op.a(2));
+        let g = self.layout.file_pgmap(f);
+        ok(self.pgmap_live(g), "the filesystem's device is not bound")?;
+        ok(self.is_device_pfn(p) && self.layout.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
+        ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
+        ok(!self.s.ledger.pages[p].fs, "the block belongs to a file")?;
+        ok(!self.truncating(f), "the file is being truncated")
+    }
+
+    /// Is `DaxIomapFault` allowed now (the actor's contract)?
+    pub(crate) fn dax_iomap_fault_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr, f, i) = (op.a(0), op.a(1), op.a(2), op.a(3));
+        self.mm_ok(proc, addr)?;
+        ok(self.slot_is_empty(proc, addr), "the address is mapped")?;
+        ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
+        ok(self.pgmap_live(self.layout.file_pgmap(f)), "the filesystem's device is not bound")?;
+        ok(!self.truncating(f), "faults wait while the file is truncated")
+    }
+
+    /// Is `Truncate` allowed now (the actor's contract)?
+    pub(crate) fn truncate_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.dax_entry(op.a(0), op.a(1)).is_some(), "the file offset has no block")?;
+        ok(!self.truncating(op.a(0)), "the file is already being truncated")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 }

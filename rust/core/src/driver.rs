@@ -15,7 +15,7 @@
 //! "refcount = mapcount (+1 in E1)". The driver's migrations, eviction and
 //! the CPU fault path are in `migrate.rs` and `fault.rs`.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::oracle::{LOCK_DRIVER, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_FREE_LIST, PG_LOCKED};
 use crate::pagetable::{Level, Pte};
@@ -54,8 +54,14 @@ impl Machine {
         let large = self.folio_nr(p) > 1;
         let (level, at) = if large { (Level::Pmd, self.block_start(addr)) } else { (Level::Pte, addr) };
         // folio_get(dst) for the new mapping; folio_add_new_anon_rmap
-        self.install_entry(proc, at, level, Pte::DevicePrivate { pfn: p as u16, write: true }, 1,
-                           "migrate_vma_insert_page: folio_get");
+        self.install_entry(
+            proc,
+            at,
+            level,
+            Pte::DevicePrivate { pfn: p as u16, write: true },
+            1,
+            "migrate_vma_insert_page: folio_get",
+        );
         self.s.mapping[p] = MAPPING_ANON;
         let n = if large { self.layout.nr_huge() } else { 1 };
         for a in at..at + n {
@@ -64,5 +70,61 @@ impl Machine {
         }
         // migrate_vma_finalize: unlock + put the driver's allocation reference
         self.free_device_page(p, cpu);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::pgmap::PgmapState;
+use crate::program::op::{Op, OpKind};
+use crate::rules::DeviceType;
+
+impl Machine {
+    /// Is `AllocDevicePage / AllocDeviceFolio` allowed now (the actor's contract)?
+    pub(crate) fn alloc_device_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        let bound = self.pgmap_live(g)
+            || (self.rules.private.alloc_while_unbinding && self.s.pgmaps[g].state == PgmapState::Unbinding);
+        ok(bound, "the driver is not bound (registered and not unbinding)")?;
+        if op.kind == OpKind::AllocDeviceFolio {
+            ok(self.rules.thp.device_private && self.layout.order > 0, "no large device-private folios in this era")?;
+            ok(self.device_folio_fit(g).is_some(), "the driver has no free aligned block")
+        } else {
+            ok(self.driver_free_page(g).is_some(), "the driver has no free page")
+        }
+    }
+
+    /// Is `FreeDevicePage` allowed now (the actor's contract)?
+    pub(crate) fn free_device_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].driver, "the driver does not hold this page")
+    }
+
+    /// Is `LockPage` allowed now (the actor's contract)?
+    pub(crate) fn lock_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].driver, "the driver does not hold this page")?;
+        ok(self.s.flags[op.a(0)] & PG_LOCKED == 0, "the page is locked")
+    }
+
+    /// Is `UnlockPage` allowed now (the actor's contract)?
+    pub(crate) fn unlock_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].driver, "the driver does not hold this page")?;
+        ok(self.s.ledger.locker[op.a(0)] == crate::oracle::LOCK_DRIVER, "the driver does not hold the page lock")
+    }
+
+    /// Is `MigrateVmaInsertPage` allowed now (the actor's contract)?
+    pub(crate) fn migrate_vma_insert_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr, p) = (op.a(0), op.a(1), op.a(2));
+        self.mm_ok(proc, addr)?;
+        ok(self.s.ledger.pages[p].driver, "the driver does not hold this page")?;
+        if self.folio_nr(p) > 1 {
+            ok(self.block_empty(proc, addr), "the PMD block is not empty")?;
+        } else {
+            ok(self.slot_is_empty(proc, addr), "the address is mapped")?;
+        }
+        ok(self.s.ledger.locker[p] == crate::oracle::LOCK_DRIVER, "migrate_vma needs the destination page locked")?;
+        ok(self.pgmap_live(self.layout.pgmap_of(p)), "the driver is unbinding")
     }
 }

@@ -45,7 +45,7 @@
 //! visited set by a bit array: far less memory, but a new state whose bits
 //! are all set already is skipped; the result says so and estimates how many.
 
-use crate::config::{Config, MAX_CPUS};
+use crate::config::{Config, ConfigError, MAX_CPUS};
 use crate::fingerprint::{hash_words, Canon, Reduction};
 use crate::machine::{Machine, State, Verdict};
 use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
@@ -97,6 +97,49 @@ impl Default for Options {
             max_seconds: None,
         }
     }
+}
+
+impl Options {
+    /// The options every search needs: a bit-state array of at least 512
+    /// bytes that fits under the memory cap.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(b) = self.bitstate_bytes {
+            if b < 512 {
+                return Err(ConfigError("bitstate needs at least 512 bytes".into()));
+            }
+            if b > self.max_memory {
+                return Err(ConfigError(format!(
+                    "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
+                    self.max_memory
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size such as "4096", "512M" or "4G" (K, M, G, T: powers of 1024);
+/// `what` names the option in the error.
+pub fn parse_size(s: &str, what: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(ConfigError(format!("{what}: unknown unit in {s:?} (K, M, G, T)"))),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| ConfigError(format!("{what}: not a size: {s:?}")))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(ConfigError(format!("{what}: not a size: {s:?}")));
+    }
+    Ok((n * mult as f64) as u64)
 }
 
 /// Shared with the caller while the search runs: a stop request (Ctrl-C)
@@ -226,11 +269,12 @@ pub struct Outcome {
 impl Outcome {
     /// One line for people, as the CLI prints it.
     pub fn summary(&self) -> String {
-        let counts = format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
+        let counts =
+            format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
         let head = match (&self.counterexample, self.stop) {
             (Some(c), _) => {
                 let v = c.verdict.reported();
-                let (inv, class) = v.map_or(("?", "?"), |v| (v.invariant, v.class.name()));
+                let (inv, class) = v.map_or(("?", "?"), |v| (v.invariant.id(), v.class().name()));
                 format!("{inv} ({class}) reachable in {} actions (shortest) — {counts}", c.program.ops.len())
             }
             (None, StopReason::Exhausted) => format!(
@@ -272,11 +316,19 @@ impl Outcome {
 
 /// A search that cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExploreError(pub String);
+pub enum ExploreError {
+    /// the machine or the options are out of range
+    Config(ConfigError),
+    /// the search broke a promise of its own (never the caller's input)
+    Internal(String),
+}
 
 impl std::fmt::Display for ExploreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ExploreError::Config(e) => e.fmt(f),
+            ExploreError::Internal(s) => f.write_str(s),
+        }
     }
 }
 
@@ -491,7 +543,8 @@ impl Chunk {
     }
     fn push(&mut self, s: &State) -> Result<(), ExploreError> {
         s.encode(&mut self.bytes);
-        let end = u32::try_from(self.bytes.len()).map_err(|_| ExploreError("frontier chunk over 4 GiB".into()))?;
+        let end =
+            u32::try_from(self.bytes.len()).map_err(|_| ExploreError::Internal("frontier chunk over 4 GiB".into()))?;
         self.ends.push(end);
         Ok(())
     }
@@ -542,7 +595,7 @@ struct Worker {
 
 impl Worker {
     fn new(cfg: &Config) -> Result<Worker, ExploreError> {
-        let mk = || Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0));
+        let mk = || Machine::new(cfg.clone()).map_err(ExploreError::Config);
         Ok(Worker {
             parent: mk()?,
             parent_at: u64::MAX,
@@ -565,9 +618,10 @@ impl Worker {
         if self.parent_at == i {
             return Ok(());
         }
-        let bytes = frontier.get(i).ok_or_else(|| ExploreError(format!("internal: no frontier state {i}")))?;
+        let bytes =
+            frontier.get(i).ok_or_else(|| ExploreError::Internal(format!("internal: no frontier state {i}")))?;
         self.parent_at = u64::MAX;
-        self.parent.s.decode(bytes).map_err(|e| ExploreError(format!("internal: {e}")))?;
+        self.parent.s.decode(bytes).map_err(|e| ExploreError::Internal(format!("internal: {e}")))?;
         self.parent.clear_run_flags();
         self.parent_at = i;
         self.ops_ready = false;
@@ -580,7 +634,10 @@ impl Worker {
         if !self.ops_ready {
             actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
             if self.ops.len() >= 1 << ORD_BITS {
-                return Err(ExploreError(format!("{} enabled actions in one state: too many to explore", self.ops.len())));
+                return Err(ExploreError::Config(ConfigError(format!(
+                    "{} enabled actions in one state: too many to explore",
+                    self.ops.len()
+                ))));
             }
             self.ops_ready = true;
         }
@@ -636,18 +693,11 @@ impl Shared<'_> {
 
 /// Explore every program of up to `opts.depth` actions on `cfg`'s machine.
 pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, ExploreError> {
-    cfg.validate().map_err(|e| ExploreError(e.0))?;
+    cfg.validate().map_err(ExploreError::Config)?;
     if cfg.shape.cpus > MAX_CPUS {
-        return Err(ExploreError(format!("at most {MAX_CPUS} cpus")));
+        return Err(ExploreError::Config(ConfigError(format!("at most {MAX_CPUS} cpus"))));
     }
-    if let Some(b) = opts.bitstate_bytes {
-        if b > opts.max_memory {
-            return Err(ExploreError(format!(
-                "the bit-state array ({b} bytes) is larger than the memory cap ({} bytes)",
-                opts.max_memory
-            )));
-        }
-    }
+    opts.validate().map_err(ExploreError::Config)?;
     let t0 = Instant::now();
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -672,16 +722,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         candidates: AtomicU64::new(0),
     };
 
-    // Level 0: the initial state, drained like an empty program.
-    let w0 = &mut workers[0];
-    w0.m.reset();
-    let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
-    shards[shard_of(fp0)].insert(fp0);
-    let mut frontier = Frontier::default();
-    let mut first = Chunk::default();
-    first.push(&w0.m.s)?;
-    frontier.chunks.push(first);
-    let initial_breaks = w0.drain_breaks();
+    let (mut frontier, initial_breaks) = level_zero(&mut workers[0], &mut shards, reduction)?;
     // keys[d][i]: the key (parent index, action ordinal) of state i of level d
     let mut keys: Vec<Vec<u64>> = vec![vec![0]];
     let mut levels = vec![Level { depth: 0, new_states: 1, states: 1, transitions: 0 }];
@@ -719,46 +760,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         // the chance that a new state of this level is wrongly "seen"
         let fill_before = bit_fill(&shards);
 
-        // --- expand -----------------------------------------------------
-        let next_chunk = AtomicUsize::new(0);
-        std::thread::scope(|sc| {
-            for w in workers.iter_mut() {
-                let (frontier, shards, sh, next_chunk) = (&frontier, &shards, &sh, &next_chunk);
-                sc.spawn(move || {
-                    w.local.clear();
-                    w.violation = None;
-                    w.transitions = 0;
-                    w.parent_at = u64::MAX;
-                    loop {
-                        let c = next_chunk.fetch_add(1, Relaxed);
-                        if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
-                            break;
-                        }
-                        let before = (w.transitions, w.local.len());
-                        let len = frontier.chunks[c].ends.len();
-                        for j in 0..len {
-                            let i = (c * CHUNK + j) as u64;
-                            if let Err(e) = expand(w, frontier, shards, i, reduction) {
-                                w.error = Some(e);
-                                break;
-                            }
-                        }
-                        sh.ctl.expanded.fetch_add(len as u64, Relaxed);
-                        sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
-                        sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
-                        sh.check_limits();
-                    }
-                    // hand the candidates to their shards
-                    for o in w.out.iter_mut() {
-                        o.clear();
-                    }
-                    for (&fp, &(key, op)) in w.local.iter() {
-                        w.out[shard_of(fp)].push((fp, key, op));
-                    }
-                    w.local.clear();
-                });
-            }
-        });
+        expand_level(&mut workers, &frontier, &shards, &sh, reduction);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
@@ -770,102 +772,13 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         }
         let mut violation = workers.iter().filter_map(|w| w.violation).min();
 
-        // --- merge --------------------------------------------------------
-        // each thread owns a run of shards: no locks, and the visited set
-        // is only written here
-        let per = SHARDS.div_ceil(threads);
-        let mut winners: Vec<(u64, u64)> = Vec::new();
-        // (the machines are not Sync: share only the candidate buffers)
-        let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = shards
-                .chunks_mut(per)
-                .enumerate()
-                .map(|(t, group)| {
-                    let outs = &outs;
-                    sc.spawn(move || {
-                        let mut won = Vec::new();
-                        let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
-                        let mut order: Vec<(u64, u64, u64)> = Vec::new();
-                        for (j, shard) in group.iter_mut().enumerate() {
-                            let k = t * per + j;
-                            merged.clear();
-                            for out in outs.iter() {
-                                for &(fp, key, op) in &out[k] {
-                                    merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
-                                }
-                            }
-                            // key order: bit-state insertions then do not
-                            // depend on hash-map iteration order
-                            order.clear();
-                            order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
-                            order.sort_unstable();
-                            shard.reserve(order.len());
-                            for &(key, op, fp) in &order {
-                                if shard.insert(fp) {
-                                    won.push((key, op));
-                                }
-                            }
-                        }
-                        won
-                    })
-                })
-                .collect();
-            for h in handles {
-                winners.extend(h.join().unwrap_or_default());
-            }
-        });
-        for (w, out) in workers.iter_mut().zip(outs) {
-            w.out = out;
-        }
-        winners.sort_unstable();
+        let winners = merge_level(&mut workers, &mut shards, threads);
         if let Some(p) = fill_before {
             let q = p.powi(BIT_HASHES as i32);
             missed += winners.len() as f64 * q / (1.0 - q).max(1e-12);
         }
 
-        // --- store + drain ----------------------------------------------
-        let nchunks = winners.len().div_ceil(CHUNK);
-        let next_c = AtomicUsize::new(0);
-        let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
-        // recycled buffers: fresh memory costs page faults, growing costs copies
-        let pool = Mutex::new(std::mem::take(&mut recycled));
-        let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
-        let drain_violation = AtomicU64::new(u64::MAX);
-        std::thread::scope(|sc| {
-            for w in workers.iter_mut() {
-                let (frontier, winners, stored, next_c, sh, dv, pool) =
-                    (&frontier, &winners, &stored, &next_c, &sh, &drain_violation, &pool);
-                sc.spawn(move || {
-                    w.parent_at = u64::MAX;
-                    loop {
-                        let c = next_c.fetch_add(1, Relaxed);
-                        if c >= nchunks || sh.halted() || w.error.is_some() {
-                            break;
-                        }
-                        let mut chunk = lock(pool).pop().unwrap_or_default();
-                        chunk.bytes.clear();
-                        chunk.ends.clear();
-                        chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
-                        chunk.ends.reserve(CHUNK);
-                        for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
-                            match store(w, frontier, key, op, reduction, &mut chunk) {
-                                Ok(true) => {
-                                    dv.fetch_min(key, Relaxed);
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    w.error = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        *lock(&stored[c]) = Some(chunk);
-                        sh.check_limits();
-                    }
-                });
-            }
-        });
+        let (stored, drain_violation) = store_level(&mut workers, &frontier, &winners, &sh, reduction, &mut recycled);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
@@ -874,12 +787,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             stop = halt_reason(&sh);
             break;
         }
-        let dv = drain_violation.load(Relaxed);
-        if dv != u64::MAX {
+        if let Some(dv) = drain_violation {
             violation = Some(violation.map_or(dv, |v| v.min(dv)));
         }
         let next = Frontier {
-            chunks: stored.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default()).collect(),
+            chunks: stored
+                .into_iter()
+                .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default())
+                .collect(),
         };
         peak = peak.max(mem_now + next.bytes() + winners.capacity() as u64 * 16);
         d += 1;
@@ -907,7 +822,12 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         Some(_) => {
             let bits: u64 = shards.iter().map(|s| s.bytes() * 8).sum();
             let ones: u64 = shards.iter().map(|s| s.ones()).sum();
-            Coverage::Bitstate { bits, hashes: BIT_HASHES, fill: ones as f64 / bits.max(1) as f64, expected_missed: missed }
+            Coverage::Bitstate {
+                bits,
+                hashes: BIT_HASHES,
+                fill: ones as f64 / bits.max(1) as f64,
+                expected_missed: missed,
+            }
         }
     };
     Ok(Outcome {
@@ -925,6 +845,179 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         peak_memory: peak,
         partial,
     })
+}
+
+/// Level 0: the initial state, visited, stored, and drained like an empty
+/// program. Returns the first frontier and whether that drain breaks an
+/// invariant.
+fn level_zero(w0: &mut Worker, shards: &mut [Shard], reduction: Reduction) -> Result<(Frontier, bool), ExploreError> {
+    w0.m.reset();
+    let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
+    shards[shard_of(fp0)].insert(fp0);
+    let mut frontier = Frontier::default();
+    let mut first = Chunk::default();
+    first.push(&w0.m.s)?;
+    frontier.chunks.push(first);
+    Ok((frontier, w0.drain_breaks()))
+}
+
+/// Phase 1 of a level, **expand**: the workers claim chunks of the frontier
+/// and apply every action of each state to a copy; each successor not in
+/// the visited set (read-only here) becomes a candidate `(fingerprint, key)`
+/// in its worker's map, handed to the shard buffers at the end. A worker's
+/// errors and the smallest violating key stay in the worker.
+fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], sh: &Shared<'_>, reduction: Reduction) {
+    let next_chunk = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for w in workers.iter_mut() {
+            let next_chunk = &next_chunk;
+            sc.spawn(move || {
+                w.local.clear();
+                w.violation = None;
+                w.transitions = 0;
+                w.parent_at = u64::MAX;
+                loop {
+                    let c = next_chunk.fetch_add(1, Relaxed);
+                    if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
+                        break;
+                    }
+                    let before = (w.transitions, w.local.len());
+                    let len = frontier.chunks[c].ends.len();
+                    for j in 0..len {
+                        let i = (c * CHUNK + j) as u64;
+                        if let Err(e) = expand(w, frontier, shards, i, reduction) {
+                            w.error = Some(e);
+                            break;
+                        }
+                    }
+                    sh.ctl.expanded.fetch_add(len as u64, Relaxed);
+                    sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
+                    sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
+                    sh.check_limits();
+                }
+                // hand the candidates to their shards
+                for o in w.out.iter_mut() {
+                    o.clear();
+                }
+                for (&fp, &(key, op)) in w.local.iter() {
+                    w.out[shard_of(fp)].push((fp, key, op));
+                }
+                w.local.clear();
+            });
+        }
+    });
+}
+
+/// Phase 2, **merge**: sixty-four shards of the visited set, each owned by
+/// one thread, keep the smallest key per new fingerprint. Returns the
+/// winners `(key, packed action)` sorted by key: the next level, the same
+/// for any number of threads.
+fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> Vec<(u64, u64)> {
+    // each thread owns a run of shards: no locks, and the visited set
+    // is only written here
+    let per = SHARDS.div_ceil(threads);
+    let mut winners: Vec<(u64, u64)> = Vec::new();
+    // (the machines are not Sync: share only the candidate buffers)
+    let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = shards
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(t, group)| {
+                let outs = &outs;
+                sc.spawn(move || {
+                    let mut won = Vec::new();
+                    let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
+                    let mut order: Vec<(u64, u64, u64)> = Vec::new();
+                    for (j, shard) in group.iter_mut().enumerate() {
+                        let k = t * per + j;
+                        merged.clear();
+                        for out in outs.iter() {
+                            for &(fp, key, op) in &out[k] {
+                                merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
+                            }
+                        }
+                        // key order: bit-state insertions then do not
+                        // depend on hash-map iteration order
+                        order.clear();
+                        order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
+                        order.sort_unstable();
+                        shard.reserve(order.len());
+                        for &(key, op, fp) in &order {
+                            if shard.insert(fp) {
+                                won.push((key, op));
+                            }
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        for h in handles {
+            winners.extend(h.join().unwrap_or_default());
+        }
+    });
+    for (w, out) in workers.iter_mut().zip(outs) {
+        w.out = out;
+    }
+    winners.sort_unstable();
+    winners
+}
+
+/// Phase 3, **store + drain**: each winner is regenerated from its parent,
+/// encoded into the next frontier's chunks, and drained (liveness). Returns
+/// the chunks and the smallest key whose drain broke an invariant.
+fn store_level(
+    workers: &mut [Worker],
+    frontier: &Frontier,
+    winners: &[(u64, u64)],
+    sh: &Shared<'_>,
+    reduction: Reduction,
+    recycled: &mut Vec<Chunk>,
+) -> (Vec<Mutex<Option<Chunk>>>, Option<u64>) {
+    let n = frontier.len();
+    let nchunks = winners.len().div_ceil(CHUNK);
+    let next_c = AtomicUsize::new(0);
+    let stored: Vec<Mutex<Option<Chunk>>> = (0..nchunks).map(|_| Mutex::new(None)).collect();
+    // recycled buffers: fresh memory costs page faults, growing costs copies
+    let pool = Mutex::new(std::mem::take(recycled));
+    let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
+    let drain_violation = AtomicU64::new(u64::MAX);
+    std::thread::scope(|sc| {
+        for w in workers.iter_mut() {
+            let (stored, next_c, dv, pool) = (&stored, &next_c, &drain_violation, &pool);
+            sc.spawn(move || {
+                w.parent_at = u64::MAX;
+                loop {
+                    let c = next_c.fetch_add(1, Relaxed);
+                    if c >= nchunks || sh.halted() || w.error.is_some() {
+                        break;
+                    }
+                    let mut chunk = lock(pool).pop().unwrap_or_default();
+                    chunk.bytes.clear();
+                    chunk.ends.clear();
+                    chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
+                    chunk.ends.reserve(CHUNK);
+                    for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
+                        match store(w, frontier, key, op, reduction, &mut chunk) {
+                            Ok(true) => {
+                                dv.fetch_min(key, Relaxed);
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                w.error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    *lock(&stored[c]) = Some(chunk);
+                    sh.check_limits();
+                }
+            });
+        }
+    });
+    let dv = drain_violation.load(Relaxed);
+    (stored, (dv != u64::MAX).then_some(dv))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1024,7 +1117,14 @@ fn unpack(v: u64) -> Option<Op> {
 
 /// Regenerate the state `key` names, append it to `chunk`; true if the
 /// drain from it breaks an invariant.
-fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: Reduction, chunk: &mut Chunk) -> Result<bool, ExploreError> {
+fn store(
+    w: &mut Worker,
+    frontier: &Frontier,
+    key: u64,
+    packed: u64,
+    reduction: Reduction,
+    chunk: &mut Chunk,
+) -> Result<bool, ExploreError> {
     let (i, o) = (key >> ORD_BITS, (key & ((1 << ORD_BITS) - 1)) as usize);
     let op = match unpack(packed) {
         Some(op) => {
@@ -1033,7 +1133,7 @@ fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: 
         }
         None => {
             w.load_parent(frontier, i, reduction)?;
-            *w.ops.get(o).ok_or_else(|| ExploreError("internal: action ordinal out of range".into()))?
+            *w.ops.get(o).ok_or_else(|| ExploreError::Internal("internal: action ordinal out of range".into()))?
         }
     };
     w.m.load_state(&w.parent.s);
@@ -1044,7 +1144,13 @@ fn store(w: &mut Worker, frontier: &Frontier, key: u64, packed: u64, reduction: 
 
 /// The program that reaches the state (or breaks at the transition) `key`
 /// of `level`, replayed with tracing.
-fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: Reduction) -> Result<Counterexample, ExploreError> {
+fn rebuild(
+    cfg: &Config,
+    keys: &[Vec<u64>],
+    level: usize,
+    key: u64,
+    reduction: Reduction,
+) -> Result<Counterexample, ExploreError> {
     // ordinals from the end back to the initial state
     let mut ords = Vec::with_capacity(level);
     let mut k = key;
@@ -1055,24 +1161,26 @@ fn rebuild(cfg: &Config, keys: &[Vec<u64>], level: usize, key: u64, reduction: R
             k = *keys
                 .get(d - 1)
                 .and_then(|l| l.get(parent))
-                .ok_or_else(|| ExploreError("internal: broken parent chain".into()))?;
+                .ok_or_else(|| ExploreError::Internal("internal: broken parent chain".into()))?;
         }
     }
     ords.reverse();
-    let mut m = Machine::new(cfg.clone()).map_err(|e| ExploreError(e.0))?;
+    let mut m = Machine::new(cfg.clone()).map_err(ExploreError::Config)?;
     let mut buf = Vec::new();
     let mut canon = Canon::new();
     let mut ops = Vec::with_capacity(level);
     for o in ords {
         actions(&m, reduction, &mut canon, &mut buf);
-        let op = *buf.get(o).ok_or_else(|| ExploreError("internal: replayed path diverged".into()))?;
+        let op = *buf.get(o).ok_or_else(|| ExploreError::Internal("internal: replayed path diverged".into()))?;
         m.apply_traced(&op);
         ops.push(op);
     }
     m.set_tracing(true);
-    let verdict = m.run(&ops).map_err(|(i, e)| ExploreError(format!("internal: counterexample action {i} not enabled: {e}")))?;
+    let verdict = m
+        .run(&ops)
+        .map_err(|(i, e)| ExploreError::Internal(format!("internal: counterexample action {i} not enabled: {e}")))?;
     if verdict.reported().is_none() {
-        return Err(ExploreError("internal: the counterexample did not reproduce on replay".into()));
+        return Err(ExploreError::Internal("internal: the counterexample did not reproduce on replay".into()));
     }
     let program = Program::new(&cfg.rules.name, cfg.shape.clone(), ops);
     Ok(Counterexample { program, verdict })

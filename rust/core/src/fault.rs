@@ -29,9 +29,9 @@
 //! other's reference in `folio_migrate_mapping` and refault forever — the
 //! livelock the v6.15 trylock fixed (I-D3, detected by the drain).
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::migrate::{MigCtx, Origin};
-use crate::oracle::{lock_task, Class, Life, LOCK_NONE};
+use crate::oracle::{lock_task, Obs, LOCK_NONE};
 use crate::page::{PG_FREE_LIST, PG_LOCKED};
 use crate::pagetable::{Level, Pte};
 use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE};
@@ -181,19 +181,16 @@ impl Machine {
         // I-D1: the driver reads page->pgmap->ops and zone_device_data. Safe
         // only if the page is still the one the entry named: referenced by the
         // fault path, or at least not yet given back to its allocator.
-        if self.s.ledger.life[g] == Life::TornDown {
-            self.violate("I-D1", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                (format!("migrate_to_ram runs for pfn {p} after memunmap_pages freed pgmap {g}: page->pgmap->ops is \
-                          freed memory"), "pgmap alive".into(), "freed".into())
-            });
-            return None;
-        }
-        if !ctx.fault_ref && (self.s.flags[p] & PG_FREE_LIST != 0 || !self.folio_in_use(self.head_of(p))) {
-            self.violate("I-D1", Class::Safety, &[("pfn", p as u32)], || {
-                (format!("migrate_to_ram runs for pfn {p}, which was freed after the fault read its entry: the fault \
-                          path took no reference under the page-table lock (use after free of \
-                          page->zone_device_data)"), "a reference held".into(), "page freed".into())
-            });
+        let head = self.head_of(p);
+        let obs = Obs::MigrateToRam {
+            pgmap: g,
+            pfn: p,
+            head,
+            nr: self.folio_nr(head),
+            fault_ref: ctx.fault_ref,
+            on_free_list: self.s.flags[p] & PG_FREE_LIST != 0,
+        };
+        if self.observe(obs) {
             return None;
         }
         // migrate_vma_setup: fault_page must be device-private, and (v6.15)
@@ -202,8 +199,8 @@ impl Machine {
             self.trace_note(|| "migrate_vma_setup: fault_page not locked: -EINVAL".into());
             return Some(F_DONE);
         }
-        let compound = matches!(self.entry(ctx.proc as usize, ctx.addr as usize), (_, Level::Pmd))
-            && self.rules.migrate.compound;
+        let compound =
+            matches!(self.entry(ctx.proc as usize, ctx.addr as usize), (_, Level::Pmd)) && self.rules.migrate.compound;
         let m = &mut self.s.mig[slot];
         m.pgmap = g as u8;
         m.select = (SELECT_DEVICE_PRIVATE | if compound { SELECT_COMPOUND } else { 0 }) as u8;
@@ -223,8 +220,14 @@ impl Machine {
             m.s.ledger.locker[h] = LOCK_NONE;
             m.s.mig[slot].fault_locked = false;
         };
+        // unlocking touches the page: it must still be held (I-D1)
+        let unlock_held = |m: &mut Machine| {
+            let head = m.head_of(p);
+            m.observe(Obs::FaultUnlocked { pfn: p, head, nr: m.folio_nr(head) });
+            unlock(m);
+        };
         if ctx.fault_locked && self.rules.fault.unlock_before_put {
-            unlock(self);
+            unlock_held(self);
         }
         if ctx.fault_ref {
             self.s.ledger.pages[p].fault -= 1;
@@ -232,13 +235,7 @@ impl Machine {
             self.put_page_refs(p, 1, cpu, "do_swap_page: put_page");
         }
         if ctx.fault_locked && !self.rules.fault.unlock_before_put {
-            if !self.folio_in_use(self.head_of(p)) {
-                self.violate("I-D1", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("do_swap_page unlocks pfn {p} after its put_page freed it (use after free)"),
-                     "unlock before the final put".into(), "unlock after".into())
-                });
-            }
-            unlock(self);
+            unlock_held(self);
         }
         let (e, _) = self.entry(ctx.proc as usize, ctx.addr as usize);
         if e == ctx.orig && !ctx.oom && self.s.alive[ctx.proc as usize] {
@@ -254,7 +251,8 @@ impl Machine {
     /// (holding its mmap_lock for read)?
     pub(crate) fn mm_busy(&self, proc: usize) -> bool {
         self.s.tasks.iter().enumerate().any(|(i, t)| {
-            t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { .. })) && self.mig_proc(i) == Some(proc)
+            t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { .. }))
+                && self.mig_proc(i) == Some(proc)
         })
     }
 
@@ -264,5 +262,20 @@ impl Machine {
             t.is_some_and(|t| matches!(t.kind, crate::sched::TaskKind::Migrate { origin } if origin != Origin::Fault))
                 && self.s.mig[i].pgmap as usize == g
         })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `DoSwapPage` allowed now (the actor's contract)?
+    pub(crate) fn do_swap_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.alive[op.a(0)], "no such process")?;
+        ok(matches!(self.entry_at(op.a(0), op.a(1)), Pte::DevicePrivate { .. }), "not a device-private entry")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 }

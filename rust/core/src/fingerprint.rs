@@ -323,8 +323,21 @@ fn origin_from(v: u64) -> Result<Origin, DecodeError> {
 /// A migration context as words (`with_retries`: the refault counter, which
 /// the machine reads only to detect a livelock in the drain).
 fn mig_ctx_words(m: &MigCtx, pfn: impl Fn(u16) -> u64, with_retries: bool) -> [u64; 3] {
-    let MigCtx { origin, proc, addr, npages, pgmap, select, fault_pfn, orig, orig_pmd, fault_ref, fault_locked, retries, oom } =
-        *m;
+    let MigCtx {
+        origin,
+        proc,
+        addr,
+        npages,
+        pgmap,
+        select,
+        fault_pfn,
+        orig,
+        orig_pmd,
+        fault_ref,
+        fault_locked,
+        retries,
+        oom,
+    } = *m;
     let (otag, opfn) = pte_code(orig);
     [
         origin_code(origin) | (proc as u64) << 8 | (addr as u64) << 16 | (npages as u64) << 32 | (pgmap as u64) << 48,
@@ -1059,7 +1072,9 @@ impl Canon {
         let sym_mask = symmetric_pgmaps(l);
         if sym_mask != 0 {
             self.keys.clear();
-            self.keys.extend(self.pages.iter().map(|[a, b, c, d, e]| mum(a ^ P1, b ^ P2) ^ mum(c ^ P3, P0) ^ mum(d ^ P2, e ^ P1)));
+            self.keys.extend(
+                self.pages.iter().map(|[a, b, c, d, e]| mum(a ^ P1, b ^ P2) ^ mum(c ^ P3, P0) ^ mum(d ^ P2, e ^ P1)),
+            );
             // pointers: which PTE slots / DAX slots name the page
             for (slot, pte) in ptes.iter().chain(pmds).enumerate() {
                 let (tag, pfn) = canon_pte_code(*pte, l);
@@ -1138,11 +1153,19 @@ impl Canon {
         //    without their refault counter (read only by the drain's
         //    livelock check, which resets it)
         for (slot, t) in tasks.iter().enumerate() {
-            w.push(task_word(t, |pfn| if l.is_ram(pfn as usize) { 0xffff } else { l.pgmap_of(pfn as usize) as u64 }, false));
+            w.push(task_word(
+                t,
+                |pfn| if l.is_ram(pfn as usize) { 0xffff } else { l.pgmap_of(pfn as usize) as u64 },
+                false,
+            ));
             if t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { .. })) {
                 w.extend_from_slice(&mig_ctx_words(&mig[slot], |p| np(p as usize) as u64, false));
                 let cap = l.mig_cap();
-                w.extend(mig_entries[slot * cap..(slot + 1) * cap].iter().map(|e| mig_entry_word(e, |p| np(p as usize) as u64)));
+                w.extend(
+                    mig_entries[slot * cap..(slot + 1) * cap]
+                        .iter()
+                        .map(|e| mig_entry_word(e, |p| np(p as usize) as u64)),
+                );
             }
         }
         // 7. data: only equality between tokens is observable (a write makes
@@ -1244,7 +1267,12 @@ fn ledger_words(w: &mut Vec<u64>, ledger: &Ledger, page: impl Fn(usize) -> usize
     for i in 0..pages.len() {
         let p = page(i);
         w.extend_from_slice(&holders_words(&pages[p], init_rc[p]));
-        w.push(holders_migration(&pages[p]) | (locker[p] as u64) << 32 | (migrated_away[p] as u64) << 40 | (pin_vpage[p] as u64) << 48);
+        w.push(
+            holders_migration(&pages[p])
+                | (locker[p] as u64) << 32
+                | (migrated_away[p] as u64) << 40
+                | (pin_vpage[p] as u64) << 48,
+        );
     }
     w.extend(vcontent.iter().map(|&v| v as u64));
     for g in 0..life.len() {
@@ -1314,7 +1342,10 @@ step task=1
         }
         // the initial state differs
         let fresh = machine("e3", &DeviceType::ALL);
-        assert_ne!(c.fingerprint(&m.s, &m.layout, Reduction::None), c.fingerprint(&fresh.s, &fresh.layout, Reduction::None));
+        assert_ne!(
+            c.fingerprint(&m.s, &m.layout, Reduction::None),
+            c.fingerprint(&fresh.s, &fresh.layout, Reduction::None)
+        );
         // copy_from gives the same bytes
         let mut copy = machine("e3", &DeviceType::ALL);
         copy.s.copy_from(&m.s);
@@ -1390,11 +1421,13 @@ step task=1
             ("pgmaps.state", |s| s.pgmaps[1].state = PgmapState::Gone),
             ("pgmaps.done", |s| s.pgmaps[1].done ^= true),
             ("pgmaps.init_dropped", |s| s.pgmaps[1].init_dropped ^= true),
-            ("pgmaps.pref.slot", |s| s.pgmaps[1].pref.copy_from(&{
-                let r = crate::pgmap::SimRef::new(2, 0);
-                r.get(1).unwrap();
-                r
-            })),
+            ("pgmaps.pref.slot", |s| {
+                s.pgmaps[1].pref.copy_from(&{
+                    let r = crate::pgmap::SimRef::new(2, 0);
+                    r.get(1).unwrap();
+                    r
+                })
+            }),
             ("rc", |s| s.rc[3] += 1),
             ("mc", |s| s.mc[3] += 1),
             ("flags", |s| s.flags[3] ^= 0x10),
@@ -1469,7 +1502,10 @@ step task=1
         let (a, b) = (on(0), on(1));
         let mut c = Canon::new();
         assert_ne!(c.fingerprint(&a.s, &a.layout, Reduction::None), c.fingerprint(&b.s, &b.layout, Reduction::None));
-        assert_eq!(c.fingerprint(&a.s, &a.layout, Reduction::Symmetry), c.fingerprint(&b.s, &b.layout, Reduction::Symmetry));
+        assert_eq!(
+            c.fingerprint(&a.s, &a.layout, Reduction::Symmetry),
+            c.fingerprint(&b.s, &b.layout, Reduction::Symmetry)
+        );
     }
 
     #[test]

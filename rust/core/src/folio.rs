@@ -17,8 +17,8 @@
 //! Also `free_zone_device_folio_prepare` (2026): a freed large device folio
 //! becomes standalone order-0 pages before `folio_free`.
 
-use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::machine::{ok, Machine};
+use crate::oracle::Obs;
 use crate::pagetable::Pte;
 use crate::rules::DeviceType;
 
@@ -44,19 +44,9 @@ impl Machine {
     /// an earlier folio of another shape (`free_zone_device_folio_prepare`
     /// is what clears it).
     pub(crate) fn check_standalone(&mut self, p: usize, h: usize, order: usize) {
-        if self.layout.is_ram(p) {
-            return;
-        }
-        let (oh, oo) = (self.s.head[p] as usize, self.s.order[self.s.head[p] as usize] as usize);
-        let standalone = oh == p && oo == 0;
-        let same_shape = oh == h && oo == order;
-        if !standalone && !same_shape {
-            self.violate("I-F4", Class::Safety, &[("pfn", p as u32)], || {
-                (format!("pfn {p} is handed out as part of an order-{order} folio at pfn {h}, but still carries the \
-                          compound head {oh} of an earlier order-{oo} folio (the free path left stale metadata)"),
-                 "standalone order-0 page".into(), format!("tail of pfn {oh}"))
-            });
-        }
+        let old_head = self.s.head[p] as usize;
+        let old_order = self.s.order[old_head] as usize;
+        self.observe(Obs::CompoundPrepared { pfn: p, head: h, order, old_head, old_order });
     }
 
     /// Make `h .. h + nr` standalone order-0 pages again (what a split and
@@ -149,26 +139,16 @@ impl Machine {
                 self.s.mapping[p] = m;
             }
         }
-        self.trace_note(|| format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" }));
+        self.trace_note(|| {
+            format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" })
+        });
         // I-T2: a split moves references, it never creates or drops them;
         // pgmap references are per base page and do not change
         let expect = rc_before + (nr as i32 - 1) * per_piece_refs;
-        if total != expect {
-            self.violate("I-T2", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("the split of folio {h} leaves its {nr} pages with {total} references in all; before the \
-                          split the folio had {expect} (a split must not invent or drop references)"),
-                 format!("{expect}"), format!("{total}"))
-            });
-        }
+        self.observe(Obs::SplitRefs { head: h, nr, total, expect });
         if let (Some(g), Some(before)) = (g, ref_before) {
             let after = self.s.pgmaps[g].pref.count();
-            if after != before {
-                self.violate("I-T2", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                    (format!("the split of folio {h} changes pgmap {g}'s ref from {before} to {after}; pgmap \
-                              references are per base page and a split must leave them alone"),
-                     format!("{before}"), format!("{after}"))
-                });
-            }
+            self.observe(Obs::SplitPgmapRef { pgmap: g, head: h, before, after });
         }
         // a piece nobody maps or holds is freed: __split_huge_page drops
         // its own reference on every new folio (free_folio_and_swap_cache)
@@ -188,18 +168,45 @@ impl Machine {
     /// yields a bogus folio pointer (I-T3).
     pub(crate) fn mbind(&mut self, proc: usize, addr: usize) {
         let pmd = self.s.pmds[self.layout.pmd_slot(proc, addr)];
+        // what the walker takes the entry for is the modelled kernel's code;
+        // whether that was right is the oracle's judgement (I-T3)
+        let taken_for_thp = match pmd {
+            Pte::Present { .. } => true,
+            Pte::DevicePrivate { .. } => !self.rules.thp.walkers_know_device_pmd,
+            _ => false,
+        };
         match pmd {
-            Pte::Present { pfn, .. } => {
-                self.trace_note(|| format!("queue_folios_pmd: THP at pfn {pfn}"));
-            }
-            Pte::DevicePrivate { pfn, .. } if !self.rules.thp.walkers_know_device_pmd => {
-                self.violate("I-T3", Class::Safety, &[("proc", proc as u32), ("pfn", pfn as u32)], || {
-                    (format!("a PMD walker reads the device-private PMD entry for pfn {pfn} (process {proc}) as a \
-                              present huge page: pmd_folio() of a swap entry is a bogus folio pointer"),
-                     "device-private entry skipped".into(), "treated as present".into())
-                });
-            }
+            Pte::Present { pfn, .. } => self.trace_note(|| format!("queue_folios_pmd: THP at pfn {pfn}")),
+            _ if taken_for_thp => {}
             _ => self.trace_note(|| "queue_folios_pmd: not a present THP, skipped".into()),
         }
+        self.observe(Obs::PmdWalked { proc, pmd, taken_for_thp });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::page::PG_LOCKED;
+use crate::pagetable::Level;
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `SplitHugePage` allowed now (the actor's contract)?
+    pub(crate) fn split_huge_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let p = op.a(0);
+        let h = self.head_of(p);
+        ok(self.folio_nr(h) > 1, "not part of a large folio")?;
+        ok(self.s.rc[h] > 0, "the folio is free")?;
+        ok(self.s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
+        ok(!self.s.ledger.pages[h].driver, "the driver holds the folio")?;
+        ok(self.s.ptl.iter().all(|&o| o == 0), "a task holds a page-table lock")
+    }
+
+    /// Is `Mbind` allowed now (the actor's contract)?
+    pub(crate) fn mbind_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(self.entry(op.a(0), op.a(1)).1 == Level::Pmd, "no PMD entry here")
     }
 }

@@ -13,8 +13,8 @@
 //! (I-X4), device-private page (I-G3) or flagless P2P page (I-G4) is a violation
 //! whatever the rules said.
 
-use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::machine::{ok, Machine};
+use crate::oracle::Obs;
 use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
 use crate::rules::DeviceType;
@@ -45,7 +45,14 @@ impl GupError {
 
 impl Machine {
     /// GUP one address; on success the caller holds a reference or pin.
-    pub(crate) fn gup(&mut self, proc: usize, addr: usize, flags: u16, pin: bool, cpu: usize) -> Result<usize, GupError> {
+    pub(crate) fn gup(
+        &mut self,
+        proc: usize,
+        addr: usize,
+        flags: u16,
+        pin: bool,
+        cpu: usize,
+    ) -> Result<usize, GupError> {
         let longterm = flags & FOLL_LONGTERM != 0;
         let p2pdma = flags & FOLL_PCI_P2PDMA != 0;
         let pte = self.entry(proc, addr).0;
@@ -85,7 +92,7 @@ impl Machine {
         if walk_ref {
             self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap");
         }
-        self.check_gup_grant(p, t, longterm, p2pdma);
+        self.observe(Obs::GupGranted { pfn: p, ty: Some(t), longterm, p2pdma });
         Ok(p)
     }
 
@@ -119,26 +126,6 @@ impl Machine {
         p
     }
 
-    fn check_gup_grant(&mut self, p: usize, t: DeviceType, longterm: bool, p2pdma: bool) {
-        let obj = [("pfn", p as u32)];
-        match t {
-            DeviceType::Fsdax if longterm => self.violate("I-X4", Class::Safety, &obj, || {
-                (format!("a FOLL_LONGTERM pin of FS-DAX pfn {p} was granted"), "-EOPNOTSUPP".into(), "granted".into())
-            }),
-            DeviceType::Private => self.violate("I-G3", Class::Safety, &obj, || {
-                (format!("GUP returned device-private pfn {p}"), "-EFAULT (fault, migrate)".into(), "granted".into())
-            }),
-            DeviceType::P2pdma if !p2pdma || longterm => {
-                self.violate("I-G4", Class::Safety, &obj, || {
-                    (format!("GUP returned P2P pfn {p} {}",
-                             if longterm { "for FOLL_LONGTERM" } else { "without FOLL_PCI_P2PDMA" }),
-                     "refused".into(), "granted".into())
-                })
-            }
-            _ => {}
-        }
-    }
-
     pub(crate) fn unpin_user_page(&mut self, p: usize, cpu: usize) {
         let hold = &mut self.s.ledger.pages[p];
         hold.gup_pins -= 1;
@@ -160,5 +147,40 @@ impl Machine {
     pub(crate) fn put_user_page(&mut self, p: usize, cpu: usize) {
         self.s.ledger.pages[p].gup_gets -= 1;
         self.put_page_refs(p, 1, cpu, "put_page");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::{Op, OpKind, BY_GUP};
+
+impl Machine {
+    /// Is `PutPage` allowed now (the actor's contract)?
+    pub(crate) fn put_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let h = &self.s.ledger.pages[op.a(0)];
+        if op.args[1] == BY_GUP {
+            ok(h.gup_gets > 0, "no GUP reference on this page")
+        } else {
+            ok(h.kernel_gets > 0, "no kernel reference on this page")
+        }
+    }
+
+    /// Is `GetUserPages / PinUserPages` allowed now (the actor's contract)?
+    pub(crate) fn get_user_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(!self.slot_is_empty(op.a(0), op.a(1)), "nothing is mapped there")?;
+        ok(!self.entry_at(op.a(0), op.a(1)).is_migration(), "GUP waits for the migration to finish")?;
+        let e = self.entry_at(op.a(0), op.a(1));
+        ok(
+            !(op.kind == OpKind::PinUserPages && e.pfn().is_some_and(|p| self.layout.is_ram(p)) && !e.writable()),
+            "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
+        )
+    }
+
+    /// Is `UnpinUserPage` allowed now (the actor's contract)?
+    pub(crate) fn unpin_user_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.pages[op.a(0)].gup_pins > 0, "no GUP pin on this page")
     }
 }

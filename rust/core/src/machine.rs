@@ -13,14 +13,13 @@
 //! (conformance), so the cost per action is O(objects touched).
 
 use crate::config::{Config, ConfigError, Layout};
-use crate::oracle::{Class, Ledger, Life, Violation};
 use crate::migrate::{MigCtx, MigEntry, Origin};
-use crate::page::{PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL};
+use crate::oracle::{self, Class, Invariant, Ledger, Obs, Violation};
+use crate::page::{PG_BUDDY, PG_LOCKED};
 use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
-use crate::pagetable::Level;
-use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SELECT_COMPOUND};
-use crate::rules::{AllocPgmapRef, DeviceType, MemunmapPut, Rules};
+use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS};
+use crate::rules::Rules;
 use crate::sched::{Task, TaskKind};
 use serde::Serialize;
 use std::sync::Arc;
@@ -110,11 +109,22 @@ impl Verdict {
     }
 }
 
+/// What one action brought into use, in increasing order: pgmaps it
+/// registered, pages somebody came to hold, pages somebody came to pin,
+/// kernel tasks it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    pub pgmaps: Vec<usize>,
+    pub pages: Vec<usize>,
+    pub pins: Vec<usize>,
+    pub tasks: Vec<usize>,
+}
+
 /// Why an action could not be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepError {
     /// an operand outside its domain
-    Domain(String),
+    Domain(crate::program::op::DomainError),
     /// the actor's contract does not allow the action now
     NotEnabled(&'static str),
     /// the machine already stopped at a violation
@@ -131,7 +141,17 @@ impl std::fmt::Display for StepError {
     }
 }
 
-const TOUCH_CAP: usize = 24;
+pub(crate) const TOUCH_CAP: usize = 24;
+
+/// A contract's verdict: allowed when `c` holds, else `why`.
+#[inline]
+pub(crate) fn ok(c: bool, why: &'static str) -> Result<(), &'static str> {
+    if c {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
 
 /// `GUP_PIN_COUNTING_BIAS` (include/linux/mm.h).
 pub const GUP_PIN_COUNTING_BIAS: i32 = 1024;
@@ -152,9 +172,9 @@ pub struct Machine {
     pub(crate) in_drain_step: bool,
     /// GUP is grabbing a page reference (not through get_page)
     pub(crate) in_gup_grab: bool,
-    touched_pages: [u16; TOUCH_CAP],
-    ntouched: usize,
-    touched_pgmaps: u32,
+    pub(crate) touched_pages: [u16; TOUCH_CAP],
+    pub(crate) ntouched: usize,
+    pub(crate) touched_pgmaps: u32,
     tracing: bool,
     trace: Vec<TraceEntry>,
     notes: Vec<String>,
@@ -167,7 +187,7 @@ pub struct Machine {
 impl Machine {
     pub fn new(cfg: Config) -> Result<Machine, ConfigError> {
         cfg.validate()?;
-        let layout = Layout::new(&cfg);
+        let layout = Layout::new(&cfg.shape);
         let n = layout.npfns;
         let s = State {
             pgmaps: (0..layout.npgmaps).map(|_| Pgmap::new(layout.cpus)).collect(),
@@ -290,20 +310,46 @@ impl Machine {
     // Oracle plumbing
     // ------------------------------------------------------------------
 
+    /// Record an observation; the oracle judges it ([`oracle::judge`]) from
+    /// the ledger alone. True when it broke an invariant (whether or not an
+    /// earlier violation is the one reported), so the kernel function can
+    /// stop where the kernel would have crashed.
+    pub(crate) fn observe(&mut self, obs: Obs<'_>) -> bool {
+        let Some(j) = oracle::judge(&obs, &self.s.ledger, &self.layout) else { return false };
+        let taken = if j.invariant.class() == Class::Conformance { &self.conformance } else { &self.violation };
+        if taken.is_none() {
+            let (message, expected, actual) = oracle::describe(&obs, &j, &self.s.ledger, &self.layout);
+            self.record(j.invariant, j.objects(), message, expected, actual);
+        }
+        true
+    }
+
     /// Report a broken invariant. Safety/liveness: the first one stops the
     /// program. Conformance: the first one is kept, the program goes on.
+    /// Only `conformance.rs` reports directly; everything else goes through
+    /// [`Machine::observe`].
     pub(crate) fn violate(
         &mut self,
-        invariant: &'static str,
-        class: Class,
+        invariant: Invariant,
         objects: &[(&'static str, u32)],
         f: impl FnOnce() -> (String, String, String),
     ) {
-        let slot = if class == Class::Conformance { &self.conformance } else { &self.violation };
-        if slot.is_some() {
+        let taken = if invariant.class() == Class::Conformance { &self.conformance } else { &self.violation };
+        if taken.is_some() {
             return;
         }
         let (message, expected, actual) = f();
+        self.record(invariant, objects, message, expected, actual);
+    }
+
+    fn record(
+        &mut self,
+        invariant: Invariant,
+        objects: &[(&'static str, u32)],
+        message: String,
+        expected: String,
+        actual: String,
+    ) {
         let action = match (self.at_label, &self.at_op) {
             (Some(l), _) => format!("drain: {l}"),
             (None, Some(op)) if self.in_drain_step => format!("drain: {}", crate::program::text::op_to_text(op)),
@@ -316,7 +362,6 @@ impl Machine {
         let task = stepped.or(named).and_then(|slot| self.s.tasks.get(slot).copied().flatten()).map(|t| t.kind);
         let v = Violation {
             invariant,
-            class,
             step: self.at,
             action,
             message,
@@ -326,7 +371,7 @@ impl Machine {
             op,
             task,
         };
-        if class == Class::Conformance {
+        if invariant.class() == Class::Conformance {
             self.conformance = Some(v);
         } else {
             self.violation = Some(v);
@@ -361,243 +406,77 @@ impl Machine {
     // The actors' contracts
     // ------------------------------------------------------------------
 
-    /// Is `op` allowed now? `Err` says why not.
+    /// Is `op` allowed now? `Err` says why not. Each kind's rule lives in
+    /// the module of the kernel function it models (`pgmap.rs`, `driver.rs`,
+    /// `gup.rs`, ...), beside the function; this only dispatches.
     pub fn enabled(&self, op: &Op) -> Result<(), &'static str> {
         use OpKind::*;
-        let s = &self.s;
-        let l = &self.layout;
-        let a = |i: usize| op.a(i);
-        let ok = |c: bool, why: &'static str| if c { Ok(()) } else { Err(why) };
-        let live = |g: usize| s.pgmaps[g].state == PgmapState::Live;
-        let entry = |proc: usize, addr: usize| self.entry(proc, addr).0;
-        let empty = |proc: usize, addr: usize| entry(proc, addr) == Pte::None;
-        let dev = |p: usize| !l.is_ram(p);
-        // a process's page tables can be changed by one of its own actions
-        // only when no fault or driver migration holds its mmap_lock and no
-        // task holds the page-table lock of the address
-        let mm_ok = |proc: usize, addr: usize| -> Result<(), &'static str> {
-            ok(s.alive[proc], "no such process")?;
-            ok(!self.mm_busy(proc), "a fault or a migration holds the process's mmap_lock")?;
-            ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")
-        };
         match op.kind {
-            MemremapPages => ok(s.pgmaps[a(0)].state == PgmapState::Unused, "the pgmap is already registered"),
-            MemunmapPages => {
-                let g = a(0);
-                ok(live(g), "the pgmap is not registered, or already unbinding")?;
-                ok(self.free_task_slot(), "no free task slot")?;
-                ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
-                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver),
-                   "the driver frees the pages it still holds before it unbinds")?;
-                ok(!(l.pgmap_type[g] == DeviceType::Private
-                       && self.rules.private.unbind_after_eviction
-                       && l.pfns_of(g).any(|p| s.ledger.pages[p].in_use())),
-                   "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)")
-            }
-            Step => match s.tasks[a(0)] {
-                None => Err("no such task"),
-                Some(_) => self.task_blocked(a(0)).map_or(Ok(()), Err),
-            },
-            RcuGracePeriod => {
-                ok(self.any_switch_pending(), "no RCU callback is pending")?;
-                ok(!self.rcu_reader_active(), "a get_dev_pagemap lookup is inside rcu_read_lock()")
-            }
-            GetDevPagemap => {
-                ok(self.free_task_slot(), "no free task slot")?;
-                let c = a(1);
-                ok(c == 0 || s.ledger.kernel_pgmap_refs[c - 1] > 0, "the kernel user holds no reference on the cached pgmap")
-            }
-            PutDevPagemap => ok(s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"),
-            AllocDevicePage | AllocDeviceFolio => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                let bound = live(g) || (self.rules.private.alloc_while_unbinding && s.pgmaps[g].state == PgmapState::Unbinding);
-                ok(bound, "the driver is not bound (registered and not unbinding)")?;
-                if op.kind == AllocDeviceFolio {
-                    ok(self.rules.thp.device_private && l.order > 0, "no large device-private folios in this era")?;
-                    ok(self.device_folio_fit(g).is_some(), "the driver has no free aligned block")
-                } else {
-                    ok(self.driver_free_page(g).is_some(), "the driver has no free page")
-                }
-            }
-            FreeDevicePage => ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page"),
-            LockPage => {
-                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
-                ok(s.flags[a(0)] & PG_LOCKED == 0, "the page is locked")
-            }
-            UnlockPage => {
-                ok(s.ledger.pages[a(0)].driver, "the driver does not hold this page")?;
-                ok(s.ledger.locker[a(0)] == crate::oracle::LOCK_DRIVER, "the driver does not hold the page lock")
-            }
-            MigrateVmaInsertPage => {
-                let (proc, addr, p) = (a(0), a(1), a(2));
-                mm_ok(proc, addr)?;
-                ok(s.ledger.pages[p].driver, "the driver does not hold this page")?;
-                if self.folio_nr(p) > 1 {
-                    ok(self.block_empty(proc, addr), "the PMD block is not empty")?;
-                } else {
-                    ok(empty(proc, addr), "the address is mapped")?;
-                }
-                ok(s.ledger.locker[p] == crate::oracle::LOCK_DRIVER, "migrate_vma needs the destination page locked")?;
-                ok(live(l.pgmap_of(p)), "the driver is unbinding")
-            }
-            PciAllocP2pmem => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
-                ok(matches!(s.ledger.life[g], Life::Registered | Life::Killed), "the P2P device is not registered")?;
-                ok(self.p2p_pool_fit(g, a(1)).is_some(), "no free chunk that large")
-            }
-            PciFreeP2pmem => {
-                let p = a(0);
-                let k = s.p2p_len[p] as usize;
-                ok(k > 0, "no kernel P2P allocation starts at this pfn")?;
-                ok((p..p + k).all(|q| s.ledger.pages[q].kernel_gets == 0),
-                   "the kernel user puts its page references before freeing")
-            }
-            GetPage => {
-                ok(self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era")?;
-                ok(self.p2p_alloc_of(a(0)).is_some(), "the kernel user has no allocation covering this page")
-            }
-            PutPage => {
-                let h = &s.ledger.pages[a(0)];
-                if op.args[1] == BY_GUP {
-                    ok(h.gup_gets > 0, "no GUP reference on this page")
-                } else {
-                    ok(h.kernel_gets > 0, "no kernel reference on this page")
-                }
-            }
-            P2pmemAllocMmap => {
-                let (g, proc, addr, k) = (a(0), a(1), a(2), a(3));
-                ok(l.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
-                ok(self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)")?;
-                ok(live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)")?;
-                mm_ok(proc, addr)?;
-                ok(addr + k <= l.addrs && (addr..addr + k).all(|x| empty(proc, x)), "the address range is not free")?;
-                ok(self.p2p_pool_fit(g, k).is_some(), "no free chunk that large")
-            }
-            DevDaxFault => {
-                let (proc, addr, p) = (a(0), a(1), a(2));
-                ok(l.type_of(p) == Some(DeviceType::Generic), "not a device-dax page")?;
-                ok(live(l.pgmap_of(p)), "the device-dax device is not bound")?;
-                mm_ok(proc, addr)?;
-                ok(empty(proc, addr), "the address is mapped")
-            }
-            DaxAssociateEntry => {
-                let (f, i, p) = (a(0), a(1), a(2));
-                let g = l.file_pgmap(f);
-                ok(live(g), "the filesystem's device is not bound")?;
-                ok(dev(p) && l.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
-                ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
-                ok(!s.ledger.pages[p].fs, "the block belongs to a file")?;
-                ok(!self.truncating(f), "the file is being truncated")
-            }
-            DaxIomapFault => {
-                let (proc, addr, f, i) = (a(0), a(1), a(2), a(3));
-                mm_ok(proc, addr)?;
-                ok(empty(proc, addr), "the address is mapped")?;
-                ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
-                ok(live(l.file_pgmap(f)), "the filesystem's device is not bound")?;
-                ok(!self.truncating(f), "faults wait while the file is truncated")
-            }
-            Truncate => {
-                ok(self.dax_entry(a(0), a(1)).is_some(), "the file offset has no block")?;
-                ok(!self.truncating(a(0)), "the file is already being truncated")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            Fork => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(!s.alive[a(1)], "the child slot is taken")?;
-                ok(!self.mm_busy(a(0)), "a fault or a migration holds the parent's mmap_lock")?;
-                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")?;
-                ok(self.fork_copies_needed(a(0)) <= self.ram_free_pages(), "no memory for the copies of pinned pages")
-            }
-            ExitMmap => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(!self.mm_busy(a(0)), "a thread of the process is in a fault or a migration holds its mmap_lock")?;
-                ok(!s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")
-            }
-            Munmap => {
-                mm_ok(a(0), a(1))?;
-                ok(!empty(a(0), a(1)), "nothing is mapped there")
-            }
-            GetUserPages | PinUserPages => {
-                mm_ok(a(0), a(1))?;
-                ok(!empty(a(0), a(1)), "nothing is mapped there")?;
-                ok(!entry(a(0), a(1)).is_migration(), "GUP waits for the migration to finish")?;
-                let e = entry(a(0), a(1));
-                ok(!(op.kind == PinUserPages && e.pfn().is_some_and(|p| l.is_ram(p)) && !e.writable()),
-                   "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)")
-            }
-            UnpinUserPage => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
-            DoAnonymousPage => {
-                mm_ok(a(0), a(1))?;
-                ok(empty(a(0), a(1)), "the address is mapped")?;
-                ok(self.ram_fit(0).is_some(), "no free system RAM")
-            }
-            DoHugePmdAnonymousPage => {
-                mm_ok(a(0), a(1))?;
-                ok(l.order > 0 && self.block_empty(a(0), a(1)), "the PMD block is not empty (or there is none)")?;
-                ok(self.ram_fit(l.order).is_some(), "no free aligned system RAM block")
-            }
-            CpuWrite => {
-                mm_ok(a(0), a(1))?;
-                ok(matches!(entry(a(0), a(1)), Pte::Present { .. }), "no present mapping (a device-private entry \
-                   faults: use do_swap_page)")?;
-                ok(!self.write_needs_copy(a(0), a(1)) || self.ram_fit(0).is_some(), "no memory for the COW copy")
-            }
-            DeviceWrite => {
-                let p = a(0);
-                ok(l.is_private(p), "not a device-private page")?;
-                let mapped_w = (0..l.procs).any(|proc| {
-                    (0..l.addrs).any(|x| matches!(entry(proc, x), Pte::DevicePrivate { pfn, write: true } if pfn as usize == p))
-                });
-                ok(mapped_w || (s.ledger.pages[self.head_of(p)].driver),
-                   "the device reaches the page only through a writable device-private mapping or its own allocation")
-            }
-            DmaWrite => ok(s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"),
-            MigrateVmaSetup => {
-                let (proc, addr, g, sel) = (a(0), a(1), a(2), op.args[3]);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                ok(live(g), "the driver is not bound")?;
-                // the driver takes mmap_read_lock: it runs beside faults and
-                // other migrations, not beside a task holding the PTL
-                ok(s.alive[proc], "no such process")?;
-                ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
-                ok(self.free_task_slot(), "no free task slot")?;
-                ok(sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && l.in_block(addr)),
-                   "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)")
-            }
-            DoSwapPage => {
-                ok(s.alive[a(0)], "no such process")?;
-                ok(matches!(entry(a(0), a(1)), Pte::DevicePrivate { .. }), "not a device-private entry")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            MigrateDeviceRange => {
-                let g = a(0);
-                ok(l.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
-                ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
-                ok(live(g), "the driver is not bound")?;
-                ok(!l.pfns_of(g).any(|p| s.ledger.pages[p].driver), "the driver frees its own pages first")?;
-                ok(self.free_task_slot(), "no free task slot")
-            }
-            SplitHugePmd => {
-                mm_ok(a(0), a(1))?;
-                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD mapping here")
-            }
-            SplitHugePage => {
-                let p = a(0);
-                let h = self.head_of(p);
-                ok(self.folio_nr(h) > 1, "not part of a large folio")?;
-                ok(s.rc[h] > 0, "the folio is free")?;
-                ok(s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
-                ok(!s.ledger.pages[h].driver, "the driver holds the folio")?;
-                ok(s.ptl.iter().all(|&o| o == 0), "a task holds a page-table lock")
-            }
-            Mbind => {
-                mm_ok(a(0), a(1))?;
-                ok(self.entry(a(0), a(1)).1 == Level::Pmd, "no PMD entry here")
-            }
+            MemremapPages => self.memremap_pages_enabled(op),
+            MemunmapPages => self.memunmap_pages_enabled(op),
+            Step => self.step_enabled(op),
+            RcuGracePeriod => self.rcu_grace_period_enabled(op),
+            GetDevPagemap => self.get_dev_pagemap_enabled(op),
+            PutDevPagemap => self.put_dev_pagemap_enabled(op),
+            AllocDevicePage | AllocDeviceFolio => self.alloc_device_page_enabled(op),
+            FreeDevicePage => self.free_device_page_enabled(op),
+            LockPage => self.lock_page_enabled(op),
+            UnlockPage => self.unlock_page_enabled(op),
+            MigrateVmaInsertPage => self.migrate_vma_insert_page_enabled(op),
+            PciAllocP2pmem => self.pci_alloc_p2pmem_enabled(op),
+            PciFreeP2pmem => self.pci_free_p2pmem_enabled(op),
+            GetPage => self.get_page_enabled(op),
+            PutPage => self.put_page_enabled(op),
+            P2pmemAllocMmap => self.p2pmem_alloc_mmap_enabled(op),
+            DevDaxFault => self.dev_dax_fault_enabled(op),
+            DaxAssociateEntry => self.dax_associate_entry_enabled(op),
+            DaxIomapFault => self.dax_iomap_fault_enabled(op),
+            Truncate => self.truncate_enabled(op),
+            Fork => self.fork_enabled(op),
+            ExitMmap => self.exit_mmap_enabled(op),
+            Munmap => self.munmap_enabled(op),
+            GetUserPages | PinUserPages => self.get_user_pages_enabled(op),
+            UnpinUserPage => self.unpin_user_page_enabled(op),
+            DoAnonymousPage => self.do_anonymous_page_enabled(op),
+            DoHugePmdAnonymousPage => self.do_huge_pmd_anonymous_page_enabled(op),
+            CpuWrite => self.cpu_write_enabled(op),
+            DeviceWrite => self.device_write_enabled(op),
+            DmaWrite => self.dma_write_enabled(op),
+            MigrateVmaSetup => self.migrate_vma_setup_enabled(op),
+            DoSwapPage => self.do_swap_page_enabled(op),
+            MigrateDeviceRange => self.migrate_device_range_enabled(op),
+            SplitHugePmd => self.split_huge_pmd_enabled(op),
+            SplitHugePage => self.split_huge_page_enabled(op),
+            Mbind => self.mbind_enabled(op),
         }
+    }
+
+    /// Is pgmap `g` registered and not unbinding (its driver bound)?
+    pub(crate) fn pgmap_live(&self, g: usize) -> bool {
+        self.s.pgmaps[g].state == PgmapState::Live
+    }
+
+    /// The entry a process sees at `addr` (a PTE, or the PMD covering it).
+    pub(crate) fn entry_at(&self, proc: usize, addr: usize) -> Pte {
+        self.entry(proc, addr).0
+    }
+
+    /// Nothing mapped at (proc, addr).
+    pub(crate) fn slot_is_empty(&self, proc: usize, addr: usize) -> bool {
+        self.entry_at(proc, addr) == Pte::None
+    }
+
+    pub(crate) fn is_device_pfn(&self, p: usize) -> bool {
+        !self.layout.is_ram(p)
+    }
+
+    /// A process's page tables can be changed by one of its own actions only
+    /// when no fault or driver migration holds its mmap_lock and no task
+    /// holds the page-table lock of the address.
+    pub(crate) fn mm_ok(&self, proc: usize, addr: usize) -> Result<(), &'static str> {
+        ok(self.s.alive[proc], "no such process")?;
+        ok(!self.mm_busy(proc), "a fault or a migration holds the process's mmap_lock")?;
+        ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")
     }
 
     /// Every action enabled now, in canonical order (kind, then operands).
@@ -672,6 +551,28 @@ impl Machine {
         self.enabled(op).map_err(StepError::NotEnabled)?;
         self.apply_traced(op);
         Ok(())
+    }
+
+    /// [`Machine::step`], reporting what the action brought into use: the
+    /// objects a state-machine test steers its next actions by.
+    pub fn act(&mut self, op: &Op) -> Result<Created, StepError> {
+        let live = |m: &Machine, g: usize| m.s.pgmaps[g].state == PgmapState::Live;
+        let before_live: Vec<bool> = (0..self.layout.npgmaps).map(|g| live(self, g)).collect();
+        let before_held: Vec<(bool, bool)> = self.s.ledger.pages.iter().map(|h| (h.anyone(), h.gup_pins > 0)).collect();
+        let before_tasks: Vec<bool> = self.s.tasks.iter().map(Option::is_some).collect();
+        self.step(op)?;
+        let mut c = Created::default();
+        c.pgmaps.extend((0..self.layout.npgmaps).filter(|&g| live(self, g) && !before_live[g]));
+        for (p, h) in self.s.ledger.pages.iter().enumerate() {
+            if h.anyone() && !before_held[p].0 {
+                c.pages.push(p);
+            }
+            if h.gup_pins > 0 && !before_held[p].1 {
+                c.pins.push(p);
+            }
+        }
+        c.tasks.extend((0..self.s.tasks.len()).filter(|&t| self.s.tasks[t].is_some() && !before_tasks[t]));
+        Ok(c)
     }
 
     /// Apply an action known to be enabled (the decoder's path).
@@ -826,150 +727,6 @@ impl Machine {
         }
         self.finish();
         Ok(self.verdict())
-    }
-
-    // ------------------------------------------------------------------
-    // Conformance checks on what the action touched
-    // ------------------------------------------------------------------
-
-    fn after_action(&mut self) {
-        if self.violation.is_none() && self.conformance.is_none() {
-            if self.ntouched > TOUCH_CAP {
-                for p in 0..self.layout.npfns {
-                    self.check_page_conformance(p);
-                }
-            } else {
-                for i in 0..self.ntouched {
-                    let p = self.touched_pages[i] as usize;
-                    self.check_page_conformance(p);
-                }
-            }
-            let mut m = self.touched_pgmaps;
-            while m != 0 {
-                let g = m.trailing_zeros() as usize;
-                m &= m - 1;
-                self.check_pgmap_conformance(g);
-            }
-        }
-        self.ntouched = 0;
-        self.touched_pgmaps = 0;
-    }
-
-    fn check_page_conformance(&mut self, p: usize) {
-        let t = self.layout.type_of(p);
-        if t.is_some() {
-            let g = self.layout.pgmap_of(p);
-            if self.s.ledger.life[g] != Life::Registered {
-                return;
-            }
-        }
-        let h = self.head_of(p);
-        if h != p {
-            // a tail: its refcount lives on the head (compound_head), by
-            // construction of page_get / put_page_refs
-            return;
-        }
-        let nr = self.folio_nr(h);
-        let rc = self.s.rc[h];
-        let in_use = self.folio_in_use(h);
-        let free_rc = t.map_or(0, |t| self.rules.of(t).free_rc as i32);
-        if !in_use && rc != free_rc {
-            let what = t.map_or("system RAM", |t| t.name());
-            self.violate("I-F5", Class::Conformance, &[("pfn", p as u32)], || {
-                (format!("pfn {p} ({what}) is free but its refcount is {rc}; the preset says free pages of this type \
-                          have {free_rc}"),
-                 format!("{free_rc}"), format!("{rc}"))
-            });
-        }
-        let pins: i32 = self.s.ledger.pages[h..h + nr].iter().map(|x| x.gup_pins as i32).sum();
-        if nr > 1 {
-            let pc = self.s.pincount[h];
-            if pc != pins {
-                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("the large folio at pfn {p} has {pins} pin(s) but _pincount {pc}"), format!("{pins}"), format!("{pc}"))
-                });
-            }
-        } else {
-            // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1
-            // checks the preset against the spec
-            let bias = GUP_PIN_COUNTING_BIAS;
-            if pins > 0 && rc < bias * pins {
-                self.violate("I-G1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("pfn {p} has {pins} pin(s) but refcount {rc} < {pins} x GUP_PIN_COUNTING_BIAS"),
-                     format!(">= {}", bias * pins), format!("{rc}"))
-                });
-            }
-        }
-        if in_use && (t.is_none() || t == Some(DeviceType::Private)) {
-            let expected = self.expected_folio_refs(h);
-            if rc != expected {
-                self.violate("I-M1", Class::Conformance, &[("pfn", p as u32)], || {
-                    (format!("pfn {p}'s refcount is {rc} but its holders account for {expected} (mappings, collect, \
-                              fault, GUP and driver references)"), format!("{expected}"), format!("{rc}"))
-                });
-            }
-        }
-    }
-
-    /// I-M1: the references the holders of an anonymous or device-private
-    /// folio account for (mappings + collect/isolation + fault-path + GUP +
-    /// kernel + the allocation reference, + 1 for an E1 1-based device page).
-    pub fn expected_folio_refs(&self, h: usize) -> i32 {
-        let nr = self.folio_nr(h);
-        let bias = if nr > 1 { 1 } else { self.rules.gup.pin_bias as i32 };
-        let mut r = self.folio_mapcount(h);
-        for x in &self.s.ledger.pages[h..h + nr] {
-            r += x.collect as i32 + x.fault as i32 + x.gup_gets as i32 + x.kernel_gets as i32 + bias * x.gup_pins as i32;
-            r += (x.driver || x.mig_dst) as i32;
-        }
-        if self.layout.is_private(h) && self.rules.types.private.free_on_2to1 {
-            // E1: an allocated 1-based page keeps its idle reference
-            r += 1;
-        }
-        r
-    }
-
-    /// I-P1: pgmap->ref equals the references the preset accounts for.
-    pub fn expected_pgmap_refs(&self, g: usize) -> i64 {
-        let t = self.layout.pgmap_type[g];
-        let tr = self.rules.of(t);
-        let pg = &self.s.pgmaps[g];
-        let pfns = self.layout.pfns_of(g);
-        let mut r: i64 = if pg.pref.is_dying() { 0 } else { 1 };
-        if tr.init_pgmap_refs {
-            r += match tr.memunmap_put {
-                MemunmapPut::EveryPage if tr.put_pgmap_on_zero => {
-                    pfns.clone().filter(|&p| self.s.flags[p] & PG_INIT_REF != 0).count() as i64
-                }
-                _ if pg.init_dropped => 0,
-                _ => self.layout.pages as i64,
-            };
-        }
-        if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
-            r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
-        }
-        r += self.s.split_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];
-        if t == DeviceType::P2pdma {
-            if self.rules.p2p.alloc_pgmap_ref {
-                r += self.s.ledger.p2p_allocs[g] as i64;
-            }
-            r += pfns.filter(|&p| self.s.flags[p] & PG_POOL != 0 && !self.s.ledger.pages[p].p2p_kernel).count() as i64;
-        }
-        r + self.s.ledger.kernel_pgmap_refs[g] as i64 + self.s.ledger.inflight_pgmap_refs[g] as i64
-    }
-
-    fn check_pgmap_conformance(&mut self, g: usize) {
-        if self.s.ledger.life[g] != Life::Registered {
-            return;
-        }
-        let actual = self.s.pgmaps[g].pref.count();
-        let expected = self.expected_pgmap_refs(g);
-        if actual != expected {
-            self.violate("I-P1", Class::Conformance, &[("pgmap", g as u32)], || {
-                (format!("pgmap {g}'s ref is {actual} but the references the preset accounts for add up to {expected}"),
-                 format!("{expected}"), format!("{actual}"))
-            });
-        }
     }
 
     // ------------------------------------------------------------------

@@ -38,8 +38,8 @@
 //! unlocked exactly once (I-M7), and every re-established mapping shows the
 //! latest data (I-W1).
 
-use crate::machine::Machine;
-use crate::oracle::{lock_task, Class, Life, LOCK_NONE};
+use crate::machine::{ok, Machine};
+use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM};
@@ -171,16 +171,17 @@ impl Machine {
     /// `folio_unlock` by the migration in task `slot` (I-M4: never the
     /// fault path's lock).
     fn mig_unlock(&mut self, p: usize, slot: usize) {
-        if let Some(f) = self.fault_page(slot) {
-            if f == p && self.s.mig[slot].fault_locked {
-                self.violate("I-M4", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("the migration unlocks fault page {p}, whose lock belongs to the fault path that called \
-                              migrate_to_ram"), "left locked for do_swap_page".into(), "unlocked".into())
-                });
-            }
-        }
+        let fault_path_lock = self.fault_path_locked(slot, p);
+        self.observe(Obs::MigrationUnlocked { pfn: p, fault_path_lock });
         self.s.flags[p] &= !PG_LOCKED;
         self.s.ledger.locker[p] = LOCK_NONE;
+    }
+
+    /// Does the fault path that called this migration (task `slot`) hold
+    /// the lock of `p`? Its `fault_page`, locked by the v6.15 trylock.
+    fn fault_path_locked(&self, slot: usize, p: usize) -> bool {
+        let m = &self.s.mig[slot];
+        m.fault_locked && m.fault_pfn.checked_sub(1) == Some(p as u16)
     }
 
     // ------------------------------------------------------------------
@@ -340,7 +341,11 @@ impl Machine {
         self.replace_with_migration_entry(proc, a, level, kind, cpu);
         let compound = if level == Level::Pmd { MF_COMPOUND } else { 0 };
         let w = if write { MF_WRITE } else { 0 };
-        self.set_mig_entry(slot, i, MigEntry { src: p as u16 + 1, dst: 0, flags: MF_MIGRATE | MF_COLLECTED | w | compound });
+        self.set_mig_entry(
+            slot,
+            i,
+            MigEntry { src: p as u16 + 1, dst: 0, flags: MF_MIGRATE | MF_COLLECTED | w | compound },
+        );
     }
 
     /// Replace the mapping at (proc, a, level) by a migration entry:
@@ -405,12 +410,22 @@ impl Machine {
             while let Some((proc, a, level)) = self.find_entry(p, nr, |x| x.is_mapping()) {
                 let (x, _) = self.entry(proc, a);
                 let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
-                if !self.rules.migrate.unmap_subpage_fix && matches!(x, Pte::DevicePrivate { .. }) && level == Level::Pte {
+                if !self.rules.migrate.unmap_subpage_fix
+                    && matches!(x, Pte::DevicePrivate { .. })
+                    && level == Level::Pte
+                {
                     // the pre-v5.3 bug: the subpage is computed from the swap
                     // entry as if it were a present PTE's pfn
                     let wrong = (x.pfn().unwrap_or(0) + 1) % self.layout.npfns;
                     self.clear_entry(proc, a, level, cpu, "try_to_unmap_one: put_page (bad subpage)");
-                    self.install_entry(proc, a, level, Pte::Migration { pfn: wrong as u16, kind }, 0, "migration entry");
+                    self.install_entry(
+                        proc,
+                        a,
+                        level,
+                        Pte::Migration { pfn: wrong as u16, kind },
+                        0,
+                        "migration entry",
+                    );
                     continue;
                 }
                 if let Pte::Present { dirty: true, .. } = x {
@@ -584,7 +599,12 @@ impl Machine {
                         e.flags |= MF_DST_COMPOUND;
                     }
                     self.set_mig_entry(slot, i, e);
-                    self.trace_note(|| format!("driver: dst pfn {d} <- copy of {}", src.map_or("a hole".into(), |s| format!("pfn {s}"))));
+                    self.trace_note(|| {
+                        format!(
+                            "driver: dst pfn {d} <- copy of {}",
+                            src.map_or("a hole".into(), |s| format!("pfn {s}"))
+                        )
+                    });
                     i += 1;
                 }
                 None if compound && src.is_some() => {
@@ -625,11 +645,11 @@ impl Machine {
                 self.s.flags[p] |= PG_LOCKED | (self.s.flags[h] & PG_DIRTY);
                 self.s.ledger.locker[p] = lock_task(slot);
             }
-            self.set_mig_entry(slot, i + k, MigEntry {
-                src: p as u16 + 1,
-                dst: 0,
-                flags: (e.flags & !MF_COMPOUND) | MF_MIGRATE | MF_COLLECTED,
-            });
+            self.set_mig_entry(
+                slot,
+                i + k,
+                MigEntry { src: p as u16 + 1, dst: 0, flags: (e.flags & !MF_COMPOUND) | MF_MIGRATE | MF_COLLECTED },
+            );
         }
         // the pieces keep PG_LRU off: they are isolated like their head was
         let cap = self.s.mig[slot].npages.max((i + nr) as u16);
@@ -667,8 +687,14 @@ impl Machine {
                 }
                 let level = if compound { Level::Pmd } else { Level::Pte };
                 let at = if compound { self.block_start(a) } else { a };
-                self.install_entry(proc, at, level, Pte::DevicePrivate { pfn: d as u16, write: true }, 1,
-                                   "migrate_vma_insert_page: folio_get");
+                self.install_entry(
+                    proc,
+                    at,
+                    level,
+                    Pte::DevicePrivate { pfn: d as u16, write: true },
+                    1,
+                    "migrate_vma_insert_page: folio_get",
+                );
                 self.s.mapping[d] = MAPPING_ANON;
                 let k = if compound { self.layout.nr_huge() } else { 1 };
                 for x in at..at + k {
@@ -709,21 +735,9 @@ impl Machine {
     /// I-M2: nothing the migration cannot account for holds the source.
     fn check_no_unexplained_refs(&mut self, slot: usize, s: usize) {
         let nr = self.folio_nr(s);
-        let own_fault = self.fault_page(slot) == Some(s) && self.s.mig[slot].fault_ref;
-        for p in s..s + nr {
-            let h = self.s.ledger.pages[p];
-            let mut n = h.unexplained_for_migration();
-            if own_fault && p == s {
-                n = n.saturating_sub(1);
-            }
-            if n > 0 {
-                self.violate("I-M2", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("migrate_vma_pages migrates pfn {p} while it is held by {}: that holder keeps using the \
-                              old page", h.describe()), "migration refused".into(), "migrated".into())
-                });
-                return;
-            }
-        }
+        let m = &self.s.mig[slot];
+        let own_fault_ref = m.fault_ref && m.fault_pfn.checked_sub(1) == Some(s as u16);
+        self.observe(Obs::Migrated { head: s, nr, own_fault_ref });
     }
 
     // ------------------------------------------------------------------
@@ -757,14 +771,8 @@ impl Machine {
             self.remove_migration_ptes(s, newdst, "remove_migration_ptes");
             if newdst != s {
                 // I-M5: dirty_pte data must arrive as a dirty folio
-                if self.s.ledger.pages[s].dirty_pte && self.s.flags[newdst] & PG_DIRTY == 0 {
-                    let nd = newdst;
-                    self.violate("I-M5", Class::Safety, &[("pfn", s as u32), ("pfn", nd as u32)], || {
-                        (format!("a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is \
-                                  clean: the dirty bit was lost at collect, so the new page may be dropped without \
-                                  writeback"), "dirty".into(), "clean".into())
-                    });
-                }
+                let dst_dirty = self.s.flags[newdst] & PG_DIRTY != 0;
+                self.observe(Obs::CopyRemapped { src: s, dst: newdst, dst_dirty });
                 let nr = self.folio_nr(s);
                 for k in 0..nr {
                     let u = self.s.ledger.pages[s + k].dirty_pte;
@@ -777,14 +785,7 @@ impl Machine {
             self.s.ledger.pages[s].collect = self.s.ledger.pages[s].collect.saturating_sub(1);
             if self.layout.is_ram(s) && (newdst == s || self.rules.migrate.finalize_putback_src) {
                 // folio_putback_lru
-                if newdst != s && self.s.rc[s] == 1 {
-                    self.violate("I-M6", Class::Safety, &[("pfn", s as u32)], || {
-                        (format!("migrate_vma_finalize puts pfn {s} back on the LRU although its data was migrated \
-                                  away and this put frees it (its memcg data is already gone)"),
-                         "freed without the LRU".into(), "put on the LRU".into())
-                    });
-                }
-                self.add_lru(s);
+                self.putback_lru(s, newdst != s && self.s.rc[s] == 1);
             }
             self.put_page_refs(s, 1, cpu, "migrate_vma_finalize: folio_put(src)");
             if newdst != s {
@@ -806,22 +807,17 @@ impl Machine {
     /// legitimate only while a migration holds its page collected; one that
     /// no running migration holds is left over.
     fn check_finalized(&mut self, slot: usize) {
-        let l = &self.layout;
-        let stale = |m: &Machine, e: Pte| {
-            e.is_migration() && e.pfn().is_some_and(|p| {
-                let h = m.head_of(p);
-                m.s.ledger.pages[h].collect == 0 && m.s.ledger.pages[p].collect == 0
-            })
-        };
-        let left = (0..l.procs * l.addrs).map(|k| self.s.ptes[k]).chain(self.s.pmds.iter().copied()).find(|&e| stale(self, e));
-        if let Some(e) = left {
-            let q = e.pfn().unwrap_or(0);
-            self.violate("I-M3", Class::Safety, &[("pfn", q as u32)], || {
-                (format!("a migration entry for pfn {q} survives migrate_vma_finalize with no migration holding the \
-                          page: a process touching it waits forever, or maps a page that is freed and reused"),
-                 "no migration entry".into(), e.describe())
-            });
-            return;
+        let nptes = self.layout.procs * self.layout.addrs;
+        // PTEs, then PMDs: the first entry the oracle finds stale is reported
+        for k in 0..nptes + self.s.pmds.len() {
+            let e = if k < nptes { self.s.ptes[k] } else { self.s.pmds[k - nptes] };
+            if !e.is_migration() {
+                continue;
+            }
+            let pfn = e.pfn().unwrap_or(0);
+            if self.observe(Obs::MigrationEntryLeft { pfn, head: self.head_of(pfn), entry: e }) {
+                return;
+            }
         }
         let n = self.s.mig[slot].npages as usize;
         for i in 0..n {
@@ -829,13 +825,8 @@ impl Machine {
             let span = if e.flags & (MF_COMPOUND | MF_DST_COMPOUND) != 0 { self.layout.nr_huge() } else { 1 };
             for p in [e.src(), e.dst()].into_iter().flatten() {
                 for q in p..(p + span).min(self.layout.npfns) {
-                    if self.s.ledger.locker[q] == lock_task(slot)
-                        && !(self.fault_page(slot) == Some(q) && self.s.mig[slot].fault_locked)
-                    {
-                        self.violate("I-M7", Class::Safety, &[("pfn", q as u32)], || {
-                            (format!("pfn {q} was locked by this migration and is still locked after finalize: every \
-                                      later lock_page on it sleeps forever"), "unlocked".into(), "locked".into())
-                        });
+                    let fault_path_lock = self.fault_path_locked(slot, q);
+                    if self.observe(Obs::LockedAfterFinalize { pfn: q, slot, fault_path_lock }) {
                         return;
                     }
                 }
@@ -851,9 +842,9 @@ impl Machine {
     pub(crate) fn device_folio_fit(&self, g: usize) -> Option<usize> {
         let nr = self.layout.nr_huge();
         let r = self.layout.pfns_of(g);
-        (r.start..r.end).step_by(nr).find(|&h| {
-            h + nr <= r.end && (h..h + nr).all(|p| self.s.flags[p] & PG_FREE_LIST != 0)
-        })
+        (r.start..r.end)
+            .step_by(nr)
+            .find(|&h| h + nr <= r.end && (h..h + nr).all(|p| self.s.flags[p] & PG_FREE_LIST != 0))
     }
 
     /// `zone_device_page_init` / `zone_device_folio_init` on the driver's
@@ -867,30 +858,17 @@ impl Machine {
         for p in h..h + nr {
             self.touch_page(p);
             self.s.flags[p] &= !PG_FREE_LIST;
-            if self.s.mapping[p] != crate::page::MAPPING_NONE {
-                let m = self.s.mapping[p];
-                self.violate("I-F2", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("pfn {p} is handed out again with a stale page->mapping from its previous life"),
-                     "mapping == NULL".into(), format!("mapping {m}"))
-                });
-            }
+            self.observe(Obs::HandedOut { pfn: p, mapping: self.s.mapping[p] });
         }
-        if self.s.ledger.life[g] == Life::Killed {
-            self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                (format!("pfn {h} is allocated after memunmap_pages killed pgmap {g}"),
-                 "live pgmap".into(), "killed".into())
-            });
-        }
+        self.observe(Obs::DeviceAllocated { pgmap: g, pfn: h });
         match pr.alloc_pgmap_ref {
             AllocPgmapRef::None => {}
             AllocPgmapRef::TrygetLive => {
                 if !self.pgmap_tryget_live(g, cpu, "zone_device_page_init") {
                     // WARN_ON_ONCE(!percpu_ref_tryget_live(...)): the kernel
                     // carries on, without a pgmap reference for this page.
-                    self.violate("I-L5", Class::Safety, &[("pgmap", g as u32), ("pfn", h as u32)], || {
-                        (format!("zone_device_page_init: tryget_live failed on pgmap {g} (allocation after kill)"),
-                         "tryget_live succeeds".into(), "failed".into())
-                    });
+                    let warn = Warn::TrygetLiveFailed { pgmap: g, pfn: h };
+                    self.observe(Obs::Warned { warn, what: "zone_device_page_init" });
                 }
             }
             AllocPgmapRef::TrygetMany => {
@@ -903,13 +881,7 @@ impl Machine {
             self.check_standalone(h, h, 0);
         }
         if pr.alloc_sets_rc {
-            let old = self.s.rc[h];
-            if old != 0 {
-                self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
-                    (format!("zone_device_page_init on pfn {h} whose refcount is {old}: the page is not free"),
-                     "0".into(), format!("{old}"))
-                });
-            }
+            self.observe(Obs::RefInitialised { pfn: h, old: self.s.rc[h] });
             self.page_set_count(h, 1);
         }
         if pr.alloc_get_page {
@@ -924,5 +896,40 @@ impl Machine {
             self.s.ledger.pages[h].mig_dst = true;
         }
         Some(h)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+use crate::rules::DeviceType;
+
+impl Machine {
+    /// Is `MigrateVmaSetup` allowed now (the actor's contract)?
+    pub(crate) fn migrate_vma_setup_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr, g, sel) = (op.a(0), op.a(1), op.a(2), op.args[3]);
+        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(self.pgmap_live(g), "the driver is not bound")?;
+        // the driver takes mmap_read_lock: it runs beside faults and
+        // other migrations, not beside a task holding the PTL
+        ok(self.s.alive[proc], "no such process")?;
+        ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
+        ok(self.free_task_slot(), "no free task slot")?;
+        ok(
+            sel & SELECT_COMPOUND == 0 || (self.rules.migrate.compound && self.layout.in_block(addr)),
+            "MIGRATE_VMA_SELECT_COMPOUND is not supported in this era (or no PMD block here)",
+        )
+    }
+
+    /// Is `MigrateDeviceRange` allowed now (the actor's contract)?
+    pub(crate) fn migrate_device_range_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
+        ok(self.pgmap_live(g), "the driver is not bound")?;
+        ok(!self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].driver), "the driver frees its own pages first")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 }

@@ -43,9 +43,9 @@ use crate::signature::Signature;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MinimizeError {
     /// the shape is invalid
-    Config(String),
+    Config(crate::config::ConfigError),
     /// action `index` is not enabled when replayed
-    NotReplayable { index: usize, message: String },
+    NotReplayable { index: usize, line: usize, message: String },
     /// the program breaks no invariant
     Clean,
     /// it breaks one, but not the requested signature
@@ -56,9 +56,14 @@ impl std::fmt::Display for MinimizeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MinimizeError::Config(s) => write!(f, "bad machine shape: {s}"),
-            MinimizeError::NotReplayable { index, message } => write!(f, "action {index}: {message}"),
+            MinimizeError::NotReplayable { index, line: 0, message } => write!(f, "action {index}: {message}"),
+            MinimizeError::NotReplayable { index, line, message } => {
+                write!(f, "line {line}: action {index}: {message}")
+            }
             MinimizeError::Clean => f.write_str("the program breaks no invariant: nothing to minimize"),
-            MinimizeError::OtherSignature(s) => write!(f, "the program's violation is {s}, not the requested signature"),
+            MinimizeError::OtherSignature(s) => {
+                write!(f, "the program's violation is {s}, not the requested signature")
+            }
         }
     }
 }
@@ -138,7 +143,11 @@ impl Tester {
         let ntasks = m.layout.tasks;
         // which action's task lives in each slot
         let mut owner: [Option<u32>; crate::config::MAX_TASKS] = [None; crate::config::MAX_TASKS];
-        let mut out = Work { ops: Vec::with_capacity(w.len()), ids: Vec::with_capacity(w.len()), targets: Vec::with_capacity(w.len()) };
+        let mut out = Work {
+            ops: Vec::with_capacity(w.len()),
+            ids: Vec::with_capacity(w.len()),
+            targets: Vec::with_capacity(w.len()),
+        };
         for i in 0..w.len() {
             let mut op = w.ops[i];
             let mut target = w.targets[i];
@@ -151,7 +160,8 @@ impl Tester {
                     _ => target = owner.get(op.a(0)).copied().flatten(),
                 }
             }
-            let before: [bool; crate::config::MAX_TASKS] = std::array::from_fn(|s| m.s.tasks.get(s).is_some_and(|t| t.is_some()));
+            let before: [bool; crate::config::MAX_TASKS] =
+                std::array::from_fn(|s| m.s.tasks.get(s).is_some_and(|t| t.is_some()));
             if m.step(&op).is_err() {
                 if retarget {
                     // a removal made this action impossible (its page was
@@ -191,10 +201,19 @@ impl Tester {
 
 /// Minimize `program` under `rules`, keeping the signature of its violation
 /// (or `target`, which it must have). `max_runs` bounds the candidates run.
-pub fn minimize(rules: &Rules, program: &Program, target: Option<&Signature>, max_runs: usize) -> Result<Minimized, MinimizeError> {
-    let mut machine = Machine::new(Config::with_shape(rules.clone(), program.shape.clone()))
-        .map_err(|e| MinimizeError::Config(e.0))?;
-    let v = machine.run(&program.ops).map_err(|(index, e)| MinimizeError::NotReplayable { index, message: e.to_string() })?;
+pub fn minimize(
+    rules: &Rules,
+    program: &Program,
+    target: Option<&Signature>,
+    max_runs: usize,
+) -> Result<Minimized, MinimizeError> {
+    let mut machine =
+        Machine::new(Config::with_shape(rules.clone(), program.shape.clone())).map_err(MinimizeError::Config)?;
+    let v = machine.run(&program.ops).map_err(|(index, e)| MinimizeError::NotReplayable {
+        index,
+        line: program.line_of(index).unwrap_or(0),
+        message: e.to_string(),
+    })?;
     let found = machine.signature_of(&v).ok_or(MinimizeError::Clean)?;
     if let Some(t) = target {
         if *t != found {
@@ -314,9 +333,12 @@ fn rename(t: &mut Tester, w: &mut Work) {
 /// Which of `a` and `b` appears first as a value of domain `d`.
 fn first_of(ops: &[Op], d: Dim, a: u16, b: u16) -> Option<u16> {
     ops.iter().find_map(|op| {
-        op.kind.info().args.iter().enumerate().find_map(|(i, (_, dim))| {
-            (*dim == d && (op.args[i] == a || op.args[i] == b)).then_some(op.args[i])
-        })
+        op.kind
+            .info()
+            .args
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, dim))| (*dim == d && (op.args[i] == a || op.args[i] == b)).then_some(op.args[i]))
     })
 }
 

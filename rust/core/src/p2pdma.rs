@@ -15,7 +15,7 @@
 //! mapped page thus holds refcount 1 and one pgmap reference, both returned by
 //! `p2pdma_page_free` when its last mapping goes.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::page::PG_POOL;
 use crate::pagetable::{Level, Pte};
 
@@ -32,7 +32,8 @@ impl Machine {
             self.s.flags[p] |= PG_POOL;
             self.touch_page(p);
         }
-        if self.rules.p2p.alloc_pgmap_ref && !self.pgmap_tryget_live(g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live") {
+        if self.rules.p2p.alloc_pgmap_ref && !self.pgmap_tryget_live(g, cpu, "pci_alloc_p2pmem: percpu_ref_tryget_live")
+        {
             // the device is going away: give the chunk back, return NULL
             for p in start..start + k {
                 self.s.flags[p] &= !PG_POOL;
@@ -91,7 +92,9 @@ impl Machine {
             return None;
         }
         let g = self.layout.pgmap_of(p);
-        (self.layout.pfns_of(g).start..=p).rev().find(|&s| self.s.p2p_len[s] > 0)
+        (self.layout.pfns_of(g).start..=p)
+            .rev()
+            .find(|&s| self.s.p2p_len[s] > 0)
             .filter(|&s| p < s + self.s.p2p_len[s] as usize)
     }
 
@@ -114,12 +117,68 @@ impl Machine {
                 self.page_set_count(p, 1);
             }
             // vm_insert_page: +1 reference, +1 mapcount
-            self.install_entry(proc, addr + i, Level::Pte, Pte::present(p, true), 1, "p2pmem_alloc_mmap: vm_insert_page");
+            self.install_entry(
+                proc,
+                addr + i,
+                Level::Pte,
+                Pte::present(p, true),
+                1,
+                "p2pmem_alloc_mmap: vm_insert_page",
+            );
             let v = self.layout.pte_slot(proc, addr + i);
             self.s.ledger.vcontent[v] = self.s.content[p];
             self.pgmap_get(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get");
             self.put_page_refs(p, 1, cpu, "p2pmem_alloc_mmap: put_page");
         }
         self.pgmap_put(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk)");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::oracle::Life;
+use crate::program::op::Op;
+use crate::rules::DeviceType;
+
+impl Machine {
+    /// Is `PciAllocP2pmem` allowed now (the actor's contract)?
+    pub(crate) fn pci_alloc_p2pmem_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.layout.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
+        ok(matches!(self.s.ledger.life[g], Life::Registered | Life::Killed), "the P2P device is not registered")?;
+        ok(self.p2p_pool_fit(g, op.a(1)).is_some(), "no free chunk that large")
+    }
+
+    /// Is `PciFreeP2pmem` allowed now (the actor's contract)?
+    pub(crate) fn pci_free_p2pmem_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let p = op.a(0);
+        let k = self.s.p2p_len[p] as usize;
+        ok(k > 0, "no kernel P2P allocation starts at this pfn")?;
+        ok(
+            (p..p + k).all(|q| self.s.ledger.pages[q].kernel_gets == 0),
+            "the kernel user puts its page references before freeing",
+        )
+    }
+
+    /// Is `GetPage` allowed now (the actor's contract)?
+    pub(crate) fn get_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.rules.p2p.kernel_get_page, "kernel users take no page references on P2P memory in this era")?;
+        ok(self.p2p_alloc_of(op.a(0)).is_some(), "the kernel user has no allocation covering this page")
+    }
+
+    /// Is `P2pmemAllocMmap` allowed now (the actor's contract)?
+    pub(crate) fn p2pmem_alloc_mmap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (g, proc, addr, k) = (op.a(0), op.a(1), op.a(2), op.a(3));
+        ok(self.layout.pgmap_type[g] == DeviceType::P2pdma, "not a P2P pgmap")?;
+        ok(self.rules.p2p.userspace_mmap, "no user-space P2P mappings in this era (v6.2+)")?;
+        ok(self.pgmap_live(g), "the sysfs p2pmem/allocate file is gone (not registered or unbinding)")?;
+        self.mm_ok(proc, addr)?;
+        ok(
+            addr + k <= self.layout.addrs && (addr..addr + k).all(|x| self.slot_is_empty(proc, x)),
+            "the address range is not free",
+        )?;
+        ok(self.p2p_pool_fit(g, k).is_some(), "no free chunk that large")
     }
 }

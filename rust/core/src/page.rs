@@ -18,7 +18,7 @@
 //! `head`/`order` (compound geometry), `pincount`, `emc` (entire mapcount).
 
 use crate::machine::Machine;
-use crate::oracle::{Class, Life, LOCK_NONE};
+use crate::oracle::{Obs, Warn, LOCK_NONE};
 use crate::rules::{AllocPgmapRef, DeviceType};
 
 pub use crate::pagetable::Pte;
@@ -48,19 +48,7 @@ impl Machine {
     /// A page of a pgmap whose struct pages are gone is being touched.
     /// Returns true (and reports I-L3) in that case.
     pub(crate) fn page_torn_down(&mut self, pfn: usize, what: &str) -> bool {
-        if self.layout.is_ram(pfn) {
-            return false;
-        }
-        let g = self.layout.pgmap_of(pfn);
-        if self.s.ledger.life[g] == Life::TornDown {
-            let what = what.to_string();
-            self.violate("I-L3", Class::Safety, &[("pgmap", g as u32), ("pfn", pfn as u32)], || {
-                (format!("{what} touches pfn {pfn} after memunmap_pages tore pgmap {g} down (use after free)"),
-                 "struct pages present".into(), "torn down".into())
-            });
-            return true;
-        }
-        false
+        self.observe(Obs::PageTouched { pfn, what })
     }
 
     /// `compound_head(page)`.
@@ -97,13 +85,7 @@ impl Machine {
             self.s.page_pgmap_refs[g] += n as i64;
             self.pgmap_get(g, 0, n as u64, "get_zone_device_page");
         }
-        if old < min {
-            let what = what.to_string();
-            self.violate("I-F1", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("{what} takes a reference on pfn {h} whose refcount is {old}: the page is free"),
-                 "refcount > 0".into(), format!("{old}"))
-            });
-        }
+        self.observe(Obs::RefTaken { pfn: h, old, min, what });
         self.s.rc[h] = old + n;
     }
 
@@ -131,11 +113,7 @@ impl Machine {
             self.s.page_pgmap_refs[g] -= n as i64;
             self.pgmap_put(g, cpu, n as u64, "put_zone_device_page");
         }
-        if new < 0 {
-            let what = what.to_string();
-            self.violate("I-F1", Class::Safety, &[("pfn", pfn as u32)], || {
-                (format!("{what} drops pfn {pfn}'s refcount below zero ({old} - {n})"), ">= 0".into(), format!("{new}"))
-            });
+        if self.observe(Obs::RefDropped { pfn, old, n, what }) {
             return;
         }
         let Some(t) = self.layout.type_of(pfn) else {
@@ -157,10 +135,8 @@ impl Machine {
         }
         if new == 0 && old > 0 {
             if tr.zero_warns {
-                self.violate("I-F8", Class::Safety, &[("pfn", pfn as u32)], || {
-                    (format!("{what} takes pfn {pfn} ({}) to refcount 0: the free path WARNs (this type has no \
-                              page_free) and the page is left at 0", t.name()), "refcount stays >= 1".into(), "0".into())
-                });
+                // E2/E3 free_zone_device_page: WARN_ON_ONCE(!pgmap->ops->page_free)
+                self.observe(Obs::Warned { warn: Warn::FreeWithoutPageFree { pfn, ty: t }, what });
             }
             // free_zone_device_folio: the folio's size is read before the
             // callback (the 2026 fix "do not touch device folio after
@@ -175,11 +151,12 @@ impl Machine {
                     self.s.flags[p] &= !PG_INIT_REF;
                 }
                 // E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
-                let refs = if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
-                    nr
-                } else {
-                    1
-                };
+                let refs =
+                    if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
+                        nr
+                    } else {
+                        1
+                    };
                 self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
             }
             if tr.reset_on_zero {
@@ -203,16 +180,21 @@ impl Machine {
     pub(crate) fn page_free(&mut self, pfn: usize, cpu: usize) {
         let g = self.layout.pgmap_of(pfn);
         let nr = self.folio_nr(pfn);
-        self.trace_note(|| if nr > 1 { format!("folio_free(pfn {pfn}, {nr} pages)") } else { format!("page_free(pfn {pfn})") });
-        for p in pfn..pfn + nr {
-            let h = self.s.ledger.pages[p];
-            if h.in_use() {
-                self.violate("I-F9", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                    (format!("page_free returns pfn {p} to its allocator while it is held by {}", h.describe()),
-                     "no holder".into(), h.describe())
-                });
+        self.trace_note(|| {
+            if nr > 1 {
+                format!("folio_free(pfn {pfn}, {nr} pages)")
+            } else {
+                format!("page_free(pfn {pfn})")
             }
-        }
+        });
+        // the driver's free list is the driver's view: a page already on
+        // it is freed twice
+        let already_free = if self.layout.type_of(pfn) == Some(DeviceType::Private) {
+            (pfn..pfn + nr).find(|&p| self.s.flags[p] & PG_FREE_LIST != 0)
+        } else {
+            None
+        };
+        self.observe(Obs::ReturnedToAllocator { pgmap: g, head: pfn, nr, already_free });
         match self.layout.type_of(pfn) {
             Some(DeviceType::Private) => {
                 if nr > 1 && self.rules.thp.free_prepare {
@@ -223,12 +205,6 @@ impl Machine {
                     if self.rules.private.free_clears_mapping {
                         self.s.mapping[p] = MAPPING_NONE;
                     }
-                    if self.s.flags[p] & PG_FREE_LIST != 0 {
-                        self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
-                            (format!("page_free of pfn {p}, which is already on its driver's free list (double free)"),
-                             "allocated".into(), "free".into())
-                        });
-                    }
                     self.s.flags[p] |= PG_FREE_LIST;
                     self.s.flags[p] &= !(PG_LOCKED | PG_DIRTY);
                     self.s.ledger.locker[p] = LOCK_NONE;
@@ -238,13 +214,7 @@ impl Machine {
             }
             Some(DeviceType::P2pdma) => {
                 // p2pdma_page_free: gen_pool_free_owner(page) + percpu_ref_put
-                let h = self.s.ledger.pages[pfn];
-                if self.s.flags[pfn] & PG_POOL == 0 || h.p2p_kernel {
-                    self.violate("I-F9", Class::Safety, &[("pfn", pfn as u32)], || {
-                        (format!("p2pdma_page_free returns pfn {pfn} to the gen_pool, but it is not a user-space \
-                                  allocation of its own"), "user-space P2P page".into(), "other".into())
-                    });
-                }
+                self.observe(Obs::ReturnedToP2pPool { pfn, mmap_page: self.s.flags[pfn] & PG_POOL != 0 });
                 self.s.flags[pfn] &= !PG_POOL;
                 self.s.mapping[pfn] = MAPPING_NONE;
                 self.pgmap_put(g, cpu, 1, "p2pdma_page_free");
@@ -257,21 +227,10 @@ impl Machine {
     /// `__folio_put` of a system RAM folio: back to the buddy allocator.
     pub(crate) fn free_ram_folio(&mut self, h: usize) {
         let nr = self.folio_nr(h);
-        self.trace_note(|| format!("free_unref_folio(pfn {h}{})", if nr > 1 { format!(", {nr} pages") } else { String::new() }));
-        for p in h..h + nr {
-            let hold = self.s.ledger.pages[p];
-            if hold.in_use() {
-                self.violate("I-F9", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("system RAM pfn {p} is freed to the buddy allocator while it is held by {}", hold.describe()),
-                     "no holder".into(), hold.describe())
-                });
-            }
-            if self.s.ledger.locker[p] != LOCK_NONE {
-                self.violate("I-M7", Class::Safety, &[("pfn", p as u32)], || {
-                    (format!("system RAM pfn {p} is freed while still locked"), "unlocked".into(), "locked".into())
-                });
-            }
-        }
+        self.trace_note(|| {
+            format!("free_unref_folio(pfn {h}{})", if nr > 1 { format!(", {nr} pages") } else { String::new() })
+        });
+        self.observe(Obs::ReturnedToBuddy { head: h, nr });
         self.restore_order0(h, nr);
         for p in h..h + nr {
             self.s.flags[p] = PG_BUDDY;

@@ -23,7 +23,7 @@
 //! PMD block here (split PTE locks): a task may hold it across steps, and
 //! any other task that needs it is blocked until it is released.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 
 /// The three kinds of migration entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -217,7 +217,6 @@ impl Machine {
     pub(crate) fn ptl_count(l: &crate::config::Layout) -> usize {
         l.procs * l.addrs.div_ceil(l.nr_huge().max(1)).max(1)
     }
-
 }
 
 impl Machine {
@@ -351,5 +350,19 @@ impl Machine {
             }
         }
         None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `SplitHugePmd` allowed now (the actor's contract)?
+    pub(crate) fn split_huge_pmd_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(self.entry(op.a(0), op.a(1)).1 == Level::Pmd, "no PMD mapping here")
     }
 }

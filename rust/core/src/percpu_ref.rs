@@ -161,18 +161,8 @@ impl RefEvent {
     }
 
     /// The spec invariant (kernel-refcount-model §8.1) the event breaks.
-    pub const fn invariant(self) -> &'static str {
-        match self {
-            RefEvent::Underflow | RefEvent::PutBelowZero => "I-R1",
-            RefEvent::DoubleRelease => "I-R2",
-            RefEvent::DoubleKill
-            | RefEvent::ReinitNotZero
-            | RefEvent::ResurrectNotDead
-            | RefEvent::ResurrectPercpu
-            | RefEvent::SwitchPercpuNoReinit => "I-R4",
-            RefEvent::UseAfterExit => "I-R7",
-            RefEvent::ExitDuringSwitch => "I-R8",
-        }
+    pub const fn invariant(self) -> crate::oracle::Invariant {
+        crate::oracle::Invariant::of_ref_event(self)
     }
 
     pub fn from_name(name: &str) -> Option<RefEvent> {
@@ -865,10 +855,7 @@ impl<W: Word> PercpuRef<W> {
         // percpu state into it so is_zero()/count() stay meaningful.
         let logical = self.count() as u64;
         self.count.store(logical, Relaxed);
-        self.ctl.store(
-            (self.ctl.load(Relaxed) & CTL_RELEASED) | CTL_NO_DATA,
-            Release,
-        );
+        self.ctl.store((self.ctl.load(Relaxed) & CTL_RELEASED) | CTL_NO_DATA, Release);
         self.ptr.fetch_or(PTR_ATOMIC_DEAD | PTR_NO_PERCPU, Release);
         fx
     }

@@ -15,8 +15,8 @@
 //! is shut down — mappings zapped, (E4) every page waited idle
 //! (`dax_break_layout_final`), DAX entries dropped.
 
-use crate::machine::Machine;
-use crate::oracle::{Class, Life};
+use crate::machine::{ok, Machine};
+use crate::oracle::{Life, Obs, Warn};
 use crate::page::{PG_FREE_LIST, PG_INIT_REF};
 use crate::percpu_ref::{Effects, PercpuRef};
 use crate::rules::{DeviceType, MemunmapPut};
@@ -73,13 +73,8 @@ pub const MU_TEARDOWN: u8 = 4;
 impl Machine {
     /// Feed a percpu_ref operation's effects to the oracle.
     pub(crate) fn pref_effects(&mut self, g: usize, fx: Effects, what: &str) {
-        for e in fx.events.iter() {
-            let what = what.to_string();
-            let value = fx.value;
-            self.violate(e.invariant(), Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", e.name()),
-                 "no WARN".into(), if value != 0 { format!("{} (count {value})", e.name()) } else { e.name().into() })
-            });
+        for event in fx.events.iter() {
+            self.observe(Obs::Warned { warn: Warn::PercpuRef { pgmap: g, event, value: fx.value }, what });
         }
         if fx.released {
             self.on_release(g);
@@ -91,26 +86,11 @@ impl Machine {
         self.s.pgmaps[g].done = true;
         self.s.ledger.released[g] = true;
         self.trace_note(|| format!("pgmap {g}: percpu_ref release -> complete(&pgmap->done)"));
-        let users = self.s.ledger.pgmap_users(g);
-        if users > 0 {
-            let l = &self.s.ledger;
-            let (k, p) = (l.kernel_pgmap_refs[g] + l.inflight_pgmap_refs[g], l.p2p_allocs[g]);
-            self.violate("I-R3", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("pgmap {g}'s ref was released while {k} get_dev_pagemap reference(s) and {p} P2P \
-                          allocation(s) still use it"), "0 users".into(), format!("{users} users"))
-            });
-        }
+        self.observe(Obs::Released { pgmap: g });
     }
 
     fn pgmap_gone(&mut self, g: usize, what: &str) -> bool {
-        if self.s.ledger.life[g] == Life::TornDown {
-            let what = what.to_string();
-            self.violate("I-L3", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("{what} touches pgmap {g} after memunmap_pages freed it"), "live pgmap".into(), "freed".into())
-            });
-            return true;
-        }
-        false
+        self.observe(Obs::PgmapTouched { pgmap: g, what })
     }
 
     /// `percpu_ref_put_many(&pgmap->ref, n)` on `cpu`.
@@ -273,23 +253,7 @@ impl Machine {
         self.touch_pgmap(g);
         let fx = self.s.pgmaps[g].pref.exit();
         self.pref_effects(g, fx, "memunmap_pages: percpu_ref_exit");
-        for p in self.layout.pfns_of(g) {
-            let h = self.s.ledger.pages[p];
-            if h.in_use() {
-                self.violate("I-L2", Class::Safety, &[("pgmap", g as u32), ("pfn", p as u32)], || {
-                    (format!("memunmap_pages tore pgmap {g} down while pfn {p} is still held by {}", h.describe()),
-                     "no holder".into(), h.describe())
-                });
-                break;
-            }
-        }
-        let users = self.s.ledger.pgmap_users(g);
-        if users > 0 {
-            self.violate("I-L2", Class::Safety, &[("pgmap", g as u32)], || {
-                (format!("memunmap_pages tore pgmap {g} down while {users} kernel user(s) hold pgmap references \
-                          or P2P allocations"), "0".into(), format!("{users}"))
-            });
-        }
+        self.observe(Obs::TornDown { pgmap: g });
         self.s.ledger.life[g] = Life::TornDown;
         self.s.pgmaps[g].state = PgmapState::Gone;
     }
@@ -360,5 +324,57 @@ impl Machine {
     pub(crate) fn put_dev_pagemap(&mut self, g: usize, cpu: usize) {
         self.s.ledger.kernel_pgmap_refs[g] -= 1;
         self.pgmap_put(g, cpu, 1, "put_dev_pagemap");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `MemremapPages` allowed now (the actor's contract)?
+    pub(crate) fn memremap_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.pgmaps[op.a(0)].state == PgmapState::Unused, "the pgmap is already registered")
+    }
+
+    /// Is `MemunmapPages` allowed now (the actor's contract)?
+    pub(crate) fn memunmap_pages_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let g = op.a(0);
+        ok(self.pgmap_live(g), "the pgmap is not registered, or already unbinding")?;
+        ok(self.free_task_slot(), "no free task slot")?;
+        ok(!self.driver_migrating(g), "the driver finishes its migrations before it unbinds")?;
+        ok(
+            !self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].driver),
+            "the driver frees the pages it still holds before it unbinds",
+        )?;
+        ok(
+            !(self.layout.pgmap_type[g] == DeviceType::Private
+                && self.rules.private.unbind_after_eviction
+                && self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].in_use())),
+            "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
+        )
+    }
+
+    /// Is `RcuGracePeriod` allowed now (the actor's contract)?
+    pub(crate) fn rcu_grace_period_enabled(&self, _op: &Op) -> Result<(), &'static str> {
+        ok(self.any_switch_pending(), "no RCU callback is pending")?;
+        ok(!self.rcu_reader_active(), "a get_dev_pagemap lookup is inside rcu_read_lock()")
+    }
+
+    /// Is `GetDevPagemap` allowed now (the actor's contract)?
+    pub(crate) fn get_dev_pagemap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.free_task_slot(), "no free task slot")?;
+        let c = op.a(1);
+        ok(
+            c == 0 || self.s.ledger.kernel_pgmap_refs[c - 1] > 0,
+            "the kernel user holds no reference on the cached pgmap",
+        )
+    }
+
+    /// Is `PutDevPagemap` allowed now (the actor's contract)?
+    pub(crate) fn put_dev_pagemap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.ledger.kernel_pgmap_refs[op.a(0)] > 0, "the kernel user holds no reference on this pgmap")
     }
 }

@@ -14,7 +14,7 @@
 //! (VM_MIXEDMAP) are copied with a reference and a mapcount; shared DAX and
 //! device-dax mappings are not copied — the child faults them in again.
 
-use crate::machine::Machine;
+use crate::machine::{ok, Machine};
 use crate::page::PG_LRU;
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::rules::DeviceType;
@@ -63,7 +63,9 @@ impl Machine {
         (0..self.layout.addrs)
             .filter(|&a| match self.entry(parent, a).0 {
                 Pte::Present { pfn, .. } => {
-                    self.layout.is_ram(pfn as usize) && self.maybe_pinned(pfn as usize) && self.rules.gup.fork_copies_pinned
+                    self.layout.is_ram(pfn as usize)
+                        && self.maybe_pinned(pfn as usize)
+                        && self.rules.gup.fork_copies_pinned
                 }
                 _ => false,
             })
@@ -167,5 +169,35 @@ fn make_readonly(e: Pte) -> Pte {
         Pte::DevicePrivate { pfn, .. } => Pte::DevicePrivate { pfn, write: false },
         Pte::Migration { pfn, kind: MigKind::Write } => Pte::Migration { pfn, kind: MigKind::Read },
         other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `Fork` allowed now (the actor's contract)?
+    pub(crate) fn fork_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.alive[op.a(0)], "no such process")?;
+        ok(!self.s.alive[op.a(1)], "the child slot is taken")?;
+        ok(!self.mm_busy(op.a(0)), "a fault or a migration holds the parent's mmap_lock")?;
+        ok(!self.s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")?;
+        ok(self.fork_copies_needed(op.a(0)) <= self.ram_free_pages(), "no memory for the copies of pinned pages")
+    }
+
+    /// Is `ExitMmap` allowed now (the actor's contract)?
+    pub(crate) fn exit_mmap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        ok(self.s.alive[op.a(0)], "no such process")?;
+        ok(!self.mm_busy(op.a(0)), "a thread of the process is in a fault or a migration holds its mmap_lock")?;
+        ok(!self.s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")
+    }
+
+    /// Is `Munmap` allowed now (the actor's contract)?
+    pub(crate) fn munmap_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(!self.slot_is_empty(op.a(0), op.a(1)), "nothing is mapped there")
     }
 }

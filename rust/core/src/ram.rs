@@ -9,8 +9,8 @@
 //! it), and the LRU flag that migration isolates (`folio_isolate_lru`,
 //! `folio_putback_lru`).
 
-use crate::machine::Machine;
-use crate::oracle::Class;
+use crate::machine::{ok, Machine};
+use crate::oracle::Obs;
 use crate::page::{MAPPING_ANON, PG_BUDDY, PG_LRU};
 use crate::pagetable::{Level, Pte};
 
@@ -139,12 +139,40 @@ impl Machine {
     /// Put a folio on an LRU list (`folio_add_lru`, `folio_putback_lru`'s
     /// first half). ZONE_DEVICE folios are never on an LRU (I-M6).
     pub(crate) fn add_lru(&mut self, h: usize) {
-        if !self.layout.is_ram(h) {
-            self.violate("I-M6", Class::Safety, &[("pfn", h as u32)], || {
-                (format!("ZONE_DEVICE pfn {h} is put on an LRU list"), "never on an LRU".into(), "on an LRU".into())
-            });
+        self.putback_lru(h, false);
+    }
+
+    /// `folio_putback_lru`: on an LRU again; `freeing` when the folio's data
+    /// was migrated away and the caller's put is its last (I-M6).
+    pub(crate) fn putback_lru(&mut self, h: usize, freeing: bool) {
+        if self.observe(Obs::LruAdded { pfn: h, freeing }) && !self.layout.is_ram(h) {
             return;
         }
         self.s.flags[h] |= PG_LRU;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+use crate::program::op::Op;
+
+impl Machine {
+    /// Is `DoAnonymousPage` allowed now (the actor's contract)?
+    pub(crate) fn do_anonymous_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(self.slot_is_empty(op.a(0), op.a(1)), "the address is mapped")?;
+        ok(self.ram_fit(0).is_some(), "no free system RAM")
+    }
+
+    /// Is `DoHugePmdAnonymousPage` allowed now (the actor's contract)?
+    pub(crate) fn do_huge_pmd_anonymous_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.mm_ok(op.a(0), op.a(1))?;
+        ok(
+            self.layout.order > 0 && self.block_empty(op.a(0), op.a(1)),
+            "the PMD block is not empty (or there is none)",
+        )?;
+        ok(self.ram_fit(self.layout.order).is_some(), "no free aligned system RAM block")
     }
 }

@@ -23,60 +23,9 @@
 //! alloc_sets_rc = true
 //! ```
 
+pub use crate::device::DeviceType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// The ZONE_DEVICE memory types modelled (`enum memory_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceType {
-    /// MEMORY_DEVICE_PRIVATE: device memory the CPU cannot address (HMM).
-    Private,
-    /// MEMORY_DEVICE_FS_DAX: persistent memory under a DAX filesystem.
-    Fsdax,
-    /// MEMORY_DEVICE_GENERIC: device-dax (/dev/daxX.Y).
-    Generic,
-    /// MEMORY_DEVICE_PCI_P2PDMA: PCI BAR memory for peer-to-peer DMA.
-    P2pdma,
-}
-
-impl DeviceType {
-    pub const ALL: [DeviceType; 4] =
-        [DeviceType::Private, DeviceType::Fsdax, DeviceType::Generic, DeviceType::P2pdma];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            DeviceType::Private => "private",
-            DeviceType::Fsdax => "fsdax",
-            DeviceType::Generic => "generic",
-            DeviceType::P2pdma => "p2pdma",
-        }
-    }
-
-    /// The kernel's enumerator name.
-    pub const fn kernel_name(self) -> &'static str {
-        match self {
-            DeviceType::Private => "MEMORY_DEVICE_PRIVATE",
-            DeviceType::Fsdax => "MEMORY_DEVICE_FS_DAX",
-            DeviceType::Generic => "MEMORY_DEVICE_GENERIC",
-            DeviceType::P2pdma => "MEMORY_DEVICE_PCI_P2PDMA",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<DeviceType> {
-        match s.to_ascii_lowercase().as_str() {
-            "private" | "device_private" | "priv" => Some(DeviceType::Private),
-            "fsdax" | "fs_dax" => Some(DeviceType::Fsdax),
-            "generic" | "devdax" | "gen" => Some(DeviceType::Generic),
-            "p2pdma" | "pci_p2pdma" | "p2p" => Some(DeviceType::P2pdma),
-            _ => None,
-        }
-    }
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// How `memunmap_pages` gives back the references `memremap_pages` took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -392,9 +341,15 @@ pub struct Rules {
     /// Kernel version the preset stands for (e.g. "v5.10").
     pub kernel: String,
     pub description: String,
-    /// The preset this one was derived from, if loaded from TOML.
+    /// The preset this one overrides (a file without `base` names every switch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Other names of a built-in preset (kernel versions); not inherited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// A regression preset: the fix it predates (`base` has it); not inherited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
     pub types: TypeTable,
     pub private: PrivateRules,
     pub p2p: P2pRules,
@@ -427,395 +382,95 @@ impl std::error::Error for RulesError {}
 // Presets
 // ---------------------------------------------------------------------------
 
-const fn row(init_rc: u8, init_pgmap_refs: bool, memunmap_put: MemunmapPut) -> TypeRules {
-    TypeRules {
-        init_rc,
-        free_rc: init_rc,
-        init_pgmap_refs,
-        memunmap_put,
-        free_on_2to1: false,
-        wake_on_2to1: false,
-        page_free_on_zero: false,
-        put_pgmap_on_zero: false,
-        reset_on_zero: false,
-        wake_on_zero: false,
-        map_refcounted: false,
-        gup_pgmap_ref: false,
-        zero_warns: false,
-    }
-}
+/// The preset the machine and programs use when none is named.
+pub const DEFAULT_PRESET: &str = "e3";
 
-/// E1, v5.3 … v5.17 (reference v5.10): every page 1-based and holding one
-/// pgmap reference until its refcount reaches 0, which only memunmap_pages'
-/// put_page makes happen for an idle page.
-fn e1() -> Rules {
-    let base = TypeRules { put_pgmap_on_zero: true, gup_pgmap_ref: true, ..row(1, true, MemunmapPut::EveryPage) };
-    Rules {
-        name: "e1".into(),
-        kernel: "v5.10".into(),
-        description: "Legacy (v5.3-v5.17): 1-based pages, one pgmap ref per page dropped at the page's 1->0, \
-                      which memunmap_pages' put_page causes; PRIVATE page_free and FS-DAX wake-up on 2->1."
-            .into(),
-        base: None,
-        types: TypeTable {
-            // device-private swap entries always hold a ref + mapcount
-            private: TypeRules { free_on_2to1: true, map_refcounted: true, gup_pgmap_ref: false, ..base },
-            fsdax: TypeRules { wake_on_2to1: true, ..base },
-            generic: base,
-            p2pdma: TypeRules { map_refcounted: true, ..base },
-        },
-        private: PrivateRules {
-            alloc_get_page: true,
-            alloc_sets_rc: false,
-            alloc_pgmap_ref: AllocPgmapRef::None,
-            free_clears_mapping: true,
-            alloc_while_unbinding: false,
-            unbind_after_eviction: false,
-        },
-        p2p: P2pRules {
-            alloc_pgmap_ref: true,
-            alloc_sets_rc: false,
-            userspace_mmap: false,
-            mmap_sets_rc: false,
-            gup_needs_flag: false,
-            kernel_get_page: true,
-        },
-        // v5.10's dax_layout_busy_page_range returns early for a file without
-        // mappings (confirmed, kernel-checks §7); fixed by cee91fa13a8e in v6.15
-        dax: DaxRules { longterm_refused: true, unmount_waits_idle: false, busy_scan_needs_mapping: true },
-        pgmap: PgmapRules {
-            memunmap_waits: true,
-            teardown_syncs_rcu: true,
-            get_dev_pagemap_live: true,
-            page_refs_take_pgmap_refs: false,
-        },
-        gup: GupRules { pin_bias: 1024, refuses_device_private: true, fork_copies_pinned: true },
-        // v5.10 mm/migrate.c (kc §12)
-        migrate: MigrateRules {
-            check_device: DeviceCheck::Skip,
-            check_system: true,
-            exact_gate: true,
-            exact_counts_device_base: true,
-            collect_marks_dirty: false,
-            finalize_putback_src: true,
-            device_range: false,
-            unmap_subpage_fix: true,
-            compound: false,
-            fault_page_prelocked: false,
-            finalize_skips_fault_page: false,
-        },
-        fault: FaultRules { path: FaultPath::NoRef, bail_unlocks_ptl: true, unlock_before_put: true },
-        thp: ThpRules {
-            device_private: false,
-            split_tail_extra: 0,
-            split_pgmap_get: false,
-            can_split_extra_pin: false,
-            free_prepare: true,
-            walkers_know_device_pmd: true,
-        },
-    }
-}
-
-/// E2, v5.18 … v6.0 (27674ef6c73f "remove the extra ZONE_DEVICE struct page
-/// refcount"): page_free at 1→0 then reset to 1; memunmap_pages drops the
-/// init references with one put_many, decoupled from page state.
-fn e2() -> Rules {
-    let mut r = e1();
-    r.name = "e2".into();
-    r.kernel = "v5.18".into();
-    r.description = "v5.18-v6.0: page_free at 1->0 then reset to 1; memunmap_pages drops all init refs \
-                     with put_many, so pgmap->ref no longer waits for pages in use."
-        .into();
-    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
-        t.memunmap_put = MemunmapPut::PutMany;
-        t.put_pgmap_on_zero = false;
-    }
-    r.types.private.free_on_2to1 = false;
-    r.types.private.page_free_on_zero = true;
-    r.types.private.reset_on_zero = true;
-    r.types.generic.zero_warns = true;
-    r.types.p2pdma.zero_warns = true;
-    // GENERIC/P2P are not expected to reach 0; if they do,
-    // free_zone_device_page WARNs (no page_free op) and returns early: the
-    // refcount stays 0 (docs/kernel-checks.md item 2). FS-DAX 1->0 stays 0
-    // silently.
-    r.private.alloc_get_page = false;
-    // ffa65753c431 (v5.17): the pre-filter counts one extra reference for
-    // ZONE_DEVICE pages instead of skipping them; 27674ef6c73f drops the
-    // device term of expected_page_refs
-    r.migrate.check_device = DeviceCheck::Extra;
-    r.migrate.exact_counts_device_base = false;
-    r
-}
-
-/// E3, v6.1 … v6.14 (ef233450898f, 0dc45ca1ce18, 16ce101db85d): free
-/// device-private pages at refcount 0; one pgmap reference per allocated
-/// PRIVATE page, taken by zone_device_page_init and dropped at free.
-fn e3() -> Rules {
-    let mut r = e2();
-    r.name = "e3".into();
-    r.kernel = "v6.1".into();
-    r.description = "v6.1-v6.14: PRIVATE pages 0-based, zone_device_page_init takes a pgmap ref per \
-                     allocated page (tryget_live) dropped when the page is freed; P2P user-space mmap \
-                     and FOLL_PCI_P2PDMA (from v6.2)."
-        .into();
-    let p = &mut r.types.private;
-    p.init_rc = 0;
-    p.free_rc = 0;
-    p.init_pgmap_refs = false;
-    p.memunmap_put = MemunmapPut::None;
-    p.reset_on_zero = false;
-    p.put_pgmap_on_zero = true;
-    r.private.alloc_sets_rc = true;
-    r.private.alloc_pgmap_ref = AllocPgmapRef::TrygetLive;
-    // p2pmem_alloc_mmap (v6.2): a mapped page at rc 1; 1->0 -> p2pdma_page_free
-    r.types.p2pdma.page_free_on_zero = true;
-    r.types.p2pdma.reset_on_zero = true;
-    r.types.p2pdma.zero_warns = false; // p2pdma_page_free exists from v6.2
-    r.p2p.userspace_mmap = true;
-    r.p2p.gup_needs_flag = true;
-    // 16ce101db85d: PTL + pte_same + get_page before migrate_to_ram; the
-    // v6.0 dirty-bit fix; migrate_device_range for eviction at unbind
-    r.fault.path = FaultPath::Ref;
-    r.migrate.collect_marks_dirty = true;
-    r.migrate.device_range = true;
-    r
-}
-
-/// E4, v6.15+ ("fs/dax: Fix ZONE_DEVICE page reference counts"): FS-DAX and
-/// P2P 0-based, user mappings of FS-DAX and device-dax pages refcounted, no
-/// devmap GUP paths, unmount waits for idle pages.
-fn e4() -> Rules {
-    let mut r = e3();
-    r.name = "e4".into();
-    r.kernel = "v6.15".into();
-    r.description = "v6.15+: FS-DAX and P2P pages 0-based; FS-DAX/device-dax mappings hold page refs \
-                     (busy = refcount - mapcount > 0); GUP no longer takes pgmap refs; unmount waits idle."
-        .into();
-    let f = &mut r.types.fsdax;
-    f.init_rc = 0;
-    f.free_rc = 0;
-    f.wake_on_2to1 = false;
-    f.wake_on_zero = true;
-    f.map_refcounted = true;
-    f.reset_on_zero = false;
-    let g = &mut r.types.generic;
-    g.map_refcounted = true;
-    g.reset_on_zero = true; // E4 v9: reset to 1 only, no page_free
-    g.zero_warns = false;
-    let p = &mut r.types.p2pdma;
-    p.init_rc = 0;
-    p.free_rc = 0;
-    p.reset_on_zero = false;
-    r.p2p.mmap_sets_rc = true;
-    r.p2p.kernel_get_page = false;
-    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
-        t.gup_pgmap_ref = false;
-    }
-    r.dax.unmount_waits_idle = true;
-    r.dax.busy_scan_needs_mapping = false;
-    // 41cddf83d8b0 (v6.14): no migrated-away folio back on the LRU;
-    // 1afaeb8293c9 (v6.15): trylock the device page in do_swap_page
-    r.migrate.finalize_putback_src = false;
-    r.fault.path = FaultPath::Trylock;
-    r.migrate.fault_page_prelocked = true;
-    r.migrate.finalize_skips_fault_page = true;
-    r
-}
-
-/// E5, v6.19 (d245f9b4ab80, 368076f52ebe): large device-private folios —
-/// `zone_device_folio_init` takes `tryget_many(1 << order)` pgmap references,
-/// the free path `folio_free` + `put_many(nr)`; huge folios migrate whole
-/// with MIGRATE_VMA_SELECT_COMPOUND (a partial migration splits). With the
-/// 2026 stable fixes: pages restored to order 0 before `folio_free`, and
-/// PMD walkers that know device-private entries.
-fn e5() -> Rules {
-    let mut r = e4();
-    r.name = "e5".into();
-    r.kernel = "v6.19".into();
-    r.description = "v6.19+: large device-private folios (tryget_many(1 << order) at allocation, \
-                     folio_free + put_many(nr) at free), compound migration with partial-migration split; \
-                     with the 2026 fixes (free_zone_device_folio_prepare, device-private PMD walkers)."
-        .into();
-    r.private.alloc_pgmap_ref = AllocPgmapRef::TrygetMany;
-    r.migrate.compound = true;
-    r.thp.device_private = true;
-    r
-}
-
-/// P20: E1 plus Ralph Campbell's two 2020 RFCs from the seed: [1] a page
-/// reaching refcount 0 no longer drops a pgmap reference — memunmap_pages
-/// drops its init references with one put_many; [2] device-private pages
-/// free at refcount 0 (allocation raises them to 1, page_free on 1→0).
-fn p20() -> Rules {
-    let mut r = e1();
-    r.name = "p20".into();
-    r.kernel = "v5.10+RFC".into();
-    r.description = "E1 + 2020 RFCs [1] (break put_page -> put_dev_pagemap; memunmap_pages put_many) and \
-                     [2] (device-private pages free at refcount 0)."
-        .into();
-    for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
-        t.memunmap_put = MemunmapPut::PutMany;
-        t.put_pgmap_on_zero = false;
-    }
-    let p = &mut r.types.private;
-    p.init_rc = 0;
-    p.free_rc = 0;
-    p.free_on_2to1 = false;
-    p.page_free_on_zero = true;
-    r.private.alloc_get_page = false;
-    r.private.alloc_sets_rc = true;
-    // [2] makes device-private pages 0-based, so expected_page_refs loses
-    // its device term (hch's 27674ef6c73f took this from the RFC)
-    r.migrate.exact_counts_device_base = false;
-    // the THP patch under discussion ([PATCH v3 3/6], spec §3.6): compound
-    // migration to device-private memory, tails unfrozen at 2 on split with
-    // get_many(nr - 1) on the pgmap, one extra pin in can_split_huge_page
-    r.migrate.compound = true;
-    r.thp.device_private = true;
-    r.thp.split_tail_extra = 1;
-    r.thp.split_pgmap_get = true;
-    r.thp.can_split_extra_pin = true;
-    r
-}
-
-/// Preset names with their kernel-version aliases.
-pub const PRESETS: [(&str, &[&str]); 6] = [
-    ("e1", &["v5.10", "legacy"]),
-    ("e2", &["v5.18"]),
-    ("e3", &["v6.1"]),
-    ("e4", &["v6.15"]),
-    ("e5", &["v6.19"]),
-    ("p20", &["rfc2020"]),
+/// The built-in presets: one TOML file each, embedded at build time, in the
+/// format of a user's preset (`python/zdfuzz/presets/`: the package ships
+/// them, and the Python reference model reads the same files). Era presets
+/// first, in `zdfuzz rules list` order, then the regression presets (files
+/// with a `fix`).
+const BUILTIN: &[(&str, &str)] = &[
+    ("e1.toml", include_str!("../../../python/zdfuzz/presets/e1.toml")),
+    ("e2.toml", include_str!("../../../python/zdfuzz/presets/e2.toml")),
+    ("e3.toml", include_str!("../../../python/zdfuzz/presets/e3.toml")),
+    ("e4.toml", include_str!("../../../python/zdfuzz/presets/e4.toml")),
+    ("e5.toml", include_str!("../../../python/zdfuzz/presets/e5.toml")),
+    ("p20.toml", include_str!("../../../python/zdfuzz/presets/p20.toml")),
+    ("v4.10.toml", include_str!("../../../python/zdfuzz/presets/v4.10.toml")),
+    ("v5.1.toml", include_str!("../../../python/zdfuzz/presets/v5.1.toml")),
+    ("v5.2.toml", include_str!("../../../python/zdfuzz/presets/v5.2.toml")),
+    ("v5.8.toml", include_str!("../../../python/zdfuzz/presets/v5.8.toml")),
+    ("v6.15-rc-trylock-v1.toml", include_str!("../../../python/zdfuzz/presets/v6.15-rc-trylock-v1.toml")),
+    ("v6.19-orig.toml", include_str!("../../../python/zdfuzz/presets/v6.19-orig.toml")),
 ];
 
-/// A regression preset: the code as it was before one historical fix, as
-/// the era preset it belongs to with the fix's switch turned back.
-pub struct Regression {
-    pub name: &'static str,
-    /// the preset that has the fix (a campaign there must not find the bug)
-    pub fixed_in: &'static str,
-    /// the fixing commit and release
-    pub fix: &'static str,
-    pub description: &'static str,
-    build: fn() -> Rules,
+/// The built-in presets, parsed once. A preset's `base` must come before
+/// it in [`BUILTIN`].
+fn builtin() -> &'static Result<Vec<Rules>, RulesError> {
+    static PARSED: std::sync::OnceLock<Result<Vec<Rules>, RulesError>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        let mut done: Vec<Rules> = Vec::new();
+        for (file, text) in BUILTIN {
+            let r = Rules::parse(text, file, &|base: &str| done.iter().find(|r| r.name == base).cloned())?;
+            done.push(r);
+        }
+        Ok(done)
+    })
 }
-
-/// The historical bugs of spec §7 that need a preset of their own (the
-/// others live in the era presets: e1/e2 have 16ce101db85d's race, e2 the
-/// pre-0dc45ca1ce18 unbind, e3 the pre-v6.15 livelock, ...).
-pub const REGRESSIONS: &[Regression] = &[
-    Regression {
-        name: "v4.10",
-        fixed_in: "e1",
-        fix: "71389703839e (v4.11) mm, zone_device: Replace {get,put}_zone_device_page() with a single reference",
-        description: "every get_page/put_page on a device page also takes/drops a pgmap reference; GUP-fast does not",
-        build: || {
-            // no per-page references at memremap time: a page's pgmap
-            // reference lives exactly as long as each of its page references
-            let mut r = e1();
-            r.pgmap.page_refs_take_pgmap_refs = true;
-            for t in [&mut r.types.private, &mut r.types.fsdax, &mut r.types.generic, &mut r.types.p2pdma] {
-                t.init_pgmap_refs = false;
-                t.memunmap_put = MemunmapPut::None;
-                t.put_pgmap_on_zero = false;
-            }
-            r
-        },
-    },
-    Regression {
-        name: "v5.1",
-        fixed_in: "e1",
-        fix: "50f44ee7248a (v5.2) mm/devm_memremap_pages: fix final page put race",
-        description: "memunmap_pages tears the struct pages down without waiting for pgmap->ref to reach zero",
-        build: || {
-            let mut r = e1();
-            r.pgmap.memunmap_waits = false;
-            r
-        },
-    },
-    Regression {
-        name: "v5.2",
-        fixed_in: "e1",
-        fix: "mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
-        description: "try_to_unmap_one takes a device-private entry's pfn for a present PTE's: wrong page",
-        build: || {
-            let mut r = e1();
-            r.migrate.unmap_subpage_fix = false;
-            r
-        },
-    },
-    Regression {
-        name: "v5.8",
-        fixed_in: "e1",
-        fix: "mm: Do early cow for pinned pages during fork() (v5.9)",
-        description: "fork shares a pinned anonymous page copy-on-write: the DMA and the parent diverge",
-        build: || {
-            let mut r = e1();
-            r.gup.fork_copies_pinned = false;
-            r
-        },
-    },
-    Regression {
-        name: "v6.15-rc-trylock-v1",
-        fixed_in: "e4",
-        fix: "mm/migrate: Trylock device page in do_swap_page: its v1 posting; review moved unlock_page before put_page (v6.15)",
-        description: "the trylock fault path puts its reference before unlocking the page",
-        build: || {
-            let mut r = e4();
-            r.fault.unlock_before_put = false;
-            r
-        },
-    },
-    Regression {
-        name: "v6.19-orig",
-        fixed_in: "e5",
-        fix: "free_zone_device_folio_prepare() and the device-private PMD walker fixes (2026, Fixes d245f9b4ab80 / 368076f52ebe)",
-        description: "v6.19 as merged: large device folios freed with stale compound metadata; PMD walkers \
-                      take device-private PMD entries for present THPs",
-        build: || {
-            let mut r = e5();
-            r.thp.free_prepare = false;
-            r.thp.walkers_know_device_pmd = false;
-            r
-        },
-    },
-];
 
 impl Rules {
+    /// Every built-in preset: the eras, then the regression presets.
+    pub fn builtin() -> &'static [Rules] {
+        match builtin() {
+            Ok(v) => v,
+            Err(_) => &[],
+        }
+    }
+
     /// A built-in preset by name or alias (`e3`, `v6.1`, ...), or a
     /// regression preset (`v5.1`, `v6.19-orig`, ...).
     pub fn preset(name: &str) -> Option<Rules> {
-        if let Some(r) = REGRESSIONS.iter().find(|r| r.name == name) {
-            let mut rules = (r.build)();
-            rules.name = r.name.into();
-            rules.kernel = r.name.into();
-            rules.base = Some(r.fixed_in.into());
-            rules.description = format!("{} (fixed by {})", r.description, r.fix);
-            return Some(rules);
-        }
-        let canon = PRESETS
-            .iter()
-            .find(|(n, aliases)| *n == name || aliases.contains(&name))
-            .map(|(n, _)| *n)?;
-        Some(match canon {
-            "e1" => e1(),
-            "e2" => e2(),
-            "e3" => e3(),
-            "e4" => e4(),
-            "e5" => e5(),
-            "p20" => p20(),
-            _ => return None,
-        })
+        Rules::builtin().iter().find(|r| r.name == name || r.aliases.iter().any(|a| a == name)).cloned()
     }
 
+    /// Names of the era presets.
     pub fn preset_names() -> Vec<&'static str> {
-        PRESETS.iter().map(|(n, _)| *n).collect()
+        Rules::builtin().iter().filter(|r| r.fix.is_none()).map(|r| r.name.as_str()).collect()
+    }
+
+    /// The regression presets: each is its `base` preset with one historical
+    /// fix (`fix`) turned back.
+    pub fn regressions() -> impl Iterator<Item = &'static Rules> {
+        Rules::builtin().iter().filter(|r| r.fix.is_some())
     }
 
     /// Names of the regression presets.
     pub fn regression_names() -> Vec<&'static str> {
-        REGRESSIONS.iter().map(|r| r.name).collect()
+        Rules::regressions().map(|r| r.name.as_str()).collect()
+    }
+
+    /// A preset name or alias, a regression preset, or the path of a TOML
+    /// rules file: the one way every front end (the binding, the CLI, the
+    /// campaign) turns a `--rules` argument into rules.
+    pub fn resolve(name_or_path: &str) -> Result<Rules, RulesError> {
+        if let Some(r) = Rules::preset(name_or_path) {
+            return Ok(r);
+        }
+        let path = std::path::Path::new(name_or_path);
+        if name_or_path.ends_with(".toml") || path.is_file() {
+            return Rules::load(path);
+        }
+        Err(RulesError {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            message: format!(
+                "unknown rules {name_or_path:?}: not a preset ({}), not a regression preset ({}) and not a .toml file",
+                Rules::preset_names().join(", "),
+                Rules::regression_names().join(", ")
+            ),
+        })
     }
 
     pub fn of(&self, t: DeviceType) -> &TypeRules {
@@ -823,37 +478,63 @@ impl Rules {
     }
 
     /// Load rules from TOML text: `base` names a preset whose switches the
-    /// file overrides. `file` is used in error messages only.
+    /// file overrides; a file without `base` names every switch (as `e1`
+    /// does). `file` is used in error messages only.
     pub fn from_toml_str(text: &str, file: &str) -> Result<Rules, RulesError> {
+        Rules::parse(text, file, &Rules::preset)
+    }
+
+    /// [`Rules::from_toml_str`] with `lookup` resolving `base` names.
+    fn parse(text: &str, file: &str, lookup: &dyn Fn(&str) -> Option<Rules>) -> Result<Rules, RulesError> {
         let err = |line: usize, col: usize, message: String| RulesError { file: file.to_string(), line, col, message };
         let user: toml::Table = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             err(line, col, e.message().to_string())
         })?;
+        if !user.contains_key("name") {
+            return Err(err(1, 1, "missing `name = \"...\"` for the new rules".into()));
+        }
         let base_name = match user.get("base") {
-            Some(toml::Value::String(s)) => s.clone(),
+            Some(toml::Value::String(s)) => Some(s.clone()),
             Some(_) => {
                 let (l, c) = locate(text, &["base"]);
                 return Err(err(l, c, "`base` must be a string naming a preset".into()));
             }
-            None => return Err(err(1, 1, format!(
-                "missing `base = \"...\"`: name the preset to start from (one of {})",
-                Rules::preset_names().join(", ")
-            ))),
+            None => None,
         };
-        let base = Rules::preset(&base_name).ok_or_else(|| {
-            let (l, c) = locate(text, &["base"]);
-            err(l, c, format!("unknown base preset {base_name:?}; presets: {}", Rules::preset_names().join(", ")))
-        })?;
-        let mut merged = toml::Table::try_from(&base).map_err(|e| err(1, 1, e.to_string()))?;
-        merge(&mut merged, &user, &mut Vec::new(), text, &err)?;
-        merged.insert("base".into(), toml::Value::String(base_name));
-        if !user.contains_key("name") {
-            return Err(err(1, 1, "missing `name = \"...\"` for the new rules".into()));
+        let mut merged = match &base_name {
+            None => toml::Table::new(),
+            Some(base_name) => {
+                let base = lookup(base_name).ok_or_else(|| {
+                    let (l, c) = locate(text, &["base"]);
+                    err(
+                        l,
+                        c,
+                        format!(
+                            "unknown base preset {base_name:?}; presets: {}",
+                            Rules::builtin().iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?;
+                let mut t = toml::Table::try_from(&base).map_err(|e| err(1, 1, e.to_string()))?;
+                // a preset's other names and its fix are its own
+                t.remove("aliases");
+                t.remove("fix");
+                t
+            }
+        };
+        if base_name.is_some() {
+            merge(&mut merged, &user, &mut Vec::new(), text, &err)?;
+            for own in ["base", "aliases", "fix"] {
+                if let Some(v) = user.get(own) {
+                    merged.insert(own.into(), v.clone());
+                }
+            }
+        } else {
+            merged = user;
         }
-        let rules: Rules = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
-            err(1, 1, e.message().to_string())
-        })?;
+        let rules: Rules =
+            toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| err(1, 1, e.message().to_string()))?;
         Ok(rules)
     }
 
@@ -879,7 +560,7 @@ impl Rules {
         if let Ok(t) = toml::Table::try_from(self) {
             flatten(&t, "", &mut out);
         }
-        out.retain(|(k, _, _)| !matches!(k.as_str(), "name" | "kernel" | "description" | "base"));
+        out.retain(|(k, _, _)| !matches!(k.as_str(), "name" | "kernel" | "description" | "base" | "aliases" | "fix"));
         out
     }
 }
@@ -899,7 +580,7 @@ fn merge(
             let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
             locate(text, &p)
         };
-        if path.len() == 1 && (k == "base") {
+        if path.len() == 1 && matches!(k.as_str(), "base" | "aliases" | "fix") {
             path.pop();
             continue;
         }
@@ -907,29 +588,37 @@ fn merge(
             (Some(toml::Value::Table(bt)), toml::Value::Table(ut)) => merge(bt, ut, path, text, err)?,
             (Some(toml::Value::Table(_)), _) => {
                 let (l, c) = here();
-                return Err(err(l, c, format!("`{}` is a section ([{}]), not a value", path.join("."), path.join("."))));
+                return Err(err(
+                    l,
+                    c,
+                    format!("`{}` is a section ([{}]), not a value", path.join("."), path.join(".")),
+                ));
             }
             (Some(bv), uv) => {
                 if std::mem::discriminant(bv) != std::mem::discriminant(uv) {
                     let (l, c) = here();
-                    return Err(err(l, c, format!(
-                        "`{}` must be a {} (like {}), got {}",
-                        path.join("."),
-                        bv.type_str(),
-                        bv,
-                        uv.type_str()
-                    )));
+                    return Err(err(
+                        l,
+                        c,
+                        format!(
+                            "`{}` must be a {} (like {}), got {}",
+                            path.join("."),
+                            bv.type_str(),
+                            bv,
+                            uv.type_str()
+                        ),
+                    ));
                 }
                 *bv = uv.clone();
             }
             (None, _) => {
                 let (l, c) = here();
                 let parent: Vec<String> = base.keys().cloned().collect();
-                return Err(err(l, c, format!(
-                    "unknown switch `{}`; known here: {}",
-                    path.join("."),
-                    parent.join(", ")
-                )));
+                return Err(err(
+                    l,
+                    c,
+                    format!("unknown switch `{}`; known here: {}", path.join("."), parent.join(", ")),
+                ));
             }
         }
         path.pop();
@@ -979,7 +668,9 @@ pub fn switch_doc(path: &str) -> &'static str {
             "device-private allocation sets the refcount 0->1 (zone_device_page_init)"
         }
         (_, "alloc_sets_rc") => "pci_alloc_p2pmem raises each page to 1; pci_free_p2pmem drops it to 0",
-        ("private.alloc_pgmap_ref", _) => "pgmap reference per device-private allocation: none, tryget_live, tryget_many",
+        ("private.alloc_pgmap_ref", _) => {
+            "pgmap reference per device-private allocation: none, tryget_live, tryget_many"
+        }
         ("p2p.alloc_pgmap_ref", _) => "pci_alloc_p2pmem takes one pgmap reference per allocation",
         (_, "userspace_mmap") => "user-space P2P mappings via sysfs p2pmem/allocate (v6.2+)",
         (_, "mmap_sets_rc") => "p2pmem_alloc_mmap sets each page's refcount to 1 first (0-based P2P)",
@@ -987,17 +678,25 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "gup_needs_flag") => "GUP returns P2P pages only with FOLL_PCI_P2PDMA",
         (_, "longterm_refused") => "GUP refuses FOLL_LONGTERM pins of FS-DAX pages",
         (_, "unmount_waits_idle") => "unmount waits for every FS-DAX page to be idle (dax_break_layout_final)",
-        (_, "busy_scan_needs_mapping") => "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)",
+        (_, "busy_scan_needs_mapping") => {
+            "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)"
+        }
         (_, "memunmap_waits") => "memunmap_pages waits for pgmap->ref to reach zero before teardown",
         (_, "teardown_syncs_rcu") => "teardown waits for RCU readers of pgmap_array (synchronize_rcu)",
-        (_, "page_refs_take_pgmap_refs") => "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)",
+        (_, "page_refs_take_pgmap_refs") => {
+            "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)"
+        }
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
         (_, "refuses_device_private") => "GUP never returns a device-private page",
-        (_, "check_device") => "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)",
+        (_, "check_device") => {
+            "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)"
+        }
         (_, "check_system") => "the pre-filter rejects RAM pages with refs beyond their mappings (what-if when false)",
         (_, "exact_gate") => "migrate_vma_pages requires the exact expected refcount (what-if when false)",
-        (_, "exact_counts_device_base") => "the exact gate expects +1 on device-private sources (E1 expected_page_refs)",
+        (_, "exact_counts_device_base") => {
+            "the exact gate expects +1 on device-private sources (E1 expected_page_refs)"
+        }
         (_, "collect_marks_dirty") => "collect copies a dirty PTE's dirty bit to the folio (v6.0 fix)",
         (_, "finalize_putback_src") => "finalize puts a migrated-away RAM source back on the LRU (bug, fixed v6.14)",
         (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
@@ -1010,11 +709,15 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "bail_unlocks_ptl") => "the pte_same-failure exit of the fault releases the PTL",
         (_, "unlock_before_put") => "trylock fault path: unlock_page before the final put_page (review fix)",
         (_, "device_private") if path.starts_with("thp") => "device-private memory has large folios (E5, 2020 patch)",
-        (_, "split_tail_extra") => "refs each page of a split device-private folio gets beyond its mappings (2020 patch: 1)",
+        (_, "split_tail_extra") => {
+            "refs each page of a split device-private folio gets beyond its mappings (2020 patch: 1)"
+        }
         (_, "split_pgmap_get") => "split of a device-private folio takes get_many(nr - 1) on the pgmap (2020 patch)",
         (_, "can_split_extra_pin") => "can_split_huge_page expects an extra pin on device-private folios (2020 patch)",
         (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
-        (_, "walkers_know_device_pmd") => "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)",
+        (_, "walkers_know_device_pmd") => {
+            "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)"
+        }
         _ => "",
     }
 }
@@ -1084,9 +787,10 @@ mod tests {
 
     #[test]
     fn regression_presets_differ_from_their_fix_in_a_few_switches() {
-        for r in REGRESSIONS {
-            let bug = Rules::preset(r.name).unwrap_or_else(|| panic!("{} does not load", r.name));
-            let fixed = Rules::preset(r.fixed_in).unwrap();
+        assert_eq!(Rules::regression_names().len(), 6);
+        for bug in Rules::regressions() {
+            let fixed_in = bug.base.as_deref().unwrap_or_else(|| panic!("{} has no base", bug.name));
+            let fixed = Rules::preset(fixed_in).unwrap();
             let differ: Vec<String> = bug
                 .describe()
                 .into_iter()
@@ -1094,10 +798,29 @@ mod tests {
                 .filter(|(a, b)| a.1 != b.1)
                 .map(|(a, _)| a.0)
                 .collect();
-            assert!(!differ.is_empty() && differ.len() <= 13, "{}: {differ:?}", r.name);
-            assert_eq!(bug.base.as_deref(), Some(r.fixed_in));
-            assert!(!Rules::preset_names().contains(&r.name), "{} shadows an era", r.name);
+            assert!(!differ.is_empty() && differ.len() <= 13, "{}: {differ:?}", bug.name);
+            assert!(fixed.fix.is_none(), "{} is fixed in another regression preset", bug.name);
+            assert!(!Rules::preset_names().contains(&bug.name.as_str()), "{} shadows an era", bug.name);
         }
+    }
+
+    /// The preset files load (a broken one would leave `builtin()` empty),
+    /// each era names its kernel, and aliases are not inherited.
+    #[test]
+    fn every_builtin_file_loads() {
+        assert!(builtin().is_ok(), "{:?}", builtin().as_ref().err());
+        assert_eq!(Rules::preset_names(), ["e1", "e2", "e3", "e4", "e5", "p20"]);
+        assert_eq!(Rules::preset("e2").unwrap().aliases, ["v5.18"]);
+        assert_eq!(Rules::preset("e1").unwrap().base, None);
+        let mine = Rules::from_toml_str("name = \"x\"\nbase = \"v6.1\"\n", "x.toml").unwrap();
+        assert!(mine.aliases.is_empty() && mine.fix.is_none() && mine.base.as_deref() == Some("v6.1"));
+        assert_eq!(mine.describe(), Rules::preset("e3").unwrap().describe());
+        // a complete file needs no base; it is the same format as e1.toml
+        let full = Rules::preset("e1").unwrap().to_toml();
+        assert_eq!(Rules::from_toml_str(&full, "full.toml").unwrap(), Rules::preset("e1").unwrap());
+        assert_eq!(DEFAULT_PRESET, "e3");
+        assert!(Rules::resolve("no-such").unwrap_err().message.contains("not a .toml file"));
+        assert_eq!(Rules::resolve("/no/such.toml").unwrap_err().line, 0);
     }
 
     #[test]
@@ -1120,7 +843,8 @@ mod tests {
 
     #[test]
     fn toml_errors_name_line_and_problem() {
-        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\ninit_rcc = 0\n", "f.toml").unwrap_err();
+        let e =
+            Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\ninit_rcc = 0\n", "f.toml").unwrap_err();
         assert_eq!((e.file.as_str(), e.line), ("f.toml", 4), "{e}");
         assert!(e.message.contains("unknown switch `types.private.init_rcc`"), "{e}");
         let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[p2p]\nalloc_sets_rc = 3\n", "f.toml").unwrap_err();
@@ -1133,8 +857,11 @@ mod tests {
         assert_eq!(e.line, 2, "{e}");
         let e = Rules::from_toml_str("base = \"e1\"\n", "f.toml").unwrap_err();
         assert!(e.message.contains("missing `name"), "{e}");
-        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\n[types.private]\nmemunmap_put = \"sometimes\"\n", "f.toml")
-            .unwrap_err();
+        let e = Rules::from_toml_str(
+            "name = \"x\"\nbase = \"e1\"\n[types.private]\nmemunmap_put = \"sometimes\"\n",
+            "f.toml",
+        )
+        .unwrap_err();
         assert!(e.message.contains("sometimes"), "{e}");
     }
 

@@ -20,10 +20,10 @@
 use crate::fault::*;
 use crate::machine::Machine;
 use crate::migrate::{MigCtx, Origin};
-use crate::oracle::{Class, Life};
+use crate::oracle::{Life, Obs};
 use crate::pagetable::Pte;
-use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 use crate::pgmap::{PgmapState, MU_SHUTDOWN};
+use crate::program::op::{Op, OpKind, BY_GUP, BY_KERNEL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskKind {
@@ -90,7 +90,8 @@ impl Task {
     pub fn describe(&self) -> String {
         match self.kind {
             TaskKind::Memunmap { pgmap } => {
-                let step = ["shut user access down", "percpu_ref_kill", "drop init refs", "wait_for_completion", "teardown"];
+                let step =
+                    ["shut user access down", "percpu_ref_kill", "drop init refs", "wait_for_completion", "teardown"];
                 format!("memunmap_pages(pgmap={pgmap}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
             }
             TaskKind::GetDevPagemap { pfn, .. } => {
@@ -205,10 +206,7 @@ impl Machine {
         self.s.mig_entries[slot * cap..(slot + 1) * cap].fill(crate::migrate::MigEntry::default());
         if let Some(i) = self.s.ptl.iter().position(|&o| o as usize == slot + 1) {
             self.s.ptl[i] = 0;
-            self.violate("I-D2", Class::Safety, &[("task", slot as u32)], || {
-                (format!("task {slot} returns with a page-table lock still held: every later fault, GUP or unmap \
-                          of that page table spins forever"), "PTL released".into(), "held".into())
-            });
+            self.observe(Obs::ReturnedHoldingPtl { slot });
         }
     }
 
@@ -225,9 +223,9 @@ impl Machine {
     /// livelock (I-D3).
     fn drive_tasks_where(&mut self, which: impl Fn(&Task) -> bool) {
         let mut budget = 10_000usize; // a terminating program needs far fewer steps
-        // digests of the states at the start of rounds with refaults (a fixed
-        // array: the drain allocates nothing; a cycle longer than this ends
-        // in the step budget and is reported as a hang, I-L4)
+                                      // digests of the states at the start of rounds with refaults (a fixed
+                                      // array: the drain allocates nothing; a cycle longer than this ends
+                                      // in the step budget and is reported as a hang, I-L4)
         let mut seen = [0u64; 64];
         let mut nseen = 0usize;
         loop {
@@ -270,8 +268,13 @@ impl Machine {
 
     /// Refaults so far, over every fault task.
     fn fault_retries(&self) -> u32 {
-        self.s.tasks.iter().enumerate().filter(|(_, t)| t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
-            .map(|(i, _)| self.s.mig[i].retries as u32).sum()
+        self.s
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
+            .map(|(i, _)| self.s.mig[i].retries as u32)
+            .sum()
     }
 
     /// I-D3: the faults on a device page refault forever.
@@ -279,14 +282,12 @@ impl Machine {
         let faults: Vec<usize> = (0..self.s.tasks.len())
             .filter(|&i| self.s.tasks[i].is_some_and(|t| matches!(t.kind, TaskKind::Migrate { origin: Origin::Fault })))
             .collect();
-        let pfns: Vec<String> = faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
+        let pfns: Vec<String> =
+            faults.iter().filter_map(|&i| self.s.mig[i].fault_pfn.checked_sub(1)).map(|p| p.to_string()).collect();
         let n = faults.len();
         self.at_label = Some("livelock check");
-        self.violate("I-D3", Class::Liveness, &[("task", faults.first().copied().unwrap_or(0) as u32)], || {
-            (format!("livelock: {n} fault(s) on device-private pfn {} refault forever under fair scheduling — each \
-                      migrate_to_ram fails because of the others' references, and the state repeats",
-                     pfns.join(", ")), "one fault migrates the page".into(), "every fault retries".into())
-        });
+        let pfns = pfns.join(", ");
+        self.observe(Obs::Livelock { task: faults.first().copied().unwrap_or(0), faults: n, pfns: &pfns });
         self.at_label = None;
     }
 
@@ -301,7 +302,20 @@ impl Machine {
         (&s.ptes, &s.pmds, &s.ptl, &s.tasks, &s.mig_entries, &s.ledger, &s.alive).hash(&mut h);
         for (i, m) in s.mig.iter().enumerate() {
             // the retry counter is what changes every round; leave it out
-            (i, m.origin, m.proc, m.addr, m.npages, m.pgmap, m.select, m.fault_pfn, m.orig, m.fault_ref, m.fault_locked, m.oom)
+            (
+                i,
+                m.origin,
+                m.proc,
+                m.addr,
+                m.npages,
+                m.pgmap,
+                m.select,
+                m.fault_pfn,
+                m.orig,
+                m.fault_ref,
+                m.fault_locked,
+                m.oom,
+            )
                 .hash(&mut h);
         }
         for p in &s.pgmaps {
@@ -397,9 +411,7 @@ impl Machine {
                     _ => String::new(),
                 };
                 let d = t.describe();
-                self.violate("I-L4", Class::Liveness, &[("task", slot as u32)], || {
-                    (format!("hang: {d} never completes: {why}{extra}"), "completes".into(), "blocked forever".into())
-                });
+                self.observe(Obs::Hang { task: slot, what: &d, why, extra: &extra });
             }
         }
         self.at_label = None;
@@ -423,13 +435,8 @@ impl Machine {
             if self.head_of(p) != p || self.folio_in_use(p) {
                 continue;
             }
-            let (rc, init) = (self.s.rc[p], self.s.ledger.init_rc[p]);
-            if rc != init {
-                self.violate("I-F10", Class::Liveness, &[("pfn", p as u32)], || {
-                    (format!("pfn {p}'s refcount is {rc} after every holder released it; it started at {init} \
-                              ({} reference(s) {})", (rc - init).abs(), if rc > init { "leaked" } else { "dropped twice" }),
-                     format!("{init}"), format!("{rc}"))
-                });
+            let nr = self.folio_nr(p);
+            if self.observe(Obs::Idle { head: p, nr, rc: self.s.rc[p] }) {
                 return;
             }
         }
@@ -443,5 +450,19 @@ impl Machine {
         self.s.pgmaps[g].state = PgmapState::Unbinding;
         let _ = self.spawn(TaskKind::Memunmap { pgmap: g as u8 }, cpu);
         const { assert!(MU_SHUTDOWN == 0) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Legality: when the actors may call these kernel functions
+// ---------------------------------------------------------------------------
+
+impl Machine {
+    /// Is `Step` allowed now (the actor's contract)?
+    pub(crate) fn step_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        match self.s.tasks[op.a(0)] {
+            None => Err("no such task"),
+            Some(_) => self.task_blocked(op.a(0)).map_or(Ok(()), Err),
+        }
     }
 }

@@ -39,7 +39,9 @@ impl Signature {
     /// A file-name friendly form: `p20-I-L2-memunmap_pages-generic`.
     pub fn slug(&self) -> String {
         let clean = |s: &str| -> String {
-            s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+            s.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+                .collect()
         };
         format!("{}-{}-{}-{}", clean(&self.rules), clean(&self.invariant), clean(&self.kind), clean(&self.device))
     }
@@ -172,8 +174,10 @@ mod tests {
         let mut m = Machine::new(Config::with_shape(Rules::preset("p20").unwrap(), p.shape.clone())).unwrap();
         let v = m.run(&p.ops).unwrap();
         let s = m.signature_of(&v).unwrap();
-        assert_eq!((s.invariant.as_str(), s.kind.as_str(), s.device.as_str(), s.rules.as_str()),
-                   ("I-L2", "memunmap_pages", "generic", "p20"));
+        assert_eq!(
+            (s.invariant.as_str(), s.kind.as_str(), s.device.as_str(), s.rules.as_str()),
+            ("I-L2", "memunmap_pages", "generic", "p20")
+        );
         assert_eq!(s.slug(), "p20-I-L2-memunmap_pages-generic");
     }
 }

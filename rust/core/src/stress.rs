@@ -10,9 +10,9 @@
 
 use crate::percpu_ref::{Effects, NoSuchCpu, PercpuRef};
 use crate::rcu::Rcu;
-use crate::sync::{AtomicU64, Mutex};
 #[cfg(not(loom))]
 use crate::sync::{spin_hint, thread, Arc, AtomicBool, Ordering};
+use crate::sync::{AtomicU64, Mutex};
 use crossbeam_utils::CachePadded;
 
 /// The ref as real threads share it.

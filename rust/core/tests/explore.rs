@@ -15,7 +15,19 @@ use zdfuzz_core::{Config, DeviceType, Machine, Rules, Shape};
 /// A small machine: `pages` per pgmap, 2 CPUs, one process with two
 /// addresses, one file of two pages, two task slots.
 fn small(types: &[DeviceType], pages: usize) -> Shape {
-    Shape { types: types.to_vec(), pages, cpus: 2, procs: 1, addrs: 2, files: 1, file_pages: 2, tasks: 2, ram: 0, order: 0, ..Shape::default() }
+    Shape {
+        types: types.to_vec(),
+        pages,
+        cpus: 2,
+        procs: 1,
+        addrs: 2,
+        files: 1,
+        file_pages: 2,
+        tasks: 2,
+        ram: 0,
+        order: 0,
+        ..Shape::default()
+    }
 }
 
 fn run(preset: &str, shape: &Shape, depth: usize, threads: usize, reduction: Reduction) -> Outcome {
@@ -24,7 +36,7 @@ fn run(preset: &str, shape: &Shape, depth: usize, threads: usize, reduction: Red
 }
 
 fn first_violation(o: &Outcome) -> Option<(usize, &'static str)> {
-    o.counterexample.as_ref().map(|c| (c.program.ops.len(), c.verdict.reported().unwrap().invariant))
+    o.counterexample.as_ref().map(|c| (c.program.ops.len(), c.verdict.reported().unwrap().invariant.id()))
 }
 
 /// The seed's Q1 under p20 (RFC [1]: a page reaching refcount 0 no longer
@@ -53,14 +65,24 @@ fn first_violation(o: &Outcome) -> Option<(usize, &'static str)> {
 #[test]
 fn p20_q1_counterexample_has_the_hand_derived_minimum_length() {
     const HAND_DERIVED_MINIMUM: usize = 10;
-    let shape = Shape { types: vec![DeviceType::Generic], pages: 1, cpus: 2, procs: 1, addrs: 1, tasks: 1, ram: 0, order: 0, ..Shape::default() };
+    let shape = Shape {
+        types: vec![DeviceType::Generic],
+        pages: 1,
+        cpus: 2,
+        procs: 1,
+        addrs: 1,
+        tasks: 1,
+        ram: 0,
+        order: 0,
+        ..Shape::default()
+    };
     let o = run("p20", &shape, 12, 2, Reduction::Symmetry);
     assert_eq!(o.stop, StopReason::Violation);
     let c = o.counterexample.as_ref().unwrap();
     assert_eq!(c.program.ops.len(), HAND_DERIVED_MINIMUM, "{}", program_to_text(&c.program));
     assert_eq!(o.depth_reached, HAND_DERIVED_MINIMUM);
     let v = c.verdict.reported().unwrap();
-    assert_eq!(v.invariant, "I-L2");
+    assert_eq!(v.invariant.id(), "I-L2");
     assert!(v.message.contains("GUP"), "{}", v.message);
     // nothing shorter, even without the reduction: the search below the
     // minimum is exhaustive and clean
@@ -74,7 +96,7 @@ fn p20_q1_counterexample_has_the_hand_derived_minimum_length() {
     for (preset, broken) in [("p20", true), ("e1", false)] {
         let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), p.shape.clone())).unwrap();
         let verdict = m.run(&p.ops).unwrap();
-        assert_eq!(verdict.reported().map(|v| v.invariant), broken.then_some("I-L2"), "{preset}: {text}");
+        assert_eq!(verdict.reported().map(|v| v.invariant.id()), broken.then_some("I-L2"), "{preset}: {text}");
     }
 }
 
@@ -82,7 +104,17 @@ fn p20_q1_counterexample_has_the_hand_derived_minimum_length() {
 /// more room cannot make the race shorter.
 #[test]
 fn p20_q1_minimum_does_not_shrink_on_a_bigger_machine() {
-    let shape = Shape { types: vec![DeviceType::Generic], pages: 2, cpus: 2, procs: 2, addrs: 1, tasks: 2, ram: 0, order: 0, ..Shape::default() };
+    let shape = Shape {
+        types: vec![DeviceType::Generic],
+        pages: 2,
+        cpus: 2,
+        procs: 2,
+        addrs: 1,
+        tasks: 2,
+        ram: 0,
+        order: 0,
+        ..Shape::default()
+    };
     let o = run("p20", &shape, 10, 0, Reduction::Symmetry);
     assert_eq!(first_violation(&o), Some((10, "I-L2")));
 }
@@ -194,7 +226,11 @@ fn symmetry_reduction_agrees_with_a_plain_bfs() {
         assert!(exact.counterexample.is_none() && sym.counterexample.is_none(), "{preset}: pick a clean bound");
         let cum = |o: &Outcome| o.levels.iter().map(|l| l.states).collect::<Vec<_>>();
         assert_eq!(cum(&exact), exact_counts, "{preset}: exact states per depth");
-        assert_eq!(exact.levels.iter().map(|l| l.transitions).collect::<Vec<_>>(), transitions, "{preset}: transitions");
+        assert_eq!(
+            exact.levels.iter().map(|l| l.transitions).collect::<Vec<_>>(),
+            transitions,
+            "{preset}: transitions"
+        );
         assert_eq!(cum(&sym), class_counts, "{preset}: one state per symmetry class per depth");
         assert!(sym.states * 4 < exact.states, "{preset}: the reduction reduces ({} vs {})", sym.states, exact.states);
     }
@@ -247,12 +283,15 @@ fn bitstate_mode_states_its_coverage() {
 #[test]
 fn limits_stop_the_search_with_a_partial_result() {
     let cfg = Config::with_shape(Rules::preset("e4").unwrap(), small(&DeviceType::ALL, 2));
-    let o = explore(&cfg, &Options { depth: 6, threads: 2, max_memory: 1, ..Options::default() }, &Control::new()).unwrap();
+    let o =
+        explore(&cfg, &Options { depth: 6, threads: 2, max_memory: 1, ..Options::default() }, &Control::new()).unwrap();
     assert_eq!(o.stop, StopReason::MemoryCap);
     assert!(!o.stop.complete());
     assert!(o.depth_reached < 6 && o.partial.is_some());
     assert!(o.summary().contains("memory cap"), "{}", o.summary());
-    let o = explore(&cfg, &Options { depth: 6, threads: 2, max_seconds: Some(0.0), ..Options::default() }, &Control::new()).unwrap();
+    let o =
+        explore(&cfg, &Options { depth: 6, threads: 2, max_seconds: Some(0.0), ..Options::default() }, &Control::new())
+            .unwrap();
     assert_eq!(o.stop, StopReason::TimeLimit);
     assert!(o.summary().contains("time limit"), "{}", o.summary());
 }

@@ -83,7 +83,8 @@ fn snapshot(m: &Machine) -> Snapshot {
         m.s.emc[h],
         m.s.order[h],
     );
-    let device = l.pfns_of(0).map(|p| (m.s.rc[p], m.s.mc[p], m.s.flags[p] & zdfuzz_core::page::PG_LOCKED != 0)).collect();
+    let device =
+        l.pfns_of(0).map(|p| (m.s.rc[p], m.s.mc[p], m.s.flags[p] & zdfuzz_core::page::PG_LOCKED != 0)).collect();
     Snapshot { thp, device, pgmap_ref: m.s.pgmaps[0].pref.count() }
 }
 
@@ -210,7 +211,7 @@ do_swap_page proc=0 addr=1 cpu=0
 ";
     let (mut m, ops) = machine(text, "p20");
     let v = m.run(&ops).unwrap();
-    assert_eq!(v.violation.as_ref().map(|x| x.invariant), Some("I-D3"), "{}", show(&v));
+    assert_eq!(v.violation.as_ref().map(|x| x.invariant.id()), Some("I-D3"), "{}", show(&v));
     let (mut m, ops) = machine(text, "e5");
     let v = m.run(&ops).unwrap();
     assert!(v.ok(), "{}", show(&v));
@@ -219,7 +220,7 @@ do_swap_page proc=0 addr=1 cpu=0
 fn bytes_never(preset: &str, shape: Shape, data: &[u8], ids: &[&str]) -> Result<(), TestCaseError> {
     let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), shape)).unwrap();
     let v = m.run_bytes(data);
-    if let Some(x) = v.violation.as_ref().filter(|x| ids.contains(&x.invariant)) {
+    if let Some(x) = v.violation.as_ref().filter(|x| ids.contains(&x.invariant.id())) {
         return Err(TestCaseError::fail(format!("{preset}: {x}")));
     }
     Ok(())

@@ -76,7 +76,8 @@ fn wrong_target_and_clean_programs_are_errors_not_panics() {
          rcu_grace_period\nstep task=0\nstep task=0\n",
     )
     .unwrap();
-    let other = Signature { invariant: "I-F9".into(), kind: "put_page".into(), device: "generic".into(), rules: "p20".into() };
+    let other =
+        Signature { invariant: "I-F9".into(), kind: "put_page".into(), device: "generic".into(), rules: "p20".into() };
     assert!(minimize(&rules, &q1, Some(&other), 100).is_err());
     // a budget of nothing still answers
     assert!(minimize(&rules, &q1, None, 0).is_err());

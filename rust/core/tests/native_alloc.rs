@@ -15,7 +15,8 @@ use zdfuzz_core::{DeviceType, Rules};
 #[test]
 fn allocations_come_only_from_corpus_growth_and_violations() {
     for preset in ["e3", "p20"] {
-        let mut f = NativeFuzzer::new(NativeConfig::new(Rules::preset(preset).unwrap(), DeviceType::ALL.to_vec(), 1)).unwrap();
+        let mut f =
+            NativeFuzzer::new(NativeConfig::new(Rules::preset(preset).unwrap(), DeviceType::ALL.to_vec(), 1)).unwrap();
         f.run(3000, None); // warm up: buffers reach their size
         let s0 = f.stats();
         let a0 = ALLOCS.load(Ordering::Relaxed);
@@ -29,7 +30,10 @@ fn allocations_come_only_from_corpus_growth_and_violations() {
         // (a livelock report, I-D3, lists the faults and their pages: up to
         // ~20 small strings)
         let budget = 3 * grown + 24 * violations + 16;
-        assert!(allocs as u64 <= budget, "{preset}: {allocs} allocations for 4000 programs, {grown} new entries, {violations} violations");
+        assert!(
+            allocs as u64 <= budget,
+            "{preset}: {allocs} allocations for 4000 programs, {grown} new entries, {violations} violations"
+        );
         assert!(4000 - violations > 1000, "{preset}: too few clean programs to say anything ({violations} violations)");
     }
 }

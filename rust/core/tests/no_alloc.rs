@@ -14,7 +14,9 @@ fn clean_programs_allocate_nothing() {
     let mut seed = 0x1234_5678_9abc_def0u64;
     let mut checked = 0;
     for preset in ["e1", "e2", "e3", "e4", "e5", "p20"] {
-        for types in [vec![DeviceType::Private], vec![DeviceType::P2pdma], vec![DeviceType::Fsdax], DeviceType::ALL.to_vec()] {
+        for types in
+            [vec![DeviceType::Private], vec![DeviceType::P2pdma], vec![DeviceType::Fsdax], DeviceType::ALL.to_vec()]
+        {
             let shape = Shape { types, ..Shape::default() };
             let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), shape)).unwrap();
             let mut data = vec![0u8; 256];
@@ -29,7 +31,13 @@ fn clean_programs_allocate_nothing() {
                 let v = m.run_bytes(&data);
                 let after = ALLOCS.load(Ordering::Relaxed);
                 if v.ok() {
-                    assert_eq!(after, before, "{preset}: {} allocations in a clean run of {} steps", after - before, v.steps);
+                    assert_eq!(
+                        after,
+                        before,
+                        "{preset}: {} allocations in a clean run of {} steps",
+                        after - before,
+                        v.steps
+                    );
                     checked += v.steps;
                 }
             }

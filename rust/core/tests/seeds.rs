@@ -199,12 +199,13 @@ step task=0
     match run_text(BROKEN, "e2").unwrap() {
         Outcome::Ran(v) => {
             assert!(!v.ok(), "the broken program must be reported:\n{}", explain(&v));
-            assert_eq!(v.reported().unwrap().invariant, "I-L2", "{}", explain(&v));
+            assert_eq!(v.reported().unwrap().invariant.id(), "I-L2", "{}", explain(&v));
         }
         Outcome::NotEnabled(line, why) => panic!("line {line} unexpectedly not enabled: {why}"),
     }
     // user-space P2P mappings do not exist before v6.2
-    let mmap = "rules e3\nconfig types=p2pdma\nmemremap_pages pgmap=0\np2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1\n";
+    let mmap =
+        "rules e3\nconfig types=p2pdma\nmemremap_pages pgmap=0\np2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1\n";
     assert!(matches!(run_text(mmap, "e3").unwrap(), Outcome::Ran(ref v) if v.ok()));
     assert!(matches!(run_text(mmap, "e1").unwrap(), Outcome::NotEnabled(4, _)));
 }

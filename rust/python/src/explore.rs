@@ -5,16 +5,17 @@
 //! and the partial result is returned, `stop == "interrupted"`) and, every
 //! `progress_interval` seconds, to call the `progress` callback.
 
+use crate::error::{config, Failure, Result};
 use crate::machine::{PyVerdict, PyViolation};
-use crate::program::{rules_arg, shape_arg, PyProgram};
-use pyo3::exceptions::PyValueError;
+use crate::program::{rules_arg, PyProgram};
+use crate::shape::shape_arg;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use zdfuzz_core::explore::{explore as run_explore, Control, Coverage, Options, Outcome};
+use zdfuzz_core::explore::{explore as run_explore, parse_size, Control, Coverage, Options, Outcome};
 use zdfuzz_core::fingerprint::Reduction;
-use zdfuzz_core::Config;
+use zdfuzz_core::{Config, Shape};
 
 /// The result of `zdfuzz.explore`.
 #[pyclass(module = "zdfuzz._core", name = "ExploreResult", frozen, skip_from_py_object)]
@@ -164,31 +165,14 @@ impl PyExploreResult {
     }
 }
 
-/// Parse a size such as 4096, "512M", "4G".
-fn size_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+/// A size: a number of bytes, or a string such as "512M", "4G".
+fn size_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<u64> {
     if let Ok(n) = obj.extract::<u64>() {
         return Ok(n);
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err(format!("{what} must be a number of bytes or a string like \"512M\"")))?;
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(PyValueError::new_err(format!("{what}: unknown unit in {s:?} (K, M, G, T)"))),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num.trim().parse().map_err(|_| PyValueError::new_err(format!("{what}: not a size: {s:?}")))?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(PyValueError::new_err(format!("{what}: not a size: {s:?}")));
-    }
-    Ok((n * mult as f64) as u64)
+    let s: String =
+        obj.extract().map_err(|_| config(format!("{what} must be a number of bytes or a string like \"512M\"")))?;
+    Ok(parse_size(&s, what)?)
 }
 
 fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<Bound<'py, PyDict>> {
@@ -205,9 +189,11 @@ fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<B
 /// Explore every program of up to `depth` actions breadth-first and return
 /// either "no violation within these bounds" or the shortest counterexample.
 ///
-/// The machine shape is given as for `Machine`, except that system RAM and
-/// huge pages are off by default (`ram=0, order=0`): they multiply the
-/// states, and only device-private migration needs them. `symmetry=False` explores
+/// `shape` is a `Shape` (or mapping) as for `Machine`; without one, all four
+/// types with system RAM and huge pages off (`ram=0, order=0`): they
+/// multiply the states, and only device-private migration needs them (a
+/// `Shape` of device-private memory has them unless it says `ram=0,
+/// order=0`). `symmetry=False` explores
 /// exact states (no CPU/page symmetry reduction); `threads=0` uses every
 /// core; `max_memory` / `bitstate` take bytes or strings like "512M";
 /// `progress(dict)` is called every `progress_interval` seconds with
@@ -216,24 +202,13 @@ fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<B
 /// "interrupted"`); so do `max_memory` ("memory") and `max_seconds` ("time").
 /// An exception raised by `progress` stops the search and is re-raised.
 #[pyfunction]
-#[pyo3(signature = (rules, *, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
-                    file_pages = 2, tasks = 4, ram = 0, order = 0, depth = 8, threads = 0, symmetry = true, max_memory = None,
+#[pyo3(signature = (rules, *, shape = None, depth = 8, threads = 0, symmetry = true, max_memory = None,
                     bitstate = None, max_seconds = None, progress = None, progress_interval = 0.5))]
 #[allow(clippy::too_many_arguments)]
 pub fn explore(
     py: Python<'_>,
     rules: &Bound<'_, PyAny>,
-    types: Option<Vec<String>>,
-    pgmaps: usize,
-    pages: usize,
-    cpus: usize,
-    procs: usize,
-    addrs: usize,
-    files: usize,
-    file_pages: usize,
-    tasks: usize,
-    ram: usize,
-    order: usize,
+    shape: Option<&Bound<'_, PyAny>>,
     depth: usize,
     threads: usize,
     symmetry: bool,
@@ -244,7 +219,12 @@ pub fn explore(
     progress_interval: f64,
 ) -> PyResult<PyExploreResult> {
     let rules = rules_arg(rules)?;
-    let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, Some(ram), Some(order))?;
+    // without a shape: all four types, no system RAM and no huge pages (they
+    // multiply the states; only device-private migration needs them)
+    let shape = match shape {
+        Some(s) => shape_arg(Some(s))?,
+        None => Shape { ram: 0, order: 0, ..Shape::default() },
+    };
     let cfg = Config::with_shape(rules, shape);
     let mut opts = Options {
         depth,
@@ -257,18 +237,15 @@ pub fn explore(
         opts.max_memory = size_arg(m, "max_memory")?;
     }
     if let Some(b) = bitstate {
-        let bytes = size_arg(b, "bitstate")?;
-        if bytes < 512 {
-            return Err(PyValueError::new_err("bitstate needs at least 512 bytes"));
-        }
-        opts.bitstate_bytes = Some(bytes);
+        opts.bitstate_bytes = Some(size_arg(b, "bitstate")?);
     }
+    opts.validate().map_err(Failure::from)?;
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
-        return Err(PyValueError::new_err("progress_interval must be a positive number of seconds"));
+        return Err(config("progress_interval must be a positive number of seconds").into());
     }
     if let Some(p) = progress {
         if !p.is_callable() {
-            return Err(PyValueError::new_err("progress must be a callable taking a dict"));
+            return Err(config("progress must be a callable taking a dict").into());
         }
     }
     let ctl = Control::new();
@@ -302,7 +279,7 @@ pub fn explore(
     }
     match outcome {
         Ok(Ok(inner)) => Ok(PyExploreResult { inner, cfg }),
-        Ok(Err(e)) => Err(PyValueError::new_err(e.0)),
-        Err(_) => Err(PyValueError::new_err("internal error: the explorer thread panicked")),
+        Ok(Err(e)) => Err(Failure::from(e).into()),
+        Err(_) => Err(Failure(zdfuzz_core::Error::Internal("the explorer thread panicked".into())).into()),
     }
 }

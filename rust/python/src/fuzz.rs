@@ -3,8 +3,9 @@
 //!
 //! A signature crosses as a tuple `(invariant, kind, device, rules)`.
 
-use crate::program::{rules_arg, shape_arg, PyProgram};
-use pyo3::exceptions::PyValueError;
+use crate::error::{config, Result};
+use crate::program::{rules_arg, PyProgram};
+use crate::shape::shape_arg;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::time::{Duration, Instant};
@@ -70,47 +71,32 @@ pub struct PyNativeFuzzer {
 #[pymethods]
 impl PyNativeFuzzer {
     #[new]
-    #[pyo3(signature = (rules, types = None, seed = 0, max_actions = 64, swarm = true, pgmaps = 1, pages = 4, cpus = 2,
-                        procs = 2, addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (rules, shape = None, seed = 0, max_actions = 64, swarm = true))]
     fn new(
         rules: &Bound<'_, PyAny>,
-        types: Option<Vec<String>>,
+        shape: Option<&Bound<'_, PyAny>>,
         seed: u64,
         max_actions: usize,
         swarm: bool,
-        pgmaps: usize,
-        pages: usize,
-        cpus: usize,
-        procs: usize,
-        addrs: usize,
-        files: usize,
-        file_pages: usize,
-        tasks: usize,
-        ram: Option<usize>,
-        order: Option<usize>,
-    ) -> PyResult<PyNativeFuzzer> {
+    ) -> Result<PyNativeFuzzer> {
         let rules = rules_arg(rules)?;
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
-        if max_actions == 0 || max_actions > 4096 {
-            return Err(PyValueError::new_err(format!("max_actions must be between 1 and 4096, got {max_actions}")));
-        }
+        let shape = shape_arg(shape)?;
         let types: Vec<DeviceType> = shape.types.clone();
         let cfg = NativeConfig { rules, types, shape, seed, max_actions, swarm };
-        NativeFuzzer::new(cfg).map(|f| PyNativeFuzzer { f }).map_err(PyValueError::new_err)
+        Ok(PyNativeFuzzer { f: NativeFuzzer::new(cfg)? })
     }
 
     /// Run up to `max_execs` programs or `seconds`, whichever ends first;
     /// returns the signatures found that were not known, in order.
     #[pyo3(signature = (max_execs = None, seconds = None))]
-    fn run(&mut self, max_execs: Option<u64>, seconds: Option<f64>) -> PyResult<Vec<PyFinding>> {
+    fn run(&mut self, max_execs: Option<u64>, seconds: Option<f64>) -> Result<Vec<PyFinding>> {
         let deadline = match seconds {
-            Some(s) if !(s.is_finite() && s >= 0.0) => return Err(PyValueError::new_err("seconds must be a finite number >= 0")),
+            Some(s) if !(s.is_finite() && s >= 0.0) => return Err(config("seconds must be a finite number >= 0")),
             Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
             None => None,
         };
         if max_execs.is_none() && deadline.is_none() {
-            return Err(PyValueError::new_err("give max_execs or seconds (or both)"));
+            return Err(config("give max_execs or seconds (or both)"));
         }
         Ok(self.f.run(max_execs.unwrap_or(u64::MAX), deadline).into_iter().map(PyFinding::new).collect())
     }
@@ -178,21 +164,14 @@ pub fn minimize(
     rules: Option<&Bound<'_, PyAny>>,
     signature: Option<SigTuple>,
     max_runs: usize,
-) -> PyResult<PyMinimized> {
+) -> Result<PyMinimized> {
     let rules = match rules {
         Some(r) => rules_arg(r)?,
-        None => Rules::preset(&program.inner.rules).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "the program names rules {:?}, which is not a preset: pass rules= (a .toml path or Rules)",
-                program.inner.rules
-            ))
-        })?,
+        None => Rules::resolve(&program.inner.rules)?,
     };
     let target = signature.map(sig_from);
     let p = program.inner.clone();
-    let r = py
-        .detach(move || core_minimize(&rules, &p, target.as_ref(), max_runs))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let r = py.detach(move || core_minimize(&rules, &p, target.as_ref(), max_runs))?;
     Ok(PyMinimized {
         program: PyProgram { inner: r.program },
         signature: sig_tuple(&r.signature),

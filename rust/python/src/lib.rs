@@ -1,26 +1,25 @@
 //! zdfuzz._core — the PyO3 binding of zdfuzz-core.
 //!
-//! Conversions and exceptions only: every behaviour lives in the core crate.
-//! A bad call (unknown preset, malformed program, action not allowed now)
-//! raises `ProgramError` / `ValueError` naming the problem; a broken
-//! invariant found by the model is data (`Verdict.violation`), raised as
+//! Conversions only: every behaviour lives in the core crate, and every core
+//! error becomes a Python exception in one place (`error.rs`): a
+//! `ZdfuzzError` (a `ValueError`) — `ProgramError`, `RulesError`,
+//! `ConfigError` or `MinimizeError` — naming the problem and, where the core
+//! has one, the file, line and column. A broken invariant found by the model
+//! is data (`Verdict.violation`, `StepResult.violation`), raised as
 //! `InvariantViolation` only by the stateful `Machine.step`.
 
 use pyo3::prelude::*;
 
+mod error;
 mod explore;
 mod fuzz;
 mod machine;
 mod percpu;
 mod program;
 mod rules;
+mod shape;
 
-pyo3::create_exception!(
-    _core,
-    ProgramError,
-    pyo3::exceptions::PyValueError,
-    "A program or action that cannot be run: malformed text (with .line and .col), an operand out of range, or an action its actor may not take now."
-);
+use error::{ConfigError, MinimizeError, ProgramError, RulesError, ZdfuzzError};
 pyo3::create_exception!(
     _core,
     InvariantViolation,
@@ -32,7 +31,15 @@ pyo3::create_exception!(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_PRESET", zdfuzz_core::DEFAULT_PRESET)?;
+    m.add("DEVICE_TYPES", shape::device_types())?;
+    m.add("ZdfuzzError", py.get_type::<ZdfuzzError>())?;
     m.add("ProgramError", py.get_type::<ProgramError>())?;
+    m.add("RulesError", py.get_type::<RulesError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("MinimizeError", py.get_type::<MinimizeError>())?;
+    m.add_class::<shape::PyShape>()?;
+    m.add_class::<machine::PyStepResult>()?;
     m.add("InvariantViolation", py.get_type::<InvariantViolation>())?;
     m.add_class::<percpu::PyPercpuRef>()?;
     m.add_class::<percpu::PyRefEvent>()?;

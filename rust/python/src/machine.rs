@@ -1,14 +1,15 @@
 //! `zdfuzz.Machine`, `Verdict`, `Violation`.
 
-use crate::program::{action_arg, plain_program_error, rules_arg, shape_arg, shape_dict, PyAction, PyProgram};
+use crate::error::{Failure, Result};
+use crate::program::{action_arg, rules_arg, rules_or_default, PyAction, PyProgram};
 use crate::rules::PyRules;
+use crate::shape::{shape_arg, PyShape};
 use crate::InvariantViolation;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use zdfuzz_core::machine::TraceEntry;
-use zdfuzz_core::oracle::invariant_doc;
-use zdfuzz_core::{Config, Machine, Rules, StepError, Verdict, Violation};
+use zdfuzz_core::oracle::Invariant;
+use zdfuzz_core::{Config, Machine, ProgramError, Rules, Verdict, Violation};
 
 fn trace_line(t: &TraceEntry) -> String {
     let mut s = format!("{:>4}  {}{}", t.step, if t.drain { "(drain) " } else { "" }, t.action);
@@ -46,12 +47,12 @@ pub struct PyViolation {
 impl PyViolation {
     pub(crate) fn new(v: &Violation, trace: &[TraceEntry]) -> PyViolation {
         PyViolation {
-            invariant: v.invariant,
-            category: v.class.name(),
+            invariant: v.invariant.id(),
+            category: v.class().name(),
             step: v.step,
             action: v.action.clone(),
             message: v.message.clone(),
-            doc: invariant_doc(v.invariant),
+            doc: v.invariant.doc(),
             objects: v.objects.clone(),
             expected: v.expected.clone(),
             actual: v.actual.clone(),
@@ -87,7 +88,7 @@ impl PyVerdict {
 
     /// A verdict of a machine of configuration `cfg` (built elsewhere).
     pub(crate) fn of_config(cfg: &zdfuzz_core::Config, inner: Verdict) -> PyVerdict {
-        let layout = zdfuzz_core::config::Layout::new(cfg);
+        let layout = zdfuzz_core::config::Layout::new(&cfg.shape);
         let signature = inner
             .reported()
             .map(|v| crate::fuzz::sig_tuple(&zdfuzz_core::signature::signature(&layout, &cfg.rules.name, v)));
@@ -170,56 +171,24 @@ pub struct PyMachine {
     m: Machine,
 }
 
-impl PyMachine {
-    fn step_error(&self, py: Python<'_>, line: usize, e: StepError) -> PyErr {
-        plain_program_error(py, line, e.to_string())
-    }
-}
-
 #[pymethods]
 impl PyMachine {
     #[new]
-    #[pyo3(signature = (rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4,
-                        files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        rules: Option<&Bound<'_, PyAny>>,
-        types: Option<Vec<String>>,
-        pgmaps: usize,
-        pages: usize,
-        cpus: usize,
-        procs: usize,
-        addrs: usize,
-        files: usize,
-        file_pages: usize,
-        tasks: usize,
-        ram: Option<usize>,
-        order: Option<usize>,
-    ) -> PyResult<PyMachine> {
-        let rules = match rules {
-            Some(r) => rules_arg(r)?,
-            None => Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?,
-        };
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
-        let m = Machine::new(Config::with_shape(rules, shape)).map_err(|e| PyValueError::new_err(e.0))?;
-        Ok(PyMachine { m })
+    #[pyo3(signature = (rules = None, shape = None))]
+    fn new(rules: Option<&Bound<'_, PyAny>>, shape: Option<&Bound<'_, PyAny>>) -> Result<PyMachine> {
+        let rules = rules_or_default(rules)?;
+        Ok(PyMachine { m: Machine::new(Config::with_shape(rules, shape_arg(shape)?))? })
     }
 
     /// A machine shaped for `program`, under its own rules or `rules`.
     #[staticmethod]
     #[pyo3(signature = (program, rules = None))]
-    fn for_program(program: &PyProgram, rules: Option<&Bound<'_, PyAny>>) -> PyResult<PyMachine> {
+    fn for_program(program: &PyProgram, rules: Option<&Bound<'_, PyAny>>) -> Result<PyMachine> {
         let rules = match rules {
             Some(r) => rules_arg(r)?,
-            None => Rules::preset(&program.inner.rules).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "the program names rules {:?}, which is not a preset: pass rules= (a .toml path or Rules)",
-                    program.inner.rules
-                ))
-            })?,
+            None => Rules::resolve(&program.inner.rules)?,
         };
-        let m = Machine::new(Config::with_shape(rules, program.inner.shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
-        Ok(PyMachine { m })
+        Ok(PyMachine { m: Machine::new(Config::with_shape(rules, program.inner.shape.clone()))? })
     }
 
     #[getter]
@@ -228,32 +197,29 @@ impl PyMachine {
     }
 
     #[getter]
-    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        shape_dict(py, &self.m.cfg.shape)
+    fn shape(&self) -> PyShape {
+        PyShape { inner: self.m.cfg.shape.clone() }
     }
 
     /// Run a program from the initial state, then the drain. The program's
     /// shape must be the machine's.
     #[pyo3(signature = (program, trace = true))]
-    fn run(&mut self, py: Python<'_>, program: &PyProgram, trace: bool) -> PyResult<PyVerdict> {
+    fn run(&mut self, program: &PyProgram, trace: bool) -> Result<PyVerdict> {
         let p = &program.inner;
         if p.shape != self.m.cfg.shape {
-            return Err(plain_program_error(
-                py,
+            return Err(ProgramError::at(
                 0,
-                "the program was written for another machine shape (see its `config` line); use Machine.for_program".into(),
-            ));
+                "the program was written for another machine shape (see its `config` line); use Machine.for_program"
+                    .into(),
+            )
+            .into());
         }
         self.m.set_tracing(trace);
         let r = self.m.run(&p.ops);
         self.m.set_tracing(false);
         match r {
             Ok(v) => Ok(PyVerdict::of(&self.m, v)),
-            Err((i, e)) => {
-                let line = p.line_of(i).unwrap_or(0);
-                let what = zdfuzz_core::program::text::op_to_text(&p.ops[i]);
-                Err(plain_program_error(py, line, format!("action {i} `{what}`: {e}")))
-            }
+            Err((i, e)) => Err(p.step_error(i, &e).into()),
         }
     }
 
@@ -270,9 +236,21 @@ impl PyMachine {
     /// if its actor may not take it now, InvariantViolation if it breaks an
     /// invariant.
     fn step(&mut self, py: Python<'_>, action: &Bound<'_, PyAny>) -> PyResult<()> {
-        let op = action_arg(py, action)?;
-        self.m.step(&op).map_err(|e| self.step_error(py, 0, e))?;
+        let op = action_arg(action)?;
+        self.m.step(&op).map_err(|e| Failure::from(ProgramError::at(0, e.to_string())))?;
         self.raise_if_violated(py)
+    }
+
+    /// Apply one action and say, in one call, what came of it: the
+    /// violation (None while clean; nothing is raised), the objects it
+    /// brought into use and the actions enabled now — what a state-machine
+    /// test needs per step. Raises ProgramError if the action is not enabled.
+    fn act(&mut self, action: &Bound<'_, PyAny>) -> Result<PyStepResult> {
+        let op = action_arg(action)?;
+        let c = self.m.act(&op).map_err(|e| Failure::from(ProgramError::at(0, e.to_string())))?;
+        let violation = self.m.violation().map(|v| PyViolation::new(v, &[]));
+        let enabled = if violation.is_some() { Vec::new() } else { self.enabled_actions() };
+        Ok(PyStepResult { violation, pgmaps: c.pgmaps, pages: c.pages, pins: c.pins, tasks: c.tasks, enabled })
     }
 
     /// The drain, then the verdict. Raises nothing; read the verdict.
@@ -288,10 +266,10 @@ impl PyMachine {
     }
 
     /// Why `action` is not enabled now (None if it is).
-    fn why_not(&self, py: Python<'_>, action: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-        let op = action_arg(py, action)?;
+    fn why_not(&self, action: &Bound<'_, PyAny>) -> Result<Option<String>> {
+        let op = action_arg(action)?;
         if let Err(e) = op.in_domain(&self.m.layout) {
-            return Ok(Some(e));
+            return Ok(Some(e.0));
         }
         Ok(self.m.enabled(&op).err().map(String::from))
     }
@@ -335,8 +313,40 @@ impl PyMachine {
     }
 }
 
+/// What one `Machine.act` did.
+#[pyclass(module = "zdfuzz._core", name = "StepResult", frozen, get_all, skip_from_py_object)]
+pub struct PyStepResult {
+    /// the violation, once the machine has stopped at one (None while clean)
+    violation: Option<PyViolation>,
+    /// pgmaps the action registered
+    pgmaps: Vec<usize>,
+    /// pfns somebody came to hold (map, reference, pin, allocation, file)
+    pages: Vec<usize>,
+    /// pfns somebody came to pin
+    pins: Vec<usize>,
+    /// task slots of kernel tasks the action started
+    tasks: Vec<usize>,
+    /// every action enabled now (none once stopped)
+    enabled: Vec<PyAction>,
+}
+
+#[pymethods]
+impl PyStepResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "StepResult(violation={}, pgmaps={:?}, pages={:?}, pins={:?}, tasks={:?}, enabled={})",
+            self.violation.as_ref().map_or("None".into(), |v| v.__str__()),
+            self.pgmaps,
+            self.pages,
+            self.pins,
+            self.tasks,
+            self.enabled.len()
+        )
+    }
+}
+
 /// Every invariant id the machine reports, with its plain-words meaning.
 #[pyfunction]
 pub fn invariants() -> Vec<(&'static str, &'static str)> {
-    zdfuzz_core::oracle::INVARIANTS.iter().map(|i| (*i, invariant_doc(i))).collect()
+    Invariant::ALL.iter().map(|i| (i.id(), i.doc())).collect()
 }

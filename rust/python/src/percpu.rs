@@ -1,12 +1,12 @@
 //! `zdfuzz.PercpuRef`: lib/percpu-refcount.c driven from Python.
 
-use pyo3::exceptions::PyValueError;
+use crate::error::{config, Failure};
 use pyo3::prelude::*;
 use zdfuzz_core::stress::RealRef;
 use zdfuzz_core::{init_flags, Effects, NoSuchCpu, RefEvent};
 
-fn cpu_err(e: NoSuchCpu) -> PyErr {
-    PyValueError::new_err(e.to_string())
+fn cpu_err(e: NoSuchCpu) -> Failure {
+    config(e.to_string())
 }
 
 const FLAG_NAMES: [(&str, u32); 3] = [
@@ -56,7 +56,7 @@ impl PyPercpuRef {
         for e in fx.events.iter() {
             self.events.push(PyRefEvent {
                 name: e.name(),
-                invariant: e.invariant(),
+                invariant: e.invariant().id(),
                 op,
                 call: self.calls,
                 value: if matches!(e, RefEvent::Underflow | RefEvent::PutBelowZero) { fx.value } else { 0 },
@@ -72,7 +72,7 @@ impl PyPercpuRef {
     #[pyo3(signature = (cpus = 4, flags = Vec::new()))]
     fn new(cpus: usize, flags: Vec<String>) -> PyResult<Self> {
         if !(1..=4096).contains(&cpus) {
-            return Err(PyValueError::new_err(format!("cpus must be between 1 and 4096, got {cpus}")));
+            return Err(config(format!("cpus must be between 1 and 4096, got {cpus}")).into());
         }
         let mut bits = 0;
         for f in &flags {
@@ -80,10 +80,9 @@ impl PyPercpuRef {
                 Some((_, b)) => bits |= b,
                 None => {
                     let valid: Vec<_> = FLAG_NAMES.iter().map(|(n, _)| *n).collect();
-                    return Err(PyValueError::new_err(format!(
-                        "unknown percpu_ref flag '{f}'; valid flags: {}",
-                        valid.join(", ")
-                    )));
+                    return Err(
+                        config(format!("unknown percpu_ref flag '{f}'; valid flags: {}", valid.join(", "))).into()
+                    );
                 }
             }
         }
@@ -233,7 +232,7 @@ impl PyPercpuRef {
 #[pyo3(signature = (workers = 2, ops = 100_000))]
 pub fn percpu_ref_stress(py: Python<'_>, workers: usize, ops: u64) -> PyResult<(u64, u64, u64, u64)> {
     if !(1..=256).contains(&workers) {
-        return Err(PyValueError::new_err(format!("workers must be between 1 and 256, got {workers}")));
+        return Err(config(format!("workers must be between 1 and 256, got {workers}")).into());
     }
     let rep = py.detach(|| zdfuzz_core::stress::run_stress(workers, ops));
     Ok((rep.releases, rep.puts_after_release, rep.ops, rep.events))
@@ -245,9 +244,8 @@ pub fn percpu_ref_stress(py: Python<'_>, workers: usize, ops: u64) -> PyResult<(
 #[pyo3(signature = (threads, pairs = 2_000_000, rounds = 5))]
 pub fn bench_percpu_ref(py: Python<'_>, threads: usize, pairs: u64, rounds: usize) -> PyResult<Vec<(f64, f64)>> {
     if !(1..=256).contains(&threads) {
-        return Err(PyValueError::new_err(format!("threads must be between 1 and 256, got {threads}")));
+        return Err(config(format!("threads must be between 1 and 256, got {threads}")).into());
     }
     let r = py.detach(|| zdfuzz_core::bench::compare(threads, pairs, rounds));
     Ok(r.iter().map(|t| (t.pairs_per_sec, t.ns_per_pair)).collect())
 }
-

@@ -1,104 +1,37 @@
 //! `zdfuzz.Program` and `zdfuzz.Action`: the three program encodings.
 
+use crate::error::{Failure, Result};
 use crate::rules::PyRules;
-use crate::ProgramError;
-use pyo3::exceptions::PyValueError;
+use crate::shape::{shape_arg, PyShape};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use zdfuzz_core::program::json::{program_from_json_str, program_to_json_string};
 use zdfuzz_core::program::op::Dim;
 use zdfuzz_core::program::text::{op_to_text, parse_action, parse_program, program_to_text, value_text};
-use zdfuzz_core::{Config, DeviceType, Machine, Op, Program, Rules, Shape};
-
-/// A ProgramError carrying `.line` and `.col` (0 when not from text).
-pub fn program_error(py: Python<'_>, e: &zdfuzz_core::ProgramError) -> PyErr {
-    let err = ProgramError::new_err(e.to_string());
-    let v = err.value(py);
-    let _ = v.setattr("line", e.line);
-    let _ = v.setattr("col", e.col);
-    let _ = v.setattr("message", e.message.clone());
-    err
-}
-
-pub fn plain_program_error(py: Python<'_>, line: usize, message: String) -> PyErr {
-    program_error(py, &zdfuzz_core::ProgramError { line, col: if line > 0 { 1 } else { 0 }, message })
-}
+use zdfuzz_core::{Config, Machine, Op, Program, ProgramError, Rules, DEFAULT_PRESET};
 
 /// `rules=` argument: a preset name, a path to a TOML file, or a Rules.
-pub fn rules_arg(obj: &Bound<'_, PyAny>) -> PyResult<Rules> {
+pub fn rules_arg(obj: &Bound<'_, PyAny>) -> Result<Rules> {
     if let Ok(r) = obj.cast::<PyRules>() {
         return Ok(r.get().inner.clone());
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err("rules must be a preset name, a .toml path or a Rules"))?;
-    if let Some(r) = Rules::preset(&s) {
-        return Ok(r);
-    }
-    if s.ends_with(".toml") || std::path::Path::new(&s).is_file() {
-        return Rules::load(std::path::Path::new(&s)).map_err(|e| PyValueError::new_err(e.to_string()));
-    }
-    Err(PyValueError::new_err(format!(
-        "unknown rules {s:?}: not a preset ({}) and not a .toml file",
-        Rules::preset_names().join(", ")
-    )))
+    let s: String = obj.extract().map_err(|_| {
+        Failure(zdfuzz_core::Error::Rules(zdfuzz_core::RulesError {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            message: "rules must be a preset name, a .toml path or a Rules".into(),
+        }))
+    })?;
+    Ok(Rules::resolve(&s)?)
 }
 
-/// Build a Shape from the keyword arguments shared by Machine and Program.
-#[allow(clippy::too_many_arguments)]
-pub fn shape_arg(
-    types: Option<Vec<String>>,
-    pgmaps: usize,
-    pages: usize,
-    cpus: usize,
-    procs: usize,
-    addrs: usize,
-    files: usize,
-    file_pages: usize,
-    tasks: usize,
-    ram: Option<usize>,
-    order: Option<usize>,
-) -> PyResult<Shape> {
-    let mut shape = Shape::default();
-    if let Some(types) = types {
-        shape.types = types
-            .iter()
-            .map(|t| {
-                DeviceType::from_name(t).ok_or_else(|| {
-                    PyValueError::new_err(format!("unknown device type {t:?}; types: private, fsdax, generic, p2pdma"))
-                })
-            })
-            .collect::<PyResult<_>>()?;
+/// `rules=` with the default preset when None.
+pub fn rules_or_default(obj: Option<&Bound<'_, PyAny>>) -> Result<Rules> {
+    match obj {
+        Some(r) => rules_arg(r),
+        None => Ok(Rules::resolve(DEFAULT_PRESET)?),
     }
-    for (k, v) in [
-        ("pgmaps", pgmaps),
-        ("pages", pages),
-        ("cpus", cpus),
-        ("procs", procs),
-        ("addrs", addrs),
-        ("files", files),
-        ("file_pages", file_pages),
-        ("tasks", tasks),
-    ] {
-        shape.set(k, v);
-    }
-    // system RAM and huge pages default to none without a device-private type
-    shape.apply_memory_defaults(ram.is_some(), order.is_some());
-    if let Some(v) = ram {
-        shape.ram = v;
-    }
-    if let Some(v) = order {
-        shape.order = v;
-    }
-    shape.validate().map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(shape)
-}
-
-pub fn shape_dict<'py>(py: Python<'py>, s: &Shape) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("types", s.types.iter().map(|t| t.name()).collect::<Vec<_>>())?;
-    for (k, v) in s.fields() {
-        d.set_item(k, v)?;
-    }
-    Ok(d)
 }
 
 /// One action: a kernel function or event with its operands.
@@ -112,8 +45,8 @@ pub struct PyAction {
 impl PyAction {
     /// Parse one line of .zdf text, e.g. "put_page pfn=3 by=gup cpu=1".
     #[staticmethod]
-    fn parse(py: Python<'_>, text: &str) -> PyResult<PyAction> {
-        parse_action(text).map(|op| PyAction { op }).map_err(|e| program_error(py, &e))
+    fn parse(text: &str) -> Result<PyAction> {
+        Ok(PyAction { op: parse_action(text)? })
     }
 
     /// The kernel function or event (e.g. "memunmap_pages").
@@ -149,12 +82,13 @@ impl PyAction {
 }
 
 /// Accept an Action or a line of text.
-pub fn action_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Op> {
+pub fn action_arg(obj: &Bound<'_, PyAny>) -> Result<Op> {
     if let Ok(a) = obj.cast::<PyAction>() {
         return Ok(a.get().op);
     }
-    let s: String = obj.extract().map_err(|_| PyValueError::new_err("an action is an Action or a line of .zdf text"))?;
-    parse_action(&s).map_err(|e| program_error(py, &e))
+    let s: String =
+        obj.extract().map_err(|_| ProgramError::at(0, "an action is an Action or a line of .zdf text".into()))?;
+    Ok(parse_action(&s)?)
 }
 
 /// A program: rules, machine shape, and actions.
@@ -167,72 +101,43 @@ pub struct PyProgram {
 #[pymethods]
 impl PyProgram {
     #[new]
-    #[pyo3(signature = (actions, rules = "e3".to_string(), types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        actions: Vec<Bound<'_, PyAny>>,
-        rules: String,
-        types: Option<Vec<String>>,
-        pgmaps: usize,
-        pages: usize,
-        cpus: usize,
-        procs: usize,
-        addrs: usize,
-        files: usize,
-        file_pages: usize,
-        tasks: usize,
-        ram: Option<usize>,
-        order: Option<usize>,
-    ) -> PyResult<PyProgram> {
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
-        let ops = actions.iter().map(|a| action_arg(py, a)).collect::<PyResult<Vec<_>>>()?;
+    #[pyo3(signature = (actions, rules = DEFAULT_PRESET.to_string(), shape = None))]
+    fn new(actions: Vec<Bound<'_, PyAny>>, rules: String, shape: Option<&Bound<'_, PyAny>>) -> Result<PyProgram> {
+        let shape = shape_arg(shape)?;
+        let ops = actions.iter().map(action_arg).collect::<Result<Vec<_>>>()?;
         Ok(PyProgram { inner: Program::new(&rules, shape, ops) })
     }
 
-    /// Parse .zdf text; errors name the line and column.
+    /// Parse .zdf text; errors name the line and column (and `filename`).
     #[staticmethod]
-    fn parse(py: Python<'_>, text: &str) -> PyResult<PyProgram> {
-        parse_program(text).map(|inner| PyProgram { inner }).map_err(|e| program_error(py, &e))
+    #[pyo3(signature = (text, filename = None))]
+    fn parse(text: &str, filename: Option<&str>) -> Result<PyProgram> {
+        parse_program(text)
+            .map(|inner| PyProgram { inner })
+            .map_err(|e| Failure::from(e.in_file(filename.unwrap_or(""))))
     }
 
     /// Decode bytes with the total decoder (every byte string is a program)
     /// on a machine of the given rules and shape.
     #[staticmethod]
-    #[pyo3(signature = (data, rules = None, types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2,
-                        addrs = 4, files = 2, file_pages = 2, tasks = 4, ram = None, order = None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (data, rules = None, shape = None))]
     fn from_bytes(
         data: &[u8],
         rules: Option<&Bound<'_, PyAny>>,
-        types: Option<Vec<String>>,
-        pgmaps: usize,
-        pages: usize,
-        cpus: usize,
-        procs: usize,
-        addrs: usize,
-        files: usize,
-        file_pages: usize,
-        tasks: usize,
-        ram: Option<usize>,
-        order: Option<usize>,
-    ) -> PyResult<PyProgram> {
-        let rules = match rules {
-            Some(r) => rules_arg(r)?,
-            None => Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?,
-        };
-        let shape = shape_arg(types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)?;
+        shape: Option<&Bound<'_, PyAny>>,
+    ) -> Result<PyProgram> {
+        let rules = rules_or_default(rules)?;
+        let shape = shape_arg(shape)?;
         let name = rules.name.clone();
-        let mut m = Machine::new(Config::with_shape(rules, shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
+        let mut m = Machine::new(Config::with_shape(rules, shape.clone()))?;
         let ops = m.decode_program(data);
         Ok(PyProgram { inner: Program::new(&name, shape, ops) })
     }
 
     /// Parse the JSON encoding.
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<PyProgram> {
-        program_from_json_str(text).map(|inner| PyProgram { inner }).map_err(|e| program_error(py, &e))
+    fn from_json(text: &str) -> Result<PyProgram> {
+        Ok(PyProgram { inner: program_from_json_str(text)? })
     }
 
     fn to_text(&self) -> String {
@@ -245,10 +150,8 @@ impl PyProgram {
 
     /// The byte encoding (round-trips through from_bytes for programs whose
     /// actions are all enabled when they run).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let rules = Rules::preset("e3").ok_or_else(|| PyValueError::new_err("no e3 preset"))?;
-        let m = Machine::new(Config::with_shape(rules, self.inner.shape.clone())).map_err(|e| PyValueError::new_err(e.0))?;
-        Ok(PyBytes::new(py, &m.encode_program(&self.inner.ops)))
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
     }
 
     #[getter]
@@ -257,8 +160,8 @@ impl PyProgram {
     }
 
     #[getter]
-    fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        shape_dict(py, &self.inner.shape)
+    fn shape(&self) -> PyShape {
+        PyShape { inner: self.inner.shape.clone() }
     }
 
     #[getter]
@@ -279,12 +182,12 @@ impl PyProgram {
     }
 
     /// A copy keeping only the actions at `indices` (in that order).
-    fn select(&self, indices: Vec<usize>) -> PyResult<PyProgram> {
+    fn select(&self, indices: Vec<usize>) -> Result<PyProgram> {
         let mut p = self.inner.clone();
         p.ops = indices
             .iter()
-            .map(|&i| self.inner.ops.get(i).copied().ok_or_else(|| PyValueError::new_err(format!("no action {i}"))))
-            .collect::<PyResult<_>>()?;
+            .map(|&i| self.inner.ops.get(i).copied().ok_or_else(|| ProgramError::at(0, format!("no action {i}"))))
+            .collect::<std::result::Result<_, _>>()?;
         p.lines = indices.iter().filter_map(|&i| self.inner.lines.get(i).copied()).collect();
         Ok(PyProgram { inner: p })
     }

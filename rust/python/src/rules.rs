@@ -1,8 +1,8 @@
 //! `zdfuzz.Rules`: presets and TOML rules.
 
-use pyo3::exceptions::PyValueError;
+use crate::error::Result;
 use pyo3::prelude::*;
-use zdfuzz_core::Rules;
+use zdfuzz_core::{Rules, RulesError};
 
 /// One kernel era's rules: a preset, or a TOML file overriding one.
 #[pyclass(module = "zdfuzz._core", name = "Rules", frozen, skip_from_py_object)]
@@ -15,27 +15,38 @@ pub struct PyRules {
 impl PyRules {
     /// A built-in preset by name or kernel-version alias (e1, e2, e3, e4, p20, v6.1, ...).
     #[staticmethod]
-    pub fn preset(name: &str) -> PyResult<PyRules> {
-        Rules::preset(name).map(|inner| PyRules { inner }).ok_or_else(|| {
-            PyValueError::new_err(format!(
+    pub fn preset(name: &str) -> Result<PyRules> {
+        let inner = Rules::preset(name).ok_or_else(|| RulesError {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            message: format!(
                 "unknown rules preset {name:?}; presets: {}; regression presets: {}",
                 Rules::preset_names().join(", "),
                 Rules::regression_names().join(", ")
-            ))
-        })
+            ),
+        })?;
+        Ok(PyRules { inner })
+    }
+
+    /// A preset name or alias, a regression preset, or a TOML file: how
+    /// every `--rules` argument is read.
+    #[staticmethod]
+    pub fn resolve(name_or_path: &str) -> Result<PyRules> {
+        Ok(PyRules { inner: Rules::resolve(name_or_path)? })
     }
 
     /// Rules from a TOML file (`base = "<preset>"` plus overridden switches).
     #[staticmethod]
-    pub fn load(path: std::path::PathBuf) -> PyResult<PyRules> {
-        Rules::load(&path).map(|inner| PyRules { inner }).map_err(|e| PyValueError::new_err(e.to_string()))
+    pub fn load(path: std::path::PathBuf) -> Result<PyRules> {
+        Ok(PyRules { inner: Rules::load(&path)? })
     }
 
     /// Rules from TOML text; `filename` is used in error messages.
     #[staticmethod]
     #[pyo3(signature = (text, filename = "<string>"))]
-    pub fn from_toml(text: &str, filename: &str) -> PyResult<PyRules> {
-        Rules::from_toml_str(text, filename).map(|inner| PyRules { inner }).map_err(|e| PyValueError::new_err(e.to_string()))
+    pub fn from_toml(text: &str, filename: &str) -> Result<PyRules> {
+        Ok(PyRules { inner: Rules::from_toml_str(text, filename)? })
     }
 
     /// Names of the built-in presets.
@@ -47,13 +58,19 @@ impl PyRules {
     /// The regression presets: (name, the preset that has the fix, the fix).
     #[staticmethod]
     pub fn regressions() -> Vec<(&'static str, &'static str, &'static str)> {
-        zdfuzz_core::rules::REGRESSIONS.iter().map(|r| (r.name, r.fixed_in, r.fix)).collect()
+        Rules::regressions()
+            .map(|r| (r.name.as_str(), r.base.as_deref().unwrap_or(""), r.fix.as_deref().unwrap_or("")))
+            .collect()
     }
 
     /// Kernel-version aliases of each preset: {"e1": ["v5.10", ...], ...}.
     #[staticmethod]
     pub fn aliases() -> Vec<(&'static str, Vec<&'static str>)> {
-        zdfuzz_core::rules::PRESETS.iter().map(|(n, a)| (*n, a.to_vec())).collect()
+        Rules::builtin()
+            .iter()
+            .filter(|r| r.fix.is_none())
+            .map(|r| (r.name.as_str(), r.aliases.iter().map(String::as_str).collect()))
+            .collect()
     }
 
     #[getter]

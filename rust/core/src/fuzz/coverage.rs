@@ -102,7 +102,8 @@ pub fn pgmap_feature(m: &Machine, g: usize) -> u32 {
     // the pgmap's pages as slices zipped together: no bounds check per field
     // (this runs for every pgmap after every action the native engine runs)
     let r = m.layout.pfns_of(g);
-    let pages = s.ledger.pages[r.clone()].iter().zip(&s.rc[r.clone()]).zip(&s.ledger.init_rc[r.clone()]).zip(&s.flags[r]);
+    let pages =
+        s.ledger.pages[r.clone()].iter().zip(&s.rc[r.clone()]).zip(&s.ledger.init_rc[r.clone()]).zip(&s.flags[r]);
     for (((h, &rc), &init_rc), &flags) in pages {
         f |= u32::from(h.maps > 0) << 10;
         f |= u32::from(h.gup_gets > 0) << 11;

@@ -112,9 +112,15 @@ pub struct NativeFuzzer {
 const MAX_CORPUS: usize = 20_000;
 
 impl NativeFuzzer {
-    pub fn new(cfg: NativeConfig) -> Result<NativeFuzzer, String> {
+    pub fn new(cfg: NativeConfig) -> Result<NativeFuzzer, crate::config::ConfigError> {
         if cfg.types.is_empty() {
-            return Err("at least one device type is needed".into());
+            return Err(crate::config::ConfigError("at least one device type is needed".into()));
+        }
+        if cfg.max_actions == 0 || cfg.max_actions > 4096 {
+            return Err(crate::config::ConfigError(format!(
+                "max_actions must be between 1 and 4096, got {}",
+                cfg.max_actions
+            )));
         }
         let mut types = Vec::new();
         for t in &cfg.types {
@@ -128,7 +134,7 @@ impl NativeFuzzer {
         for bits in 1usize..(1 << n) {
             let sub: Vec<DeviceType> = (0..n).filter(|i| bits >> i & 1 == 1).map(|i| types[i]).collect();
             let shape = Shape { types: sub.clone(), ..cfg.shape.clone() };
-            machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape)).map_err(|e| e.0)?);
+            machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape))?);
             subsets.push(sub);
         }
         let max = cfg.max_actions.max(1);
@@ -227,10 +233,9 @@ impl NativeFuzzer {
         if b.len() < 18 || b[0] != 1 {
             return None;
         }
-        let types: Vec<DeviceType> = DeviceType::ALL.iter().enumerate().filter(|(i, _)| b[1] >> i & 1 == 1).map(|(_, t)| *t).collect();
-        let subset = self.subsets.iter().position(|s| {
-            s.len() == types.len() && types.iter().all(|t| s.contains(t))
-        })?;
+        let types: Vec<DeviceType> =
+            DeviceType::ALL.iter().enumerate().filter(|(i, _)| b[1] >> i & 1 == 1).map(|(_, t)| *t).collect();
+        let subset = self.subsets.iter().position(|s| s.len() == types.len() && types.iter().all(|t| s.contains(t)))?;
         let mut k = [0u8; 16];
         k.copy_from_slice(&b[2..18]);
         let kinds = KindSet(u128::from_le_bytes(k) & KindSet::ALL.0);
@@ -438,7 +443,7 @@ impl NativeFuzzer {
         self.stats.findings += 1;
         out.push(Finding {
             signature: sig,
-            class: r.class,
+            class: r.class(),
             program: Program::new(&self.cfg.rules.name, shape, ops),
             exec: self.stats.execs,
             seconds: self.started.elapsed().as_secs_f64(),
@@ -458,8 +463,10 @@ mod tests {
     #[test]
     fn same_seed_same_findings_in_the_same_order() {
         let (mut a, mut b) = (engine(3), engine(3));
-        let fa: Vec<(String, u64, Vec<Op>)> = a.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
-        let fb: Vec<(String, u64, Vec<Op>)> = b.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
+        let fa: Vec<(String, u64, Vec<Op>)> =
+            a.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
+        let fb: Vec<(String, u64, Vec<Op>)> =
+            b.run(3000, None).into_iter().map(|f| (f.signature.to_string(), f.exec, f.program.ops)).collect();
         assert!(!fa.is_empty());
         assert_eq!(fa, fb);
         assert_eq!(a.stats(), b.stats());
@@ -471,7 +478,8 @@ mod tests {
         let found = e.run(3000, None);
         assert!(!found.is_empty());
         for f in found {
-            let mut m = Machine::new(Config::with_shape(Rules::preset("p20").unwrap(), f.program.shape.clone())).unwrap();
+            let mut m =
+                Machine::new(Config::with_shape(Rules::preset("p20").unwrap(), f.program.shape.clone())).unwrap();
             let v = m.run(&f.program.ops).unwrap_or_else(|(i, e)| panic!("{}: action {i}: {e}", f.signature));
             assert_eq!(m.signature_of(&v), Some(f.signature.clone()));
         }

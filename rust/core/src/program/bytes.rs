@@ -14,6 +14,7 @@
 //! enabled when they run (the canonical programs the decoder produces).
 
 use super::op::{Dim, KindSet, Op, OpKind, KINDS, MAX_ARGS};
+use crate::config::Layout;
 use crate::machine::{Machine, Verdict};
 
 /// How many leading operands of `kind` decide whether an action of it is
@@ -38,7 +39,12 @@ pub(crate) fn deciding_args(kind: OpKind) -> usize {
 
 #[inline]
 fn width(dim: Dim, m: &Machine) -> usize {
-    if dim.size(&m.layout) > 256 {
+    dim_width(dim, &m.layout)
+}
+
+#[inline]
+fn dim_width(dim: Dim, l: &Layout) -> usize {
+    if dim.size(l) > 256 {
         2
     } else {
         1
@@ -141,13 +147,13 @@ impl Machine {
         let l = &self.layout;
         let s = &self.s;
         let free_slot = || s.tasks.iter().any(|t| t.is_none());
-        let live_of = |t: DeviceType| (0..l.npgmaps).any(|g| l.pgmap_type[g] == t && s.pgmaps[g].state == PgmapState::Live);
+        let live_of =
+            |t: DeviceType| (0..l.npgmaps).any(|g| l.pgmap_type[g] == t && s.pgmaps[g].state == PgmapState::Live);
         let any_entry = |f: fn(&Pte) -> bool| s.ptes.iter().chain(s.pmds.iter()).any(f);
         let alive = || s.alive.iter().any(|&a| a);
         // a live process with an empty address slot (PTE and PMD)
-        let room = || {
-            (0..l.procs).any(|proc| s.alive[proc] && (0..l.addrs).any(|a| self.entry(proc, a).0 == Pte::None))
-        };
+        let room =
+            || (0..l.procs).any(|proc| s.alive[proc] && (0..l.addrs).any(|a| self.entry(proc, a).0 == Pte::None));
         match kind {
             MemremapPages => s.pgmaps.iter().any(|p| p.state == PgmapState::Unused),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
@@ -157,16 +163,16 @@ impl Machine {
             PutDevPagemap => s.ledger.kernel_pgmap_refs.iter().any(|&n| n > 0),
             AllocDevicePage | AllocDeviceFolio => live_of(DeviceType::Private),
             FreeDevicePage | LockPage | UnlockPage => s.ledger.pages.iter().any(|h| h.driver),
-            MigrateVmaInsertPage => {
-                s.ledger.locker.contains(&crate::oracle::LOCK_DRIVER) && room()
-            }
+            MigrateVmaInsertPage => s.ledger.locker.contains(&crate::oracle::LOCK_DRIVER) && room(),
             PciAllocP2pmem => (0..l.npgmaps).any(|g| l.pgmap_type[g] == DeviceType::P2pdma),
             P2pmemAllocMmap => self.rules.p2p.userspace_mmap && live_of(DeviceType::P2pdma) && room(),
             PciFreeP2pmem | GetPage => s.ledger.p2p_allocs.iter().any(|&n| n > 0),
             PutPage => s.ledger.pages.iter().any(|h| h.gup_gets > 0 || h.kernel_gets > 0),
             DevDaxFault => live_of(DeviceType::Generic) && room(),
             DaxAssociateEntry => {
-                l.nfiles > 0 && live_of(DeviceType::Fsdax) && s.dax.contains(&0)
+                l.nfiles > 0
+                    && live_of(DeviceType::Fsdax)
+                    && s.dax.contains(&0)
                     && (0..l.ndev).any(|p| l.pgmap_type[l.pgmap_of(p)] == DeviceType::Fsdax && !s.ledger.pages[p].fs)
             }
             DaxIomapFault => s.dax.iter().any(|&e| e > 0) && room(),
@@ -177,7 +183,10 @@ impl Machine {
             UnpinUserPage | DmaWrite => s.ledger.pages.iter().any(|h| h.gup_pins > 0),
             DoAnonymousPage | DoHugePmdAnonymousPage => l.npfns > l.ndev && room(),
             CpuWrite => any_entry(|p| matches!(p, Pte::Present { .. })),
-            DeviceWrite | DoSwapPage => any_entry(|p| matches!(p, Pte::DevicePrivate { .. })) || (kind == DeviceWrite && s.ledger.pages.iter().any(|h| h.driver)),
+            DeviceWrite | DoSwapPage => {
+                any_entry(|p| matches!(p, Pte::DevicePrivate { .. }))
+                    || (kind == DeviceWrite && s.ledger.pages.iter().any(|h| h.driver))
+            }
             MigrateVmaSetup => free_slot() && live_of(DeviceType::Private) && alive(),
             MigrateDeviceRange => self.rules.migrate.device_range && free_slot() && live_of(DeviceType::Private),
             SplitHugePmd | Mbind => s.pmds.iter().any(|p| *p != Pte::None),
@@ -187,15 +196,7 @@ impl Machine {
 
     /// Append the bytes that decode to `op` (when it is enabled).
     pub fn encode_op(&self, op: &Op, out: &mut Vec<u8>) {
-        out.push(op.kind as u8);
-        let info = op.kind.info();
-        for (i, (_, d)) in info.args.iter().enumerate() {
-            let idx = d.index(op.args[i], &self.layout).unwrap_or(0);
-            out.push(idx as u8);
-            if width(*d, self) == 2 {
-                out.push((idx >> 8) as u8);
-            }
-        }
+        encode_op(&self.layout, op, out)
     }
 
     /// Decode and run a whole byte program in one call: reset, decode and
@@ -234,12 +235,31 @@ impl Machine {
 
     /// Encode actions as bytes.
     pub fn encode_program(&self, ops: &[Op]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ops.len() * 4);
-        for op in ops {
-            self.encode_op(op, &mut out);
-        }
-        out
+        encode_ops(&self.layout, ops)
     }
+}
+
+/// Append the bytes that decode to `op` (when it is enabled) on a machine of
+/// layout `l`: the encoding depends on the operand domains only.
+pub fn encode_op(l: &Layout, op: &Op, out: &mut Vec<u8>) {
+    out.push(op.kind as u8);
+    let info = op.kind.info();
+    for (i, (_, d)) in info.args.iter().enumerate() {
+        let idx = d.index(op.args[i], l).unwrap_or(0);
+        out.push(idx as u8);
+        if dim_width(*d, l) == 2 {
+            out.push((idx >> 8) as u8);
+        }
+    }
+}
+
+/// Encode actions as bytes for a machine of layout `l`.
+pub fn encode_ops(l: &Layout, ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ops.len() * 4);
+    for op in ops {
+        encode_op(l, op, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub fn program_to_json(p: &Program) -> Value {
 }
 
 fn jerr(message: String) -> ProgramError {
-    ProgramError { line: 0, col: 0, message }
+    ProgramError { file: String::new(), line: 0, col: 0, message }
 }
 
 pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
@@ -53,7 +53,11 @@ pub fn program_from_json(v: &Value) -> Result<Program, ProgramError> {
                 let arr = v.as_array().ok_or_else(|| jerr("config.types must be a list".into()))?;
                 shape.types = arr
                     .iter()
-                    .map(|t| t.as_str().and_then(DeviceType::from_name).ok_or_else(|| jerr(format!("config.types: bad type {t}"))))
+                    .map(|t| {
+                        t.as_str()
+                            .and_then(DeviceType::from_name)
+                            .ok_or_else(|| jerr(format!("config.types: bad type {t}")))
+                    })
                     .collect::<Result<_, _>>()?;
             } else {
                 let n = v.as_u64().ok_or_else(|| jerr(format!("config.{k} must be a number")))?;
@@ -100,7 +104,11 @@ pub fn program_to_json_string(p: &Program) -> String {
 
 /// Parse JSON text; syntax errors carry the line and column.
 pub fn program_from_json_str(text: &str) -> Result<Program, ProgramError> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| ProgramError { line: e.line(), col: e.column(), message: e.to_string() })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| ProgramError {
+        file: String::new(),
+        line: e.line(),
+        col: e.column(),
+        message: e.to_string(),
+    })?;
     program_from_json(&v)
 }

@@ -44,6 +44,8 @@ impl Program {
 /// A program that cannot be read: names the line, the column and the problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramError {
+    /// the file it was read from, when known ("" otherwise)
+    pub file: String,
     pub line: usize,
     pub col: usize,
     pub message: String,
@@ -51,12 +53,41 @@ pub struct ProgramError {
 
 impl std::fmt::Display for ProgramError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line > 0 {
-            write!(f, "line {}, column {}: {}", self.line, self.col, self.message)
-        } else {
-            f.write_str(&self.message)
+        match (self.file.as_str(), self.line) {
+            ("", 0) => f.write_str(&self.message),
+            ("", line) => write!(f, "line {line}, column {}: {}", self.col, self.message),
+            (file, 0) => write!(f, "{file}: {}", self.message),
+            (file, line) => write!(f, "{file}:{line}:{}: {}", self.col, self.message),
         }
     }
 }
 
 impl std::error::Error for ProgramError {}
+
+impl ProgramError {
+    /// An error about the program as a whole, or an action at `line` (0: unknown).
+    pub fn at(line: usize, message: String) -> ProgramError {
+        ProgramError { file: String::new(), line, col: usize::from(line > 0), message }
+    }
+
+    /// The same error, naming the file the program came from.
+    pub fn in_file(mut self, file: &str) -> ProgramError {
+        self.file = file.to_string();
+        self
+    }
+}
+
+impl Program {
+    /// Why action `i` could not run, naming its source line when known.
+    pub fn step_error(&self, i: usize, e: &crate::machine::StepError) -> ProgramError {
+        let what = self.ops.get(i).map(text::op_to_text).unwrap_or_default();
+        ProgramError::at(self.line_of(i).unwrap_or(0), format!("action {i} `{what}`: {e}"))
+    }
+
+    /// The byte encoding (what [`Machine::run_bytes`](crate::Machine::run_bytes)
+    /// decodes back to these actions when each is enabled as it runs). Needs
+    /// the shape only, not a machine.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bytes::encode_ops(&crate::config::Layout::new(&self.shape), &self.ops)
+    }
+}

@@ -286,24 +286,42 @@ impl Op {
     }
 
     /// Are all operands inside their domains for this layout?
-    pub fn in_domain(&self, l: &Layout) -> Result<(), String> {
+    pub fn in_domain(&self, l: &Layout) -> Result<(), DomainError> {
         let info = self.kind.info();
         for (i, (name, dim)) in info.args.iter().enumerate() {
             if dim.index(self.args[i], l).is_none() {
                 let size = dim.size(l);
-                return Err(match dim {
+                return Err(DomainError(match dim {
                     Dim::Pages => format!("{name}={} out of range (1..={size})", self.args[i]),
-                    Dim::Cached => format!("{name}={} names no pgmap (there are {})", self.args[i].wrapping_sub(1), size - 1),
+                    Dim::Cached => {
+                        format!("{name}={} names no pgmap (there are {})", self.args[i].wrapping_sub(1), size - 1)
+                    }
                     _ if size == 0 => format!("{name}: this configuration has none"),
                     _ => format!("{name}={} out of range (0..{size})", self.args[i]),
-                });
+                }));
             }
         }
         for i in info.args.len()..MAX_ARGS {
             if self.args[i] != 0 {
-                return Err(format!("operand slot {i} set on {} which takes {} operands", info.name, info.args.len()));
+                return Err(DomainError(format!(
+                    "operand slot {i} set on {} which takes {} operands",
+                    info.name,
+                    info.args.len()
+                )));
             }
         }
         Ok(())
     }
 }
+
+/// An operand outside its domain for the machine's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainError(pub String);
+
+impl std::fmt::Display for DomainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DomainError {}

@@ -110,7 +110,7 @@ pub fn program_to_text(p: &Program) -> String {
 }
 
 fn err(line: usize, col: usize, message: String) -> ProgramError {
-    ProgramError { line, col, message }
+    ProgramError { file: String::new(), line, col, message }
 }
 
 fn parse_value(dim: Dim, text: &str) -> Option<u16> {
@@ -177,10 +177,14 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
     let (col, name) = ws[0];
     let kind = OpKind::from_name(name).ok_or_else(|| {
         let close: Vec<&str> = KINDS.iter().map(|k| k.name).filter(|k| k.contains(name) || name.contains(k)).collect();
-        err(line, col, format!(
-            "unknown action `{name}`{}",
-            if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) }
-        ))
+        err(
+            line,
+            col,
+            format!(
+                "unknown action `{name}`{}",
+                if close.is_empty() { String::new() } else { format!(" (did you mean {}?)", close.join(", ")) }
+            ),
+        )
     })?;
     let info = kind.info();
     let mut args = [0u16; MAX_ARGS];
@@ -189,8 +193,15 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
         let (k, v) = w.split_once('=').ok_or_else(|| err(line, c, format!("expected key=value, got `{w}`")))?;
         let i = info.args.iter().position(|(n, _)| *n == k).ok_or_else(|| {
             let known: Vec<&str> = info.args.iter().map(|(n, _)| *n).collect();
-            err(line, c, format!("`{}` takes no operand `{k}` (operands: {})", info.name,
-                                 if known.is_empty() { "none".to_string() } else { known.join(", ") }))
+            err(
+                line,
+                c,
+                format!(
+                    "`{}` takes no operand `{k}` (operands: {})",
+                    info.name,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            )
         })?;
         if seen[i] {
             return Err(err(line, c, format!("operand `{k}` given twice")));
@@ -253,7 +264,8 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                     return Err(err(line, ws[0].0, "`config` must come before the first action".into()));
                 }
                 for &(c, w) in &ws[1..] {
-                    let (k, v) = w.split_once('=').ok_or_else(|| err(line, c, format!("expected key=value, got `{w}`")))?;
+                    let (k, v) =
+                        w.split_once('=').ok_or_else(|| err(line, c, format!("expected key=value, got `{w}`")))?;
                     if k == "types" {
                         let mut types = Vec::new();
                         for t in v.split(',') {
@@ -263,7 +275,9 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         }
                         shape.types = types;
                     } else {
-                        let n: usize = v.parse().map_err(|_| err(line, c + k.len() + 1, format!("`{k}` needs a number, got `{v}`")))?;
+                        let n: usize = v
+                            .parse()
+                            .map_err(|_| err(line, c + k.len() + 1, format!("`{k}` needs a number, got `{v}`")))?;
                         ram_set |= k == "ram";
                         order_set |= k == "order";
                         if !shape.set(k, n) {

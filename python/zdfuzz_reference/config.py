@@ -1,0 +1,191 @@
+"""The shape of a machine and the layout derived from it.
+
+Mirrors ``rust/core/src/config.rs``: which device types, how many pgmaps,
+pages, CPUs, processes, address slots, DAX files, task slots, RAM pages and
+the huge-page order. pfns are global: pgmap ``g`` covers
+``g*pages .. (g+1)*pages`` (pgmaps numbered type by type, in the order the
+types were given), system RAM follows every device pfn. Each FS-DAX pgmap
+carries one filesystem of ``files`` files of ``file_pages`` entries; file ids
+count across filesystems. A process is ``addrs`` page slots; every
+``1 << order`` aligned slots form a PMD block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from zdfuzz_reference.errors import ConfigError
+from zdfuzz_reference.rules import DEVICE_TYPES, device_type
+
+MAX_CPUS = 8
+MAX_PGMAPS = 16
+MAX_PAGES = 1024
+MAX_PROCS = 4
+MAX_ADDRS = 1024
+MAX_RAM = 1024
+MAX_ORDER = 9
+MAX_FILES = 4
+MAX_FILE_PAGES = 8
+MAX_TASKS = 8
+#: the largest multi-page P2P allocation / mmap an action asks for
+MAX_ALLOC_PAGES = 4
+
+#: numeric shape fields, in the text header's order
+FIELDS = ("pgmaps", "pages", "cpus", "procs", "addrs", "files", "file_pages", "tasks", "ram", "order")
+
+
+@dataclass
+class Shape:
+    """How many of everything (the program's ``config`` line)."""
+
+    types: list[str] = field(default_factory=lambda: list(DEVICE_TYPES))
+    pgmaps: int = 1
+    pages: int = 4
+    cpus: int = 2
+    procs: int = 2
+    addrs: int = 4
+    files: int = 2
+    file_pages: int = 2
+    tasks: int = 4
+    ram: int = 4
+    order: int = 1
+
+    def fields(self) -> list[tuple[str, int]]:
+        return [(k, int(getattr(self, k))) for k in FIELDS]
+
+    def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
+        """System RAM and huge pages exist for device-private migration: a
+        shape without ``private`` has none unless they were set."""
+        private = "private" in self.types
+        if not ram_set:
+            self.ram = 4 if private else 0
+        if not order_set:
+            self.order = 1 if private else 0
+
+    def validate(self) -> None:
+        """Raise ConfigError with the Rust side's message if out of range."""
+
+        def rng(name: str, v: int, lo: int, hi: int) -> None:
+            if v < lo or v > hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {v}")
+
+        if not self.types:
+            raise ConfigError("at least one device type is needed")
+        for i, t in enumerate(self.types):
+            if t in self.types[:i]:
+                raise ConfigError(f'device type "{t}" given twice')
+        rng("pgmaps (per type)", self.pgmaps, 1, MAX_PGMAPS // len(self.types))
+        rng("pages (per pgmap)", self.pages, 1, MAX_PAGES)
+        rng("cpus", self.cpus, 1, MAX_CPUS)
+        rng("procs", self.procs, 1, MAX_PROCS)
+        rng("addrs", self.addrs, 1, MAX_ADDRS)
+        rng("files", self.files, 1, MAX_FILES)
+        rng("file_pages", self.file_pages, 1, MAX_FILE_PAGES)
+        rng("tasks", self.tasks, 1, MAX_TASKS)
+        rng("ram", self.ram, 0, MAX_RAM)
+        rng("order", self.order, 0, MAX_ORDER)
+
+
+def make_shape(types: Any = None, ram: int | None = None, order: int | None = None, **fields: int) -> Shape:
+    """``Shape::build``: type names (None: all four), numeric fields, and
+    ``ram``/``order`` when given (else the defaults for these types)."""
+    shape = Shape()
+    if types is not None:
+        shape.types = []
+        for t in types:
+            dt = device_type(t)
+            if dt is None:
+                raise ConfigError(f"unknown device type {t!r}; types: {', '.join(DEVICE_TYPES)}")
+            shape.types.append(dt)
+    for k, v in fields.items():
+        if k not in FIELDS:
+            raise ConfigError(f"unknown shape field `{k}`")
+        setattr(shape, k, v)
+    shape.apply_memory_defaults(ram is not None, order is not None)
+    if ram is not None:
+        shape.ram = ram
+    if order is not None:
+        shape.order = order
+    shape.validate()
+    return shape
+
+
+def shape_of(shape: Any) -> Shape:
+    """``shape=`` as ``zdfuzz.Machine`` takes it: a reference Shape, a
+    mapping of its fields, anything with ``to_dict()`` (a ``zdfuzz.Shape``),
+    or None (the default shape)."""
+    if shape is None:
+        return make_shape()
+    if isinstance(shape, Shape):
+        return shape
+    if hasattr(shape, "to_dict"):
+        shape = shape.to_dict()
+    return make_shape(**dict(shape))
+
+
+class Layout:
+    """Derived layout: cheap lookups of what a pfn, file or slot is."""
+
+    def __init__(self, shape: Shape) -> None:
+        self.pgmap_type: list[str] = [t for t in shape.types for _ in range(shape.pgmaps)]
+        self.npgmaps = len(self.pgmap_type)
+        self.pages = shape.pages
+        #: device pfns are 0 .. ndev; system RAM is ndev .. npfns
+        self.ndev = self.npgmaps * shape.pages
+        self.npfns = self.ndev + shape.ram
+        self.order = shape.order
+        #: PMD blocks per process (0 when order is 0)
+        self.blocks = 0 if shape.order == 0 else shape.addrs >> shape.order
+        self.cpus = shape.cpus
+        self.procs = shape.procs
+        self.addrs = shape.addrs
+        self.tasks = shape.tasks
+        self.files_per_fs = shape.files
+        self.file_pages = shape.file_pages
+        #: filesystem k lives on pgmap fs_pgmap[k]
+        self.fs_pgmap = [g for g, t in enumerate(self.pgmap_type) if t == "fsdax"]
+        self.nfiles = len(self.fs_pgmap) * shape.files
+
+    def pgmap_of(self, pfn: int) -> int:
+        return pfn // self.pages
+
+    def type_of(self, pfn: int) -> str | None:
+        """The device type of a pfn; None for system RAM."""
+        return self.pgmap_type[pfn // self.pages] if pfn < self.ndev else None
+
+    def is_ram(self, pfn: int) -> bool:
+        return pfn >= self.ndev
+
+    def is_private(self, pfn: int) -> bool:
+        return self.type_of(pfn) == "private"
+
+    def ram_pfns(self) -> range:
+        return range(self.ndev, self.npfns)
+
+    def nr_huge(self) -> int:
+        """Pages per huge folio."""
+        return 1 << self.order
+
+    def mig_cap(self) -> int:
+        """Entries of one migration's src/dst arrays."""
+        return max(self.nr_huge(), self.pages, 1)
+
+    def pmd_slot(self, proc: int, addr: int) -> int:
+        return proc * self.blocks + (addr >> self.order)
+
+    def in_block(self, addr: int) -> bool:
+        """Is the slot covered by a PMD block (not a PTE-only tail slot)?"""
+        return self.blocks > 0 and (addr >> self.order) < self.blocks
+
+    def pfns_of(self, g: int) -> range:
+        return range(g * self.pages, (g + 1) * self.pages)
+
+    def file_pgmap(self, file: int) -> int:
+        return self.fs_pgmap[file // self.files_per_fs]
+
+    def entry_slot(self, file: int, index: int) -> int:
+        return file * self.file_pages + index
+
+    def pte_slot(self, proc: int, addr: int) -> int:
+        return proc * self.addrs + addr

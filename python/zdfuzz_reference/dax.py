@@ -1,0 +1,160 @@
+"""FS-DAX filesystems and device-dax.
+
+Mirrors fs/dax.c and its ext4/xfs callers: ``dax_associate_entry`` (a pmem
+block becomes file data), ``dax_iomap_fault`` (E1-E3: a devmap PTE with no
+page reference; E4: one reference and one mapcount per mapping), and
+truncate as the filesystem does it — break layouts
+(``dax_layout_busy_page_range``: unmap, then scan for a busy page: E1-E3
+refcount > 1, E4 refcount - mapcount > 0; wait until idle; retry), then
+``dax_disassociate_entry`` and free the block (I-X2). Faults on the file wait
+meanwhile. Device-dax (drivers/dax/device.c): ``dev_dax_huge_fault`` maps a
+pfn of the device (E1-E3 ``vmf_insert_mixed``, E4 refcounted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from zdfuzz_reference import page, pagetable, process, sched
+from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
+from zdfuzz_reference.oracle import SAFETY
+from zdfuzz_reference.pte import PTE
+
+if TYPE_CHECKING:
+    from zdfuzz_reference.machine import Machine
+
+
+def dax_entry(m: Machine, file: int, index: int) -> int | None:
+    """The pfn of DAX entry (file, index), if associated."""
+    v = m.s.dax[m.layout.entry_slot(file, index)]
+    return v - 1 if v > 0 else None
+
+
+def dax_associate_entry(m: Machine, file: int, index: int, p: int) -> None:
+    m.touch_page(p)
+    m.s.dax[m.layout.entry_slot(file, index)] = p + 1
+    m.s.mapping[p] = MAPPING_FILE + file
+    m.s.ledger.pages[p].fs = True
+
+
+def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -> None:
+    """Map a page into a process the way the type's fault path does."""
+    t = m.layout.type_of(p)
+    if t is None:
+        return
+    tr = m.rules.of(t)
+    if not tr.map_refcounted and page.page_torn_down(m, p, what):
+        return
+    # a 0-based type's first mapping takes the first reference
+    minimum = 0 if tr.init_rc == 0 else 1
+    pagetable.install_entry(m, proc, addr, PTE, pagetable.present(p, True, tr.map_refcounted), minimum, what)
+    m.s.ledger.vcontent[m.layout.pte_slot(proc, addr)] = m.s.content[p]
+
+
+def dax_iomap_fault(m: Machine, proc: int, addr: int, file: int, index: int) -> None:
+    p = dax_entry(m, file, index)
+    if p is not None:
+        insert_device_mapping(m, proc, addr, p, "dax_iomap_fault")
+
+
+def dev_dax_huge_fault(m: Machine, proc: int, addr: int, p: int) -> None:
+    insert_device_mapping(m, proc, addr, p, "dev_dax_huge_fault")
+
+
+def dax_busy(m: Machine, p: int) -> bool:
+    """``dax_busy_page``: references beyond the idle value and the counted
+    mappings (E1-E3: refcount > 1; E4: refcount - mapcount > 0)."""
+    tr = m.rules.of("fsdax")
+    mapped = m.s.mc[p] if tr.map_refcounted else 0
+    return m.s.rc[p] - mapped > tr.init_rc
+
+
+def _fs_files(m: Machine, g: int) -> range:
+    """The files of the filesystem on pgmap ``g`` (none if not FS-DAX)."""
+    lay = m.layout
+    if g not in lay.fs_pgmap:
+        return range(0)
+    k = lay.fs_pgmap.index(g)
+    return range(k * lay.files_per_fs, (k + 1) * lay.files_per_fs)
+
+
+def _fs_entries(m: Machine, g: int) -> Iterator[tuple[int, int, int]]:
+    for f in _fs_files(m, g):
+        for i in range(m.layout.file_pages):
+            p = dax_entry(m, f, i)
+            if p is not None:
+                yield f, i, p
+
+
+def dax_fs_busy(m: Machine, g: int) -> bool:
+    """Is any associated page of the filesystem on pgmap ``g`` busy?"""
+    return any(dax_busy(m, p) for _, _, p in _fs_entries(m, g))
+
+
+def _file_mapped(m: Machine, file: int) -> bool:
+    """``mapping_mapped``: does any process map a page of the file?"""
+    for i in range(m.layout.file_pages):
+        p = dax_entry(m, file, i)
+        if p is not None and m.s.ledger.pages[p].maps > 0:
+            return True
+    return False
+
+
+def truncating(m: Machine, file: int) -> bool:
+    """Is a truncate running on ``file``? (faults are excluded meanwhile)"""
+    return any(t is not None and isinstance(t.kind, sched.Truncate) and t.kind.file == file for t in m.s.tasks)
+
+
+def truncate_step(m: Machine, file: int, index: int, pc: int, cpu: int) -> int | None:
+    """One step of the truncate task."""
+    p = dax_entry(m, file, index)
+    if p is None:
+        return None
+    if pc == sched.TR_SCAN:
+        if m.rules.dax.busy_scan_needs_mapping and not _file_mapped(m, file):
+            m.trace_note(lambda: "dax_layout_busy_page_range: !mapping_mapped -> NULL")
+            return sched.TR_FREE
+        process.zap_pfn_mappings(m, p, cpu)  # unmap_mapping_pages
+        if dax_busy(m, p):
+            m.trace_note(lambda: f"dax_layout_busy_page -> pfn {p} busy")
+            return sched.TR_WAIT
+        return sched.TR_FREE
+    if pc == sched.TR_WAIT:
+        return sched.TR_SCAN  # runnable once the page is idle: rescan
+    _dax_free_block(m, file, index, p)
+    return None
+
+
+def _dax_free_block(m: Machine, file: int, index: int, p: int) -> None:
+    """dax_disassociate_entry + the filesystem freeing the block (I-X2)."""
+    h = m.s.ledger.pages[p]
+    if h.extra_refs() > 0 or h.maps > 0:
+        m.violate(
+            "I-X2",
+            SAFETY,
+            [("file", file), ("pfn", p)],
+            lambda: (
+                f"truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {h.describe()}",
+                "idle page",
+                h.describe(),
+            ),
+        )
+    _dax_drop_entry(m, file, index, p)
+
+
+def _dax_drop_entry(m: Machine, file: int, index: int, p: int) -> None:
+    m.touch_page(p)
+    m.s.dax[m.layout.entry_slot(file, index)] = 0
+    m.s.mapping[p] = MAPPING_NONE
+    m.s.ledger.pages[p].fs = False
+
+
+def dax_drop_filesystem(m: Machine, g: int) -> None:
+    """The filesystem on pgmap ``g`` shuts down before its device goes: its
+    entries are dropped (the blocks are not freed: the data stays)."""
+    for file in _fs_files(m, g):
+        for index in range(m.layout.file_pages):
+            p = dax_entry(m, file, index)
+            if p is not None:
+                _dax_drop_entry(m, file, index, p)
