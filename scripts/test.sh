@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 echo "== pip install -e .[test]"
 python -m pip install -q -e ".[test]"
 
-echo "== cargo fmt --check (the lab's agent keeps its own formatting for now)"
-cargo fmt -p zdfuzz-core -p zdfuzz-python --check
+echo "== cargo fmt --check"
+cargo fmt --all --check
 
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

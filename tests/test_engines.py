@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -286,3 +287,37 @@ def test_atheris_without_sources_says_what_is_needed(tmp_path: Path, monkeypatch
     r = CliRunner().invoke(main, ["fuzz", "--engine", "atheris", "--time", "5", "--corpus", str(tmp_path)])
     assert r.exit_code == 2
     assert "needs the zdfuzz sources and cargo" in r.output and "pip install -e ." in r.output
+
+
+def test_a_seeded_hypothesis_campaign_does_not_depend_on_what_else_the_process_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypothesis draws constants from the source of local modules; a module
+    full of small integers imported between two runs must not change what
+    the same seed explores."""
+
+    def run(db: str) -> tuple[list[Signature], int]:
+        found: list[Finding] = []
+        stats: list[dict[str, Any]] = []
+        run_campaign(
+            "p20",
+            ("generic",),
+            600,
+            1,
+            db,
+            [],
+            lambda f, _s: found.append(f),
+            on_stats=stats.append,
+            max_examples=400,
+            steps_per_example=15,
+            examples_per_round=400,
+            shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2},
+        )
+        return [f.signature for f in found], stats[-1]["steps"]
+
+    before = run(str(tmp_path / "a"))
+    (tmp_path / "lots_of_constants.py").write_text("\n".join(f"C{i} = {i * 37 + 3}" for i in range(200)) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lots_of_constants  # noqa: F401
+
+    assert run(str(tmp_path / "b")) == before

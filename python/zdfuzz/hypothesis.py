@@ -29,9 +29,11 @@ each finding.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, Phase, settings
@@ -258,6 +260,45 @@ def programs(
     return _programs(rules, tuple(types), max_actions, ks, dict(shape))
 
 
+@contextlib.contextmanager
+def _fixed_local_constants() -> Iterator[None]:
+    """Hypothesis draws, now and then, integers and strings it found in the
+    source of "local" modules: every module loaded from outside
+    site-packages, which includes zdfuzz itself when it is installed from a
+    checkout, and whatever else the process has imported. Which modules a
+    process happens to hold would then change what a seeded campaign
+    explores (importing the lab's modules alone made the same seed find the
+    seed's Q1 at another step, or not within the test's budget), and a wheel
+    install (nothing local) would search differently from a checkout. A
+    campaign is a search of the model whose result must follow from its
+    seed, so it runs with one fixed pool: the constants of the modules
+    ``import zdfuzz.hypothesis`` loads (zdfuzz, zdfuzz.corpus and this
+    module), whatever else is loaded and however zdfuzz is installed. The
+    hook is hypothesis's own (``_get_local_constants`` in
+    ``hypothesis.internal.conjecture.providers``; hypothesis is pinned);
+    without it nothing is patched."""
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants, constants_from_module
+    except ImportError:  # pragma: no cover - a hypothesis without the feature
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+    pool = Constants()
+    for module in (zdfuzz, sys.modules["zdfuzz.corpus"], sys.modules[__name__]):
+        pool |= constants_from_module(module)
+    providers._get_local_constants = lambda: pool
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def run_campaign(
     rules: str,
     types: tuple[str, ...],
@@ -326,7 +367,8 @@ def run_campaign(
         else:
             Campaign.types = types
         try:
-            run_state_machine_as_test(Campaign, settings=s)
+            with _fixed_local_constants():
+                run_state_machine_as_test(Campaign, settings=s)
         except Finding as f:
             Campaign.known = Campaign.known | {f.signature}
             on_finding(f, time.monotonic() - start)

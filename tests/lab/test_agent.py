@@ -26,8 +26,13 @@ def agent() -> Path:
 def run(agent: Path, tmp_path: Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
     f = tmp_path / "scenario.json"
     f.write_text(json.dumps(spec))
-    r = subprocess.run([str(agent), "--scenario", str(f)], capture_output=True, text=True, timeout=60,
-                       env={"ZDLAB_RUN_DIR": str(tmp_path / "run"), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [str(agent), "--scenario", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"ZDLAB_RUN_DIR": str(tmp_path / "run"), "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr
     return [json.loads(line) for line in r.stdout.splitlines()]
 
@@ -41,20 +46,29 @@ def test_the_agent_is_a_static_executable(agent: Path) -> None:
 
 
 def test_actors_keep_state_fork_and_exit(agent: Path, tmp_path: Path) -> None:
-    recs = run(agent, tmp_path, {"name": "t", "actors": ["A"], "step_timeout_ms": 3000, "steps": [
-        {"actor": "A", "op": "mmap", "args": {"pages": 2, "as": "m", "shared": False}},
-        {"actor": "A", "op": "touch", "args": {"map": "m", "page": 1}},
-        {"actor": "A", "op": "vmsplice", "args": {"map": "m", "page": 0, "as": "p"}},
-        {"actor": "A", "op": "fork", "args": {"child": "B"}},
-        {"actor": "B", "op": "touch", "args": {"map": "m", "page": 0}},
-        {"actor": "B", "op": "close_pipe", "args": {"pipe": "p"}},
-        {"actor": "B", "op": "exit", "args": {}},
-        {"actor": "A", "op": "close_pipe", "args": {"pipe": "p"}},
-        {"actor": "A", "op": "touch", "args": {"map": "m", "page": 2}},
-        {"actor": "A", "op": "munmap", "args": {"map": "nope"}},
-        {"actor": "C", "op": "exit", "args": {}},
-        {"actor": "-", "op": "frobnicate", "args": {}},
-    ]})
+    recs = run(
+        agent,
+        tmp_path,
+        {
+            "name": "t",
+            "actors": ["A"],
+            "step_timeout_ms": 3000,
+            "steps": [
+                {"actor": "A", "op": "mmap", "args": {"pages": 2, "as": "m", "shared": False}},
+                {"actor": "A", "op": "touch", "args": {"map": "m", "page": 1}},
+                {"actor": "A", "op": "vmsplice", "args": {"map": "m", "page": 0, "as": "p"}},
+                {"actor": "A", "op": "fork", "args": {"child": "B"}},
+                {"actor": "B", "op": "touch", "args": {"map": "m", "page": 0}},
+                {"actor": "B", "op": "close_pipe", "args": {"pipe": "p"}},
+                {"actor": "B", "op": "exit", "args": {}},
+                {"actor": "A", "op": "close_pipe", "args": {"pipe": "p"}},
+                {"actor": "A", "op": "touch", "args": {"map": "m", "page": 2}},
+                {"actor": "A", "op": "munmap", "args": {"map": "nope"}},
+                {"actor": "C", "op": "exit", "args": {}},
+                {"actor": "-", "op": "frobnicate", "args": {}},
+            ],
+        },
+    )
     s = steps(recs)
     assert [s[i]["status"] for i in range(12)] == ["ok"] * 8 + ["error"] * 4
     assert s[1]["page"]["present"] is True
@@ -66,13 +80,23 @@ def test_actors_keep_state_fork_and_exit(agent: Path, tmp_path: Path) -> None:
 
 
 def test_a_step_that_outlives_its_timeout_is_blocked_then_late(agent: Path, tmp_path: Path) -> None:
-    recs = run(agent, tmp_path, {"name": "t", "actors": ["A"], "step_timeout_ms": 300, "settle_ms": 100,
-                                 "final_wait_ms": 3000, "steps": [
-        {"actor": "-", "op": "sleep", "args": {"ms": 1200}},
-        {"actor": "A", "op": "mmap", "args": {"pages": 1, "as": "m"}},
-        {"actor": "-", "op": "wait", "args": {"step": 0}, "timeout_ms": 5000},
-        {"actor": "-", "op": "exec", "args": {"argv": ["/bin/sh", "-c", "echo out; exit 3"]}},
-    ]})
+    recs = run(
+        agent,
+        tmp_path,
+        {
+            "name": "t",
+            "actors": ["A"],
+            "step_timeout_ms": 300,
+            "settle_ms": 100,
+            "final_wait_ms": 3000,
+            "steps": [
+                {"actor": "-", "op": "sleep", "args": {"ms": 1200}},
+                {"actor": "A", "op": "mmap", "args": {"pages": 1, "as": "m"}},
+                {"actor": "-", "op": "wait", "args": {"step": 0}, "timeout_ms": 5000},
+                {"actor": "-", "op": "exec", "args": {"argv": ["/bin/sh", "-c", "echo out; exit 3"]}},
+            ],
+        },
+    )
     s = steps(recs)
     assert s[0]["status"] == "blocked" and "nanosleep" in s[0]["stack"] + s[0]["wchan"]
     [late] = [r for r in recs if r.get("t") == "late"]
@@ -92,12 +116,25 @@ def test_a_bad_scenario_file_is_reported_not_crashed_on(agent: Path, tmp_path: P
 
 
 def test_a_batch_runs_each_item_with_its_own_actors_and_clears_between(agent: Path, tmp_path: Path) -> None:
-    item = {"actors": ["A"], "final_wait_ms": 200, "steps": [
-        {"actor": "A", "op": "mmap", "args": {"pages": 1, "as": "m"}},
-        {"actor": "-", "op": "sleep", "args": {"ms": 30000}},
-    ], "teardown": [["/bin/echo", "teardown"]]}
-    recs = run(agent, tmp_path, {"name": "b", "step_timeout_ms": 300, "settle_ms": 50,
-                                 "batch": [dict(item, name="one"), dict(item, name="two")]})
+    item = {
+        "actors": ["A"],
+        "final_wait_ms": 200,
+        "steps": [
+            {"actor": "A", "op": "mmap", "args": {"pages": 1, "as": "m"}},
+            {"actor": "-", "op": "sleep", "args": {"ms": 30000}},
+        ],
+        "teardown": [["/bin/echo", "teardown"]],
+    }
+    recs = run(
+        agent,
+        tmp_path,
+        {
+            "name": "b",
+            "step_timeout_ms": 300,
+            "settle_ms": 50,
+            "batch": [dict(item, name="one"), dict(item, name="two")],
+        },
+    )
     items = [r for r in recs if r.get("t") == "item"]
     assert [r["name"] for r in items] == ["one", "two"] and [r["item"] for r in items] == [0, 1]
     ends = [r for r in recs if r.get("t") == "item_end"]

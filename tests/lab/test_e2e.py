@@ -131,8 +131,16 @@ def _lab_kernel() -> kernels.Kernel:
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("name", ["hmm-migrate-fault-back", "hmm-evict-then-rmmod", "hmm-device-write-fork-exit",
-                                  "p2pdma-mmap-dio-munmap", "p2pdma-unbind-while-pinned"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hmm-migrate-fault-back",
+        "hmm-evict-then-rmmod",
+        "hmm-device-write-fork-exit",
+        "p2pdma-mmap-dio-munmap",
+        "p2pdma-unbind-while-pinned",
+    ],
+)
 def test_device_private_and_p2pdma_agree_on_the_lab_kernel(name: str, leaves_nothing_behind: None) -> None:
     k = _lab_kernel()
     res = run_scenario(scenario.load(scenario.find(name)), k, guest.probe_accel(k), save=False)

@@ -102,8 +102,13 @@ def test_the_idle_control_is_clean_on_both_sides() -> None:
 def test_a_kernel_report_where_the_model_is_clean_is_a_disagreement() -> None:
     d = recorded("unbind-idle-clean-6.12")
     sc = scenario.load(scenario.find(d["scenario"]))
-    records = d["agent_records"] + [{"t": "kmsg", "after": "5", "lines": [
-        {"prio": 4, "text": "WARNING: CPU: 1 PID: 99 at mm/memremap.c:123 memunmap_pages+0x1/0x2"}]}]
+    records = d["agent_records"] + [
+        {
+            "t": "kmsg",
+            "after": "5",
+            "lines": [{"prio": 4, "text": "WARNING: CPU: 1 PID: 99 at mm/memremap.c:123 memunmap_pages+0x1/0x2"}],
+        }
+    ]
     row = compare(sc, predict(sc, "e3"), observe(records, len(sc.steps), ""), "6.12", "done", "")
     assert row.result == "disagree" and "memunmap_pages" in row.reasons[-1]
 
@@ -112,8 +117,11 @@ def test_a_mismatched_step_is_a_disagreement_that_names_it() -> None:
     d = recorded("truncate-mapped-waits-6.12")
     sc = scenario.load(scenario.find(d["scenario"]))
     # pretend the truncate had returned at once
-    records = [dict(r, status="ok") if r.get("t") == "step" and r.get("i") == 5 else r for r in d["agent_records"]
-               if r.get("t") != "late"]
+    records = [
+        dict(r, status="ok") if r.get("t") == "step" and r.get("i") == 5 else r
+        for r in d["agent_records"]
+        if r.get("t") != "late"
+    ]
     row = compare(sc, predict(sc, "e3"), observe(records, len(sc.steps), ""), "6.12", "done", "")
     assert row.result == "disagree"
     assert any("step 5" in r and "model blocks, returns after step 6; kernel ok" in r for r in row.reasons)
@@ -123,8 +131,11 @@ CLASSES = [
     ("BUG: KASAN: slab-use-after-free in io_buffer_unmap+0x1/0x2", "kasan", "io_buffer_unmap+0x1/0x2"),
     ("BUG: Bad page state in process init  pfn:41000", "bad-page", ""),
     ("kernel BUG at mm/memremap.c:501!", "vm-bug", ""),
-    ("WARNING: CPU: 0 PID: 1 at lib/percpu-refcount.c:196 percpu_ref_switch_to_atomic_rcu+0x1/0x2", "warning",
-     "percpu_ref_switch_to_atomic_rcu+0x1/0x2"),
+    (
+        "WARNING: CPU: 0 PID: 1 at lib/percpu-refcount.c:196 percpu_ref_switch_to_atomic_rcu+0x1/0x2",
+        "warning",
+        "percpu_ref_switch_to_atomic_rcu+0x1/0x2",
+    ),
     ("refcount_t: underflow; use-after-free.", "refcount", ""),
     ("percpu ref (dev_pagemap_percpu_release) <= 0 (-1) after switching to atomic", "refcount", ""),
     ("INFO: task truncate:77 blocked for more than 120 seconds.", "hung-task", ""),
@@ -143,8 +154,12 @@ def test_kernel_report_classes(line: str, kind: str, func: str) -> None:
 
 
 def test_ordinary_kernel_lines_are_not_reports() -> None:
-    lines = ["nd_pmem namespace0.0: unable to guarantee persistence of writes", "EXT4-fs (pmem0): mounted filesystem",
-             "dax0.0: detached", "Buffer I/O error on dev dm-0, logical block 0"]
+    lines = [
+        "nd_pmem namespace0.0: unable to guarantee persistence of writes",
+        "EXT4-fs (pmem0): mounted filesystem",
+        "dax0.0: detached",
+        "Buffer I/O error on dev dm-0, logical block 0",
+    ]
     assert classify([("1", ln) for ln in lines]) == []
 
 
@@ -164,8 +179,9 @@ def test_6_1_loses_the_wakeup_of_a_truncate_waiting_for_an_o_direct_read() -> No
 def test_only_the_recorded_kernel_is_explained() -> None:
     d = recorded("truncate-during-dio-lost-wakeup-6.1")
     sc = scenario.load(scenario.find(d["scenario"]))
-    row = compare(sc, predict(sc, "e3"), observe(d["agent_records"], len(sc.steps), d["console"]), "6.12.117",
-                  "done", "")
+    row = compare(
+        sc, predict(sc, "e3"), observe(d["agent_records"], len(sc.steps), d["console"]), "6.12.117", "done", ""
+    )
     assert row.result == "disagree" and row.explained == ""
 
 
@@ -174,8 +190,13 @@ def test_a_report_of_the_wrong_kind_does_not_confirm_a_violation() -> None:
     WARN, not by a hung task: like is compared with like."""
     d = recorded("truncate-unmapped-warn-6.12")
     sc = scenario.load(scenario.find(d["scenario"]))
-    records = [r for r in d["agent_records"] if r.get("t") != "kmsg"] + [{"t": "kmsg", "after": "6", "lines": [
-        {"prio": 3, "text": "INFO: task init:1 blocked for more than 120 seconds."}]}]
+    records = [r for r in d["agent_records"] if r.get("t") != "kmsg"] + [
+        {
+            "t": "kmsg",
+            "after": "6",
+            "lines": [{"prio": 3, "text": "INFO: task init:1 blocked for more than 120 seconds."}],
+        }
+    ]
     row = compare(sc, predict(sc, "e3"), observe(records, len(sc.steps), ""), "6.12", "done", "")
     assert row.result == "agree" and not row.confirmed
     assert "not the kind of report I-X2 would give" in row.reasons[-1]

@@ -25,8 +25,14 @@ def step_index(sc: scenario.Scenario, op_text: str) -> int:
 
 def test_the_suite_covers_the_four_kinds_of_question() -> None:
     names = set(SUITE)
-    assert {"f1-devdax-unbind-iouring", "f1-devdax-unbind-vmsplice", "fsdax-truncate-mapped-vmsplice",
-            "fsdax-truncate-unmapped-vmsplice", "fsdax-unbind-pmem-mounted", "devdax-fork-pinned-exit"} <= names
+    assert {
+        "f1-devdax-unbind-iouring",
+        "f1-devdax-unbind-vmsplice",
+        "fsdax-truncate-mapped-vmsplice",
+        "fsdax-truncate-unmapped-vmsplice",
+        "fsdax-unbind-pmem-mounted",
+        "devdax-fork-pinned-exit",
+    } <= names
     for p in SUITE.values():
         sc = scenario.load(p)
         assert sc.name == p.stem, "a built-in scenario's file is named after it"
@@ -46,8 +52,15 @@ def test_f1_scenarios_predict_teardown_under_the_reference_at_the_unbind(name: s
     assert old.steps[unbind].outcome == "blocks" and old.steps[unbind].completes_at is not None
 
 
-@pytest.mark.parametrize("name", ["devdax-unbind-idle", "devdax-unpin-before-unbind", "devdax-fork-pinned-exit",
-                                  "devdax-fork-pinned-exit-parent-first"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "devdax-unbind-idle",
+        "devdax-unpin-before-unbind",
+        "devdax-fork-pinned-exit",
+        "devdax-fork-pinned-exit-parent-first",
+    ],
+)
 def test_controls_are_clean_and_the_unbind_returns(name: str) -> None:
     sc = load(name)
     p = predict(sc, "e3")
@@ -55,8 +68,9 @@ def test_controls_are_clean_and_the_unbind_returns(name: str) -> None:
     assert p.steps[step_index(sc, "unbind_dax")].outcome == "ok"
 
 
-@pytest.mark.parametrize("name,op", [("fsdax-truncate-mapped-vmsplice", "truncate"),
-                                     ("fsdax-punch-hole-mapped-vmsplice", "punch_hole")])
+@pytest.mark.parametrize(
+    "name,op", [("fsdax-truncate-mapped-vmsplice", "truncate"), ("fsdax-punch-hole-mapped-vmsplice", "punch_hole")]
+)
 def test_a_mapped_busy_page_makes_truncate_wait_for_the_reference(name: str, op: str) -> None:
     sc = load(name)
     p = predict(sc, "e3")
@@ -65,8 +79,9 @@ def test_a_mapped_busy_page_makes_truncate_wait_for_the_reference(name: str, op:
     assert p.steps[t].outcome == "blocks" and p.steps[t].completes_at == put
 
 
-@pytest.mark.parametrize("name,op", [("fsdax-truncate-unmapped-vmsplice", "truncate"),
-                                     ("fsdax-punch-hole-unmapped-vmsplice", "punch_hole")])
+@pytest.mark.parametrize(
+    "name,op", [("fsdax-truncate-unmapped-vmsplice", "truncate"), ("fsdax-punch-hole-unmapped-vmsplice", "punch_hole")]
+)
 def test_an_unmapped_busy_page_is_missed_by_the_busy_scan_before_v6_15(name: str, op: str) -> None:
     sc = load(name)
     t = step_index(sc, f"- {op} ")
@@ -137,8 +152,10 @@ def test_a_bad_scenario_is_refused_with_its_line(text: str, line: int, message: 
 
 
 def test_a_model_action_the_model_rejects_names_the_scenario_line() -> None:
-    text = ("scenario x\nconfig types=generic pgmaps=1 pages=1 procs=1 addrs=1\nmodel memremap_pages pgmap=0\n"
-            "actors A\nA exit => frobnicate pfn=0\n")
+    text = (
+        "scenario x\nconfig types=generic pgmaps=1 pages=1 procs=1 addrs=1\nmodel memremap_pages pgmap=0\n"
+        "actors A\nA exit => frobnicate pfn=0\n"
+    )
     with pytest.raises(ScenarioError) as e:
         predict(scenario.parse(text, "s.lab"), "e3")
     assert e.value.line == 5 and "frobnicate" in e.value.message

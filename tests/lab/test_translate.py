@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def prog(body: str, types: str = "generic", extra: str = "") -> zdfuzz.Program:
-    return zdfuzz.Program.parse(f"rules e3\nconfig types={types} pgmaps=1 pages=2 cpus=1 procs=2 addrs=2 files=1 "
-                                f"file_pages=2 tasks=2 ram=0 order=0 {extra}\n{body}")
+    return zdfuzz.Program.parse(
+        f"rules e3\nconfig types={types} pgmaps=1 pages=2 cpus=1 procs=2 addrs=2 files=1 "
+        f"file_pages=2 tasks=2 ram=0 order=0 {extra}\n{body}"
+    )
 
 
 def test_f1_translates_to_the_lab_scenario_and_keeps_its_verdict() -> None:
@@ -34,8 +36,10 @@ def test_f1_translates_to_the_lab_scenario_and_keeps_its_verdict() -> None:
 
 
 def test_translation_stops_at_the_first_action_user_space_cannot_drive() -> None:
-    p = prog("memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0\n"
-             "get_dev_pagemap pfn=0 cached=none cpu=0\nmunmap proc=0 addr=0 cpu=0\n")
+    p = prog(
+        "memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0\n"
+        "get_dev_pagemap pfn=0 cached=none cpu=0\nmunmap proc=0 addr=0 cpu=0\n"
+    )
     t = translate(p)
     assert t.drivable == 2 and t.total == 4 and "get_dev_pagemap" in t.stopped_at
     assert "munmap" not in t.text.split("actors")[1]
@@ -46,9 +50,11 @@ def test_translation_stops_at_the_first_action_user_space_cannot_drive() -> None
 
 
 def test_exit_releases_what_the_process_holds_and_a_fork_child_drops_what_it_inherits() -> None:
-    p = prog("memremap_pages pgmap=0\nexit_mmap proc=1 cpu=0\ndev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0\n"
-             "get_user_pages proc=0 addr=0 flags=0 cpu=0\npin_user_pages proc=0 addr=0 flags=0 cpu=0\n"
-             "fork proc=0 child=1\nexit_mmap proc=0 cpu=0\nmemunmap_pages pgmap=0 cpu=0\n")
+    p = prog(
+        "memremap_pages pgmap=0\nexit_mmap proc=1 cpu=0\ndev_dax_huge_fault proc=0 addr=0 pfn=1 cpu=0\n"
+        "get_user_pages proc=0 addr=0 flags=0 cpu=0\npin_user_pages proc=0 addr=0 flags=0 cpu=0\n"
+        "fork proc=0 child=1\nexit_mmap proc=0 cpu=0\nmemunmap_pages pgmap=0 cpu=0\n"
+    )
     sc = scenario.parse(translate(p).text, "t.lab")
     ops = [(s.runner, s.op) for s in sc.steps]
     assert ("P1", "exit") in ops and ("P0", "fork") in ops and ("P1b", "drop_holdings") in ops
@@ -61,9 +67,12 @@ def test_exit_releases_what_the_process_holds_and_a_fork_child_drops_what_it_inh
 
 
 def test_fsdax_association_happens_at_the_fault_and_truncate_is_a_punched_hole() -> None:
-    p = prog("memremap_pages pgmap=0\ndax_associate_entry file=0 index=1 pfn=0\n"
-             "dax_iomap_fault proc=0 addr=0 file=0 index=1 cpu=0\nget_user_pages proc=0 addr=0 flags=0 cpu=0\n"
-             "munmap proc=0 addr=0 cpu=0\ntruncate file=0 index=1 cpu=0\n", types="fsdax")
+    p = prog(
+        "memremap_pages pgmap=0\ndax_associate_entry file=0 index=1 pfn=0\n"
+        "dax_iomap_fault proc=0 addr=0 file=0 index=1 cpu=0\nget_user_pages proc=0 addr=0 flags=0 cpu=0\n"
+        "munmap proc=0 addr=0 cpu=0\ntruncate file=0 index=1 cpu=0\n",
+        types="fsdax",
+    )
     sc = scenario.parse(translate(p).text, "t.lab")
     touch = next(s for s in sc.steps if s.op == "touch")
     assert touch.model[0] == "dax_associate_entry file=0 index=1 pfn=0"
@@ -75,7 +84,7 @@ def test_fsdax_association_happens_at_the_fault_and_truncate_is_a_punched_hole()
 
 def test_every_drivable_engine_program_becomes_a_scenario_the_model_can_predict() -> None:
     rules = zdfuzz.Rules.preset("e3")
-    programs = engine_programs("e3", rules, ["generic", "fsdax"], seed=3, execs=1500)
+    programs = engine_programs(rules, ["generic", "fsdax"], seed=3, execs=1500)
     assert len(programs) > 50
     translated = 0
     for _origin, p in programs:
@@ -89,11 +98,19 @@ def test_every_drivable_engine_program_becomes_a_scenario_the_model_can_predict(
 
 
 def test_report_signatures_ignore_addresses_and_offsets() -> None:
-    a = KernelEvent("oops", "BUG: unable to handle page fault for address: ffef4d9641010008", "io_buffer_unmap+0x53/0xe0")
-    b = KernelEvent("oops", "BUG: unable to handle page fault for address: ff7e743ac1010008", "io_buffer_unmap+0x53/0xe0")
+    a = KernelEvent(
+        "oops", "BUG: unable to handle page fault for address: ffef4d9641010008", "io_buffer_unmap+0x53/0xe0"
+    )
+    b = KernelEvent(
+        "oops", "BUG: unable to handle page fault for address: ff7e743ac1010008", "io_buffer_unmap+0x53/0xe0"
+    )
     assert report_signature(a) == report_signature(b) == "oops io_buffer_unmap"
-    w = KernelEvent("warning", "WARNING: CPU: 0 PID: 146 at fs/dax.c:390 dax_disassociate_entry+0x86/0xb0",
-                    "dax_disassociate_entry+0x86/0xb0", "fs/dax.c:390")
+    w = KernelEvent(
+        "warning",
+        "WARNING: CPU: 0 PID: 146 at fs/dax.c:390 dax_disassociate_entry+0x86/0xb0",
+        "dax_disassociate_entry+0x86/0xb0",
+        "fs/dax.c:390",
+    )
     assert report_signature(w) == "warning dax_disassociate_entry"
 
 
@@ -110,7 +127,8 @@ class _FakeRow:
 
 
 def test_minimization_removes_steps_while_the_report_recurs_and_never_boots_a_meaningless_scenario(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from zdfuzz.lab import fuzz, kernels
 
     p = zdfuzz.Program.parse((ROOT / "corpus/findings/F1-e4-devdax-unbind-under-gup.zdf").read_text())
@@ -147,7 +165,7 @@ def test_minimization_removes_steps_while_the_report_recurs_and_never_boots_a_me
             assert "touch" in ops and ops.index("touch") < ops.index("iouring_register")
 
 
-def guest_accel() -> "object":
+def guest_accel() -> object:
     from zdfuzz.lab import guest
 
     return guest.TCG

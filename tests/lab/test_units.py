@@ -19,14 +19,25 @@ from zdfuzz.lab import debian, guest, kernels, kmod
 from zdfuzz.lab.cpio import CpioWriter
 from zdfuzz.lab.errors import LabError
 
-
 # -- kernels ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("release,preset", [
-    ("5.10.0-28-amd64", "e1"), ("5.17.15", "e1"), ("5.18.0", "e2"), ("6.0.19", "e2"),
-    ("6.1.0-57-amd64", "e3"), ("6.12.117+deb12-amd64", "e3"), ("6.14.11", "e3"), ("6.15.0-rc1", "e4"),
-    ("6.18.2", "e4"), ("6.19.0", "e5"), ("7.1.0", "e5"),
-])
+
+@pytest.mark.parametrize(
+    "release,preset",
+    [
+        ("5.10.0-28-amd64", "e1"),
+        ("5.17.15", "e1"),
+        ("5.18.0", "e2"),
+        ("6.0.19", "e2"),
+        ("6.1.0-57-amd64", "e3"),
+        ("6.12.117+deb12-amd64", "e3"),
+        ("6.14.11", "e3"),
+        ("6.15.0-rc1", "e4"),
+        ("6.18.2", "e4"),
+        ("6.19.0", "e5"),
+        ("7.1.0", "e5"),
+    ],
+)
 def test_a_kernel_runs_under_the_era_of_its_version(release: str, preset: str) -> None:
     assert kernels.preset_for(release) == preset
 
@@ -82,10 +93,19 @@ def test_user_kernel_mistakes_are_named(tmp_path: Path) -> None:
 
 # -- Debian's archive --------------------------------------------------------------------
 
-@pytest.mark.parametrize("a,b,sign", [
-    ("6.12.117-1~deb12u1", "6.12.95-1~bpo12+1", 1), ("1.0~rc1", "1.0", -1), ("1:0.9", "2.0", 1),
-    ("6.1.192-3", "6.1.192-3", 0), ("6.1.0-57", "6.1.0-9", 1), ("2.0a", "2.0", 1), ("2.0", "2.0+1", -1),
-])
+
+@pytest.mark.parametrize(
+    "a,b,sign",
+    [
+        ("6.12.117-1~deb12u1", "6.12.95-1~bpo12+1", 1),
+        ("1.0~rc1", "1.0", -1),
+        ("1:0.9", "2.0", 1),
+        ("6.1.192-3", "6.1.192-3", 0),
+        ("6.1.0-57", "6.1.0-9", 1),
+        ("2.0a", "2.0", 1),
+        ("2.0", "2.0+1", -1),
+    ],
+)
 def test_debian_version_order(a: str, b: str, sign: int) -> None:
     c = debian.compare_versions(a, b)
     assert (c > 0) - (c < 0) == sign
@@ -94,8 +114,10 @@ def test_debian_version_order(a: str, b: str, sign: int) -> None:
 
 
 def test_the_packages_index_yields_complete_stanzas() -> None:
-    text = ("Package: linux-image-6.12.95+deb12-amd64-unsigned\nVersion: 6.12.95-1\nFilename: pool/a.deb\n"
-            "SHA256: aa\nSize: 10\nDescription: x\n continued\n\nPackage: broken\nVersion: 1\n\n")
+    text = (
+        "Package: linux-image-6.12.95+deb12-amd64-unsigned\nVersion: 6.12.95-1\nFilename: pool/a.deb\n"
+        "SHA256: aa\nSize: 10\nDescription: x\n continued\n\nPackage: broken\nVersion: 1\n\n"
+    )
     [p] = list(debian.parse_packages(text, "bookworm-security", debian.SECURITY))
     assert p.name == "linux-image-6.12.95+deb12-amd64-unsigned" and p.size == 10
     assert p.url == "https://deb.debian.org/debian-security/pool/a.deb"
@@ -121,8 +143,15 @@ def make_deb(files: dict[str, bytes]) -> bytes:
 
 
 def test_a_deb_is_unpacked_without_dpkg_and_only_what_is_kept(tmp_path: Path) -> None:
-    deb = make_deb({"boot/vmlinuz-6.12.0": b"kernel", "boot/config-6.12.0": b"CONFIG_X=y\n",
-                    "lib/modules/6.12.0/kernel/a.ko.xz": b"m", "usr/share/doc/x": b"doc", "../escape": b"no"})
+    deb = make_deb(
+        {
+            "boot/vmlinuz-6.12.0": b"kernel",
+            "boot/config-6.12.0": b"CONFIG_X=y\n",
+            "lib/modules/6.12.0/kernel/a.ko.xz": b"m",
+            "usr/share/doc/x": b"doc",
+            "../escape": b"no",
+        }
+    )
     kept = debian.extract_deb(deb, tmp_path, lambda n: n.startswith(("boot/", "lib/modules/", "../")))
     assert sorted(kept) == ["boot/config-6.12.0", "boot/vmlinuz-6.12.0", "lib/modules/6.12.0/kernel/a.ko.xz"]
     assert (tmp_path / "boot" / "vmlinuz-6.12.0").read_bytes() == b"kernel"
@@ -133,6 +162,7 @@ def test_a_deb_is_unpacked_without_dpkg_and_only_what_is_kept(tmp_path: Path) ->
 
 
 # -- modules ----------------------------------------------------------------------------
+
 
 def fake_module(modinfo: bytes) -> bytes:
     """A minimal ELF64 relocatable with a .modinfo section."""
@@ -173,6 +203,7 @@ def test_modinfo_and_dependency_order(tmp_path: Path) -> None:
 
 
 # -- the initramfs -----------------------------------------------------------------------
+
 
 def read_newc(archive: bytes) -> dict[str, tuple[int, bytes, int]]:
     raw = gzip.decompress(archive)
@@ -224,9 +255,12 @@ def test_a_missing_host_tool_names_its_debian_package() -> None:
 
 # -- the command line and faults -------------------------------------------------------
 
+
 def test_missing_qemu_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(LabError, match="qemu-system-x86_64 is not installed on this host: apt-get install qemu-system-x86"):
+    with pytest.raises(
+        LabError, match="qemu-system-x86_64 is not installed on this host: apt-get install qemu-system-x86"
+    ):
         guest.qemu_binary()
 
 
@@ -235,8 +269,16 @@ def test_a_kernel_without_an_option_skips_the_scenario_and_names_it() -> None:
     from zdfuzz.lab.run import skip_reason
 
     sc = scenario.load(scenario.find("f1-devdax-unbind-iouring"))
-    cfg = {o: "y" for o in ("CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX",
-                            "CONFIG_DEV_DAX_PMEM")}
+    cfg = {
+        o: "y"
+        for o in (
+            "CONFIG_ZONE_DEVICE",
+            "CONFIG_LIBNVDIMM",
+            "CONFIG_X86_PMEM_LEGACY",
+            "CONFIG_DEV_DAX",
+            "CONFIG_DEV_DAX_PMEM",
+        )
+    }
     k = kernels.Kernel("k", "6.12.0", Path("/x"), None, cfg)
     assert skip_reason(sc, k) == "kernel 6.12.0 lacks CONFIG_IO_URING (its .config)"
     cfg["CONFIG_IO_URING"] = "y"
@@ -273,13 +315,18 @@ def test_cli_model_prints_the_prediction_and_a_replayable_program() -> None:
     r = CliRunner().invoke(main, ["lab", "model", "fsdax-truncate-mapped-vmsplice"])
     assert r.exit_code == 0, r.output
     assert "verdict: clean" in r.output
-    program = r.output[r.output.index("rules e3"):]
+    program = r.output[r.output.index("rules e3") :]
     assert zdfuzz.Program.parse(program).to_text().startswith("rules e3")
     r = CliRunner().invoke(main, ["lab", "model", "fsdax-truncate-mapped-vmsplice", "--json"])
     doc = json.loads(r.output)
     assert doc["schema"] == "zdfuzz.lab.model/1" and doc["violation"] is None
-    assert doc["steps"][5] == {"index": 5, "outcome": "blocks", "completes_at": 6,
-                               "notes": doc["steps"][5]["notes"], "actions": ["truncate file=0 index=0 cpu=0"]}
+    assert doc["steps"][5] == {
+        "index": 5,
+        "outcome": "blocks",
+        "completes_at": 6,
+        "notes": doc["steps"][5]["notes"],
+        "actions": ["truncate file=0 index=0 cpu=0"],
+    }
     r = CliRunner().invoke(main, ["lab", "scenarios"])
     assert r.exit_code == 0 and "f1-devdax-unbind-iouring" in r.output
 
@@ -304,15 +351,25 @@ def test_the_lab_config_fragment_and_its_check() -> None:
     from zdfuzz.lab import build
 
     opts = build.fragment_options()
-    for need in ("CONFIG_KASAN", "CONFIG_DEBUG_VM", "CONFIG_DEVICE_PRIVATE", "CONFIG_TEST_HMM", "CONFIG_PCI_P2PDMA",
-                 "CONFIG_BLK_DEV_NVME", "CONFIG_DEV_DAX", "CONFIG_FS_DAX", "CONFIG_X86_PMEM_LEGACY", "CONFIG_IO_URING",
-                 "CONFIG_KALLSYMS"):
+    for need in (
+        "CONFIG_KASAN",
+        "CONFIG_DEBUG_VM",
+        "CONFIG_DEVICE_PRIVATE",
+        "CONFIG_TEST_HMM",
+        "CONFIG_PCI_P2PDMA",
+        "CONFIG_BLK_DEV_NVME",
+        "CONFIG_DEV_DAX",
+        "CONFIG_FS_DAX",
+        "CONFIG_X86_PMEM_LEGACY",
+        "CONFIG_IO_URING",
+        "CONFIG_KALLSYMS",
+    ):
         assert opts[need] in ("y", "m"), need
     assert opts["CONFIG_SLUB_TINY"] == "n"
     cfg = {"CONFIG_KASAN": "y", "CONFIG_TEST_HMM": "y", "CONFIG_SLUB_TINY": "y"}
-    assert build.check_config(cfg, {"CONFIG_KASAN": "y", "CONFIG_TEST_HMM": "m", "CONFIG_SLUB_TINY": "n",
-                                     "CONFIG_X": "y"}) == [
-        "CONFIG_TEST_HMM=y (wanted m)", "CONFIG_SLUB_TINY=y (wanted unset)", "CONFIG_X=unset (wanted y)"]
+    assert build.check_config(
+        cfg, {"CONFIG_KASAN": "y", "CONFIG_TEST_HMM": "m", "CONFIG_SLUB_TINY": "n", "CONFIG_X": "y"}
+    ) == ["CONFIG_TEST_HMM=y (wanted m)", "CONFIG_SLUB_TINY=y (wanted unset)", "CONFIG_X=unset (wanted y)"]
 
 
 def test_a_user_tree_with_an_in_tree_build_is_refused(tmp_path: Path) -> None:

@@ -91,12 +91,17 @@ def user_source(path: str) -> Source:
         raise LabError(f"--source {path}: not a directory")
     version = _tree_version(tree)
     if (tree / ".config").exists() or (tree / "include" / "config").exists():
-        raise LabError(f"--source {path}: the tree has an in-tree build (.config); the lab builds out of tree "
-                       "(make O=...), which needs a clean source: run `make mrproper` there first")
+        raise LabError(
+            f"--source {path}: the tree has an in-tree build (.config); the lab builds out of tree "
+            "(make O=...), which needs a clean source: run `make mrproper` there first"
+        )
     h = hashlib.sha256()
     git = shutil.which("git")
-    r = subprocess.run([git, "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
-                       check=False) if git else None
+    r = (
+        subprocess.run([git, "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        if git
+        else None
+    )
     if r is not None and r.returncode == 0:
         h.update(r.stdout.encode())
         diff = subprocess.run([git, "-C", str(tree), "diff", "HEAD"], capture_output=True, check=False)  # type: ignore[list-item]
@@ -111,8 +116,9 @@ def user_source(path: str) -> Source:
     return Source(tree, f"tree:{h.hexdigest()}", label)
 
 
-def debian_source(progress: Callable[[str], None] | None = None,
-                  download: Callable[[str, int, int], None] | None = None) -> Source:
+def debian_source(
+    progress: Callable[[str], None] | None = None, download: Callable[[str, int, int], None] | None = None
+) -> Source:
     """Debian's newest ``linux-source-6.12``, unpacked once into the cache."""
     pkg = debian.newest(*DEBIAN_SOURCE)
     dest = cache_dir() / "src" / pkg.sha256[:16]
@@ -150,12 +156,13 @@ def build_key(src: Source, fragment: str) -> str:
     return h.hexdigest()[:20]
 
 
-def _make(tree: Path, out: Path, *targets: str, jobs: int = 1,
-          on_line: Callable[[str], None] | None = None) -> None:
+def _make(tree: Path, out: Path, *targets: str, jobs: int = 1, on_line: Callable[[str], None] | None = None) -> None:
     make = shutil.which("make")
     if make is None:
-        raise LabError("building a kernel needs make and a C toolchain: apt-get install build-essential "
-                       "flex bison bc libelf-dev libssl-dev")
+        raise LabError(
+            "building a kernel needs make and a C toolchain: apt-get install build-essential "
+            "flex bison bc libelf-dev libssl-dev"
+        )
     cmd = [make, "-C", str(tree), f"O={out}", "ARCH=x86_64", f"-j{jobs}", *targets]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     tail: list[str] = []
@@ -223,8 +230,11 @@ def build(
         progress(f"configuring {src.label} (tinyconfig + {FRAGMENT.name if not fragment_path else fragment_path})")
     bad = configure(src, out, fragment)
     if bad:
-        raise LabError("Kconfig did not accept the lab's configuration for this tree: " + "; ".join(bad)
-                       + " (an option's dependencies are missing from this kernel, or it was renamed)")
+        raise LabError(
+            "Kconfig did not accept the lab's configuration for this tree: "
+            + "; ".join(bad)
+            + " (an option's dependencies are missing from this kernel, or it was renamed)"
+        )
     counter = {"n": 0}
 
     def on_line(line: str) -> None:
@@ -245,9 +255,16 @@ def build(
     shutil.copy2(out / ".config", tmp / "boot" / f"config-{release}")
     shutil.copytree(mods / "lib", tmp / "lib", symlinks=True)
     seconds = time.monotonic() - t0
-    meta = {"name": "lab", "release": release, "source": src.label, "identity": src.identity, "key": key,
-            "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "build_seconds": round(seconds), "jobs": jobs}
+    meta = {
+        "name": "lab",
+        "release": release,
+        "source": src.label,
+        "identity": src.identity,
+        "key": key,
+        "fetched": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds),
+        "jobs": jobs,
+    }
     atomic_write(tmp / "kernel.json", json.dumps(meta, indent=2).encode())
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

@@ -45,8 +45,14 @@ def _fail(e: Exception) -> None:
 
 
 def _download_progress() -> tuple[Progress, Any]:
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    console=err, transient=True)
+    prog = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )
     tasks: dict[str, Any] = {}
 
     def cb(name: str, done: int, total: int) -> None:
@@ -72,8 +78,12 @@ def lab() -> None:
     """Check the model's verdicts on real kernels booted under QEMU."""
 
 
-kernel_opt = click.option("--kernel", "kernel_name", required=True,
-                          help="debian-6.12, debian-6.1, lab (after `lab build`), or a path to your bzImage.")
+kernel_opt = click.option(
+    "--kernel",
+    "kernel_name",
+    required=True,
+    help="debian-6.12, debian-6.1, lab (after `lab build`), or a path to your bzImage.",
+)
 modules_opt = click.option("--modules", type=click.Path(file_okay=False), help="Module directory of your kernel.")
 config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Your kernel's .config.")
 
@@ -93,16 +103,39 @@ def kernels_cmd(fetch_names: tuple[str, ...], as_json: bool) -> None:
     rows = []
     for k in cached:
         pkg = f"{k.meta.get('package', '')} {k.meta.get('version', '')}".strip() or k.meta.get("source", "")
-        rows.append({"name": k.meta.get("name", k.name), "release": k.release, "preset": rules_label(k.preset),
-                     "package": pkg, "state": "built" if k.meta.get("name") == "lab" else "cached",
-                     "path": str(k.image.parent.parent)})
+        rows.append(
+            {
+                "name": k.meta.get("name", k.name),
+                "release": k.release,
+                "preset": rules_label(k.preset),
+                "package": pkg,
+                "state": "built" if k.meta.get("name") == "lab" else "cached",
+                "path": str(k.image.parent.parent),
+            }
+        )
     for name, (suites, _) in kernels.STOCK.items():
         if not any(r["name"] == name for r in rows):
-            rows.append({"name": name, "release": "", "preset": "", "package": f"newest in {', '.join(suites)}",
-                         "state": "fetchable", "path": ""})
+            rows.append(
+                {
+                    "name": name,
+                    "release": "",
+                    "preset": "",
+                    "package": f"newest in {', '.join(suites)}",
+                    "state": "fetchable",
+                    "path": "",
+                }
+            )
     if not any(r["name"] == "lab" for r in rows):
-        rows.append({"name": "lab", "release": "", "preset": "", "package": "zdfuzz lab build",
-                     "state": "not built", "path": ""})
+        rows.append(
+            {
+                "name": "lab",
+                "release": "",
+                "preset": "",
+                "package": "zdfuzz lab build",
+                "state": "not built",
+                "path": "",
+            }
+        )
     if as_json:
         click.echo(json.dumps({"schema": "zdfuzz.lab.kernels/1", "kernels": rows}, indent=1))
         return
@@ -112,14 +145,19 @@ def kernels_cmd(fetch_names: tuple[str, ...], as_json: bool) -> None:
     for r in rows:
         t.add_row(r["name"], r["release"], r["preset"], r["package"], r["state"])
     console.print(t)
-    console.print("Your own kernel: --kernel path/to/bzImage --modules DIR [--config .config] (docs/lab.md).",
-                  markup=False)
+    console.print(
+        "Your own kernel: --kernel path/to/bzImage --modules DIR [--config .config] (docs/lab.md).", markup=False
+    )
 
 
 @lab.command("build")
-@click.option("--source", type=click.Path(file_okay=False), help="Your kernel tree (default: Debian's linux-source-6.12).")
+@click.option(
+    "--source", type=click.Path(file_okay=False), help="Your kernel tree (default: Debian's linux-source-6.12)."
+)
 @click.option("--jobs", type=click.IntRange(1), help="make -j (default: every core).")
-@click.option("--fragment", type=click.Path(dir_okay=False, exists=True), help="A config fragment instead of the lab's.")
+@click.option(
+    "--fragment", type=click.Path(dir_okay=False, exists=True), help="A config fragment instead of the lab's."
+)
 @click.option("--check-config", is_flag=True, help="Only check that Kconfig accepts the fragment (no compiling).")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache has this build.")
 def build_cmd(source: str | None, jobs: int | None, fragment: str | None, check_config: bool, force: bool) -> None:
@@ -139,8 +177,10 @@ def build_cmd(source: str | None, jobs: int | None, fragment: str | None, check_
             k = lab_build.build(source, jobs, fragment, lambda m: status.update(m), cb, force)
     except LabError as e:
         _fail(e)
-    console.print(f"lab kernel {k.release} ({k.meta.get('source', '')}), built in {k.meta.get('build_seconds')} s: "
-                  f"--kernel lab", markup=False)
+    console.print(
+        f"lab kernel {k.release} ({k.meta.get('source', '')}), built in {k.meta.get('build_seconds')} s: --kernel lab",
+        markup=False,
+    )
 
 
 @lab.command("scenarios")
@@ -170,8 +210,11 @@ def model_cmd(scenario: str, rules_name: str | None, as_json: bool) -> None:
     except LabError as e:
         _fail(e)
     if as_json:
-        click.echo(json.dumps({"schema": "zdfuzz.lab.model/1", "scenario": sc.name, **p.to_json(),
-                               "program": p.program}, indent=1))
+        click.echo(
+            json.dumps(
+                {"schema": "zdfuzz.lab.model/1", "scenario": sc.name, **p.to_json(), "program": p.program}, indent=1
+            )
+        )
         return
     t = Table(title=f"{sc.name} under {p.rules}")
     for c in ("step", "guest", "model actions", "prediction"):
@@ -182,16 +225,19 @@ def model_cmd(scenario: str, rules_name: str | None, as_json: bool) -> None:
         t.add_row(str(sp.index), s.text, "; ".join(s.model), describe_prediction(sp))
     console.print(t)
     v = p.violation
-    console.print(f"verdict: {v.invariant} ({v.category}) at step {v.step}: {v.message}" if v else "verdict: clean",
-                  markup=False)
+    console.print(
+        f"verdict: {v.invariant} ({v.category}) at step {v.step}: {v.message}" if v else "verdict: clean", markup=False
+    )
     click.echo(p.program, nl=False)
 
 
 def _print_result(res: Result, detail: bool) -> None:
     row = res.row
     colour = {"agree": "green", "disagree": "red", "n/a": "yellow", "error": "red"}.get(row.result, "white")
-    console.print(f"[bold]{row.scenario}[/bold] on {row.kernel} (model: {row.rules}): [{colour}]{row.result}[/{colour}]"
-                  + (" (confirmed by a kernel report)" if row.confirmed else ""))
+    console.print(
+        f"[bold]{row.scenario}[/bold] on {row.kernel} (model: {row.rules}): [{colour}]{row.result}[/{colour}]"
+        + (" (confirmed by a kernel report)" if row.confirmed else "")
+    )
     if detail and row.steps:
         t = Table(show_header=True)
         for c in ("step", "guest", "model", "kernel"):
@@ -211,8 +257,11 @@ def _print_result(res: Result, detail: bool) -> None:
         if res.saved:
             console.print(f"  saved: {res.saved}", markup=False)
         if res.run is not None:
-            console.print(f"  guest: {res.run.status}, {res.run.accel}, boot {res.run.boot_seconds:.1f} s, "
-                          f"total {res.run.seconds:.1f} s", markup=False)
+            console.print(
+                f"  guest: {res.run.status}, {res.run.accel}, boot {res.run.boot_seconds:.1f} s, "
+                f"total {res.run.seconds:.1f} s",
+                markup=False,
+            )
             if res.run.status not in ("done",):
                 for line in res.run.last_console_lines(15):
                     console.print(f"  | {line}", markup=False)
@@ -226,20 +275,30 @@ def _exit_code(rows: list[Row]) -> int:
     return 0
 
 
-def _run_many(paths: list[Path], kernel_name: str, modules: str | None, config_path: str | None,
-              rules_name: str | None, as_json: bool, detail: bool) -> None:
+def _run_many(
+    paths: list[Path],
+    kernel_name: str,
+    modules: str | None,
+    config_path: str | None,
+    rules_name: str | None,
+    as_json: bool,
+    detail: bool,
+) -> None:
     try:
         scs = require_scenarios(paths)
         kernel = resolve_kernel(kernel_name, modules, config_path)
         accel = guest.probe_accel(kernel)
     except LabError as e:
         _fail(e)
-    _status(f"kernel {kernel.release}: model rules {rules_label(rules_name or kernel.preset)}; "
-            f"QEMU with {accel.name}{' (' + accel.reason + ')' if accel.reason else ''}")
+    _status(
+        f"kernel {kernel.release}: model rules {rules_label(rules_name or kernel.preset)}; "
+        f"QEMU with {accel.name}{' (' + accel.reason + ')' if accel.reason else ''}"
+    )
     results: list[Result] = []
     try:
         for sc in scs:
             with err.status(f"{sc.name}: starting") as status:
+
                 def rec(r: dict[str, Any]) -> None:
                     t = r.get("t")
                     if t == "step":
@@ -248,8 +307,10 @@ def _run_many(paths: list[Path], kernel_name: str, modules: str | None, config_p
                         status.update(f"{sc.name}: set-up {r.get('k')}")
                     elif t == "hello":
                         status.update(f"{sc.name}: booted")
-                res = run_scenario(sc, kernel, accel, rules_name, progress=lambda m: status.update(f"{sc.name}: {m}"),
-                                   on_record=rec)
+
+                res = run_scenario(
+                    sc, kernel, accel, rules_name, progress=lambda m: status.update(f"{sc.name}: {m}"), on_record=rec
+                )
             results.append(res)
             if not as_json:
                 _print_result(res, detail)
@@ -260,9 +321,13 @@ def _run_many(paths: list[Path], kernel_name: str, modules: str | None, config_p
         raise SystemExit(130) from None
     rows = [r.row for r in results]
     if as_json:
-        doc = {"schema": CHECK_SCHEMA, "kernel": {"name": kernel.name, "release": kernel.release},
-               "rules": rules_label(rules_name or kernel.preset), "accel": accel.name,
-               "results": [r.to_json() for r in results]}
+        doc = {
+            "schema": CHECK_SCHEMA,
+            "kernel": {"name": kernel.name, "release": kernel.release},
+            "rules": rules_label(rules_name or kernel.preset),
+            "accel": accel.name,
+            "results": [r.to_json() for r in results],
+        }
         click.echo(json.dumps(doc, indent=1))
     else:
         _print_table(rows, kernel, accel.name)
@@ -274,7 +339,9 @@ def _print_table(rows: list[Row], kernel: kernels.Kernel, accel: str) -> None:
     for c in ("scenario", "model", "kernel", "result"):
         t.add_column(c, overflow="fold")
     for r in rows:
-        res = r.result + (" (confirmed)" if r.confirmed else "") + (f" (explained: {r.explained})" if r.explained else "")
+        res = (
+            r.result + (" (confirmed)" if r.confirmed else "") + (f" (explained: {r.explained})" if r.explained else "")
+        )
         t.add_row(r.scenario, r.model, r.observed, res)
     console.print(t)
     counts = {k: sum(1 for r in rows if r.result == k) for k in ("agree", "disagree", "n/a", "error")}
@@ -288,8 +355,14 @@ def _print_table(rows: list[Row], kernel: kernels.Kernel, accel: str) -> None:
 @config_opt
 @click.option("--rules", "rules_name", help="Compare with this preset instead of the kernel's own (a what-if).")
 @click.option("--json", "as_json", is_flag=True, help="Write the results as JSON.")
-def run_cmd(scenarios: tuple[str, ...], kernel_name: str, modules: str | None, config_path: str | None,
-            rules_name: str | None, as_json: bool) -> None:
+def run_cmd(
+    scenarios: tuple[str, ...],
+    kernel_name: str,
+    modules: str | None,
+    config_path: str | None,
+    rules_name: str | None,
+    as_json: bool,
+) -> None:
     """Boot KERNEL, run each SCENARIO (a .lab file or a built-in name), compare with the model."""
     try:
         paths = [find(s) for s in scenarios]
@@ -305,8 +378,14 @@ def run_cmd(scenarios: tuple[str, ...], kernel_name: str, modules: str | None, c
 @click.option("--rules", "rules_name", help="Compare with this preset instead of the kernel's own (a what-if).")
 @click.option("--only", help="Run only the built-in scenarios whose name contains this.")
 @click.option("--json", "as_json", is_flag=True, help="Write the results as JSON.")
-def check_cmd(kernel_name: str, modules: str | None, config_path: str | None, rules_name: str | None,
-              only: str | None, as_json: bool) -> None:
+def check_cmd(
+    kernel_name: str,
+    modules: str | None,
+    config_path: str | None,
+    rules_name: str | None,
+    only: str | None,
+    as_json: bool,
+) -> None:
     """The whole conformance suite on KERNEL: one table."""
     paths = [p for p in builtin() if only is None or only in p.stem]
     if not paths:
@@ -321,14 +400,28 @@ def check_cmd(kernel_name: str, modules: str | None, config_path: str | None, ru
 @click.option("--time", "seconds", default=600.0, show_default=True, help="Seconds to fuzz.")
 @click.option("--types", default="generic,fsdax", show_default=True, help="Device types to drive.")
 @click.option("--rules", "rules_name", help="Model rules (default: the kernel's).")
-@click.option("--corpus", type=click.Path(file_okay=False, exists=True),
-              help="A campaign corpus to take programs from (findings and native entries) before the engine's.")
+@click.option(
+    "--corpus",
+    type=click.Path(file_okay=False, exists=True),
+    help="A campaign corpus to take programs from (findings and native entries) before the engine's.",
+)
 @click.option("--out", default="zdfuzz-lab-fuzz", show_default=True, help="Findings and state (resumable).")
 @click.option("--batch", default=6, show_default=True, type=click.IntRange(1, 32), help="Scenarios per boot.")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Write the summary as JSON.")
-def fuzz_cmd(kernel_name: str, modules: str | None, config_path: str | None, seconds: float, types: str,
-             rules_name: str | None, corpus: str | None, out: str, batch: int, seed: int, as_json: bool) -> None:
+def fuzz_cmd(
+    kernel_name: str,
+    modules: str | None,
+    config_path: str | None,
+    seconds: float,
+    types: str,
+    rules_name: str | None,
+    corpus: str | None,
+    out: str,
+    batch: int,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Fuzz KERNEL with the model's programs: drivable prefixes of native-engine findings and corpus, judged by
     the kernel's reports (KASAN, BUG, Oops, WARN); kernel findings are minimized on the kernel."""
     from zdfuzz.lab.fuzz import LabFuzzer
@@ -350,20 +443,40 @@ def fuzz_cmd(kernel_name: str, modules: str | None, config_path: str | None, sec
         err.print("interrupted: the guest was stopped; rerun with the same --out to resume", markup=False)
         raise SystemExit(130) from None
     wall = time.monotonic() - stats.started
-    doc = {"schema": "zdfuzz.lab.fuzz/1", "kernel": kernel.release, "rules": rules_label(rules),
-           "seconds": round(wall, 1), "programs": stats.programs, "translated": stats.translated,
-           "undrivable": stats.undrivable, "scenarios": stats.scenarios, "steps": stats.steps,
-           "boots": stats.boots, "clean": stats.clean, "disagreements": stats.disagreements,
-           "findings": [{"signature": f.signature, "path": str(f.path), "steps_before": f.steps_before,
-                         "steps_after": f.steps_after} for f in fz.found],
-           "minimize_boots": stats.minimize_boots}
+    doc = {
+        "schema": "zdfuzz.lab.fuzz/1",
+        "kernel": kernel.release,
+        "rules": rules_label(rules),
+        "seconds": round(wall, 1),
+        "programs": stats.programs,
+        "translated": stats.translated,
+        "undrivable": stats.undrivable,
+        "scenarios": stats.scenarios,
+        "steps": stats.steps,
+        "boots": stats.boots,
+        "clean": stats.clean,
+        "disagreements": stats.disagreements,
+        "findings": [
+            {
+                "signature": f.signature,
+                "path": str(f.path),
+                "steps_before": f.steps_before,
+                "steps_after": f.steps_after,
+            }
+            for f in fz.found
+        ],
+        "minimize_boots": stats.minimize_boots,
+    }
     if as_json:
         click.echo(json.dumps(doc, indent=1))
     else:
-        console.print(f"{stats.scenarios} scenarios ({stats.steps} steps) from {stats.programs} model programs "
-                      f"({stats.translated} drivable) in {stats.boots} boots, {wall:.0f} s on {kernel.release}: "
-                      f"{stats.clean} clean, {stats.disagreements} disagreeing with the model, "
-                      f"{len(fz.found)} new kernel finding(s)", markup=False)
+        console.print(
+            f"{stats.scenarios} scenarios ({stats.steps} steps) from {stats.programs} model programs "
+            f"({stats.translated} drivable) in {stats.boots} boots, {wall:.0f} s on {kernel.release}: "
+            f"{stats.clean} clean, {stats.disagreements} disagreeing with the model, "
+            f"{len(fz.found)} new kernel finding(s)",
+            markup=False,
+        )
         for f in fz.found:
             console.print(f"  {f.signature}: {f.path} ({f.steps_before} -> {f.steps_after} lines)", markup=False)
     raise SystemExit(1 if fz.found else 0)
@@ -385,8 +498,12 @@ def shell_cmd(kernel_name: str, modules: str | None, config_path: str | None, se
         image = guest.build_image(kernel, setup, [], _status)
     except LabError as e:
         _fail(e)
-    spec = {"name": "shell", "shell": True, "modules": [{"name": m} for m in image.modules],
-            "setup": [{"argv": a} for a, _ in setup.commands]}
+    spec = {
+        "name": "shell",
+        "shell": True,
+        "modules": [{"name": m} for m in image.modules],
+        "setup": [{"argv": a} for a, _ in setup.commands],
+    }
     _status(f"booting {kernel.release} with {accel.name}; set-up {setup_name}: {setup.doc}")
     _status("the shell is busybox sh; ndctl is in /usr/bin. Leave with `exit` or Ctrl-A X.")
     run = guest.run_guest(kernel, image, spec, accel, interactive=True, cmdline_extra=setup.cmdline, setup=setup)

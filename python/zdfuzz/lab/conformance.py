@@ -117,7 +117,9 @@ def explain(row: Row) -> None:
 
 def describe_prediction(p: StepPrediction) -> str:
     if p.outcome == "blocks":
-        return "blocks" + (f", returns after step {p.completes_at}" if p.completes_at is not None else ", never returns")
+        return "blocks" + (
+            f", returns after step {p.completes_at}" if p.completes_at is not None else ", never returns"
+        )
     return p.outcome
 
 
@@ -125,7 +127,9 @@ def describe_observation(o: StepObservation) -> str:
     if o.status == "blocked":
         if o.completed_during is None:
             return "blocked, never returned"
-        late = f" ({o.late_status}{':' + o.late_errno if o.late_errno else ''})" if o.late_status not in ("", "ok") else ""
+        late = (
+            f" ({o.late_status}{':' + o.late_errno if o.late_errno else ''})" if o.late_status not in ("", "ok") else ""
+        )
         return f"blocked, returned after step {o.completed_during}{late}"
     return o.outcome
 
@@ -154,9 +158,7 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
     n = len(sc.steps)
     v = pred.violation
     model_line = (
-        f"{v.invariant} ({v.category}) at step {v.step if v.step is not None else 'end'}: {v.message}"
-        if v
-        else "clean"
+        f"{v.invariant} ({v.category}) at step {v.step if v.step is not None else 'end'}: {v.message}" if v else "clean"
     )
     row = Row(sc.name, sc.title, kernel, rules_label(pred.rules), "agree", model_line, "")
     events = relevant_events(obs, n)
@@ -177,8 +179,15 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
     mismatches: list[str] = []
     for i, (st, p, o) in enumerate(zip(sc.steps, pred.steps, obs.steps, strict=True)):
         row.steps.append(
-            {"step": i, "guest": st.text, "model": describe_prediction(p), "kernel": describe_observation(o),
-             "actions": p.actions, "detail": o.detail, "stack": o.stack.strip().splitlines()[:12]}
+            {
+                "step": i,
+                "guest": st.text,
+                "model": describe_prediction(p),
+                "kernel": describe_observation(o),
+                "actions": p.actions,
+                "detail": o.detail,
+                "stack": o.stack.strip().splitlines()[:12],
+            }
         )
         if row.result == "error":
             continue
@@ -208,7 +217,9 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
             continue
         if o.status == "died":
             if v is None or (v.step is not None and i < v.step):
-                mismatches.append(f"step {i} ({st.text}): model {describe_prediction(p)}, kernel: the process died ({o.detail})")
+                mismatches.append(
+                    f"step {i} ({st.text}): model {describe_prediction(p)}, kernel: the process died ({o.detail})"
+                )
             continue
         want, got = describe_prediction(p), describe_observation(o)
         if o.status == "blocked" and p.outcome == "blocks":
@@ -231,9 +242,13 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
                 row.reasons += mismatches
             if v is None and reports:
                 row.result = "disagree"
-                row.reasons.append("the model saw no violation, the kernel reported: " + "; ".join(e.summary for e in reports[:3]))
+                row.reasons.append(
+                    "the model saw no violation, the kernel reported: " + "; ".join(e.summary for e in reports[:3])
+                )
             elif v is not None:
-                after = [e for e in reports if (_event_step(e) is None or v.step is None or (_event_step(e) or 0) >= v.step)]
+                after = [
+                    e for e in reports if (_event_step(e) is None or v.step is None or (_event_step(e) or 0) >= v.step)
+                ]
                 evidence = evidence_for(v.invariant, after)
                 if evidence:
                     row.confirmed = row.result == "agree"

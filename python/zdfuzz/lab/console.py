@@ -28,7 +28,10 @@ _HEADERS: list[tuple[str, re.Pattern[str]]] = [
     ("kasan", re.compile(r"BUG: KASAN: (?P<what>[\w-]+) in (?P<func>[\w.]+)")),
     ("kfence", re.compile(r"BUG: KFENCE: (?P<what>[\w -]+?) in (?P<func>[\w.]+)")),
     ("bad-page", re.compile(r"BUG: Bad page (state|map)")),
-    ("oops", re.compile(r"BUG: unable to handle (page fault|kernel)|general protection fault|BUG: kernel NULL pointer")),
+    (
+        "oops",
+        re.compile(r"BUG: unable to handle (page fault|kernel)|general protection fault|BUG: kernel NULL pointer"),
+    ),
     ("vm-bug", re.compile(r"kernel BUG at (?P<file>[\w/.-]+):(?P<line>\d+)|page dumped because")),
     ("warning", re.compile(r"WARNING: CPU: \d+ PID: \d+ at (?P<file>[\w/.-]+):(?P<line>\d+) (?P<func>[\w.]+)")),
     ("refcount", re.compile(r"refcount_t: \w+|percpu ref \(.*\) <= 0")),
@@ -58,8 +61,14 @@ class KernelEvent:
         return f"{self.kind} {self.func or self.where or self.summary[:60]}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "summary": self.summary, "func": self.func, "where": self.where,
-                "after": self.after, "context": self.context[:40]}
+        return {
+            "kind": self.kind,
+            "summary": self.summary,
+            "func": self.func,
+            "where": self.where,
+            "after": self.after,
+            "context": self.context[:40],
+        }
 
 
 def _strip_ts(line: str) -> str:

@@ -91,8 +91,9 @@ def _verdict_of(program: zdfuzz.Program, rules: zdfuzz.Rules) -> str:
     return f"{v.violation.invariant} at step {v.violation.step}: {v.violation.message}" if v.violation else "clean"
 
 
-def candidates_from(programs: list[tuple[str, zdfuzz.Program]], rules: zdfuzz.Rules, stats: Stats,
-                    seen: set[str]) -> list[Candidate]:
+def candidates_from(
+    programs: list[tuple[str, zdfuzz.Program]], rules: zdfuzz.Rules, stats: Stats, seen: set[str]
+) -> list[Candidate]:
     out = []
     for origin, prog in programs:
         stats.programs += 1
@@ -107,53 +108,71 @@ def candidates_from(programs: list[tuple[str, zdfuzz.Program]], rules: zdfuzz.Ru
         seen.add(key)
         stats.translated += 1
         modelled = t.text.count("=>")
-        out.append(Candidate(key, t.text.replace("scenario fuzz", f"scenario fuzz-{key}"), origin, prog.to_text(),
-                             _verdict_of(prog, rules), modelled))
+        out.append(
+            Candidate(
+                key,
+                t.text.replace("scenario fuzz", f"scenario fuzz-{key}"),
+                origin,
+                prog.to_text(),
+                _verdict_of(prog, rules),
+                modelled,
+            )
+        )
     return out
 
 
-def engine_programs(rules: str, rules_obj: zdfuzz.Rules, types: list[str], seed: int,
-                    execs: int) -> list[tuple[str, zdfuzz.Program]]:
-    """The native engine's findings and corpus for one device type: the
-    programs it found interesting, decoded as it decoded them."""
-    from zdfuzz.reference.diff import native_entry, program_text
-
+def engine_programs(
+    rules_obj: zdfuzz.Rules, types: list[str], seed: int, execs: int
+) -> list[tuple[str, zdfuzz.Program]]:
+    """The native engine's findings and corpus for one device type at a
+    time: the programs it found interesting, decoded as it decoded them."""
     out: list[tuple[str, zdfuzz.Program]] = []
     for t in types:
-        f = zdfuzz.NativeFuzzer(rules_obj, types=[t], seed=seed, max_actions=32)
+        f = zdfuzz.NativeFuzzer(rules_obj, shape={"types": [t]}, seed=seed, max_actions=32)
         for finding in f.run(max_execs=execs):
             out.append((f"native finding {finding.signature} (seed {seed})", finding.program))
         for e in f.take_new_entries():
-            data, shape, kinds = native_entry(e)
-            out.append((f"native corpus entry (seed {seed}, {t})",
-                        zdfuzz.Program.parse(program_text(data, rules, shape, kinds))))
+            p = f.entry_program(e)
+            if p is not None:
+                out.append((f"native corpus entry (seed {seed}, {t})", p))
     return out
 
 
-def corpus_programs(corpus: Path, rules: str) -> list[tuple[str, zdfuzz.Program]]:
-    """A campaign's findings (``findings/*.zdf``) and native corpus entries."""
-    from zdfuzz.reference.diff import native_entry, program_text
-
+def corpus_programs(corpus: Path, rules_obj: zdfuzz.Rules, types: list[str]) -> list[tuple[str, zdfuzz.Program]]:
+    """A campaign's findings (``findings/*.zdf``) and native corpus entries
+    (``native/*.bin``, decoded by an engine of the same rules: the entry
+    records its device types and kinds)."""
     out: list[tuple[str, zdfuzz.Program]] = []
     for p in sorted((corpus / "findings").glob("*.zdf")):
         try:
             out.append((f"finding {p.name}", zdfuzz.Program.parse(p.read_text())))
         except (zdfuzz.ProgramError, OSError, UnicodeDecodeError):
             continue
+    engines = [zdfuzz.NativeFuzzer(rules_obj, shape={"types": [t]}) for t in types]
     for p in sorted((corpus / "native").glob("*.bin")):
         try:
-            data, shape, kinds = native_entry(p.read_bytes())
-            out.append((f"corpus entry {p.name}", zdfuzz.Program.parse(program_text(data, rules, shape, kinds))))
-        except (ValueError, OSError):
+            data = p.read_bytes()
+        except OSError:
             continue
+        prog = next((q for f in engines if (q := f.entry_program(data)) is not None), None)
+        if prog is not None:
+            out.append((f"corpus entry {p.name}", prog))
     return out
 
 
 class LabFuzzer:
-    def __init__(self, kernel: Kernel, accel: guest.Accel, out: Path, rules: str, batch: int = 6,
-                 progress: Callable[[str], None] | None = None, minimize_boots: int = 24) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        accel: guest.Accel,
+        out: Path,
+        rules: str,
+        batch: int = 6,
+        progress: Callable[[str], None] | None = None,
+        minimize_boots: int = 24,
+    ) -> None:
         self.kernel, self.accel, self.out, self.rules = kernel, accel, out, rules
-        self.rules_obj = zdfuzz.Rules.load(rules) if rules.endswith(".toml") else zdfuzz.Rules.preset(rules)
+        self.rules_obj = zdfuzz.Rules.resolve(rules)
         self.batch, self.progress, self.minimize_boots = batch, progress, minimize_boots
         self.stats = Stats()
         (out / "findings").mkdir(parents=True, exist_ok=True)
@@ -180,12 +199,24 @@ class LabFuzzer:
             spec["teardown"] = TEARDOWN.get(setup.name, [])
             items.append(spec)
         first = agent_scenario(scs[0], setups[0], image, self.accel.name)
-        batch = {"name": "lab-fuzz", "step_timeout_ms": first["step_timeout_ms"], "settle_ms": first["settle_ms"],
-                 "modules": first["modules"], "batch": items}
+        batch = {
+            "name": "lab-fuzz",
+            "step_timeout_ms": first["step_timeout_ms"],
+            "settle_ms": first["settle_ms"],
+            "modules": first["modules"],
+            "batch": items,
+        }
         self.stats.boots += 1
-        run = guest.run_guest(self.kernel, image, batch, self.accel, cmdline_extra=setups[0].cmdline,
-                              setup=setups[0], idle_timeout=120,
-                              total_timeout=180 + sum(len(sc.steps) for sc in scs) * first["step_timeout_ms"] / 400)
+        run = guest.run_guest(
+            self.kernel,
+            image,
+            batch,
+            self.accel,
+            cmdline_extra=setups[0].cmdline,
+            setup=setups[0],
+            idle_timeout=120,
+            total_timeout=180 + sum(len(sc.steps) for sc in scs) * first["step_timeout_ms"] / 400,
+        )
         return run.records, run.console, run.status
 
     def run_batch(self, scs: list[scenario.Scenario]) -> list[tuple[scenario.Scenario, Any, list[KernelEvent]]]:
@@ -209,9 +240,10 @@ class LabFuzzer:
                 reports = [e for e in row.events if e.kind in REPORT_KINDS]
                 results.append((sc, row, reports))
             if last < 0:
-                raise LabError(f"the guest ran none of the batch ({status}): "
-                               + " | ".join(console.strip().splitlines()[-5:]))
-            pending = pending[last + 1:]
+                raise LabError(
+                    f"the guest ran none of the batch ({status}): " + " | ".join(console.strip().splitlines()[-5:])
+                )
+            pending = pending[last + 1 :]
         return results
 
     # -- findings ----------------------------------------------------------------------------
@@ -245,7 +277,7 @@ class LabFuzzer:
             for i in range(0, len(steps), chunk):
                 if budget <= 0:
                     break
-                trial = steps[:i] + steps[i + chunk:]
+                trial = steps[:i] + steps[i + chunk :]
                 if not any("=>" in s for s in trial):
                     continue
                 budget -= 1
@@ -269,11 +301,19 @@ class LabFuzzer:
         slug = re.sub(r"[^\w.-]+", "_", sig)[:80]
         before = c.text.count("\n")
         meta: dict[str, Any] = {
-            "signature": sig, "kernel": self.kernel.release, "rules": rules_label(self.rules),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "report": e.to_json(), "reports": [x.to_json() for x in reports],
-            "model_verdict": row.model, "result": row.result, "reasons": row.reasons,
-            "origin": c.origin, "program": c.program, "program_verdict": c.program_verdict, "minimized": False,
+            "signature": sig,
+            "kernel": self.kernel.release,
+            "rules": rules_label(self.rules),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "report": e.to_json(),
+            "reports": [x.to_json() for x in reports],
+            "model_verdict": row.model,
+            "result": row.result,
+            "reasons": row.reasons,
+            "origin": c.origin,
+            "program": c.program,
+            "program_verdict": c.program_verdict,
+            "minimized": False,
         }
         path = self.out / "findings" / f"{slug}.lab"
         atomic_write(path, c.text)
@@ -283,8 +323,9 @@ class LabFuzzer:
         if small != c.text:
             atomic_write(path, small)
             sc = scenario.parse(small, str(path))
-            meta["model_verdict_minimized"] = (lambda p: f"{p.violation.invariant}: {p.violation.message}"
-                                               if p.violation else "clean")(predict(sc, self.rules))
+            meta["model_verdict_minimized"] = (
+                lambda p: f"{p.violation.invariant}: {p.violation.message}" if p.violation else "clean"
+            )(predict(sc, self.rules))
         meta["minimized"] = True
         atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=1))
         self.stats.findings += 1
@@ -292,20 +333,22 @@ class LabFuzzer:
 
     # -- the campaign --------------------------------------------------------------------------
 
-    def run(self, seconds: float, types: list[str], seed: int, corpus: Path | None = None,
-            engine_execs: int = 4000) -> Stats:
+    def run(
+        self, seconds: float, types: list[str], seed: int, corpus: Path | None = None, engine_execs: int = 4000
+    ) -> Stats:
         deadline = time.monotonic() + seconds
         rng = random.Random(seed)
         seen = set(self.ran)
         queue: list[Candidate] = []
         if corpus is not None:
-            queue += candidates_from(corpus_programs(corpus, self.rules), self.rules_obj, self.stats, seen)
+            queue += candidates_from(corpus_programs(corpus, self.rules_obj, types), self.rules_obj, self.stats, seen)
         round_seed = seed
         while time.monotonic() < deadline:
             if not queue:
                 self.say(f"asking the native engine for programs (seed {round_seed})")
-                queue += candidates_from(engine_programs(self.rules, self.rules_obj, types, round_seed, engine_execs),
-                                         self.rules_obj, self.stats, seen)
+                queue += candidates_from(
+                    engine_programs(self.rules_obj, types, round_seed, engine_execs), self.rules_obj, self.stats, seen
+                )
                 round_seed += 1
                 # findings first, then the programs with the most modelled steps
                 queue.sort(key=lambda c: (not c.origin.startswith(("native finding", "finding")), -c.modelled))
@@ -316,8 +359,10 @@ class LabFuzzer:
             for c in take:
                 queue.remove(c)
             scs = [scenario.parse(c.text, f"{c.key}.lab") for c in take]
-            self.say(f"boot {self.stats.boots + 1}: {len(scs)} {kind} scenarios "
-                     f"({self.stats.scenarios} run, {self.stats.findings} findings)")
+            self.say(
+                f"boot {self.stats.boots + 1}: {len(scs)} {kind} scenarios "
+                f"({self.stats.scenarios} run, {self.stats.findings} findings)"
+            )
             results = self.run_batch(scs)
             for c, (sc, row, reports) in zip(take, results, strict=False):
                 self.stats.scenarios += 1
@@ -327,8 +372,9 @@ class LabFuzzer:
                     f.write(c.key + "\n")
                 if row.result == "disagree":
                     self.stats.disagreements += 1
-                    atomic_write(self.out / "disagreements" / f"{c.key}.lab", c.text + "".join(
-                        f"# {r}\n" for r in row.reasons))
+                    atomic_write(
+                        self.out / "disagreements" / f"{c.key}.lab", c.text + "".join(f"# {r}\n" for r in row.reasons)
+                    )
                 if reports:
                     self.record(c, row, reports, predict(sc, self.rules))
                 else:

@@ -133,8 +133,18 @@ def build_agent(root: Path, progress: Callable[[str], None] | None = None) -> Pa
     # --target makes RUSTFLAGS apply to the agent only, not to build scripts
     # and proc-macros, which must stay dynamic host binaries.
     env["RUSTFLAGS"] = "-C target-feature=+crt-static"
-    cmd = [cargo, "build", "--quiet", "--release", "-p", "zdfuzz-lab-agent", "--target", triple,
-           "--target-dir", str(root / "target" / "lab-agent")]
+    cmd = [
+        cargo,
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "zdfuzz-lab-agent",
+        "--target",
+        triple,
+        "--target-dir",
+        str(root / "target" / "lab-agent"),
+    ]
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise LabError(f"building the lab agent failed:\n{r.stderr[-2000:]}")
@@ -211,8 +221,25 @@ def build_image(
         progress(f"assembling the initramfs ({len(modules)} modules)")
 
     w = CpioWriter()
-    for d in ["bin", "sbin", "dev", "proc", "sys", "tmp", "mnt", "run", "etc", "lab", "usr", "usr/bin", "usr/sbin",
-              "lib", "lib/modules", "lib/x86_64-linux-gnu", "lib64"]:
+    for d in [
+        "bin",
+        "sbin",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "mnt",
+        "run",
+        "etc",
+        "lab",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "lib",
+        "lib/modules",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+    ]:
         w.directory(d)
     w.chardev("dev/console", 5, 1)
     w.file("bin/busybox", busybox.resolve().read_bytes(), 0o755)
@@ -221,7 +248,10 @@ def build_image(
         if not w.has(f"bin/{app}"):
             w.symlink(f"bin/{app}", "busybox")
     w.file("init", agent.read_bytes(), 0o755)
-    w.file("etc/profile", b'export PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport LD_LIBRARY_PATH=/lib/x86_64-linux-gnu\nPS1="zdfuzz-lab# "\n')
+    w.file(
+        "etc/profile",
+        b'export PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport LD_LIBRARY_PATH=/lib/x86_64-linux-gnu\nPS1="zdfuzz-lab# "\n',
+    )
     libs: set[Path] = set()
     for t in tools:
         dest = "usr/sbin/" + t.name if "sbin" in str(t) else "usr/bin/" + t.name
@@ -292,8 +322,25 @@ def probe_accel(kernel: Kernel) -> Accel:
     if key in known:
         name, reason = known[key]
         return Accel(name, reason, ["-accel", "kvm", "-cpu", "host"] if name == "kvm" else TCG.args)
-    cmd = [str(qemu), "-accel", "kvm", "-cpu", "host", "-m", "512M", "-display", "none", "-no-reboot",
-           "-nodefaults", "-serial", "stdio", "-kernel", str(kernel.image), "-append", "console=ttyS0 panic=-1"]
+    cmd = [
+        str(qemu),
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        "512M",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(kernel.image),
+        "-append",
+        "console=ttyS0 panic=-1",
+    ]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
         out = p.stdout + p.stderr
@@ -369,8 +416,24 @@ def run_guest(
             f.write(scenario_archive(scenario))
         console_path, agent_path = t / "console.log", t / "agent.log"
         cmdline = f"console=ttyS0 {cmdline_extra} panic=-1".strip()
-        cmd = [str(qemu), *accel.args, "-m", MEMORY, "-smp", "2", "-display", "none", "-no-reboot", "-nodefaults",
-               "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", cmdline]
+        cmd = [
+            str(qemu),
+            *accel.args,
+            "-m",
+            MEMORY,
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+            "-kernel",
+            str(kernel.image),
+            "-initrd",
+            str(initrd),
+            "-append",
+            cmdline,
+        ]
         if setup is not None:
             for name, size in setup.disks:
                 with (t / name).open("wb") as disk:
@@ -379,7 +442,9 @@ def run_guest(
         if interactive:
             cmd += ["-serial", "mon:stdio", "-serial", f"file:{agent_path}"]
             r = subprocess.run(cmd, check=False)
-            return GuestRun("done" if r.returncode == 0 else "qemu-failed", [], "", accel.name, time.monotonic() - start)
+            return GuestRun(
+                "done" if r.returncode == 0 else "qemu-failed", [], "", accel.name, time.monotonic() - start
+            )
         cmd += ["-serial", f"file:{console_path}", "-serial", f"file:{agent_path}"]
         stderr_path = t / "qemu.stderr"
         with stderr_path.open("wb") as err:
@@ -458,5 +523,14 @@ def run_guest(
             message = f"QEMU exited with status {proc.returncode}: {qerr.strip()[-500:] or 'no message'}"
         elif status == "panic":
             message = "the guest stopped before the agent finished (kernel panic or reboot)"
-        return GuestRun(status, records, console, accel.name, time.monotonic() - start, message, release, boot_seconds,
-                        {"qemu_stderr": qerr})
+        return GuestRun(
+            status,
+            records,
+            console,
+            accel.name,
+            time.monotonic() - start,
+            message,
+            release,
+            boot_seconds,
+            {"qemu_stderr": qerr},
+        )

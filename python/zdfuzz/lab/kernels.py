@@ -31,7 +31,10 @@ from zdfuzz.lab.errors import LabError
 # both: 6.1 as its own kernel, 6.12 in bookworm-backports and, newest, in
 # bookworm-security.
 STOCK: dict[str, tuple[list[str], str]] = {
-    "debian-6.12": (["bookworm", "bookworm-updates", "bookworm-security", "bookworm-backports"], r"linux-image-6\.12\.\d+\+deb12-amd64-unsigned"),
+    "debian-6.12": (
+        ["bookworm", "bookworm-updates", "bookworm-security", "bookworm-backports"],
+        r"linux-image-6\.12\.\d+\+deb12-amd64-unsigned",
+    ),
     "debian-6.1": (["bookworm", "bookworm-updates", "bookworm-security"], r"linux-image-6\.1\.0-\d+-amd64-unsigned"),
 }
 
@@ -212,7 +215,7 @@ def fetch_stock(name: str, progress: Callable[[str, int, int], None] | None = No
         "sha256": pkg.sha256,
         "url": pkg.url,
         "release": images[0].name.removeprefix("vmlinuz-"),
-        "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fetched": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     atomic_write(tmp / "kernel.json", json.dumps(meta, indent=2).encode())
     shutil.rmtree(dest, ignore_errors=True)

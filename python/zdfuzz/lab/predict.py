@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import zdfuzz
 from zdfuzz.lab.errors import LabError, ScenarioError
@@ -79,10 +78,8 @@ def _violation(v: Any, step: int | None) -> ModelViolation:
 def load_rules(rules: str) -> zdfuzz.Rules:
     """A preset name or a TOML rules file."""
     try:
-        if rules.endswith(".toml"):
-            return zdfuzz.Rules.load(rules)
-        return zdfuzz.Rules.preset(rules)
-    except (ValueError, OSError) as e:
+        return zdfuzz.Rules.resolve(rules)
+    except (zdfuzz.ZdfuzzError, OSError) as e:
         raise LabError(f"rules {rules}: {e}") from None
 
 

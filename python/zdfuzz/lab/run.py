@@ -36,14 +36,23 @@ class Result:
     def to_json(self, full: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
             "schema": SCHEMA,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "kernel": {"name": self.kernel.name, "release": self.kernel.release, "source": self.kernel.source,
-                       "package_version": self.kernel.meta.get("version", "")},
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "kernel": {
+                "name": self.kernel.name,
+                "release": self.kernel.release,
+                "source": self.kernel.source,
+                "package_version": self.kernel.meta.get("version", ""),
+            },
             **self.row.to_json(),
         }
         if self.run is not None:
-            d["guest"] = {"status": self.run.status, "message": self.run.message, "accel": self.run.accel,
-                          "seconds": round(self.run.seconds, 1), "boot_seconds": round(self.run.boot_seconds, 1)}
+            d["guest"] = {
+                "status": self.run.status,
+                "message": self.run.message,
+                "accel": self.run.accel,
+                "seconds": round(self.run.seconds, 1),
+                "boot_seconds": round(self.run.boot_seconds, 1),
+            }
         if self.prediction is not None:
             d["prediction"] = self.prediction.to_json()
             d["model_program"] = self.prediction.program
@@ -61,10 +70,16 @@ def setup_of(sc: Scenario) -> Setup:
         raise ScenarioError(sc.path, 0, f"unknown setup {sc.setup!r} (known: {', '.join(SETUPS)})") from None
     if sc.slowdev_ms is not None:
         mods, cmds = slow_device(sc.slowdev_ms)
-        setup = Setup(setup.name, setup.doc + f"; /dev/dm-0 reads take {sc.slowdev_ms} ms",
-                      setup.modules + mods, setup.commands + cmds,
-                      setup.needs + ["CONFIG_BLK_DEV_LOOP", "CONFIG_BLK_DEV_DM", "CONFIG_DM_DELAY"], setup.pmem,
-                      setup.qemu, setup.disks)
+        setup = Setup(
+            setup.name,
+            setup.doc + f"; /dev/dm-0 reads take {sc.slowdev_ms} ms",
+            setup.modules + mods,
+            setup.commands + cmds,
+            setup.needs + ["CONFIG_BLK_DEV_LOOP", "CONFIG_BLK_DEV_DM", "CONFIG_DM_DELAY"],
+            setup.pmem,
+            setup.qemu,
+            setup.disks,
+        )
     return setup
 
 
@@ -122,9 +137,17 @@ def run_scenario(
     if progress:
         progress(f"booting {kernel.release} ({accel.name})")
     spec = agent_scenario(sc, setup, image, accel.name)
-    run = guest.run_guest(kernel, image, spec, accel, on_record=on_record, cmdline_extra=setup.cmdline, setup=setup,
-                          idle_timeout=idle_timeout,
-                          total_timeout=120 + 4 * len(sc.steps) * spec["step_timeout_ms"] / 1000)
+    run = guest.run_guest(
+        kernel,
+        image,
+        spec,
+        accel,
+        on_record=on_record,
+        cmdline_extra=setup.cmdline,
+        setup=setup,
+        idle_timeout=idle_timeout,
+        total_timeout=120 + 4 * len(sc.steps) * spec["step_timeout_ms"] / 1000,
+    )
     obs = observe(run.records, len(sc.steps), run.console)
     row = compare(sc, pred, obs, run.kernel_release or kernel.release, run.status, run.message)
     result = Result(sc, kernel, row, pred, obs, run)
@@ -138,7 +161,7 @@ def results_dir() -> Path:
 
 
 def save_result(result: Result) -> Path:
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     release = re.sub(r"[^\w.+-]", "_", result.kernel.release)
     path = results_dir() / release / f"{stamp}-{result.scenario.name}.json"
     atomic_write(path, json.dumps(result.to_json(full=True), indent=1).encode())

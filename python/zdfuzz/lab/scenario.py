@@ -115,8 +115,20 @@ ALIASES: dict[str, tuple[str, dict[str, str], Any]] = {
     ),
 }
 
-HEADERS = {"scenario", "title", "doc", "setup", "needs", "config", "model", "actors", "kernel", "module", "timeout",
-           "slowdev"}
+HEADERS = {
+    "scenario",
+    "title",
+    "doc",
+    "setup",
+    "needs",
+    "config",
+    "model",
+    "actors",
+    "kernel",
+    "module",
+    "timeout",
+    "slowdev",
+}
 
 
 @dataclass
@@ -325,8 +337,10 @@ def parse(text: str, path: str = "<scenario>") -> Scenario:
             continue
         guest, arrow, model = line.partition("=>")
         step = _parse_step(path, lineno, raw.strip(), guest, model if arrow else None)
-        if step.runner != "-" and step.runner not in sc.actors and not any(
-            s.op == "fork" and s.args.get("child") == step.runner for s in sc.steps
+        if (
+            step.runner != "-"
+            and step.runner not in sc.actors
+            and not any(s.op == "fork" and s.args.get("child") == step.runner for s in sc.steps)
         ):
             raise ScenarioError(
                 path, lineno, f"runner {step.runner!r} is not an actor (list it in `actors`, or fork it first)"

@@ -75,8 +75,12 @@ SETUPS: dict[str, Setup] = {
         [],
         [],
         ["CONFIG_ZONE_DEVICE", "CONFIG_PCI_P2PDMA", "CONFIG_BLK_DEV_NVME"],
-        qemu=["-drive", "file={tmp}/nvme0.img,if=none,id=nvm0,format=raw",
-              "-device", "nvme,serial=zdfuzz0,drive=nvm0,cmb_size_mb=16"],
+        qemu=[
+            "-drive",
+            "file={tmp}/nvme0.img,if=none,id=nvm0,format=raw",
+            "-device",
+            "nvme,serial=zdfuzz0,drive=nvm0,cmb_size_mb=16",
+        ],
         disks=[("nvme0.img", 64 << 20)],
     ),
     "fsdax-ext4": Setup(
@@ -88,7 +92,14 @@ SETUPS: dict[str, Setup] = {
             (["/usr/sbin/mke2fs", "-q", "-t", "ext4", "-F", "-b", "4096", "/dev/pmem0"], "e2fsprogs"),
             (["/bin/mount", "-t", "ext4", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
         ],
-        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_BLK_DEV_PMEM", "CONFIG_FS_DAX", "CONFIG_EXT4_FS"],
+        [
+            "CONFIG_ZONE_DEVICE",
+            "CONFIG_LIBNVDIMM",
+            "CONFIG_X86_PMEM_LEGACY",
+            "CONFIG_BLK_DEV_PMEM",
+            "CONFIG_FS_DAX",
+            "CONFIG_EXT4_FS",
+        ],
     ),
     "fsdax-xfs": Setup(
         "fsdax-xfs",
@@ -99,7 +110,14 @@ SETUPS: dict[str, Setup] = {
             (["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=0", "/dev/pmem0"], "xfsprogs"),
             (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
         ],
-        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_BLK_DEV_PMEM", "CONFIG_FS_DAX", "CONFIG_XFS_FS"],
+        [
+            "CONFIG_ZONE_DEVICE",
+            "CONFIG_LIBNVDIMM",
+            "CONFIG_X86_PMEM_LEGACY",
+            "CONFIG_BLK_DEV_PMEM",
+            "CONFIG_FS_DAX",
+            "CONFIG_XFS_FS",
+        ],
         pmem="512M",
     ),
 }

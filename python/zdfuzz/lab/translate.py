@@ -123,7 +123,7 @@ def _take(st: _State, h: Holding) -> None:
 
 def translate(program: zdfuzz.Program, max_steps: int = 40) -> Translation:
     """The drivable prefix of ``program`` as a ``.lab`` scenario."""
-    shape = program.shape
+    shape = program.shape.to_dict()
     types = list(shape["types"])
     if len(types) != 1 or types[0] not in DRIVABLE_TYPES or shape["pgmaps"] != 1:
         raise NotDrivable(f"types {types} with {shape['pgmaps']} pgmaps: the lab drives one device-dax or FS-DAX pgmap")

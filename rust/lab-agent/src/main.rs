@@ -36,16 +36,8 @@ const REPORT_TTY: &str = "/dev/ttyS1";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// First lines of the kernel reports that make a guest suspect for the next
 /// batch item (the host classifies them properly; this only counts).
-const REPORT_MARKERS: [&str; 8] = [
-    "BUG:",
-    "WARNING:",
-    "Oops",
-    "KASAN",
-    "Bad page",
-    "INFO: task",
-    "Kernel panic",
-    "general protection fault",
-];
+const REPORT_MARKERS: [&str; 8] =
+    ["BUG:", "WARNING:", "Oops", "KASAN", "Bad page", "INFO: task", "Kernel panic", "general protection fault"];
 
 /// Where report lines go: the second serial port, or standard output when the
 /// agent is run by hand outside a guest (`--scenario FILE`).
@@ -65,12 +57,7 @@ impl Reporter {
         line.push('\n');
         // The report channel is all the host sees; if it fails there is no
         // better place to say so than the console.
-        if self
-            .out
-            .write_all(line.as_bytes())
-            .and_then(|_| self.out.flush())
-            .is_err()
-        {
+        if self.out.write_all(line.as_bytes()).and_then(|_| self.out.flush()).is_err() {
             eprintln!("zdfuzz-lab-agent: cannot write the report: {line}");
         }
     }
@@ -79,11 +66,7 @@ impl Reporter {
 fn uptime_ms() -> u64 {
     std::fs::read_to_string("/proc/uptime")
         .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-        })
+        .and_then(|s| s.split_whitespace().next().and_then(|t| t.parse::<f64>().ok()))
         .map(|s| (s * 1000.0) as u64)
         .unwrap_or(0)
 }
@@ -97,11 +80,7 @@ struct LineReader {
 
 impl LineReader {
     fn new(fd: OwnedFd) -> Self {
-        LineReader {
-            file: File::from(fd),
-            buf: Vec::new(),
-            eof: false,
-        }
+        LineReader { file: File::from(fd), buf: Vec::new(), eof: false }
     }
 
     /// Read what is available; return complete lines.
@@ -180,11 +159,7 @@ fn actor_loop(name: &str, mut state: ops::State) -> ! {
         let args = msg.get("args").cloned().unwrap_or(Value::Null);
         let mut out = match op {
             "fork" => {
-                let child = args
-                    .get("child")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let child = args.get("child").and_then(Value::as_str).unwrap_or("").to_string();
                 match sys::fork() {
                     Ok(sys::Fork::Child) => {
                         drop(reader);
@@ -198,11 +173,7 @@ fn actor_loop(name: &str, mut state: ops::State) -> ! {
                 }
             }
             "exit" => {
-                let _ = writeln!(
-                    reply,
-                    "{}",
-                    json!({"i": i, "status": "ok", "detail": "exiting"})
-                );
+                let _ = writeln!(reply, "{}", json!({"i": i, "status": "ok", "detail": "exiting"}));
                 sys::exit_now(0)
             }
             _ => state.run(op, &args),
@@ -237,9 +208,7 @@ struct Agent {
 
 impl Agent {
     fn actor(&self, name: &str) -> Option<usize> {
-        self.runners
-            .iter()
-            .position(|r| r.name == name && r.cmd.is_some() && !r.dead)
+        self.runners.iter().position(|r| r.name == name && r.cmd.is_some() && !r.dead)
     }
 
     /// Make FIFOs for a new actor and open the main agent's read end, before the
@@ -359,8 +328,7 @@ impl Agent {
             }
         }
         if !lines.is_empty() {
-            self.rep
-                .send(json!({"t": "kmsg", "after": after, "lines": lines}));
+            self.rep.send(json!({"t": "kmsg", "after": after, "lines": lines}));
         }
     }
 
@@ -379,21 +347,15 @@ impl Agent {
         }
     }
 
-    fn collect_until(
-        &mut self,
-        current: Option<usize>,
-        timeout: Duration,
-        until_idle: bool,
-    ) -> Option<Value> {
+    fn collect_until(&mut self, current: Option<usize>, timeout: Duration, until_idle: bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut got = None;
             for idx in 0..self.runners.len() {
                 let lines = self.runners[idx].reply.pump();
                 for line in lines {
-                    let mut v: Value = serde_json::from_str(&line).unwrap_or_else(
-                        |_| json!({"status": "error", "errno": "EPROTO", "detail": line}),
-                    );
+                    let mut v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|_| json!({"status": "error", "errno": "EPROTO", "detail": line}));
                     let i = v.get("i").and_then(Value::as_u64).map(|i| i as usize);
                     let r = &mut self.runners[idx];
                     if i.is_some() && r.busy == i {
@@ -424,8 +386,7 @@ impl Agent {
                             self.rep.send(v);
                         }
                     } else if r.cmd.is_some() {
-                        self.rep
-                            .send(json!({"t": "actor_exit", "actor": r.name, "detail": status}));
+                        self.rep.send(json!({"t": "actor_exit", "actor": r.name, "detail": status}));
                     }
                 }
             }
@@ -440,12 +401,7 @@ impl Agent {
             if now >= deadline {
                 return None;
             }
-            let fds: Vec<i32> = self
-                .runners
-                .iter()
-                .filter(|r| !r.dead)
-                .map(|r| r.reply.file.as_raw_fd())
-                .collect();
+            let fds: Vec<i32> = self.runners.iter().filter(|r| !r.dead).map(|r| r.reply.file.as_raw_fd()).collect();
             let wait = (deadline - now).as_millis().min(200) as i32;
             if fds.is_empty() {
                 std::thread::sleep(Duration::from_millis(wait as u64));
@@ -457,9 +413,7 @@ impl Agent {
 
     fn blocked_record(&self, i: usize) -> Value {
         let r = self.runners.iter().find(|r| r.busy == Some(i));
-        let (pid, who) = r
-            .map(|r| (r.pid, r.name.clone()))
-            .unwrap_or((0, String::new()));
+        let (pid, who) = r.map(|r| (r.pid, r.name.clone())).unwrap_or((0, String::new()));
         json!({
             "t": "step", "i": i, "status": "blocked",
             "after_ms": self.step_timeout.as_millis() as u64,
@@ -470,22 +424,11 @@ impl Agent {
     }
 
     fn run_step(&mut self, i: usize, step: &Value) {
-        let op = step
-            .get("op")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let op = step.get("op").and_then(Value::as_str).unwrap_or("").to_string();
         let args = step.get("args").cloned().unwrap_or(json!({}));
-        let actor = step
-            .get("actor")
-            .and_then(Value::as_str)
-            .unwrap_or("-")
-            .to_string();
-        let timeout = step
-            .get("timeout_ms")
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis)
-            .unwrap_or(self.step_timeout);
+        let actor = step.get("actor").and_then(Value::as_str).unwrap_or("-").to_string();
+        let timeout =
+            step.get("timeout_ms").and_then(Value::as_u64).map(Duration::from_millis).unwrap_or(self.step_timeout);
         let start = Instant::now();
 
         if op == "wait" {
@@ -493,9 +436,7 @@ impl Agent {
             // finishes meanwhile is reported as happening during this step.
             let target = args.get("step").and_then(Value::as_u64).map(|s| s as usize);
             let busy = |a: &Agent| {
-                a.runners
-                    .iter()
-                    .any(|r| !r.dead && r.busy.is_some() && (target.is_none() || r.busy == target))
+                a.runners.iter().any(|r| !r.dead && r.busy.is_some() && (target.is_none() || r.busy == target))
             };
             let deadline = Instant::now() + timeout;
             while busy(self) && Instant::now() < deadline {
@@ -519,11 +460,7 @@ impl Agent {
             }
         } else {
             if op == "fork" {
-                let child = args
-                    .get("child")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let child = args.get("child").and_then(Value::as_str).unwrap_or("").to_string();
                 if child.is_empty() || self.actor(&child).is_some() {
                     self.rep.send(json!({"t": "step", "i": i, "status": "error", "errno": "EINVAL", "detail": format!("fork needs a new actor name, got {child:?}")}));
                     return;
@@ -542,11 +479,7 @@ impl Agent {
                 }
             }
             let fork_reply = if op == "fork" {
-                let child = args
-                    .get("child")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let child = args.get("child").and_then(Value::as_str).unwrap_or("").to_string();
                 match Self::prepare_actor(&child) {
                     Ok(fd) => Some((child, fd)),
                     Err(e) => {
@@ -561,10 +494,7 @@ impl Agent {
             let r = &mut self.runners[idx];
             r.busy = Some(i);
             r.started = Instant::now();
-            let sent = r
-                .cmd
-                .as_mut()
-                .map(|c| writeln!(c, "{msg}").and_then(|_| c.flush()));
+            let sent = r.cmd.as_mut().map(|c| writeln!(c, "{msg}").and_then(|_| c.flush()));
             if !matches!(sent, Some(Ok(()))) {
                 r.busy = None;
                 self.rep.send(json!({"t": "step", "i": i, "status": "error", "errno": "EPIPE", "detail": format!("actor {actor} is gone")}));
@@ -575,8 +505,7 @@ impl Agent {
                 match v {
                     Some(mut v) => {
                         if v["status"] == "ok" {
-                            let pid =
-                                v.get("pid").and_then(Value::as_i64).unwrap_or(0) as libc::pid_t;
+                            let pid = v.get("pid").and_then(Value::as_i64).unwrap_or(0) as libc::pid_t;
                             match Self::connect_actor(&child, pid, reply_fd) {
                                 Ok(runner) => self.runners.push(runner),
                                 Err(e) => {
@@ -625,20 +554,12 @@ impl Agent {
 impl Agent {
     /// Run an item's set-up commands (a failure stops it).
     fn run_setup(&mut self, item: &Value) -> bool {
-        let setup = item
-            .get("setup")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let setup = item.get("setup").and_then(Value::as_array).cloned().unwrap_or_default();
         for (k, s) in setup.iter().enumerate() {
             let argv: Vec<String> = s
                 .get("argv")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
                 .unwrap_or_default();
             let mut v = if argv.is_empty() {
                 let op = s.get("op").and_then(Value::as_str).unwrap_or("");
@@ -663,41 +584,23 @@ impl Agent {
         let actors: Vec<String> = item
             .get("actors")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
             .unwrap_or_default();
         for a in &actors {
             if let Err(e) = self.spawn_first_actor(a) {
-                self.rep
-                    .send(json!({"t": "fatal", "detail": format!("cannot start actor {a}: {e}")}));
+                self.rep.send(json!({"t": "fatal", "detail": format!("cannot start actor {a}: {e}")}));
                 return "fatal";
             }
         }
-        let steps = item
-            .get("steps")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let steps = item.get("steps").and_then(Value::as_array).cloned().unwrap_or_default();
         for (i, step) in steps.iter().enumerate() {
             self.run_step(i, step);
         }
-        let final_wait = Duration::from_millis(
-            item.get("final_wait_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(2000),
-        );
+        let final_wait = Duration::from_millis(item.get("final_wait_ms").and_then(Value::as_u64).unwrap_or(2000));
         if self.runners.iter().any(|r| r.busy.is_some()) {
             self.collect(None, final_wait);
         }
-        let still: Vec<Value> = self
-            .runners
-            .iter()
-            .filter_map(|r| r.busy)
-            .map(|i| self.blocked_record(i))
-            .collect();
+        let still: Vec<Value> = self.runners.iter().filter_map(|r| r.busy).map(|i| self.blocked_record(i)).collect();
         self.drain_kmsg("end");
         self.rep.send(json!({"t": "end", "still_blocked": still}));
         // Close command channels so idle actors exit; blocked ones stay.
@@ -722,26 +625,12 @@ impl Agent {
             self.collect(None, Duration::from_millis(100));
         }
         reap_orphans();
-        let stuck: Vec<String> = self
-            .runners
-            .iter()
-            .filter(|r| !r.dead)
-            .map(|r| r.name.clone())
-            .collect();
+        let stuck: Vec<String> = self.runners.iter().filter(|r| !r.dead).map(|r| r.name.clone()).collect();
         self.runners.clear();
-        for s in item
-            .get("teardown")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
+        for s in item.get("teardown").and_then(Value::as_array).cloned().unwrap_or_default() {
             let argv: Vec<String> = s
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
                 .unwrap_or_default();
             if !argv.is_empty() {
                 let mut v = ops::exec_capture(&argv);
@@ -751,10 +640,7 @@ impl Agent {
         }
         self.drain_kmsg("teardown");
         if !stuck.is_empty() {
-            return Some(format!(
-                "processes that cannot be killed: {}",
-                stuck.join(", ")
-            ));
+            return Some(format!("processes that cannot be killed: {}", stuck.join(", ")));
         }
         if self.reports > 0 {
             return Some(format!("the kernel printed {} report(s)", self.reports));
@@ -803,11 +689,7 @@ fn reap_orphans() {
 }
 
 fn mount_basics() {
-    for (src, dir, fs) in [
-        ("proc", "/proc", "proc"),
-        ("sysfs", "/sys", "sysfs"),
-        ("devtmpfs", "/dev", "devtmpfs"),
-    ] {
+    for (src, dir, fs) in [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")] {
         let _ = std::fs::create_dir_all(dir);
         let _ = sys::mount(src, dir, fs, 0, "");
     }
@@ -823,9 +705,9 @@ fn load_modules(rep: &mut Reporter, modules: &[Value]) -> bool {
         let r = File::open(&path).and_then(|f| sys::finit_module(f.as_raw_fd(), params));
         match r {
             Ok(()) => rep.send(json!({"t": "module", "name": name, "status": "ok"})),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => rep.send(
-                json!({"t": "module", "name": name, "status": "ok", "detail": "already loaded"}),
-            ),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                rep.send(json!({"t": "module", "name": name, "status": "ok", "detail": "already loaded"}))
+            }
             Err(e) => {
                 rep.send(json!({"t": "module", "name": name, "status": "error", "errno": errno::of(&e), "detail": e.to_string()}));
                 return false;
@@ -836,10 +718,7 @@ fn load_modules(rep: &mut Reporter, modules: &[Value]) -> bool {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
 }
 
 fn run_shell() {
@@ -887,9 +766,7 @@ fn main() {
         match std::fs::OpenOptions::new().write(true).open(REPORT_TTY) {
             Ok(f) => Box::new(f),
             Err(e) => {
-                eprintln!(
-                    "zdfuzz-lab-agent: cannot open {REPORT_TTY}: {e}; reporting on the console"
-                );
+                eprintln!("zdfuzz-lab-agent: cannot open {REPORT_TTY}: {e}; reporting on the console");
                 Box::new(io::stdout())
             }
         }
@@ -925,34 +802,13 @@ fn main() {
     } else {
         None
     };
-    let step_timeout = Duration::from_millis(
-        scenario
-            .get("step_timeout_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(5000),
-    );
-    let settle_time = Duration::from_millis(
-        scenario
-            .get("settle_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(1000),
-    );
-    let mut agent = Agent {
-        rep,
-        runners: Vec::new(),
-        kmsg,
-        step_timeout,
-        settle_time,
-        reports: 0,
-    };
+    let step_timeout = Duration::from_millis(scenario.get("step_timeout_ms").and_then(Value::as_u64).unwrap_or(5000));
+    let settle_time = Duration::from_millis(scenario.get("settle_ms").and_then(Value::as_u64).unwrap_or(1000));
+    let mut agent = Agent { rep, runners: Vec::new(), kmsg, step_timeout, settle_time, reports: 0 };
     // Boot messages: only warnings and worse are worth a report line.
     agent.drain_kmsg_max_prio("boot", if pid1 { 4 } else { 0 });
 
-    let modules = scenario
-        .get("modules")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let modules = scenario.get("modules").and_then(Value::as_array).cloned().unwrap_or_default();
     if !load_modules(&mut agent.rep, &modules) {
         agent.drain_kmsg("modules");
         finish(&mut agent.rep, "setup-failed");
@@ -960,11 +816,7 @@ fn main() {
     }
     agent.drain_kmsg("modules");
 
-    if scenario
-        .get("shell")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    if scenario.get("shell").and_then(Value::as_bool).unwrap_or(false) {
         if !agent.run_setup(&scenario) {
             finish(&mut agent.rep, "setup-failed");
             return;
@@ -984,23 +836,13 @@ fn main() {
         for (k, item) in items.iter().enumerate() {
             agent.rep.item = Some(k);
             agent.reports = 0;
-            agent.rep.send(
-                json!({"t": "item", "name": item.get("name").cloned().unwrap_or(Value::Null)}),
-            );
-            let status = if agent.run_setup(item) {
-                agent.run_item(item)
-            } else {
-                "setup-failed"
-            };
+            agent.rep.send(json!({"t": "item", "name": item.get("name").cloned().unwrap_or(Value::Null)}));
+            let status = if agent.run_setup(item) { agent.run_item(item) } else { "setup-failed" };
             let tainted = agent.clear_item(item);
-            agent
-                .rep
-                .send(json!({"t": "item_end", "status": status, "tainted": tainted}));
+            agent.rep.send(json!({"t": "item_end", "status": status, "tainted": tainted}));
             agent.rep.item = None;
             if let Some(why) = tainted {
-                agent
-                    .rep
-                    .send(json!({"t": "tainted", "item": k, "detail": why}));
+                agent.rep.send(json!({"t": "tainted", "item": k, "detail": why}));
                 break;
             }
         }

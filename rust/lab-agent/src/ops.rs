@@ -41,16 +41,12 @@ impl From<ArgError> for Value {
 }
 
 fn arg_str<'a>(args: &'a Value, key: &str) -> Result<&'a str, ArgError> {
-    args.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| ArgError(format!("missing string argument `{key}`")))
+    args.get(key).and_then(Value::as_str).ok_or_else(|| ArgError(format!("missing string argument `{key}`")))
 }
 
 fn arg_u64(args: &Value, key: &str, default: Option<u64>) -> Result<u64, ArgError> {
     match args.get(key) {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| ArgError(format!("argument `{key}` must be a non-negative integer"))),
+        Some(v) => v.as_u64().ok_or_else(|| ArgError(format!("argument `{key}` must be a non-negative integer"))),
         None => default.ok_or_else(|| ArgError(format!("missing integer argument `{key}`"))),
     }
 }
@@ -112,9 +108,7 @@ fn open_options(flags: &str) -> Result<(OpenOptions, i32), ArgError> {
             "direct" => custom |= libc::O_DIRECT,
             "sync" => custom |= libc::O_SYNC,
             other => {
-                return Err(ArgError(format!(
-                    "unknown open flag `{other}` (ro, rw, create, trunc, direct, sync)"
-                )))
+                return Err(ArgError(format!("unknown open flag `{other}` (ro, rw, create, trunc, direct, sync)")))
             }
         }
     }
@@ -133,9 +127,7 @@ impl State {
 
     fn map(&self, args: &Value) -> Result<&Mapping, ArgError> {
         let name = arg_str(args, "map")?;
-        self.maps
-            .get(name)
-            .ok_or_else(|| ArgError(format!("no mapping named `{name}` in this process")))
+        self.maps.get(name).ok_or_else(|| ArgError(format!("no mapping named `{name}` in this process")))
     }
 
     /// A page range of a mapping: (`page`, `pages`) in pages.
@@ -157,8 +149,7 @@ impl State {
         Ok(match op {
             "open" => {
                 let path = &expand_glob(arg_str(args, "path")?);
-                let (opts, _) =
-                    open_options(args.get("flags").and_then(Value::as_str).unwrap_or("rw"))?;
+                let (opts, _) = open_options(args.get("flags").and_then(Value::as_str).unwrap_or("rw"))?;
                 match opts.open(path) {
                     Ok(f) => {
                         self.files.insert(arg_str(args, "as")?.to_string(), f);
@@ -180,10 +171,7 @@ impl State {
                 let shared = arg_bool(args, "shared", true);
                 let fd = match args.get("file").and_then(Value::as_str) {
                     Some(name) => Some(
-                        self.files
-                            .get(name)
-                            .ok_or_else(|| ArgError(format!("no file named `{name}`")))?
-                            .as_raw_fd(),
+                        self.files.get(name).ok_or_else(|| ArgError(format!("no file named `{name}`")))?.as_raw_fd(),
                     ),
                     None => None,
                 };
@@ -201,11 +189,8 @@ impl State {
                 let write = arg_bool(args, "write", true);
                 match m.touch(off, write) {
                     Ok(_) => {
-                        let mut r = ok(format!(
-                            "{} byte at page {}",
-                            if write { "stored a" } else { "loaded a" },
-                            off / PAGE
-                        ));
+                        let mut r =
+                            ok(format!("{} byte at page {}", if write { "stored a" } else { "loaded a" }, off / PAGE));
                         r["page"] = page_info(m.addr() + off);
                         r
                     }
@@ -244,11 +229,7 @@ impl State {
                 }
             }
             "iouring_register" => {
-                let name = args
-                    .get("ring")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ring")
-                    .to_string();
+                let name = args.get("ring").and_then(Value::as_str).unwrap_or("ring").to_string();
                 if !self.rings.contains_key(&name) {
                     match sys::io_uring_setup(4) {
                         Ok(r) => {
@@ -271,24 +252,14 @@ impl State {
                         Ok(()) => ok("unregistered the fixed buffers (unpin_user_pages)"),
                         Err(e) => err(&e, "io_uring_register(IORING_UNREGISTER_BUFFERS)"),
                     },
-                    None => {
-                        return Err(ArgError(format!(
-                            "this process has no io_uring named `{name}`"
-                        )))
-                    }
+                    None => return Err(ArgError(format!("this process has no io_uring named `{name}`"))),
                 }
             }
             "iouring_close" => {
                 let name = args.get("ring").and_then(Value::as_str).unwrap_or("ring");
                 match self.rings.remove(name) {
-                    Some(_) => {
-                        ok("closed the io_uring (its buffers are unpinned when the ring is freed)")
-                    }
-                    None => {
-                        return Err(ArgError(format!(
-                            "this process has no io_uring named `{name}`"
-                        )))
-                    }
+                    Some(_) => ok("closed the io_uring (its buffers are unpinned when the ring is freed)"),
+                    None => return Err(ArgError(format!("this process has no io_uring named `{name}`"))),
                 }
             }
             "drop_holdings" => {
@@ -325,10 +296,7 @@ impl State {
                 }
                 match m.hmm_ioctl(dev, nr, off, len, &mut buf) {
                     Ok(c) => {
-                        let mut r = ok(format!(
-                            "hmm {cmd}: {} page(s) done, {} fault(s)",
-                            c.cpages, c.faults
-                        ));
+                        let mut r = ok(format!("hmm {cmd}: {} page(s) done, {} fault(s)", c.cpages, c.faults));
                         r["cpages"] = json!(c.cpages);
                         r["faults"] = json!(c.faults);
                         if cmd == "snapshot" {
@@ -344,11 +312,7 @@ impl State {
                 // layer pins the pages for as long as the I/O is in flight.
                 let (m, off, len) = self.range(args)?;
                 let dev = arg_str(args, "dev")?;
-                let f = match OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(dev)
-                {
+                let f = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(dev) {
                     Ok(f) => f,
                     Err(e) => return Ok(err(&e, &format!("open {dev} O_DIRECT"))),
                 };
@@ -370,8 +334,7 @@ pub fn expand_glob(path: &str) -> String {
         match pat.split_once('*') {
             None => pat == name,
             Some((pre, rest)) => {
-                name.starts_with(pre)
-                    && (0..=name.len() - pre.len()).any(|i| matches(rest, &name[pre.len() + i..]))
+                name.starts_with(pre) && (0..=name.len() - pre.len()).any(|i| matches(rest, &name[pre.len() + i..]))
             }
         }
     }
@@ -381,11 +344,7 @@ pub fn expand_glob(path: &str) -> String {
         };
         if !first.contains('*') {
             let next = base.join(first);
-            return if rest.is_empty() || next.exists() {
-                walk(next, rest)
-            } else {
-                None
-            };
+            return if rest.is_empty() || next.exists() { walk(next, rest) } else { None };
         }
         let mut names: Vec<String> = std::fs::read_dir(&base)
             .ok()?
@@ -411,11 +370,7 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
         "write_sysfs" => {
             let path = arg_str(args, "path")?;
             let value = arg_str(args, "value")?;
-            match OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|mut f| f.write_all(value.as_bytes()))
-            {
+            match OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(value.as_bytes())) {
                 Ok(()) => ok(format!("wrote {value:?} to {path}")),
                 Err(e) => err(&e, &format!("write {path}")),
             }
@@ -445,10 +400,7 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
             }
             let unbind = format!("{driver}/unbind");
             for n in &names {
-                if let Err(e) = OpenOptions::new()
-                    .write(true)
-                    .open(&unbind)
-                    .and_then(|mut f| f.write_all(n.as_bytes()))
+                if let Err(e) = OpenOptions::new().write(true).open(&unbind).and_then(|mut f| f.write_all(n.as_bytes()))
                 {
                     return Ok(err(&e, &format!("write {n} to {unbind}")));
                 }
@@ -480,11 +432,7 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
         "truncate" => {
             let path = arg_str(args, "path")?;
             let size = arg_u64(args, "size", Some(0))? as i64;
-            match OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| sys::ftruncate(f.as_raw_fd(), size))
-            {
+            match OpenOptions::new().write(true).open(path).and_then(|f| sys::ftruncate(f.as_raw_fd(), size)) {
                 Ok(()) => ok(format!("truncated {path} to {size} bytes")),
                 Err(e) => err(&e, &format!("truncate {path}")),
             }
@@ -494,10 +442,7 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
             let off = arg_u64(args, "page", Some(0))? as i64 * PAGE as i64;
             let len = arg_u64(args, "pages", Some(1))? as i64 * PAGE as i64;
             let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-            match OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| sys::fallocate(f.as_raw_fd(), mode, off, len))
+            match OpenOptions::new().write(true).open(path).and_then(|f| sys::fallocate(f.as_raw_fd(), mode, off, len))
             {
                 Ok(()) => ok(format!("punched a hole at bytes {off}..+{len} of {path}")),
                 Err(e) => err(&e, &format!("fallocate(PUNCH_HOLE) {path}")),
@@ -548,10 +493,7 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
         }
         "exec" => {
             let argv: Vec<String> = match args.get("argv").and_then(Value::as_array) {
-                Some(a) => a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
+                Some(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
                 None => return Err(ArgError("missing array argument `argv`".into())),
             };
             exec_capture(&argv)
@@ -573,11 +515,7 @@ pub fn exec_capture(argv: &[String]) -> Value {
             let fd = w.as_raw_fd();
             let _ = sys::dup_onto(fd, 1).and_then(|_| sys::dup_onto(fd, 2));
             let e = sys::exec(argv);
-            let _ = writeln!(
-                std::io::stderr(),
-                "exec {}: {e}",
-                argv.first().map(String::as_str).unwrap_or("")
-            );
+            let _ = writeln!(std::io::stderr(), "exec {}: {e}", argv.first().map(String::as_str).unwrap_or(""));
             sys::exit_now(127);
         }
         Ok(sys::Fork::Parent(pid)) => pid,

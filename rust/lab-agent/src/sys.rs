@@ -37,11 +37,7 @@ impl Mapping {
     /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_PRIVATE, fd, offset)`;
     /// `fd` None maps anonymous memory (system RAM pages).
     pub fn map(fd: Option<RawFd>, len: usize, offset: i64, shared: bool) -> io::Result<Mapping> {
-        let mut flags = if shared {
-            libc::MAP_SHARED
-        } else {
-            libc::MAP_PRIVATE
-        };
+        let mut flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
         if fd.is_none() {
             flags |= libc::MAP_ANONYMOUS;
         }
@@ -49,22 +45,12 @@ impl Mapping {
         // existing mapping, so no memory owned by Rust objects is replaced; the
         // region is reached only through this type's bounds-checked methods.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd.unwrap_or(-1),
-                offset,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd.unwrap_or(-1), offset)
         };
         if p == libc::MAP_FAILED {
             Err(io::Error::last_os_error())
         } else {
-            Ok(Mapping {
-                addr: p as usize,
-                len,
-            })
+            Ok(Mapping { addr: p as usize, len })
         }
     }
 
@@ -77,10 +63,7 @@ impl Mapping {
             Some(end) if end <= self.len && len > 0 => Ok(self.addr + offset),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "bytes {offset}..+{len} are outside the {}-byte mapping",
-                    self.len
-                ),
+                format!("bytes {offset}..+{len} are outside the {}-byte mapping", self.len),
             )),
         }
     }
@@ -105,10 +88,7 @@ impl Mapping {
     /// `vmsplice(pipe, {range}, 0)`: the pipe keeps page references (FOLL_GET)
     /// on the pages until it is drained or closed.
     pub fn vmsplice(&self, pipe: RawFd, offset: usize, len: usize) -> io::Result<usize> {
-        let iov = libc::iovec {
-            iov_base: self.range(offset, len)? as *mut libc::c_void,
-            iov_len: len,
-        };
+        let iov = libc::iovec { iov_base: self.range(offset, len)? as *mut libc::c_void, iov_len: len };
         // SAFETY: one valid iovec inside this mapping; the kernel reads the
         // iovec and takes references on the pages.
         cvt(unsafe { libc::vmsplice(pipe, &iov, 1, 0) } as libc::c_long).map(|n| n as usize)
@@ -117,46 +97,26 @@ impl Mapping {
     /// Register the range as fixed buffer 0 of `ring`
     /// (`pin_user_pages(FOLL_WRITE | FOLL_LONGTERM)`).
     pub fn io_uring_register(&self, ring: RawFd, offset: usize, len: usize) -> io::Result<()> {
-        let iov = libc::iovec {
-            iov_base: self.range(offset, len)? as *mut libc::c_void,
-            iov_len: len,
-        };
+        let iov = libc::iovec { iov_base: self.range(offset, len)? as *mut libc::c_void, iov_len: len };
         // SAFETY: `iov` is one valid iovec inside this mapping; the kernel copies
         // it and pins the pages.
-        cvt(unsafe {
-            libc::syscall(
-                SYS_IO_URING_REGISTER,
-                ring,
-                IORING_REGISTER_BUFFERS,
-                &iov,
-                1u32,
-            )
-        })
-        .map(|_| ())
+        cvt(unsafe { libc::syscall(SYS_IO_URING_REGISTER, ring, IORING_REGISTER_BUFFERS, &iov, 1u32) }).map(|_| ())
     }
 
     /// `pread(fd, range, offset)` into the mapping (with O_DIRECT the block
     /// layer pins the pages for the duration of the I/O).
-    pub fn pread(
-        &self,
-        fd: RawFd,
-        offset: usize,
-        len: usize,
-        file_offset: i64,
-    ) -> io::Result<usize> {
+    pub fn pread(&self, fd: RawFd, offset: usize, len: usize, file_offset: i64) -> io::Result<usize> {
         let p = self.range(offset, len)?;
         // SAFETY: `p..p+len` is inside this live writable mapping; the kernel
         // writes into it, and no Rust reference aliases that memory.
-        cvt(unsafe { libc::pread(fd, p as *mut libc::c_void, len, file_offset) } as libc::c_long)
-            .map(|n| n as usize)
+        cvt(unsafe { libc::pread(fd, p as *mut libc::c_void, len, file_offset) } as libc::c_long).map(|n| n as usize)
     }
 
     /// `munmap` the whole mapping.
     pub fn unmap(self) -> io::Result<()> {
         // SAFETY: this mapping was created by `map` and is consumed here, so no
         // later access through it is possible.
-        cvt(unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) } as libc::c_long)
-            .map(|_| ())
+        cvt(unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) } as libc::c_long).map(|_| ())
     }
 }
 
@@ -183,20 +143,10 @@ pub const fn hmm_request(nr: u8) -> libc::c_ulong {
 impl Mapping {
     /// A test_hmm ioctl on pages `offset..offset+len` of this mapping, with
     /// `buf` (at least `len` bytes) as the driver's bounce buffer.
-    pub fn hmm_ioctl(
-        &self,
-        dev: RawFd,
-        nr: u8,
-        offset: usize,
-        len: usize,
-        buf: &mut [u8],
-    ) -> io::Result<HmmCmd> {
+    pub fn hmm_ioctl(&self, dev: RawFd, nr: u8, offset: usize, len: usize, buf: &mut [u8]) -> io::Result<HmmCmd> {
         let addr = self.range(offset, len)?;
         if buf.len() < len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "bounce buffer shorter than the range",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bounce buffer shorter than the range"));
         }
         let mut cmd = HmmCmd {
             addr: addr as u64,
@@ -246,16 +196,8 @@ pub fn io_uring_setup(entries: u32) -> io::Result<OwnedFd> {
 
 pub fn io_uring_unregister_buffers(ring: RawFd) -> io::Result<()> {
     // SAFETY: no pointer is passed (arg NULL, nr 0).
-    cvt(unsafe {
-        libc::syscall(
-            SYS_IO_URING_REGISTER,
-            ring,
-            IORING_UNREGISTER_BUFFERS,
-            std::ptr::null::<u8>(),
-            0u32,
-        )
-    })
-    .map(|_| ())
+    cvt(unsafe { libc::syscall(SYS_IO_URING_REGISTER, ring, IORING_UNREGISTER_BUFFERS, std::ptr::null::<u8>(), 0u32) })
+        .map(|_| ())
 }
 
 pub enum Fork {
@@ -347,10 +289,7 @@ pub fn open(path: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<Ow
     let c = cstr(path)?;
     // SAFETY: `c` is a valid NUL-terminated path; the mode is passed as the
     // variadic third argument open(2) expects.
-    let fd = cvt(
-        unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) }
-            as libc::c_long,
-    )?;
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) } as libc::c_long)?;
     // SAFETY: a new descriptor returned by the kernel, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -359,34 +298,20 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns; no pointers.
     let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) } as libc::c_long)?;
     // SAFETY: as above.
-    cvt(
-        unsafe { libc::fcntl(fd, libc::F_SETFL, (fl as libc::c_int) | libc::O_NONBLOCK) }
-            as libc::c_long,
-    )
-    .map(|_| ())
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, (fl as libc::c_int) | libc::O_NONBLOCK) } as libc::c_long).map(|_| ())
 }
 
 pub fn set_blocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns; no pointers.
     let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) } as libc::c_long)?;
     // SAFETY: as above.
-    cvt(
-        unsafe { libc::fcntl(fd, libc::F_SETFL, (fl as libc::c_int) & !libc::O_NONBLOCK) }
-            as libc::c_long,
-    )
-    .map(|_| ())
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, (fl as libc::c_int) & !libc::O_NONBLOCK) } as libc::c_long).map(|_| ())
 }
 
 /// `poll` on `fds` (readability) for up to `timeout_ms`; returns the revents.
 pub fn poll_read(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<libc::c_short>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
     let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
     if r < 0 {
@@ -399,21 +324,12 @@ pub fn poll_read(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<libc::c_short
     Ok(pfds.iter().map(|p| p.revents).collect())
 }
 
-pub fn mount(
-    src: &str,
-    target: &str,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> io::Result<()> {
+pub fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> io::Result<()> {
     let (s, t, f, d) = (cstr(src)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
     // SAFETY: four valid NUL-terminated strings; `data` is a string option list
     // for every file system the agent mounts.
-    cvt(
-        unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) }
-            as libc::c_long,
-    )
-    .map(|_| ())
+    cvt(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) } as libc::c_long)
+        .map(|_| ())
 }
 
 pub fn umount(target: &str) -> io::Result<()> {

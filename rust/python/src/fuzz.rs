@@ -134,6 +134,12 @@ impl PyNativeFuzzer {
         }
     }
 
+    /// The program a saved corpus entry decodes to (as the engine decodes
+    /// it: with the entry's swarm of kinds); None when it does not fit.
+    fn entry_program(&mut self, data: &[u8]) -> Option<PyProgram> {
+        self.f.entry_program(data).map(|inner| PyProgram { inner })
+    }
+
     /// Corpus entries added since the last call, as bytes to save.
     fn take_new_entries<'py>(&mut self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
         self.f.take_new_entries().iter().map(|b| PyBytes::new(py, b)).collect()

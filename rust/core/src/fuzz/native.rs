@@ -242,6 +242,19 @@ impl NativeFuzzer {
         Some(Entry { data: b[18..].to_vec(), kinds, subset })
     }
 
+    /// The program a saved entry decodes to, as this engine decodes it (with
+    /// the entry's kind set on the machine of its device types); None when
+    /// the entry does not fit this engine. Lets a tool outside the engine
+    /// (the lab's kernel fuzzer) read the programs a campaign kept.
+    pub fn entry_program(&mut self, b: &[u8]) -> Option<Program> {
+        let e = self.decode_entry(b)?;
+        self.buf.clear();
+        self.buf.extend_from_slice(&e.data);
+        let ops = self.decode_ops(e.kinds, e.subset);
+        let shape = self.machines[e.subset].cfg.shape.clone();
+        Some(Program::new(&self.cfg.rules.name, shape, ops))
+    }
+
     fn push_corpus(&mut self, e: Entry) {
         if self.corpus.len() < MAX_CORPUS {
             self.corpus.push(e);
@@ -490,6 +503,11 @@ mod tests {
         let mut e = engine(5);
         e.run(200, None);
         let saved = e.take_new_entries();
+        for b in &saved {
+            let p = e.entry_program(b).expect("a saved entry decodes on the engine that saved it");
+            assert!(!p.ops.is_empty());
+        }
+        assert!(e.entry_program(&[2, 0, 0]).is_none());
         assert!(!saved.is_empty());
         assert!(e.take_new_entries().is_empty());
         let back: Vec<Entry> = saved.iter().map(|b| e.decode_entry(b).unwrap()).collect();
