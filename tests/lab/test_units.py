@@ -306,6 +306,34 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no built-in scenario matches 'zzz'" in r.output
 
 
+def test_check_source_builds_the_users_tree_then_checks_that_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lab check --source DIR`: one command for a patched tree — the lab
+    kernel is built (or found in the cache) from DIR and the suite runs on
+    exactly that kernel, not on whichever lab kernel is newest."""
+    from click.testing import CliRunner
+
+    from zdfuzz.cli import main
+    from zdfuzz.lab import build as lab_build
+    from zdfuzz.lab import cli as lab_cli
+
+    built = kernels.Kernel("lab", "6.12.0-mine", Path("/cache/lab-x/boot/bzImage"), None, {})
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(lab_build, "build", lambda source, *a: calls.append(("build", source)) or built)
+
+    def fake_run_many(paths, kernel_name, *a, built=None, **kw):  # type: ignore[no-untyped-def]
+        calls.append(("run", kernel_name, built, len(paths)))
+
+    monkeypatch.setattr(lab_cli, "_run_many", fake_run_many)
+    r = CliRunner().invoke(main, ["lab", "check", "--source", "/src/linux", "--only", "hmm"])
+    assert r.exit_code == 0, r.output
+    assert calls[0] == ("build", "/src/linux")
+    assert calls[1][2] is built and calls[1][3] >= 3
+    r = CliRunner().invoke(main, ["lab", "check"])
+    assert r.exit_code == 2 and "give --kernel K, or --source DIR" in r.output
+    r = CliRunner().invoke(main, ["lab", "check", "--kernel", "lab", "--source", "/src/linux"])
+    assert r.exit_code == 2
+
+
 def test_cli_model_prints_the_prediction_and_a_replayable_program() -> None:
     from click.testing import CliRunner
 

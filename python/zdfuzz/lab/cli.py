@@ -283,10 +283,11 @@ def _run_many(
     rules_name: str | None,
     as_json: bool,
     detail: bool,
+    built: kernels.Kernel | None = None,
 ) -> None:
     try:
         scs = require_scenarios(paths)
-        kernel = resolve_kernel(kernel_name, modules, config_path)
+        kernel = built or resolve_kernel(kernel_name, modules, config_path)
         accel = guest.probe_accel(kernel)
     except LabError as e:
         _fail(e)
@@ -372,25 +373,48 @@ def run_cmd(
 
 
 @lab.command("check")
-@kernel_opt
+@click.option(
+    "--kernel",
+    "kernel_name",
+    help="debian-6.12, debian-6.1, lab (after `lab build`), or a path to your bzImage.",
+)
+@click.option(
+    "--source",
+    type=click.Path(file_okay=False),
+    help="Your kernel tree: build the lab kernel from it first (cached by source and config), then check it.",
+)
 @modules_opt
 @config_opt
 @click.option("--rules", "rules_name", help="Compare with this preset instead of the kernel's own (a what-if).")
 @click.option("--only", help="Run only the built-in scenarios whose name contains this.")
 @click.option("--json", "as_json", is_flag=True, help="Write the results as JSON.")
 def check_cmd(
-    kernel_name: str,
+    kernel_name: str | None,
+    source: str | None,
     modules: str | None,
     config_path: str | None,
     rules_name: str | None,
     only: str | None,
     as_json: bool,
 ) -> None:
-    """The whole conformance suite on KERNEL: one table."""
+    """The whole conformance suite on KERNEL (or on a lab kernel built from --source): one table."""
+    if (kernel_name is None) == (source is None):
+        _fail(LabError("give --kernel K, or --source DIR (your tree: built as a lab kernel, then checked)"))
     paths = [p for p in builtin() if only is None or only in p.stem]
     if not paths:
         _fail(LabError(f"no built-in scenario matches {only!r}"))
-    _run_many(paths, kernel_name, modules, config_path, rules_name, as_json, detail=False)
+    built = None
+    if source is not None:
+        from zdfuzz.lab import build as lab_build
+
+        prog, cb = _download_progress()
+        try:
+            with prog, err.status("building the lab kernel") as status:
+                built = lab_build.build(source, None, None, lambda m: status.update(m), cb, False)
+        except LabError as e:
+            _fail(e)
+        _status(f"lab kernel {built.release} from {source} (cached as {built.image.parent})")
+    _run_many(paths, kernel_name or "lab", modules, config_path, rules_name, as_json, detail=False, built=built)
 
 
 @lab.command("fuzz")

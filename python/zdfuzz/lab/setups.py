@@ -61,6 +61,14 @@ SETUPS: dict[str, Setup] = {
         [(CREATE + ["-m", "devdax", "-M", "dev", "-a", "4096"], "ndctl")],
         ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
     ),
+    "devdax-altmap": Setup(
+        "devdax-altmap",
+        "/dev/dax0.0 with its struct pages in the pmem itself (ndctl -M mem: a vmem_altmap); the unbind "
+        "still unmaps that memmap (vmemmap_free), so a late put faults on it as with -M dev",
+        ["nd_e820", "nd_pmem", "dax_pmem", "device_dax"],
+        [(CREATE + ["-m", "devdax", "-M", "mem", "-a", "4096"], "ndctl")],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
+    ),
     "hmm": Setup(
         "hmm",
         "/dev/hmm_dmirror0 and 1: test_hmm's device-private mirrors (MEMORY_DEVICE_PRIVATE), lab kernel only",
