@@ -410,10 +410,11 @@ def check_cmd(
         prog, cb = _download_progress()
         try:
             with prog, err.status("building the lab kernel") as status:
-                built = lab_build.build(source, None, None, lambda m: status.update(m), cb, False)
+                k = lab_build.build(source, None, None, lambda m: status.update(m), cb, False)
         except LabError as e:
             _fail(e)
-        _status(f"lab kernel {built.release} from {source} (cached as {built.image.parent})")
+        _status(f"lab kernel {k.release} from {source} (cached as {k.image.parent})")
+        built = k
     _run_many(paths, kernel_name or "lab", modules, config_path, rules_name, as_json, detail=False, built=built)
 
 
