@@ -67,6 +67,8 @@ class Config:
     #: atheris: libFuzzer runs) — with ``seed``, an exactly reproducible run
     execs: int | None = None
     max_actions: int = 64
+    #: failure injection (native engine): programs may arm `fail_next`
+    faults: bool = False
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
     stop_on: frozenset[Signature] = frozenset()
@@ -295,7 +297,10 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
 
 def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
     f = zdfuzz.NativeFuzzer(
-        cfg.rules, shape=zdfuzz.Shape(types=list(cfg.types)), seed=seed, max_actions=cfg.max_actions
+        cfg.rules,
+        shape=zdfuzz.Shape(types=list(cfg.types), faults=int(cfg.faults)),
+        seed=seed,
+        max_actions=cfg.max_actions,
     )
     for sig in known:
         f.add_known(sig)

@@ -171,6 +171,7 @@ def kinds() -> None:
 @click.option("--tasks", default=4, show_default=True, help="Kernel task slots.")
 @click.option("--ram", default=0, show_default=True, help="Pages of system RAM (migration needs some).")
 @click.option("--order", default=0, show_default=True, help="Huge page order (0: no THPs).")
+@click.option("--faults", is_flag=True, help="Failure injection: kernel calls may fail (fail_next), error paths run.")
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
 @click.option("--threads", default=0, show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
@@ -192,6 +193,7 @@ def explore(
     tasks: int,
     ram: int,
     order: int,
+    faults: bool,
     depth: int,
     threads: int,
     no_symmetry: bool,
@@ -245,6 +247,7 @@ def explore(
             tasks=tasks,
             ram=ram,
             order=order,
+            faults=int(faults),
         )
         result = zdfuzz.explore(
             rules,
@@ -400,6 +403,11 @@ def _types(value: str) -> tuple[str, ...]:
     show_default=True,
     help="Most actions per program (native).",
 )
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Failure injection (native): programs may make kernel calls fail (fail_next), so error paths run.",
+)
 def fuzz(
     rules_name: str,
     types_: str,
@@ -410,6 +418,7 @@ def fuzz(
     seed: int | None,
     execs: int | None,
     max_actions: int,
+    faults: bool,
 ) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
     reproducer plus JSON metadata under CORPUS/findings."""
@@ -419,6 +428,9 @@ def fuzz(
 
     types = _types(types_)
     load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
+    if faults and engine != "native":
+        err_console.print(f"--faults: only the native engine injects failures (not {engine})", style="red")
+        raise SystemExit(2)
     cfg = campaign.Config(
         rules=rules_name,
         types=types,
@@ -429,6 +441,7 @@ def fuzz(
         seed=seed,
         execs=execs,
         max_actions=max_actions,
+        faults=faults,
     )
     try:
         campaign.run(cfg, console)

@@ -50,9 +50,15 @@ class Shape:
     tasks: int = 4
     ram: int = 4
     order: int = 1
+    #: 1: ``fail_next`` may make kernel calls fail (the error paths run)
+    faults: int = 0
 
     def fields(self) -> list[tuple[str, int]]:
         return [(k, int(getattr(self, k))) for k in FIELDS]
+
+    def header_fields(self) -> list[tuple[str, int]]:
+        """What a program header writes: ``faults`` only when on."""
+        return self.fields() + ([("faults", self.faults)] if self.faults else [])
 
     def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
         """System RAM and huge pages exist for device-private migration: a
@@ -85,6 +91,7 @@ class Shape:
         rng("tasks", self.tasks, 1, MAX_TASKS)
         rng("ram", self.ram, 0, MAX_RAM)
         rng("order", self.order, 0, MAX_ORDER)
+        rng("faults", self.faults, 0, 1)
 
 
 def make_shape(types: Any = None, ram: int | None = None, order: int | None = None, **fields: int) -> Shape:
@@ -99,7 +106,7 @@ def make_shape(types: Any = None, ram: int | None = None, order: int | None = No
                 raise ConfigError(f"unknown device type {t!r}; types: {', '.join(DEVICE_TYPES)}")
             shape.types.append(dt)
     for k, v in fields.items():
-        if k not in FIELDS:
+        if k not in FIELDS and k != "faults":
             raise ConfigError(f"unknown shape field `{k}`")
         setattr(shape, k, v)
     shape.apply_memory_defaults(ram is not None, order is not None)
@@ -146,6 +153,8 @@ class Layout:
         #: filesystem k lives on pgmap fs_pgmap[k]
         self.fs_pgmap = [g for g, t in enumerate(self.pgmap_type) if t == "fsdax"]
         self.nfiles = len(self.fs_pgmap) * shape.files
+        #: failure injection is on (``fail_next`` can be enabled)
+        self.faults = shape.faults != 0
 
     def pgmap_of(self, pfn: int) -> int:
         return pfn // self.pages

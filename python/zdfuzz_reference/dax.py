@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import page, pagetable, process, sched
+from zdfuzz_reference import failure, page, pagetable, process, sched
 from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
+from zdfuzz_reference.ops import SITE_VM_INSERT
 from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PTE
 
@@ -42,6 +43,10 @@ def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -
     """Map a page into a process the way the type's fault path does."""
     t = m.layout.type_of(p)
     if t is None:
+        return
+    if failure.inject(m, SITE_VM_INSERT):
+        # vmf_insert_* failed before it touched the page: nothing mapped or taken
+        m.trace_note(lambda: f"{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped")
         return
     tr = m.rules.of(t)
     if not tr.map_refcounted and page.page_torn_down(m, p, what):

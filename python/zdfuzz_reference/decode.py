@@ -46,6 +46,8 @@ def _kind_possible(m: Machine, kind: str) -> bool:
     s = m.s
     lay = m.layout
     led = s.ledger.pages
+    if kind == "fail_next":
+        return lay.faults and 0 in s.armed
     if kind == "step":
         return any(t is not None for t in s.tasks)
     if kind == "rcu_grace_period":

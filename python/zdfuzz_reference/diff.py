@@ -63,7 +63,7 @@ def _rust() -> Any:
 
 def rust_shape(shape: Shape) -> zdfuzz.Shape:
     """The Rust side's Shape of a reference Shape."""
-    rust: zdfuzz.Shape = _rust().Shape(types=shape.types, **dict(shape.fields()))
+    rust: zdfuzz.Shape = _rust().Shape(types=shape.types, **dict(shape.header_fields()))
     return rust
 
 
@@ -168,6 +168,7 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None) -> Shap
             tasks=rng.randint(1, 8),
             ram=rng.randint(0, 32),
             order=rng.randint(0, 3),
+            faults=int(rng.random() < 0.3),
         )
     order = rng.choice((0, 1, 1, 2))
     return Shape(
@@ -182,6 +183,8 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None) -> Shap
         tasks=rng.randint(1, 4),
         ram=rng.randint(0, 8),
         order=order,
+        # failure injection in a third of the programs: the error paths
+        faults=int(rng.random() < 0.3),
     )
 
 
@@ -340,7 +343,7 @@ def minimize(text: str, rules: str, still_differs: Callable[[str], bool] | None 
     p = parse_program(text)
     header = (
         f"rules {p.rules}\nconfig types={','.join(p.shape.types)}"
-        + "".join(f" {k}={v}" for k, v in p.shape.fields())
+        + "".join(f" {k}={v}" for k, v in p.shape.header_fields())
         + "\n"
     )
     ops = [op_to_text(o) for o in p.ops]

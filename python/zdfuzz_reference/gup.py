@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import page, pagetable, pgmap
-from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA
+from zdfuzz_reference import failure, page, pagetable, pgmap
+from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB
 from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ EFAULT = "-EFAULT"
 EOPNOTSUPP = "-EOPNOTSUPP"
 EREMOTEIO = "-EREMOTEIO"
 EPGMAP_DYING = "-EFAULT (get_dev_pagemap: pgmap dying)"
+ENOMEM = "-ENOMEM (try_grab_folio)"
 
 
 def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> int | str:
@@ -43,6 +44,8 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
     p = pte.pfn
     t = m.layout.type_of(p)
     if t is None:
+        if failure.inject(m, SITE_TRY_GRAB):
+            return ENOMEM
         return _grab(m, proc, addr, p, pin, longterm)  # an ordinary anonymous page
     if t == "p2pdma" and m.rules.p2p.gup_needs_flag:
         if not p2pdma:
@@ -56,6 +59,11 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
     walk_ref = m.rules.of(t).gup_pgmap_ref and devmap
     if walk_ref and not pgmap.pgmap_tryget_live(m, g, cpu, "GUP: get_dev_pagemap"):
         return EPGMAP_DYING
+    if failure.inject(m, SITE_TRY_GRAB):
+        # try_grab_folio failed: every era puts the pgmap reference back
+        if walk_ref:
+            pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)")
+        return ENOMEM
     _grab(m, proc, addr, p, pin, longterm)
     if walk_ref:
         pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap")

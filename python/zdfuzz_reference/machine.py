@@ -23,6 +23,7 @@ from zdfuzz_reference import (
     dax,
     decode,
     driver,
+    failure,
     fault,
     folio,
     gup,
@@ -39,7 +40,7 @@ from zdfuzz_reference.config import Layout, Shape, shape_of
 from zdfuzz_reference.errors import InvariantViolation
 from zdfuzz_reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL
 from zdfuzz_reference.migrate import MigCtx, MigEntry
-from zdfuzz_reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, Op, dim_size, dim_value
+from zdfuzz_reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, SITE_NAMES, Op, dim_size, dim_value
 from zdfuzz_reference.oracle import (
     CONFORMANCE,
     KILLED,
@@ -87,6 +88,7 @@ class State:
         self.alive = [True] * lay.procs
         self.dax = [0] * (lay.nfiles * lay.file_pages)  # DAX entries: pfn + 1
         self.p2p_len = [0] * n  # pci_alloc_p2pmem: length at the start pfn
+        self.armed = [0] * len(SITE_NAMES)  # fail_next: 0, or the n-th next call fails
         self.tasks: list[sched.Task | None] = [None] * lay.tasks
         self.ledger = Ledger(n, lay.npgmaps, lay.procs * lay.addrs)
         for p in lay.ram_pfns():
@@ -546,6 +548,8 @@ class Machine:
                 (not s.ledger.pages[hd].driver, "the driver holds the folio"),
                 (not any_ptl, "a task holds a page-table lock"),
             )
+        if k == "fail_next":
+            return failure.fail_next_enabled(self, a(0))
         if k == "mbind":
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here")
@@ -732,6 +736,8 @@ class Machine:
             s.flags[h] &= ~PG_LOCKED
         elif k == "mbind":
             folio.mbind(self, a(0), a(1))
+        elif k == "fail_next":
+            failure.fail_next(self, a(0), a(1))
         else:
             raise ValueError(f"unknown action kind {k!r}")
 

@@ -27,6 +27,11 @@ SELECT_VALUES = (
     SELECT_DEVICE_PRIVATE | SELECT_COMPOUND,
 )
 
+# failure sites ``fail_next`` can arm (SITE_NAMES in op.rs)
+SITE_VM_INSERT = 0
+SITE_TRY_GRAB = 1
+SITE_NAMES = ("vm_insert", "try_grab")
+
 # who drops a put_page
 BY_GUP = 0
 BY_KERNEL = 1
@@ -34,7 +39,7 @@ BY_KERNEL = 1
 MAX_ARGS = 5
 
 # Operand domains (Dim in Rust).
-PGMAP, CPU, TASK, PFN, PROC, ADDR, FILE, INDEX, PAGES, FLAGS, CACHED, BY, SELECT = (
+PGMAP, CPU, TASK, PFN, PROC, ADDR, FILE, INDEX, PAGES, FLAGS, CACHED, BY, SELECT, SITE = (
     "pgmap",
     "cpu",
     "task",
@@ -48,6 +53,7 @@ PGMAP, CPU, TASK, PFN, PROC, ADDR, FILE, INDEX, PAGES, FLAGS, CACHED, BY, SELECT
     "cached",
     "by",
     "select",
+    "site",
 )
 
 
@@ -67,6 +73,7 @@ def dim_size(dim: str, lay: Layout) -> int:
         CACHED: lay.npgmaps + 1,
         BY: 2,
         SELECT: len(SELECT_VALUES),
+        SITE: len(SITE_NAMES),
     }[dim]
 
 
@@ -146,6 +153,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("split_huge_pmd", "proc", "addr", "cpu"),
     _k("split_huge_page", "pfn", "cpu"),
     _k("mbind", "proc", "addr", "cpu"),
+    _k("fail_next", "site", "nth:pages"),
 )
 
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import page, pagetable, pgmap
+from zdfuzz_reference import failure, page, pagetable, pgmap, process
 from zdfuzz_reference.flags import PG_POOL
+from zdfuzz_reference.ops import SITE_VM_INSERT
 from zdfuzz_reference.pte import PTE
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ def p2pmem_alloc_mmap(m: Machine, g: int, proc: int, addr: int, k: int, cpu: int
     for i, p in enumerate(range(start, start + k)):
         if m.rules.p2p.mmap_sets_rc:
             page.page_set_count(m, p, 1)
+        if failure.inject(m, SITE_VM_INSERT):
+            _alloc_mmap_unwind(m, g, proc, addr, start, k, i, cpu)
+            return
         pagetable.install_entry(
             m, proc, addr + i, PTE, pagetable.present(p, True), 1, "p2pmem_alloc_mmap: vm_insert_page"
         )
@@ -119,3 +123,22 @@ def p2pmem_alloc_mmap(m: Machine, g: int, proc: int, addr: int, k: int, cpu: int
         pgmap.pgmap_get(m, g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_get")
         page.put_page_refs(m, p, 1, cpu, "p2pmem_alloc_mmap: put_page")
     pgmap.pgmap_put(m, g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk)")
+
+
+def _alloc_mmap_unwind(m: Machine, g: int, proc: int, addr: int, start: int, k: int, i: int, cpu: int) -> None:
+    """``p2pmem_alloc_mmap``'s error path when ``vm_insert_page`` fails on
+    page ``i``: gen_pool_free of the rest, the chunk reference (forgotten
+    before 6220694c52a5), the failed page's refcount (with 0-based pages),
+    then mmap_region's unmap of the pages already inserted."""
+    p = start + i
+    m.trace_note(lambda: "p2pmem_alloc_mmap: vm_insert_page -> -ENOMEM")
+    if m.rules.p2p.mmap_sets_rc and m.rules.p2p.mmap_error_resets_rc:
+        page.page_set_count(m, p, 0)
+    for q in range(p, start + k):
+        m.s.flags[q] &= ~PG_POOL
+    if m.rules.p2p.mmap_error_puts_ref:
+        pgmap.pgmap_put(m, g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk, error path)")
+    else:
+        m.trace_note(lambda: "p2pmem_alloc_mmap: returns without percpu_ref_put: the chunk reference is lost")
+    for j in range(i):
+        process.zap_pte(m, proc, addr + j, cpu)

@@ -112,6 +112,8 @@ class P2pRules:
     mmap_sets_rc: bool
     gup_needs_flag: bool
     kernel_get_page: bool
+    mmap_error_puts_ref: bool
+    mmap_error_resets_rc: bool
 
 
 @dataclass(frozen=True)

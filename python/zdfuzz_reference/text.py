@@ -36,6 +36,8 @@ from zdfuzz_reference.ops import (
     SELECT_DEVICE_PRIVATE,
     SELECT_SYSTEM,
     SELECT_VALUES,
+    SITE,
+    SITE_NAMES,
     Op,
 )
 from zdfuzz_reference.rules import device_type
@@ -81,6 +83,8 @@ def op_to_text(op: Op) -> str:
             s += f" {name}={flags_text(v)}"
         elif dim == SELECT:
             s += f" {name}={select_text(v)}"
+        elif dim == SITE:
+            s += f" {name}={SITE_NAMES[v] if v < len(SITE_NAMES) else '?'}"
         else:
             s += f" {name}={v}"
     return s
@@ -97,7 +101,7 @@ class Program:
 
     def to_text(self) -> str:
         out = f"rules {self.rules}\nconfig types={','.join(self.shape.types)}"
-        for k, v in self.shape.fields():
+        for k, v in self.shape.header_fields():
             out += f" {k}={v}"
         out += "\n"
         for op in self.ops:
@@ -128,6 +132,8 @@ def _parse_value(dim: str, text: str) -> int | None:
                 return None
             v |= bit
         return v
+    if dim == SITE:
+        return SITE_NAMES.index(text) if text in SITE_NAMES else None
     if dim == SELECT:
         v = 0
         for part in text.split("|"):
@@ -233,7 +239,7 @@ def parse_program(text: str) -> Program:
                             )
                         types.append(dt)
                     p.shape.types = types
-                elif k in dict(p.shape.fields()):
+                elif k in dict(p.shape.fields()) or k == "faults":
                     if not v.isdigit():
                         raise ProgramError(line, c + len(k) + 1, f"`{k}` needs a number, got `{v}`")
                     setattr(p.shape, k, int(v))
@@ -243,7 +249,7 @@ def parse_program(text: str) -> Program:
                     raise ProgramError(
                         line,
                         c,
-                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)",
+                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults)",
                     )
         else:
             p.ops.append(_parse_op(ws, line))

@@ -55,6 +55,11 @@ pub struct Shape {
     /// maps `1 << order` address slots. Small by default so fuzzing stays
     /// fast; 9 is the x86-64 PMD order.
     pub order: usize,
+    /// 1: the program may make kernel calls fail (`fail_next`: a
+    /// `vm_insert_page` / `vmf_insert_*` or GUP's `try_grab_folio` returns an
+    /// error), so the error paths run. 0 (the default): nothing fails, and
+    /// the state space is exactly that of a shape without failure injection.
+    pub faults: usize,
 }
 
 impl Default for Shape {
@@ -74,6 +79,7 @@ impl Default for Shape {
             tasks: 4,
             ram: 4,
             order: 1,
+            faults: 0,
         }
     }
 }
@@ -126,6 +132,17 @@ impl Shape {
         ]
     }
 
+    /// The fields a program header writes: [`Shape::fields`], then `faults`
+    /// only when failure injection is on (so every program written before it
+    /// existed reads and writes unchanged).
+    pub fn header_fields(&self) -> Vec<(&'static str, usize)> {
+        let mut v = self.fields().to_vec();
+        if self.faults != 0 {
+            v.push(("faults", self.faults));
+        }
+        v
+    }
+
     /// Set a numeric field by name; false if there is no such field.
     pub fn set(&mut self, name: &str, v: usize) -> bool {
         match name {
@@ -139,6 +156,7 @@ impl Shape {
             "tasks" => self.tasks = v,
             "ram" => self.ram = v,
             "order" => self.order = v,
+            "faults" => self.faults = v,
             _ => return false,
         }
         true
@@ -210,6 +228,7 @@ impl Shape {
         range("tasks", self.tasks, 1, MAX_TASKS)?;
         range("ram", self.ram, 0, MAX_RAM)?;
         range("order", self.order, 0, MAX_ORDER)?;
+        range("faults", self.faults, 0, 1)?;
         Ok(())
     }
 }
@@ -312,6 +331,8 @@ pub struct Layout {
     /// FS-DAX pgmaps in order: filesystem k lives on pgmap `fs_pgmap[k]`
     pub fs_pgmap: Vec<u8>,
     pub nfiles: usize,
+    /// failure injection is on (`fail_next` can be enabled)
+    pub faults: bool,
 }
 
 impl Layout {
@@ -341,6 +362,7 @@ impl Layout {
             nfiles: fs_pgmap.len() * c.files,
             pgmap_type,
             fs_pgmap,
+            faults: c.faults != 0,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
 use crate::page::{MAPPING_FILE, MAPPING_NONE};
 use crate::pagetable::{Level, Pte};
+use crate::program::op::SITE_VM_INSERT;
 use crate::rules::DeviceType;
 use crate::sched::{TaskKind, TR_FREE, TR_SCAN, TR_WAIT};
 
@@ -39,6 +40,13 @@ impl Machine {
     /// Map a page into a process the way the type's fault path does.
     pub(crate) fn insert_device_mapping(&mut self, proc: usize, addr: usize, p: usize, what: &str) {
         let Some(t) = self.layout.type_of(p) else { return };
+        if self.inject(SITE_VM_INSERT) {
+            // vmf_insert_mixed / vmf_insert_page_mkwrite failed before it
+            // touched the page (no page table: VM_FAULT_OOM): the fault
+            // returns an error and nothing is mapped or taken, in every era
+            self.trace_note(|| format!("{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped"));
+            return;
+        }
         let tr = *self.rules.of(t);
         let refcounted = tr.map_refcounted;
         if !refcounted && self.page_torn_down(p, what) {

@@ -387,6 +387,7 @@ impl State {
             alive,
             dax,
             p2p_len,
+            armed,
             tasks,
             ledger,
         } = self;
@@ -417,6 +418,7 @@ impl State {
         alive.clone_from(&src.alive);
         dax.clone_from(&src.dax);
         p2p_len.clone_from(&src.p2p_len);
+        *armed = src.armed;
         tasks.clone_from(&src.tasks);
         let Ledger {
             pages,
@@ -469,6 +471,7 @@ impl State {
             alive,
             dax,
             p2p_len,
+            armed,
             tasks,
             ledger,
         } = self;
@@ -488,7 +491,7 @@ impl State {
         for v in rc.iter().chain(mc) {
             put_i(out, *v as i64);
         }
-        for v in flags.iter().chain(mapping).chain(p2p_len).chain(order).chain(ptl) {
+        for v in flags.iter().chain(mapping).chain(p2p_len).chain(order).chain(ptl).chain(armed.iter()) {
             put(out, *v as u64);
         }
         for (i, h) in head.iter().enumerate() {
@@ -635,6 +638,7 @@ impl State {
             alive,
             dax,
             p2p_len,
+            armed,
             tasks,
             ledger,
         } = self;
@@ -664,6 +668,7 @@ impl State {
             .chain(p2p_len.iter_mut())
             .chain(order.iter_mut())
             .chain(ptl.iter_mut())
+            .chain(armed.iter_mut())
         {
             *v = r.small()?;
         }
@@ -900,6 +905,7 @@ impl Canon {
             alive,
             dax,
             p2p_len,
+            armed,
             tasks,
             ledger,
         } = s;
@@ -918,6 +924,9 @@ impl Canon {
             w.push((head[i] as u64) << 32 | content[i] as u64);
         }
         w.push(*next_token as u64);
+        for a in armed.iter() {
+            w.push(*a as u64);
+        }
         for p in ptes.iter().chain(pmds) {
             let (tag, pfn) = pte_code(*p);
             w.push(tag << 16 | pfn.unwrap_or(0) as u64);
@@ -1046,6 +1055,7 @@ impl Canon {
             alive,
             dax,
             p2p_len: _,
+            armed,
             tasks,
             ledger,
         } = s;
@@ -1149,6 +1159,8 @@ impl Canon {
         w.extend(ptl.iter().map(|&o| o as u64));
         w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
         w.extend(dax.iter().map(|&d| if d == 0 { 0 } else { np(d as usize - 1) as u64 + 1 }));
+        // armed failure sites name no page or CPU: as they are
+        w.extend(armed.iter().map(|&a| a as u64));
         // 6. tasks: no CPU; a lookup's pfn only as its pgmap; migrations
         //    without their refault counter (read only by the drain's
         //    livelock check, which resets it)
@@ -1401,6 +1413,7 @@ step task=1
             alive: _,
             dax: _,
             p2p_len: _,
+            armed: _,
             tasks: _,
             ledger:
                 Ledger {
@@ -1459,6 +1472,7 @@ step task=1
             ("alive", |s| s.alive[1] ^= true),
             ("dax", |s| s.dax[0] = 5),
             ("p2p_len", |s| s.p2p_len[15] = 1),
+            ("armed", |s| s.armed[1] = 2),
             ("tasks", |s| s.tasks[3] = Some(Task { kind: TaskKind::Truncate { file: 0, index: 1 }, pc: 0, cpu: 0 })),
             ("tasks.cpu", |s| {
                 if let Some(t) = s.tasks[0].as_mut() {

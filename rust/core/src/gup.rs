@@ -16,7 +16,7 @@
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
 use crate::pagetable::Pte;
-use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA};
+use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB};
 use crate::rules::DeviceType;
 
 /// Why GUP refused (the errno it returns).
@@ -30,6 +30,9 @@ pub enum GupError {
     RemoteIo,
     /// NULL from get_dev_pagemap: the pgmap is dying
     PgmapDying,
+    /// -ENOMEM: `try_grab_folio` refused (an injected failure: the
+    /// refcount-overflow guard)
+    NoMem,
 }
 
 impl GupError {
@@ -39,6 +42,7 @@ impl GupError {
             GupError::NotSupported => "-EOPNOTSUPP",
             GupError::RemoteIo => "-EREMOTEIO",
             GupError::PgmapDying => "-EFAULT (get_dev_pagemap: pgmap dying)",
+            GupError::NoMem => "-ENOMEM (try_grab_folio)",
         }
     }
 }
@@ -68,6 +72,9 @@ impl Machine {
         };
         let Some(t) = self.layout.type_of(p) else {
             // system RAM: an ordinary anonymous page
+            if self.inject(SITE_TRY_GRAB) {
+                return Err(GupError::NoMem);
+            }
             return Ok(self.gup_grab(proc, addr, p, pin, longterm));
         };
         match t {
@@ -87,6 +94,15 @@ impl Machine {
         let walk_ref = self.rules.of(t).gup_pgmap_ref && devmap;
         if walk_ref && !self.pgmap_tryget_live(g, cpu, "GUP: get_dev_pagemap") {
             return Err(GupError::PgmapDying);
+        }
+        if self.inject(SITE_TRY_GRAB) {
+            // try_grab_folio failed: every era's GUP (follow_page_pte's
+            // ctx.pgmap, gup_fast_pte_range's and __gup_device_huge's
+            // undo) puts the pgmap reference it took back
+            if walk_ref {
+                self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)");
+            }
+            return Err(GupError::NoMem);
         }
         self.gup_grab(proc, addr, p, pin, longterm);
         if walk_ref {

@@ -14,6 +14,7 @@ pub mod device;
 mod driver;
 pub mod error;
 pub mod explore;
+mod failure;
 pub mod fault;
 pub mod fingerprint;
 mod folio;

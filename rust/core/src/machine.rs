@@ -18,7 +18,7 @@ use crate::oracle::{self, Class, Invariant, Ledger, Obs, Violation};
 use crate::page::{PG_BUDDY, PG_LOCKED};
 use crate::pagetable::Pte;
 use crate::pgmap::{Pgmap, PgmapState};
-use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS};
+use crate::program::op::{Op, OpKind, BY_GUP, KINDS, MAX_ARGS, SITE_NAMES};
 use crate::rules::Rules;
 use crate::sched::{Task, TaskKind};
 use serde::Serialize;
@@ -69,6 +69,9 @@ pub struct State {
     pub dax: Vec<u16>,
     /// pci_alloc_p2pmem allocations: length at the start pfn
     pub p2p_len: Vec<u8>,
+    /// per failure site (`fail_next`): 0 = nothing armed, n = the n-th next
+    /// call at that site fails
+    pub armed: [u8; SITE_NAMES.len()],
     pub tasks: Vec<Option<Task>>,
     pub ledger: Ledger,
 }
@@ -211,6 +214,7 @@ impl Machine {
             alive: vec![true; layout.procs],
             dax: vec![0; layout.nfiles * layout.file_pages],
             p2p_len: vec![0; n],
+            armed: [0; SITE_NAMES.len()],
             tasks: vec![None; layout.tasks],
             ledger: Ledger::new(n, layout.npgmaps, layout.procs * layout.addrs),
         };
@@ -270,6 +274,7 @@ impl Machine {
         s.alive.fill(true);
         s.dax.fill(0);
         s.p2p_len.fill(0);
+        s.armed = [0; SITE_NAMES.len()];
         s.tasks.fill(None);
         s.ledger.reset();
         // system RAM starts free, in the buddy allocator
@@ -448,6 +453,7 @@ impl Machine {
             SplitHugePmd => self.split_huge_pmd_enabled(op),
             SplitHugePage => self.split_huge_page_enabled(op),
             Mbind => self.mbind_enabled(op),
+            FailNext => self.fail_next_enabled(op),
         }
     }
 
@@ -690,6 +696,7 @@ impl Machine {
                 self.s.flags[h] &= !PG_LOCKED;
             }
             Mbind => self.mbind(a(0), a(1)),
+            FailNext => self.fail_next(a(0), a(1)),
         }
     }
 

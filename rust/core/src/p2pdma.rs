@@ -18,6 +18,7 @@
 use crate::machine::{ok, Machine};
 use crate::page::PG_POOL;
 use crate::pagetable::{Level, Pte};
+use crate::program::op::SITE_VM_INSERT;
 
 impl Machine {
     /// First fit of `k` contiguous free gen_pool pages in pgmap `g`.
@@ -116,6 +117,10 @@ impl Machine {
             if self.rules.p2p.mmap_sets_rc {
                 self.page_set_count(p, 1);
             }
+            if self.inject(SITE_VM_INSERT) {
+                self.p2pmem_alloc_mmap_unwind(g, proc, addr, start, k, i, cpu);
+                return;
+            }
             // vm_insert_page: +1 reference, +1 mapcount
             self.install_entry(
                 proc,
@@ -131,6 +136,45 @@ impl Machine {
             self.put_page_refs(p, 1, cpu, "p2pmem_alloc_mmap: put_page");
         }
         self.pgmap_put(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk)");
+    }
+
+    /// `p2pmem_alloc_mmap`'s error path when `vm_insert_page` fails on page
+    /// `i` of the chunk (`start .. start + k`): `gen_pool_free` of the pages
+    /// not yet inserted, the chunk reference, then `mmap_region`'s own
+    /// error path (the VMA is unmapped: the pages already inserted go
+    /// through the normal zap, `p2pdma_page_free` and the per-page
+    /// `percpu_ref_put`). What the original v6.2 code forgot
+    /// (7e9c7ef83d78): the chunk's `percpu_ref_put` (fixed by 6220694c52a5;
+    /// until then the device's unbind waits forever) and, with 0-based
+    /// pages, resetting the failed page's refcount to 0 (a free pool page
+    /// left at 1: the next allocation's check warns).
+    #[allow(clippy::too_many_arguments)] // the kernel function's locals, as they are at the failure
+    fn p2pmem_alloc_mmap_unwind(
+        &mut self,
+        g: usize,
+        proc: usize,
+        addr: usize,
+        start: usize,
+        k: usize,
+        i: usize,
+        cpu: usize,
+    ) {
+        let p = start + i;
+        self.trace_note(|| "p2pmem_alloc_mmap: vm_insert_page -> -ENOMEM".into());
+        if self.rules.p2p.mmap_sets_rc && self.rules.p2p.mmap_error_resets_rc {
+            self.page_set_count(p, 0);
+        }
+        for q in p..start + k {
+            self.s.flags[q] &= !PG_POOL;
+        }
+        if self.rules.p2p.mmap_error_puts_ref {
+            self.pgmap_put(g, cpu, 1, "p2pmem_alloc_mmap: percpu_ref_put (chunk, error path)");
+        } else {
+            self.trace_note(|| "p2pmem_alloc_mmap: returns without percpu_ref_put: the chunk reference is lost".into());
+        }
+        for j in 0..i {
+            self.zap_pte(proc, addr + j, cpu);
+        }
     }
 }
 

@@ -140,6 +140,17 @@ pub struct P2pRules {
     /// (sg_page + get_page/put_page, 1→2→1). E4 leaves kernel-allocated
     /// pages at refcount 0, which only works if no kernel user does.
     pub kernel_get_page: bool,
+    /// `p2pmem_alloc_mmap`'s `vm_insert_page` error path puts the chunk's
+    /// pgmap reference back. Missing from v6.2 (7e9c7ef83d78) until
+    /// 6220694c52a5 (2025-12, in stable kernels since: Debian's 6.12.117
+    /// has it); without it one failed mmap makes the unbind hang.
+    #[serde(default)]
+    pub mmap_error_puts_ref: bool,
+    /// ... and, with `mmap_sets_rc`, sets the failed page's refcount back
+    /// to 0 before the page returns to the pool (the companion fix of the
+    /// same 2026 series).
+    #[serde(default)]
+    pub mmap_error_resets_rc: bool,
 }
 
 /// FS-DAX filesystem contract (ext4/xfs on pmem).
@@ -675,6 +686,10 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "userspace_mmap") => "user-space P2P mappings via sysfs p2pmem/allocate (v6.2+)",
         (_, "mmap_sets_rc") => "p2pmem_alloc_mmap sets each page's refcount to 1 first (0-based P2P)",
         (_, "kernel_get_page") => "kernel users of pci_alloc_p2pmem memory take page references (get_page/put_page)",
+        (_, "mmap_error_puts_ref") => {
+            "p2pmem_alloc_mmap's vm_insert_page error path puts the chunk's pgmap reference (6220694c52a5)"
+        }
+        (_, "mmap_error_resets_rc") => "p2pmem_alloc_mmap's error path resets the failed page's refcount to 0",
         (_, "gup_needs_flag") => "GUP returns P2P pages only with FOLL_PCI_P2PDMA",
         (_, "longterm_refused") => "GUP refuses FOLL_LONGTERM pins of FS-DAX pages",
         (_, "unmount_waits_idle") => "unmount waits for every FS-DAX page to be idle (dax_break_layout_final)",

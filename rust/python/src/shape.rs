@@ -23,7 +23,7 @@ pub struct PyShape {
 impl PyShape {
     #[new]
     #[pyo3(signature = (types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
-                        file_pages = 2, tasks = 4, ram = None, order = None))]
+                        file_pages = 2, tasks = 4, ram = None, order = None, faults = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         types: Option<Vec<String>>,
@@ -37,6 +37,7 @@ impl PyShape {
         tasks: usize,
         ram: Option<usize>,
         order: Option<usize>,
+        faults: usize,
     ) -> Result<PyShape> {
         let fields = [
             ("pgmaps", pgmaps),
@@ -47,6 +48,7 @@ impl PyShape {
             ("files", files),
             ("file_pages", file_pages),
             ("tasks", tasks),
+            ("faults", faults),
         ];
         Ok(PyShape { inner: Shape::build(types.as_deref(), &fields, ram, order)? })
     }
@@ -96,19 +98,24 @@ impl PyShape {
     fn order(&self) -> usize {
         self.inner.order
     }
+    /// 1: `fail_next` may make kernel calls fail (failure injection).
+    #[getter]
+    fn faults(&self) -> usize {
+        self.inner.faults
+    }
 
     /// Every field: {"types": [...], "pgmaps": 1, ...} (what `Shape(**d)` takes).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         d.set_item("types", self.types())?;
-        for (k, v) in self.inner.fields() {
+        for (k, v) in self.inner.header_fields() {
             d.set_item(k, v)?;
         }
         Ok(d)
     }
 
     fn __repr__(&self) -> String {
-        let fields: Vec<String> = self.inner.fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let fields: Vec<String> = self.inner.header_fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("Shape(types={:?}, {})", self.types(), fields.join(", "))
     }
 }

@@ -156,6 +156,7 @@ impl Machine {
             || (0..l.procs).any(|proc| s.alive[proc] && (0..l.addrs).any(|a| self.entry(proc, a).0 == Pte::None));
         match kind {
             MemremapPages => s.pgmaps.iter().any(|p| p.state == PgmapState::Unused),
+            FailNext => l.faults && s.armed.contains(&0),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
             Step => s.tasks.iter().any(|t| t.is_some()),
             RcuGracePeriod => self.any_switch_pending(),

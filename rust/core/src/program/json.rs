@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 pub fn program_to_json(p: &Program) -> Value {
     let mut config = Map::new();
     config.insert("types".into(), json!(p.shape.types.iter().map(|t| t.name()).collect::<Vec<_>>()));
-    for (k, v) in p.shape.fields() {
+    for (k, v) in p.shape.header_fields() {
         config.insert(k.into(), json!(v));
     }
     let ops: Vec<Value> = p
@@ -26,7 +26,7 @@ pub fn program_to_json(p: &Program) -> Value {
                     Dim::Cached if v == 0 => json!("none"),
                     Dim::Cached => json!(v - 1),
                     Dim::By => json!(if v == BY_GUP { "gup" } else { "kernel" }),
-                    Dim::Flags | Dim::Select => json!(value_text(*dim, v).unwrap_or_default()),
+                    Dim::Flags | Dim::Select | Dim::Site => json!(value_text(*dim, v).unwrap_or_default()),
                     _ => json!(v),
                 };
                 o.insert((*name).into(), val);

@@ -25,6 +25,15 @@ pub const SELECT_VALUES: [u16; 4] =
 pub const BY_GUP: u16 = 0;
 pub const BY_KERNEL: u16 = 1;
 
+/// Failure sites `fail_next` can arm (the kernel calls that fail in the
+/// model): `vm_insert_page` / `vmf_insert_*` (a page-table allocation or a
+/// racing insert: -ENOMEM / -EBUSY, VM_FAULT_OOM) and GUP's
+/// `try_grab_folio` (the refcount-overflow guard: -ENOMEM).
+pub const SITE_VM_INSERT: u16 = 0;
+pub const SITE_TRY_GRAB: u16 = 1;
+/// Site names, in operand order.
+pub const SITE_NAMES: [&str; 2] = ["vm_insert", "try_grab"];
+
 /// The domain an operand ranges over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dim {
@@ -46,6 +55,8 @@ pub enum Dim {
     By,
     /// MIGRATE_VMA_SELECT_* bits, one of [`SELECT_VALUES`]
     Select,
+    /// a failure site, one of [`SITE_NAMES`]
+    Site,
 }
 
 impl Dim {
@@ -65,6 +76,7 @@ impl Dim {
             Dim::Cached => l.npgmaps + 1,
             Dim::By => 2,
             Dim::Select => SELECT_VALUES.len(),
+            Dim::Site => SITE_NAMES.len(),
         }
     }
 
@@ -188,6 +200,8 @@ kinds! {
         "split the large folio containing pfn into order-0 folios (can_split_folio, freeze, split, remap)";
     Mbind = "mbind" ["proc": Proc, "addr": Addr, "cpu": Cpu]
         "a page-table walker (mbind's queue_folios_pmd, MADV_COLD) inspects the PMD covering addr";
+    FailNext = "fail_next" ["site": Site, "nth": Pages]
+        "fault injection (shapes with faults=1): the nth next call at site (vm_insert, try_grab) fails";
 }
 
 impl OpKind {

@@ -26,7 +26,7 @@
 
 use super::op::{
     Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KINDS, MAX_ARGS, SELECT_COMPOUND,
-    SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES,
+    SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES, SITE_NAMES,
 };
 use super::{Program, ProgramError, Shape};
 use crate::rules::DeviceType;
@@ -70,6 +70,7 @@ pub fn value_text(dim: Dim, v: u16) -> Option<String> {
         Dim::By => Some(if v == BY_GUP { "gup" } else { "kernel" }.into()),
         Dim::Flags => Some(flags_text(v)),
         Dim::Select => Some(select_text(v)),
+        Dim::Site => SITE_NAMES.get(v as usize).map(|s| s.to_string()),
         _ => None,
     }
 }
@@ -86,6 +87,7 @@ pub fn op_to_text(op: &Op) -> String {
             Dim::By => write!(s, " {name}={}", if v == BY_GUP { "gup" } else { "kernel" }),
             Dim::Flags => write!(s, " {name}={}", flags_text(v)),
             Dim::Select => write!(s, " {name}={}", select_text(v)),
+            Dim::Site => write!(s, " {name}={}", SITE_NAMES.get(v as usize).copied().unwrap_or("?")),
             _ => write!(s, " {name}={v}"),
         };
     }
@@ -98,7 +100,7 @@ pub fn program_to_text(p: &Program) -> String {
     let _ = writeln!(s, "rules {}", p.rules);
     let types: Vec<&str> = p.shape.types.iter().map(|t| t.name()).collect();
     let _ = write!(s, "config types={}", types.join(","));
-    for (k, v) in p.shape.fields() {
+    for (k, v) in p.shape.header_fields() {
         let _ = write!(s, " {k}={v}");
     }
     s.push('\n');
@@ -136,6 +138,7 @@ fn parse_value(dim: Dim, text: &str) -> Option<u16> {
             }
             Some(v)
         }
+        Dim::Site => SITE_NAMES.iter().position(|s| *s == text).map(|i| i as u16),
         Dim::Select => {
             let mut v = 0;
             for part in text.split('|') {
@@ -213,6 +216,7 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
                 Dim::By => "gup or kernel",
                 Dim::Flags => "0, FOLL_LONGTERM, FOLL_PCI_P2PDMA or both joined by |",
                 Dim::Select => "SYSTEM or DEVICE_PRIVATE, optionally |COMPOUND",
+                Dim::Site => "vm_insert or try_grab",
                 _ => "a non-negative number",
             };
             err(line, c + k.len() + 1, format!("bad value `{v}` for `{k}`: expected {what}"))
@@ -282,7 +286,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         order_set |= k == "order";
                         if !shape.set(k, n) {
                             return Err(err(line, c, format!(
-                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order)")));
+                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults)")));
                         }
                     }
                 }
