@@ -104,11 +104,11 @@ BUGS: tuple[Bug, ...] = (
         "e2",
         ("private",),
         "I-M5",
-        "e4",
-        "mm/migrate_device.c: Copy pte dirty bit to page (v6.0)",
+        "e3",
+        "fd35ca3d12cc mm/migrate_device.c: Copy pte dirty bit to page (v6.0)",
         "spec [S33]",
-        "e3 has this fix, but the reproducer's drain goes on to migrate_vma_finalize and reaches e3's own "
-        "migrated-folio-on-lru bug (I-M6, fixed in v6.14); e4 is the first preset clean of both",
+        "the loss is on the failed path, as the fix describes: the migration fails on a reference it cannot "
+        "account for and the page is mapped back through a clean PTE",
     ),
     Bug(
         "migrated-folio-on-lru",

@@ -362,9 +362,31 @@ def _migrate_check_page(m: Machine, slot: int, h: int) -> bool:
     return m.s.rc[h] - extra <= folio.folio_mapcount(m, h)
 
 
+def _check_restored(m: Machine, p: int) -> None:
+    """I-M5: a failed migration maps ``p`` back through clean PTEs, so a
+    dirty bit collect dropped survives only as PG_dirty (fd35ca3d12cc: the
+    loss is on the failed path)."""
+    if pagetable.find_entry(m, p, page.folio_nr(m, p), "migration") is None:
+        return
+    if m.s.ledger.pages[p].dirty_pte and m.s.flags[p] & PG_DIRTY == 0:
+        m.violate(
+            "I-M5",
+            SAFETY,
+            [("pfn", p)],
+            lambda: (
+                f"a dirty PTE of pfn {p} was replaced by a migration entry; the migration failed and pfn {p} is "
+                "mapped back through a clean PTE without PG_dirty: the dirty bit was lost at collect, so a clean "
+                "copy in the swap cache is dropped at reclaim without writeback",
+                "dirty",
+                "clean",
+            ),
+        )
+
+
 def _restore_src(m: Machine, slot: int, p: int, cpu: int, what: str) -> None:
     """Put a source back: mappings restored, unlocked (unless the fault path
     owns the lock), its collect reference dropped (RAM back on the LRU)."""
+    _check_restored(m, p)
     _remove_migration_ptes(m, p, p, what)
     if not (fault_page(m, slot) == p and m.rules.migrate.finalize_skips_fault_page):
         _mig_unlock(m, p, slot)
@@ -589,22 +611,10 @@ def migrate_finalize(m: Machine, slot: int, cpu: int) -> None:
             newdst = s
         if newdst != s and m.layout.is_ram(newdst):
             ram.add_lru(m, newdst)
+        if newdst == s:
+            _check_restored(m, s)
         _remove_migration_ptes(m, s, newdst, "remove_migration_ptes")
         if newdst != s:
-            # I-M5: dirty_pte data must arrive as a dirty folio
-            if m.s.ledger.pages[s].dirty_pte and m.s.flags[newdst] & PG_DIRTY == 0:
-                nd = newdst
-                m.violate(
-                    "I-M5",
-                    SAFETY,
-                    [("pfn", s), ("pfn", nd)],
-                    lambda: (
-                        f"a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is clean: "
-                        "the dirty bit was lost at collect, so the new page may be dropped without writeback",
-                        "dirty",
-                        "clean",
-                    ),
-                )
             for k in range(page.folio_nr(m, s)):
                 if m.s.ledger.pages[s + k].dirty_pte:
                     m.s.ledger.pages[newdst + k].dirty_pte = True

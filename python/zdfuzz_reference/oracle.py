@@ -223,7 +223,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-M2": "a page with references migration cannot account for (GUP, pins, fault path) is never migrated",
     "I-M3": "no migration entry survives migrate_vma_finalize",
     "I-M4": "the migration code neither unlocks nor releases the fault page the fault path locked",
-    "I-M5": "the dirty bit of a PTE replaced by a migration entry reaches the destination folio",
+    "I-M5": "a page whose dirty PTE a migration entry replaced is dirty when a failed migration maps it back",
     "I-M6": "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does",
     "I-M7": "every page a migration locked is unlocked exactly once",
     "I-D1": "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)",

@@ -478,10 +478,24 @@ impl Machine {
         self.s.rc[h] - extra <= self.folio_mapcount(h)
     }
 
+    /// A failed migration maps `p` back (`remove_migration_ptes(p, p)`):
+    /// the PTEs it restores are clean (`pte_mkold(mk_pte(...))`), so a dirty
+    /// bit collect dropped survives only as PG_dirty. The loss
+    /// fd35ca3d12cc ("mm/migrate_device.c: copy pte dirty bit to page",
+    /// v6.0) fixed is on this path: "migration will fail due to unexpected
+    /// references but the dirty pte bit will be lost".
+    fn observe_restored(&mut self, p: usize) {
+        if self.find_entry(p, self.folio_nr(p), |x| x.is_migration()).is_some() {
+            let page_dirty = self.s.flags[p] & PG_DIRTY != 0;
+            self.observe(Obs::Restored { pfn: p, page_dirty });
+        }
+    }
+
     /// Put a source back the way it was: its mappings restored, unlocked
     /// (unless the fault path owns the lock), its collect/isolation reference
     /// dropped (system pages back on the LRU).
     fn restore_src(&mut self, slot: usize, p: usize, cpu: usize, what: &str) {
+        self.observe_restored(p);
         self.remove_migration_ptes(p, p, what);
         if !(self.fault_page(slot) == Some(p) && self.rules.migrate.finalize_skips_fault_page) {
             self.mig_unlock(p, slot);
@@ -768,11 +782,15 @@ impl Machine {
             if newdst != s && self.layout.is_ram(newdst) {
                 self.add_lru(newdst);
             }
+            if newdst == s {
+                self.observe_restored(s);
+            }
             self.remove_migration_ptes(s, newdst, "remove_migration_ptes");
             if newdst != s {
-                // I-M5: dirty_pte data must arrive as a dirty folio
-                let dst_dirty = self.s.flags[newdst] & PG_DIRTY != 0;
-                self.observe(Obs::CopyRemapped { src: s, dst: newdst, dst_dirty });
+                // the copy's data came from a dirty PTE too; a successful
+                // migration loses nothing: the destination is a new page
+                // (device memory, or anonymous RAM that add_to_swap marks
+                // dirty before it can be reclaimed)
                 let nr = self.folio_nr(s);
                 for k in 0..nr {
                     let u = self.s.ledger.pages[s + k].dirty_pte;

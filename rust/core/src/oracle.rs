@@ -70,8 +70,9 @@ pub struct Holders {
     pub mig_entries: u16,
     /// a dirty PTE (one a CPU wrote through) was replaced by a migration
     /// entry: the page's data is newer than any other copy and only the
-    /// folio's dirty flag can say so now. A migration must carry it to its
-    /// destination as PG_dirty (I-M5).
+    /// folio's dirty flag can say so now. If the migration fails, the page
+    /// is mapped back through a clean PTE, so it must be PG_dirty then, or a
+    /// clean copy in the swap cache is dropped at reclaim (I-M5).
     pub dirty_pte: bool,
 }
 
@@ -309,7 +310,7 @@ invariants! {
     M2 = "I-M2", Safety, "a page with references migration cannot account for (GUP, pins, fault path) is never migrated";
     M3 = "I-M3", Safety, "no migration entry survives migrate_vma_finalize";
     M4 = "I-M4", Safety, "the migration code neither unlocks nor releases the fault page the fault path locked";
-    M5 = "I-M5", Safety, "the dirty bit of a PTE replaced by a migration entry reaches the destination folio";
+    M5 = "I-M5", Safety, "a page whose dirty PTE a migration entry replaced is dirty when a failed migration maps it back";
     M6 = "I-M6", Safety, "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does";
     M7 = "I-M7", Safety, "every page a migration locked is unlocked exactly once";
     D1 = "I-D1", Safety, "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)";
@@ -466,8 +467,11 @@ pub enum Obs<'a> {
     /// `migrate_vma_pages` moves the folio at `head` (`nr` pages);
     /// `own_fault_ref`: the migrating fault path holds one reference on it
     Migrated { head: usize, nr: usize, own_fault_ref: bool },
-    /// finalize remapped `src`'s data to the copy `dst`; `dst_dirty`: PG_dirty on the copy
-    CopyRemapped { src: usize, dst: usize, dst_dirty: bool },
+    /// a migration failed for `pfn` (an unexpected reference, or the
+    /// destination was not migrated) and its migration entries became clean
+    /// PTEs of it again (`remove_migration_ptes(src, src)`); `page_dirty`:
+    /// PG_dirty on it
+    Restored { pfn: usize, page_dirty: bool },
     /// a folio goes on an LRU; `freeing`: its data was migrated away and
     /// this is its last reference
     LruAdded { pfn: usize, freeing: bool },
@@ -628,8 +632,8 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             }
             None
         }
-        Obs::CopyRemapped { src, dst, dst_dirty } => {
-            (l.pages[src].dirty_pte && !dst_dirty).then(|| Judged::new(M5, &[pfn_obj(src), pfn_obj(dst)]))
+        Obs::Restored { pfn, page_dirty } => {
+            (l.pages[pfn].dirty_pte && !page_dirty).then(|| Judged::new(M5, &[pfn_obj(pfn)]))
         }
         Obs::LruAdded { pfn, freeing } => {
             if !layout.is_ram(pfn) {
@@ -871,10 +875,11 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 "migrated".into(),
             )
         }
-        Obs::CopyRemapped { src: s, dst: nd, .. } => (
+        Obs::Restored { pfn: p, .. } => (
             format!(
-                "a dirty PTE of pfn {s} was replaced by a migration entry, but the copy pfn {nd} is clean: the dirty \
-                 bit was lost at collect, so the new page may be dropped without writeback"
+                "a dirty PTE of pfn {p} was replaced by a migration entry; the migration failed and pfn {p} is mapped \
+                 back through a clean PTE without PG_dirty: the dirty bit was lost at collect, so a clean copy in the \
+                 swap cache is dropped at reclaim without writeback"
             ),
             "dirty".into(),
             "clean".into(),

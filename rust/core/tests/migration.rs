@@ -187,6 +187,14 @@ step task=0
 ";
     for preset in Rules::preset_names() {
         let (mut m, ops) = machine(text, preset);
+        if !Rules::preset(preset).unwrap().migrate.collect_marks_dirty {
+            // the written page's failed migration is fd35ca3d12cc's case:
+            // collect dropped the dirty bit, the restore maps it back clean
+            let v = m.run(&ops).unwrap();
+            let id = v.violation.as_ref().map(|x| x.invariant.id());
+            assert_eq!(id, Some("I-M5"), "{preset}: {}", show(&v));
+            continue;
+        }
         steps(&mut m, &ops);
         let e = m.s.ptes[m.layout.pte_slot(0, 0)];
         assert_eq!(e.pfn(), Some(4), "{preset}: the pinned page stays mapped: {e:?}");
