@@ -67,10 +67,12 @@ BUGS: tuple[Bug, ...] = (
         "bad-subpage-pointer",
         "v5.2",
         ("private",),
-        "I-M3",
+        "I-M8",
         "e1",
-        "mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
+        "1de13ee59225 mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
         "§7.4",
+        "the kernel computed a wild struct page pointer from the device-private entry and oopsed in the rmap "
+        "removal: the model reports that pointer (I-M8) where try_to_unmap_one computes it",
     ),
     Bug(
         "fork-shares-pinned-page",

@@ -320,8 +320,21 @@ def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
             x, _ = pagetable.entry(m, proc, a)
             kind = pagetable.MIG_WRITE if x.writable() else pagetable.MIG_READ
             if not m.rules.migrate.unmap_subpage_fix and x.kind == pagetable.DEVICE_PRIVATE and level == PTE:
-                # the pre-v5.3 bug: the subpage is computed from the swap
-                # entry as if it were a present PTE's pfn
+                # the pre-v5.3 bug (1de13ee59225): the subpage is computed
+                # from the swap entry as if it were a present PTE's pfn: a
+                # wild struct page pointer the rmap removal dereferences
+                m.violate(
+                    "I-M8",
+                    SAFETY,
+                    [("pfn", p)],
+                    lambda: (
+                        f"try_to_unmap_one computed the subpage of device-private pfn {p} from its swap entry as if "
+                        "it were a present PTE (page - page_to_pfn(page) + pte_pfn(pte)): a wild struct page "
+                        "pointer, which the rmap removal dereferences (the kernel oopses)",
+                        "subpage = page",
+                        "wild pointer",
+                    ),
+                )
                 wrong = (x.pfn + 1) % m.layout.npfns
                 pagetable.clear_entry(m, proc, a, level, cpu, "try_to_unmap_one: put_page (bad subpage)")
                 pagetable.install_entry(m, proc, a, level, pagetable.migration(wrong, kind), 0, "migration entry")

@@ -226,6 +226,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-M5": "a page whose dirty PTE a migration entry replaced is dirty when a failed migration maps it back",
     "I-M6": "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does",
     "I-M7": "every page a migration locked is unlocked exactly once",
+    "I-M8": "rmap walkers derive a struct page only from a present PTE (no wild page pointer from a swap entry)",
     "I-D1": "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)",
     "I-D2": "every exit of the fault path releases the page-table lock",
     "I-D3": "concurrent faults on one device-private page make progress (no livelock)",

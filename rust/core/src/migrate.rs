@@ -414,8 +414,14 @@ impl Machine {
                     && matches!(x, Pte::DevicePrivate { .. })
                     && level == Level::Pte
                 {
-                    // the pre-v5.3 bug: the subpage is computed from the swap
-                    // entry as if it were a present PTE's pfn
+                    // the pre-v5.3 bug (fixed by 1de13ee59225 "mm/hmm: fix
+                    // bad subpage pointer in try_to_unmap_one"): the subpage
+                    // is computed from the swap entry as if it were a present
+                    // PTE's pfn, a pointer to no struct page, which the rmap
+                    // removal dereferences. After the report the model goes
+                    // on with some wrong page, as a kernel that did not oops
+                    // at once would.
+                    self.observe(Obs::WildSubpage { pfn: p });
                     let wrong = (x.pfn().unwrap_or(0) + 1) % self.layout.npfns;
                     self.clear_entry(proc, a, level, cpu, "try_to_unmap_one: put_page (bad subpage)");
                     self.install_entry(

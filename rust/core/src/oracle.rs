@@ -313,6 +313,7 @@ invariants! {
     M5 = "I-M5", Safety, "a page whose dirty PTE a migration entry replaced is dirty when a failed migration maps it back";
     M6 = "I-M6", Safety, "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does";
     M7 = "I-M7", Safety, "every page a migration locked is unlocked exactly once";
+    M8 = "I-M8", Safety, "rmap walkers derive a struct page only from a present PTE (no wild page pointer from a swap entry)";
     D1 = "I-D1", Safety, "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)";
     D2 = "I-D2", Safety, "every exit of the fault path releases the page-table lock";
     D3 = "I-D3", Liveness, "concurrent faults on one device-private page make progress (no livelock)";
@@ -467,6 +468,10 @@ pub enum Obs<'a> {
     /// `migrate_vma_pages` moves the folio at `head` (`nr` pages);
     /// `own_fault_ref`: the migrating fault path holds one reference on it
     Migrated { head: usize, nr: usize, own_fault_ref: bool },
+    /// an rmap walker (`try_to_unmap_one`) computed the subpage of the
+    /// device-private `pfn` from its swap entry's bits as if it were a
+    /// present PTE's pfn: a wild `struct page` pointer
+    WildSubpage { pfn: usize },
     /// a migration failed for `pfn` (an unexpected reference, or the
     /// destination was not migrated) and its migration entries became clean
     /// PTEs of it again (`remove_migration_ptes(src, src)`); `page_dirty`:
@@ -632,6 +637,7 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             }
             None
         }
+        Obs::WildSubpage { pfn } => Some(Judged::new(M8, &[pfn_obj(pfn)])),
         Obs::Restored { pfn, page_dirty } => {
             (l.pages[pfn].dirty_pte && !page_dirty).then(|| Judged::new(M5, &[pfn_obj(pfn)]))
         }
@@ -875,6 +881,15 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 "migrated".into(),
             )
         }
+        Obs::WildSubpage { pfn: p } => (
+            format!(
+                "try_to_unmap_one computed the subpage of device-private pfn {p} from its swap entry as if it were a \
+                 present PTE (page - page_to_pfn(page) + pte_pfn(pte)): a wild struct page pointer, which the rmap \
+                 removal dereferences (the kernel oopses)"
+            ),
+            "subpage = page".into(),
+            "wild pointer".into(),
+        ),
         Obs::Restored { pfn: p, .. } => (
             format!(
                 "a dirty PTE of pfn {p} was replaced by a migration entry; the migration failed and pfn {p} is mapped \

@@ -56,6 +56,10 @@ enum How {
     Program { rules: Src, program: &'static str, class: Class, message: &'static str },
     /// no machine action can produce it: these percpu_ref events carry the id
     RefEvents(&'static [RefEvent]),
+    /// no built-in preset reaches a state that breaks it first (another
+    /// invariant reports the bug earlier): `make` builds such a state by
+    /// hand; its verdict must report the id with `class` and `message`
+    Injected { make: fn() -> Verdict, class: Class, message: &'static str },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +119,13 @@ fn check_fires(case: &Fires) {
             let inv = Invariant::from_id(case.id).unwrap_or_else(|| panic!("{} is not an invariant", case.id));
             assert!(!inv.doc().is_empty(), "{} has no documentation", case.id);
             assert_eq!(inv.class(), class, "{}: the class of a case is its invariant's", case.id);
+        }
+        How::Injected { make, class, message } => {
+            let v = make();
+            let got = v.violation.as_ref().unwrap_or_else(|| panic!("{} did not fire\n{}", case.id, show(&v)));
+            assert_eq!(got.invariant.id(), case.id, "{}", show(&v));
+            assert_eq!(got.class(), class, "{}", show(&v));
+            assert!(got.message.contains(message), "{}: {:?} lacks {:?}", case.id, got.message, message);
         }
         How::RefEvents(events) => {
             assert!(!events.is_empty());
@@ -578,6 +589,35 @@ description = "before 'mm/hmm: Fix bad subpage pointer in try_to_unmap_one' (v5.
 unmap_subpage_fix = false
 "#;
 
+/// Two anonymous pages; page 4 migrates to the device. Before its finalize a
+/// migration entry for page 5 — which no migration holds — is written into
+/// process 1's page table by hand: finalize must find it (I-M3).
+fn stray_migration_entry() -> Verdict {
+    let text = "
+config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+do_anonymous_page proc=1 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+";
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+    for op in &p.ops {
+        m.step(op).unwrap();
+    }
+    assert!(m.violation().is_none());
+    let slot = m.layout.pte_slot(1, 0);
+    assert_eq!(m.s.ptes[slot].pfn(), Some(5));
+    m.s.ptes[slot] = zdfuzz_core::pagetable::Pte::Migration { pfn: 5, kind: zdfuzz_core::pagetable::MigKind::Read };
+    m.step(&parse_program("step task=0").unwrap().ops[0]).unwrap();
+    m.finish();
+    m.verdict()
+}
+
 /// A CPU fault on a device-private page, stepped through migrate_to_ram.
 const FAULT_MIGRATE: &str = "
 config types=private pgmaps=1 pages=4 cpus=2 procs=2 addrs=4 tasks=4 ram=4 order=1
@@ -921,12 +961,25 @@ const FIRES: &[Fires] = &[
         Safety,
         "migrate_vma_pages migrates pfn 4 while it is held by 1 GUP pin(s)",
     ),
+    // the 2019 bad-subpage bug left a migration entry behind, but the wild
+    // pointer it came from is reported first now (I-M8); a stray entry is
+    // made by hand
+    Fires {
+        id: "I-M3",
+        how: How::Injected {
+            make: stray_migration_entry,
+            class: Safety,
+            message: "a migration entry for pfn 5 survives migrate_vma_finalize",
+        },
+    },
+    // before v5.3 try_to_unmap_one took a device-private entry's bits for a
+    // present PTE's pfn (1de13ee59225): a wild struct page pointer
     fire(
-        "I-M3",
+        "I-M8",
         Toml(BAD_SUBPAGE),
         PRIVATE_FORKED_EVICT,
         Safety,
-        "a migration entry for pfn 1 survives migrate_vma_finalize",
+        "try_to_unmap_one computed the subpage of device-private pfn 0 from its swap entry",
     ),
     fire(
         "I-M4",
@@ -1292,6 +1345,18 @@ fn i_m2_quiet() {
 #[test]
 fn i_m3_fires() {
     fires("I-M3");
+}
+
+#[test]
+fn i_m8_fires() {
+    fires("I-M8");
+}
+
+#[test]
+fn i_m8_quiet() {
+    for p in BUILTIN {
+        quiet(PRIVATE_FORKED_EVICT, p);
+    }
 }
 
 #[test]
