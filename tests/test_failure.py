@@ -82,6 +82,18 @@ def test_core_and_reference_agree_on_the_error_paths() -> None:
     for rules in ("e3", "e4"):
         a, b = diff.rust_outcome(gup, rules), diff.reference_outcome(gup, rules)
         assert diff.first_difference(a, b) is None, rules
+    # a failed destination allocation: the page is mapped back (I-M5 under e2)
+    alloc = """config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=1 tasks=1 ram=1 order=0 faults=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+cpu_write proc=0 addr=0 cpu=0
+fail_next site=alloc nth=1
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+"""
+    for rules in ("e2", "e3", "e5"):
+        a, b = diff.rust_outcome(alloc, rules), diff.reference_outcome(alloc, rules)
+        assert diff.first_difference(a, b) is None, rules
+    assert diff.rust_outcome(alloc, "e2")["violation"]["invariant"] == "I-M5"
 
 
 def test_fail_next_is_refused_without_faults_and_the_flag_is_native_only(tmp_path: Path) -> None:

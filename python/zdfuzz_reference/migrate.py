@@ -30,9 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from zdfuzz_reference import data, driver, folio, page, pagetable, pgmap, ram
+from zdfuzz_reference import data, driver, failure, folio, page, pagetable, pgmap, ram
 from zdfuzz_reference.flags import MAPPING_ANON, MAPPING_NONE, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU
-from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM
+from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC
 from zdfuzz_reference.oracle import KILLED, LOCK_DRIVER, LOCK_NONE, SAFETY, lock_task
 from zdfuzz_reference.pte import EMPTY, PMD, PTE, Pte
 
@@ -471,7 +471,9 @@ def migrate_alloc_copy(m: Machine, slot: int, cpu: int) -> None:
         compound = e.flags & MF_COMPOUND != 0
         order = m.layout.order if compound else 0
         dst: int | None = None
-        if to_device:
+        if failure.inject(m, SITE_ALLOC):
+            pass  # the driver's allocation failed: not migrated (or split and retried)
+        elif to_device:
             if order > 0 and m.rules.thp.device_private:
                 h = device_folio_fit(m, g)
                 dst = None if h is None else device_alloc(m, g, h, order, cpu, lock_task(slot))

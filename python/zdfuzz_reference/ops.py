@@ -30,7 +30,9 @@ SELECT_VALUES = (
 # failure sites ``fail_next`` can arm (SITE_NAMES in op.rs)
 SITE_VM_INSERT = 0
 SITE_TRY_GRAB = 1
-SITE_NAMES = ("vm_insert", "try_grab")
+SITE_ALLOC = 2
+SITE_GEN_POOL = 3
+SITE_NAMES = ("vm_insert", "try_grab", "alloc", "gen_pool")
 
 # who drops a put_page
 BY_GUP = 0

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from zdfuzz_reference import failure, page, pagetable, pgmap, process
 from zdfuzz_reference.flags import PG_POOL
-from zdfuzz_reference.ops import SITE_VM_INSERT
+from zdfuzz_reference.ops import SITE_GEN_POOL, SITE_VM_INSERT
 from zdfuzz_reference.pte import PTE
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ def p2p_pool_fit(m: Machine, g: int, k: int) -> int | None:
 def pci_alloc_p2pmem(m: Machine, g: int, k: int, cpu: int) -> None:
     start = p2p_pool_fit(m, g, k)
     if start is None:
+        return
+    if failure.inject(m, SITE_GEN_POOL):
+        m.trace_note(lambda: "pci_alloc_p2pmem -> NULL (gen_pool_alloc)")
         return
     for p in range(start, start + k):
         m.s.flags[p] |= PG_POOL
@@ -100,6 +103,9 @@ def p2p_alloc_of(m: Machine, p: int) -> int | None:
 def p2pmem_alloc_mmap(m: Machine, g: int, proc: int, addr: int, k: int, cpu: int) -> None:
     start = p2p_pool_fit(m, g, k)
     if start is None:
+        return
+    if failure.inject(m, SITE_GEN_POOL):
+        m.trace_note(lambda: "p2pmem_alloc_mmap -> -ENOMEM (gen_pool_alloc)")
         return
     for p in range(start, start + k):
         m.s.flags[p] |= PG_POOL

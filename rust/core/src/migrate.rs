@@ -42,7 +42,7 @@ use crate::machine::{ok, Machine};
 use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
-use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM};
+use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC};
 use crate::rules::{AllocPgmapRef, DeviceCheck};
 
 /// `MIGRATE_PFN_MIGRATE`
@@ -588,7 +588,11 @@ impl Machine {
             }
             let compound = e.flags & MF_COMPOUND != 0;
             let order = if compound { self.layout.order } else { 0 };
-            let dst = if to_device {
+            let dst = if self.inject(SITE_ALLOC) {
+                // the driver's allocation failed: the entry is not migrated
+                // (or, for a large source, split and retried page by page)
+                None
+            } else if to_device {
                 if order > 0 && self.rules.thp.device_private {
                     self.device_folio_fit(g).and_then(|h| self.device_alloc(g, h, order, cpu, lock_task(slot)))
                 } else if order == 0 {

@@ -18,7 +18,7 @@
 use crate::machine::{ok, Machine};
 use crate::page::PG_POOL;
 use crate::pagetable::{Level, Pte};
-use crate::program::op::SITE_VM_INSERT;
+use crate::program::op::{SITE_GEN_POOL, SITE_VM_INSERT};
 
 impl Machine {
     /// First fit of `k` contiguous free gen_pool pages in pgmap `g`.
@@ -29,6 +29,11 @@ impl Machine {
 
     pub(crate) fn pci_alloc_p2pmem(&mut self, g: usize, k: usize, cpu: usize) {
         let Some(start) = self.p2p_pool_fit(g, k) else { return };
+        if self.inject(SITE_GEN_POOL) {
+            // gen_pool_alloc_owner returned NULL: nothing taken
+            self.trace_note(|| "pci_alloc_p2pmem -> NULL (gen_pool_alloc)".into());
+            return;
+        }
         for p in start..start + k {
             self.s.flags[p] |= PG_POOL;
             self.touch_page(p);
@@ -101,6 +106,11 @@ impl Machine {
 
     pub(crate) fn p2pmem_alloc_mmap(&mut self, g: usize, proc: usize, addr: usize, k: usize, cpu: usize) {
         let Some(start) = self.p2p_pool_fit(g, k) else { return };
+        if self.inject(SITE_GEN_POOL) {
+            // gen_pool_alloc_owner returned NULL: -ENOMEM, nothing taken
+            self.trace_note(|| "p2pmem_alloc_mmap -> -ENOMEM (gen_pool_alloc)".into());
+            return;
+        }
         for p in start..start + k {
             self.s.flags[p] |= PG_POOL;
             self.touch_page(p);

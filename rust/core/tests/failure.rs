@@ -185,3 +185,55 @@ fn the_faults_field_is_written_only_when_on() {
     let e = Machine::new(Config::with_shape(Rules::preset("e3").unwrap(), bad.unwrap().shape)).err().unwrap();
     assert!(e.to_string().contains("faults must be between 0 and 1"), "{e}");
 }
+
+/// The migration's destination allocation fails for a written page: the
+/// page is mapped back (the failed path of fd35ca3d12cc), so before v6.0 the
+/// dirty bit collect dropped is lost (I-M5) — no unexpected reference needed.
+const DIRTY_ALLOC_FAILS: &str = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=1 tasks=1 ram=1 order=0 faults=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+cpu_write proc=0 addr=0 cpu=0
+fail_next site=alloc nth=1
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+";
+
+#[test]
+fn a_failed_destination_allocation_restores_the_page_and_e2_loses_its_dirty_bit() {
+    let v = run_as(DIRTY_ALLOC_FAILS, Rules::preset("e2").unwrap());
+    assert_eq!(v.violation.as_ref().map(|x| x.invariant.id()), Some("I-M5"), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n.contains("injected failure: alloc"))));
+    for era in ["e3", "e4", "e5"] {
+        let v = run_as(DIRTY_ALLOC_FAILS, Rules::preset(era).unwrap());
+        assert!(v.ok(), "{era}: {}", show(&v));
+        // nothing migrated: the page is still system RAM, mapped
+        assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n.contains("driver: no destination page"))));
+    }
+}
+
+#[test]
+fn a_failed_gen_pool_allocation_takes_nothing() {
+    let text = "
+config types=p2pdma pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 tasks=1 faults=1
+memremap_pages pgmap=0
+fail_next site=gen_pool nth=1
+pci_alloc_p2pmem pgmap=0 pages=1 cpu=0
+fail_next site=gen_pool nth=1
+p2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1 cpu=0
+pci_alloc_p2pmem pgmap=0 pages=1 cpu=0
+pci_free_p2pmem pfn=0 cpu=0
+memunmap_pages pgmap=0 cpu=0
+";
+    for era in ["e3", "e4", "e5"] {
+        let v = run_as(text, Rules::preset(era).unwrap());
+        assert!(v.ok(), "{era}: {}", show(&v));
+    }
+    // after the failed mmap nothing is mapped: GUP there is refused
+    let p = parse_program(&text.replace(
+        "pci_alloc_p2pmem pgmap=0 pages=1 cpu=0\npci_free",
+        "get_user_pages proc=0 addr=0 flags=FOLL_PCI_P2PDMA cpu=0\npci_free",
+    ))
+    .unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+    assert_eq!(m.run(&p.ops).unwrap_err().0, 5);
+}

@@ -27,12 +27,16 @@ pub const BY_KERNEL: u16 = 1;
 
 /// Failure sites `fail_next` can arm (the kernel calls that fail in the
 /// model): `vm_insert_page` / `vmf_insert_*` (a page-table allocation or a
-/// racing insert: -ENOMEM / -EBUSY, VM_FAULT_OOM) and GUP's
-/// `try_grab_folio` (the refcount-overflow guard: -ENOMEM).
+/// racing insert: -ENOMEM / -EBUSY, VM_FAULT_OOM), GUP's `try_grab_folio`
+/// (the refcount-overflow guard: -ENOMEM), the page allocation of a
+/// migration's destination (the driver's device page, or `alloc_page` for
+/// migrate_to_ram), and `gen_pool_alloc` of P2P memory.
 pub const SITE_VM_INSERT: u16 = 0;
 pub const SITE_TRY_GRAB: u16 = 1;
-/// Site names, in operand order.
-pub const SITE_NAMES: [&str; 2] = ["vm_insert", "try_grab"];
+pub const SITE_ALLOC: u16 = 2;
+pub const SITE_GEN_POOL: u16 = 3;
+/// Site names, in operand order (append only: the byte encoding).
+pub const SITE_NAMES: [&str; 4] = ["vm_insert", "try_grab", "alloc", "gen_pool"];
 
 /// The domain an operand ranges over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,7 +205,7 @@ kinds! {
     Mbind = "mbind" ["proc": Proc, "addr": Addr, "cpu": Cpu]
         "a page-table walker (mbind's queue_folios_pmd, MADV_COLD) inspects the PMD covering addr";
     FailNext = "fail_next" ["site": Site, "nth": Pages]
-        "fault injection (shapes with faults=1): the nth next call at site (vm_insert, try_grab) fails";
+        "fault injection (shapes with faults=1): the nth next call at site (vm_insert, try_grab, alloc, gen_pool) fails";
 }
 
 impl OpKind {

@@ -216,7 +216,7 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
                 Dim::By => "gup or kernel",
                 Dim::Flags => "0, FOLL_LONGTERM, FOLL_PCI_P2PDMA or both joined by |",
                 Dim::Select => "SYSTEM or DEVICE_PRIVATE, optionally |COMPOUND",
-                Dim::Site => "vm_insert or try_grab",
+                Dim::Site => "vm_insert, try_grab, alloc or gen_pool",
                 _ => "a non-negative number",
             };
             err(line, c + k.len() + 1, format!("bad value `{v}` for `{k}`: expected {what}"))
