@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Explorer speed: distinct states per second per core (issue 8's target: 1,000,000).
+"""Explorer speed: distinct states per second per core (target: 1,000,000, benchmarks/README.md).
 
     python benchmarks/explore.py [--depth D] [--exact-depth D] [--json FILE]
 

@@ -28,7 +28,7 @@ explorer    distinct states/s/core on the standard configuration, beside
             the native engine's rate (benchmarks/explore.py)
 ==========  ================================================================
 
-and checks the targets of issues 6 and 8 as PASS/MISS rows (a miss says by
+and checks the targets of benchmarks/README.md as PASS/MISS rows (a miss says by
 how much; benchmarks/README.md says why). Rates are per CPU-second of the
 measured process ("per core"). ``--quick`` takes about 30 s (a smoke test);
 the default mode a few minutes.
@@ -97,7 +97,7 @@ MODES: dict[str, dict[str, Any]] = {
     ),
 }
 
-#: (key, what, target, unit): issue 6 point 4 and issue 8 point 4
+#: (key, what, target, unit): the performance targets of benchmarks/README.md
 TARGETS = (
     ("core_vs_reference_64", "Rust core vs reference model, 64-action programs", 50.0, "x"),
     ("atheris_vs_empty", "atheris on the zdfuzz harness vs an empty target", 0.30, "share"),
@@ -452,7 +452,7 @@ def time_to_bug_main(args: argparse.Namespace, console: Console) -> int:
     if not regs:
         console.print(
             f"no reproducers under {root}/<preset>/*.zdf: nothing to measure (the regression corpus is "
-            "filled by the historical-bugs issue; point --regressions at another directory)",
+            "filled by `zdfuzz regressions find`; point --regressions at another directory)",
             highlight=False,
         )
         results: list[dict[str, Any]] = []

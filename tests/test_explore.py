@@ -1,4 +1,4 @@
-"""Exhaustive bounded exploration: ``zdfuzz.explore`` and ``zdfuzz explore`` (issue 8)."""
+"""Exhaustive bounded exploration: ``zdfuzz.explore`` and ``zdfuzz explore`` (docs/model.md §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""docs/findings.md (issue 7 point 3): what the clean-era soak found.
+"""docs/findings.md: what the clean-era soak found.
 
 A suspected kernel issue keeps its soak-found reproducer in
 ``corpus/findings/``: it must still break the recorded invariant under its

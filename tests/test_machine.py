@@ -1,4 +1,4 @@
-"""The Python API of the machine (issue 3's names)."""
+"""The Python API of the machine (python/zdfuzz/_core.pyi)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def test_unknown_rules_and_shapes_are_errors() -> None:
 
 
 def test_percpu_ref_counts_like_the_rust_one() -> None:
-    # the issue-1 example: get(0), get(1), put(0), kill, grace period, put(1)
+    # a first example: get(0), get(1), put(0), kill, grace period, put(1)
     rust = zdfuzz.PercpuRef(cpus=4)
     mine = PercpuRef(4)
     mine.init(0)

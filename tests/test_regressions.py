@@ -1,4 +1,4 @@
-"""The regression corpus (issue 7): every historical bug the model expresses
+"""The regression corpus (docs/coverage.md): every historical bug the model expresses
 has a campaign-found reproducer that breaks its invariant under the preset
 with the code as it was and is clean under the preset with the fix."""
 
@@ -28,6 +28,9 @@ def test_every_bug_has_a_reproducer_with_metadata(name: str) -> None:
     assert isinstance(meta["seed"], int) and 0 < meta["seconds_to_find"] <= 60 * 3
     assert meta["actions"] <= meta["original_actions"]
     assert meta["fix"]
+    # the catalogue row, the same in the metadata and the reproducer's header
+    assert meta["catalogue"] == b.catalogue
+    assert zdf.read_text().splitlines()[1].startswith(f"# Catalogue: {b.catalogue}. Found by the ")
     # the 60-second campaign under the fixing preset did not find the signature
     assert meta["fixed_campaign"]["signature_found"] is False, meta["fixed_campaign"]
 

@@ -1,4 +1,4 @@
-"""`zdfuzz soak` (issue 7 point 3): one campaign per (preset, type, engine),
+"""`zdfuzz soak` (docs/findings.md): one campaign per (preset, type, engine),
 a summary rewritten after each, and a restarted soak skips what finished."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Historical kernel bugs as a regression corpus.
 
-Each entry of :data:`BUGS` is one bug of the catalogue (spec §7, see
-``docs/coverage.md``): the preset that has the code as it was, the device
+Each entry of :data:`BUGS` is one bug of the catalogue in ``docs/coverage.md``
+(its ``catalogue`` field names the row): the preset that has the code as it was, the device
 types it needs, the invariant the oracle reports, and the preset that has the
 fix. ``zdfuzz regressions find`` runs a fuzz campaign under the buggy preset
 until it finds that invariant, and files the campaign's minimized reproducer
@@ -38,7 +38,7 @@ class Bug:
     invariant: str
     fixed_in: str
     fix: str
-    #: the catalogue entry (spec §7 number, or where else it is described)
+    #: the row of the catalogue in docs/coverage.md that describes the bug
     catalogue: str
     #: why ``fixed_in`` is not simply the first era with the fix, if it is not
     note: str = ""
@@ -52,7 +52,7 @@ BUGS: tuple[Bug, ...] = (
         "I-R1",
         "e1",
         "71389703839e mm, zone_device: Replace {get,put}_zone_device_page() with a single reference (v4.11)",
-        "§7.1",
+        "docs/coverage.md #1",
     ),
     Bug(
         "unbind-does-not-wait",
@@ -61,7 +61,7 @@ BUGS: tuple[Bug, ...] = (
         "I-L2",
         "e1",
         "50f44ee7248a mm/devm_memremap_pages: fix final page put race (v5.2)",
-        "§7.2",
+        "docs/coverage.md #2",
     ),
     Bug(
         "bad-subpage-pointer",
@@ -70,7 +70,7 @@ BUGS: tuple[Bug, ...] = (
         "I-M8",
         "e1",
         "1de13ee59225 mm/hmm: Fix bad subpage pointer in try_to_unmap_one (v5.3)",
-        "§7.4",
+        "docs/coverage.md #4",
         "the kernel computed a wild struct page pointer from the device-private entry and oopsed in the rmap "
         "removal: the model reports that pointer (I-M8) where try_to_unmap_one computes it",
     ),
@@ -81,7 +81,7 @@ BUGS: tuple[Bug, ...] = (
         "I-W1",
         "e1",
         "mm: Do early cow for pinned pages during fork() (v5.9)",
-        "GUP-vs-COW, spec §6.1",
+        "docs/coverage.md #19",
     ),
     Bug(
         "unbind-with-mapped-device-page",
@@ -90,7 +90,7 @@ BUGS: tuple[Bug, ...] = (
         "I-L2",
         "e3",
         "0dc45ca1ce18 mm/memremap.c: Take a pgmap reference on page allocation (v6.1)",
-        "§7.7",
+        "docs/coverage.md #7",
     ),
     Bug(
         "device-fault-race",
@@ -99,7 +99,7 @@ BUGS: tuple[Bug, ...] = (
         "I-D1",
         "e3",
         "16ce101db85d mm/memory.c: Fix race when faulting a device private page (v6.1)",
-        "§7.8",
+        "docs/coverage.md #8",
     ),
     Bug(
         "collect-drops-dirty-bit",
@@ -108,7 +108,7 @@ BUGS: tuple[Bug, ...] = (
         "I-M5",
         "e3",
         "fd35ca3d12cc mm/migrate_device.c: Copy pte dirty bit to page (v6.0)",
-        "spec [S33]",
+        "docs/coverage.md #18",
         "the loss is on the failed path, as the fix describes: the migration fails on a reference it cannot "
         "account for and the page is mapped back through a clean PTE",
     ),
@@ -119,7 +119,7 @@ BUGS: tuple[Bug, ...] = (
         "I-M6",
         "e4",
         "41cddf83d8b0 mm/migrate_device: don't add folio to be freed to LRU in migrate_device_finalize() (v6.14)",
-        "§7.11",
+        "docs/coverage.md #11",
     ),
     Bug(
         "device-fault-livelock",
@@ -128,7 +128,7 @@ BUGS: tuple[Bug, ...] = (
         "I-D3",
         "e4",
         "1afaeb8293c9 mm/migrate: Trylock device page in do_swap_page (v6.15)",
-        "§7.12",
+        "docs/coverage.md #12",
     ),
     Bug(
         "busy-scan-skips-unmapped-file",
@@ -137,7 +137,7 @@ BUGS: tuple[Bug, ...] = (
         "I-X2",
         "e4",
         "cee91fa13a8e fs/dax: return unmapped busy pages from dax_layout_busy_page_range() (v6.15)",
-        "§7.15",
+        "docs/coverage.md #15",
     ),
     Bug(
         "trylock-put-before-unlock",
@@ -146,7 +146,7 @@ BUGS: tuple[Bug, ...] = (
         "I-D1",
         "e4",
         "review of 'mm/migrate: Trylock device page in do_swap_page' (unlock_page before put_page, v6.15)",
-        "§7.12",
+        "docs/coverage.md #12b",
     ),
     Bug(
         "folio-freed-without-prepare",
@@ -155,7 +155,7 @@ BUGS: tuple[Bug, ...] = (
         "I-F4",
         "e5",
         "free_zone_device_folio_prepare() (2026, Fixes d245f9b4ab80)",
-        "§7.13",
+        "docs/coverage.md #13",
     ),
     Bug(
         "pmd-walker-reads-device-pmd",
@@ -164,7 +164,7 @@ BUGS: tuple[Bug, ...] = (
         "I-T3",
         "e5",
         "mm/mempolicy, madvise: handle device-private PMD entries (2026, Fixes 368076f52ebe)",
-        "§7.14",
+        "docs/coverage.md #14",
     ),
 )
 
@@ -232,7 +232,7 @@ def find(
     out = reproducer_path(b, root)
     header = (
         f"# {b.name}: {b.fix}\n"
-        f"# Catalogue {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
+        f"# Catalogue: {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
         f"# {b.preset}; {b.invariant}: {f.message}\n"
         f"# Replay: zdfuzz replay {out.relative_to(root.parent.parent) if root == ROOT else out.name}"
         f"   # and with --rules {b.fixed_in}: clean\n"

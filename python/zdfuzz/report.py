@@ -3,7 +3,7 @@
 For each step of a reproducer: the action, the kernel function it models
 (for a task's ``step``, which step of which kernel function runs), the CPU
 it runs on, and the refcount / mapcount / pgmap-reference changes it made;
-then the violated invariant in plain words with its spec id.
+then the violated invariant in plain words with its id.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ _CTL_BIAS = 1 << 4  # the bias is in the atomic counter
 _CTL_NO_DATA = 1 << 5  # ref->data == NULL (exited, or never initialised)
 _CTL_RELEASED = 1 << 6  # release() ran in this init/reinit cycle
 
-#: event name -> the invariant it breaks (spec §8.1), in declaration order
+#: event name -> the invariant it breaks (docs/model.md §1), in declaration order
 EVENTS: dict[str, str] = {
     "double_kill": "I-R4",
     "reinit_not_zero": "I-R4",

@@ -85,7 +85,7 @@ impl Machine {
             }
         } else {
             // the kernel's GUP_PIN_COUNTING_BIAS, not the preset's: I-G1
-            // checks the preset against the spec
+            // checks the preset against the kernel's constant
             let bias = GUP_PIN_COUNTING_BIAS;
             if pins > 0 && rc < bias * pins {
                 self.violate(Invariant::G1, &[("pfn", p as u32)], || {

@@ -26,7 +26,7 @@
 //!
 //! Conformance checks (class [`Class::Conformance`]) are different: they
 //! compare the machine's counters with what the preset in force says they
-//! should be (spec I-F5, I-P1, I-G1, I-M1). They read the rules on purpose
+//! should be (invariants I-F5, I-P1, I-G1, I-M1). They read the rules on purpose
 //! and live in `conformance.rs`. A conformance failure means zdfuzz itself,
 //! or a hand-written preset, is inconsistent — never that the kernel design
 //! is unsafe. The two classes are reported apart.
@@ -256,8 +256,8 @@ impl Class {
 
 macro_rules! invariants {
     ($( $v:ident = $id:literal, $class:ident, $doc:literal; )*) => {
-        /// Every invariant the machine can report: its spec id, its class
-        /// and its meaning in plain words (spec §8.1 plus zdfuzz's own).
+        /// Every invariant the machine can report: its id, its class
+        /// and its meaning in plain words (docs/model.md §5.3).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Invariant { $($v),* }
 
@@ -265,7 +265,7 @@ macro_rules! invariants {
             /// Every invariant, in the order reports and `zdfuzz.invariants()` list them.
             pub const ALL: &'static [Invariant] = &[$(Invariant::$v),*];
 
-            /// The spec id, e.g. "I-L2".
+            /// The invariant id, e.g. "I-L2".
             pub const fn id(self) -> &'static str {
                 match self { $(Invariant::$v => $id),* }
             }
@@ -323,7 +323,7 @@ invariants! {
 }
 
 impl Invariant {
-    /// The invariant with spec id `id`.
+    /// The invariant with id `id`.
     pub fn from_id(id: &str) -> Option<Invariant> {
         Invariant::ALL.iter().copied().find(|i| i.id() == id)
     }

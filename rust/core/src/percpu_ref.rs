@@ -160,7 +160,7 @@ impl RefEvent {
         }
     }
 
-    /// The spec invariant (kernel-refcount-model §8.1) the event breaks.
+    /// The invariant (docs/model.md §1, misuse events) the event breaks.
     pub const fn invariant(self) -> crate::oracle::Invariant {
         crate::oracle::Invariant::of_ref_event(self)
     }

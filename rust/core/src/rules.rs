@@ -52,7 +52,7 @@ pub enum AllocPgmapRef {
     TrygetMany,
 }
 
-/// Per-type refcount rules (spec §3.0, one row of the table).
+/// Per-type refcount rules (one row of a table of docs/model.md §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TypeRules {
@@ -776,8 +776,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presets_encode_the_spec_table() {
-        // spec §3.0: init rc / free rc per era and type
+    fn presets_encode_the_init_rc_table() {
+        // docs/model.md §3.1 (`init_rc / free_rc` rows): init rc per era and type
         let rc = |p: &str, t: DeviceType| Rules::preset(p).unwrap().of(t).init_rc;
         for t in DeviceType::ALL {
             assert_eq!(rc("e1", t), 1);

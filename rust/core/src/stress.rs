@@ -3,10 +3,10 @@
 //! [`SharedRef`] is what a kernel subsystem embeds: the lock-free
 //! [`PercpuRef`] over cache-padded atomics, the global `percpu_ref_switch_lock`
 //! (a mutex serializing control operations), an [`Rcu`] domain for the grace
-//! period, and the release callback. [`run_stress`] is the harness the issue
-//! asks for: worker threads get/put on their own CPU slots while a killer
-//! kills the ref, waits for a grace period and then for release; release must
-//! fire exactly once, after every worker's last put.
+//! period, and the release callback. [`run_stress`] is the stress harness:
+//! worker threads get/put on their own CPU slots while a killer kills the ref,
+//! waits for a grace period and then for release; release must fire exactly
+//! once, after every worker's last put.
 
 use crate::percpu_ref::{Effects, NoSuchCpu, PercpuRef};
 use crate::rcu::Rcu;

@@ -1,4 +1,4 @@
-//! The explorer (issue 8): the seed's Q1 found at its hand-derived minimum
+//! The explorer (docs/model.md §10): the seed's Q1 found at its hand-derived minimum
 //! length, e4 clean at small bounds, numbers independent of runs and thread
 //! counts, monotone in depth, and the symmetry reduction checked against a
 //! plain breadth-first search written here with nothing but the public

@@ -533,7 +533,7 @@ pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM|FOLL_PCI_P2PDMA cpu=1
 // ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
-// Migration, the device-private fault, THP and data (issue 4)
+// Migration, the device-private fault, THP and data (docs/model.md §9)
 // ---------------------------------------------------------------------------
 
 /// A pinned anonymous page that a driver tries to migrate to its memory;
@@ -579,7 +579,7 @@ step task=0
 step task=0
 ";
 
-/// Bug 4 of the spec's catalogue (fixed in v5.3): try_to_unmap_one took the
+/// The bug 1de13ee59225 fixed (v5.3, docs/coverage.md #4): try_to_unmap_one took the
 /// pfn of a device-private swap entry for a present PTE's.
 const BAD_SUBPAGE: &str = r#"
 name = "bad-subpage"
@@ -767,7 +767,7 @@ migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
 mbind proc=0 addr=0 cpu=0
 ";
 
-/// v6.19 as merged (bug 14 of the catalogue, fixed 2026).
+/// v6.19 as merged (docs/coverage.md #14, fixed 2026, Fixes: 368076f52ebe).
 const E5_WALKERS: &str = r#"
 name = "e5-v6.19-walkers"
 base = "e5"
@@ -785,7 +785,7 @@ free_device_page pfn=0 cpu=0
 alloc_device_page pgmap=0 cpu=0
 ";
 
-/// v6.19 as merged (bug 13 of the catalogue, fixed 2026).
+/// v6.19 as merged (docs/coverage.md #13, fixed 2026, Fixes: d245f9b4ab80).
 const E5_NO_PREPARE: &str = r#"
 name = "e5-no-prepare"
 base = "e5"

@@ -1,4 +1,4 @@
-//! Scenarios from the seed message and the spec, as text programs.
+//! Scenarios from the seed message (docs/model.md §2) and the model's docs, as text programs.
 #![cfg(not(loom))]
 
 use zdfuzz_core::program::text::parse_program;

@@ -26,7 +26,7 @@ fn trace_line(t: &TraceEntry) -> String {
 #[pyclass(module = "zdfuzz._core", name = "Violation", frozen, get_all, skip_from_py_object)]
 #[derive(Clone)]
 pub struct PyViolation {
-    /// spec id, e.g. "I-L2"
+    /// invariant id, e.g. "I-L2"
     invariant: &'static str,
     /// "safety", "liveness" or "conformance"
     category: &'static str,
