@@ -6,23 +6,12 @@
 //! vm_insert_page() fails").
 #![cfg(not(loom))]
 
+#[path = "common/programs.rs"]
+mod programs;
+
+use programs::{run_as, show};
 use zdfuzz_core::program::text::{parse_program, program_to_text};
-use zdfuzz_core::{Config, Machine, Rules, Verdict};
-
-fn run_as(text: &str, rules: Rules) -> Verdict {
-    let p = parse_program(text).unwrap();
-    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
-    m.set_tracing(true);
-    m.run(&p.ops).unwrap_or_else(|(i, e)| panic!("op {i} ({:?}): {e}", p.ops[i]))
-}
-
-fn show(v: &Verdict) -> String {
-    let mut s = format!("{:?}\n", v.reported());
-    for t in &v.trace {
-        s += &format!("{:>3} {} {:?} {:?}\n", t.step, t.action, t.changes, t.notes);
-    }
-    s
-}
+use zdfuzz_core::{Config, Machine, Rules};
 
 /// `e4` with the 2025/2026 fixes of the mmap error path.
 fn fixed(base: &str) -> Rules {

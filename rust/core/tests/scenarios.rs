@@ -1,26 +1,15 @@
 //! Scenarios from the seed message (docs/model.md §2) and the model's docs, as text programs.
 #![cfg(not(loom))]
 
+#[path = "common/programs.rs"]
+mod programs;
+
+use programs::{run_as, show};
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Config, Machine, Rules, Verdict};
 
-fn run_as(text: &str, rules: Rules) -> Verdict {
-    let p = parse_program(text).unwrap();
-    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
-    m.set_tracing(true);
-    m.run(&p.ops).unwrap_or_else(|(i, e)| panic!("op {i} ({:?}): {e}", p.ops[i]))
-}
-
 fn run(text: &str, preset: &str) -> Verdict {
     run_as(text, Rules::preset(preset).unwrap())
-}
-
-fn show(v: &Verdict) -> String {
-    let mut s = format!("{:?}\n", v.reported());
-    for t in &v.trace {
-        s += &format!("{:>3} {} {:?} {:?}\n", t.step, t.action, t.changes, t.notes);
-    }
-    s
 }
 
 /// The seed's Q1: with RFC [1] (p20) memunmap_pages no longer waits for a
