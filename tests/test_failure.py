@@ -103,5 +103,15 @@ def test_fail_next_is_refused_without_faults_and_the_flag_is_native_only(tmp_pat
     with pytest.raises(zdfuzz.ConfigError, match="faults must be between 0 and 1"):
         zdfuzz.Shape(faults=2)
     assert zdfuzz.Shape(faults=1).to_dict()["faults"] == 1 and "faults" not in zdfuzz.Shape().to_dict()
-    r = CliRunner().invoke(main, ["fuzz", "--faults", "--engine", "hypothesis", "--corpus", str(tmp_path / "c")])
-    assert r.exit_code == 2 and "only the native engine" in r.output
+    r = CliRunner().invoke(main, ["fuzz", "--faults", "--engine", "atheris", "--corpus", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "not atheris" in r.output
+
+
+def test_a_hypothesis_campaign_with_faults_reaches_the_error_path(tmp_path: Path) -> None:
+    args = ["fuzz", "--engine", "hypothesis", "--types", "p2pdma", "--faults", "--seed", "3", "--execs", "300"]
+    r = CliRunner().invoke(main, [*args, "--rules", "e4", "--time", "600", "--corpus", str(tmp_path / "h")])
+    assert r.exit_code == 0, r.output
+    found = _findings(tmp_path / "h")
+    assert {"I-L4", "I-F10"} & set(found), found
+    texts = [p.read_text() for p in (tmp_path / "h" / "findings").glob("*.zdf")]
+    assert any("fail_next site=vm_insert" in t for t in texts)

@@ -67,7 +67,7 @@ class Config:
     #: atheris: libFuzzer runs) — with ``seed``, an exactly reproducible run
     execs: int | None = None
     max_actions: int = 64
-    #: failure injection (native engine): programs may arm `fail_next`
+    #: failure injection (native and hypothesis engines): programs may arm `fail_next`
     faults: bool = False
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
@@ -453,6 +453,7 @@ def _hypothesis_loop(
         on_finding,
         lambda s: emit("stats", s),
         max_examples=execs,
+        shape={"faults": 1} if cfg.faults else None,
     )
 
 

@@ -406,7 +406,7 @@ def _types(value: str) -> tuple[str, ...]:
 @click.option(
     "--faults",
     is_flag=True,
-    help="Failure injection (native): programs may make kernel calls fail (fail_next), so error paths run.",
+    help="Failure injection (native, hypothesis): programs may make kernel calls fail (fail_next), so error paths run.",
 )
 def fuzz(
     rules_name: str,
@@ -428,8 +428,8 @@ def fuzz(
 
     types = _types(types_)
     load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
-    if faults and engine != "native":
-        err_console.print(f"--faults: only the native engine injects failures (not {engine})", style="red")
+    if faults and engine == "atheris":
+        err_console.print("--faults: the native and hypothesis engines inject failures (not atheris)", style="red")
         raise SystemExit(2)
     cfg = campaign.Config(
         rules=rules_name,
