@@ -74,7 +74,7 @@ def main() -> None:
         for mode, r in (("durable each", per), (f"batched ({corpus.CHECKPOINT_SECONDS:g} s)", bat)):
             ratio = f"{bat['rate'] / per['rate']:.2f}x" if r is bat and per["rate"] else ""
             t.add_row(
-                disk, mode, f"{r['execs']:,}", f"{r['rate']:,.0f}", str(r["fsyncs"]), f"{r['fsync_s']:.2f}", ratio
+                disk, mode, f"{int(r['execs']):,}", f"{r['rate']:,.0f}", str(r["fsyncs"]), f"{r['fsync_s']:.2f}", ratio
             )
     Console().print(t)
 
