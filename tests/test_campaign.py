@@ -95,7 +95,7 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
         # engine's corpus, then kill
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
-            len(list((corpus / "findings").glob("*.json"))) < 2 or not list((corpus / "native").glob("*.bin"))
+            len(list((corpus / "findings").glob("*.json"))) < 2 or not list((corpus / "native").glob("*.pack"))
         ):
             assert p.poll() is None, "the campaign ended early"
             time.sleep(0.05)
@@ -105,8 +105,8 @@ def test_sigkill_and_restart_keeps_every_finding(tmp_path: Path) -> None:
     assert p.returncode == -signal.SIGKILL
     before = {f.signature: f for f in Corpus(corpus).findings()}
     assert len(before) >= 2
-    queue = len(list((corpus / "native").glob("*.bin")))
-    assert queue > 0  # the engine's corpus was saved as it grew
+    queue = len(list((corpus / "native").glob("*.pack")))
+    assert queue > 0  # the engine's corpus was saved as it grew (at checkpoints)
     out = fuzz("--corpus", str(corpus), "--time", "3", "--seed", "6")
     after = {f.signature: f for f in Corpus(corpus).findings()}
     assert set(before) <= set(after)

@@ -18,10 +18,22 @@ signature is known (from this run or the corpus), else written at once as
 found, minimized in the core, and written again (see ``zdfuzz.corpus``).
 A campaign killed at any moment and restarted on the same ``--corpus``
 keeps every finding it had written and does not report them again.
+
+A campaign holds the corpus lock for its whole run (a second campaign on
+the same directory is refused), removes what interrupted writes left, and
+replays the stored findings first: one that no longer reproduces its
+signature (the rules or the model changed) is reported as stale and its
+signature is open to be found again; one that does not parse is reported.
+
+``--jobs`` workers die with the campaign (a parent-death signal, and a
+check that the parent is still there), ignore Ctrl-C (the campaign stops
+them and prints its summary; ``interrupted`` is set), and never write to
+the corpus themselves.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -29,6 +41,7 @@ import queue
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -45,7 +58,8 @@ from rich.table import Table
 from rich.text import Text
 
 import zdfuzz
-from zdfuzz.corpus import Corpus, CorpusError, Signature, load_program
+from zdfuzz.corpus import Corpus, CorpusError, Signature, check_finding, load_program
+from zdfuzz.term import styled
 
 ALL_TYPES = tuple(zdfuzz.DEVICE_TYPES)
 ENGINES = ("native", "hypothesis", "atheris")
@@ -105,16 +119,46 @@ class Campaign:
     start: float = field(default_factory=time.monotonic)
     live: Live | None = None
     _drawn: float = 0.0
+    #: Ctrl-C ended the campaign (the CLI exits 130)
+    interrupted: bool = False
+    #: stored findings that no longer reproduce their signature
+    stale: list[Signature] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rules = zdfuzz.Rules.resolve(self.cfg.rules)
         self.corpus = Corpus(self.cfg.corpus)
         self.corpus.create()
+        self.corpus.check_writable()
+        self.corpus.lock(f"zdfuzz fuzz --engine {self.cfg.engine} --rules {self.rules.name}")
+        try:
+            self._open()
+        except BaseException:
+            self.corpus.unlock()
+            raise
+
+    def _open(self) -> None:
+        self.corpus.remove_temporary_files()
         stored = self.corpus.findings()
-        self.known = {f.signature for f in stored}
-        self.earlier = sum(1 for f in stored if f.signature.rules == self.rules.name)
-        # a kill during minimization left a finding as found: finish it
+        for path, problem in self.corpus.problems:
+            self.console.print(f"unreadable: {path}: {problem}", style="yellow", highlight=False, soft_wrap=True)
+        live = []
         for f in stored:
+            c = check_finding(f, self.rules)
+            if c.status in ("stale", "unreadable"):
+                self.stale.append(f.signature)
+                self.console.print(
+                    f"{c.status}: {f.signature} ({f.zdf}): {c.detail}; it will be found again if it can be "
+                    f"(`zdfuzz corpus check {self.corpus.root} --retire` sets it aside)",
+                    style="yellow",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                live.append(f)
+        self.known = {f.signature for f in live}
+        self.earlier = sum(1 for f in live if f.signature.rules == self.rules.name)
+        # a kill during minimization left a finding as found: finish it
+        for f in live:
             if not f.minimized:
                 try:
                     program = load_program(f.zdf)
@@ -162,7 +206,8 @@ class Campaign:
         f = Found(sig, path, engine, meta["time_to_find"], n, len(program), message, category)
         self.found.append(f)
         self.console.print(
-            f"[bold red]new[/bold red] {sig} after {f.seconds:.1f}s: {f.original_actions} -> {f.actions} actions -> {path}",
+            styled("new", "bold red"),
+            f"{sig} after {f.seconds:.1f}s: {f.original_actions} -> {f.actions} actions -> {path}",
             highlight=False,
             soft_wrap=True,
         )
@@ -273,20 +318,31 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         soft_wrap=True,
     )
     engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
-    with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
-        c.live = live
+    try:
+        with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
+            c.live = live
+            try:
+                engine(c)
+            except KeyboardInterrupt:
+                # everything found so far is on disk already; say what it is
+                c.interrupted = True
+                console.print("interrupted", highlight=False)
+            except StopCampaign as e:
+                console.print(f"stopped: found {e}", highlight=False)
+            finally:
+                live.update(c.render(), refresh=True)
+                c.live = None
+        console.print()
+        c.summary()
+    except KeyboardInterrupt:
+        # a second Ctrl-C while the summary is written
+        c.interrupted = True
+    finally:
+        # the native engine's last corpus growth, then the corpus is free
         try:
-            engine(c)
-        except KeyboardInterrupt:
-            # everything found so far is on disk already; say what it is
-            console.print("interrupted", highlight=False)
-        except StopCampaign as e:
-            console.print(f"stopped: found {e}", highlight=False)
+            c.corpus.checkpoint()
         finally:
-            live.update(c.render(), refresh=True)
-            c.live = None
-    console.print()
-    c.summary()
+            c.corpus.unlock()
     return c
 
 
@@ -360,7 +416,25 @@ def run_native(c: Campaign) -> None:
     _run_workers(c, _native_worker)
 
 
+def _worker_setup(parent: int) -> None:
+    """In a ``--jobs`` worker: die with the campaign, leave Ctrl-C to it."""
+    # Ctrl-C reaches the whole process group: the campaign stops the workers
+    # (SIGINT came blocked from the campaign: ignore it, then unblock)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if sys.platform.startswith("linux"):
+        # PR_SET_PDEATHSIG: SIGKILL when the parent dies (kill -9 included)
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        # the parent died before the signal was armed
+        os._exit(0)
+
+
 def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+    _worker_setup(parent)
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
     deadline = time.monotonic() + cfg.seconds
@@ -392,11 +466,22 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
         ctx.Process(target=target, args=(c.cfg, j, sorted(c.known), q, os.getpid()), daemon=True)
         for j in range(c.cfg.jobs)
     ]
-    for p in procs:
-        p.start()
     running = len(procs)
     hard_stop = c.start + c.cfg.seconds + 60
+    stopped = False
     try:
+        # the workers are born with SIGINT blocked (the mask survives fork
+        # and exec) until they ignore it (_worker_setup): a Ctrl-C while
+        # they start is the campaign's alone, and it is not lost here (it
+        # stays pending until the mask is restored)
+        blocked = threading.current_thread() is threading.main_thread()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocked else None
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            if old_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         while running and time.monotonic() < hard_stop:
             try:
                 job, what, data = q.get(timeout=0.5)
@@ -423,11 +508,20 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
                 c.corpus.save_native_entries(data)
             elif what == "stats":
                 c.update(f"{c.cfg.engine}-{job}", data)
+    except BaseException:
+        # Ctrl-C (or a stop_on finding): stop the workers now
+        stopped = True
+        raise
     finally:
         for p in procs:
+            if p.pid is None:
+                continue  # never started
+            if stopped:
+                p.terminate()
             p.join(timeout=5)
             if p.is_alive():
-                p.terminate()
+                p.kill()
+                p.join(timeout=5)
 
 
 # ---------------------------------------------------------------------------
@@ -475,6 +569,7 @@ def run_hypothesis(c: Campaign) -> None:
 
 
 def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+    _worker_setup(parent)
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
     try:

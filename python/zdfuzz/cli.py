@@ -20,16 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 import zdfuzz
+from zdfuzz import inputs
 from zdfuzz.campaign import DEFAULT_CAMPAIGN_RULES
+from zdfuzz.corpus import CorpusError
+from zdfuzz.term import SafeConsole, styled
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# user text (preset names, paths, corpus metadata) is printed as text: no
+# markup, control characters escaped (zdfuzz.term)
+console = SafeConsole()
+err_console = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def load_rules(name: str) -> zdfuzz.Rules:
@@ -39,13 +43,7 @@ def load_rules(name: str) -> zdfuzz.Rules:
     return zdfuzz.Rules.resolve(name)
 
 
-def error_line(e: zdfuzz.ZdfuzzError) -> str:
-    """One line for a user: where (file:line:col when known) and what."""
-    if e.file and e.line:
-        return f"{e.file}:{e.line}:{e.col}: {e.message}"
-    if e.file:
-        return f"{e.file}: {e.message}"
-    return str(e)
+error_line = inputs.error_line
 
 
 class Main(click.Group):
@@ -59,6 +57,16 @@ class Main(click.Group):
             return super().invoke(ctx)
         except zdfuzz.ZdfuzzError as e:
             err_console.print(error_line(e), style="red", markup=False, highlight=False)
+            raise SystemExit(2) from e
+        except CorpusError as e:
+            err_console.print(str(e), style="red", markup=False, highlight=False)
+            raise SystemExit(2) from e
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            # a bad option of a command: one line too (click's own is three)
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            err_console.print(f"{where}: {e.format_message()} (see --help)", style="red", highlight=False)
             raise SystemExit(2) from e
 
 
@@ -74,13 +82,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="Print only the verdict line.")
 def replay(file: str, rules_name: str | None, quiet: bool) -> None:
     """Run a .zdf program: exit 0 when clean, 1 on a violation, 2 on bad input."""
-    try:
-        text = Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        err_console.print(f"{file}: cannot read: {e}", style="red", markup=False)
-        raise SystemExit(2) from e
-    program = zdfuzz.Program.parse(text, filename=file)
-    rules = load_rules(rules_name or program.rules)
+    program, rules = inputs.load(file, rules_name)
     try:
         verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program)
     except zdfuzz.ProgramError as e:
@@ -90,7 +92,7 @@ def replay(file: str, rules_name: str | None, quiet: bool) -> None:
         raise SystemExit(0)
     v = verdict.violation
     assert v is not None
-    console.print(f"[bold red]{v.invariant}[/bold red] ({v.category}) at step {v.step}: ", end="")
+    console.print(styled(v.invariant, "bold red"), f"({v.category}) at step {v.step}: ", end="")
     console.print(v.action, markup=False, highlight=False)
     console.print(f"  {v.message}", markup=False, highlight=False)
     if v.doc:
@@ -137,7 +139,7 @@ def rules_show(name: str, as_toml: bool) -> None:
     if as_toml:
         click.echo(r.to_toml())
         return
-    console.print(f"[bold]{r.name}[/bold] ({r.kernel}){' based on ' + r.base if r.base else ''}")
+    console.print(styled(r.name, "bold"), f"({r.kernel}){' based on ' + r.base if r.base else ''}")
     console.print(r.description)
     table = Table()
     for col in ("switch", "value", "meaning"):
@@ -173,7 +175,7 @@ def kinds() -> None:
 @click.option("--order", default=0, show_default=True, help="Huge page order (0: no THPs).")
 @click.option("--faults", is_flag=True, help="Failure injection: kernel calls may fail (fail_next), error paths run.")
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
-@click.option("--threads", default=0, show_default=True, help="Worker threads (0: every core).")
+@click.option("--threads", default=0, type=click.IntRange(0), show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
 @click.option("--max-memory", default="4G", show_default=True, help="Stop with a partial result above this.")
 @click.option("--bitstate", help="Bit-state hashing with a bit array of this size (e.g. 512M): not a proof.")
@@ -278,7 +280,7 @@ def explore(
     if program is not None:
         v = result.violation
         assert v is not None
-        console.print(f"[bold red]{v.invariant}[/bold red] ({v.category}) at step {v.step}: ", end="")
+        console.print(styled(v.invariant, "bold red"), f"({v.category}) at step {v.step}: ", end="")
         console.print(v.action, markup=False, highlight=False)
         console.print(f"  {v.message}", markup=False, highlight=False, soft_wrap=True)
         text = (
@@ -286,7 +288,10 @@ def explore(
             f" ({v.invariant}, {v.category}); replay with `zdfuzz replay FILE`\n" + program.to_text()
         )
         if out:
-            Path(out).write_text(text)
+            from zdfuzz.corpus import atomic_write
+
+            # a new file renamed over OUT: a symlink at OUT is replaced, its target untouched
+            atomic_write(Path(out), text)
             console.print(f"reproducer written to {out}", markup=False)
         click.echo(text, nl=not text.endswith("\n"))
         raise SystemExit(1)
@@ -328,7 +333,7 @@ def demo(cpus: int) -> None:
     console.print(table)
     events = ref.events()
     if events:
-        console.print(f"[red]misuse events: {[e.name for e in events]}[/red]")
+        console.print(f"misuse events: {[e.name for e in events]}", style="red")
         raise SystemExit(1)
     console.print(
         "release ran exactly once, after the last reference was dropped: "
@@ -337,13 +342,8 @@ def demo(cpus: int) -> None:
 
 
 def read_program(file: str) -> zdfuzz.Program:
-    """A .zdf file, or exit 2 naming the file, line and problem."""
-    try:
-        text = Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        err_console.print(f"{file}: cannot read: {e}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from e
-    return zdfuzz.Program.parse(text, filename=file)
+    """A .zdf file (a ZdfuzzError naming the file, line and problem)."""
+    return inputs.read_program(file)
 
 
 def _bad_replay(file: str, e: zdfuzz.ZdfuzzError) -> SystemExit:
@@ -444,13 +444,15 @@ def fuzz(
         faults=faults,
     )
     try:
-        campaign.run(cfg, console)
+        c = campaign.run(cfg, console)
     except SetupError as e:
         err_console.print(f"--engine {engine}: {e}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
     except CorpusError as e:
         err_console.print(str(e), style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
+    if c.interrupted:
+        raise SystemExit(130)
 
 
 @main.command()
@@ -464,8 +466,7 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
 
     from zdfuzz.corpus import atomic_write
 
-    program = read_program(file)
-    rules = load_rules(rules_name or program.rules)
+    program, rules = inputs.load(file, rules_name)
     t0 = time.monotonic()
     try:
         # replay first: an action that is not enabled is reported with its line
@@ -501,14 +502,13 @@ def explain(file: str, rules_name: str | None) -> None:
     Exit 0 clean, 1 violation, 2 bad input."""
     from zdfuzz.report import explain as explain_program
 
-    program = read_program(file)
-    rules = load_rules(rules_name or program.rules)
+    program, rules = inputs.load(file, rules_name)
     try:
         e = explain_program(program, rules)
     except zdfuzz.ProgramError as err:
         raise _bad_replay(file, err) from err
-    for line in e.lines():
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    # line by line as plain text (a long program's narrative is long)
+    e.write(console.file)
     raise SystemExit(0 if e.violation is None else 1)
 
 
@@ -545,6 +545,37 @@ def corpus_list(directory: str) -> None:
             f.zdf.name,
         )
     console.print(table)
+
+
+@corpus.command("check")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--rules", "rules_name", help="Rules for findings filed under its name (a TOML file's findings).")
+@click.option("--retire", is_flag=True, help="Move stale and unreadable findings to DIRECTORY/retired.")
+def corpus_check(directory: str, rules_name: str | None, retire: bool) -> None:
+    """Replay every finding in DIRECTORY: does it still break its signature?
+    Exit 0 when every finding does (or was retired), 1 when stale or
+    unreadable findings remain."""
+    from zdfuzz.corpus import Corpus
+
+    c = Corpus(directory)
+    checks = c.check(load_rules(rules_name) if rules_name else None)
+    table = Table(title=f"{len(checks)} finding(s) in {directory}")
+    for col in ("status", "signature", "file", "detail"):
+        table.add_column(col)
+    left = 0
+    for k in checks:
+        status = k.status
+        if k.status in ("stale", "unreadable"):
+            if retire:
+                c.retire(k)
+                status += ", retired"
+            else:
+                left += 1
+        table.add_row(status, str(k.signature or "?"), k.zdf.name, k.detail)
+    console.print(table)
+    if left:
+        console.print(f"{left} stale or unreadable finding(s); `--retire` moves them to {c.retired_dir}")
+        raise SystemExit(1)
 
 
 @corpus.command("merge")

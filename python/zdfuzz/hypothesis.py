@@ -30,6 +30,7 @@ each finding.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sys
 import time
@@ -299,6 +300,21 @@ def _fixed_local_constants() -> Iterator[None]:
         providers.CONSTANTS_CACHE.cache.clear()
 
 
+@contextlib.contextmanager
+def _home(directory: str) -> Iterator[None]:
+    """Hypothesis's own files (its home, ``./.hypothesis`` by default) in
+    ``directory`` while a campaign runs: a campaign writes under its corpus,
+    not in the current directory."""
+    from hypothesis import configuration
+
+    previous = getattr(configuration, "__hypothesis_home_directory", None)
+    configuration.set_hypothesis_home_dir(directory)
+    try:
+        yield
+    finally:
+        configuration.set_hypothesis_home_dir(previous)
+
+
 def run_campaign(
     rules: str,
     types: tuple[str, ...],
@@ -336,44 +352,45 @@ def run_campaign(
     Campaign.known = frozenset(known)
     Campaign.steps_run = 0
     start = time.monotonic()
-    examples = 0
-    round_ = 0
     db = DirectoryBasedExampleDatabase(database)
-    per_example = 0.05  # seconds; learnt from each round
-    while time.monotonic() - start < seconds and (max_examples is None or examples < max_examples):
-        left = seconds - (time.monotonic() - start)
-        n = max(1, min(examples_per_round, int(left / per_example)))
-        if max_examples is not None:
-            n = min(n, max_examples - examples)
-        t0 = time.monotonic()
-        s = settings(
-            max_examples=n,
-            stateful_step_count=steps_per_example,
-            database=db,
-            deadline=None,
-            # the campaign seeds every round itself (below); hypothesis's
-            # "ci" profile (loaded when CI is set) would otherwise change
-            # how a seeded campaign searches
-            derandomize=False,
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            print_blob=False,
-            phases=(Phase.reuse, Phase.generate),
-        )
-        Campaign._hypothesis_internal_use_seed = seed + round_ * 1_000_003
-        if len(types) > 1:
-            pick = random.Random(seed * 7919 + round_).randrange(1, 1 << len(types))
-            Campaign.types = tuple(t for i, t in enumerate(types) if pick >> i & 1)
-        else:
-            Campaign.types = types
-        try:
-            with _fixed_local_constants():
-                run_state_machine_as_test(Campaign, settings=s)
-        except Finding as f:
-            Campaign.known = Campaign.known | {f.signature}
-            on_finding(f, time.monotonic() - start)
-        examples += n
-        round_ += 1
-        per_example = max(0.001, (time.monotonic() - t0) / n)
-        if on_stats is not None:
-            on_stats({"execs": examples, "steps": Campaign.steps_run, "rounds": round_})
+    with _home(os.path.join(database, "home")):
+        examples = 0
+        round_ = 0
+        per_example = 0.05  # seconds; learnt from each round
+        while time.monotonic() - start < seconds and (max_examples is None or examples < max_examples):
+            left = seconds - (time.monotonic() - start)
+            n = max(1, min(examples_per_round, int(left / per_example)))
+            if max_examples is not None:
+                n = min(n, max_examples - examples)
+            t0 = time.monotonic()
+            s = settings(
+                max_examples=n,
+                stateful_step_count=steps_per_example,
+                database=db,
+                deadline=None,
+                # the campaign seeds every round itself (below); hypothesis's
+                # "ci" profile (loaded when CI is set) would otherwise change
+                # how a seeded campaign searches
+                derandomize=False,
+                suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=False,
+                print_blob=False,
+                phases=(Phase.reuse, Phase.generate),
+            )
+            Campaign._hypothesis_internal_use_seed = seed + round_ * 1_000_003
+            if len(types) > 1:
+                pick = random.Random(seed * 7919 + round_).randrange(1, 1 << len(types))
+                Campaign.types = tuple(t for i, t in enumerate(types) if pick >> i & 1)
+            else:
+                Campaign.types = types
+            try:
+                with _fixed_local_constants():
+                    run_state_machine_as_test(Campaign, settings=s)
+            except Finding as f:
+                Campaign.known = Campaign.known | {f.signature}
+                on_finding(f, time.monotonic() - start)
+            examples += n
+            round_ += 1
+            per_example = max(0.001, (time.monotonic() - t0) / n)
+            if on_stats is not None:
+                on_stats({"execs": examples, "steps": Campaign.steps_run, "rounds": round_})

@@ -8,10 +8,13 @@ then the violated invariant in plain words with its id.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
 import zdfuzz
 from zdfuzz.corpus import Signature
+from zdfuzz.term import sanitize
 
 
 @dataclass
@@ -34,23 +37,39 @@ class Explanation:
     signature: Signature | None = None
 
     def lines(self) -> list[str]:
+        return list(self.iter_lines())
+
+    def write(self, out: IO[str]) -> None:
+        """The narrative as plain text, control characters escaped; in time
+        linear in the program (no per-line terminal rendering)."""
+        chunk: list[str] = []
+        for line in self.iter_lines():
+            chunk.append(sanitize(line))
+            if len(chunk) >= 4096:
+                out.write("\n".join(chunk) + "\n")
+                chunk.clear()
+        if chunk:
+            out.write("\n".join(chunk) + "\n")
+        out.flush()
+
+    def iter_lines(self) -> Iterator[str]:
         shape = self.program.shape.to_dict()
-        out = [
+        yield (
             f"rules {self.rules}; machine: {', '.join(shape['types'])} "
             + " ".join(f"{k}={v}" for k, v in shape.items() if k != "types")
-        ]
+        )
         for s in self.steps:
-            head = f"{s.step:>4}  cpu {s.cpu}  {'(drain) ' if s.drain else ''}{s.action}"
-            out.append(head)
-            out.append(f"        models: {s.models}")
+            yield f"{s.step:>4}  cpu {s.cpu}  {'(drain) ' if s.drain else ''}{s.action}"
+            yield f"        models: {s.models}"
             if s.changes:
-                out.append(f"        changes: {'; '.join(s.changes)}")
+                yield f"        changes: {'; '.join(s.changes)}"
             for n in s.notes:
-                out.append(f"        note: {n}")
+                yield f"        note: {n}"
         v = self.violation
         if v is None:
-            out.append(f"no violation under {self.rules}")
-            return out
+            yield f"no violation under {self.rules}"
+            return
+        out: list[str] = []
         out.append(f"{v.invariant} ({v.category}) at step {v.step}: {v.action}")
         out.append(f"  what happened: {v.message}")
         if v.doc:
@@ -64,7 +83,7 @@ class Explanation:
             )
         if self.signature is not None:
             out.append(f"  signature: {self.signature}")
-        return out
+        yield from out
 
 
 def explain(program: zdfuzz.Program, rules: str | zdfuzz.Rules | None = None) -> Explanation:
@@ -76,10 +95,12 @@ def explain(program: zdfuzz.Program, rules: str | zdfuzz.Rules | None = None) ->
     verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=True)
     machine = zdfuzz.Machine.for_program(program, rules=rules)
     # pass 1, one action at a time: which task each `step` runs and where
+    # (Machine.tasks: the few live tasks, not a snapshot of every object)
     task_cpu: dict[int, int] = {}
     step_models: list[tuple[str, int]] = []
+    now = {slot: what for slot, what, _blocked in machine.tasks()}
     for a in program.actions:
-        before = {slot: what for slot, what, _blocked in machine.state()["tasks"]}
+        before = now
         cpu = a.args.get("cpu")
         cpu_n = cpu if isinstance(cpu, int) else 0
         if a.name == "step":
@@ -93,7 +114,8 @@ def explain(program: zdfuzz.Program, rules: str | zdfuzz.Rules | None = None) ->
             machine.step(a)
         except zdfuzz.InvariantViolation:
             break
-        for slot, _what, _blocked in machine.state()["tasks"]:
+        now = {slot: what for slot, what, _blocked in machine.tasks()}
+        for slot in now:
             if slot not in before:
                 task_cpu[slot] = cpu_n
     steps: list[Step] = []

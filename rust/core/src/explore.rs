@@ -103,6 +103,11 @@ impl Options {
     /// The options every search needs: a bit-state array of at least 512
     /// bytes that fits under the memory cap.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(s) = self.max_seconds {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(ConfigError(format!("max_seconds must be a finite number of seconds >= 0, got {s}")));
+            }
+        }
         if let Some(b) = self.bitstate_bytes {
             if b < 512 {
                 return Err(ConfigError("bitstate needs at least 512 bytes".into()));

@@ -830,14 +830,18 @@ impl Machine {
                     pmds: (0..l.blocks).map(|b| self.s.pmds[proc * l.blocks + b].describe()).collect(),
                 })
                 .collect(),
-            tasks: self
-                .s
-                .tasks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.map(|t| (i, t.describe(), self.task_blocked(i).map(|s| s.to_string()))))
-                .collect(),
+            tasks: self.tasks_view(),
         }
+    }
+
+    /// The live kernel tasks: (slot, what it does next, why it is blocked).
+    pub fn tasks_view(&self) -> Vec<(usize, String, Option<String>)> {
+        self.s
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t.describe(), self.task_blocked(i).map(|s| s.to_string()))))
+            .collect()
     }
 }
 

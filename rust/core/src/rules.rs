@@ -393,6 +393,33 @@ impl std::error::Error for RulesError {}
 // Presets
 // ---------------------------------------------------------------------------
 
+/// The largest rules file [`Rules::load`] reads (a preset is a few KiB).
+pub const MAX_RULES_FILE: u64 = 1 << 20;
+
+/// The longest rules name.
+pub const MAX_NAME: usize = 64;
+
+/// The grammar of a rules name (a preset's `name` and `aliases`): an ASCII
+/// letter or digit, then letters, digits and `.` `_` `+` `-`, at most
+/// [`MAX_NAME`] characters. A name is one word of a `.zdf` `rules` line, part
+/// of a finding's file name and printed as is, so it holds nothing a
+/// reader, a shell or a terminal would take for something else.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("a name cannot be empty".into()),
+        Some(c) if !c.is_ascii_alphanumeric() => return Err("a name starts with an ASCII letter or digit".into()),
+        Some(_) => {}
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("a name has at most {MAX_NAME} characters"));
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))) {
+        return Err(format!("{c:?} is not allowed (names use ASCII letters, digits and . _ + -)"));
+    }
+    Ok(())
+}
+
 /// The preset the machine and programs use when none is named.
 pub const DEFAULT_PRESET: &str = "e3";
 
@@ -546,16 +573,45 @@ impl Rules {
         }
         let rules: Rules =
             toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| err(1, 1, e.message().to_string()))?;
+        for (key, names) in [("name", std::slice::from_ref(&rules.name)), ("aliases", rules.aliases.as_slice())] {
+            for n in names {
+                if let Err(why) = check_name(n) {
+                    let (l, c) = locate(text, &[key]);
+                    return Err(err(l, c, format!("bad {key} {n:?}: {why}")));
+                }
+            }
+        }
         Ok(rules)
     }
 
-    /// Load rules from a TOML file.
+    /// Load rules from a TOML file: a regular file of at most
+    /// [`MAX_RULES_FILE`] bytes (a FIFO or a device would block or never end).
     pub fn load(path: &std::path::Path) -> Result<Rules, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
-            file: path.display().to_string(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read: {e}"),
+        use std::io::Read;
+        let fail = |message: String| RulesError { file: path.display().to_string(), line: 0, col: 0, message };
+        // before opening: opening a FIFO for reading waits for a writer
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("cannot read: not a regular file".into()));
+        }
+        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(fail("cannot read: not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_RULES_FILE + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_RULES_FILE {
+            return Err(fail(format!("larger than {MAX_RULES_FILE} bytes: not a rules file")));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let (line, col) = line_col(&String::from_utf8_lossy(&e.as_bytes()[..at]), at);
+            RulesError {
+                file: path.display().to_string(),
+                line,
+                col,
+                message: format!("not UTF-8 (byte 0x{:02x})", e.as_bytes()[at]),
+            }
         })?;
         Rules::from_toml_str(&text, &path.display().to_string())
     }
@@ -774,6 +830,44 @@ fn locate(text: &str, path: &[&str]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_one_grammar() {
+        for ok in ["e1", "v6.15-rc-trylock-v1", "p2p_per+page", "X9"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "my rules", "evil[/x]", "-x", ".x", "a\u{1b}[31m", "caf\u{e9}", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let e = Rules::from_toml_str("base = \"e1\"\nname = \"my rules\"\n", "x.toml").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 1), "{e}");
+        assert!(e.message.contains("bad name \"my rules\""), "{e}");
+        let e = Rules::from_toml_str("name = \"x\"\nbase = \"e1\"\naliases = [\"a b\"]\n", "x.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        for r in Rules::builtin() {
+            check_name(&r.name).unwrap();
+            r.aliases.iter().for_each(|a| check_name(a).unwrap());
+        }
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_small_regular_file() {
+        let e = Rules::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let dir = std::env::temp_dir().join(format!("zdfuzz-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = Rules::load(&dir).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        let big = dir.join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_RULES_FILE as usize + 1]).unwrap();
+        let e = Rules::load(&big).unwrap_err();
+        assert!(e.message.contains("larger than"), "{e}");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, b"name = \"x\"\nbase = \"e1\xff\"\n").unwrap();
+        let e = Rules::load(&bad).unwrap_err();
+        assert_eq!((e.line, e.col), (2, 11), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn presets_encode_the_init_rc_table() {

@@ -210,7 +210,7 @@ pub fn explore(
     rules: &Bound<'_, PyAny>,
     shape: Option<&Bound<'_, PyAny>>,
     depth: usize,
-    threads: usize,
+    threads: i64,
     symmetry: bool,
     max_memory: Option<&Bound<'_, PyAny>>,
     bitstate: Option<&Bound<'_, PyAny>>,
@@ -226,6 +226,8 @@ pub fn explore(
         None => Shape { ram: 0, order: 0, ..Shape::default() },
     };
     let cfg = Config::with_shape(rules, shape);
+    let threads = usize::try_from(threads)
+        .map_err(|_| config(format!("threads must be 0 (every core) or a positive number, got {threads}")))?;
     let mut opts = Options {
         depth,
         threads,

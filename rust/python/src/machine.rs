@@ -279,6 +279,12 @@ impl PyMachine {
         py.import("json")?.call_method1("loads", (self.m.view_json(),))
     }
 
+    /// The kernel tasks now: (slot, what it does next, why it is blocked or
+    /// None) — `state()["tasks"]` without the rest of the snapshot.
+    fn tasks(&self) -> Vec<(usize, String, Option<String>)> {
+        self.m.tasks_view()
+    }
+
     /// Back to the initial state (no reallocation).
     fn reset(&mut self) {
         self.m.reset();

@@ -240,6 +240,27 @@ pub fn parse_action(line: &str) -> Result<Op, ProgramError> {
     parse_op(&ws, 1)
 }
 
+/// The lines of a text, whatever its line endings: `\n`, `\r\n` or a lone
+/// `\r` (what Python's universal newlines accept, so `Program.parse` and a
+/// file read in text mode agree on every line number).
+pub fn text_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.find(['\n', '\r']) {
+            None => {
+                rest = None;
+                (!t.is_empty()).then_some(t)
+            }
+            Some(i) => {
+                let skip = if t[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&t[i + skip..]);
+                Some(&t[..i])
+            }
+        }
+    })
+}
+
 /// Parse `.zdf` text.
 pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
     let mut rules = None;
@@ -247,7 +268,8 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
     let (mut ram_set, mut order_set) = (false, false);
     let mut ops = Vec::new();
     let mut lines = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    let mut config_at = None;
+    for (i, raw) in text_lines(text).enumerate() {
         let line = i + 1;
         let ws = words(raw);
         if ws.is_empty() {
@@ -267,6 +289,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                 if !ops.is_empty() {
                     return Err(err(line, ws[0].0, "`config` must come before the first action".into()));
                 }
+                config_at = Some((line, ws[0].0));
                 for &(c, w) in &ws[1..] {
                     let (k, v) =
                         w.split_once('=').ok_or_else(|| err(line, c, format!("expected key=value, got `{w}`")))?;
@@ -298,6 +321,9 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
         }
     }
     shape.apply_memory_defaults(ram_set, order_set);
+    if let (Some((line, col)), Err(e)) = (config_at, shape.validate()) {
+        return Err(err(line, col, e.0));
+    }
     Ok(Program { rules: rules.unwrap_or_else(|| "e3".into()), shape, ops, lines })
 }
 
@@ -322,6 +348,28 @@ mod tests {
         assert!(e.message.contains("unknown device type `gpu`"), "{e}");
         let e = parse_program("munmap proc=0 addr=x").unwrap_err();
         assert_eq!(e.col, 20, "{e}");
+    }
+
+    #[test]
+    fn every_line_ending_counts_lines_alike() {
+        let lf = "rules e1\nmemremap_pages pgmap=0\nfork proc=0\n";
+        for text in [lf.to_string(), lf.replace('\n', "\r\n"), lf.replace('\n', "\r")] {
+            let e = parse_program(&text).unwrap_err();
+            assert_eq!((e.line, e.col), (3, 1), "{text:?}: {e}");
+            let ok = text.replace("fork proc=0", "fork proc=0 child=1");
+            assert_eq!(parse_program(&ok).unwrap().lines, vec![2, 3], "{text:?}");
+        }
+        assert_eq!(text_lines("a\r\rb\r\n\nc").collect::<Vec<_>>(), ["a", "", "b", "", "c"]);
+        assert_eq!(text_lines("").count(), 0);
+    }
+
+    #[test]
+    fn a_shape_out_of_range_is_reported_at_its_config_line() {
+        let e = parse_program("rules e3\n\nconfig types=generic pages=100000\nmemremap_pages pgmap=0\n").unwrap_err();
+        assert_eq!((e.line, e.col), (3, 1), "{e}");
+        assert!(e.message.contains("pages (per pgmap) must be between 1 and 1024"), "{e}");
+        let e = parse_program("config types=generic,generic\n").unwrap_err();
+        assert!(e.message.contains("given twice"), "{e}");
     }
 
     #[test]
