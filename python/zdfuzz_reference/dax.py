@@ -13,7 +13,6 @@ pfn of the device (E1-E3 ``vmf_insert_mixed``, E4 refcounted).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import failure, page, pagetable, process, sched
@@ -82,19 +81,6 @@ def _fs_files(m: Machine, g: int) -> range:
         return range(0)
     k = lay.fs_pgmap.index(g)
     return range(k * lay.files_per_fs, (k + 1) * lay.files_per_fs)
-
-
-def _fs_entries(m: Machine, g: int) -> Iterator[tuple[int, int, int]]:
-    for f in _fs_files(m, g):
-        for i in range(m.layout.file_pages):
-            p = dax_entry(m, f, i)
-            if p is not None:
-                yield f, i, p
-
-
-def dax_fs_busy(m: Machine, g: int) -> bool:
-    """Is any associated page of the filesystem on pgmap ``g`` busy?"""
-    return any(dax_busy(m, p) for _, _, p in _fs_entries(m, g))
 
 
 def _file_mapped(m: Machine, file: int) -> bool:

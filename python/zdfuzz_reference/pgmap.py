@@ -214,13 +214,8 @@ def memunmap_step(m: Machine, g: int, pc: int, cpu: int) -> int | None:
 
 def memunmap_blocked(m: Machine, g: int, pc: int) -> str | None:
     """Why a memunmap_pages task cannot take its next step, if it cannot."""
-    if (
-        pc == MU_SHUTDOWN
-        and m.layout.pgmap_type[g] == "fsdax"
-        and m.rules.dax.unmount_waits_idle
-        and dax.dax_fs_busy(m, g)
-    ):
-        return "dax_break_layout_final: waits for every FS-DAX page to be idle"
+    # no era waits for FS-DAX pages at unbind: dax_break_layout_final runs
+    # only from ->evict_inode (see rust/core/src/pgmap.rs)
     if pc == MU_WAIT and m.rules.pgmap.memunmap_waits and not m.s.pgmaps[g].done:
         return "wait_for_completion(&pgmap->done): waits for pgmap->ref to reach zero"
     if pc == MU_TEARDOWN and m.rules.pgmap.teardown_syncs_rcu and rcu_reader_active(m):

@@ -79,17 +79,6 @@ impl Machine {
         self.s.rc[p] - mapped > tr.init_rc as i32
     }
 
-    /// Any associated page of the filesystem on pgmap `g` busy?
-    pub(crate) fn dax_fs_busy(&self, g: usize) -> bool {
-        self.fs_entries(g).any(|(_, _, p)| self.dax_busy(p))
-    }
-
-    /// (file, index, pfn) of every entry of the filesystem on pgmap `g`.
-    fn fs_entries(&self, g: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        self.fs_files(g)
-            .flat_map(move |f| (0..self.layout.file_pages).filter_map(move |i| self.dax_entry(f, i).map(|p| (f, i, p))))
-    }
-
     /// Does any process map a page of `file`? (`mapping_mapped`)
     fn file_mapped(&self, file: usize) -> bool {
         (0..self.layout.file_pages).filter_map(|i| self.dax_entry(file, i)).any(|p| self.s.ledger.pages[p].maps > 0)

@@ -12,8 +12,8 @@
 //! Before the kill the unbinding driver makes its memory unreachable from user
 //! space: device-dax (`kill_dev_dax`) and P2P (sysfs `p2pmem/allocate`
 //! removal) zap every user mapping; for FS-DAX the filesystem on the device
-//! is shut down — mappings zapped, (E4) every page waited idle
-//! (`dax_break_layout_final`), DAX entries dropped.
+//! is shut down — mappings zapped, DAX entries dropped (nothing waits for
+//! its pages: see `memunmap_blocked`).
 
 use crate::machine::{ok, Machine};
 use crate::oracle::{Life, Obs, Warn};
@@ -228,15 +228,17 @@ impl Machine {
     }
 
     /// Why a memunmap_pages task cannot take its next step, if it cannot.
+    ///
+    /// No era waits for FS-DAX pages to go idle when the pmem device goes:
+    /// the unbind runs `kill_dax` (`dax_holder_notify_failure` with
+    /// MF_MEM_PRE_REMOVE: a holder file system such as XFS kills the
+    /// processes mapping the device and shuts down), `del_gendisk`, then
+    /// `memunmap_pages`. `dax_break_layout_final`, the v6.15 wait for idle
+    /// pages, runs only from `->evict_inode` (ext4_evict_inode,
+    /// xfs_fs_evict_inode, fuse and erofs), i.e. at unmount, which the model
+    /// does not have (`dax.unmount_waits_idle` describes that unmount).
     pub(crate) fn memunmap_blocked(&self, g: usize, pc: u8) -> Option<&'static str> {
         match pc {
-            MU_SHUTDOWN
-                if self.layout.pgmap_type[g] == DeviceType::Fsdax
-                    && self.rules.dax.unmount_waits_idle
-                    && self.dax_fs_busy(g) =>
-            {
-                Some("dax_break_layout_final: waits for every FS-DAX page to be idle")
-            }
             MU_WAIT if self.rules.pgmap.memunmap_waits && !self.s.pgmaps[g].done => {
                 Some("wait_for_completion(&pgmap->done): waits for pgmap->ref to reach zero")
             }

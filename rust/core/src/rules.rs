@@ -159,7 +159,9 @@ pub struct P2pRules {
 pub struct DaxRules {
     /// GUP refuses FOLL_LONGTERM pins of FS-DAX pages (all eras).
     pub longterm_refused: bool,
-    /// Unmount waits for every page to be idle (`dax_break_layout_final`, E4).
+    /// Unmount waits for every page to be idle (`dax_break_layout_final`,
+    /// E4, from `->evict_inode`). The model has no unmount, and the device's
+    /// removal does not wait in any era: recorded for the era, no effect.
     pub unmount_waits_idle: bool,
     /// `dax_layout_busy_page_range` returns early when the file has no
     /// user mappings (the bug fixed by cee91fa13a8e in v6.15).
@@ -748,7 +750,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "mmap_error_resets_rc") => "p2pmem_alloc_mmap's error path resets the failed page's refcount to 0",
         (_, "gup_needs_flag") => "GUP returns P2P pages only with FOLL_PCI_P2PDMA",
         (_, "longterm_refused") => "GUP refuses FOLL_LONGTERM pins of FS-DAX pages",
-        (_, "unmount_waits_idle") => "unmount waits for every FS-DAX page to be idle (dax_break_layout_final)",
+        (_, "unmount_waits_idle") => {
+            "unmount (not modelled) waits for every FS-DAX page to be idle (dax_break_layout_final); unbind never does"
+        }
         (_, "busy_scan_needs_mapping") => {
             "busy scan returns nothing when the file has no user mappings (bug, fixed v6.15)"
         }
