@@ -170,6 +170,17 @@ class Corpus:
         return [p.read_bytes() for p in sorted(self.native_dir.glob("*.bin"))]
 
 
+def corpora_under(root: Path) -> list[Corpus]:
+    """Every campaign directory at or below ``root`` (one with a
+    ``findings`` directory), in path order: a soak keeps one per campaign."""
+    out: list[Corpus] = []
+    for d in sorted([root, *(p for p in root.rglob("findings") if p.is_dir())]):
+        base = d if d == root else d.parent
+        if (base / "findings").is_dir() and all(c.root != base for c in out):
+            out.append(Corpus(base))
+    return out
+
+
 def load_program(path: str | os.PathLike[str]) -> zdfuzz.Program:
     """Read a ``.zdf`` file; errors name the file, the line and the problem
     (raised as ``CorpusError``)."""
