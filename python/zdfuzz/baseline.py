@@ -366,6 +366,7 @@ def compare(
     corpus: Path,
     seed: int,
     console: Any,
+    sources: tuple[str, str] | None = None,
 ) -> Comparison:
     """Both engines on both rule sets, then every reproducer judged under
     both: one verdict per bug (see the module docstring)."""
@@ -376,10 +377,10 @@ def compare(
     store = Corpus(corpus)
     store.create()
     found_by: dict[str, int] = {}
-    for rules in (a, b):
+    for rules, source in zip((a, b), sources or (a.name, b.name)):
         if seconds > 0:
             cfg = campaign.Config(
-                rules=rules.name, types=types, seconds=seconds, corpus=corpus, seed=seed, stats_interval=1.0
+                rules=source, types=types, seconds=seconds, corpus=corpus, seed=seed, stats_interval=1.0
             )
             c = campaign.run(cfg, console)
             found_by[f"{rules.name} native"] = len(c.found)

@@ -81,6 +81,26 @@ class Config:
     #: append a JSON line of statistics to ``CORPUS/stats/<rules>-<engine>.jsonl``
     #: every this many seconds (0: never)
     stats_interval: float = 1.0
+    #: the end of the campaign on CLOCK_MONOTONIC (the same clock in every
+    #: process): set for ``--jobs`` workers, which start later than the
+    #: campaign but must stop with it
+    deadline: float | None = None
+
+
+#: seconds the parent waits past the deadline for its workers' last words
+WORKER_GRACE = 2.0
+
+
+def worker_deadline(cfg: Config) -> float:
+    """When a worker stops: the campaign's deadline, not its own start + time."""
+    return cfg.deadline if cfg.deadline is not None else time.monotonic() + cfg.seconds
+
+
+def worker_config(c: Campaign) -> Config:
+    """The configuration ``--jobs`` workers get: the campaign's deadline."""
+    from dataclasses import replace
+
+    return replace(c.cfg, deadline=c.start + c.cfg.seconds)
 
 
 class StopCampaign(Exception):
@@ -408,7 +428,8 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
     if cfg.both and c.judge is not None:
         from dataclasses import replace
 
-        bcfg = replace(cfg, rules=c.judge.name, baseline=None, both=False)
+        assert cfg.baseline is not None
+        bcfg = replace(cfg, rules=cfg.baseline, baseline=None, both=False)
         console.print()
         console.print(f"the same campaign on the baseline {c.judge.name}:", highlight=False)
         b = _run_one(bcfg, console, judge=c.rules)
@@ -521,7 +542,7 @@ def run_native(c: Campaign) -> None:
 def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
-    deadline = time.monotonic() + cfg.seconds
+    deadline = worker_deadline(cfg)
 
     def emit(what: str, data: Any) -> None:
         q.put((job, what, data))
@@ -546,18 +567,40 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
     seed+job; this process deduplicates, minimizes and writes."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
+    wcfg = worker_config(c)
+    assert wcfg.deadline is not None
     procs = [
-        ctx.Process(target=target, args=(c.cfg, j, sorted(c.known), q, os.getpid()), daemon=True)
+        ctx.Process(target=target, args=(wcfg, j, sorted(c.known), q, os.getpid()), daemon=True)
         for j in range(c.cfg.jobs)
     ]
     for p in procs:
         p.start()
     running = len(procs)
-    hard_stop = c.start + c.cfg.seconds + 60
+    stop_at = wcfg.deadline + WORKER_GRACE
+    entries: list[bytes] = []
+
+    def one(job: int, what: str, data: Any) -> None:
+        if what == "finding":
+            # CLOCK_MONOTONIC: the workers' clock is this process's
+            sig, text, message, category, execs, detected = data
+            c.handle(
+                Signature(*sig),
+                zdfuzz.Program.parse(text),
+                c.cfg.engine,
+                message,
+                category,
+                {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job},
+                detected,
+            )
+        elif what == "entries":
+            entries.extend(data)
+        elif what == "stats":
+            c.update(f"{c.cfg.engine}-{job}", data)
+
     try:
-        while running and time.monotonic() < hard_stop:
+        while running and time.monotonic() < stop_at:
             try:
-                job, what, data = q.get(timeout=0.5)
+                job, what, data = q.get(timeout=max(0.01, min(0.5, stop_at - time.monotonic())))
             except queue.Empty:
                 c.tick()
                 if not any(p.is_alive() for p in procs):
@@ -565,27 +608,30 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
                 continue
             if what == "done":
                 running -= 1
-            elif what == "finding":
-                # CLOCK_MONOTONIC: the workers' clock is this process's
-                sig, text, message, category, execs, detected = data
-                c.handle(
-                    Signature(*sig),
-                    zdfuzz.Program.parse(text),
-                    c.cfg.engine,
-                    message,
-                    category,
-                    {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job},
-                    detected,
-                )
-            elif what == "entries":
-                c.corpus.save_native_entries(data)
-            elif what == "stats":
-                c.update(f"{c.cfg.engine}-{job}", data)
+            else:
+                one(job, what, data)
+            if len(entries) >= 256:
+                c.corpus.save_native_entries(entries)
+                entries.clear()
     finally:
+        # past the deadline the workers have stopped fuzzing: take what they
+        # sent (a finding is never dropped), then stop any straggler
+        while running:
+            try:
+                job, what, data = q.get(timeout=0.5)
+            except Exception:  # empty, or a worker died mid-message
+                break
+            if what == "done":
+                running -= 1
+            else:
+                one(job, what, data)
         for p in procs:
-            p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
+        if entries:
+            c.corpus.save_native_entries(entries)
+        for p in procs:
+            p.join(timeout=5)
 
 
 # ---------------------------------------------------------------------------
@@ -639,7 +685,7 @@ def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, pa
             cfg,
             cfg.seed + job,
             set(map(Signature._make, known)),
-            time.monotonic() + cfg.seconds,
+            worker_deadline(cfg),
             execs,
             lambda what, data: q.put((job, what, data)),
         )

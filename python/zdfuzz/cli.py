@@ -30,14 +30,18 @@ from zdfuzz.campaign import DEFAULT_CAMPAIGN_RULES
 
 # rich leaves out colour when NO_COLOR is set (https://no-color.org) and
 # when the output is not a terminal; `zdfuzz --no-color` turns it off too
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+#: Console options of this invocation (`--no-color`: no styles at all)
+_styles: dict[str, Any] = {}
 
 
 def quiet_console() -> Console:
     """Where a --json command's human output goes: stderr, so that stdout
     is one JSON document."""
-    return Console(stderr=True, soft_wrap=True, no_color=console.no_color or None)
+    return Console(stderr=True, soft_wrap=True, **_styles)
 
 
 def emit_json(d: dict[str, Any]) -> None:
@@ -119,9 +123,13 @@ class Main(click.Group):
 @click.option("--no-color", is_flag=True, help="No colour or styles (also: the NO_COLOR environment variable).")
 def main(no_color: bool) -> None:
     """Fuzz and model-check Linux ZONE_DEVICE reference counting."""
+    global console, err_console
+    # made per invocation: NO_COLOR, FORCE_COLOR and COLUMNS are read now
+    _styles.clear()
     if no_color:
-        console.no_color = True
-        err_console.no_color = True
+        _styles.update(color_system=None, no_color=True)
+    console = Console(soft_wrap=True, **_styles)
+    err_console = Console(stderr=True, soft_wrap=True, **_styles)
 
 
 @main.command()
@@ -257,7 +265,7 @@ def rules_show(name: str, as_toml: bool, as_json: bool) -> None:
         )
         return
     console.print(f"[bold]{r.name}[/bold] ({r.kernel}){' based on ' + r.base if r.base else ''}", highlight=False)
-    console.print(r.description, markup=False, highlight=False)
+    plain(wrapped(r.description, 0))
     if r.base:
         console.print(f"{len(over)} switch(es) set over {r.base}, marked *", highlight=False)
     if not wide():
@@ -664,7 +672,7 @@ def fuzz(
     elif baseline_name.lower() == "none":
         baseline_name = None
     if baseline_name is not None:
-        baseline_name = load_rules(baseline_name).name
+        load_rules(baseline_name)
     if both and baseline_name is None:
         raise click.BadParameter(f"{rules.name} has no base: name one with --baseline", param_hint="--both")
     cfg = campaign.Config(
@@ -741,7 +749,15 @@ def compare(a: str, b: str, seconds: float, depth: int, types_: str, corpus_dir:
     types = _types(types_)
     log = quiet_console()
     result = run_compare(
-        ra, rb, seconds=seconds, depth=depth, types=types, corpus=Path(corpus_dir), seed=seed, console=log
+        ra,
+        rb,
+        seconds=seconds,
+        depth=depth,
+        types=types,
+        corpus=Path(corpus_dir),
+        seed=seed,
+        console=log,
+        sources=(a, b),
     )
     broken = result.by(BROKEN)
     if as_json:
@@ -894,6 +910,59 @@ def explain(file: str, rules_name: str | None, as_json: bool) -> None:
     raise SystemExit(0 if e.violation is None else 1)
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--as",
+    "fmt",
+    type=click.Choice(["pytest", "kernel-comment"]),
+    required=True,
+    help="pytest: a standalone test asserting the verdict; kernel-comment: the steps as a C comment.",
+)
+@click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write it here (default: print it).")
+def export(file: str, fmt: str, rules_name: str | None, output: str | None) -> None:
+    """A reproducer as a pytest test (asserting its verdict under the rules)
+    or as a commented step list to paste into a patch review."""
+    from zdfuzz.corpus import atomic_write
+    from zdfuzz.export import as_kernel_comment, as_pytest
+
+    program = read_program(file)
+    rules = load_rules(rules_name or program.rules)
+    try:
+        zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
+        text = (as_pytest if fmt == "pytest" else as_kernel_comment)(program, rules, file)
+    except zdfuzz.ProgramError as e:
+        raise _bad_replay(file, e) from e
+    if output:
+        atomic_write(Path(output), text)
+        err_console.print(f"written to {output}", markup=False, highlight=False)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True, help="The HTML file."
+)
+def report(directory: str, output: str) -> None:
+    """One self-contained HTML page about the campaigns under DIRECTORY:
+    executions/s and coverage over time, findings by invariant and device
+    type, new/shared/fixed against the baseline, each finding explained and
+    downloadable."""
+    from zdfuzz.corpus import CorpusError, atomic_write
+    from zdfuzz.htmlreport import build
+
+    try:
+        page = build(Path(directory))
+    except CorpusError as e:
+        err_console.print(str(e), style="red", markup=False)
+        raise SystemExit(2) from e
+    atomic_write(Path(output), page)
+    plain(f"report written to {output}")
+
+
 @main.group()
 def corpus() -> None:
     """The findings of campaigns (a corpus directory)."""
@@ -1002,7 +1071,7 @@ def regressions_list() -> None:
             b.invariant,
             b.fixed_in,
             b.fix,
-            str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-",
+            reg.display_path(path) if path.is_file() else "-",
         )
     console.print(table)
 
@@ -1040,10 +1109,15 @@ def regressions_check(root: str | None) -> None:
     and be clean under the fixing preset. Exit 1 otherwise."""
     from zdfuzz import regressions as reg
 
-    problems = reg.check(Path(root) if root else reg.ROOT)
+    where = Path(root) if root else reg.ROOT
+    n = len(reg.entries(where))
+    if n == 0:
+        # a check of nothing must not pass
+        err_console.print(f"{where}: no reproducers (<preset>/<name>.zdf) to check", style="red", markup=False)
+        raise SystemExit(2)
+    problems = reg.check(where)
     for p in problems:
         err_console.print(p, style="red", markup=False)
-    n = len(reg.entries(Path(root) if root else reg.ROOT))
     if problems:
         raise SystemExit(1)
     console.print(f"{n} reproducer(s): each breaks its invariant under its preset and is clean under its fix")
