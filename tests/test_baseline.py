@@ -172,6 +172,12 @@ def test_compare_e1_p20_shows_what_the_rfc_breaks_and_nothing_e1_had(tmp_path: P
         if r.signature is not None:
             under_e1.add(bug(r.signature))
     assert not broken & under_e1
+    # the campaigns labelled their findings against each other
+    for meta in (tmp_path / "findings").glob("*.json"):
+        m = json.loads(meta.read_text())
+        if m["engine"] == "native":
+            want = {"new", "shared"} if m["signature"]["rules"] == "p20" else {"fixed", "shared"}
+            assert m["label"] in want and m["baseline"] == ("e1" if m["signature"]["rules"] == "p20" else "p20")
     # each row's reproducer shows its verdict
     for k, r in rows.items():
         program = zdfuzz.Program.parse(Path(r["reproducer"]).read_text())

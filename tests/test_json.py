@@ -180,3 +180,21 @@ def test_off_a_terminal_a_campaign_prints_status_lines(tmp_path: Path) -> None:
     c._status = c.start - 5.0
     c.tick()
     assert "execs" in buf.getvalue() and c.stats_path is None
+
+
+@pytest.mark.parametrize("args", [["kinds"], ["regressions", "list"], ["rules", "list"], ["corpus", "list", "."]])
+def test_listings_at_80_columns_keep_names_whole(args: list[str]) -> None:
+    import zdfuzz
+    from zdfuzz import regressions as reg
+
+    r = CliRunner().invoke(main, args, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.output and "┃" not in r.output
+    words = set(r.output.replace(",", " ").replace(":", " ").split())
+    if args == ["kinds"]:
+        assert {name for name, _a, _d in zdfuzz.action_kinds()} <= words
+    if args == ["regressions", "list"]:
+        assert {b.name for b in reg.BUGS} <= words
+        assert {reg.display_path(reg.reproducer_path(b)) for b in reg.BUGS} <= words
+    if args == ["rules", "list"]:
+        assert set(zdfuzz.Rules.presets()) <= words

@@ -377,12 +377,21 @@ def compare(
     store = Corpus(corpus)
     store.create()
     found_by: dict[str, int] = {}
-    for rules, source in zip((a, b), sources or (a.name, b.name)):
+    src_a, src_b = sources or (a.name, b.name)
+    for rules, source in ((a, src_a), (b, src_b)):
         if seconds > 0:
+            # each campaign labels its findings against the other rule set:
+            # B's new or shared, A's fixed or shared
             cfg = campaign.Config(
-                rules=source, types=types, seconds=seconds, corpus=corpus, seed=seed, stats_interval=1.0
+                rules=source,
+                types=types,
+                seconds=seconds,
+                corpus=corpus,
+                seed=seed,
+                stats_interval=1.0,
+                baseline=src_a if rules is b else None,
             )
-            c = campaign.run(cfg, console)
+            c = campaign._run_one(cfg, console, judge=b if rules is a else None)
             found_by[f"{rules.name} native"] = len(c.found)
         known = {f.signature: f for f in store.findings()}
         n = written = 0

@@ -217,6 +217,21 @@ def rules_list(as_json: bool) -> None:
             )
         )
         return
+    if not wide():
+        plain("rules presets:")
+        for r in presets:
+            also = ", ".join(aliases.get(r.name, []))
+            plain(
+                f"  {r.name} ({r.kernel})"
+                + (f" based on {r.base}" if r.base else "")
+                + (f"; also {also}" if also else "")
+            )
+            plain(wrapped(r.description, 6))
+        plain("regression presets (the code before one historical fix):")
+        for name, fixed_in, fix in zdfuzz.Rules.regressions():
+            plain(f"  {name} (fixed in {fixed_in})")
+            plain(wrapped(fix, 6))
+        return
     t = table("rules presets", "name", "kernel", "base", "aliases", "what changes", names=("name", "base", "aliases"))
     for r in presets:
         t.add_row(r.name, r.kernel, r.base or "-", ", ".join(aliases.get(r.name, [])), r.description)
@@ -319,6 +334,11 @@ def rules_diff_cmd(a: str, b: str, as_json: bool) -> None:
 @main.command()
 def kinds() -> None:
     """Every action kind a program can use."""
+    if not wide():
+        for name, args, doc in zdfuzz.action_kinds():
+            plain(f"{name} {' '.join(f'{a}=' for a in args)}".rstrip())
+            plain(wrapped(doc, 4))
+        return
     table = Table(title="actions (.zdf)")
     for col in ("action", "operands", "models"):
         table.add_column(col)
@@ -1059,6 +1079,13 @@ def regressions_list() -> None:
     """Every catalogued bug the model replays, with its presets."""
     from zdfuzz import regressions as reg
 
+    if not wide():
+        for b in reg.BUGS:
+            path = reg.reproducer_path(b)
+            plain(f"{b.name}: {b.invariant} under {b.preset} ({','.join(b.types)}), fixed in {b.fixed_in}")
+            plain(wrapped(b.fix, 4))
+            plain(f"    {reg.display_path(path) if path.is_file() else '(no reproducer yet)'}")
+        return
     table = Table(title="regressions")
     for col in ("name", "buggy preset", "types", "invariant", "fixed in", "fix", "reproducer"):
         table.add_column(col)
