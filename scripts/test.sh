@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== pip install -e .[test]"
-python -m pip install -q -e ".[test]"
+echo "== pip install -c constraints.txt -e .[test]"
+python -m pip install -q -c constraints.txt -e ".[test]"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

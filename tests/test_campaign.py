@@ -160,3 +160,21 @@ def test_findings_of_presets_with_dots_in_their_names_do_not_collide(tmp_path: P
     pb = c.write_finding(b, p, {"engine": "native"})
     assert pa != pb and pa.name == "v4.10-I-R1-put_page-generic.zdf"
     assert {f.signature for f in c.findings()} == {a, b}
+
+
+def test_jobs_workers_stop_at_the_campaigns_deadline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--jobs workers start later than the campaign (spawned interpreters):
+    they get the campaign's own end on the shared monotonic clock, not
+    their start plus --time."""
+    import io
+
+    from rich.console import Console
+
+    from zdfuzz.campaign import Campaign, Config, worker_config, worker_deadline
+
+    c = Campaign(Config(rules="e3", jobs=2, seconds=7.0, corpus=tmp_path, seed=1), Console(file=io.StringIO()))
+    w = worker_config(c)
+    assert w.deadline == c.start + 7.0
+    # a worker that starts later still stops at the same instant
+    assert worker_deadline(w) == c.start + 7.0
+    assert worker_deadline(c.cfg) > c.start + 7.0  # without a deadline: its own start + time

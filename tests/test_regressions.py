@@ -80,3 +80,21 @@ def test_metadata_missing_is_an_error_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "e3" / "x.zdf").write_text("config types=generic\nmemremap_pages pgmap=0\n")
     with pytest.raises(ValueError, match=r"x\.zdf: no metadata file x\.json"):
         regressions.entries(tmp_path)
+
+
+def test_the_regression_corpus_and_answers_ship_in_the_package(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    import zdfuzz
+    from zdfuzz import regressions as reg
+    from zdfuzz.cli import main
+
+    pkg = Path(zdfuzz.__file__).resolve().parent
+    assert reg.ROOT.is_relative_to(pkg) and reg.ANSWERS.is_relative_to(pkg)
+    assert len(reg.entries()) >= 13
+    assert (reg.ANSWERS / "q1-generic.zdf").is_file()
+    # a check of nothing is an error, never a pass
+    r = CliRunner().invoke(main, ["regressions", "check", "--root", str(tmp_path)])
+    assert r.exit_code == 2 and "no reproducers" in r.output

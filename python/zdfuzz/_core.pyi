@@ -379,10 +379,12 @@ def explore(
     max_seconds: float | None = None,
     progress: Callable[[dict[str, Any]], object] | None = None,
     progress_interval: float = 0.5,
+    ignore: Sequence[str | Sequence[str]] | None = None,
 ) -> ExploreResult:
     """Explore every program of up to ``depth`` actions breadth-first: "no
     violation within these bounds", or the shortest counterexample. Ctrl-C,
-    ``max_memory`` and ``max_seconds`` return the partial result."""
+    ``max_memory`` and ``max_seconds`` return the partial result. ``ignore``:
+    signatures (invariant, kind, device[, rules]) to explore past."""
 
 def kind_operands() -> list[tuple[str, list[tuple[str, str]]]]: ...
 

@@ -86,6 +86,37 @@ class Config:
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
     stop_on: frozenset[Signature] = frozenset()
+    #: rules every finding is replayed under and labelled against
+    #: (``zdfuzz.baseline``): "new" or "shared"; None: no labels
+    baseline: str | None = None
+    #: also run the same campaign on the baseline, labelling its findings
+    #: "fixed" (clean under the change) or "shared"
+    both: bool = False
+    #: seconds between plain status lines when the console is not a terminal
+    status_interval: float = 5.0
+    #: append a JSON line of statistics to ``CORPUS/stats/<rules>-<engine>.jsonl``
+    #: every this many seconds (0: never)
+    stats_interval: float = 1.0
+    #: the end of the campaign on CLOCK_MONOTONIC (the same clock in every
+    #: process): set for ``--jobs`` workers, which start later than the
+    #: campaign but must stop with it
+    deadline: float | None = None
+
+
+#: seconds the parent waits past the deadline for its workers' last words
+WORKER_GRACE = 2.0
+
+
+def worker_deadline(cfg: Config) -> float:
+    """When a worker stops: the campaign's deadline, not its own start + time."""
+    return cfg.deadline if cfg.deadline is not None else time.monotonic() + cfg.seconds
+
+
+def worker_config(c: Campaign) -> Config:
+    """The configuration ``--jobs`` workers get: the campaign's deadline."""
+    from dataclasses import replace
+
+    return replace(c.cfg, deadline=c.start + c.cfg.seconds)
 
 
 class StopCampaign(Exception):
@@ -104,6 +135,10 @@ class Found:
     original_actions: int
     message: str
     category: str
+    #: against the baseline: "new", "shared" or "fixed"; None without one
+    label: str | None = None
+    #: what the reproducer does under the other rules
+    other: str | None = None
 
 
 @dataclass
@@ -118,14 +153,26 @@ class Campaign:
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     start: float = field(default_factory=time.monotonic)
     live: Live | None = None
+    #: rules each finding is replayed under (``Config.baseline``, or the
+    #: change when this campaign runs on the baseline for ``--both``)
+    judge: zdfuzz.Rules | None = None
+    #: this campaign runs on the baseline: a finding clean under ``judge`` is "fixed"
+    of_baseline: bool = False
+    stats_path: Path | None = None
+    #: with ``Config.both``: the campaign on the baseline
+    baseline_run: Campaign | None = None
     _drawn: float = 0.0
     #: Ctrl-C ended the campaign (the CLI exits 130)
     interrupted: bool = False
     #: stored findings that no longer reproduce their signature
     stale: list[Signature] = field(default_factory=list)
+    _status: float = 0.0
+    _logged: float = -1e9
 
     def __post_init__(self) -> None:
         self.rules = zdfuzz.Rules.resolve(self.cfg.rules)
+        if self.judge is None and self.cfg.baseline is not None:
+            self.judge = zdfuzz.Rules.resolve(self.cfg.baseline)
         self.corpus = Corpus(self.cfg.corpus)
         self.corpus.create()
         self.corpus.check_writable()
@@ -138,6 +185,12 @@ class Campaign:
 
     def _open(self) -> None:
         self.corpus.remove_temporary_files()
+        if self.cfg.stats_interval > 0:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            self.stats_path = (
+                self.corpus.root / "stats" / f"{self.rules.name}-{self.cfg.engine}-{stamp}-seed{self.cfg.seed}.jsonl"
+            )
+            self.stats_path.parent.mkdir(parents=True, exist_ok=True)
         stored = self.corpus.findings()
         for path, problem in self.corpus.problems:
             self.console.print(f"unreadable: {path}: {problem}", style="yellow", highlight=False, soft_wrap=True)
@@ -204,10 +257,13 @@ class Campaign:
         self.corpus.write_finding(sig, program, meta)
         path, n = self._minimize_and_write(sig, program, meta)
         f = Found(sig, path, engine, meta["time_to_find"], n, len(program), message, category)
+        f.label, f.other = meta.get("label"), meta.get("baseline_replay")
         self.found.append(f)
+        self.log_stats(force=True)
+        other = f" ({f.other})" if f.other else ""
         self.console.print(
-            styled("new", "bold red"),
-            f"{sig} after {f.seconds:.1f}s: {f.original_actions} -> {f.actions} actions -> {path}",
+            styled(f.label or "found", {"new": "bold red", "fixed": "bold green"}.get(f.label or "", "bold")),
+            f"{sig}{other} after {f.seconds:.1f}s: {f.original_actions} -> {f.actions} actions -> {path}",
             highlight=False,
             soft_wrap=True,
         )
@@ -233,7 +289,49 @@ class Campaign:
         if v is not None and v.message != meta.get("message"):
             meta.setdefault("original_message", meta.get("message"))
             meta["message"] = v.message
+        if self.judge is not None:
+            from zdfuzz.baseline import label
+
+            lab, r = label(sig, small, self.judge, of_baseline=self.of_baseline)
+            meta["label"] = lab
+            meta["baseline"] = self.judge.name
+            meta["baseline_replay"] = r.describe()
         return self.corpus.write_finding(sig, small, meta), len(small)
+
+    # -- statistics -------------------------------------------------------------
+
+    def totals(self) -> dict[str, float]:
+        """The campaign's counters now, summed over its engines' processes."""
+        el = max(self.elapsed(), 1e-9)
+        execs = sum(s.get("execs", 0) for s in self.stats.values())
+        return {
+            "elapsed": round(el, 3),
+            "execs": execs,
+            "execs_per_s": round(execs / el, 1),
+            "coverage": sum(s.get("edges", s.get("cov", 0)) for s in self.stats.values()),
+            "corpus": sum(s.get("corpus", 0) for s in self.stats.values()),
+            "findings": len(self.found),
+        }
+
+    def log_stats(self, force: bool = False) -> None:
+        """Append a line to the campaign's stats file (JSON lines: elapsed
+        seconds, wall time, executions, coverage, corpus size, findings), at
+        most every ``stats_interval`` seconds unless ``force``."""
+        if self.stats_path is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._logged < self.cfg.stats_interval:
+            return
+        self._logged = now
+        line = {
+            "schema": "zdfuzz.stats/1",
+            "time": round(time.time(), 3),
+            "rules": self.rules.name,
+            "engine": self.cfg.engine,
+            **self.totals(),
+        }
+        with open(self.stats_path, "a") as out:
+            out.write(json.dumps(line, sort_keys=True) + "\n")
 
     # -- display --------------------------------------------------------------
 
@@ -241,13 +339,28 @@ class Campaign:
         self.stats[source] = {k: float(v) for k, v in stats.items() if isinstance(v, int | float)}
         self.tick()
 
+    def status_line(self) -> str:
+        t = self.totals()
+        return (
+            f"{t['elapsed']:.0f}/{self.cfg.seconds:.0f}s  {t['execs']:.0f} execs  {t['execs_per_s']:.0f}/s  "
+            f"coverage {t['coverage']:.0f}  corpus {t['corpus']:.0f}  new findings {len(self.found)}"
+        )
+
     def tick(self) -> None:
         """Redraw the live display, at most 4 times a second, from the main
         thread only: a refresh thread could run Python's garbage collector
-        and drop a Machine, which must die on the thread that made it."""
-        if self.live is None or threading.current_thread() is not threading.main_thread():
+        and drop a Machine, which must die on the thread that made it. Not
+        on a terminal (a log), a plain status line every
+        ``status_interval`` seconds instead."""
+        if threading.current_thread() is not threading.main_thread():
             return
+        self.log_stats()
         now = time.monotonic()
+        if self.live is None:
+            if now - self._status >= self.cfg.status_interval and self.cfg.status_interval > 0:
+                self._status = now
+                self.console.print(self.status_line(), highlight=False, markup=False, soft_wrap=True)
+            return
         if now - self._drawn >= 0.25:
             self._drawn = now
             self.live.update(self.render(), refresh=True)
@@ -277,61 +390,129 @@ class Campaign:
         if not self.found:
             self.console.print(
                 f"no new finding in {self.elapsed():.1f}s (corpus {self.corpus.root}: "
-                f"{self.earlier} earlier finding(s) under {self.rules.name})"
+                f"{self.earlier} earlier finding(s) under {self.rules.name})",
+                highlight=False,
+                soft_wrap=True,
             )
             return
-        t = Table(title=f"{len(self.found)} new finding(s) in {self.elapsed():.1f}s")
-        for col in ("invariant", "action", "type", "rules", "class", "found after", "actions"):
-            t.add_column(col)
-        for f in sorted(self.found, key=lambda f: f.seconds):
-            s = f.signature
-            t.add_row(
-                s.invariant,
-                s.kind,
-                s.device,
-                s.rules,
-                f.category,
-                f"{f.seconds:.1f}s",
-                f"{f.original_actions} -> {f.actions}",
-            )
-        self.console.print(t)
+        from zdfuzz.baseline import LABEL_ORDER
+
+        found = sorted(self.found, key=lambda f: (LABEL_ORDER.get(f.label or "", 0), f.seconds))
+        judge = self.judge.name if self.judge is not None else None
+        titles = {
+            "new": f"new under {self.rules.name}: not in {judge}",
+            "shared": f"shared with {judge}: pre-existing",
+            "fixed": f"fixed: found under {self.rules.name}, clean under {judge}",
+            None: "found",
+        }
+        if self.of_baseline:
+            titles["shared"] = f"shared with {judge}: still there"
+        groups: dict[str | None, list[Found]] = {}
+        for f in found:
+            groups.setdefault(f.label, []).append(f)
+        n = len(self.found)
+        counts = ", ".join(f"{len(v)} {k}" for k, v in groups.items() if k is not None)
+        self.console.print(
+            f"{n} finding(s) in {self.elapsed():.1f}s" + (f" against {judge}: {counts}" if judge else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+        wide = self.console.is_terminal and self.console.width >= 120
+        for lab, fs in groups.items():
+            if not wide:
+                self.console.print(f"{len(fs)} {titles[lab]}:", highlight=False, markup=False, soft_wrap=True)
+                for f in fs:
+                    self.console.print(
+                        f"  {f.signature}  {f.category}  after {f.seconds:.1f}s  "
+                        f"{f.original_actions} -> {f.actions} actions",
+                        highlight=False,
+                        markup=False,
+                        soft_wrap=True,
+                    )
+                continue
+            t = plain_table(title=f"{len(fs)} {titles[lab]}")
+            for col in ("invariant", "action", "type", "rules", "class", "found after", "actions"):
+                t.add_column(col, no_wrap=col in ("invariant", "action", "type", "rules"))
+            for f in fs:
+                s = f.signature
+                t.add_row(
+                    s.invariant,
+                    s.kind,
+                    s.device,
+                    s.rules,
+                    f.category,
+                    f"{f.seconds:.1f}s",
+                    f"{f.original_actions} -> {f.actions}",
+                )
+            self.console.print(t)
         self.console.print("reproducers written (each with its .json metadata):", highlight=False)
-        for f in sorted(self.found, key=lambda f: f.seconds):
-            self.console.print(f"  {f.path}", highlight=False, soft_wrap=True)
+        for f in found:
+            tag = f"{f.label}: " if f.label else ""
+            self.console.print(f"  {tag}{f.path}", highlight=False, soft_wrap=True, markup=False)
         self.console.print(
             "replay one with `zdfuzz replay FILE`, read it with `zdfuzz explain FILE`", highlight=False, soft_wrap=True
         )
 
 
+def plain_table(title: str | None = None) -> Table:
+    """A table that keeps its columns' words whole at 80 columns."""
+    return Table(title=title, expand=False)
+
+
 def run(cfg: Config, console: Console | None = None) -> Campaign:
-    """Run a campaign; returns it (``.found`` holds the new findings)."""
+    """Run a campaign; returns it (``.found`` holds the new findings). With
+    ``cfg.both``, the same campaign then runs on the baseline, and the
+    baseline's campaign is ``.baseline_run`` of the result."""
     console = console or Console()
     if cfg.engine not in ENGINES:
         raise ValueError(f"unknown engine {cfg.engine!r}; engines: {', '.join(ENGINES)}")
     if cfg.seed is None:
         cfg.seed = random.SystemRandom().randrange(1 << 32)
-    c = Campaign(cfg, console)
+    c = _run_one(cfg, console)
+    if cfg.both and c.judge is not None:
+        from dataclasses import replace
+
+        assert cfg.baseline is not None
+        bcfg = replace(cfg, rules=cfg.baseline, baseline=None, both=False)
+        console.print()
+        console.print(f"the same campaign on the baseline {c.judge.name}:", highlight=False)
+        b = _run_one(bcfg, console, judge=c.rules)
+        c.baseline_run = b
+    return c
+
+
+def _run_one(cfg: Config, console: Console, judge: zdfuzz.Rules | None = None) -> Campaign:
+    c = Campaign(cfg, console, judge=judge, of_baseline=judge is not None)
+    against = f", judged against {c.judge.name}" if c.judge is not None else ""
     console.print(
-        f"zdfuzz {zdfuzz.__version__}: {cfg.engine} engine, rules {c.rules.name}, types {','.join(cfg.types)}, "
+        f"zdfuzz {zdfuzz.__version__}: {cfg.engine} engine, rules {c.rules.name}{against}, types {','.join(cfg.types)}, "
         f"{cfg.seconds:g}s, {cfg.jobs} job(s), seed {cfg.seed} (rerun with --seed {cfg.seed}), corpus {cfg.corpus}",
         highlight=False,
         soft_wrap=True,
     )
     engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
+    live = Live(c.render(), console=console, auto_refresh=False, transient=False) if console.is_terminal else None
+    c._status = time.monotonic()
     try:
-        with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
-            c.live = live
-            try:
-                engine(c)
-            except KeyboardInterrupt:
-                # everything found so far is on disk already; say what it is
-                c.interrupted = True
-                console.print("interrupted", highlight=False)
-            except StopCampaign as e:
-                console.print(f"stopped: found {e}", highlight=False)
-            finally:
+        if live is not None:
+            live.start()
+        c.live = live
+        try:
+            engine(c)
+        except KeyboardInterrupt:
+            # everything found so far is on disk already; say what it is
+            c.interrupted = True
+            console.print("interrupted", highlight=False)
+        except StopCampaign as e:
+            console.print(f"stopped: found {e}", highlight=False)
+        finally:
+            c.log_stats(force=True)
+            if live is not None:
                 live.update(c.render(), refresh=True)
-                c.live = None
+                live.stop()
+            else:
+                console.print(c.status_line(), highlight=False, markup=False, soft_wrap=True)
+            c.live = None
         console.print()
         c.summary()
     except KeyboardInterrupt:
@@ -437,7 +618,7 @@ def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent
     _worker_setup(parent)
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
-    deadline = time.monotonic() + cfg.seconds
+    deadline = worker_deadline(cfg)
 
     def emit(what: str, data: Any) -> None:
         q.put((job, what, data))
@@ -462,13 +643,34 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
     seed+job; this process deduplicates, minimizes and writes."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
+    wcfg = worker_config(c)
+    assert wcfg.deadline is not None
     procs = [
-        ctx.Process(target=target, args=(c.cfg, j, sorted(c.known), q, os.getpid()), daemon=True)
+        ctx.Process(target=target, args=(wcfg, j, sorted(c.known), q, os.getpid()), daemon=True)
         for j in range(c.cfg.jobs)
     ]
     running = len(procs)
-    hard_stop = c.start + c.cfg.seconds + 60
+    stop_at = wcfg.deadline + WORKER_GRACE
     stopped = False
+
+    def one(job: int, what: str, data: Any) -> None:
+        if what == "finding":
+            # CLOCK_MONOTONIC: the workers' clock is this process's
+            sig, text, message, category, execs, detected = data
+            c.handle(
+                Signature(*sig),
+                zdfuzz.Program.parse(text),
+                c.cfg.engine,
+                message,
+                category,
+                {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job},
+                detected,
+            )
+        elif what == "entries":
+            c.corpus.save_native_entries(data)
+        elif what == "stats":
+            c.update(f"{c.cfg.engine}-{job}", data)
+
     try:
         # the workers are born with SIGINT blocked (the mask survives fork
         # and exec) until they ignore it (_worker_setup): a Ctrl-C while
@@ -482,9 +684,9 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
         finally:
             if old_mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        while running and time.monotonic() < hard_stop:
+        while running and time.monotonic() < stop_at:
             try:
-                job, what, data = q.get(timeout=0.5)
+                job, what, data = q.get(timeout=max(0.01, min(0.5, stop_at - time.monotonic())))
             except queue.Empty:
                 c.tick()
                 if not any(p.is_alive() for p in procs):
@@ -492,31 +694,28 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
                 continue
             if what == "done":
                 running -= 1
-            elif what == "finding":
-                # CLOCK_MONOTONIC: the workers' clock is this process's
-                sig, text, message, category, execs, detected = data
-                c.handle(
-                    Signature(*sig),
-                    zdfuzz.Program.parse(text),
-                    c.cfg.engine,
-                    message,
-                    category,
-                    {"job": job, "execs": execs, "job_seed": (c.cfg.seed or 0) + job},
-                    detected,
-                )
-            elif what == "entries":
-                c.corpus.save_native_entries(data)
-            elif what == "stats":
-                c.update(f"{c.cfg.engine}-{job}", data)
+            else:
+                one(job, what, data)
     except BaseException:
         # Ctrl-C (or a stop_on finding): stop the workers now
         stopped = True
         raise
     finally:
+        # past the deadline the workers have stopped fuzzing: take what they
+        # sent (a finding is never dropped), then stop any straggler
+        while running:
+            try:
+                job, what, data = q.get(timeout=0.5)
+            except Exception:  # empty, or a worker died mid-message
+                break
+            if what == "done":
+                running -= 1
+            else:
+                one(job, what, data)
         for p in procs:
             if p.pid is None:
                 continue  # never started
-            if stopped:
+            if stopped or p.is_alive():
                 p.terminate()
             p.join(timeout=5)
             if p.is_alive():
@@ -577,7 +776,7 @@ def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, pa
             cfg,
             cfg.seed + job,
             set(map(Signature._make, known)),
-            time.monotonic() + cfg.seconds,
+            worker_deadline(cfg),
             execs,
             lambda what, data: q.put((job, what, data)),
         )

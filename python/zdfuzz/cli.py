@@ -31,9 +31,65 @@ from zdfuzz.corpus import CorpusError
 from zdfuzz.term import SafeConsole, styled
 
 # user text (preset names, paths, corpus metadata) is printed as text: no
-# markup, control characters escaped (zdfuzz.term)
-console = SafeConsole()
+# markup, control characters escaped (zdfuzz.term); rich leaves out colour
+# when NO_COLOR is set (https://no-color.org) and when the output is not a
+# terminal, and `zdfuzz --no-color` turns it off too
+console = SafeConsole(soft_wrap=True)
 err_console = SafeConsole(stderr=True, soft_wrap=True)
+
+
+#: Console options of this invocation (`--no-color`: no styles at all)
+_styles: dict[str, Any] = {}
+
+
+def quiet_console() -> SafeConsole:
+    """Where a --json command's human output goes: stderr, so that stdout
+    is one JSON document."""
+    return SafeConsole(stderr=True, soft_wrap=True, **_styles)
+
+
+def emit_json(d: dict[str, Any]) -> None:
+    from zdfuzz.jsonout import dumps
+
+    click.echo(dumps(d))
+
+
+def wide() -> bool:
+    """Tables only on a terminal wide enough for them; else plain lines
+    (logs, pipes, 80 columns), which never cut a name or a word."""
+    return console.is_terminal and console.width >= 120
+
+
+def wrapped(text: str, indent: int) -> str:
+    """``text`` wrapped at spaces to the console's width (at least 80 columns
+    when not a terminal), never inside a word."""
+    import textwrap
+
+    width = max(console.width if console.is_terminal else 80, 40)
+    return textwrap.fill(
+        text,
+        width=width,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def plain(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def table(title: str | None = None, *columns: str, names: tuple[str, ...] = ()) -> Table:
+    """A table whose ``names`` columns (switch names, file paths, anything
+    a user types) are never cut or wrapped; other columns wrap at spaces."""
+    t = Table(title=title)
+    for col in columns:
+        if col in names:
+            t.add_column(col, no_wrap=True, overflow="ignore")
+        else:
+            t.add_column(col, overflow="fold")
+    return t
 
 
 def load_rules(name: str) -> zdfuzz.Rules:
@@ -72,21 +128,45 @@ class Main(click.Group):
 
 @click.group(cls=Main)
 @click.version_option(zdfuzz.__version__, prog_name="zdfuzz")
-def main() -> None:
+@click.option("--no-color", is_flag=True, help="No colour or styles (also: the NO_COLOR environment variable).")
+def main(no_color: bool) -> None:
     """Fuzz and model-check Linux ZONE_DEVICE reference counting."""
+    global console, err_console
+    # made per invocation: NO_COLOR, FORCE_COLOR and COLUMNS are read now
+    _styles.clear()
+    if no_color:
+        _styles.update(color_system=None, no_color=True)
+    console = SafeConsole(soft_wrap=True, **_styles)
+    err_console = SafeConsole(stderr=True, soft_wrap=True, **_styles)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
 @click.option("--quiet", is_flag=True, help="Print only the verdict line.")
-def replay(file: str, rules_name: str | None, quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.replay/1).")
+def replay(file: str, rules_name: str | None, quiet: bool, as_json: bool) -> None:
     """Run a .zdf program: exit 0 when clean, 1 on a violation, 2 on bad input."""
     program, rules = inputs.load(file, rules_name)
     try:
         verdict = zdfuzz.Machine.for_program(program, rules=rules).run(program)
     except zdfuzz.ProgramError as e:
         raise _bad_replay(file, e) from e
+    if as_json:
+        from zdfuzz.jsonout import doc, sig_json, violation_json
+
+        emit_json(
+            doc(
+                "replay",
+                file=file,
+                rules=rules.name,
+                ok=verdict.ok,
+                steps=verdict.steps,
+                signature=sig_json(verdict.signature),
+                violation=violation_json(verdict.violation),
+            )
+        )
+        raise SystemExit(0 if verdict.ok else 1)
     if verdict.ok:
         console.print(f"clean under {rules.name}: {verdict.steps} steps (program + drain), no violation")
         raise SystemExit(0)
@@ -112,19 +192,53 @@ def rules() -> None:
 
 
 @rules.command("list")
-def rules_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.rules-list/1).")
+def rules_list(as_json: bool) -> None:
     """The built-in presets."""
-    table = Table(title="rules presets")
-    for col in ("name", "kernel", "aliases", "what changes"):
-        table.add_column(col)
     aliases = dict(zdfuzz.Rules.aliases())
-    for name in zdfuzz.Rules.presets():
-        r = zdfuzz.Rules.preset(name)
-        table.add_row(name, r.kernel, ", ".join(aliases.get(name, [])), r.description)
-    console.print(table)
-    reg = Table(title="regression presets: the code before one historical fix")
-    for col in ("name", "fixed in", "fix"):
-        reg.add_column(col)
+    presets = [zdfuzz.Rules.preset(name) for name in zdfuzz.Rules.presets()]
+    if as_json:
+        from zdfuzz.jsonout import doc
+
+        emit_json(
+            doc(
+                "rules-list",
+                presets=[
+                    {
+                        "name": r.name,
+                        "kernel": r.kernel,
+                        "base": r.base,
+                        "aliases": aliases.get(r.name, []),
+                        "description": r.description,
+                    }
+                    for r in presets
+                ],
+                regressions=[
+                    {"name": n, "fixed_in": fixed_in, "fix": fix} for n, fixed_in, fix in zdfuzz.Rules.regressions()
+                ],
+            )
+        )
+        return
+    if not wide():
+        plain("rules presets:")
+        for r in presets:
+            also = ", ".join(aliases.get(r.name, []))
+            plain(
+                f"  {r.name} ({r.kernel})"
+                + (f" based on {r.base}" if r.base else "")
+                + (f"; also {also}" if also else "")
+            )
+            plain(wrapped(r.description, 6))
+        plain("regression presets (the code before one historical fix):")
+        for name, fixed_in, fix in zdfuzz.Rules.regressions():
+            plain(f"  {name} (fixed in {fixed_in})")
+            plain(wrapped(fix, 6))
+        return
+    t = table("rules presets", "name", "kernel", "base", "aliases", "what changes", names=("name", "base", "aliases"))
+    for r in presets:
+        t.add_row(r.name, r.kernel, r.base or "-", ", ".join(aliases.get(r.name, [])), r.description)
+    console.print(t)
+    reg = table("regression presets: the code before one historical fix", "name", "fixed in", "fix", names=("name",))
     for name, fixed_in, fix in zdfuzz.Rules.regressions():
         reg.add_row(name, fixed_in, fix)
     console.print(reg)
@@ -133,25 +247,100 @@ def rules_list() -> None:
 @rules.command("show")
 @click.argument("name")
 @click.option("--toml", "as_toml", is_flag=True, help="Print the preset as an editable TOML file.")
-def rules_show(name: str, as_toml: bool) -> None:
-    """Every switch of a preset (or TOML rules file), with its meaning."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.rules-show/1).")
+def rules_show(name: str, as_toml: bool, as_json: bool) -> None:
+    """Every switch of a preset (or TOML rules file), with its meaning; the
+    switches it sets over its base are marked `*`, with the base's value."""
+    from zdfuzz.baseline import overrides
+
     r = load_rules(name)
     if as_toml:
         click.echo(r.to_toml())
         return
-    console.print(styled(r.name, "bold"), f"({r.kernel}){' based on ' + r.base if r.base else ''}")
-    console.print(r.description)
-    table = Table()
-    for col in ("switch", "value", "meaning"):
-        table.add_column(col)
-    for key, value, doc in r.switches():
-        table.add_row(key, value, doc)
-    console.print(table)
+    over = overrides(name)
+    if as_json:
+        from zdfuzz.jsonout import doc
+
+        emit_json(
+            doc(
+                "rules-show",
+                name=r.name,
+                kernel=r.kernel,
+                base=r.base,
+                description=r.description,
+                switches=[
+                    {
+                        "switch": k,
+                        "value": v,
+                        "doc": d,
+                        "overridden": k in over,
+                        "base_value": over.get(k),
+                    }
+                    for k, v, d in r.switches()
+                ],
+            )
+        )
+        return
+    console.print(styled(r.name, "bold"), f"({r.kernel}){' based on ' + r.base if r.base else ''}", highlight=False)
+    plain(wrapped(r.description, 0))
+    if r.base:
+        console.print(f"{len(over)} switch(es) set over {r.base}, marked *", highlight=False)
+    if not wide():
+        for key, value, doc_ in r.switches():
+            base_value = f"   ({r.base}: {over.get(key)})" if key in over and r.base else ""
+            plain(f"{'*' if key in over else ' '} {key} = {value}{base_value}")
+            plain(wrapped(doc_, 6))
+        return
+    t = table(None, "", "switch", "value", f"{r.base} value" if r.base else "base", "meaning", names=("switch",))
+    for key, value, doc_ in r.switches():
+        mark = "*" if key in over else ""
+        base_value = (over.get(key) or "") if key in over else ""
+        t.add_row(mark, key, value, base_value, doc_)
+    console.print(t)
+
+
+@rules.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.rules-diff/1).")
+def rules_diff_cmd(a: str, b: str, as_json: bool) -> None:
+    """The switches whose values differ between rule sets A and B, with their docs."""
+    from zdfuzz.baseline import rules_diff
+
+    ra, rb = load_rules(a), load_rules(b)
+    diffs = rules_diff(a, b)
+    if as_json:
+        from zdfuzz.jsonout import doc
+
+        emit_json(
+            doc(
+                "rules-diff",
+                a=ra.name,
+                b=rb.name,
+                switches=[{"switch": d.switch, "a": d.a, "b": d.b, "doc": d.doc} for d in diffs],
+            )
+        )
+        return
+    console.print(f"{len(diffs)} switch(es) differ between {ra.name} and {rb.name}", highlight=False)
+    if diffs and not wide():
+        for d in diffs:
+            plain(f"{d.switch}: {ra.name} {d.a} -> {rb.name} {d.b}")
+            plain(wrapped(d.doc, 4))
+    elif diffs:
+        t = table(None, "switch", ra.name, rb.name, "meaning", names=("switch",))
+        for d in diffs:
+            t.add_row(d.switch, d.a, d.b, d.doc)
+        console.print(t)
 
 
 @main.command()
 def kinds() -> None:
     """Every action kind a program can use."""
+    if not wide():
+        for name, args, doc in zdfuzz.action_kinds():
+            plain(f"{name} {' '.join(f'{a}=' for a in args)}".rstrip())
+            plain(wrapped(doc, 4))
+        return
     table = Table(title="actions (.zdf)")
     for col in ("action", "operands", "models"):
         table.add_column(col)
@@ -182,6 +371,19 @@ def kinds() -> None:
 @click.option("--max-seconds", type=float, help="Stop with a partial result after this long.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Write the counterexample (.zdf) here.")
 @click.option("--quiet", is_flag=True, help="No progress and no per-depth table.")
+@click.option(
+    "--baseline",
+    "baseline_name",
+    help="Explore past counterexamples these rules share (same signature): the shortest one new to --rules.",
+)
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="SIGNATURE",
+    help='Explore past this signature, e.g. "I-L2 memunmap_pages generic" (repeatable).',
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.explore/1).")
 def explore(
     rules_name: str,
     types: str | None,
@@ -204,6 +406,9 @@ def explore(
     max_seconds: float | None,
     out: str | None,
     quiet: bool,
+    baseline_name: str | None,
+    ignore: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Explore every program of up to DEPTH actions, breadth-first.
 
@@ -212,8 +417,26 @@ def explore(
     .zdf program. Exit 0 clean, 1 counterexample, 2 bad input, 3 stopped by
     --max-memory/--max-seconds, 130 interrupted (Ctrl-C prints the partial
     result).
+
+    With --baseline B, a counterexample that breaks B the same way (same
+    invariant, action kind and device type) is skipped and the search goes
+    on past its signature, until one new to --rules is found; --ignore
+    skips the signatures listed.
     """
+    from zdfuzz.baseline import explore_new
+
     rules = load_rules(rules_name)
+    baseline = load_rules(baseline_name) if baseline_name else None
+    ignored: list[tuple[str, ...]] = []
+    for sig in ignore:
+        words = tuple(sig.replace(",", " ").split())
+        if len(words) not in (3, 4):
+            raise click.BadParameter(
+                f"{sig!r}: a signature is INVARIANT KIND DEVICE [RULES], e.g. 'I-L2 memunmap_pages generic'",
+                param_hint="--ignore",
+            )
+        ignored.append(words)
+    out_console = quiet_console() if as_json else console
     live: Live | None = None
     last_depth = [-1]
 
@@ -251,8 +474,19 @@ def explore(
             order=order,
             faults=int(faults),
         )
-        result = zdfuzz.explore(
+
+        def skipped(s: Any) -> None:
+            msg = f"skipped {s.signature.invariant} {s.signature.kind} {s.signature.device} ({len(s.program)} actions): {s.why}"
+            if live is not None:
+                live.console.print(msg, markup=False, highlight=False)
+            else:
+                err_console.print(msg, markup=False, highlight=False)
+
+        found = explore_new(
             rules,
+            baseline=baseline,
+            ignore=ignored,
+            on_skip=skipped,
             shape=shape,
             depth=depth,
             threads=threads,
@@ -262,6 +496,7 @@ def explore(
             max_seconds=max_seconds,
             progress=progress,
         )
+        result = found.result
     except zdfuzz.ZdfuzzError as e:
         err_console.print(f"explore: {error_line(e)}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
@@ -269,20 +504,32 @@ def explore(
         if live is not None:
             live.stop()
     if not quiet:
-        table = Table(title=f"{rules.name}: states by depth ({result.reduction} reduction, {result.threads} threads)")
+        t = Table(title=f"{rules.name}: states by depth ({result.reduction} reduction, {result.threads} threads)")
         for col in ("depth", "new states", "states", "transitions"):
-            table.add_column(col, justify="right")
+            t.add_column(col, justify="right")
         for d, new, states, transitions in result.levels:
-            table.add_row(str(d), f"{new:,}", f"{states:,}", f"{transitions:,}")
-        console.print(table)
-    console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+            t.add_row(str(d), f"{new:,}", f"{states:,}", f"{transitions:,}")
+        out_console.print(t)
+    out_console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+    if found.skipped:
+        out_console.print(
+            f"explored past {len(found.skipped)} signature(s) "
+            + (f"{baseline.name} shares" if baseline else "listed with --ignore"),
+            highlight=False,
+            soft_wrap=True,
+        )
     program = result.counterexample
+    text = None
     if program is not None:
         v = result.violation
         assert v is not None
-        console.print(styled(v.invariant, "bold red"), f"({v.category}) at step {v.step}: ", end="")
-        console.print(v.action, markup=False, highlight=False)
-        console.print(f"  {v.message}", markup=False, highlight=False, soft_wrap=True)
+        out_console.print(styled(v.invariant, "bold red"), f"({v.category}) at step {v.step}: ", end="")
+        out_console.print(v.action, markup=False, highlight=False)
+        out_console.print(f"  {v.message}", markup=False, highlight=False, soft_wrap=True)
+        if found.baseline_replay is not None:
+            out_console.print(
+                f"  new: {found.baseline_replay.describe()}", markup=False, highlight=False, soft_wrap=True
+            )
         text = (
             f"# zdfuzz explore: shortest counterexample, {len(program)} actions"
             f" ({v.invariant}, {v.category}); replay with `zdfuzz replay FILE`\n" + program.to_text()
@@ -292,8 +539,14 @@ def explore(
 
             # a new file renamed over OUT: a symlink at OUT is replaced, its target untouched
             atomic_write(Path(out), text)
-            console.print(f"reproducer written to {out}", markup=False)
+            out_console.print(f"reproducer written to {out}", markup=False)
+    if as_json:
+        from zdfuzz.jsonout import explore_json
+
+        emit_json(explore_json(result, rules.name, found, out if program is not None else None))
+    elif text is not None:
         click.echo(text, nl=not text.endswith("\n"))
+    if program is not None:
         raise SystemExit(1)
     if result.stop == "interrupted":
         raise SystemExit(130)
@@ -408,6 +661,14 @@ def _types(value: str) -> tuple[str, ...]:
     is_flag=True,
     help="Failure injection (native, hypothesis): programs may make kernel calls fail (fail_next), so error paths run.",
 )
+@click.option(
+    "--baseline",
+    "baseline_name",
+    help="Replay each finding under these rules and label it new or shared "
+    "(default: the `base` the rules override; `none`: no labels).",
+)
+@click.option("--both", is_flag=True, help="Also run the same campaign on the baseline: its findings fixed or shared.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema zdfuzz.fuzz/1).")
 def fuzz(
     rules_name: str,
     types_: str,
@@ -419,18 +680,31 @@ def fuzz(
     execs: int | None,
     max_actions: int,
     faults: bool,
+    baseline_name: str | None,
+    both: bool,
+    as_json: bool,
 ) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
-    reproducer plus JSON metadata under CORPUS/findings."""
+    reproducer plus JSON metadata under CORPUS/findings, labelled against
+    the baseline: new (breaks only under --rules), shared (the baseline
+    breaks the same way), and with --both, fixed."""
     from zdfuzz import campaign
     from zdfuzz.corpus import CorpusError
     from zdfuzz.drivers.sancov import SetupError
 
     types = _types(types_)
-    load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
+    rules = load_rules(rules_name)  # a bad --rules is bad input (exit 2) before the campaign starts
     if faults and engine == "atheris":
         err_console.print("--faults: the native and hypothesis engines inject failures (not atheris)", style="red")
         raise SystemExit(2)
+    if baseline_name is None:
+        baseline_name = rules.base
+    elif baseline_name.lower() == "none":
+        baseline_name = None
+    if baseline_name is not None:
+        load_rules(baseline_name)
+    if both and baseline_name is None:
+        raise click.BadParameter(f"{rules.name} has no base: name one with --baseline", param_hint="--both")
     cfg = campaign.Config(
         rules=rules_name,
         types=types,
@@ -442,24 +716,133 @@ def fuzz(
         execs=execs,
         max_actions=max_actions,
         faults=faults,
+        baseline=baseline_name,
+        both=both,
     )
+    out = quiet_console() if as_json else console
     try:
-        c = campaign.run(cfg, console)
+        c = campaign.run(cfg, out)
     except SetupError as e:
         err_console.print(f"--engine {engine}: {e}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
     except CorpusError as e:
         err_console.print(str(e), style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
+    if as_json:
+        from zdfuzz.jsonout import fuzz_json
+
+        emit_json(fuzz_json(c))
     if c.interrupted:
         raise SystemExit(130)
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--time",
+    "seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds of native fuzzing per rule set (0: explore only).",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(0, 64),
+    default=12,
+    show_default=True,
+    help="Longest program explored exhaustively, per device type.",
+)
+@click.option("--types", "types_", default=",".join(TYPES), show_default=True, help="Device types, comma-separated.")
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(file_okay=False),
+    default="zdfuzz-compare",
+    show_default=True,
+    help="Where the reproducers go (DIR/findings).",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.compare/1).")
+def compare(a: str, b: str, seconds: float, depth: int, types_: str, corpus_dir: str, seed: int, as_json: bool) -> None:
+    """What rule set B breaks and fixes compared with A.
+
+    Fuzzes both (native engine, --time each) and explores both exhaustively
+    (one small machine per device type, up to --depth actions); every
+    reproducer is then replayed under both rule sets. A bug (invariant,
+    action kind, device type) is broken by B when some reproducer breaks it
+    under B and none under A, fixed by B the other way round, unchanged
+    when a reproducer breaks it under both. Exit 1 when B breaks something.
+    """
+    from zdfuzz.baseline import BROKEN, FIXED, UNCHANGED
+    from zdfuzz.baseline import compare as run_compare
+
+    ra, rb = load_rules(a), load_rules(b)
+    types = _types(types_)
+    log = quiet_console()
+    result = run_compare(
+        ra,
+        rb,
+        seconds=seconds,
+        depth=depth,
+        types=types,
+        corpus=Path(corpus_dir),
+        seed=seed,
+        console=log,
+        sources=(a, b),
+    )
+    broken = result.by(BROKEN)
+    if as_json:
+        from zdfuzz.jsonout import doc, row_json
+
+        emit_json(
+            doc(
+                "compare",
+                a=ra.name,
+                b=rb.name,
+                seconds=seconds,
+                depth=depth,
+                types=list(types),
+                seed=seed,
+                corpus=corpus_dir,
+                counts={v: len(result.by(v)) for v in (BROKEN, FIXED, UNCHANGED)},
+                rows=[row_json(r) for r in result.rows],
+            )
+        )
+        raise SystemExit(1 if broken else 0)
+    plain(
+        f"{ra.name} -> {rb.name}: {len(broken)} broken, {len(result.by(FIXED))} fixed, "
+        f"{len(result.by(UNCHANGED))} unchanged "
+        f"(native fuzzing {seconds:g}s per rule set, exhaustive to depth {depth} per device type)"
+    )
+    heads = {
+        BROKEN: f"broken by {rb.name}: breaks under {rb.name}, no reproducer breaks it under {ra.name}",
+        FIXED: f"fixed by {rb.name}: breaks under {ra.name}, no reproducer breaks it under {rb.name}",
+        UNCHANGED: "unchanged: a reproducer breaks it under both",
+    }
+    for verdict in (BROKEN, FIXED, UNCHANGED):
+        rows = result.by(verdict)
+        plain("")
+        plain(f"{heads[verdict]} ({len(rows)})")
+        if not rows:
+            plain("  (none)")
+        for r in rows:
+            w = r.reproducer
+            plain(f"  {' '.join(r.bug)}: {len(w.program)} actions ({w.engine}) {w.path}")
+            plain(f"      {r.other.describe()}")
+    if broken:
+        plain("")
+        plain("replay one with `zdfuzz replay FILE --rules A|B`, read it with `zdfuzz explain FILE`")
+    raise SystemExit(1 if broken else 0)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here (default: print it).")
-def minimize(file: str, rules_name: str | None, output: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.minimize/1).")
+def minimize(file: str, rules_name: str | None, output: str | None, as_json: bool) -> None:
     """Shrink a reproducer, keeping its signature (invariant, action kind,
     device type, rules); the result is 1-minimal."""
     import time
@@ -479,6 +862,25 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
     text = f"# {sig}: minimized from {r.original_len} to {len(r.program)} actions\n" + r.program.to_text()
     if output:
         atomic_write(Path(output), text)
+    if as_json:
+        from zdfuzz.jsonout import doc, sig_json
+
+        emit_json(
+            doc(
+                "minimize",
+                file=file,
+                rules=rules.name,
+                signature=sig_json(r.signature),
+                original_actions=r.original_len,
+                actions=len(r.program),
+                runs=r.runs,
+                seconds=round(dt, 3),
+                program=text,
+                output=output,
+            )
+        )
+        return
+    if output:
         err_console.print(
             f"{sig}: {r.original_len} -> {len(r.program)} actions in {dt:.2f}s ({r.runs} runs) -> {output}",
             markup=False,
@@ -496,7 +898,8 @@ def minimize(file: str, rules_name: str | None, output: str | None) -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
-def explain(file: str, rules_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.explain/1).")
+def explain(file: str, rules_name: str | None, as_json: bool) -> None:
     """Each step of a program: the kernel function it models, the CPU, the
     refcount/mapcount/pgmap-reference changes; then the violated invariant.
     Exit 0 clean, 1 violation, 2 bad input."""
@@ -507,9 +910,88 @@ def explain(file: str, rules_name: str | None) -> None:
         e = explain_program(program, rules)
     except zdfuzz.ProgramError as err:
         raise _bad_replay(file, err) from err
+    if as_json:
+        from zdfuzz.jsonout import doc, sig_json, violation_json
+
+        emit_json(
+            doc(
+                "explain",
+                file=file,
+                rules=e.rules,
+                steps=[
+                    {
+                        "step": s.step,
+                        "action": s.action,
+                        "cpu": s.cpu,
+                        "models": s.models,
+                        "changes": s.changes,
+                        "notes": s.notes,
+                        "drain": s.drain,
+                    }
+                    for s in e.steps
+                ],
+                signature=sig_json(e.signature),
+                violation=violation_json(e.violation),
+                text=e.lines(),
+            )
+        )
+        raise SystemExit(0 if e.violation is None else 1)
     # line by line as plain text (a long program's narrative is long)
     e.write(console.file)
     raise SystemExit(0 if e.violation is None else 1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--as",
+    "fmt",
+    type=click.Choice(["pytest", "kernel-comment"]),
+    required=True,
+    help="pytest: a standalone test asserting the verdict; kernel-comment: the steps as a C comment.",
+)
+@click.option("--rules", "rules_name", help="Preset name or TOML file; default: the program's `rules` line.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write it here (default: print it).")
+def export(file: str, fmt: str, rules_name: str | None, output: str | None) -> None:
+    """A reproducer as a pytest test (asserting its verdict under the rules)
+    or as a commented step list to paste into a patch review."""
+    from zdfuzz.corpus import atomic_write
+    from zdfuzz.export import as_kernel_comment, as_pytest
+
+    program = read_program(file)
+    rules = load_rules(rules_name or program.rules)
+    try:
+        zdfuzz.Machine.for_program(program, rules=rules).run(program, trace=False)
+        text = (as_pytest if fmt == "pytest" else as_kernel_comment)(program, rules, file)
+    except zdfuzz.ProgramError as e:
+        raise _bad_replay(file, e) from e
+    if output:
+        atomic_write(Path(output), text)
+        err_console.print(f"written to {output}", markup=False, highlight=False)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True, help="The HTML file."
+)
+def report(directory: str, output: str) -> None:
+    """One self-contained HTML page about the campaigns under DIRECTORY:
+    executions/s and coverage over time, findings by invariant and device
+    type, new/shared/fixed against the baseline, each finding explained and
+    downloadable."""
+    from zdfuzz.corpus import CorpusError, atomic_write
+    from zdfuzz.htmlreport import build
+
+    try:
+        page = build(Path(directory))
+    except CorpusError as e:
+        err_console.print(str(e), style="red", markup=False)
+        raise SystemExit(2) from e
+    atomic_write(Path(output), page)
+    plain(f"report written to {output}")
 
 
 @main.group()
@@ -519,32 +1001,65 @@ def corpus() -> None:
 
 @corpus.command("list")
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-def corpus_list(directory: str) -> None:
-    """Every finding in DIRECTORY: signature, engine, time to find, size."""
-    from zdfuzz.corpus import Corpus, CorpusError
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schema zdfuzz.corpus-list/1).")
+def corpus_list(directory: str, as_json: bool) -> None:
+    """Every finding in DIRECTORY and its subdirectories (a soak's campaigns):
+    signature, label against the baseline, engine, time to find, size."""
+    from zdfuzz.corpus import CorpusError, corpora_under
 
     try:
-        found = Corpus(directory).findings()
+        found = [f for c in corpora_under(Path(directory)) for f in c.findings()]
     except CorpusError as e:
         err_console.print(str(e), style="red", markup=False)
         raise SystemExit(2) from e
-    table = Table(title=f"{len(found)} finding(s) in {directory}")
-    for col in ("invariant", "action", "type", "rules", "engine", "found after", "actions", "file"):
-        table.add_column(col)
+    if as_json:
+        from zdfuzz.jsonout import doc, stored_json
+
+        emit_json(doc("corpus-list", directory=directory, findings=[stored_json(f) for f in found]))
+        return
+    plain(f"{len(found)} finding(s) in {directory}")
+    if not wide():
+        for f in found:
+            t = f.meta.get("time_to_find")
+            label = f.meta.get("label")
+            plain(
+                f"  {f.signature}"
+                + (f" ({label} vs {f.meta.get('baseline')})" if label else "")
+                + f"  {f.meta.get('engine', '?')}"
+                + (f" after {t:.1f}s" if isinstance(t, int | float) else "")
+                + f"  {f.meta.get('actions', '?')} actions"
+                + ("" if f.minimized else " (not minimized)")
+            )
+            plain(f"      {f.zdf}")
+        return
+    t = table(
+        None,
+        "invariant",
+        "action",
+        "type",
+        "rules",
+        "label",
+        "engine",
+        "found after",
+        "actions",
+        "file",
+        names=("invariant", "action", "type", "rules", "file"),
+    )
     for f in found:
         s = f.signature
-        t = f.meta.get("time_to_find")
-        table.add_row(
+        tt = f.meta.get("time_to_find")
+        t.add_row(
             s.invariant,
             s.kind,
             s.device,
             s.rules,
+            str(f.meta.get("label") or "-"),
             str(f.meta.get("engine", "?")),
-            f"{t:.1f}s" if isinstance(t, int | float) else "?",
+            f"{tt:.1f}s" if isinstance(tt, int | float) else "?",
             str(f.meta.get("actions", "?")) + ("" if f.minimized else " (not minimized)"),
-            f.zdf.name,
+            str(f.zdf),
         )
-    console.print(table)
+    console.print(t)
 
 
 @corpus.command("check")
@@ -606,6 +1121,13 @@ def regressions_list() -> None:
     """Every catalogued bug the model replays, with its presets."""
     from zdfuzz import regressions as reg
 
+    if not wide():
+        for b in reg.BUGS:
+            path = reg.reproducer_path(b)
+            plain(f"{b.name}: {b.invariant} under {b.preset} ({','.join(b.types)}), fixed in {b.fixed_in}")
+            plain(wrapped(b.fix, 4))
+            plain(f"    {reg.display_path(path) if path.is_file() else '(no reproducer yet)'}")
+        return
     table = Table(title="regressions")
     for col in ("name", "buggy preset", "types", "invariant", "fixed in", "fix", "reproducer"):
         table.add_column(col)
@@ -618,7 +1140,7 @@ def regressions_list() -> None:
             b.invariant,
             b.fixed_in,
             b.fix,
-            str(path.relative_to(reg.ROOT.parent.parent)) if path.is_file() else "-",
+            reg.display_path(path) if path.is_file() else "-",
         )
     console.print(table)
 
@@ -656,10 +1178,15 @@ def regressions_check(root: str | None) -> None:
     and be clean under the fixing preset. Exit 1 otherwise."""
     from zdfuzz import regressions as reg
 
-    problems = reg.check(Path(root) if root else reg.ROOT)
+    where = Path(root) if root else reg.ROOT
+    n = len(reg.entries(where))
+    if n == 0:
+        # a check of nothing must not pass
+        err_console.print(f"{where}: no reproducers (<preset>/<name>.zdf) to check", style="red", markup=False)
+        raise SystemExit(2)
+    problems = reg.check(where)
     for p in problems:
         err_console.print(p, style="red", markup=False)
-    n = len(reg.entries(Path(root) if root else reg.ROOT))
     if problems:
         raise SystemExit(1)
     console.print(f"{n} reproducer(s): each breaks its invariant under its preset and is clean under its fix")

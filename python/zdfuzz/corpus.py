@@ -454,6 +454,20 @@ def check_finding(f: StoredFinding, rules: zdfuzz.Rules | None = None) -> Check:
     )
 
 
+def corpora_under(root: Path) -> list[Corpus]:
+    """Every campaign directory at or below ``root`` (one with a
+    ``findings`` directory), in path order: a soak keeps one per campaign."""
+    out: list[Corpus] = []
+    for d in sorted([root, *(p for p in root.rglob("findings") if p.is_dir() and not p.is_symlink())]):
+        base = d if d == root else d.parent
+        f = base / "findings"
+        # the directory asked for is a corpus whenever it has a `findings`
+        # entry at all: a file or a symlink there is reported by findings()
+        if (f.is_dir() or (base == root and (f.exists() or f.is_symlink()))) and all(c.root != base for c in out):
+            out.append(Corpus(base))
+    return out
+
+
 def load_program(path: str | os.PathLike[str]) -> zdfuzz.Program:
     """Read a ``.zdf`` file; errors name the file, the line and the problem
     (raised as ``CorpusError``)."""

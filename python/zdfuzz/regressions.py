@@ -26,8 +26,20 @@ from rich.console import Console
 import zdfuzz
 from zdfuzz.corpus import atomic_write
 
-#: where the regression corpus lives in a checkout
-ROOT = Path(__file__).resolve().parents[2] / "corpus" / "regressions"
+#: the regression corpus: shipped inside the package (a checkout's
+#: ``corpus/regressions`` links here), so ``zdfuzz regressions check`` works
+#: from a wheel
+ROOT = Path(__file__).resolve().parent / "data" / "regressions"
+#: the programs behind docs/answers.md (``corpus/answers`` in a checkout)
+ANSWERS = Path(__file__).resolve().parent / "data" / "answers"
+
+
+def display_path(p: Path) -> str:
+    """``corpus/regressions/<preset>/<name>.zdf`` for the shipped corpus, else ``p``."""
+    try:
+        return f"corpus/regressions/{p.relative_to(ROOT)}"
+    except ValueError:
+        return str(p)
 
 
 @dataclass(frozen=True)
@@ -219,7 +231,7 @@ def find(
             f, text, meta = min(hits, key=lambda x: x[0].seconds)
             break
     else:
-        console.print(f"[red]{b.name}: {b.invariant} not found under {b.preset}[/red]")
+        console.print(f"{b.name}: {b.invariant} not found under {b.preset}", style="red")
         return None
     # under the fix: the same campaign must not find this signature
     fixed = _campaign(b.fixed_in, b.types, seconds, s, engine, console)
@@ -234,7 +246,7 @@ def find(
         f"# {b.name}: {b.fix}\n"
         f"# Catalogue: {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
         f"# {b.preset}; {b.invariant}: {f.message}\n"
-        f"# Replay: zdfuzz replay {out.relative_to(root.parent.parent) if root == ROOT else out.name}"
+        f"# Replay: zdfuzz replay {display_path(out) if root == ROOT else out.name}"
         f"   # and with --rules {b.fixed_in}: clean\n"
     )
     body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))

@@ -35,6 +35,13 @@
 //! the violating transition with the smallest key, rebuilt by following
 //! parent keys back to the initial state and replayed with tracing.
 //!
+//! Violations whose signature is in [`Options::ignore`] (bugs a baseline
+//! already has, or that the user has seen) do not end the search: a
+//! transition that breaks only ignored invariants is pruned (every longer
+//! program through it would report that violation first), and a state whose
+//! drain breaks only ignored ones stays in the frontier. The counterexample
+//! is then the shortest program whose violation is not ignored.
+//!
 //! # Memory
 //!
 //! The visited set holds one 64-bit fingerprint per state (hash
@@ -50,6 +57,7 @@ use crate::fingerprint::{hash_words, Canon, Reduction};
 use crate::machine::{Machine, State, Verdict};
 use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
 use crate::program::Program;
+use crate::signature::{signature, Signature};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
@@ -84,6 +92,9 @@ pub struct Options {
     pub bitstate_bytes: Option<u64>,
     /// stop (with a partial result) after this many seconds
     pub max_seconds: Option<f64>,
+    /// violations to explore past: (invariant, action kind, device type);
+    /// an empty `rules` matches any rules
+    pub ignore: Vec<Signature>,
 }
 
 impl Default for Options {
@@ -95,6 +106,7 @@ impl Default for Options {
             max_memory: 4 << 30,
             bitstate_bytes: None,
             max_seconds: None,
+            ignore: Vec::new(),
         }
     }
 }
@@ -412,6 +424,27 @@ impl Machine {
     fn broken(&self) -> bool {
         self.violation.is_some() || self.conformance.is_some()
     }
+
+    /// Broken by a violation whose signature is not in `ignore`.
+    fn breaks(&self, ignore: &[Signature]) -> bool {
+        if ignore.is_empty() {
+            return self.broken();
+        }
+        let counts = |v: &Option<crate::oracle::Violation>| {
+            v.as_ref().is_some_and(|v| !is_ignored(&signature(&self.layout, &self.rules.name, v), ignore))
+        };
+        counts(&self.violation) || counts(&self.conformance)
+    }
+}
+
+/// `sig` is in `ignore` (an entry with empty `rules` matches any rules).
+pub fn is_ignored(sig: &Signature, ignore: &[Signature]) -> bool {
+    ignore.iter().any(|i| {
+        i.invariant == sig.invariant
+            && i.kind == sig.kind
+            && i.device == sig.device
+            && (i.rules.is_empty() || i.rules == sig.rules)
+    })
 }
 
 /// The actions to explore from `m`'s state: all enabled ones, or under
@@ -596,10 +629,12 @@ struct Worker {
     violation: Option<u64>,
     transitions: u64,
     error: Option<ExploreError>,
+    /// signatures to explore past ([`Options::ignore`])
+    ignore: Vec<Signature>,
 }
 
 impl Worker {
-    fn new(cfg: &Config) -> Result<Worker, ExploreError> {
+    fn new(cfg: &Config, ignore: &[Signature]) -> Result<Worker, ExploreError> {
         let mk = || Machine::new(cfg.clone()).map_err(ExploreError::Config);
         Ok(Worker {
             parent: mk()?,
@@ -615,6 +650,7 @@ impl Worker {
             violation: None,
             transitions: 0,
             error: None,
+            ignore: ignore.to_vec(),
         })
     }
 
@@ -653,7 +689,7 @@ impl Worker {
     fn drain_breaks(&mut self) -> bool {
         self.drain.load_state(&self.m.s);
         self.drain.finish();
-        self.drain.broken()
+        self.drain.breaks(&self.ignore)
     }
 }
 
@@ -710,7 +746,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
     }
     .clamp(1, 256);
     let reduction = opts.reduction;
-    let mut workers = (0..threads).map(|_| Worker::new(cfg)).collect::<Result<Vec<_>, _>>()?;
+    let mut workers = (0..threads).map(|_| Worker::new(cfg, &opts.ignore)).collect::<Result<Vec<_>, _>>()?;
     let mut shards: Vec<Shard> = (0..SHARDS)
         .map(|_| match opts.bitstate_bytes {
             Some(b) => Shard::Bits(vec![0; ((b / 8 / SHARDS as u64).max(1)) as usize]),
@@ -1060,7 +1096,7 @@ fn expand(
     reduction: Reduction,
 ) -> Result<(), ExploreError> {
     w.load_parent(frontier, i, reduction)?;
-    let Worker { parent, m, canon, ops, local, transitions, violation, recent, .. } = w;
+    let Worker { parent, m, canon, ops, local, transitions, violation, recent, ignore, .. } = w;
     let mut broke = None;
     for (o, op) in ops.iter().enumerate() {
         m.load_state(&parent.s);
@@ -1068,7 +1104,10 @@ fn expand(
         *transitions += 1;
         let key = i << ORD_BITS | o as u64;
         if m.broken() {
-            broke = Some(broke.map_or(key, |k: u64| k.min(key)));
+            // an ignored violation prunes the transition without ending the search
+            if m.breaks(ignore) {
+                broke = Some(broke.map_or(key, |k: u64| k.min(key)));
+            }
             continue;
         }
         let fp = canon.fingerprint(&m.s, &m.layout, reduction);
@@ -1225,6 +1264,56 @@ mod tests {
         let o = explore(&c, &Options { depth: 0, threads: 1, ..Options::default() }, &Control::new()).unwrap();
         assert_eq!((o.states, o.transitions, o.depth_reached, o.stop), (1, 0, 0, StopReason::Depth));
         assert!(o.counterexample.is_none());
+    }
+
+    #[test]
+    fn ignored_signatures_are_explored_past() {
+        let shape = Shape {
+            types: vec![DeviceType::Generic],
+            pgmaps: 1,
+            pages: 1,
+            procs: 1,
+            addrs: 1,
+            tasks: 1,
+            ram: 0,
+            order: 0,
+            ..Shape::default()
+        };
+        let c = Config::with_shape(Rules::preset("p20").unwrap(), shape);
+        let opts = Options { depth: 12, threads: 2, ..Options::default() };
+        let first = explore(&c, &opts, &Control::new()).unwrap();
+        let m = Machine::new(c.clone()).unwrap();
+        let sig_of = |o: &Outcome| o.counterexample.as_ref().and_then(|x| m.signature_of(&x.verdict));
+        let sig = sig_of(&first).unwrap();
+        assert_eq!(
+            (sig.invariant.as_str(), sig.kind.as_str(), sig.device.as_str()),
+            ("I-L2", "memunmap_pages", "generic")
+        );
+        // an entry that matches nothing changes nothing
+        let other =
+            Signature { invariant: "I-L9".into(), kind: "x".into(), device: "generic".into(), rules: String::new() };
+        let same = explore(&c, &Options { ignore: vec![other], ..opts.clone() }, &Control::new()).unwrap();
+        assert_eq!(
+            (same.states, same.transitions, sig_of(&same)),
+            (first.states, first.transitions, Some(sig.clone()))
+        );
+        // past it: either a different signature at the same depth or later, or clean
+        let any_rules = Signature { rules: String::new(), ..sig.clone() };
+        let past = explore(&c, &Options { ignore: vec![any_rules], ..opts.clone() }, &Control::new()).unwrap();
+        assert!(past.states >= first.states);
+        match sig_of(&past) {
+            Some(s) => {
+                assert_ne!(s, sig);
+                assert!(
+                    past.counterexample.unwrap().program.ops.len() >= first.counterexample.unwrap().program.ops.len()
+                );
+            }
+            None => assert!(past.stop.complete() && past.depth_reached > first.depth_reached),
+        }
+        // an entry for other rules does not match
+        let e1 = Signature { rules: "e1".into(), ..sig.clone() };
+        let not = explore(&c, &Options { ignore: vec![e1], ..opts }, &Control::new()).unwrap();
+        assert_eq!(sig_of(&not), Some(sig));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use zdfuzz_core::explore::{explore as run_explore, parse_size, Control, Coverage, Options, Outcome};
 use zdfuzz_core::fingerprint::Reduction;
+use zdfuzz_core::signature::Signature;
 use zdfuzz_core::{Config, Shape};
 
 /// The result of `zdfuzz.explore`.
@@ -175,6 +176,31 @@ fn size_arg(obj: &Bound<'_, PyAny>, what: &str) -> Result<u64> {
     Ok(parse_size(&s, what)?)
 }
 
+/// `ignore=`: signatures as sequences or strings of 3 or 4 words.
+fn ignore_arg(obj: &Bound<'_, PyAny>) -> Result<Vec<Signature>> {
+    let bad = || {
+        config("ignore must be a list of signatures: (invariant, kind, device[, rules]) or \"I-L2 memunmap_pages generic\"")
+    };
+    let mut out = Vec::new();
+    for item in obj.try_iter().map_err(|_| bad())? {
+        let item = item.map_err(|_| bad())?;
+        let words: Vec<String> = match item.extract::<String>() {
+            Ok(s) => s.split_whitespace().map(str::to_string).collect(),
+            Err(_) => item.extract::<Vec<String>>().map_err(|_| bad())?,
+        };
+        if !(3..=4).contains(&words.len()) {
+            return Err(config(format!("ignore: {words:?} is not a signature (invariant, kind, device[, rules])")));
+        }
+        out.push(Signature {
+            invariant: words[0].clone(),
+            kind: words[1].clone(),
+            device: words[2].clone(),
+            rules: words.get(3).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
 fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("depth", ctl.depth.load(Relaxed))?;
@@ -201,9 +227,14 @@ fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<B
 /// stops the search and returns the partial result (`stop ==
 /// "interrupted"`); so do `max_memory` ("memory") and `max_seconds` ("time").
 /// An exception raised by `progress` stops the search and is re-raised.
+/// `ignore`: signatures to explore past — each a sequence (invariant, action
+/// kind, device type[, rules]) or a string of those words; a violation with
+/// one of them prunes its transition instead of ending the search, so the
+/// counterexample is the shortest program whose violation is not ignored.
 #[pyfunction]
 #[pyo3(signature = (rules, *, shape = None, depth = 8, threads = 0, symmetry = true, max_memory = None,
-                    bitstate = None, max_seconds = None, progress = None, progress_interval = 0.5))]
+                    bitstate = None, max_seconds = None, progress = None, progress_interval = 0.5,
+                    ignore = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn explore(
     py: Python<'_>,
@@ -217,6 +248,7 @@ pub fn explore(
     max_seconds: Option<f64>,
     progress: Option<&Bound<'_, PyAny>>,
     progress_interval: f64,
+    ignore: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyExploreResult> {
     let rules = rules_arg(rules)?;
     // without a shape: all four types, no system RAM and no huge pages (they
@@ -240,6 +272,9 @@ pub fn explore(
     }
     if let Some(b) = bitstate {
         opts.bitstate_bytes = Some(size_arg(b, "bitstate")?);
+    }
+    if let Some(ig) = ignore {
+        opts.ignore = ignore_arg(ig)?;
     }
     opts.validate().map_err(Failure::from)?;
     if !(progress_interval.is_finite() && progress_interval > 0.0) {
