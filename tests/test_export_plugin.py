@@ -90,6 +90,20 @@ def test_plugin_turns_a_corpus_into_test_items(tmp_path: Path) -> None:
     assert "expected I-NOPE" in p.stdout and "zdfuzz replay" in p.stdout
 
 
+def test_plugin_collects_a_corpus_inside_a_hidden_directory(tmp_path: Path) -> None:
+    """A wheel's data in `.venv/.../site-packages` is collected: only hidden
+    directories *below* the corpus are skipped."""
+    corpus = tmp_path / ".venv" / "data"
+    shutil.copytree(ROOT / "corpus" / "regressions", corpus)
+    (corpus / ".state").mkdir()
+    shutil.copy(sorted(corpus.rglob("*.zdf"))[0], corpus / ".state" / "skipped.zdf")
+    n = len([p for p in corpus.rglob("*.zdf") if ".state" not in p.parts])
+    empty = tmp_path / "run"
+    empty.mkdir()
+    p = pytest_in(empty, "--zdfuzz-corpus", str(corpus))
+    assert p.returncode == 0 and f"{n} passed" in p.stdout, p.stdout + p.stderr
+
+
 def test_plugin_uses_baseline_labels(tmp_path: Path) -> None:
     r = CliRunner().invoke(
         main, ["fuzz", "--time", "10", "--execs", "3000", "--seed", "1", "--corpus", str(tmp_path / "c")]

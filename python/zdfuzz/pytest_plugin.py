@@ -112,7 +112,11 @@ class ReproducerItem(pytest.Item):
 
 
 def _reproducers(root: Path) -> Iterator[Path]:
-    yield from sorted(p for p in root.rglob("*.zdf") if not any(part.startswith(".") for part in p.parts))
+    # hidden directories below the corpus are skipped (a campaign's own
+    # state), not hidden directories above it (a `.venv` the corpus ships in)
+    yield from sorted(
+        p for p in root.rglob("*.zdf") if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
