@@ -7,7 +7,10 @@ each operand ``byte % domain size``. If that action is not enabled now, the
 decoder takes the next enabled operand combination of the same kind (an
 odometer, last operand fastest, wrapping), then the next kind that has one —
 so nothing is ever rejected and a small mutation changes the program a
-little. Decoding ends with the data, or when no action at all is enabled.
+little. Decoding ends with the data, or when no action at all is found. The
+search tries at most ``DECODE_PROBES`` combinations per kind of the operands
+that decide whether an action is enabled (all but a trailing ``cpu``, and
+GUP's ``flags``), then moves on to the next kind.
 
 ``mask`` restricts the decoder to a subset of kinds (a swarm "kind mask"):
 masked kinds are skipped exactly like kinds with no enabled combination. With
@@ -75,6 +78,20 @@ def _kind_possible(m: Machine, kind: str) -> bool:
     return True
 
 
+#: the most combinations of deciding operands tried per kind for one action
+DECODE_PROBES = 1 << 12
+
+
+def deciding_args(kind: str, dims: list[str]) -> int:
+    """How many leading operands decide whether an action is enabled."""
+    n = len(dims)
+    while n > 0 and dims[n - 1] == "cpu":
+        n -= 1
+    if kind in ("get_user_pages", "pin_user_pages"):
+        n -= 1  # flags
+    return n
+
+
 def decode_op(m: Machine, data: bytes, pos: int, mask: frozenset[int] | None = None) -> tuple[Op | None, int]:
     """Decode the next action at ``pos``: (the action or None, the new pos)."""
     if pos >= len(data):
@@ -107,7 +124,16 @@ def decode_op(m: Machine, data: bytes, pos: int, mask: frozenset[int] | None = N
         if total == 0:
             continue
         idx = [first[i] if dk == 0 else 0 for i in range(len(sizes))]
+        ndec = deciding_args(info.name, [dim for _, dim in info.args])
+        last: list[int] | None = None
+        budget = DECODE_PROBES
         for _ in range(total):
+            if idx[:ndec] != last:
+                # a new combination of the deciding operands: one probe
+                if budget == 0:
+                    break  # the next kind
+                budget -= 1
+                last = idx[:ndec]
             op = Op.new(info.name, *(dim_value(info.args[i][1], idx[i]) for i in range(len(sizes))))
             if m.enabled(op) is None:
                 return op, pos

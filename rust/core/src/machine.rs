@@ -185,6 +185,8 @@ pub struct Machine {
     before_mc: Vec<i32>,
     before_emc: Vec<i32>,
     before_ref: Vec<i64>,
+    /// the byte decoder's bound per action (see `program::bytes`)
+    pub(crate) decode_probes: usize,
 }
 
 impl Machine {
@@ -241,6 +243,7 @@ impl Machine {
             before_mc: Vec::new(),
             before_emc: Vec::new(),
             before_ref: Vec::new(),
+            decode_probes: crate::program::bytes::DECODE_PROBES,
         };
         m.reset();
         Ok(m)
