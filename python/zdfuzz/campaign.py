@@ -72,6 +72,9 @@ class Config:
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
     stop_on: frozenset[Signature] = frozenset()
+    #: run the workers (``jobs`` of them) on Ray: the cluster's address, or
+    #: "local" (``zdfuzz.ray_backend``)
+    ray: str | None = None
 
 
 class StopCampaign(Exception):
@@ -273,6 +276,10 @@ def run(cfg: Config, console: Console | None = None) -> Campaign:
         soft_wrap=True,
     )
     engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
+    if cfg.ray is not None:
+        from zdfuzz import ray_backend
+
+        engine = ray_backend.run_campaign
     with Live(c.render(), console=console, auto_refresh=False, transient=False) as live:
         c.live = live
         try:

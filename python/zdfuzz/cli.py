@@ -175,6 +175,25 @@ def kinds() -> None:
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
 @click.option("--threads", default=0, show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
+@click.option(
+    "--por", is_flag=True, help="Partial-order reduction (sleep sets): same states and verdict, fewer transitions."
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    help="Shard the search across Ray workers (ADDRESS of a cluster, or none: a local one). Needs zdfuzz[ray].",
+)
+@click.option(
+    "--workers",
+    "ray_workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Ray workers (with --ray).",
+)
 @click.option("--max-memory", default="4G", show_default=True, help="Stop with a partial result above this.")
 @click.option("--bitstate", help="Bit-state hashing with a bit array of this size (e.g. 512M): not a proof.")
 @click.option("--max-seconds", type=float, help="Stop with a partial result after this long.")
@@ -197,6 +216,9 @@ def explore(
     depth: int,
     threads: int,
     no_symmetry: bool,
+    por: bool,
+    ray_address: str | None,
+    ray_workers: int,
     max_memory: str,
     bitstate: str | None,
     max_seconds: float | None,
@@ -249,17 +271,29 @@ def explore(
             order=order,
             faults=int(faults),
         )
-        result = zdfuzz.explore(
-            rules,
-            shape=shape,
-            depth=depth,
-            threads=threads,
-            symmetry=not no_symmetry,
-            max_memory=max_memory,
-            bitstate=bitstate,
-            max_seconds=max_seconds,
-            progress=progress,
-        )
+        if ray_address is not None:
+            _ray_or_exit()
+            if por:
+                err_console.print("explore: --por is not available with --ray (no sleep sets there)", style="red")
+                raise SystemExit(2)
+            from zdfuzz import ray_backend
+
+            result: Any = ray_backend.explore_cli(
+                rules, shape, depth, symmetry=not no_symmetry, por=por, address=ray_address, workers=ray_workers
+            )
+        else:
+            result = zdfuzz.explore(
+                rules,
+                shape=shape,
+                depth=depth,
+                threads=threads,
+                symmetry=not no_symmetry,
+                max_memory=max_memory,
+                bitstate=bitstate,
+                max_seconds=max_seconds,
+                progress=progress,
+                por=por,
+            )
     except zdfuzz.ZdfuzzError as e:
         err_console.print(f"explore: {error_line(e)}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
@@ -356,6 +390,20 @@ def _bad_replay(file: str, e: zdfuzz.ZdfuzzError) -> SystemExit:
 TYPES = tuple(zdfuzz.DEVICE_TYPES)
 
 
+def _ray_or_exit(engine: str = "native") -> None:
+    """--ray: Ray must be installed (the zdfuzz[ray] extra); else exit 2."""
+    from zdfuzz import ray_backend
+
+    try:
+        ray_backend.require_ray()
+    except ray_backend.RayMissing as e:
+        err_console.print(f"--ray: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    if engine != "native":
+        err_console.print(f"--ray: runs the native engine only (not {engine})", style="red")
+        raise SystemExit(2)
+
+
 def _types(value: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in value.split(",") if t.strip())
     bad = [t for t in types if t not in TYPES]
@@ -408,6 +456,15 @@ def _types(value: str) -> tuple[str, ...]:
     is_flag=True,
     help="Failure injection (native): programs may make kernel calls fail (fail_next), so error paths run.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    help="Run the workers on Ray (ADDRESS of a cluster, or none: a local one). Native engine. Needs zdfuzz[ray].",
+)
+@click.option("--workers", "ray_workers", type=click.IntRange(min=1), default=2, show_default=True, help="Ray workers.")
 def fuzz(
     rules_name: str,
     types_: str,
@@ -419,6 +476,8 @@ def fuzz(
     execs: int | None,
     max_actions: int,
     faults: bool,
+    ray_address: str | None,
+    ray_workers: int,
 ) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
     reproducer plus JSON metadata under CORPUS/findings."""
@@ -431,12 +490,15 @@ def fuzz(
     if faults and engine != "native":
         err_console.print(f"--faults: only the native engine injects failures (not {engine})", style="red")
         raise SystemExit(2)
+    if ray_address is not None:
+        _ray_or_exit(engine)
     cfg = campaign.Config(
         rules=rules_name,
         types=types,
         engine=engine,
         seconds=seconds,
-        jobs=jobs,
+        jobs=ray_workers if ray_address is not None else jobs,
+        ray=ray_address,
         corpus=Path(corpus_dir),
         seed=seed,
         execs=execs,
