@@ -8,6 +8,7 @@ __all__ = [
     "DEVICE_TYPES",
     "Action",
     "ConfigError",
+    "Expander",
     "ExploreResult",
     "MinimizeError",
     "RulesError",
