@@ -69,6 +69,33 @@ def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
     }
 
 
+def deepest_in(budget: float, symmetry: bool, por: bool) -> int:
+    """The deepest depth completely explored in ``budget`` seconds (1 thread)."""
+    r = zdfuzz.explore(
+        RULES, shape=zdfuzz.Shape(**STANDARD), depth=64, threads=1, symmetry=symmetry, por=por, max_seconds=budget
+    )
+    return int(r.depth_reached)
+
+
+def por_compare(depth: int, budget: float) -> dict[str, Any]:
+    """Partial-order reduction (sleep sets) against the plain search, side by
+    side on one thread: the same states (checked), transitions and CPU time as
+    ratios, and the deepest depth each completes in ``budget`` seconds."""
+    out: dict[str, Any] = {"rules": RULES, "depth": depth, "budget_s": budget}
+    for por in (False, True):
+        c0 = cpu_seconds()
+        r = zdfuzz.explore(RULES, shape=zdfuzz.Shape(**STANDARD), depth=depth, threads=1, por=por)
+        cpu = cpu_seconds() - c0
+        key = "por" if por else "plain"
+        out[key] = {"states": r.states, "transitions": r.transitions, "slept": r.slept, "cpu_s": cpu}
+        out[key]["deepest_in_budget"] = deepest_in(budget, True, por)
+    assert out["por"]["states"] == out["plain"]["states"], "sleep sets never change the states"
+    out["transitions_ratio"] = out["por"]["transitions"] / out["plain"]["transitions"]
+    out["cpu_ratio"] = out["por"]["cpu_s"] / max(out["plain"]["cpu_s"], 1e-9)
+    out["depth_gained"] = out["por"]["deepest_in_budget"] - out["plain"]["deepest_in_budget"]
+    return out
+
+
 def machine_row(seconds: float) -> dict[str, Any]:
     m = zdfuzz.Machine(rules=RULES, shape=zdfuzz.Shape(**STANDARD))
     rng = random.Random(8)

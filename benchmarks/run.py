@@ -65,7 +65,7 @@ import explore  # noqa: E402
 import percpu_ref  # noqa: E402
 import time_to_bug  # noqa: E402
 
-BENCHMARKS = ("core", "atheris", "hypothesis", "native", "minimizer", "percpu_ref", "explorer")
+BENCHMARKS = ("core", "atheris", "hypothesis", "native", "minimizer", "percpu_ref", "explorer", "explorer_por")
 
 #: per mode: how long each measurement runs
 MODES: dict[str, dict[str, Any]] = {
@@ -81,6 +81,8 @@ MODES: dict[str, dict[str, Any]] = {
         percpu_pairs=200_000,
         percpu_rounds=3,
         explore_depth=4,
+        por_depth=3,
+        por_budget=2.0,
     ),
     "default": dict(
         core_seconds=3.0,
@@ -94,6 +96,8 @@ MODES: dict[str, dict[str, Any]] = {
         percpu_pairs=2_000_000,
         percpu_rounds=5,
         explore_depth=6,
+        por_depth=5,
+        por_budget=60.0,
     ),
 }
 
@@ -177,6 +181,7 @@ def measure_all(mode: str, skip: set[str], log: Callable[[str], None]) -> dict[s
         "minimizer": lambda: engines.minimize_times(p["minimize"], 200),
         "percpu_ref": lambda: percpu_ref.run(p["percpu_pairs"], p["percpu_rounds"], [1, 2]),
         "explorer": lambda: explore.explore_row(p["explore_depth"], 1, True),
+        "explorer_por": lambda: explore.por_compare(p["por_depth"], p["por_budget"]),
     }
     results: dict[str, Any] = {}
     for name in BENCHMARKS:
@@ -388,6 +393,18 @@ def rows(results: dict[str, Any], targets: list[dict[str, Any]]) -> list[tuple[s
                 f"{_rate(exp['states_per_cpu_s'])} states/s",
                 side,
                 *t("explorer_states_per_s"),
+            )
+        )
+    por = _get(results, "explorer_por")
+    if not unavailable("explorer_por", "explorer, partial-order reduction"):
+        out.append(
+            (
+                f"explorer --por vs plain ({por['rules']}, standard, depth {por['depth']}, same states)",
+                f"transitions x{por['transitions_ratio']:.3f}, CPU x{por['cpu_ratio']:.2f}",
+                f"deepest depth in {por['budget_s']:g} s: {por['plain']['deepest_in_budget']} plain, "
+                f"{por['por']['deepest_in_budget']} with --por ({por['depth_gained']:+d})",
+                "",
+                "",
             )
         )
     return out

@@ -66,7 +66,7 @@ def test_quick_run_measures_everything_and_its_verdicts_match_its_numbers(tmp_pa
     assert len(m["load_average_start"]) == len(m["load_average_end"]) == 3
 
     res = doc["results"]
-    for name in ("core", "hypothesis", "native", "minimizer", "percpu_ref", "explorer"):
+    for name in ("core", "hypothesis", "native", "minimizer", "percpu_ref", "explorer", "explorer_por"):
         assert "result" in res[name], (name, res[name])
     if HAVE_ATHERIS:
         assert "result" in res["atheris"], res["atheris"]
@@ -83,6 +83,12 @@ def test_quick_run_measures_everything_and_its_verdicts_match_its_numbers(tmp_pa
     assert res["minimizer"]["result"]["actions"] == 200
     assert [p["threads"] for p in res["percpu_ref"]["result"]] == [1, 2]
     assert res["explorer"]["result"]["states"] > 0
+    # partial-order reduction: the same states, side by side, never more transitions
+    por = res["explorer_por"]["result"]
+    assert por["por"]["states"] == por["plain"]["states"] > 0
+    assert por["transitions_ratio"] == pytest.approx(por["por"]["transitions"] / por["plain"]["transitions"])
+    assert por["transitions_ratio"] <= 1
+    assert por["plain"]["slept"] == 0
 
     # every target is judged, and PASS/MISS follows from the number
     targets = {t["key"]: t for t in doc["targets"]}
@@ -113,6 +119,7 @@ def test_quick_run_measures_everything_and_its_verdicts_match_its_numbers(tmp_pa
         "percpu_ref get+put, 1",
         "percpu_ref get+put, 2",
         "explorer",
+        "explorer --por vs plain",
     ):
         assert any(label.startswith(prefix) for label in labels), (prefix, labels)
     statuses = [row[4].split()[0] for row in doc["rows"] if row[4]]

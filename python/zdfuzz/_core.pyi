@@ -8,6 +8,7 @@ __all__ = [
     "DEVICE_TYPES",
     "Action",
     "ConfigError",
+    "Expander",
     "ExploreResult",
     "MinimizeError",
     "RulesError",
@@ -344,6 +345,8 @@ class ExploreResult:
     @property
     def transitions(self) -> int: ...
     @property
+    def slept(self) -> int: ...
+    @property
     def depth_reached(self) -> int: ...
     @property
     def depth_limit(self) -> int: ...
@@ -380,11 +383,23 @@ def explore(
     progress: Callable[[dict[str, Any]], object] | None = None,
     progress_interval: float = 0.5,
     ignore: Sequence[str | Sequence[str]] | None = None,
+    por: bool = False,
 ) -> ExploreResult:
     """Explore every program of up to ``depth`` actions breadth-first: "no
     violation within these bounds", or the shortest counterexample. Ctrl-C,
     ``max_memory`` and ``max_seconds`` return the partial result. ``ignore``:
     signatures (invariant, kind, device[, rules]) to explore past."""
+
+@final
+class Expander:
+    """The explorer's step, one state at a time, for a search driven from
+    Python (states as bytes, with their 64-bit fingerprints)."""
+
+    def __new__(cls, rules: str | Rules, *, shape: _ShapeArg = None, symmetry: bool = True) -> Expander: ...
+    def initial(self) -> tuple[int, bytes, bool]: ...
+    def expand(self, state: bytes) -> tuple[list[tuple[int, int, bytes]], int, int | None]: ...
+    def drain_breaks(self, state: bytes) -> bool: ...
+    def counterexample(self, ordinals: list[int]) -> tuple[Program, Violation, Verdict]: ...
 
 def kind_operands() -> list[tuple[str, list[tuple[str, str]]]]: ...
 

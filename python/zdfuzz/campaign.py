@@ -102,6 +102,10 @@ class Config:
     #: campaign but must stop with it
     deadline: float | None = None
 
+    #: run the workers (``jobs`` of them) on Ray: the cluster's address, or
+    #: "local" (``zdfuzz.ray_backend``)
+    ray: str | None = None
+
 
 #: seconds the parent waits past the deadline for its workers' last words
 WORKER_GRACE = 2.0
@@ -491,6 +495,10 @@ def _run_one(cfg: Config, console: Console, judge: zdfuzz.Rules | None = None) -
         soft_wrap=True,
     )
     engine = {"native": run_native, "hypothesis": run_hypothesis, "atheris": run_atheris}[cfg.engine]
+    if cfg.ray is not None:
+        from zdfuzz import ray_backend
+
+        engine = ray_backend.run_campaign
     live = Live(c.render(), console=console, auto_refresh=False, transient=False) if console.is_terminal else None
     c._status = time.monotonic()
     try:

@@ -366,6 +366,25 @@ def kinds() -> None:
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
 @click.option("--threads", default=0, type=click.IntRange(0), show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
+@click.option(
+    "--por", is_flag=True, help="Partial-order reduction (sleep sets): same states and verdict, fewer transitions."
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    help="Shard the search across Ray workers (ADDRESS of a cluster, or none: a local one). Needs zdfuzz[ray].",
+)
+@click.option(
+    "--workers",
+    "ray_workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Ray workers (with --ray).",
+)
 @click.option("--max-memory", default="4G", show_default=True, help="Stop with a partial result above this.")
 @click.option("--bitstate", help="Bit-state hashing with a bit array of this size (e.g. 512M): not a proof.")
 @click.option("--max-seconds", type=float, help="Stop with a partial result after this long.")
@@ -401,6 +420,9 @@ def explore(
     depth: int,
     threads: int,
     no_symmetry: bool,
+    por: bool,
+    ray_address: str | None,
+    ray_workers: int,
     max_memory: str,
     bitstate: str | None,
     max_seconds: float | None,
@@ -423,7 +445,7 @@ def explore(
     on past its signature, until one new to --rules is found; --ignore
     skips the signatures listed.
     """
-    from zdfuzz.baseline import explore_new
+    from zdfuzz.baseline import ExploreNew, explore_new
 
     rules = load_rules(rules_name)
     baseline = load_rules(baseline_name) if baseline_name else None
@@ -474,29 +496,45 @@ def explore(
             order=order,
             faults=int(faults),
         )
+        if ray_address is not None:
+            _ray_or_exit()
+            if por or baseline is not None or ignored:
+                err_console.print("explore: --por, --baseline and --ignore are not available with --ray", style="red")
+                raise SystemExit(2)
+            from zdfuzz import ray_backend
 
-        def skipped(s: Any) -> None:
-            msg = f"skipped {s.signature.invariant} {s.signature.kind} {s.signature.device} ({len(s.program)} actions): {s.why}"
-            if live is not None:
-                live.console.print(msg, markup=False, highlight=False)
-            else:
-                err_console.print(msg, markup=False, highlight=False)
+            result: Any = ray_backend.explore_cli(
+                rules, shape, depth, symmetry=not no_symmetry, por=por, address=ray_address, workers=ray_workers
+            )
+            found: ExploreNew | None = None
+        else:
+            if por and (baseline is not None or ignored):
+                err_console.print("explore: --por cannot be combined with --baseline or --ignore", style="red")
+                raise SystemExit(2)
 
-        found = explore_new(
-            rules,
-            baseline=baseline,
-            ignore=ignored,
-            on_skip=skipped,
-            shape=shape,
-            depth=depth,
-            threads=threads,
-            symmetry=not no_symmetry,
-            max_memory=max_memory,
-            bitstate=bitstate,
-            max_seconds=max_seconds,
-            progress=progress,
-        )
-        result = found.result
+            def skipped(s: Any) -> None:
+                msg = f"skipped {s.signature.invariant} {s.signature.kind} {s.signature.device} ({len(s.program)} actions): {s.why}"
+                if live is not None:
+                    live.console.print(msg, markup=False, highlight=False)
+                else:
+                    err_console.print(msg, markup=False, highlight=False)
+
+            found = explore_new(
+                rules,
+                baseline=baseline,
+                ignore=ignored,
+                on_skip=skipped,
+                shape=shape,
+                depth=depth,
+                threads=threads,
+                symmetry=not no_symmetry,
+                max_memory=max_memory,
+                bitstate=bitstate,
+                max_seconds=max_seconds,
+                progress=progress,
+                por=por,
+            )
+            result = found.result
     except zdfuzz.ZdfuzzError as e:
         err_console.print(f"explore: {error_line(e)}", style="red", markup=False, highlight=False)
         raise SystemExit(2) from e
@@ -511,7 +549,7 @@ def explore(
             t.add_row(str(d), f"{new:,}", f"{states:,}", f"{transitions:,}")
         out_console.print(t)
     out_console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
-    if found.skipped:
+    if found is not None and found.skipped:
         out_console.print(
             f"explored past {len(found.skipped)} signature(s) "
             + (f"{baseline.name} shares" if baseline else "listed with --ignore"),
@@ -526,7 +564,7 @@ def explore(
         out_console.print(styled(v.invariant, "bold red"), f"({v.category}) at step {v.step}: ", end="")
         out_console.print(v.action, markup=False, highlight=False)
         out_console.print(f"  {v.message}", markup=False, highlight=False, soft_wrap=True)
-        if found.baseline_replay is not None:
+        if found is not None and found.baseline_replay is not None:
             out_console.print(
                 f"  new: {found.baseline_replay.describe()}", markup=False, highlight=False, soft_wrap=True
             )
@@ -609,6 +647,20 @@ def _bad_replay(file: str, e: zdfuzz.ZdfuzzError) -> SystemExit:
 TYPES = tuple(zdfuzz.DEVICE_TYPES)
 
 
+def _ray_or_exit(engine: str = "native") -> None:
+    """--ray: Ray must be installed (the zdfuzz[ray] extra); else exit 2."""
+    from zdfuzz import ray_backend
+
+    try:
+        ray_backend.require_ray()
+    except ray_backend.RayMissing as e:
+        err_console.print(f"--ray: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from e
+    if engine != "native":
+        err_console.print(f"--ray: runs the native engine only (not {engine})", style="red")
+        raise SystemExit(2)
+
+
 def _types(value: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in value.split(",") if t.strip())
     bad = [t for t in types if t not in TYPES]
@@ -669,6 +721,15 @@ def _types(value: str) -> tuple[str, ...]:
 )
 @click.option("--both", is_flag=True, help="Also run the same campaign on the baseline: its findings fixed or shared.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema zdfuzz.fuzz/1).")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    help="Run the workers on Ray (ADDRESS of a cluster, or none: a local one). Native engine. Needs zdfuzz[ray].",
+)
+@click.option("--workers", "ray_workers", type=click.IntRange(min=1), default=2, show_default=True, help="Ray workers.")
 def fuzz(
     rules_name: str,
     types_: str,
@@ -683,6 +744,8 @@ def fuzz(
     baseline_name: str | None,
     both: bool,
     as_json: bool,
+    ray_address: str | None,
+    ray_workers: int,
 ) -> None:
     """Run a fuzz campaign; write each new finding as a minimized .zdf
     reproducer plus JSON metadata under CORPUS/findings, labelled against
@@ -705,12 +768,15 @@ def fuzz(
         load_rules(baseline_name)
     if both and baseline_name is None:
         raise click.BadParameter(f"{rules.name} has no base: name one with --baseline", param_hint="--both")
+    if ray_address is not None:
+        _ray_or_exit(engine)
     cfg = campaign.Config(
         rules=rules_name,
         types=types,
         engine=engine,
         seconds=seconds,
-        jobs=jobs,
+        jobs=ray_workers if ray_address is not None else jobs,
+        ray=ray_address,
         corpus=Path(corpus_dir),
         seed=seed,
         execs=execs,

@@ -54,6 +54,7 @@
 
 use crate::config::{Config, ConfigError, MAX_CPUS};
 use crate::fingerprint::{hash_words, Canon, Reduction};
+use crate::independence::{independent, Footprint};
 use crate::machine::{Machine, State, Verdict};
 use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
 use crate::program::Program;
@@ -95,6 +96,9 @@ pub struct Options {
     /// violations to explore past: (invariant, action kind, device type);
     /// an empty `rules` matches any rules
     pub ignore: Vec<Signature>,
+    /// partial-order reduction (sleep sets, docs/model.md §10.6): the same
+    /// states at the same depths and the same verdict, fewer transitions
+    pub por: bool,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             bitstate_bytes: None,
             max_seconds: None,
             ignore: Vec::new(),
+            por: false,
         }
     }
 }
@@ -115,6 +120,11 @@ impl Options {
     /// The options every search needs: a bit-state array of at least 512
     /// bytes that fits under the memory cap.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.por && !self.ignore.is_empty() {
+            // a pruned (ignored) transition is not explored, so it cannot
+            // stand for the commuted order a sleep set skips (§10.6)
+            return Err(ConfigError("partial-order reduction (por) cannot be combined with ignored signatures".into()));
+        }
         if let Some(s) = self.max_seconds {
             if !(s.is_finite() && s >= 0.0) {
                 return Err(ConfigError(format!("max_seconds must be a finite number of seconds >= 0, got {s}")));
@@ -268,6 +278,9 @@ pub struct Outcome {
     pub states: u64,
     /// (state, enabled action) pairs explored in the completed levels
     pub transitions: u64,
+    /// of the pairs not explored, those a sleep set skipped (partial-order
+    /// reduction; 0 without it)
+    pub slept: u64,
     /// the deepest level completely explored
     pub depth_reached: usize,
     pub depth_limit: usize,
@@ -286,8 +299,12 @@ pub struct Outcome {
 impl Outcome {
     /// One line for people, as the CLI prints it.
     pub fn summary(&self) -> String {
-        let counts =
-            format!("{} distinct states, {} transitions, {:.2} seconds", self.states, self.transitions, self.seconds);
+        let slept =
+            if self.slept > 0 { format!(" (+{} slept: partial-order reduction)", self.slept) } else { String::new() };
+        let counts = format!(
+            "{} distinct states, {} transitions{slept}, {:.2} seconds",
+            self.states, self.transitions, self.seconds
+        );
         let head = match (&self.counterexample, self.stop) {
             (Some(c), _) => {
                 let v = c.verdict.reported();
@@ -571,6 +588,10 @@ struct Chunk {
     bytes: Vec<u8>,
     /// end offset of each state in `bytes`
     ends: Vec<u32>,
+    /// with partial-order reduction: each state's sleep set (packed actions,
+    /// sorted), and where each one ends in `sleep`; empty without it
+    sleep: Vec<u64>,
+    sleep_ends: Vec<u32>,
 }
 
 impl Chunk {
@@ -579,12 +600,35 @@ impl Chunk {
         let start = if j == 0 { 0 } else { self.ends[j - 1] as usize };
         self.bytes.get(start..end)
     }
-    fn push(&mut self, s: &State) -> Result<(), ExploreError> {
+    fn sleep_of(&self, j: usize) -> &[u64] {
+        let Some(&end) = self.sleep_ends.get(j) else { return &[] };
+        let start = if j == 0 { 0 } else { self.sleep_ends[j - 1] as usize };
+        self.sleep.get(start..end as usize).unwrap_or(&[])
+    }
+    fn push(&mut self, s: &State, sleep: Option<&[u64]>) -> Result<(), ExploreError> {
         s.encode(&mut self.bytes);
         let end =
             u32::try_from(self.bytes.len()).map_err(|_| ExploreError::Internal("frontier chunk over 4 GiB".into()))?;
         self.ends.push(end);
+        if let Some(z) = sleep {
+            self.sleep.extend_from_slice(z);
+            let end = u32::try_from(self.sleep.len())
+                .map_err(|_| ExploreError::Internal("frontier sleep sets over 4 G entries".into()))?;
+            self.sleep_ends.push(end);
+        }
         Ok(())
+    }
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.sleep.clear();
+        self.sleep_ends.clear();
+    }
+    fn capacity_bytes(&self) -> u64 {
+        self.bytes.capacity() as u64
+            + self.ends.capacity() as u64 * 4
+            + self.sleep.capacity() as u64 * 8
+            + self.sleep_ends.capacity() as u64 * 4
     }
 }
 
@@ -595,9 +639,78 @@ impl Frontier {
     fn get(&self, i: u64) -> Option<&[u8]> {
         self.chunks.get((i / CHUNK as u64) as usize)?.get((i % CHUNK as u64) as usize)
     }
-    fn bytes(&self) -> u64 {
-        self.chunks.iter().map(|c| c.bytes.capacity() as u64 + c.ends.capacity() as u64 * 4).sum()
+    /// State `i`'s sleep set (empty without partial-order reduction).
+    fn sleep(&self, i: u64) -> &[u64] {
+        self.chunks.get((i / CHUNK as u64) as usize).map_or(&[], |c| c.sleep_of((i % CHUNK as u64) as usize))
     }
+    fn bytes(&self) -> u64 {
+        self.chunks.iter().map(Chunk::capacity_bytes).sum()
+    }
+}
+
+// ----------------------------------------------------------------------
+// Candidates and sleep sets
+// ----------------------------------------------------------------------
+
+/// A candidate new state: the smallest key that reaches it and its action.
+/// With partial-order reduction also the exact fingerprint of that
+/// transition's successor (under the symmetry reduction two transitions can
+/// reach one class through different concrete states, and a sleep set names
+/// concrete actions of one concrete state) and the intersection of the sleep
+/// sets of every transition into it (`off..off + len` in its owner's arena).
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    key: u64,
+    op: u64,
+    xfp: u64,
+    off: u32,
+    len: u32,
+}
+
+/// Fold one more transition into a candidate: the smaller key wins; the
+/// sleep set is the intersection of both when both transitions reach the
+/// same concrete state, and empty (explore every action) otherwise.
+fn meet(c: &mut Cand, arena: &mut [u64], key: u64, op: u64, xfp: u64, sleep: &[u64]) {
+    if c.xfp != xfp {
+        c.len = 0;
+    } else if c.len > 0 {
+        let (off, len) = (c.off as usize, c.len as usize);
+        let mut n = 0;
+        let mut j = 0;
+        for k in 0..len {
+            let v = arena[off + k];
+            while j < sleep.len() && sleep[j] < v {
+                j += 1;
+            }
+            if j < sleep.len() && sleep[j] == v {
+                arena[off + n] = v;
+                n += 1;
+            }
+        }
+        c.len = n as u32;
+    }
+    if key < c.key {
+        c.key = key;
+        c.op = op;
+        c.xfp = xfp;
+    }
+}
+
+/// Append a sleep set to an arena: (offset, length).
+fn stash(arena: &mut Vec<u64>, sleep: &[u64]) -> Result<(u32, u32), ExploreError> {
+    let off = u32::try_from(arena.len()).map_err(|_| ExploreError::Internal("sleep sets over 4 G entries".into()))?;
+    arena.extend_from_slice(sleep);
+    Ok((off, sleep.len() as u32))
+}
+
+/// A state of the next level: its key, its action (packed), and where its
+/// sleep set is in the level's arena.
+#[derive(Clone, Copy, Debug)]
+struct Winner {
+    key: u64,
+    op: u64,
+    off: usize,
+    len: u32,
 }
 
 // ----------------------------------------------------------------------
@@ -616,10 +729,18 @@ struct Worker {
     drain: Machine,
     canon: Canon,
     ops: Vec<Op>,
-    /// expand: new fingerprints -> (smallest key, its action packed)
-    local: HashMap<u64, (u64, u64), FpBuild>,
-    /// expand output, per shard: (fingerprint, key, packed action)
-    out: Vec<Vec<(u64, u64, u64)>>,
+    /// with partial-order reduction: the footprint of each of `ops`
+    feet: Vec<Footprint>,
+    /// a transition's sleep set being built
+    scratch: Vec<u64>,
+    /// expand: new fingerprints -> candidate (smallest key, its action)
+    local: HashMap<u64, Cand, FpBuild>,
+    /// the sleep sets of `local`'s candidates
+    arena: Vec<u64>,
+    /// expand output, per shard: (fingerprint, candidate), and the
+    /// candidates' sleep sets
+    out: Vec<Vec<(u64, Cand)>>,
+    out_arena: Vec<Vec<u64>>,
     /// `ops` holds the actions of the state in `parent`
     ops_ready: bool,
     /// fingerprints this worker handled lately (direct-mapped, L2-sized):
@@ -628,6 +749,8 @@ struct Worker {
     /// smallest key of a transition that broke an invariant
     violation: Option<u64>,
     transitions: u64,
+    /// transitions a sleep set skipped this level
+    slept: u64,
     error: Option<ExploreError>,
     /// signatures to explore past ([`Options::ignore`])
     ignore: Vec<Signature>,
@@ -643,12 +766,17 @@ impl Worker {
             drain: mk()?,
             canon: Canon::new(),
             ops: Vec::new(),
+            feet: Vec::new(),
+            scratch: Vec::new(),
             local: HashMap::default(),
+            arena: Vec::new(),
             out: (0..SHARDS).map(|_| Vec::new()).collect(),
+            out_arena: (0..SHARDS).map(|_| Vec::new()).collect(),
             ops_ready: false,
             recent: vec![0; RECENT],
             violation: None,
             transitions: 0,
+            slept: 0,
             error: None,
             ignore: ignore.to_vec(),
         })
@@ -674,6 +802,7 @@ impl Worker {
         self.decode_parent(frontier, i)?;
         if !self.ops_ready {
             actions(&self.parent, reduction, &mut self.canon, &mut self.ops);
+            self.feet.clear();
             if self.ops.len() >= 1 << ORD_BITS {
                 return Err(ExploreError::Config(ConfigError(format!(
                     "{} enabled actions in one state: too many to explore",
@@ -763,11 +892,12 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         candidates: AtomicU64::new(0),
     };
 
-    let (mut frontier, initial_breaks) = level_zero(&mut workers[0], &mut shards, reduction)?;
+    let por = opts.por;
+    let (mut frontier, initial_breaks) = level_zero(&mut workers[0], &mut shards, reduction, por)?;
     // keys[d][i]: the key (parent index, action ordinal) of state i of level d
     let mut keys: Vec<Vec<u64>> = vec![vec![0]];
     let mut levels = vec![Level { depth: 0, new_states: 1, states: 1, transitions: 0 }];
-    let (mut states, mut transitions) = (1u64, 0u64);
+    let (mut states, mut transitions, mut slept) = (1u64, 0u64, 0u64);
     let mut peak = 0u64;
     let mut missed = 0f64;
     let mut stop = StopReason::Depth;
@@ -791,7 +921,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         let mem_now = shards.iter().map(|s| s.bytes()).sum::<u64>()
             + keys.iter().map(|k| k.capacity() as u64 * 8).sum::<u64>()
             + frontier.bytes()
-            + recycled.iter().map(|c| c.bytes.capacity() as u64 + c.ends.capacity() as u64 * 4).sum::<u64>();
+            + recycled.iter().map(Chunk::capacity_bytes).sum::<u64>();
         peak = peak.max(mem_now);
         sh.base_memory.store(mem_now, Relaxed);
         sh.candidates.store(0, Relaxed);
@@ -801,11 +931,12 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         // the chance that a new state of this level is wrongly "seen"
         let fill_before = bit_fill(&shards);
 
-        expand_level(&mut workers, &frontier, &shards, &sh, reduction);
+        expand_level(&mut workers, &frontier, &shards, &sh, reduction, por);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
         let level_transitions: u64 = workers.iter().map(|w| w.transitions).sum();
+        let level_slept: u64 = workers.iter().map(|w| w.slept).sum();
         if sh.halted() {
             partial = Some((ctl.expanded.load(Relaxed), n));
             stop = halt_reason(&sh);
@@ -813,13 +944,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         }
         let mut violation = workers.iter().filter_map(|w| w.violation).min();
 
-        let winners = merge_level(&mut workers, &mut shards, threads);
+        let (winners, sleeps) = merge_level(&mut workers, &mut shards, threads);
         if let Some(p) = fill_before {
             let q = p.powi(BIT_HASHES as i32);
             missed += winners.len() as f64 * q / (1.0 - q).max(1e-12);
         }
 
-        let (stored, drain_violation) = store_level(&mut workers, &frontier, &winners, &sh, reduction, &mut recycled);
+        let (stored, drain_violation) =
+            store_level(&mut workers, &frontier, (&winners, &sleeps), &sh, reduction, por, &mut recycled);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
             return Err(e);
         }
@@ -837,13 +969,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
                 .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_default())
                 .collect(),
         };
-        peak = peak.max(mem_now + next.bytes() + winners.capacity() as u64 * 16);
+        peak = peak.max(mem_now + next.bytes() + winners.capacity() as u64 * 32 + sleeps.capacity() as u64 * 8);
         d += 1;
         states += winners.len() as u64;
         transitions += level_transitions;
+        slept += level_slept;
         levels.push(Level { depth: d, new_states: winners.len() as u64, states, transitions });
         ctl.states.store(states, Relaxed);
-        keys.push(winners.iter().map(|w| w.0).collect());
+        keys.push(winners.iter().map(|w| w.key).collect());
         recycled = std::mem::replace(&mut frontier, next).chunks;
         if let Some(v) = violation {
             found = Some((d, v));
@@ -875,6 +1008,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         stop,
         states,
         transitions,
+        slept,
         depth_reached: d,
         depth_limit: opts.depth,
         seconds: t0.elapsed().as_secs_f64(),
@@ -891,13 +1025,18 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
 /// Level 0: the initial state, visited, stored, and drained like an empty
 /// program. Returns the first frontier and whether that drain breaks an
 /// invariant.
-fn level_zero(w0: &mut Worker, shards: &mut [Shard], reduction: Reduction) -> Result<(Frontier, bool), ExploreError> {
+fn level_zero(
+    w0: &mut Worker,
+    shards: &mut [Shard],
+    reduction: Reduction,
+    por: bool,
+) -> Result<(Frontier, bool), ExploreError> {
     w0.m.reset();
     let fp0 = w0.canon.fingerprint(&w0.m.s, &w0.m.layout, reduction);
     shards[shard_of(fp0)].insert(fp0);
     let mut frontier = Frontier::default();
     let mut first = Chunk::default();
-    first.push(&w0.m.s)?;
+    first.push(&w0.m.s, por.then_some(&[][..]))?;
     frontier.chunks.push(first);
     Ok((frontier, w0.drain_breaks()))
 }
@@ -907,15 +1046,24 @@ fn level_zero(w0: &mut Worker, shards: &mut [Shard], reduction: Reduction) -> Re
 /// the visited set (read-only here) becomes a candidate `(fingerprint, key)`
 /// in its worker's map, handed to the shard buffers at the end. A worker's
 /// errors and the smallest violating key stay in the worker.
-fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], sh: &Shared<'_>, reduction: Reduction) {
+fn expand_level(
+    workers: &mut [Worker],
+    frontier: &Frontier,
+    shards: &[Shard],
+    sh: &Shared<'_>,
+    reduction: Reduction,
+    por: bool,
+) {
     let next_chunk = AtomicUsize::new(0);
     std::thread::scope(|sc| {
         for w in workers.iter_mut() {
             let next_chunk = &next_chunk;
             sc.spawn(move || {
                 w.local.clear();
+                w.arena.clear();
                 w.violation = None;
                 w.transitions = 0;
+                w.slept = 0;
                 w.parent_at = u64::MAX;
                 loop {
                     let c = next_chunk.fetch_add(1, Relaxed);
@@ -926,7 +1074,7 @@ fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], s
                     let len = frontier.chunks[c].ends.len();
                     for j in 0..len {
                         let i = (c * CHUNK + j) as u64;
-                        if let Err(e) = expand(w, frontier, shards, i, reduction) {
+                        if let Err(e) = expand(w, frontier, shards, i, reduction, por) {
                             w.error = Some(e);
                             break;
                         }
@@ -937,13 +1085,22 @@ fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], s
                     sh.check_limits();
                 }
                 // hand the candidates to their shards
-                for o in w.out.iter_mut() {
+                for (o, a) in w.out.iter_mut().zip(w.out_arena.iter_mut()) {
                     o.clear();
+                    a.clear();
                 }
-                for (&fp, &(key, op)) in w.local.iter() {
-                    w.out[shard_of(fp)].push((fp, key, op));
+                for (&fp, c) in w.local.iter() {
+                    let k = shard_of(fp);
+                    let mut c = *c;
+                    let sleep = w.arena.get(c.off as usize..(c.off + c.len) as usize).unwrap_or(&[]);
+                    match stash(&mut w.out_arena[k], sleep) {
+                        Ok((off, _)) => c.off = off,
+                        Err(e) => w.error = Some(e),
+                    }
+                    w.out[k].push((fp, c));
                 }
                 w.local.clear();
+                w.arena.clear();
             });
         }
     });
@@ -953,13 +1110,16 @@ fn expand_level(workers: &mut [Worker], frontier: &Frontier, shards: &[Shard], s
 /// one thread, keep the smallest key per new fingerprint. Returns the
 /// winners `(key, packed action)` sorted by key: the next level, the same
 /// for any number of threads.
-fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> Vec<(u64, u64)> {
+fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> (Vec<Winner>, Vec<u64>) {
     // each thread owns a run of shards: no locks, and the visited set
     // is only written here
     let per = SHARDS.div_ceil(threads);
-    let mut winners: Vec<(u64, u64)> = Vec::new();
+    let mut winners: Vec<Winner> = Vec::new();
+    let mut sleeps: Vec<u64> = Vec::new();
     // (the machines are not Sync: share only the candidate buffers)
-    let outs: Vec<Vec<Vec<(u64, u64, u64)>>> = workers.iter_mut().map(|w| std::mem::take(&mut w.out)).collect();
+    type Outs = Vec<(Vec<Vec<(u64, Cand)>>, Vec<Vec<u64>>)>;
+    let outs: Outs =
+        workers.iter_mut().map(|w| (std::mem::take(&mut w.out), std::mem::take(&mut w.out_arena))).collect();
     std::thread::scope(|sc| {
         let handles: Vec<_> = shards
             .chunks_mut(per)
@@ -967,42 +1127,62 @@ fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> 
             .map(|(t, group)| {
                 let outs = &outs;
                 sc.spawn(move || {
-                    let mut won = Vec::new();
-                    let mut merged: HashMap<u64, (u64, u64), FpBuild> = HashMap::default();
+                    let mut won: Vec<Winner> = Vec::new();
+                    let mut won_sleep: Vec<u64> = Vec::new();
+                    let mut merged: HashMap<u64, Cand, FpBuild> = HashMap::default();
+                    let mut arena: Vec<u64> = Vec::new();
                     let mut order: Vec<(u64, u64, u64)> = Vec::new();
                     for (j, shard) in group.iter_mut().enumerate() {
                         let k = t * per + j;
                         merged.clear();
-                        for out in outs.iter() {
-                            for &(fp, key, op) in &out[k] {
-                                merged.entry(fp).and_modify(|v| *v = (*v).min((key, op))).or_insert((key, op));
+                        arena.clear();
+                        for (out, out_arena) in outs.iter() {
+                            for &(fp, c) in &out[k] {
+                                let sleep = out_arena[k].get(c.off as usize..(c.off + c.len) as usize).unwrap_or(&[]);
+                                match merged.entry(fp) {
+                                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                                        meet(e.get_mut(), &mut arena, c.key, c.op, c.xfp, sleep);
+                                    }
+                                    std::collections::hash_map::Entry::Vacant(e) => {
+                                        let off = arena.len() as u32;
+                                        arena.extend_from_slice(sleep);
+                                        e.insert(Cand { off, ..c });
+                                    }
+                                }
                             }
                         }
                         // key order: bit-state insertions then do not
                         // depend on hash-map iteration order
                         order.clear();
-                        order.extend(merged.iter().map(|(&fp, &(key, op))| (key, op, fp)));
+                        order.extend(merged.iter().map(|(&fp, c)| (c.key, c.op, fp)));
                         order.sort_unstable();
                         shard.reserve(order.len());
                         for &(key, op, fp) in &order {
                             if shard.insert(fp) {
-                                won.push((key, op));
+                                let c = merged.get(&fp).copied().unwrap_or(Cand { key, op, xfp: 0, off: 0, len: 0 });
+                                let sleep = arena.get(c.off as usize..(c.off + c.len) as usize).unwrap_or(&[]);
+                                won.push(Winner { key, op, off: won_sleep.len(), len: sleep.len() as u32 });
+                                won_sleep.extend_from_slice(sleep);
                             }
                         }
                     }
-                    won
+                    (won, won_sleep)
                 })
             })
             .collect();
         for h in handles {
-            winners.extend(h.join().unwrap_or_default());
+            let (won, won_sleep) = h.join().unwrap_or_default();
+            let base = sleeps.len();
+            winners.extend(won.into_iter().map(|w| Winner { off: w.off + base, ..w }));
+            sleeps.extend(won_sleep);
         }
     });
-    for (w, out) in workers.iter_mut().zip(outs) {
+    for (w, (out, out_arena)) in workers.iter_mut().zip(outs) {
         w.out = out;
+        w.out_arena = out_arena;
     }
-    winners.sort_unstable();
-    winners
+    winners.sort_unstable_by_key(|w| w.key);
+    (winners, sleeps)
 }
 
 /// Phase 3, **store + drain**: each winner is regenerated from its parent,
@@ -1011,9 +1191,10 @@ fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> 
 fn store_level(
     workers: &mut [Worker],
     frontier: &Frontier,
-    winners: &[(u64, u64)],
+    (winners, sleeps): (&[Winner], &[u64]),
     sh: &Shared<'_>,
     reduction: Reduction,
+    por: bool,
     recycled: &mut Vec<Chunk>,
 ) -> (Vec<Mutex<Option<Chunk>>>, Option<u64>) {
     let n = frontier.len();
@@ -1035,12 +1216,13 @@ fn store_level(
                         break;
                     }
                     let mut chunk = lock(pool).pop().unwrap_or_default();
-                    chunk.bytes.clear();
-                    chunk.ends.clear();
+                    chunk.clear();
                     chunk.bytes.reserve(CHUNK * state_bytes * 9 / 8);
                     chunk.ends.reserve(CHUNK);
-                    for &(key, op) in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
-                        match store(w, frontier, key, op, reduction, &mut chunk) {
+                    for win in &winners[c * CHUNK..((c + 1) * CHUNK).min(winners.len())] {
+                        let sleep = por.then(|| sleeps.get(win.off..win.off + win.len as usize).unwrap_or(&[]));
+                        let key = win.key;
+                        match store(w, frontier, key, win.op, reduction, &mut chunk, sleep) {
                             Ok(true) => {
                                 dv.fetch_min(key, Relaxed);
                             }
@@ -1087,18 +1269,50 @@ fn bit_fill(shards: &[Shard]) -> Option<f64> {
     Some(ones as f64 / bits.max(1) as f64)
 }
 
-/// Expand frontier state `i`: every enabled action, once.
+/// Expand frontier state `i`: every enabled action, once — with
+/// partial-order reduction, every enabled action not in its sleep set.
 fn expand(
     w: &mut Worker,
     frontier: &Frontier,
     shards: &[Shard],
     i: u64,
     reduction: Reduction,
+    por: bool,
 ) -> Result<(), ExploreError> {
     w.load_parent(frontier, i, reduction)?;
-    let Worker { parent, m, canon, ops, local, transitions, violation, recent, ignore, .. } = w;
+    let zset = frontier.sleep(i);
+    let Worker {
+        parent,
+        m,
+        canon,
+        ops,
+        feet,
+        scratch,
+        local,
+        arena,
+        transitions,
+        slept,
+        violation,
+        recent,
+        ignore,
+        ..
+    } = w;
+    if por && feet.len() != ops.len() {
+        feet.clear();
+        feet.extend(ops.iter().map(|op| parent.footprint(op)));
+    }
+    let asleep = |op: &Op| {
+        let pk = pack(op);
+        pk != NO_OP && zset.binary_search(&pk).is_ok()
+    };
     let mut broke = None;
     for (o, op) in ops.iter().enumerate() {
+        if por && asleep(op) {
+            // an earlier sibling of this state's parent reaches the
+            // successor, at this same depth (§10.6)
+            *slept += 1;
+            continue;
+        }
         m.load_state(&parent.s);
         m.apply_traced(op);
         *transitions += 1;
@@ -1117,17 +1331,47 @@ fn expand(
         // visited or already a candidate of this worker with a smaller key
         // (by the next level, every candidate is visited).
         let slot = fp as usize & (RECENT - 1);
-        if recent[slot] == fp && fp != 0 {
+        let cached = recent[slot] == fp && fp != 0;
+        recent[slot] = fp;
+        if cached && !por {
             continue;
         }
-        recent[slot] = fp;
         // the visited set is only read during expansion (written in merge)
         if shards[shard_of(fp)].contains(fp) {
             continue;
         }
-        // a worker claims chunks in increasing order, so the first key it
-        // sees for a fingerprint is its smallest
-        local.entry(fp).or_insert_with(|| (key, pack(op)));
+        if !por {
+            // a worker claims chunks in increasing order, so the first key it
+            // sees for a fingerprint is its smallest
+            local.entry(fp).or_insert_with(|| Cand { key, op: pack(op), xfp: 0, off: 0, len: 0 });
+            continue;
+        }
+        // With sleep sets every transition into a new state counts: the
+        // state's sleep set is the intersection of theirs.
+        // This transition's: the earlier actions of the parent that were
+        // explored and are independent of `op` — for each such `b`, `b`
+        // then `op` reaches what `op` then `b` would.
+        let xfp = match reduction {
+            Reduction::None => fp,
+            Reduction::Symmetry => canon.fingerprint(&m.s, &m.layout, Reduction::None),
+        };
+        scratch.clear();
+        for (j, b) in ops[..o].iter().enumerate() {
+            let pb = pack(b);
+            if pb != NO_OP && independent(feet[j], feet[o]) && !asleep(b) {
+                scratch.push(pb);
+            }
+        }
+        scratch.sort_unstable();
+        match local.entry(fp) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                meet(e.get_mut(), arena, key, pack(op), xfp, scratch);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (off, len) = stash(arena, scratch)?;
+                e.insert(Cand { key, op: pack(op), xfp, off, len });
+            }
+        }
     }
     if let Some(k) = broke {
         *violation = Some(violation.map_or(k, |v| v.min(k)));
@@ -1168,6 +1412,7 @@ fn store(
     packed: u64,
     reduction: Reduction,
     chunk: &mut Chunk,
+    sleep: Option<&[u64]>,
 ) -> Result<bool, ExploreError> {
     let (i, o) = (key >> ORD_BITS, (key & ((1 << ORD_BITS) - 1)) as usize);
     let op = match unpack(packed) {
@@ -1182,8 +1427,100 @@ fn store(
     };
     w.m.load_state(&w.parent.s);
     w.m.apply_traced(&op);
-    chunk.push(&w.m.s)?;
+    chunk.push(&w.m.s, sleep)?;
     Ok(w.drain_breaks())
+}
+
+// ----------------------------------------------------------------------
+// One state at a time, for a search driven from outside
+// ----------------------------------------------------------------------
+
+/// A successor of an expanded state: the action's ordinal among the state's
+/// actions (the key the explorer orders by), the successor's fingerprint,
+/// and the successor encoded ([`State::encode`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Successor {
+    pub ordinal: u32,
+    pub fp: u64,
+    pub state: Vec<u8>,
+}
+
+/// The explorer's step, one state at a time, for a breadth-first search
+/// driven from outside — sharded across processes or machines (the Ray
+/// backend): the initial state, the successors of an encoded state, the
+/// drain check, and the program a path of action ordinals names. A driver
+/// that orders each level's states by their paths (lexicographically), keeps
+/// per fingerprint the state with the smallest path, and drains every new
+/// state gets exactly [`explore`]'s states, transitions and counterexample:
+/// the explorer's keys order states the same way.
+pub struct Expander {
+    cfg: Config,
+    w: Worker,
+    reduction: Reduction,
+}
+
+impl Expander {
+    pub fn new(cfg: &Config, reduction: Reduction) -> Result<Expander, ExploreError> {
+        cfg.validate().map_err(ExploreError::Config)?;
+        if cfg.shape.cpus > MAX_CPUS {
+            return Err(ExploreError::Config(ConfigError(format!("at most {MAX_CPUS} cpus"))));
+        }
+        Ok(Expander { cfg: cfg.clone(), w: Worker::new(cfg, &[])?, reduction })
+    }
+
+    /// The initial state: (fingerprint, encoded, does its drain break an
+    /// invariant).
+    pub fn initial(&mut self) -> (u64, Vec<u8>, bool) {
+        self.w.m.reset();
+        let fp = self.w.canon.fingerprint(&self.w.m.s, &self.w.m.layout, self.reduction);
+        let mut bytes = Vec::new();
+        self.w.m.s.encode(&mut bytes);
+        (fp, bytes, self.w.drain_breaks())
+    }
+
+    /// Apply every action of the encoded `state`: successors into `out`
+    /// (cleared first; one per distinct fingerprint, the smallest ordinal),
+    /// and (transitions, the smallest ordinal of an action that breaks an
+    /// invariant).
+    pub fn expand(&mut self, state: &[u8], out: &mut Vec<Successor>) -> Result<(u64, Option<u32>), ExploreError> {
+        out.clear();
+        let w = &mut self.w;
+        w.parent_at = u64::MAX;
+        w.parent.s.decode(state).map_err(|e| ExploreError::Config(ConfigError(format!("not a state: {e}"))))?;
+        w.parent.clear_run_flags();
+        actions(&w.parent, self.reduction, &mut w.canon, &mut w.ops);
+        let mut seen: HashSet<u64, FpBuild> = HashSet::default();
+        let mut broke = None;
+        for (o, op) in w.ops.iter().enumerate() {
+            w.m.load_state(&w.parent.s);
+            w.m.apply_traced(op);
+            if w.m.broken() {
+                broke = broke.or(Some(o as u32));
+                continue;
+            }
+            let fp = w.canon.fingerprint(&w.m.s, &w.m.layout, self.reduction);
+            if seen.insert(fp) {
+                let mut bytes = Vec::new();
+                w.m.s.encode(&mut bytes);
+                out.push(Successor { ordinal: o as u32, fp, state: bytes });
+            }
+        }
+        Ok((w.ops.len() as u64, broke))
+    }
+
+    /// Does the end-of-program drain from the encoded `state` break an
+    /// invariant?
+    pub fn drain_breaks(&mut self, state: &[u8]) -> Result<bool, ExploreError> {
+        self.w.m.s.decode(state).map_err(|e| ExploreError::Config(ConfigError(format!("not a state: {e}"))))?;
+        self.w.m.clear_run_flags();
+        Ok(self.w.drain_breaks())
+    }
+
+    /// The program the path of action ordinals names from the initial
+    /// state, replayed with tracing; an error if it breaks no invariant.
+    pub fn counterexample(&self, ordinals: &[usize]) -> Result<Counterexample, ExploreError> {
+        replay_ordinals(&self.cfg, ordinals, self.reduction)
+    }
 }
 
 /// The program that reaches the state (or breaks at the transition) `key`
@@ -1209,11 +1546,18 @@ fn rebuild(
         }
     }
     ords.reverse();
+    replay_ordinals(cfg, &ords, reduction)
+}
+
+/// Follow action ordinals from the initial state and replay the program
+/// with tracing; it must break an invariant.
+fn replay_ordinals(cfg: &Config, ords: &[usize], reduction: Reduction) -> Result<Counterexample, ExploreError> {
+    let level = ords.len();
     let mut m = Machine::new(cfg.clone()).map_err(ExploreError::Config)?;
     let mut buf = Vec::new();
     let mut canon = Canon::new();
     let mut ops = Vec::with_capacity(level);
-    for o in ords {
+    for &o in ords {
         actions(&m, reduction, &mut canon, &mut buf);
         let op = *buf.get(o).ok_or_else(|| ExploreError::Internal("internal: replayed path diverged".into()))?;
         m.apply_traced(&op);

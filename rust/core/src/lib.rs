@@ -20,6 +20,7 @@ pub mod fingerprint;
 mod folio;
 pub mod fuzz;
 mod gup;
+pub mod independence;
 pub mod machine;
 pub mod migrate;
 pub mod minimize;

@@ -10,10 +10,12 @@ use crate::machine::{PyVerdict, PyViolation};
 use crate::program::{rules_arg, PyProgram};
 use crate::shape::shape_arg;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use zdfuzz_core::explore::{explore as run_explore, parse_size, Control, Coverage, Options, Outcome};
+use zdfuzz_core::explore::{
+    explore as run_explore, parse_size, Control, Coverage, Expander, Options, Outcome, Successor,
+};
 use zdfuzz_core::fingerprint::Reduction;
 use zdfuzz_core::signature::Signature;
 use zdfuzz_core::{Config, Shape};
@@ -59,6 +61,12 @@ impl PyExploreResult {
     }
 
     /// The deepest level explored completely.
+    /// Transitions skipped by the sleep sets (`por=True`; 0 otherwise).
+    #[getter]
+    fn slept(&self) -> u64 {
+        self.inner.slept
+    }
+
     #[getter]
     fn depth_reached(&self) -> usize {
         self.inner.depth_reached
@@ -234,7 +242,7 @@ fn progress_dict<'py>(py: Python<'py>, ctl: &Control, t0: Instant) -> PyResult<B
 #[pyfunction]
 #[pyo3(signature = (rules, *, shape = None, depth = 8, threads = 0, symmetry = true, max_memory = None,
                     bitstate = None, max_seconds = None, progress = None, progress_interval = 0.5,
-                    ignore = None))]
+                    ignore = None, por = false))]
 #[allow(clippy::too_many_arguments)]
 pub fn explore(
     py: Python<'_>,
@@ -249,6 +257,7 @@ pub fn explore(
     progress: Option<&Bound<'_, PyAny>>,
     progress_interval: f64,
     ignore: Option<&Bound<'_, PyAny>>,
+    por: bool,
 ) -> PyResult<PyExploreResult> {
     let rules = rules_arg(rules)?;
     // without a shape: all four types, no system RAM and no huge pages (they
@@ -265,6 +274,7 @@ pub fn explore(
         threads,
         reduction: if symmetry { Reduction::Symmetry } else { Reduction::None },
         max_seconds,
+        por,
         ..Options::default()
     };
     if let Some(m) = max_memory {
@@ -318,5 +328,69 @@ pub fn explore(
         Ok(Ok(inner)) => Ok(PyExploreResult { inner, cfg }),
         Ok(Err(e)) => Err(Failure::from(e).into()),
         Err(_) => Err(Failure(zdfuzz_core::Error::Internal("the explorer thread panicked".into())).into()),
+    }
+}
+
+/// The explorer's step, one state at a time, for a breadth-first search
+/// driven from Python (the Ray backend shards it across workers): states
+/// travel as bytes, with their 64-bit fingerprints.
+#[pyclass(module = "zdfuzz._core", name = "Expander", unsendable, skip_from_py_object)]
+pub struct PyExpander {
+    inner: Expander,
+    cfg: Config,
+    buf: Vec<Successor>,
+}
+
+#[pymethods]
+impl PyExpander {
+    #[new]
+    #[pyo3(signature = (rules, *, shape = None, symmetry = true))]
+    fn new(rules: &Bound<'_, PyAny>, shape: Option<&Bound<'_, PyAny>>, symmetry: bool) -> PyResult<PyExpander> {
+        let rules = rules_arg(rules)?;
+        let shape = match shape {
+            Some(s) => shape_arg(Some(s))?,
+            None => Shape { ram: 0, order: 0, ..Shape::default() },
+        };
+        let cfg = Config::with_shape(rules, shape);
+        let reduction = if symmetry { Reduction::Symmetry } else { Reduction::None };
+        let inner = Expander::new(&cfg, reduction).map_err(Failure::from)?;
+        Ok(PyExpander { inner, cfg, buf: Vec::new() })
+    }
+
+    /// The initial state: (fingerprint, state, does its drain break an invariant).
+    fn initial<'py>(&mut self, py: Python<'py>) -> (u64, Bound<'py, PyBytes>, bool) {
+        let (fp, bytes, broke) = self.inner.initial();
+        (fp, PyBytes::new(py, &bytes), broke)
+    }
+
+    /// Every action of `state`: ([(ordinal, fingerprint, successor)], one per
+    /// distinct fingerprint; transitions; the smallest ordinal of an action
+    /// that breaks an invariant, or None).
+    #[allow(clippy::type_complexity)]
+    fn expand<'py>(
+        &mut self,
+        py: Python<'py>,
+        state: &[u8],
+    ) -> PyResult<(Vec<(u32, u64, Bound<'py, PyBytes>)>, u64, Option<u32>)> {
+        let (n, broke) = self.inner.expand(state, &mut self.buf).map_err(Failure::from)?;
+        let succ = self.buf.iter().map(|s| (s.ordinal, s.fp, PyBytes::new(py, &s.state))).collect();
+        Ok((succ, n, broke))
+    }
+
+    /// Does the end-of-program drain from `state` break an invariant?
+    fn drain_breaks(&mut self, state: &[u8]) -> PyResult<bool> {
+        Ok(self.inner.drain_breaks(state).map_err(Failure::from)?)
+    }
+
+    /// The program a path of action ordinals names, replayed: (program,
+    /// violation). ZdfuzzError if it breaks no invariant.
+    fn counterexample(&self, ordinals: Vec<usize>) -> PyResult<(PyProgram, PyViolation, PyVerdict)> {
+        let c = self.inner.counterexample(&ordinals).map_err(Failure::from)?;
+        let v = c
+            .verdict
+            .reported()
+            .map(|v| PyViolation::new(v, &c.verdict.trace))
+            .ok_or_else(|| Failure(zdfuzz_core::Error::Internal("the path breaks no invariant".into())))?;
+        Ok((PyProgram { inner: c.program.clone() }, v, PyVerdict::of_config(&self.cfg, c.verdict)))
     }
 }

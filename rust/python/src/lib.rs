@@ -54,6 +54,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(program::action_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(machine::invariants, m)?)?;
     m.add_class::<explore::PyExploreResult>()?;
+    m.add_class::<explore::PyExpander>()?;
     m.add_function(wrap_pyfunction!(explore::explore, m)?)?;
     m.add_class::<fuzz::PyNativeFuzzer>()?;
     m.add_class::<fuzz::PyFinding>()?;
