@@ -1,0 +1,72 @@
+//! What GUP returns (mm/gup.c), as the trace shows it, and the pin
+//! accounting of a large folio: the refusals carry the kernel's errno, and a
+//! FOLL_PIN of a large folio adds one to its `_pincount` (not the bias).
+#![cfg(not(loom))]
+
+#[path = "common/programs.rs"]
+mod programs;
+
+use programs::{run_as, show};
+use zdfuzz_core::program::text::parse_program;
+use zdfuzz_core::{Config, Machine, Rules, Verdict};
+
+fn gup_note(v: &Verdict, step: usize) -> String {
+    v.trace.iter().find(|t| t.step == step).map(|t| t.notes.join("; ")).unwrap_or_default()
+}
+
+#[test]
+fn refusals_carry_the_kernels_errno() {
+    // a P2P page without FOLL_PCI_P2PDMA (v6.2+): -EREMOTEIO
+    let p2p = "
+config types=p2pdma pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1
+memremap_pages pgmap=0
+p2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=0
+";
+    let v = run_as(p2p, Rules::preset("e3").unwrap());
+    assert!(gup_note(&v, 2).contains("-> -EREMOTEIO"), "{}", show(&v));
+    // ... and with it: granted
+    let v = run_as(&p2p.replace("flags=0", "flags=FOLL_PCI_P2PDMA"), Rules::preset("e3").unwrap());
+    assert!(gup_note(&v, 2).contains("-> pfn 0"), "{}", show(&v));
+    // a FOLL_LONGTERM pin of an FS-DAX page: -EOPNOTSUPP
+    let fsdax = "
+config types=fsdax pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 files=1 file_pages=1 tasks=1
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=0
+";
+    let v = run_as(fsdax, Rules::preset("e3").unwrap());
+    assert!(gup_note(&v, 3).contains("-> -EOPNOTSUPP"), "{}", show(&v));
+    // try_grab_folio failing (an injected failure): -ENOMEM
+    let grab = "
+config types=generic pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1 faults=1
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+fail_next site=try_grab nth=1
+get_user_pages proc=0 addr=0 flags=0 cpu=0
+";
+    let v = run_as(grab, Rules::preset("e3").unwrap());
+    assert!(gup_note(&v, 3).contains("-> -ENOMEM (try_grab_folio)"), "{}", show(&v));
+}
+
+#[test]
+fn a_pin_of_a_large_folio_counts_in_its_pincount() {
+    let text = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 tasks=1 ram=2 order=1
+memremap_pages pgmap=0
+do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=0
+pin_user_pages proc=0 addr=1 flags=0 cpu=0
+";
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+    for op in &p.ops {
+        m.step(op).unwrap();
+    }
+    assert!(m.violation().is_none(), "{:?}", m.violation());
+    let h = m.layout.ndev; // the THP is the first RAM folio
+    assert_eq!(m.s.pincount[h], 2, "one per pin, on the head");
+    // and each pin took one reference, not GUP_PIN_COUNTING_BIAS
+    assert_eq!(m.s.rc[h], 1 + 2, "the mapping's reference and one per pin");
+}
