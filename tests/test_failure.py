@@ -11,7 +11,6 @@ the two switches has the fix.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 
 import zdfuzz
 from zdfuzz.cli import main
+from zdfuzz.corpus import Corpus
 from zdfuzz_reference import diff
 
 FIXED = """name = "e4-p2p-mmap-fixed"
@@ -38,7 +38,7 @@ memunmap_pages pgmap=0 cpu=0
 
 
 def _findings(corpus: Path) -> list[str]:
-    return sorted(json.loads(p.read_text())["signature"]["invariant"] for p in (corpus / "findings").glob("*.json"))
+    return sorted(f.signature.invariant for f in Corpus(corpus).findings())
 
 
 def test_a_native_campaign_with_faults_finds_the_p2p_mmap_leak_and_not_after_the_fix(tmp_path: Path) -> None:

@@ -103,6 +103,17 @@ def _actor(st: _State, proc: int) -> str:
     return st.actors[proc]
 
 
+def _mapped(st: _State, args: dict[str, Any], empty: str) -> tuple[str, str, Any]:
+    """The actor of (proc, addr), the mapping there and what it maps; an
+    empty slot is not drivable (``empty`` says why)."""
+    proc, addr = args["proc"], args["addr"]
+    actor = _actor(st, proc)
+    if (proc, addr) not in st.maps:
+        raise NotDrivable(empty)
+    m, key = st.maps[(proc, addr)]
+    return actor, m, key
+
+
 def _open(st: _State, actor: str, path: str) -> str:
     key = (actor, path)
     if key not in st.opened:
@@ -218,27 +229,17 @@ def _translate_one(st: _State, a: zdfuzz.Action, shape: dict[str, Any]) -> bool:
         _step(st, "-", "punch_hole", f"path=/mnt/f{file} page={index} pages=1", model + [text])
         return True
     if name == "munmap":
-        proc, addr = args["proc"], args["addr"]
-        actor = _actor(st, proc)
-        if (proc, addr) not in st.maps:
-            raise NotDrivable("munmap of an empty slot")
-        m, _ = st.maps.pop((proc, addr))
+        actor, m, _ = _mapped(st, args, "munmap of an empty slot")
+        del st.maps[(args["proc"], args["addr"])]
         _step(st, actor, "munmap", f"map={m}", [text])
         return True
     if name == "cpu_write":
-        proc, addr = args["proc"], args["addr"]
-        actor = _actor(st, proc)
-        if (proc, addr) not in st.maps:
-            raise NotDrivable("a write through an empty slot")
-        m, _ = st.maps[(proc, addr)]
+        actor, m, _ = _mapped(st, args, "a write through an empty slot")
         _step(st, actor, "touch", f"map={m} page=0", [text])
         return True
     if name in ("get_user_pages", "pin_user_pages"):
         proc, addr = args["proc"], args["addr"]
-        actor = _actor(st, proc)
-        if (proc, addr) not in st.maps:
-            raise NotDrivable("GUP on an empty slot")
-        m, key = st.maps[(proc, addr)]
+        actor, m, key = _mapped(st, args, "GUP on an empty slot")
         pfn = _pfn_of(st, key)
         cpu = args.get("cpu", 0)
         longterm = "FOLL_LONGTERM" in _flags(args)
