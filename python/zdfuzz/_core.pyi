@@ -387,7 +387,9 @@ def explore(
 ) -> ExploreResult:
     """Explore every program of up to ``depth`` actions breadth-first: "no
     violation within these bounds", or the shortest counterexample. Ctrl-C,
-    ``max_memory`` and ``max_seconds`` return the partial result. ``ignore``:
+    ``max_memory`` and ``max_seconds`` return the partial result;
+    ``max_memory`` caps the resident memory of the whole process (this
+    interpreter included), checked before each large allocation. ``ignore``:
     signatures (invariant, kind, device[, rules]) to explore past."""
 
 @final

@@ -1,5 +1,5 @@
 //! Run the explorer from the command line (profiling, quick numbers):
-//! `cargo run --release --example explore -- PRESET TYPES DEPTH [THREADS] [sym|exact] [SHAPE]`
+//! `cargo run --release --example explore -- PRESET TYPES DEPTH [THREADS] [sym|exact] [SHAPE] [MAX_MIB]`
 //! where SHAPE is `pages=4,cpus=2,...` (Shape field names), e.g.
 //! `... -- e4 private,fsdax,generic,p2pdma 5 1 sym pages=4`.
 use zdfuzz_core::explore::{explore, Control, Options};
@@ -23,6 +23,7 @@ fn main() {
         depth: arg(3, "4").parse().unwrap_or(4),
         threads: arg(4, "1").parse().unwrap_or(1),
         reduction: if arg(5, "sym") == "exact" { Reduction::None } else { Reduction::Symmetry },
+        max_memory: arg(7, "4096").parse::<u64>().unwrap_or(4096) << 20,
         ..Options::default()
     };
     let o = explore(&Config::with_shape(rules, shape), &opts, &Control::new()).expect("explore");

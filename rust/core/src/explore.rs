@@ -56,6 +56,7 @@ use crate::config::{Config, ConfigError, MAX_CPUS};
 use crate::fingerprint::{hash_words, Canon, Reduction};
 use crate::independence::{independent, Footprint};
 use crate::machine::{Machine, State, Verdict};
+use crate::memory::{self, growth_bytes, table_bytes, vec_growth_bytes};
 use crate::program::op::{Dim, Op, KINDS, MAX_ARGS};
 use crate::program::Program;
 use crate::signature::{signature, Signature};
@@ -86,7 +87,8 @@ pub struct Options {
     pub threads: usize,
     /// exact states, or one state per symmetry class
     pub reduction: Reduction,
-    /// stop (with a partial result) before using more than this many bytes
+    /// stop (with a partial result) before the process holds more than this
+    /// many bytes (its resident set, with what is about to be allocated)
     pub max_memory: u64,
     /// bit-state hashing with a bit array of this many bytes (None: exact
     /// visited set of 64-bit fingerprints)
@@ -290,7 +292,8 @@ pub struct Outcome {
     pub coverage: Coverage,
     pub reduction: Reduction,
     pub threads: usize,
-    /// largest memory estimate seen (bytes)
+    /// the process's peak resident set (bytes, `VmHWM`); without procfs, the
+    /// largest estimate of the explorer's own structures
     pub peak_memory: u64,
     /// (states expanded, of) in the level that was cut short
     pub partial: Option<(u64, u64)>,
@@ -827,22 +830,56 @@ const HALT_NONE: u8 = 0;
 const HALT_MEMORY: u8 = 1;
 const HALT_TIME: u8 = 2;
 
+/// The memory cap is a cap on what the process holds, so it is checked
+/// against the resident set (`memory::rss_bytes`) plus what the explorer is
+/// about to allocate: a hash table that grows allocates its new table
+/// while the old one is still held, and a phase that is about to start
+/// allocates all its output. Both are forecast from the sizes at hand and
+/// checked *before* they happen, so the search stops below the cap rather
+/// than noticing it afterwards. Without procfs the resident set is replaced
+/// by the bytes of the explorer's own structures.
 struct Shared<'a> {
     ctl: &'a Control,
     halt: AtomicU8,
     t0: Instant,
     max_seconds: Option<f64>,
     max_memory: u64,
-    /// memory in use outside the level's temporary maps
+    /// without a resident-set reading: bytes of the structures held outside
+    /// the level's work (visited set, keys, frontiers)
     base_memory: AtomicU64,
-    /// candidates held in the workers' maps this level
-    candidates: AtomicU64,
+    /// what the current phase will still allocate (the store phase's
+    /// forecast, taken down as chunks are stored)
+    phase_pending: AtomicU64,
+    /// per worker, while expanding: the bytes of its candidate map, and
+    /// what its next growth and its hand-off to the shards will allocate
+    held: Vec<AtomicU64>,
+    next: Vec<AtomicU64>,
 }
 
 impl Shared<'_> {
     fn halted(&self) -> bool {
         self.ctl.stop_requested() || self.halt.load(Relaxed) != HALT_NONE
     }
+
+    /// What the process holds now: its resident set where the kernel tells,
+    /// else the explorer's own structures.
+    fn held_now(&self) -> u64 {
+        memory::rss_bytes()
+            .unwrap_or_else(|| self.base_memory.load(Relaxed) + self.held.iter().map(|h| h.load(Relaxed)).sum::<u64>())
+    }
+
+    /// Whether allocating `extra` more bytes (on top of the workers' and the
+    /// phase's forecasts) would pass the cap.
+    fn would_pass_cap(&self, extra: u64) -> bool {
+        let next: u64 = self.next.iter().map(|n| n.load(Relaxed)).sum();
+        self.held_now().saturating_add(next).saturating_add(self.phase_pending.load(Relaxed)).saturating_add(extra)
+            > self.max_memory
+    }
+
+    fn halt_for_memory(&self) {
+        let _ = self.halt.compare_exchange(HALT_NONE, HALT_MEMORY, Relaxed, Relaxed);
+    }
+
     /// Time and memory checks, once per chunk of work.
     fn check_limits(&self) {
         if let Some(s) = self.max_seconds {
@@ -850,12 +887,16 @@ impl Shared<'_> {
                 let _ = self.halt.compare_exchange(HALT_NONE, HALT_TIME, Relaxed, Relaxed);
             }
         }
-        // a map entry costs about 24 bytes, a shard-buffer entry 16
-        if self.base_memory.load(Relaxed) + self.candidates.load(Relaxed) * 40 > self.max_memory {
-            let _ = self.halt.compare_exchange(HALT_NONE, HALT_MEMORY, Relaxed, Relaxed);
+        if self.would_pass_cap(0) {
+            self.halt_for_memory();
         }
     }
 }
+
+/// Entry sizes of the level's tables: a candidate map entry (fingerprint,
+/// candidate) and a visited-set entry.
+const CAND_ENTRY: usize = std::mem::size_of::<(u64, Cand)>();
+const SEEN_ENTRY: usize = std::mem::size_of::<u64>();
 
 // ----------------------------------------------------------------------
 // The search
@@ -889,7 +930,9 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         max_seconds: opts.max_seconds,
         max_memory: opts.max_memory,
         base_memory: AtomicU64::new(0),
-        candidates: AtomicU64::new(0),
+        phase_pending: AtomicU64::new(0),
+        held: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        next: (0..threads).map(|_| AtomicU64::new(0)).collect(),
     };
 
     let por = opts.por;
@@ -924,7 +967,13 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             + recycled.iter().map(Chunk::capacity_bytes).sum::<u64>();
         peak = peak.max(mem_now);
         sh.base_memory.store(mem_now, Relaxed);
-        sh.candidates.store(0, Relaxed);
+        sh.phase_pending.store(0, Relaxed);
+        if sh.would_pass_cap(0) {
+            sh.halt_for_memory();
+            partial = Some((0, n));
+            stop = halt_reason(&sh);
+            break;
+        }
         ctl.depth.store(d + 1, Relaxed);
         ctl.frontier.store(n, Relaxed);
         ctl.expanded.store(0, Relaxed);
@@ -943,6 +992,17 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             break;
         }
         let mut violation = workers.iter().filter_map(|w| w.violation).min();
+        for (h, x) in sh.held.iter().zip(&sh.next) {
+            h.store(0, Relaxed);
+            x.store(0, Relaxed);
+        }
+        sh.base_memory.fetch_add(handed_off_bytes(&workers), Relaxed);
+        if sh.would_pass_cap(merge_forecast(&workers, &shards, threads)) {
+            sh.halt_for_memory();
+            partial = Some((n, n));
+            stop = halt_reason(&sh);
+            break;
+        }
 
         let (winners, sleeps) = merge_level(&mut workers, &mut shards, threads);
         if let Some(p) = fill_before {
@@ -950,6 +1010,14 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             missed += winners.len() as f64 * q / (1.0 - q).max(1e-12);
         }
 
+        let forecast = store_forecast(&frontier, &winners, &sleeps, &recycled);
+        if sh.would_pass_cap(forecast) {
+            sh.halt_for_memory();
+            partial = Some((n, n));
+            stop = halt_reason(&sh);
+            break;
+        }
+        sh.phase_pending.store(forecast, Relaxed);
         let (stored, drain_violation) =
             store_level(&mut workers, &frontier, (&winners, &sleeps), &sh, reduction, por, &mut recycled);
         if let Some(e) = workers.iter_mut().find_map(|w| w.error.take()) {
@@ -1017,7 +1085,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         coverage,
         reduction,
         threads,
-        peak_memory: peak,
+        peak_memory: memory::peak_rss_bytes().unwrap_or(peak),
         partial,
     })
 }
@@ -1056,7 +1124,7 @@ fn expand_level(
 ) {
     let next_chunk = AtomicUsize::new(0);
     std::thread::scope(|sc| {
-        for w in workers.iter_mut() {
+        for (wi, w) in workers.iter_mut().enumerate() {
             let next_chunk = &next_chunk;
             sc.spawn(move || {
                 w.local.clear();
@@ -1070,7 +1138,7 @@ fn expand_level(
                     if c >= frontier.chunks.len() || sh.halted() || w.error.is_some() {
                         break;
                     }
-                    let before = (w.transitions, w.local.len());
+                    let before = w.transitions;
                     let len = frontier.chunks[c].ends.len();
                     for j in 0..len {
                         let i = (c * CHUNK + j) as u64;
@@ -1080,14 +1148,34 @@ fn expand_level(
                         }
                     }
                     sh.ctl.expanded.fetch_add(len as u64, Relaxed);
-                    sh.ctl.transitions.fetch_add(w.transitions - before.0, Relaxed);
-                    sh.candidates.fetch_add((w.local.len() - before.1) as u64, Relaxed);
+                    let chunk_transitions = w.transitions - before;
+                    sh.ctl.transitions.fetch_add(chunk_transitions, Relaxed);
+                    // what this worker holds, and what its next chunk (at
+                    // most twice this one's transitions, each a possible new
+                    // candidate) and its hand-off below may allocate
+                    let (len, cap) = (w.local.len(), w.local.capacity());
+                    sh.held[wi].store(table_bytes(cap, CAND_ENTRY) + w.arena.capacity() as u64 * 8, Relaxed);
+                    let grow = growth_bytes(len, cap, 2 * chunk_transitions as usize, CAND_ENTRY)
+                        + vec_growth_bytes(w.arena.len(), w.arena.capacity(), 2 * chunk_transitions as usize, 8);
+                    let hand_off =
+                        (len + 2 * chunk_transitions as usize) as u64 * CAND_ENTRY as u64 + w.arena.len() as u64 * 8;
+                    sh.next[wi].store(grow + hand_off, Relaxed);
                     sh.check_limits();
                 }
-                // hand the candidates to their shards
-                for (o, a) in w.out.iter_mut().zip(w.out_arena.iter_mut()) {
+                // hand the candidates to their shards, each buffer sized
+                // exactly (no doubling: the merge's input is the largest
+                // thing a level allocates besides the next frontier)
+                let mut counts = [(0usize, 0usize); SHARDS];
+                for (&fp, c) in w.local.iter() {
+                    let e = &mut counts[shard_of(fp)];
+                    e.0 += 1;
+                    e.1 += c.len as usize;
+                }
+                for ((o, a), &(n, m)) in w.out.iter_mut().zip(w.out_arena.iter_mut()).zip(&counts) {
                     o.clear();
                     a.clear();
+                    o.reserve_exact(n);
+                    a.reserve_exact(m);
                 }
                 for (&fp, c) in w.local.iter() {
                     let k = shard_of(fp);
@@ -1099,11 +1187,62 @@ fn expand_level(
                     }
                     w.out[k].push((fp, c));
                 }
-                w.local.clear();
-                w.arena.clear();
+                // give the map back: the merge and the store need the room
+                w.local = HashMap::default();
+                w.arena = Vec::new();
             });
         }
     });
+}
+
+/// Bytes of the workers' hand-off buffers (the merge's input).
+fn handed_off_bytes(workers: &[Worker]) -> u64 {
+    workers
+        .iter()
+        .flat_map(|w| w.out.iter().map(|o| o.capacity() as u64 * CAND_ENTRY as u64))
+        .chain(workers.iter().flat_map(|w| w.out_arena.iter().map(|a| a.capacity() as u64 * 8)))
+        .sum()
+}
+
+/// What the merge will allocate at most: the visited set's shards grown to
+/// take every candidate (their new tables while the old are still held),
+/// one merge map and order buffer per thread for its largest shard, and the
+/// winners (each thread's, then all of them) with their sleep sets.
+fn merge_forecast(workers: &[Worker], shards: &[Shard], threads: usize) -> u64 {
+    let mut per_shard = [0usize; SHARDS];
+    let mut sleeps = 0u64;
+    for w in workers {
+        for (k, o) in w.out.iter().enumerate() {
+            per_shard[k] += o.len();
+        }
+        sleeps += w.out_arena.iter().map(|a| a.len() as u64 * 8).sum::<u64>();
+    }
+    let cands: usize = per_shard.iter().sum();
+    let largest = per_shard.iter().copied().max().unwrap_or(0);
+    let grow: u64 = shards
+        .iter()
+        .zip(per_shard)
+        .map(|(s, add)| match s {
+            Shard::Exact(set) => growth_bytes(set.len(), set.capacity(), add, SEEN_ENTRY),
+            Shard::Bits(_) => 0,
+        })
+        .sum();
+    let per_thread = table_bytes(largest, CAND_ENTRY) + largest as u64 * 24 + sleeps / threads.max(1) as u64;
+    // a thread's winners vector may double past its size, then all are
+    // copied into one
+    grow + threads as u64 * per_thread + cands as u64 * std::mem::size_of::<Winner>() as u64 * 3 + sleeps * 3
+}
+
+/// What the store will allocate at most: the next frontier (states of the
+/// current one's mean size, as each chunk reserves), less the recycled
+/// chunks it reuses, and the next level's keys.
+fn store_forecast(frontier: &Frontier, winners: &[Winner], sleeps: &[u64], recycled: &[Chunk]) -> u64 {
+    let n = frontier.len().max(1);
+    let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / n as usize).max(16) as u64;
+    let w = winners.len() as u64;
+    let chunks = w * (state_bytes * 9 / 8 + 4) + sleeps.len() as u64 * 8 + w * 4;
+    let reuse: u64 = recycled.iter().map(Chunk::capacity_bytes).sum();
+    chunks.saturating_sub(reuse) + w * 8
 }
 
 /// Phase 2, **merge**: sixty-four shards of the visited set, each owned by
@@ -1170,16 +1309,20 @@ fn merge_level(workers: &mut [Worker], shards: &mut [Shard], threads: usize) -> 
                 })
             })
             .collect();
-        for h in handles {
-            let (won, won_sleep) = h.join().unwrap_or_default();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap_or_default()).collect();
+        winners.reserve_exact(results.iter().map(|(w, _)| w.len()).sum());
+        sleeps.reserve_exact(results.iter().map(|(_, s)| s.len()).sum());
+        for (won, won_sleep) in results {
             let base = sleeps.len();
             winners.extend(won.into_iter().map(|w| Winner { off: w.off + base, ..w }));
             sleeps.extend(won_sleep);
         }
     });
-    for (w, (out, out_arena)) in workers.iter_mut().zip(outs) {
-        w.out = out;
-        w.out_arena = out_arena;
+    // the merge's input is consumed: free it (each level sizes its own)
+    drop(outs);
+    for w in workers.iter_mut() {
+        w.out = (0..SHARDS).map(|_| Vec::new()).collect();
+        w.out_arena = (0..SHARDS).map(|_| Vec::new()).collect();
     }
     winners.sort_unstable_by_key(|w| w.key);
     (winners, sleeps)
@@ -1205,6 +1348,7 @@ fn store_level(
     let pool = Mutex::new(std::mem::take(recycled));
     let state_bytes = (frontier.chunks.iter().map(|c| c.bytes.len()).sum::<usize>() / (n as usize).max(1)).max(16);
     let drain_violation = AtomicU64::new(u64::MAX);
+    let per_chunk = sh.phase_pending.load(Relaxed) / nchunks.max(1) as u64;
     std::thread::scope(|sc| {
         for w in workers.iter_mut() {
             let (stored, next_c, dv, pool) = (&stored, &next_c, &drain_violation, &pool);
@@ -1234,6 +1378,7 @@ fn store_level(
                         }
                     }
                     *lock(&stored[c]) = Some(chunk);
+                    let _ = sh.phase_pending.fetch_update(Relaxed, Relaxed, |p| Some(p.saturating_sub(per_chunk)));
                     sh.check_limits();
                 }
             });

@@ -22,6 +22,7 @@ pub mod fuzz;
 mod gup;
 pub mod independence;
 pub mod machine;
+pub mod memory;
 pub mod migrate;
 pub mod minimize;
 pub mod oracle;
