@@ -7,6 +7,7 @@
 mod programs;
 
 use programs::{run_as, show};
+use zdfuzz_core::fuzz::coverage::pgmap_feature;
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Config, Machine, Rules, Verdict};
 
@@ -69,4 +70,53 @@ pin_user_pages proc=0 addr=1 flags=0 cpu=0
     assert_eq!(m.s.pincount[h], 2, "one per pin, on the head");
     // and each pin took one reference, not GUP_PIN_COUNTING_BIAS
     assert_eq!(m.s.rc[h], 1 + 2, "the mapping's reference and one per pin");
+}
+
+fn machine_after(text: &str, preset: &str) -> Machine {
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), p.shape.clone())).unwrap();
+    for op in &p.ops {
+        m.step(op).unwrap();
+    }
+    assert!(m.violation().is_none(), "{:?}", m.violation());
+    m
+}
+
+const TWO_PINS: &str = "
+config types=generic pgmaps=1 pages=1 cpus=1 procs=1 addrs=2 tasks=1
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+dev_dax_huge_fault proc=0 addr=1 pfn=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=0
+pin_user_pages proc=0 addr=1 flags=0 cpu=0
+";
+
+#[test]
+fn a_longterm_pin_is_counted_until_the_pins_are_gone() {
+    // FOLL_LONGTERM on a device-dax page is allowed (only FS-DAX refuses it)
+    let m = machine_after(TWO_PINS, "e4");
+    let h = m.s.ledger.pages[0];
+    assert_eq!((h.gup_pins, h.longterm_pins), (2, 1));
+    // the native engine's coverage sees the longterm pin (bit 13)
+    assert_ne!(pgmap_feature(&m, 0) & 1 << 13, 0);
+    let m = machine_after(&format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\n"), "e4");
+    assert_eq!((m.s.ledger.pages[0].gup_pins, m.s.ledger.pages[0].longterm_pins), (1, 1));
+    let m = machine_after(&format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\nunpin_user_page pfn=0 cpu=0\n"), "e4");
+    assert_eq!((m.s.ledger.pages[0].gup_pins, m.s.ledger.pages[0].longterm_pins), (0, 0));
+    assert_eq!(pgmap_feature(&m, 0) & 1 << 13, 0);
+}
+
+#[test]
+fn the_buffer_a_pin_was_taken_through_is_forgotten_with_the_last_pin() {
+    // DMA through a pin writes to the virtual page the first pin came
+    // through (addr 0: slot 0, stored as 1) while any pin remains
+    let m = machine_after(TWO_PINS, "e4");
+    assert_eq!(m.s.ledger.pin_vpage[0], 1);
+    let m = machine_after(&format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\n"), "e4");
+    assert_eq!(m.s.ledger.pin_vpage[0], 1, "one pin is left");
+    let m = machine_after(&format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\nunpin_user_page pfn=0 cpu=0\n"), "e4");
+    assert_eq!(m.s.ledger.pin_vpage[0], 0, "no pin is left");
+    // a new pin through addr 1 (slot 1) then owns the DMA
+    let again = format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\nunpin_user_page pfn=0 cpu=0\npin_user_pages proc=0 addr=1 flags=0 cpu=0\n");
+    assert_eq!(machine_after(&again, "e4").s.ledger.pin_vpage[0], 2);
 }
