@@ -125,6 +125,10 @@ impl Task {
     }
 }
 
+/// Steps the drain gives a lookup in flight (`get_dev_pagemap` takes two):
+/// far more than any needs, a bound so a task that never ends cannot hang it.
+const TASK_STEPS_MAX: usize = 64;
+
 impl Machine {
     pub(crate) fn spawn(&mut self, kind: TaskKind, cpu: usize) -> Option<usize> {
         self.spawn_at(kind, 0, cpu)
@@ -328,27 +332,42 @@ impl Machine {
     pub(crate) fn drain(&mut self) {
         // 0. Lookups in flight return (they never block); their result is
         //    then held like any other reference and released below.
+        //    (Every loop here is bounded by the count it drains: a release
+        //    that did not release — a model bug, or a mutant of one — ends
+        //    the drain with holders left, which teardown then reports,
+        //    instead of spinning for ever.)
         for slot in 0..self.s.tasks.len() {
-            while self.violation.is_none()
-                && matches!(self.s.tasks[slot], Some(Task { kind: TaskKind::GetDevPagemap { .. }, .. }))
-            {
+            for _ in 0..TASK_STEPS_MAX {
+                if self.violation.is_some()
+                    || !matches!(self.s.tasks[slot], Some(Task { kind: TaskKind::GetDevPagemap { .. }, .. }))
+                {
+                    break;
+                }
                 self.drain_step(Op::new(OpKind::Step, &[slot as u16]));
             }
         }
         // 1. GUP callers and kernel users release what they hold.
         for p in 0..self.layout.npfns {
-            while self.violation.is_none() && self.s.ledger.pages[p].gup_pins > 0 {
-                self.drain_step(Op::new(OpKind::UnpinUserPage, &[p as u16, 0]));
-            }
-            while self.violation.is_none() && self.s.ledger.pages[p].gup_gets > 0 {
-                self.drain_step(Op::new(OpKind::PutPage, &[p as u16, BY_GUP, 0]));
-            }
-            while self.violation.is_none() && self.s.ledger.pages[p].kernel_gets > 0 {
-                self.drain_step(Op::new(OpKind::PutPage, &[p as u16, BY_KERNEL, 0]));
+            let h = self.s.ledger.pages[p];
+            let releases = [
+                (h.gup_pins, Op::new(OpKind::UnpinUserPage, &[p as u16, 0])),
+                (h.gup_gets, Op::new(OpKind::PutPage, &[p as u16, BY_GUP, 0])),
+                (h.kernel_gets, Op::new(OpKind::PutPage, &[p as u16, BY_KERNEL, 0])),
+            ];
+            for (n, op) in releases {
+                for _ in 0..n {
+                    if self.violation.is_some() {
+                        break;
+                    }
+                    self.drain_step(op);
+                }
             }
         }
         for g in 0..self.layout.npgmaps {
-            while self.violation.is_none() && self.s.ledger.kernel_pgmap_refs[g] > 0 {
+            for _ in 0..self.s.ledger.kernel_pgmap_refs[g] {
+                if self.violation.is_some() {
+                    break;
+                }
                 self.drain_step(Op::new(OpKind::PutDevPagemap, &[g as u16, 0]));
             }
         }
