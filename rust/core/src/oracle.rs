@@ -1059,6 +1059,56 @@ mod tests {
         assert_eq!((j.invariant, j.at), (Invariant::F9, 1));
     }
 
+    /// `p2pdma_page_free` may only return a page a user-space mapping took
+    /// from the pool (a kernel allocation's pages go back through
+    /// `pci_free_p2pmem`).
+    #[test]
+    fn a_p2p_page_freed_to_the_pool_must_be_a_user_space_one() {
+        let (mut l, layout) = setup();
+        let pool = |mmap_page| Obs::ReturnedToP2pPool { pfn: 3, mmap_page };
+        assert!(judge(&pool(true), &l, &layout).is_none());
+        let j = judge(&pool(false), &l, &layout).unwrap();
+        assert_eq!((j.invariant, j.variant, j.objects()), (Invariant::F9, 2, &[("pfn", 3)][..]));
+        l.pages[3].p2p_kernel = true;
+        assert_eq!(judge(&pool(true), &l, &layout).map(|j| j.invariant), Some(Invariant::F9));
+    }
+
+    /// A put below zero and a get from below the minimum are I-F1; the
+    /// boundaries are not.
+    #[test]
+    fn refcount_bounds_are_i_f1() {
+        let (l, layout) = setup();
+        let drop = |old, n| judge(&Obs::RefDropped { pfn: 2, old, n, what: "put_page" }, &l, &layout);
+        assert!(drop(1, 1).is_none() && drop(5, 2).is_none());
+        let j = drop(0, 1).unwrap();
+        assert_eq!((j.invariant, j.variant, j.objects()), (Invariant::F1, 1, &[("pfn", 2)][..]));
+        assert!(drop(1024, 1025).is_some());
+        let take = |old, min| judge(&Obs::RefTaken { pfn: 2, old, min, what: "get_page" }, &l, &layout);
+        assert!(take(1, 1).is_none() && take(0, 0).is_none());
+        assert_eq!(take(0, 1).map(|j| (j.invariant, j.variant)), Some((Invariant::F1, 0)));
+    }
+
+    /// What a teardown or a touch after it names: the pgmap, and the page.
+    #[test]
+    fn teardown_judgements_name_the_pgmap_and_the_page() {
+        let (mut l, layout) = setup();
+        let g = 1;
+        let p = layout.pfns_of(g).start + 1;
+        assert!(judge(&Obs::TornDown { pgmap: g }, &l, &layout).is_none());
+        l.pages[p].kernel_gets = 1;
+        let j = judge(&Obs::TornDown { pgmap: g }, &l, &layout).unwrap();
+        assert_eq!((j.invariant, j.at, j.objects()), (Invariant::L2, p, &[("pgmap", g as u32), ("pfn", p as u32)][..]));
+        l.pages[p].kernel_gets = 0;
+        l.kernel_pgmap_refs[g] = 1;
+        let j = judge(&Obs::TornDown { pgmap: g }, &l, &layout).unwrap();
+        assert_eq!((j.invariant, j.variant, j.objects()), (Invariant::L2, 1, &[("pgmap", g as u32)][..]));
+        l.life[g] = Life::TornDown;
+        let j = judge(&Obs::PgmapTouched { pgmap: g, what: "get_dev_pagemap" }, &l, &layout).unwrap();
+        assert_eq!((j.invariant, j.objects()), (Invariant::L3, &[("pgmap", g as u32)][..]));
+        let j = judge(&Obs::PageTouched { pfn: p, what: "put_page" }, &l, &layout).unwrap();
+        assert_eq!((j.invariant, j.objects()), (Invariant::L3, &[("pgmap", g as u32), ("pfn", p as u32)][..]));
+    }
+
     #[test]
     fn ids_are_unique_and_documented() {
         let mut ids: Vec<&str> = Invariant::ALL.iter().map(|i| i.id()).collect();

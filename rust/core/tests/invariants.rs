@@ -338,6 +338,26 @@ description = "E4 P2P (0-based) with kernel users taking page references"
 kernel_get_page = true
 "#;
 
+/// A what-if with 0-based device-dax pages under E1's memunmap_pages, which
+/// still puts every page's initial reference: the put goes below zero.
+const E1_ZERO_BASED_GENERIC: &str = r#"
+name = "e1-zero-based-generic"
+base = "e1"
+description = "E1 with 0-based device-dax pages: memunmap_pages' put_page has no reference to drop"
+[types.generic]
+init_rc = 0
+free_rc = 0
+"#;
+
+const GENERIC_UNBIND_IDLE: &str = "
+config types=generic pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+step task=0                   # shut user access down
+step task=0                   # percpu_ref_kill
+step task=0                   # drop init refs: put_page on a page at 0
+";
+
 const P2P_KERNEL_GET_PAGE: &str = "
 config types=p2pdma
 memremap_pages pgmap=0
@@ -890,6 +910,13 @@ const FIRES: &[Fires] = &[
         P2P_KERNEL_GET_PAGE,
         Safety,
         "get_page takes a reference on pfn 0 whose refcount is 0",
+    ),
+    fire(
+        "I-F1",
+        Toml(E1_ZERO_BASED_GENERIC),
+        GENERIC_UNBIND_IDLE,
+        Safety,
+        "put_page drops pfn 0's refcount below zero (0 - 1)",
     ),
     fire("I-F2", Toml(STALE_MAPPING), PRIVATE_REUSE, Safety, "stale page->mapping"),
     fire(
