@@ -1109,6 +1109,80 @@ mod tests {
         assert_eq!((j.invariant, j.objects()), (Invariant::L3, &[("pgmap", g as u32), ("pfn", p as u32)][..]));
     }
 
+    /// A device page prepared as part of a folio must carry no compound
+    /// metadata of an earlier, different folio (I-F4): a standalone page or
+    /// the same folio again is fine.
+    #[test]
+    fn stale_compound_metadata_is_i_f4() {
+        let (l, layout) = setup();
+        let prep = |old_head, old_order| {
+            judge(&Obs::CompoundPrepared { pfn: 5, head: 4, order: 1, old_head, old_order }, &l, &layout)
+        };
+        assert!(prep(5, 0).is_none(), "standalone before");
+        assert!(prep(4, 1).is_none(), "the same folio again");
+        assert_eq!(prep(6, 1).map(|j| (j.invariant, j.objects()[0])), Some((Invariant::F4, ("pfn", 5))));
+        assert!(prep(4, 2).is_some(), "same head, other order");
+        assert!(prep(5, 1).is_some(), "its own head of a larger folio");
+    }
+
+    /// A migration entry left behind is legitimate only while the running
+    /// migration holds the folio collected — through its head or the page.
+    #[test]
+    fn a_migration_entry_is_left_legitimately_only_under_collect() {
+        let (mut l, layout) = setup();
+        let entry = Pte::Migration { pfn: 5, kind: crate::pagetable::MigKind::Write };
+        let left = |l: &Ledger| judge(&Obs::MigrationEntryLeft { pfn: 5, head: 4, entry }, l, &layout);
+        assert_eq!(left(&l).map(|j| j.invariant), Some(Invariant::M3));
+        l.pages[4].collect = 1;
+        assert!(left(&l).is_none(), "the head is collected");
+        l.pages[4].collect = 0;
+        l.pages[5].collect = 1;
+        assert!(left(&l).is_none(), "the page is collected");
+    }
+
+    /// `migrate_to_ram` on a folio nobody holds, or on one back on the free
+    /// list, without the fault path's own reference, is I-D1.
+    #[test]
+    fn migrate_to_ram_needs_a_held_page_or_its_own_reference() {
+        let (mut l, layout) = setup();
+        let m2r = |l: &Ledger, fault_ref, on_free_list| {
+            let obs = Obs::MigrateToRam { pgmap: 0, pfn: 1, head: 1, nr: 1, fault_ref, on_free_list };
+            judge(&obs, l, &layout).map(|j| (j.invariant, j.variant))
+        };
+        assert_eq!(m2r(&l, false, false), Some((Invariant::D1, 1)), "nobody holds it");
+        assert_eq!(m2r(&l, true, false), None, "the fault path holds it");
+        l.pages[1].maps = 1;
+        assert_eq!(m2r(&l, false, false), None, "mapped");
+        assert_eq!(m2r(&l, false, true), Some((Invariant::D1, 1)), "mapped, yet on the free list");
+        l.life[0] = Life::TornDown;
+        assert_eq!(m2r(&l, true, false), Some((Invariant::D1, 0)), "the pgmap is gone");
+    }
+
+    /// A filesystem block freed while its page is mapped or referenced is
+    /// I-X2 (the busy-page check missed it).
+    #[test]
+    fn a_busy_block_freed_is_i_x2() {
+        let (mut l, layout) = setup();
+        let freed = |l: &Ledger| judge(&Obs::BlockFreed { file: 1, index: 0, pfn: 6 }, l, &layout);
+        assert!(freed(&l).is_none());
+        l.pages[6].maps = 1;
+        assert_eq!(freed(&l).map(|j| (j.invariant, j.objects()[0])), Some((Invariant::X2, ("file", 1))));
+        l.pages[6].maps = 0;
+        l.pages[6].gup_pins = 1;
+        assert!(freed(&l).is_some());
+    }
+
+    /// The message of a put below zero shows the value it went to.
+    #[test]
+    fn an_underflow_message_shows_the_negative_count() {
+        let (l, layout) = setup();
+        let obs = Obs::RefDropped { pfn: 2, old: 1, n: 3, what: "put_page" };
+        let j = judge(&obs, &l, &layout).unwrap();
+        let (message, expected, actual) = describe(&obs, &j, &l, &layout);
+        assert_eq!((expected.as_str(), actual.as_str()), (">= 0", "-2"));
+        assert!(message.contains("(1 - 3)"), "{message}");
+    }
+
     #[test]
     fn ids_are_unique_and_documented() {
         let mut ids: Vec<&str> = Invariant::ALL.iter().map(|i| i.id()).collect();
