@@ -24,7 +24,7 @@ use crate::rules::{AllocPgmapRef, DeviceType};
 pub use crate::pagetable::Pte;
 
 /// `PG_locked`.
-pub const PG_LOCKED: u8 = 1 << 0;
+pub const PG_LOCKED: u8 = 1; // bit 0
 /// On its device-private driver's free list (the driver's view).
 pub const PG_FREE_LIST: u8 = 1 << 1;
 /// Allocated from the P2P gen_pool.
@@ -240,5 +240,104 @@ impl Machine {
             self.s.ledger.migrated_away[p] = false;
             self.s.ledger.pages[p].dirty_pte = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oracle::{Invariant, Life};
+    use crate::program::text::parse_program;
+    use crate::{Config, Rules};
+
+    fn machine(preset: &str, text: &str) -> Machine {
+        let p = parse_program(text).unwrap();
+        let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), p.shape.clone())).unwrap();
+        m.set_tracing(true);
+        for op in &p.ops {
+            m.step(op).unwrap();
+        }
+        assert!(m.violation().is_none(), "{:?}", m.violation());
+        m
+    }
+
+    const ONE_PRIVATE: &str = "
+config types=private pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1
+memremap_pages pgmap=0
+";
+
+    /// A page of a torn-down pgmap is not touched: the get or put is I-L3
+    /// and the refcount stays as it was.
+    #[test]
+    fn a_page_of_a_torn_down_pgmap_is_left_alone() {
+        for get in [true, false] {
+            let mut m = machine("e3", ONE_PRIVATE);
+            let rc = m.s.rc[0];
+            m.s.ledger.life[0] = Life::TornDown;
+            if get {
+                m.page_get_from(0, 1, 0, "get_page");
+            } else {
+                m.put_page_refs(0, 1, 0, "put_page");
+            }
+            assert_eq!(m.violation().map(|v| v.invariant), Some(Invariant::L3));
+            assert_eq!(m.s.rc[0], rc);
+        }
+    }
+
+    /// The driver's free list is its own view: a device-private page already
+    /// on it is freed twice (I-F9).
+    #[test]
+    fn a_private_page_freed_twice_is_i_f9() {
+        let mut m = machine("e3", ONE_PRIVATE);
+        assert_ne!(m.s.flags[0] & PG_FREE_LIST, 0, "a fresh page is on the driver's free list");
+        m.page_free(0, 0);
+        let v = m.violation().expect("freed twice");
+        assert_eq!(v.invariant, Invariant::F9);
+        assert!(v.message.contains("already"), "{}", v.message);
+    }
+
+    /// `page_free` / `folio_free` and FS-DAX wake-ups show in the trace.
+    #[test]
+    fn frees_and_wake_ups_are_traced() {
+        let notes =
+            |mut m: Machine| m.verdict().trace.iter().flat_map(|t| t.notes.clone()).collect::<Vec<_>>().join("; ");
+        // E5: a large device-private folio goes back as one folio_free
+        let m = machine(
+            "e5",
+            "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=1 tasks=1 ram=2 order=1
+memremap_pages pgmap=0
+alloc_device_folio pgmap=0 cpu=0
+free_device_page pfn=0 cpu=0
+",
+        );
+        let n = notes(m);
+        assert!(n.contains("folio_free(pfn 0, 2 pages)"), "{n}");
+        let m = machine(
+            "e3",
+            "
+config types=private pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+free_device_page pfn=0 cpu=0
+",
+        );
+        let n = notes(m);
+        assert!(n.contains("page_free(pfn 0)"), "{n}");
+        // E4 FS-DAX: the last reference wakes the layout waiters
+        let m = machine(
+            "e4",
+            "
+config types=fsdax pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 files=1 file_pages=1 tasks=1
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=0
+put_page pfn=0 by=gup cpu=0
+munmap proc=0 addr=0 cpu=0
+",
+        );
+        let n = notes(m);
+        assert!(n.contains("wake_up_var(pfn 0)"), "{n}");
     }
 }
