@@ -296,6 +296,30 @@ memremap_pages pgmap=0
         assert!(v.message.contains("already"), "{}", v.message);
     }
 
+    /// A device-private page goes back to its driver unlocked and clean.
+    #[test]
+    fn a_freed_private_page_is_unlocked_and_clean() {
+        let mut m = machine("e3", &format!("{ONE_PRIVATE}alloc_device_page pgmap=0 cpu=0\n"));
+        assert_eq!(m.s.flags[0] & PG_FREE_LIST, 0);
+        m.s.flags[0] |= PG_DIRTY;
+        m.page_free(0, 0);
+        assert_eq!(m.s.flags[0] & (PG_LOCKED | PG_DIRTY), 0, "flags {:#x}", m.s.flags[0]);
+        assert_ne!(m.s.flags[0] & PG_FREE_LIST, 0);
+    }
+
+    /// Only a page a user-space mapping took from the P2P pool goes back to
+    /// it through `p2pdma_page_free` (I-F9 otherwise).
+    #[test]
+    fn a_p2p_page_outside_the_pool_is_not_freed_to_it() {
+        let mut m = machine(
+            "e3",
+            "config types=p2pdma pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1\nmemremap_pages pgmap=0\n",
+        );
+        assert_eq!(m.s.flags[0] & PG_POOL, 0);
+        m.page_free(0, 0);
+        assert_eq!(m.violation().map(|v| v.invariant), Some(Invariant::F9));
+    }
+
     /// `page_free` / `folio_free` and FS-DAX wake-ups show in the trace.
     #[test]
     fn frees_and_wake_ups_are_traced() {
