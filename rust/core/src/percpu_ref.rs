@@ -63,7 +63,7 @@ pub const PERCPU_COUNT_BIAS: u64 = 1 << 63;
 /// `percpu_ref_init()` flags, with the kernel's values.
 pub mod init_flags {
     /// `PERCPU_REF_INIT_ATOMIC`: start (and stay, "sticky") in atomic mode.
-    pub const INIT_ATOMIC: u32 = 1 << 0;
+    pub const INIT_ATOMIC: u32 = 1; // bit 0
     /// `PERCPU_REF_INIT_DEAD`: start killed with a count of zero.
     pub const INIT_DEAD: u32 = 1 << 1;
     /// `PERCPU_REF_ALLOW_REINIT`: keep the per-CPU counters after a switch to
@@ -74,7 +74,7 @@ pub mod init_flags {
 
 // Low bits of `percpu_count_ptr` — what the fast path reads.
 /// `__PERCPU_REF_ATOMIC`.
-const PTR_ATOMIC: u64 = 1 << 0;
+const PTR_ATOMIC: u64 = 1; // bit 0
 /// `__PERCPU_REF_DEAD`.
 const PTR_DEAD: u64 = 1 << 1;
 /// The per-CPU pointer itself is NULL (freed by `__percpu_ref_exit`).
@@ -84,7 +84,7 @@ const PTR_ATOMIC_DEAD: u64 = PTR_ATOMIC | PTR_DEAD;
 
 // Control state (the kernel's `percpu_ref_data` fields), changed only by
 // serialized control operations, except RELEASED which the final put sets.
-const CTL_FORCE_ATOMIC: u64 = 1 << 0;
+const CTL_FORCE_ATOMIC: u64 = 1; // bit 0
 const CTL_ALLOW_REINIT: u64 = 1 << 1;
 /// `confirm_switch != NULL`: a percpu→atomic switch waits for its grace period.
 const CTL_SWITCHING: u64 = 1 << 2;
@@ -868,6 +868,60 @@ mod tests {
     use std::cell::Cell;
 
     type SimRef = PercpuRef<Cell<u64>>;
+
+    /// The flags carry the kernel's values (include/linux/percpu-refcount.h).
+    #[test]
+    fn init_flags_have_the_kernels_values() {
+        assert_eq!((INIT_ATOMIC, INIT_DEAD, ALLOW_REINIT, ALL), (1, 2, 4, 7));
+    }
+
+    /// `percpu_ref_kill_and_confirm`: the confirmation runs after the grace
+    /// period, and only when one was asked for.
+    #[test]
+    fn a_kill_confirms_only_when_asked() {
+        for confirm in [true, false] {
+            let r = SimRef::new(2, 0);
+            assert!(!r.kill_and_confirm(confirm).confirmed);
+            let fx = r.grace_period();
+            assert_eq!(fx.confirmed, confirm);
+            assert!(!r.switch_pending());
+            // a second grace period has nothing left to confirm
+            assert!(!r.grace_period().confirmed);
+        }
+    }
+
+    /// An event set is a bit mask over the events, in declaration order.
+    #[test]
+    fn event_sets() {
+        let mut a = Events::NONE;
+        assert!(a.is_empty() && a.bits() == 0 && a.iter().count() == 0);
+        a.insert(RefEvent::Underflow);
+        assert!(!a.is_empty() && a.contains(RefEvent::Underflow) && !a.contains(RefEvent::PutBelowZero));
+        assert_eq!(a.bits(), 1 << RefEvent::Underflow as u8);
+        let mut b = Events::NONE;
+        b.insert(RefEvent::PutBelowZero);
+        b.insert(RefEvent::Underflow);
+        let u = a.union(b);
+        assert_eq!(u.bits(), (1 << RefEvent::Underflow as u8) | (1 << RefEvent::PutBelowZero as u8));
+        assert_eq!(u.iter().count(), 2);
+        assert_eq!(a.union(a), a, "a union with itself is itself");
+    }
+
+    /// A nested step's value is kept only when it reported an event with one.
+    #[test]
+    fn absorbed_effects_keep_the_value_of_an_event() {
+        let mut outer = Effects { value: 7, ..Effects::default() };
+        outer.absorb(Effects { value: -3, ..Effects::default() });
+        assert_eq!(outer.value, 7, "no event: the nested value is not one");
+        let mut ev = Events::NONE;
+        ev.insert(RefEvent::Underflow);
+        outer.absorb(Effects { events: ev, value: 0, ..Effects::default() });
+        assert_eq!(outer.value, 7, "an event without a value");
+        assert!(outer.events.contains(RefEvent::Underflow));
+        outer.absorb(Effects { events: ev, value: -2, released: true, ..Effects::default() });
+        assert_eq!(outer.value, -2);
+        assert!(outer.released && !outer.confirmed && !outer.waited);
+    }
 
     #[test]
     fn issue_example_holds() {
