@@ -890,6 +890,15 @@ mod tests {
         }
     }
 
+    /// The mode names the Python API and the trace use.
+    #[test]
+    fn mode_names() {
+        let r = SimRef::new(1, 0);
+        assert_eq!(r.mode().name(), "percpu");
+        r.kill();
+        assert_eq!(r.mode().name(), "atomic");
+    }
+
     /// An event set is a bit mask over the events, in declaration order.
     #[test]
     fn event_sets() {
