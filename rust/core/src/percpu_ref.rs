@@ -890,6 +890,52 @@ mod tests {
         }
     }
 
+    /// The point of a percpu_ref: while it is in percpu mode, gets and puts
+    /// land on the CPU's own counter and leave the shared one alone; once
+    /// killed and past the grace period, they go to the shared counter.
+    #[test]
+    fn percpu_mode_uses_the_cpus_counter_and_atomic_mode_the_shared_one() {
+        let r = SimRef::new(2, 0);
+        let shared = r.raw().1;
+        r.get(1).unwrap();
+        r.get_many(1, 3).unwrap();
+        assert!(r.tryget_many(1, 2).unwrap().0);
+        assert!(r.tryget(1).unwrap().0 && r.tryget_live(1).unwrap().0);
+        assert_eq!(r.slot_value(1), 8);
+        r.put_many(1, 5).unwrap();
+        r.put(1).unwrap();
+        assert_eq!((r.slot_value(1), r.slot_value(0), r.raw().1), (2, 0, shared));
+        assert_eq!(r.count(), 3);
+        r.kill();
+        r.grace_period();
+        let shared = r.raw().1;
+        r.get(0).unwrap();
+        r.get_many(0, 2).unwrap();
+        assert!(r.tryget_many(0, 1).unwrap().0);
+        assert_eq!((r.slot_value(0), r.raw().1), (0, shared + 4));
+        r.put_many(0, 4).unwrap();
+        assert_eq!((r.slot_value(0), r.raw().1), (0, shared));
+    }
+
+    /// A ref that was never initialised (or was put back to that state) is
+    /// not in percpu mode: using it is a use after exit, exiting it is a
+    /// harmless no-op.
+    #[test]
+    fn an_uninitialised_ref_is_used_after_exit() {
+        let fresh = SimRef::uninit(2);
+        let again = SimRef::new(2, 0);
+        again.deinit();
+        for r in [&fresh, &again] {
+            assert!(r.exit().events.is_empty());
+            assert!(r.get(0).unwrap().events.contains(RefEvent::UseAfterExit));
+            assert_eq!(r.slot_value(0), 0);
+            let (ok, fx) = r.tryget_many(0, 1).unwrap();
+            assert!(!ok && fx.events.contains(RefEvent::UseAfterExit));
+            assert!(r.put_many(0, 1).unwrap().events.contains(RefEvent::UseAfterExit));
+            assert!(r.is_exited());
+        }
+    }
+
     /// The mode names the Python API and the trace use.
     #[test]
     fn mode_names() {
