@@ -936,6 +936,37 @@ mod tests {
         }
     }
 
+    /// `tryget_live` fails on a killed ref only: an atomic ref that is alive
+    /// (started atomic, or switched without a kill) still hands out references.
+    #[test]
+    fn tryget_live_fails_only_once_killed() {
+        let atomic = SimRef::new(2, INIT_ATOMIC);
+        assert_eq!(atomic.mode(), Mode::Atomic);
+        assert!(atomic.tryget_live(0).unwrap().0);
+        let switched = SimRef::new(2, ALLOW_REINIT);
+        switched.switch_to_atomic_sync();
+        assert!(switched.tryget_live(1).unwrap().0);
+        switched.kill();
+        assert!(!switched.tryget_live(1).unwrap().0);
+        assert!(switched.tryget(1).unwrap().0, "a plain tryget still succeeds above zero");
+    }
+
+    /// The per-CPU counters are live exactly while the bias is in the shared
+    /// counter: in percpu mode, until the switch to atomic completes.
+    #[test]
+    fn per_cpu_counters_are_live_in_percpu_mode_only() {
+        let r = SimRef::new(2, ALLOW_REINIT);
+        assert!(r.percpu_counters_live());
+        r.switch_to_atomic(false);
+        assert!(r.percpu_counters_live(), "until the grace period folds them");
+        r.grace_period();
+        assert!(!r.percpu_counters_live());
+        r.switch_to_percpu();
+        assert!(r.percpu_counters_live());
+        assert!(!SimRef::new(2, INIT_ATOMIC).percpu_counters_live());
+        assert!(!SimRef::uninit(2).percpu_counters_live());
+    }
+
     /// The mode names the Python API and the trace use.
     #[test]
     fn mode_names() {
