@@ -967,6 +967,53 @@ mod tests {
         assert!(!SimRef::uninit(2).percpu_counters_live());
     }
 
+    /// `percpu_ref_exit` of a live ref that is not switching warns about
+    /// nothing; the ref is then dead to every user.
+    #[test]
+    fn exit_of_a_quiet_ref() {
+        let r = SimRef::new(2, ALLOW_REINIT);
+        r.get(1).unwrap();
+        assert!(r.exit().events.is_empty());
+        assert!(r.is_exited() && !r.percpu_counters_live());
+        assert!(r.get(0).unwrap().events.contains(RefEvent::UseAfterExit));
+        assert_eq!(r.slot_value(0), 0);
+        // exiting while a switch waits for its grace period is a misuse
+        let s = SimRef::new(2, 0);
+        s.kill();
+        assert!(s.exit().events.contains(RefEvent::ExitDuringSwitch));
+    }
+
+    /// Switching a ref that is already in percpu mode to percpu does
+    /// nothing (no second bias).
+    #[test]
+    fn switch_to_percpu_of_a_percpu_ref_is_a_no_op() {
+        let r = SimRef::new(2, ALLOW_REINIT);
+        r.get(0).unwrap();
+        let before = (r.words(), r.slot_value(0), r.slot_value(1));
+        assert!(r.switch_to_percpu().events.is_empty());
+        assert_eq!((r.words(), r.slot_value(0), r.slot_value(1)), before);
+        assert_eq!(r.count(), 2);
+    }
+
+    /// Resurrecting a live percpu ref is a misuse; its reference still lands
+    /// on the current counter (the first CPU's).
+    #[test]
+    fn resurrect_of_a_live_ref() {
+        let r = SimRef::new(2, 0);
+        let shared = r.raw().1;
+        let fx = r.resurrect();
+        assert!(fx.events.contains(RefEvent::ResurrectNotDead) && fx.events.contains(RefEvent::ResurrectPercpu));
+        assert_eq!((r.slot_value(0), r.raw().1), (1, shared));
+        // the legal case: killed, past the grace period, back to live
+        let k = SimRef::new(2, ALLOW_REINIT);
+        k.kill();
+        k.grace_period();
+        assert_eq!(k.count(), 0, "the kill dropped the initial reference");
+        assert!(k.resurrect().events.is_empty());
+        assert!(!k.is_dying());
+        assert_eq!(k.count(), 1, "the initial reference is back");
+    }
+
     /// The mode names the Python API and the trace use.
     #[test]
     fn mode_names() {
