@@ -147,10 +147,14 @@ def test_cli_explore_counterexample_and_clean(tmp_path: Path) -> None:
 
 
 def test_max_memory_caps_the_measured_peak(tmp_path: Path) -> None:
-    """``--max-memory`` caps what the process holds: the child's peak resident
-    set, as the kernel counted it (``ru_maxrss``), stays below the cap, and the
-    search gets as far as the cap allows (cut inside depth 6 of the standard
-    configuration, which holds several times the cap, not at the start)."""
+    """``--max-memory`` caps what the process holds: its peak resident set as
+    the kernel counted it (``VmHWM`` of the child's own address space, which
+    the JSON reports) stays below the cap, and the search gets as far as the
+    cap allows (cut inside depth 6 of the standard configuration, which holds
+    several times the cap, not at the start).
+
+    Not ``ru_maxrss``: Linux carries the pre-exec image's peak into it, and a
+    child of a large pytest process starts as a copy of that process."""
     import json
     import subprocess
     import sys
@@ -158,15 +162,10 @@ def test_max_memory_caps_the_measured_peak(tmp_path: Path) -> None:
     cap = 150 << 20
     argv = [sys.executable, "-m", "zdfuzz.cli", "explore", "--rules", "e4", "--depth", "6"]
     argv += ["--threads", "2", "--max-memory", str(cap), "--json"]
-    out = tmp_path / "out.json"
-    with out.open("w") as f, (tmp_path / "err.txt").open("w") as e:
-        p = subprocess.Popen(argv, stdout=f, stderr=e)
-        # wait4, not wait: the child's own resource usage, peak RSS included
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-    text = out.read_text()
-    assert p.returncode == 3, (tmp_path / "err.txt").read_text()
-    r = json.loads(text)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 3, p.stderr
+    r = json.loads(p.stdout)
     assert r["stop"] == "memory" and not r["complete"], r["summary"]
     assert r["depth_reached"] == 5, r["summary"]
-    assert usage.ru_maxrss * 1024 <= cap, (usage.ru_maxrss, r["summary"])
+    # a real reading (the interpreter alone holds tens of MiB), below the cap
+    assert 16 << 20 < r["peak_memory"] <= cap, (r["peak_memory"], r["summary"])

@@ -150,6 +150,7 @@ def explore_json(r: zdfuzz.ExploreResult, rules: str, new: ExploreNew | None, ou
         seconds=r.seconds,
         reduction=r.reduction,
         threads=r.threads,
+        peak_memory=r.peak_memory,
         coverage=dict(r.coverage),
         levels=[{"depth": d, "new_states": n, "states": s, "transitions": t} for d, n, s, t in r.levels],
         summary=r.summary(),

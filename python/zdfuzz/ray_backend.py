@@ -180,6 +180,8 @@ class RayExploreResult:
     counterexample: zdfuzz.Program | None = None
     violation: zdfuzz.Violation | None = None
     slept: int = 0
+    #: not measured: the search's memory is the workers', across the cluster
+    peak_memory: int | None = None
 
     @property
     def threads(self) -> int:
