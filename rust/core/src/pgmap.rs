@@ -380,3 +380,40 @@ impl Machine {
         ok(self.s.ledger.kernel_pgmap_refs[op.a(0)] > 0, "the kernel user holds no reference on this pgmap")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::page::{PG_FREE_LIST, PG_INIT_REF};
+    use crate::program::text::parse_program;
+    use crate::{Config, Machine, Rules};
+
+    /// `memunmap_pages`' `percpu_ref_put_many` of the initial references
+    /// clears each page's initial-reference mark and nothing else: a page
+    /// still in use keeps its state until its user lets go.
+    #[test]
+    fn dropping_the_initial_references_touches_only_their_mark() {
+        let text = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=1 tasks=1 ram=0
+memremap_pages pgmap=0
+memunmap_pages pgmap=0 cpu=0
+step task=0
+step task=0
+step task=0
+";
+        let p = parse_program(text).unwrap();
+        let mut m = Machine::new(Config::with_shape(Rules::preset("e2").unwrap(), p.shape.clone())).unwrap();
+        for op in &p.ops[..2] {
+            m.step(op).unwrap();
+        }
+        let before: Vec<u8> = m.s.flags.clone();
+        assert!(before.iter().all(|f| f & PG_INIT_REF != 0), "{before:?}");
+        assert!(before.iter().all(|f| f & PG_FREE_LIST != 0), "on the driver's free list: {before:?}");
+        for op in &p.ops[2..] {
+            m.step(op).unwrap();
+        }
+        assert!(m.s.pgmaps[0].init_dropped);
+        let after: Vec<u8> = m.s.flags.clone();
+        let expect: Vec<u8> = before.iter().map(|f| f & !PG_INIT_REF).collect();
+        assert_eq!(after, expect);
+    }
+}
