@@ -876,8 +876,13 @@ impl Shared<'_> {
             > self.max_memory
     }
 
-    fn halt_for_memory(&self) {
-        let _ = self.halt.compare_exchange(HALT_NONE, HALT_MEMORY, Relaxed, Relaxed);
+    /// Halt (memory cap) if allocating `extra` more bytes would pass the cap.
+    fn halt_if_over(&self, extra: u64) -> bool {
+        let over = self.would_pass_cap(extra);
+        if over {
+            let _ = self.halt.compare_exchange(HALT_NONE, HALT_MEMORY, Relaxed, Relaxed);
+        }
+        over
     }
 
     /// Time and memory checks, once per chunk of work.
@@ -887,9 +892,7 @@ impl Shared<'_> {
                 let _ = self.halt.compare_exchange(HALT_NONE, HALT_TIME, Relaxed, Relaxed);
             }
         }
-        if self.would_pass_cap(0) {
-            self.halt_for_memory();
-        }
+        self.halt_if_over(0);
     }
 }
 
@@ -968,8 +971,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         peak = peak.max(mem_now);
         sh.base_memory.store(mem_now, Relaxed);
         sh.phase_pending.store(0, Relaxed);
-        if sh.would_pass_cap(0) {
-            sh.halt_for_memory();
+        if sh.halt_if_over(0) {
             partial = Some((0, n));
             stop = halt_reason(&sh);
             break;
@@ -997,8 +999,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
             x.store(0, Relaxed);
         }
         sh.base_memory.fetch_add(handed_off_bytes(&workers), Relaxed);
-        if sh.would_pass_cap(merge_forecast(&workers, &shards, threads)) {
-            sh.halt_for_memory();
+        if sh.halt_if_over(merge_forecast(&workers, &shards, threads)) {
             partial = Some((n, n));
             stop = halt_reason(&sh);
             break;
@@ -1011,8 +1012,7 @@ pub fn explore(cfg: &Config, opts: &Options, ctl: &Control) -> Result<Outcome, E
         }
 
         let forecast = store_forecast(&frontier, &winners, &sleeps, &recycled);
-        if sh.would_pass_cap(forecast) {
-            sh.halt_for_memory();
+        if sh.halt_if_over(forecast) {
             partial = Some((n, n));
             stop = halt_reason(&sh);
             break;

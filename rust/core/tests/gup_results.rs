@@ -60,12 +60,7 @@ do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0
 pin_user_pages proc=0 addr=0 flags=0 cpu=0
 pin_user_pages proc=0 addr=1 flags=0 cpu=0
 ";
-    let p = parse_program(text).unwrap();
-    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
-    for op in &p.ops {
-        m.step(op).unwrap();
-    }
-    assert!(m.violation().is_none(), "{:?}", m.violation());
+    let m = machine_after(text, "e4");
     let h = m.layout.ndev; // the THP is the first RAM folio
     assert_eq!(m.s.pincount[h], 2, "one per pin, on the head");
     // and each pin took one reference, not GUP_PIN_COUNTING_BIAS
