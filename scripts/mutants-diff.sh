@@ -43,7 +43,7 @@ if [ -s "$out/missed.txt" ]; then
     exit 1
 fi
 case $rc in
-    0 | 3) echo "== mutants: all $tested caught (timeouts count as caught: the mutant hangs a test)" ;;
+    0 | 3) echo "== mutants: none of $tested missed (caught, hung a test, or did not compile)" ;;
     124 | 130 | 137)
         echo "== mutants: time budget (${budget}s) reached after $tested of $n; not tested:"
         grep -vxF -f <(cat "$out"/caught.txt "$out"/timeout.txt "$out"/unviable.txt 2>/dev/null) "$work/list" || true
