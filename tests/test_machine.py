@@ -30,7 +30,8 @@ def test_run_reports_the_seed_q1_violation_under_p20_only() -> None:
 def test_machine_defaults_and_shape_mismatch() -> None:
     m = Machine()
     assert m.rules.name == "e3"
-    assert m.shape.types == ["private", "fsdax", "generic", "p2pdma"] == zdfuzz.DEVICE_TYPES
+    assert m.shape.types == ["private", "fsdax", "generic", "p2pdma"] == zdfuzz.DEFAULT_DEVICE_TYPES
+    assert zdfuzz.DEVICE_TYPES == [*zdfuzz.DEFAULT_DEVICE_TYPES, "coherent"]
     with pytest.raises(ProgramError, match="another machine shape"):
         m.run(Program.parse(Q1))
     with pytest.raises(ValueError, match="unknown device type"):

@@ -5,8 +5,11 @@ whole trace (step, action, cpu, drain flag, counter changes, notes).
 
 Bounded (about a minute on CI's 2 cores): hypothesis byte strings through
 both ``run_bytes``, hypothesis action lists (bytes decoded under a random
-swarm of kinds) run as ``.zdf`` text, and a seeded random-walk run over every
-preset and the what-if presets of the Rust invariant tests. The long run is
+swarm of kinds) run as ``.zdf`` text, a seeded random-walk run over every
+preset and the what-if presets of the Rust invariant tests, and a seeded run
+on MEMORY_DEVICE_COHERENT machines (e4) that checks the type's own paths were
+reached, and seeded runs (e2, e3, e4) of GUPs that fault device-private pages
+back to system RAM. The long run is
 ``python -m zdfuzz_reference.diff --time 600``.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,8 +43,10 @@ def fast(n: int) -> settings:
 
 
 @st.composite
-def shapes(draw: st.DrawFn) -> Shape:
-    types = draw(st.lists(st.sampled_from(DEVICE_TYPES), min_size=1, max_size=4, unique=True))
+def shapes(draw: st.DrawFn, rules: str | None = None) -> Shape:
+    """A small shape of the types ``rules``' era has (without rules: the four
+    of every era; MEMORY_DEVICE_COHERENT only from e3 on)."""
+    types = draw(st.lists(st.sampled_from(diff.era_types(rules)), min_size=1, max_size=4, unique=True))
     return Shape(
         types=types,
         pgmaps=draw(st.integers(1, min(2, 16 // len(types)))),
@@ -56,9 +62,16 @@ def shapes(draw: st.DrawFn) -> Shape:
     )
 
 
+@st.composite
+def rules_and_shapes(draw: st.DrawFn) -> tuple[str, Shape]:
+    rules = draw(st.sampled_from(PRESETS))
+    return rules, draw(shapes(rules))
+
+
 @fast(400)
-@given(data=st.binary(min_size=40, max_size=300), rules=st.sampled_from(PRESETS), shape=shapes())
-def test_byte_programs_agree(data: bytes, rules: str, shape: Shape) -> None:
+@given(data=st.binary(min_size=40, max_size=300), rules_shape=rules_and_shapes())
+def test_byte_programs_agree(data: bytes, rules_shape: tuple[str, Shape]) -> None:
+    rules, shape = rules_shape
     rust, ref = diff.bytes_outcomes(data, rules, shape)
     assert diff.first_difference(rust, ref) is None
 
@@ -66,11 +79,11 @@ def test_byte_programs_agree(data: bytes, rules: str, shape: Shape) -> None:
 @fast(400)
 @given(
     data=st.binary(min_size=40, max_size=300),
-    rules=st.sampled_from(PRESETS),
-    shape=shapes(),
+    rules_shape=rules_and_shapes(),
     kinds=st.sets(st.sampled_from(sorted(SUPPORTED_KINDS - diff.ALWAYS)), min_size=1),
 )
-def test_action_lists_agree(data: bytes, rules: str, shape: Shape, kinds: set[str]) -> None:
+def test_action_lists_agree(data: bytes, rules_shape: tuple[str, Shape], kinds: set[str]) -> None:
+    rules, shape = rules_shape
     text = diff.program_text(data, rules, shape, frozenset(kinds) | diff.ALWAYS)
     rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
     assert "error" not in rust, rust  # the reference only generates valid programs
@@ -104,7 +117,7 @@ def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
                 rng, r, seed.shape, rng.randint(0, 40), prefix=seed.ops[: rng.randint(0, len(seed.ops))]
             )
         else:
-            text = diff.random_walk(rng, r, diff.random_shape(rng), rng.randint(1, 60))
+            text = diff.random_walk(rng, r, diff.random_shape(rng, rules=r), rng.randint(1, 60))
         rust, ref = diff.rust_outcome(text, r), diff.reference_outcome(text, r)
         assert "error" not in rust, (rust, text)
         d = diff.first_difference(rust, ref)
@@ -112,6 +125,105 @@ def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
         checked += 1
         actions += len(rust["trace"])
     assert checked == 600 and actions > 15000
+
+
+def test_coherent_programs_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """MEMORY_DEVICE_COHERENT (v6.0, the ``e3`` era on): the generator puts
+    it in the shapes of the eras that have it and never in the others, and
+    the programs it makes on a coherent machine — anonymous memory migrated
+    into coherent pages, FOLL_LONGTERM GUPs that move a coherent page back to
+    system RAM first — are compared and agree. Fails if the type is
+    silently dropped from the generated machines or never reaches its own
+    code paths."""
+    assert diff.era_types("e4") == list(DEVICE_TYPES) and "coherent" in DEVICE_TYPES
+    assert "coherent" not in diff.era_types("e2") and "coherent" not in diff.era_types(None)
+    rng = random.Random(1)
+    for rules in ("e1", "e2", "p20"):
+        assert all("coherent" not in diff.random_shape(rng, rules=rules).types for _ in range(100))
+    assert any("coherent" in diff.random_shape(rng, rules="e4").types for _ in range(20))
+
+    # every program compared, as the reference ran it: (device types, trace)
+    compared: list[tuple[list[str], list[dict[str, Any]]]] = []
+    real = diff.reference_outcome
+
+    def spy(text: str, rules: str) -> diff.Outcome:
+        out = real(text, rules)
+        compared.append((parse_program(text).shape.types, out.get("trace", [])))
+        return out
+
+    monkeypatch.setattr(diff, "reference_outcome", spy)
+    stats = diff.Stats()
+    rng = random.Random(20261202)
+    for _ in range(40):
+        assert diff.check_one(rng, "e4", ["coherent"], 120, stats, tmp_path) is None
+    assert stats.programs == stats.byte_programs == 40 and stats.disagreements == 0
+    assert len(compared) == 40 and all(types == ["coherent"] for types, _ in compared)
+    notes = [n for _, trace in compared for t in trace for n in t["notes"]]
+    actions = [t["action"] for _, trace in compared for t in trace]
+    # anonymous memory went into coherent pages and their driver freed them
+    # again; FOLL_LONGTERM GUPs moved some to system RAM and failed on others
+    assert sum(n.startswith("page_free(pfn") for n in notes) >= 20
+    assert sum(n.startswith("migrate_device_coherent_page(pfn") for n in notes) >= 5
+    assert any(n == "-> -EBUSY (migrate_device_coherent_page)" for n in notes)
+    assert any(a.startswith("migrate_vma_setup") and "select=DEVICE_COHERENT" in a for a in actions)
+    assert stats.actions > 3000
+    # an era without the type never gets it, even when it is asked for
+    stats = diff.Stats()
+    compared.clear()
+    for _ in range(5):
+        assert diff.check_one(rng, "e2", ["coherent", "private"], 60, stats, tmp_path) is None
+    assert len(compared) == 5 and all(types == ["private"] for types, _ in compared) and stats.disagreements == 0
+
+
+def test_gup_faults_on_device_private_entries_are_generated_and_agree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A GUP on a device-private entry faults the page back to system RAM
+    (``faultin_page`` -> ``do_swap_page`` -> ``migrate_to_ram``, a task) and
+    grabs the RAM page when the fault returns. Programs that map
+    device-private pages into a process and GUP them
+    (:func:`diff.private_prefix`, then a random walk that races the fault)
+    are generated under e2 (no fault reference), e3 (the reference under the
+    PTL) and e4, compared, and agree; and the differential run's own
+    generator reaches the fault too. Fails if the GUP fault is never reached
+    or the two sides differ on it."""
+    compared: list[list[dict[str, Any]]] = []
+    real = diff.reference_outcome
+
+    def spy(text: str, rules: str) -> diff.Outcome:
+        out = real(text, rules)
+        compared.append(out.get("trace", []))
+        return out
+
+    monkeypatch.setattr(diff, "reference_outcome", spy)
+
+    def notes() -> list[str]:
+        return [n for trace in compared for t in trace for n in t["notes"]]
+
+    spawned = "GUP faults the device-private entry in: task"
+    rng = random.Random(20261207)
+    for rules in ("e2", "e3", "e4"):
+        compared.clear()
+        for _ in range(25):
+            shape = diff.random_shape(rng, ["private"], rules)
+            text = diff.random_walk(rng, rules, shape, rng.randint(0, 40), prefix=diff.private_prefix(rng, shape))
+            rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
+            assert "error" not in rust, (rust, text)
+            d = diff.first_difference(rust, ref)
+            assert d is None, f"{rules}: {d}\n{diff.minimize(text, rules)}"
+        got = notes()
+        assert sum(n.startswith(spawned) for n in got) >= 15, rules
+        # the fault moved the page to RAM and GUP grabbed it, or it ran out
+        # of RAM and GUP failed
+        assert sum(n.startswith("GUP -> pfn ") for n in got) >= 10, rules
+        assert "GUP -> -ENOMEM (VM_FAULT_OOM)" in got, rules
+    # the differential run's generator (prefix and plain walks alike)
+    compared.clear()
+    stats = diff.Stats()
+    for rules in ("e2", "e3", "e4") * 12:
+        assert diff.check_one(rng, rules, ["private"], 120, stats, tmp_path) is None
+    assert stats.programs == 36 and stats.disagreements == 0
+    assert sum(n.startswith(spawned) for n in notes()) >= 3
 
 
 def test_a_planted_bug_is_found_and_minimized(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

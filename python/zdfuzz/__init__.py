@@ -13,6 +13,7 @@ this package drives it.
 """
 
 from zdfuzz._core import (
+    DEFAULT_DEVICE_TYPES,
     DEFAULT_PRESET,
     DEVICE_TYPES,
     Action,
@@ -44,6 +45,7 @@ from zdfuzz._core import (
 )
 
 __all__ = [
+    "DEFAULT_DEVICE_TYPES",
     "DEFAULT_PRESET",
     "DEVICE_TYPES",
     "Action",

@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, final
 
 __all__ = [
+    "DEFAULT_DEVICE_TYPES",
     "DEFAULT_PRESET",
     "DEVICE_TYPES",
     "Action",
@@ -42,6 +43,7 @@ _Signature = tuple[str, str, str, str]
 __version__: str
 DEFAULT_PRESET: str
 DEVICE_TYPES: list[str]
+DEFAULT_DEVICE_TYPES: list[str]
 
 @final
 class PercpuRefEvent:

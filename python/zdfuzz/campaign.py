@@ -62,6 +62,8 @@ from zdfuzz.corpus import Corpus, CorpusError, Signature, check_finding, load_pr
 from zdfuzz.term import styled
 
 ALL_TYPES = tuple(zdfuzz.DEVICE_TYPES)
+#: a campaign's types when none are named: the four every era has
+DEFAULT_TYPES = tuple(zdfuzz.DEFAULT_DEVICE_TYPES)
 ENGINES = ("native", "hypothesis", "atheris")
 #: the rules a campaign fuzzes when none are named (the README's main job:
 #: the 2020 proposal)
@@ -71,7 +73,7 @@ DEFAULT_CAMPAIGN_RULES = "p20"
 @dataclass
 class Config:
     rules: str = DEFAULT_CAMPAIGN_RULES
-    types: tuple[str, ...] = ALL_TYPES
+    types: tuple[str, ...] = DEFAULT_TYPES
     engine: str = "native"
     seconds: float = 30.0
     jobs: int = 1

@@ -54,6 +54,8 @@ import zdfuzz
 from zdfuzz.corpus import Signature
 
 ALL_TYPES: tuple[str, ...] = tuple(zdfuzz.DEVICE_TYPES)
+#: the types when none are named: the four every era has
+DEFAULT_TYPES: tuple[str, ...] = tuple(zdfuzz.DEFAULT_DEVICE_TYPES)
 
 # Which operand domains a Bundle can steer (domain -> bundles, in order).
 _STEERED: dict[str, tuple[str, ...]] = {
@@ -87,7 +89,7 @@ class ZoneDeviceStateMachine(RuleBasedStateMachine):
     Bundles) and the actions enabled next (the rules' preconditions)."""
 
     preset: ClassVar[str | zdfuzz.Rules] = "p20"
-    types: ClassVar[tuple[str, ...]] = ALL_TYPES
+    types: ClassVar[tuple[str, ...]] = DEFAULT_TYPES
     shape: ClassVar[dict[str, int]] = {}
     known: ClassVar[frozenset[Signature]] = frozenset()
     #: steps run by all instances (for campaign statistics)
@@ -245,7 +247,7 @@ def _programs(
 
 def programs(
     rules: str | zdfuzz.Rules = "p20",
-    types: Iterable[str] = ALL_TYPES,
+    types: Iterable[str] = DEFAULT_TYPES,
     max_actions: int = 40,
     kinds: Iterable[str] | None = None,
     **shape: int,

@@ -17,7 +17,7 @@ folio           compound folios, can_split_folio, the split, PMD walkers
 pagetable       PTEs, PMDs, migration entries, the page-table lock
 process         munmap, exit_mmap, fork
 gup             get_user_pages / pin_user_pages / unpin
-driver          the device-private driver's allocator
+driver          the device-private and coherent drivers' allocators
 p2pdma          pci_alloc_p2pmem and p2pmem_alloc_mmap
 dax             FS-DAX (associate, fault, truncate) and device-dax faults
 ram             system RAM: anonymous faults, COW, the LRU

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zdfuzz_reference.errors import ConfigError
-from zdfuzz_reference.rules import DEVICE_TYPES, device_type
+from zdfuzz_reference.rules import DEFAULT_TYPES, DEVICE_TYPES, DRIVER_ALLOCATED, device_type
 
 MAX_CPUS = 8
 MAX_PGMAPS = 16
@@ -39,7 +39,7 @@ FIELDS = ("pgmaps", "pages", "cpus", "procs", "addrs", "files", "file_pages", "t
 class Shape:
     """How many of everything (the program's ``config`` line)."""
 
-    types: list[str] = field(default_factory=lambda: list(DEVICE_TYPES))
+    types: list[str] = field(default_factory=lambda: list(DEFAULT_TYPES))
     pgmaps: int = 1
     pages: int = 4
     cpus: int = 2
@@ -61,13 +61,13 @@ class Shape:
         return self.fields() + ([("faults", self.faults)] if self.faults else [])
 
     def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
-        """System RAM and huge pages exist for device-private migration: a
-        shape without ``private`` has none unless they were set."""
-        private = "private" in self.types
+        """System RAM exists for the migrations of the driver-allocated types
+        (device-private and coherent), huge pages for device-private ones: a
+        shape without them has none unless they were set."""
         if not ram_set:
-            self.ram = 4 if private else 0
+            self.ram = 4 if any(t in DRIVER_ALLOCATED for t in self.types) else 0
         if not order_set:
-            self.order = 1 if private else 0
+            self.order = 1 if "private" in self.types else 0
 
     def validate(self) -> None:
         """Raise ConfigError with the Rust side's message if out of range."""
@@ -95,8 +95,9 @@ class Shape:
 
 
 def make_shape(types: Any = None, ram: int | None = None, order: int | None = None, **fields: int) -> Shape:
-    """``Shape::build``: type names (None: all four), numeric fields, and
-    ``ram``/``order`` when given (else the defaults for these types)."""
+    """``Shape::build``: type names (None: the four of every era), numeric
+    fields, and ``ram``/``order`` when given (else the defaults for these
+    types)."""
     shape = Shape()
     if types is not None:
         shape.types = []
@@ -137,6 +138,7 @@ class Layout:
     def __init__(self, shape: Shape) -> None:
         self.pgmap_type: list[str] = [t for t in shape.types for _ in range(shape.pgmaps)]
         self.npgmaps = len(self.pgmap_type)
+        self._coherent = "coherent" in self.pgmap_type
         self.pages = shape.pages
         #: device pfns are 0 .. ndev; system RAM is ndev .. npfns
         self.ndev = self.npgmaps * shape.pages
@@ -168,6 +170,25 @@ class Layout:
 
     def is_private(self, pfn: int) -> bool:
         return self.type_of(pfn) == "private"
+
+    def is_coherent(self, pfn: int) -> bool:
+        return self.type_of(pfn) == "coherent"
+
+    def is_driver_allocated(self, pfn: int) -> bool:
+        """A page its driver allocates and frees (device-private or
+        coherent): anonymous memory migrates into it and out of it."""
+        return self.type_of(pfn) in DRIVER_ALLOCATED
+
+    def is_cpu_anon(self, pfn: int) -> bool:
+        """Anonymous memory the CPU maps with present PTEs (system RAM and
+        MEMORY_DEVICE_COHERENT): fork shares it copy-on-write and a write to
+        a shared page copies it (``vm_normal_page`` returns coherent pages
+        like any other)."""
+        return self.is_ram(pfn) or self.is_coherent(pfn)
+
+    def has_coherent(self) -> bool:
+        """Does the layout have a MEMORY_DEVICE_COHERENT pgmap?"""
+        return self._coherent
 
     def ram_pfns(self) -> range:
         return range(self.ndev, self.npfns)

@@ -23,6 +23,17 @@ Programs are made two ways:
   new abstract transitions, decoded with the swarm and device types the
   engine ran them with (``NativePool``), as text and as bytes.
 
+The device types are a random subset of those the era has: the four of every
+era, and MEMORY_DEVICE_COHERENT from ``e3`` on (never under an older era,
+which has no such type). A random walk on a machine with a coherent pgmap
+often starts from anonymous memory migrated into coherent pages
+(:func:`coherent_prefix`), the state its own paths (present device PTEs,
+``MIGRATE_VMA_SELECT_DEVICE_COHERENT``, the FOLL_LONGTERM migration to RAM)
+need and a walk rarely reaches by itself. Likewise a walk on a machine with a
+device-private pgmap now and then starts from anonymous memory migrated into
+device-private pages and a GUP of one of them (:func:`private_prefix`): GUP
+faults the page back to system RAM, a task the walk then races.
+
 A disagreement is shrunk by dropping actions while it persists and written
 as a ``.zdf`` file; the first diverging trace entry is printed.
 
@@ -43,8 +54,8 @@ from typing import TYPE_CHECKING, Any
 from zdfuzz_reference import SUPPORTED_KINDS, decode
 from zdfuzz_reference.config import Shape
 from zdfuzz_reference.machine import Machine
-from zdfuzz_reference.ops import KINDS, Op, dim_size, dim_value
-from zdfuzz_reference.rules import DEVICE_TYPES, Rules
+from zdfuzz_reference.ops import FLAGS, KINDS, SELECT_SYSTEM, Op, dim_size, dim_value
+from zdfuzz_reference.rules import DEFAULT_TYPES, DEVICE_TYPES, Rules
 from zdfuzz_reference.text import Program, ProgramError, op_to_text, parse_program
 
 if TYPE_CHECKING:
@@ -146,11 +157,22 @@ def first_difference(a: Outcome, b: Outcome) -> str | None:
 # -- generating programs ------------------------------------------------------------
 
 
-def random_shape(rng: random.Random, types: Sequence[str] | None = None) -> Shape:
+def era_types(rules: str | None) -> list[str]:
+    """The device types a machine under ``rules`` may have: the four of every
+    era, and MEMORY_DEVICE_COHERENT where the era has it (v6.0+: ``e3`` on).
+    Without rules, the four."""
+    if rules is None:
+        return list(DEFAULT_TYPES)
+    r = Rules.load(rules)
+    return [t for t in DEVICE_TYPES if r.has(t)]
+
+
+def random_shape(rng: random.Random, types: Sequence[str] | None = None, rules: str | None = None) -> Shape:
     """A small random machine shape (small keeps both sides fast and makes
-    collisions between actors likely)."""
+    collisions between actors likely); without ``types``, a random subset of
+    the types of ``rules``' era (:func:`era_types`)."""
     if types is None:
-        pool = list(DEVICE_TYPES)
+        pool = era_types(rules)
         rng.shuffle(pool)
         types = pool[: rng.randint(1, len(pool))]
     if rng.random() < 0.05:
@@ -269,6 +291,54 @@ def random_walk(
     return Program(rules=_rules_label(rules), shape=shape, ops=ops).to_text()
 
 
+def coherent_prefix(rng: random.Random, shape: Shape) -> list[Op]:
+    """Actions that put anonymous memory of a random process into the first
+    coherent pgmap's pages: a written page migrated there
+    (``migrate_vma_setup`` with ``SELECT_SYSTEM``, run to its end) and a
+    hole filled there (``migrate_vma_insert_page`` by the migration). A
+    prefix for :func:`random_walk`, which leaves out what is not valid on
+    the shape (a second address it does not have, a task slot it lacks)."""
+    g = shape.types.index("coherent") * shape.pgmaps
+    proc = rng.randrange(shape.procs)
+    a, b = rng.randrange(shape.addrs), rng.randrange(shape.addrs)
+    steps = [Op.new("step", 0)] * 5
+    return [
+        Op.new("memremap_pages", g),
+        Op.new("do_anonymous_page", proc, a, 0),
+        Op.new("cpu_write", proc, a, 0),
+        Op.new("migrate_vma_setup", proc, a, g, SELECT_SYSTEM, 0),
+        *steps,
+        Op.new("migrate_vma_setup", proc, b, g, SELECT_SYSTEM, 0),
+        *steps,
+    ]
+
+
+def private_prefix(rng: random.Random, shape: Shape) -> list[Op]:
+    """Actions that map the first device-private pgmap's pages into a random
+    process — a page the driver allocates and inserts itself
+    (``migrate_vma_insert_page``) and a hole a migration fills
+    (``migrate_vma_setup`` with ``SELECT_SYSTEM``, run to its end) — then
+    ``get_user_pages`` or ``pin_user_pages`` (random flags and cpu) of one
+    of them: no present PTE there, so GUP faults the page back to system
+    RAM (``faultin_page`` -> ``do_swap_page`` -> ``migrate_to_ram``), a task
+    the walk then steps, races and drains. (No written RAM page is migrated
+    to the device: before v6.1 that finalize is I-M6, which would end the
+    program.) A prefix for :func:`random_walk`, like :func:`coherent_prefix`."""
+    g = shape.types.index("private") * shape.pgmaps
+    proc = rng.randrange(shape.procs)
+    a, b = rng.randrange(shape.addrs), rng.randrange(shape.addrs)
+    kind = rng.choice(("get_user_pages", "pin_user_pages"))
+    flags = dim_value(FLAGS, rng.randrange(4))
+    return [
+        Op.new("memremap_pages", g),
+        Op.new("alloc_device_page", g, 0),
+        Op.new("migrate_vma_insert_page", proc, a, g * shape.pages, 0),
+        Op.new("migrate_vma_setup", proc, b, g, SELECT_SYSTEM, 0),
+        *[Op.new("step", 0)] * 5,
+        Op.new(kind, proc, rng.choice((a, b)), flags, rng.randrange(shape.cpus)),
+    ]
+
+
 def program_text(data: bytes, rules: str, shape: Shape, kinds: frozenset[str] = SUPPORTED_KINDS) -> str:
     m = Machine.with_shape(rules, shape)
     ops = m.decode_program(data, kinds=None if len(kinds) == len(KINDS) else kinds)
@@ -308,7 +378,8 @@ class NativePool:
     def draw(self, rng: random.Random, rules: str, types: Sequence[str] | None) -> tuple[bytes, Shape, frozenset[str]]:
         key = f"{rules}|{','.join(types or ())}"
         if not self.pool.get(key):
-            shape = _rust().Shape(types=list(types) if types else None)
+            # every type of the era when none are given (coherent from e3 on)
+            shape = _rust().Shape(types=list(types) if types else era_types(rules))
             f = _rust().NativeFuzzer(rules, shape=shape, seed=rng.randrange(1 << 32))
             f.run(max_execs=self.execs)
             entries = f.take_new_entries()
@@ -398,17 +469,35 @@ def check_one(
     """Generate and compare one program (as text, and as bytes); a report of
     the disagreement, if any (the minimized program is written to ``out``).
     With ``native``, a ``native_share`` of the programs come from the native
-    engine's corpus."""
+    engine's corpus. Given ``types`` are narrowed to those the era has
+    (MEMORY_DEVICE_COHERENT from e3 on)."""
+    have = era_types(rules)
+    if types is not None:
+        types = [t for t in types if t in have] or None
     if native is not None and rng.random() < native_share:
         data, shape, kinds = native.draw(rng, rules, types)
         text = program_text(data, rules, shape, kinds)
         stats.native_programs += 1
         return _compare(text, data, rules, shape, stats, out)
-    shape = random_shape(rng, types)
+    shape = random_shape(rng, types, rules)
     data = rng.randbytes(nbytes)
     how = rng.random()
     seed = rng.choice(seeds) if seeds else None
-    if seed is not None and how < 0.3 and (types is None or seed.shape.types == list(types)):
+    if "coherent" in shape.types and how < 0.45:
+        # anonymous memory in coherent pages first, then a random walk
+        prefix = coherent_prefix(rng, shape)
+        text = random_walk(rng, rules, shape, rng.randint(0, max(nbytes // 2, 1)), prefix=prefix)
+    elif "private" in shape.types and 0.3 <= how < 0.45:
+        # device-private pages mapped into a process and a GUP that faults
+        # one back to system RAM, then a random walk
+        prefix = private_prefix(rng, shape)
+        text = random_walk(rng, rules, shape, rng.randint(0, max(nbytes // 2, 1)), prefix=prefix)
+    elif (
+        seed is not None
+        and how < 0.3
+        and (types is None or seed.shape.types == list(types))
+        and all(t in have for t in seed.shape.types)
+    ):
         # a seed program cut at a random point, then a random walk from there
         shape = seed.shape
         prefix = seed.ops[: rng.randint(0, len(seed.ops))]
@@ -495,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"unknown device types {bad}; types: {', '.join(DEVICE_TYPES)}")
     for r in rules:
         Rules.load(r)  # fail early on a bad name
+        if types and not set(types) & set(era_types(r)):
+            ap.error(f"rules {r} have none of the types {', '.join(types)}")
     seeds = (
         [parse_program(f.read_text()) for f in sorted(Path(args.seeds).glob("*.zdf"))]
         if Path(args.seeds).is_dir()

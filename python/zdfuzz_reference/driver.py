@@ -1,4 +1,6 @@
-"""The device-private driver (nouveau, test_hmm, amdkfd of each era).
+"""The drivers that allocate their device pages themselves: device-private
+(nouveau, test_hmm, amdkfd of each era) and, from v6.0, coherent (amdkfd on
+MI200, test_hmm's coherent mode).
 
 Mirrors the drivers' page allocators: E1 drivers take a free page (refcount
 1) and ``get_page`` + ``lock_page`` it; E2 drivers use the free page's
@@ -6,9 +8,12 @@ refcount 1 as the allocation reference; E3+ ``zone_device_page_init`` takes a
 pgmap reference, sets the refcount to 1 and locks the page; E5
 ``zone_device_folio_init`` does the same for a large folio (the shared code is
 ``migrate.device_alloc``). A driver drops its allocation with ``unlock_page``
-+ ``put_page``. ``migrate_vma_insert_page`` installs a driver page into an
-anonymous hole as a writable device-private entry, and the finalize step
-unlocks it and drops the driver's reference.
++ ``put_page``. A coherent driver shares that code (mm/memremap.c tests
+``PRIVATE || COHERENT``); large folios are device-private only in the model.
+``migrate_vma_insert_page`` installs a driver page into an anonymous hole as
+a writable device-private entry — a coherent page as an ordinary present,
+writable, dirty PTE — and the finalize step unlocks it and drops the
+driver's reference.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING
 from zdfuzz_reference import migrate, page, pagetable
 from zdfuzz_reference.flags import MAPPING_ANON, PG_FREE_LIST, PG_LOCKED
 from zdfuzz_reference.oracle import LOCK_DRIVER, LOCK_NONE
-from zdfuzz_reference.pte import PMD, PTE
+from zdfuzz_reference.pte import PMD, PTE, Pte
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -50,14 +55,22 @@ def free_device_page(m: Machine, p: int, cpu: int) -> None:
     page.put_page_refs(m, p, 1, cpu, "free_device_page: put_page")
 
 
+def device_anon_entry(m: Machine, p: int) -> Pte:
+    """The entry ``migrate_vma_insert_page`` writes for the driver's page
+    ``p`` in a writable anonymous VMA: a device-private swap entry
+    (``SWP_DEVICE_WRITE``), or for a coherent page an ordinary present PTE,
+    made writable and dirty (``pte_mkwrite(pte_mkdirty(entry))``)."""
+    if m.layout.is_coherent(p):
+        return pagetable.present(p, True, dirty=True)
+    return pagetable.device_private(p, True)
+
+
 def migrate_vma_insert_page(m: Machine, proc: int, addr: int, p: int, cpu: int) -> None:
     """migrate_vma_insert_page + the finalize of a hole-fill migration; a
     large folio fills the PMD block containing ``addr``."""
     large = page.folio_nr(m, p) > 1
     level, at = (PMD, pagetable.block_start(m, addr)) if large else (PTE, addr)
-    pagetable.install_entry(
-        m, proc, at, level, pagetable.device_private(p, True), 1, "migrate_vma_insert_page: folio_get"
-    )
+    pagetable.install_entry(m, proc, at, level, device_anon_entry(m, p), 1, "migrate_vma_insert_page: folio_get")
     m.s.mapping[p] = MAPPING_ANON
     n = m.layout.nr_huge() if large else 1
     for a in range(at, at + n):

@@ -20,13 +20,18 @@ E1/E2 skip steps 2 and 3: ``migrate_to_ram`` runs on a page nobody holds —
 the race 16ce101db85d fixed (I-D1). E3 lets every faulting thread take a
 reference, so two threads faulting one page can refault forever — the
 livelock the v6.15 trylock fixed (I-D3, found by the drain).
+
+GUP takes the same fault: ``__get_user_pages`` finds no present page behind a
+device-private entry, so ``faultin_page`` -> ``handle_mm_fault`` ->
+``do_swap_page`` runs these steps, and when the fault returns GUP looks the
+address up again (:func:`_gup_retry`) and grabs the RAM page.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import folio, migrate, page, pagetable, sched
+from zdfuzz_reference import folio, gup, migrate, page, pagetable, ram, sched
 from zdfuzz_reference.flags import PG_FREE_LIST, PG_LOCKED
 from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE
 from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN, lock_task
@@ -53,17 +58,72 @@ def spawn_fault(m: Machine, proc: int, addr: int, cpu: int) -> None:
     spawn_migration(m, migrate.MigCtx(origin=migrate.FAULT, proc=proc, addr=addr), F_READ, cpu)
 
 
-def spawn_migration(m: Machine, ctx: migrate.MigCtx, pc: int, cpu: int) -> None:
-    """Start a migration (or fault) task at step ``pc``."""
+def spawn_gup_fault(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> None:
+    """The fault a GUP call takes on a device-private entry
+    (``__get_user_pages``: ``follow_page_mask`` finds no present page, so
+    ``faultin_page`` -> ``handle_mm_fault`` -> ``do_swap_page``). When the
+    fault returns, GUP looks the address up again (:func:`_gup_retry`)."""
+    g = migrate.GUP_FAULT | (migrate.GUP_FAULT_PIN if pin else 0) | (flags << 2) & 0xFF
+    ctx = migrate.MigCtx(origin=migrate.FAULT, proc=proc, addr=addr, gup=g)
+    slot = spawn_migration(m, ctx, F_READ, cpu)
+    if slot is not None:
+        m.trace_note(lambda: f"GUP faults the device-private entry in: task {slot}")
+
+
+def spawn_migration(m: Machine, ctx: migrate.MigCtx, pc: int, cpu: int) -> int | None:
+    """Start a migration (or fault) task at step ``pc``; its slot."""
     slot = next((i for i, t in enumerate(m.s.tasks) if t is None), None)
     if slot is None:
-        return
+        return None
     m.s.mig[slot] = ctx
-    sched.spawn(m, sched.Migrate(ctx.origin), cpu, pc)
+    return sched.spawn(m, sched.Migrate(ctx.origin), cpu, pc)
 
 
 def migrate_step(m: Machine, slot: int, pc: int, cpu: int) -> int | None:
-    """One step of a migration or fault task; the next pc, or None when done."""
+    """One step of a migration or fault task; the next pc, or None when done.
+    A GUP's fault that returns hands over to GUP (:func:`_gup_retry`)."""
+    nxt = _migrate_step(m, slot, pc, cpu)
+    ctx = m.s.mig[slot]
+    if nxt is None and ctx.origin == migrate.FAULT and ctx.gup != 0 and m.violation is None:
+        return _gup_retry(m, slot, cpu)
+    return nxt
+
+
+def _gup_retry(m: Machine, slot: int, cpu: int) -> int | None:
+    """``__get_user_pages`` once ``faultin_page`` returned: look the address
+    up again. A present page now: grab it — the GUP call returns it (a
+    FOLL_WRITE pin of a page the fault mapped read-only breaks COW first, as
+    the write fault would, ``do_wp_page``). A device-private or migration
+    entry again: fault again (the read step waits out a migration). Nothing
+    mapped, the process gone, or the fault out of memory: the call fails."""
+    ctx = m.s.mig[slot]
+    proc, addr = ctx.proc, ctx.addr
+    if ctx.oom:
+        m.trace_note(lambda: "GUP -> -ENOMEM (VM_FAULT_OOM)")
+        return None
+    if not m.s.alive[proc]:
+        m.trace_note(lambda: "GUP -> -EFAULT (the process exited)")
+        return None
+    e = pagetable.entry(m, proc, addr)[0]
+    if e.kind in (pagetable.DEVICE_PRIVATE, pagetable.MIGRATION):
+        ctx.retries = (ctx.retries + 1) % 256
+        m.trace_note(lambda: "GUP: still not present: fault again")
+        return F_READ
+    if e.kind == pagetable.NONE:
+        m.trace_note(lambda: "GUP -> -EFAULT (nothing mapped any more)")
+        return None
+    pin = ctx.gup & migrate.GUP_FAULT_PIN != 0
+    if pin and not e.writable() and m.layout.is_cpu_anon(e.pfn):
+        ram.do_wp_page(m, proc, addr, cpu)
+        if not pagetable.entry(m, proc, addr)[0].writable():
+            m.trace_note(lambda: "GUP -> -ENOMEM (no page for the COW copy)")
+            return None
+    r = gup.gup(m, proc, addr, ctx.gup >> 2, pin, cpu)
+    m.trace_note(lambda: f"GUP -> pfn {r}" if isinstance(r, int) else f"GUP -> {r}")
+    return None
+
+
+def _migrate_step(m: Machine, slot: int, pc: int, cpu: int) -> int | None:
     origin = m.s.mig[slot].origin
     if pc == M_COLLECT:
         migrate.migrate_collect(m, slot, cpu)

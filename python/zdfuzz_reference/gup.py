@@ -5,18 +5,24 @@ small folio, or one reference and ``_pincount`` + 1 to a large one;
 ``unpin_user_page`` undoes exactly that through the put path. In E1-E3 a
 devmap PTE is followed only after ``get_dev_pagemap`` succeeds
 (``tryget_live``: fails once the pgmap is killed), and that pgmap reference
-is dropped again before GUP returns. Refusals, in order: a device-private
-entry (-EFAULT: GUP would fault it to RAM), a P2P page without
-FOLL_PCI_P2PDMA (-EREMOTEIO) or with FOLL_LONGTERM (-EOPNOTSUPP, v6.2+), an
-FS-DAX page with FOLL_LONGTERM (-EOPNOTSUPP). The oracle re-checks each grant
-from the ledger (I-X4, I-G3, I-G4), whatever the rules allowed.
+is dropped again before GUP returns. A device-private entry is not
+present: GUP faults it back to system RAM (``faultin_page`` ->
+``do_swap_page`` -> ``migrate_to_ram``, a task of its own: ``fault.py``) and
+grabs the RAM page when the fault returns. Refusals, in order: a P2P page
+without FOLL_PCI_P2PDMA (-EREMOTEIO) or with FOLL_LONGTERM (-EOPNOTSUPP,
+v6.2+), an FS-DAX page with FOLL_LONGTERM (-EOPNOTSUPP). A
+MEMORY_DEVICE_COHERENT page must stay evictable: from v6.0 a FOLL_LONGTERM
+GUP moves it to system RAM first (``check_and_migrate_movable_pages`` ->
+``migrate_device_coherent_page``) and pins the copy, or fails with -EBUSY.
+The oracle re-checks each grant from the ledger (I-X4, I-G3, I-G4, I-G5),
+whatever the rules allowed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import failure, page, pagetable, pgmap
+from zdfuzz_reference import failure, migrate, page, pagetable, pgmap
 from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB
 from zdfuzz_reference.oracle import SAFETY
 
@@ -29,6 +35,7 @@ EOPNOTSUPP = "-EOPNOTSUPP"
 EREMOTEIO = "-EREMOTEIO"
 EPGMAP_DYING = "-EFAULT (get_dev_pagemap: pgmap dying)"
 ENOMEM = "-ENOMEM (try_grab_folio)"
+EBUSY = "-EBUSY (migrate_device_coherent_page)"
 
 
 def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> int | str:
@@ -40,7 +47,7 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
     if pte.kind in (pagetable.NONE, pagetable.MIGRATION):
         return EFAULT
     if pte.kind == pagetable.DEVICE_PRIVATE and m.rules.gup.refuses_device_private:
-        return EFAULT
+        return EFAULT  # the caller faults the page in first (fault.spawn_gup_fault)
     p = pte.pfn
     t = m.layout.type_of(p)
     if t is None:
@@ -64,6 +71,16 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
         if walk_ref:
             pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)")
         return ENOMEM
+    if t == "coherent" and longterm and m.rules.gup.longterm_migrates_coherent:
+        # check_and_migrate_movable_pages: not longterm-pinnable, so the grab
+        # becomes a reference the migration to RAM consumes, and GUP retries
+        # on the page it moved to (-EAGAIN) or fails
+        moved = migrate.migrate_device_coherent_page(m, p, cpu)
+        if walk_ref:
+            pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap")
+        if not moved:
+            return EBUSY
+        return gup(m, proc, addr, flags, pin, cpu)
     _grab(m, proc, addr, p, pin, longterm)
     if walk_ref:
         pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap")
@@ -109,6 +126,17 @@ def _check_grant(m: Machine, p: int, t: str, longterm: bool, p2pdma: bool) -> No
     elif t == "p2pdma" and (not p2pdma or longterm):
         why = "for FOLL_LONGTERM" if longterm else "without FOLL_PCI_P2PDMA"
         m.violate("I-G4", SAFETY, obj, lambda: (f"GUP returned P2P pfn {p} {why}", "refused", "granted"))
+    elif t == "coherent" and longterm:
+        m.violate(
+            "I-G5",
+            SAFETY,
+            obj,
+            lambda: (
+                f"a FOLL_LONGTERM pin of coherent pfn {p} was granted",
+                "migrated to system RAM first (migrate_device_coherent_page)",
+                "granted",
+            ),
+        )
 
 
 def unpin_user_page(m: Machine, p: int, cpu: int) -> None:

@@ -37,10 +37,21 @@ from zdfuzz_reference import (
     sched,
 )
 from zdfuzz_reference.config import Layout, Shape, shape_of
-from zdfuzz_reference.errors import InvariantViolation
+from zdfuzz_reference.errors import ConfigError, InvariantViolation
 from zdfuzz_reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKED, PG_POOL
 from zdfuzz_reference.migrate import MigCtx, MigEntry
-from zdfuzz_reference.ops import BY_GUP, KINDS, SELECT_COMPOUND, SITE_NAMES, Op, dim_size, dim_value
+from zdfuzz_reference.ops import (
+    BY_GUP,
+    FOLL_LONGTERM,
+    KINDS,
+    SELECT_COMPOUND,
+    SELECT_DEVICE_COHERENT,
+    SELECT_DEVICE_PRIVATE,
+    SITE_NAMES,
+    Op,
+    dim_size,
+    dim_value,
+)
 from zdfuzz_reference.oracle import (
     CONFORMANCE,
     KILLED,
@@ -51,7 +62,7 @@ from zdfuzz_reference.oracle import (
 )
 from zdfuzz_reference.pgmap import LIVE, UNBINDING, UNUSED, Pgmap
 from zdfuzz_reference.pte import EMPTY, PMD, Pte
-from zdfuzz_reference.rules import DEFAULT_PRESET, Rules, _HasToml
+from zdfuzz_reference.rules import DEFAULT_PRESET, DRIVER_ALLOCATED, Rules, _HasToml
 from zdfuzz_reference.text import ProgramError, op_to_text, parse_action, parse_program
 
 #: touched pages remembered per action; beyond that every page is checked
@@ -156,6 +167,10 @@ class Machine:
 
     def _init(self, rules: Rules, shape: Shape) -> None:
         shape.validate()
+        # a type the era does not have (MEMORY_DEVICE_COHERENT before v6.0)
+        bad = rules.check_types(shape.types)
+        if bad is not None:
+            raise ConfigError(bad)
         self.rules = rules
         self.shape = shape
         self.layout = Layout(shape)
@@ -280,7 +295,7 @@ class Machine:
                 ),
                 (
                     lambda: (
-                        not (lay.pgmap_type[g] == "private" and self.rules.private.unbind_after_eviction)
+                        not (lay.pgmap_type[g] in DRIVER_ALLOCATED and self.rules.private.unbind_after_eviction)
                         or not any(s.ledger.pages[p].in_use() for p in lay.pfns_of(g))
                     ),
                     "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",
@@ -308,13 +323,14 @@ class Machine:
             return first((s.ledger.kernel_pgmap_refs[a(0)] > 0, "the kernel user holds no reference on this pgmap"))
         if k in ("alloc_device_page", "alloc_device_folio"):
             g = a(0)
-            if lay.pgmap_type[g] != "private":
-                return "not a device-private pgmap"
+            if lay.pgmap_type[g] not in DRIVER_ALLOCATED:
+                return "not a pgmap whose driver allocates pages (device-private or coherent)"
             bound = live(g) or (self.rules.private.alloc_while_unbinding and s.pgmaps[g].state == UNBINDING)
             if not bound:
                 return "the driver is not bound (registered and not unbinding)"
             if k == "alloc_device_folio":
                 return first(
+                    (lay.pgmap_type[g] == "private", "large folios are device-private only in the model"),
                     (self.rules.thp.device_private and lay.order > 0, "no large device-private folios in this era"),
                     (lambda: migrate.device_folio_fit(self, g) is not None, "the driver has no free aligned block"),
                 )
@@ -453,11 +469,28 @@ class Machine:
             if why:
                 return why
             e = entry(a(0), a(1))
+            faults = e.kind == pagetable.DEVICE_PRIVATE and self.rules.gup.refuses_device_private
             return first(
                 (e != EMPTY, "nothing is mapped there"),
                 (not e.is_migration(), "GUP waits for the migration to finish"),
+                # GUP faults a device-private page back to system RAM: a task
+                # of its own
+                (lambda: not faults or sched.free_task_slot(self), "no free task slot for the fault"),
                 (
-                    not (k == "pin_user_pages" and e.has_pfn() and lay.is_ram(e.pfn) and not e.writable()),
+                    not (faults and k == "pin_user_pages" and not e.writable()),
+                    "a FOLL_WRITE pin of a read-only entry breaks COW after the fault (do_swap_page, then cpu_write)",
+                ),
+                (
+                    not (
+                        op.args[2] & FOLL_LONGTERM
+                        and e.has_pfn()
+                        and lay.is_coherent(e.pfn)
+                        and s.flags[e.pfn] & PG_LOCKED
+                    ),
+                    "migrate_device_coherent_page's lock_page waits for the page lock",
+                ),
+                (
+                    not (k == "pin_user_pages" and e.has_pfn() and lay.is_cpu_anon(e.pfn) and not e.writable()),
                     "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
                 ),
             )
@@ -506,8 +539,21 @@ class Machine:
             return first((s.ledger.pages[a(0)].gup_pins > 0, "no GUP pin on this page"))
         if k == "migrate_vma_setup":
             proc, addr, g, sel = a(0), a(1), a(2), op.args[3]
+            t = lay.pgmap_type[g]
             return first(
-                (lay.pgmap_type[g] == "private", "not a device-private pgmap"),
+                (t in DRIVER_ALLOCATED, "not a device-private or coherent pgmap"),
+                (
+                    sel & SELECT_DEVICE_COHERENT == 0 or t == "coherent",
+                    "MIGRATE_VMA_SELECT_DEVICE_COHERENT needs a coherent pgmap",
+                ),
+                (
+                    sel & SELECT_DEVICE_PRIVATE == 0 or t == "private",
+                    "MIGRATE_VMA_SELECT_DEVICE_PRIVATE needs a device-private pgmap",
+                ),
+                (
+                    sel & SELECT_COMPOUND == 0 or t == "private",
+                    "coherent folios are order-0 in the model (no COMPOUND)",
+                ),
                 (lambda: live(g), "the driver is not bound"),
                 (lambda: s.alive[proc], "no such process"),
                 (lambda: pagetable.ptl_owner(self, proc, addr) is None, "a task holds the page-table lock"),
@@ -526,7 +572,7 @@ class Machine:
         if k == "migrate_device_range":
             g = a(0)
             return first(
-                (lay.pgmap_type[g] == "private", "not a device-private pgmap"),
+                (lay.pgmap_type[g] in DRIVER_ALLOCATED, "not a device-private or coherent pgmap"),
                 (self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)"),
                 (lambda: live(g), "the driver is not bound"),
                 (
@@ -702,6 +748,12 @@ class Machine:
             process.exit_mmap(self, a(0), cpu)
         elif k == "munmap":
             process.munmap(self, a(0), a(1), cpu)
+        elif (
+            k in ("get_user_pages", "pin_user_pages")
+            and pagetable.entry(self, a(0), a(1))[0].kind == pagetable.DEVICE_PRIVATE
+            and self.rules.gup.refuses_device_private
+        ):
+            fault.spawn_gup_fault(self, a(0), a(1), op.args[2], k == "pin_user_pages", cpu)
         elif k in ("get_user_pages", "pin_user_pages"):
             r = gup.gup(self, a(0), a(1), op.args[2], k == "pin_user_pages", cpu)
             self.trace_note(lambda: f"-> pfn {r}" if isinstance(r, int) else f"-> {r}")
@@ -799,7 +851,7 @@ class Machine:
                     f"{rc}",
                 ),
             )
-        if in_use and t in (None, "private"):
+        if in_use and (t is None or t in DRIVER_ALLOCATED):
             expected = self.expected_folio_refs(h)
             if rc != expected:
                 self.violate(
@@ -815,8 +867,8 @@ class Machine:
                 )
 
     def expected_folio_refs(self, h: int) -> int:
-        """I-M1: the references the holders of an anonymous or device-private
-        folio account for (+1 for an E1 1-based device page)."""
+        """I-M1: the references the holders of an anonymous, device-private or
+        coherent folio account for (+1 for an E1 1-based device page)."""
         nr = page.folio_nr(self, h)
         bias = 1 if nr > 1 else self.rules.gup.pin_bias
         r = folio.folio_mapcount(self, h)
@@ -840,7 +892,7 @@ class Machine:
                 r += sum(1 for p in pfns if self.s.flags[p] & PG_INIT_REF)
             elif not pg.init_dropped:
                 r += lay.pages
-        if t == "private" and self.rules.private.alloc_pgmap_ref != "none":
+        if t in DRIVER_ALLOCATED and self.rules.private.alloc_pgmap_ref != "none":
             r += sum(1 for p in pfns if self.s.flags[p] & PG_FREE_LIST == 0)
         r += self.s.split_pgmap_refs[g] + self.s.page_pgmap_refs[g]
         if t == "p2pdma":

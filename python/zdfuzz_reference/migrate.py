@@ -1,4 +1,5 @@
-"""Migration between system RAM and device-private memory, as tasks.
+"""Migration between system RAM and device memory (device-private or
+coherent), as tasks.
 
 Mirrors mm/migrate_device.c (E1: the same functions in mm/migrate.c), as
 ``rust/core/src/migrate.rs`` models it:
@@ -21,8 +22,12 @@ Mirrors mm/migrate_device.c (E1: the same functions in mm/migrate.c), as
   put the source — ``folio_putback_lru`` before 41cddf83d8b0 — and the
   destination).
 
-``migrate_device_range`` collects by pfn instead of by address. The oracle
-checks I-M2..I-M7 and I-W1 here from the ledger.
+``migrate_device_range`` collects by pfn instead of by address. A coherent
+page migrates like a device-private one, but is mapped by present PTEs
+(``MIGRATE_VMA_SELECT_DEVICE_COHERENT`` selects it).
+``migrate_device_coherent_page`` is the one-step migration a FOLL_LONGTERM
+GUP runs to move a coherent page to system RAM. The oracle checks I-M2..I-M7
+and I-W1 here from the ledger.
 """
 
 from __future__ import annotations
@@ -32,7 +37,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from zdfuzz_reference import data, driver, failure, folio, page, pagetable, pgmap, ram
 from zdfuzz_reference.flags import MAPPING_ANON, MAPPING_NONE, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU
-from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC
+from zdfuzz_reference.ops import (
+    SELECT_COMPOUND,
+    SELECT_DEVICE_COHERENT,
+    SELECT_DEVICE_PRIVATE,
+    SELECT_SYSTEM,
+    SITE_ALLOC,
+)
 from zdfuzz_reference.oracle import KILLED, LOCK_DRIVER, LOCK_NONE, SAFETY, lock_task
 from zdfuzz_reference.pte import EMPTY, PMD, PTE, Pte
 
@@ -50,6 +61,10 @@ MF_DST_COMPOUND = 1 << 4  # the destination was allocated large
 VMA = "vma"  # the driver's migrate_vma_setup on a process range
 DEVICE_RANGE = "device_range"  # the driver's migrate_device_range on its pfns
 FAULT = "fault"  # do_swap_page -> migrate_to_ram
+
+# MigCtx.gup bits: a GUP fault, and a FOLL_PIN one
+GUP_FAULT = 1
+GUP_FAULT_PIN = 2
 
 
 @dataclass
@@ -69,6 +84,10 @@ class MigCtx:
     fault_locked: bool = False  # ... and the page lock
     retries: int = 0  # refaults so far (u8, saturating)
     oom: bool = False  # a destination allocation failed
+    # a GUP call took this fault (``faultin_page`` -> ``handle_mm_fault``)
+    # and retries its grab when the fault returns: 0 = a CPU access, else
+    # GUP_FAULT | GUP_FAULT_PIN | the GUP flags << 2
+    gup: int = 0
 
     def copy(self) -> MigCtx:
         return MigCtx(**self.__dict__)
@@ -230,6 +249,10 @@ def _collect_selects(m: Machine, slot: int, h: int) -> bool:
         return ctx.select & SELECT_SYSTEM != 0 and m.s.mapping[h] == MAPPING_ANON
     if m.layout.is_private(h):
         return ctx.select & SELECT_DEVICE_PRIVATE != 0 and m.layout.pgmap_of(h) == ctx.pgmap
+    if m.layout.is_coherent(h):
+        # migrate_vma_collect_pmd: a coherent page only with
+        # SELECT_DEVICE_COHERENT and the caller's own pgmap (owner)
+        return ctx.select & SELECT_DEVICE_COHERENT != 0 and m.layout.pgmap_of(h) == ctx.pgmap
     return False  # FS-DAX, device-dax and P2P pages are not anonymous
 
 
@@ -553,9 +576,8 @@ def migrate_pages(m: Machine, slot: int) -> None:
                 continue
             level = PMD if compound else PTE
             at = pagetable.block_start(m, a) if compound else a
-            pagetable.install_entry(
-                m, proc, at, level, pagetable.device_private(d, True), 1, "migrate_vma_insert_page: folio_get"
-            )
+            entry = driver.device_anon_entry(m, d)
+            pagetable.install_entry(m, proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get")
             m.s.mapping[d] = MAPPING_ANON
             k = m.layout.nr_huge() if compound else 1
             for x in range(at, at + k):
@@ -584,7 +606,13 @@ def migrate_pages(m: Machine, slot: int) -> None:
 
 def _check_no_unexplained_refs(m: Machine, slot: int, s: int) -> None:
     """I-M2: nothing the migration cannot account for holds the source."""
-    own_fault = fault_page(m, slot) == s and m.s.mig[slot].fault_ref
+    _check_migrated(m, s, fault_page(m, slot) == s and m.s.mig[slot].fault_ref)
+
+
+def _check_migrated(m: Machine, s: int, own_fault: bool) -> None:
+    """I-M2 for folio ``s``, migrated: every reference on it is one the
+    migration accounts for (``own_fault``: one fault-path reference is the
+    migration's own)."""
     for p in range(s, s + page.folio_nr(m, s)):
         h = m.s.ledger.pages[p]
         n = h.unexplained_for_migration()
@@ -714,6 +742,79 @@ def _check_finalized(m: Machine, slot: int) -> None:
                         ),
                     )
                     return
+
+
+# -- migrate_device_coherent_page (GUP's FOLL_LONGTERM path) ----------------------------
+
+
+def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
+    """``migrate_device_coherent_page`` (mm/migrate_device.c, v6.0), as
+    ``migrate_longterm_unpinnable_pages`` (mm/gup.c) calls it for a coherent
+    page a FOLL_LONGTERM GUP grabbed: a coherent page must stay evictable
+    (``is_longterm_pinnable_page``), so GUP moves it to system RAM and
+    retries there. GUP's grab has become the caller's plain reference
+    (``folio_get`` + ``gup_put_folio``), which the migration consumes on both
+    paths: the mappings become migration entries (``migrate_device_unmap``:
+    ``try_to_migrate``, then the pre-filter ``migrate_vma_check_page``), the
+    data is copied to a fresh RAM page (``alloc_page``) and moved if the exact
+    gate (``folio_migrate_mapping``) sees no reference beyond the caller's,
+    and finalize maps the destination (or the source again) and puts the
+    source — its last put frees it to the driver (``->page_free`` +
+    ``put_dev_pagemap``). True if the page moved. One step: the windows
+    between unmap, copy and finalize are not modelled."""
+    # the caller's reference (accounted as the migration's, like collect's)
+    page.page_get(m, p, 1, "migrate_longterm_unpinnable_pages: folio_get")
+    m.s.ledger.pages[p].collect += 1
+    m.trace_note(lambda: f"migrate_device_coherent_page(pfn {p})")
+    # migrate_device_unmap: try_to_migrate every mapping
+    while (found := pagetable.find_entry(m, p, 1, "mapping")) is not None:
+        proc, a, level = found
+        x, _ = pagetable.entry(m, proc, a)
+        kind = pagetable.MIG_WRITE if x.writable() else pagetable.MIG_READ
+        if x.kind == pagetable.PRESENT and x.dirty:
+            m.s.ledger.pages[p].dirty_pte = True
+            m.s.flags[p] |= PG_DIRTY
+        _replace_with_migration_entry(m, proc, a, level, kind, cpu)
+    # migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
+    # extra one are expected
+    dst: int | None = None
+    if m.s.rc[p] - 2 > folio.folio_mapcount(m, p):
+        m.trace_note(lambda: f"migrate_vma_check_page(pfn {p}) fails: -EBUSY")
+    elif failure.inject(m, SITE_ALLOC):
+        m.trace_note(lambda: "alloc_page failed")
+    else:
+        dst = ram.ram_alloc(m, 0)
+    # migrate_device_pages: the exact gate
+    moved = False
+    if dst is not None:
+        rc = m.s.rc[p]
+        if m.rules.migrate.exact_gate and rc != 1:
+            m.trace_note(lambda: f"folio_migrate_mapping(pfn {p}): refcount {rc} != 1: -EAGAIN")
+        else:
+            moved = True
+    if dst is not None and moved:
+        d = dst
+        _check_migrated(m, p, False)
+        m.s.content[d] = m.s.content[p]
+        if m.s.flags[p] & PG_DIRTY:
+            m.s.flags[d] |= PG_DIRTY
+        m.s.ledger.migrated_away[p] = True
+        m.s.ledger.pages[d].mig_dst = True
+        ram.add_lru(m, d)
+        _remove_migration_ptes(m, p, d, "remove_migration_ptes")
+        if m.s.ledger.pages[p].dirty_pte:
+            m.s.ledger.pages[d].dirty_pte = True
+        m.s.ledger.pages[d].mig_dst = False
+        page.put_page_refs(m, d, 1, cpu, "migrate_device_finalize: folio_put(dst)")
+    else:
+        if dst is not None:
+            # the destination was not used: back to the buddy allocator
+            page.put_page_refs(m, dst, 1, cpu, "migrate_device_finalize: folio_put(dst)")
+        _check_restored(m, p)
+        _remove_migration_ptes(m, p, p, "migrate_device_coherent_page (restore)")
+    m.s.ledger.pages[p].collect -= 1
+    page.put_page_refs(m, p, 1, cpu, "migrate_device_finalize: folio_put(src)")
+    return moved
 
 
 # -- device-private allocation (shared with the driver's own actions) -------------------

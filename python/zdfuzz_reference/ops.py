@@ -20,11 +20,18 @@ FOLL_PCI_P2PDMA = 2
 SELECT_SYSTEM = 1
 SELECT_DEVICE_PRIVATE = 2
 SELECT_COMPOUND = 4
+#: ``MIGRATE_VMA_SELECT_DEVICE_COHERENT`` (v6.0): collect the driver's
+#: coherent pages, to move them back to system RAM
+SELECT_DEVICE_COHERENT = 8
+#: the select values an operand can take, in domain order; the last is in the
+#: domain only of layouts with a MEMORY_DEVICE_COHERENT pgmap, so the byte
+#: encoding of every other layout is what it was before the type
 SELECT_VALUES = (
     SELECT_SYSTEM,
     SELECT_DEVICE_PRIVATE,
     SELECT_SYSTEM | SELECT_COMPOUND,
     SELECT_DEVICE_PRIVATE | SELECT_COMPOUND,
+    SELECT_DEVICE_COHERENT,
 )
 
 # failure sites ``fail_next`` can arm (SITE_NAMES in op.rs)
@@ -74,7 +81,7 @@ def dim_size(dim: str, lay: Layout) -> int:
         FLAGS: 4,
         CACHED: lay.npgmaps + 1,
         BY: 2,
-        SELECT: len(SELECT_VALUES),
+        SELECT: len(SELECT_VALUES) - (not lay.has_coherent()),
         SITE: len(SITE_NAMES),
     }[dim]
 

@@ -47,7 +47,7 @@ class Holders:
     gup_pins: int = 0  # GUP FOLL_PIN pins
     longterm_pins: int = 0  # of which FOLL_LONGTERM
     kernel_gets: int = 0  # kernel users' get_page references
-    driver: bool = False  # allocated by its device-private driver
+    driver: bool = False  # allocated by its driver (device-private or coherent)
     p2p_kernel: bool = False  # part of a live pci_alloc_p2pmem allocation
     fs: bool = False  # associated with a file (a DAX entry)
     collect: int = 0  # migration collect / LRU-isolation references
@@ -219,7 +219,8 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-G1": "pin accounting: a pinned small page carries GUP_PIN_COUNTING_BIAS per pin (conformance)",
     "I-G3": "GUP never returns a device-private page",
     "I-G4": "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM",
-    "I-M1": "an anonymous or device-private folio's refcount equals what its holders account for (conformance)",
+    "I-G5": "no FOLL_LONGTERM pin of a MEMORY_DEVICE_COHERENT page is granted (it must stay evictable)",
+    "I-M1": "an anonymous, device-private or coherent folio's refcount equals what its holders account for (conformance)",
     "I-M2": "a page with references migration cannot account for (GUP, pins, fault path) is never migrated",
     "I-M3": "no migration entry survives migrate_vma_finalize",
     "I-M4": "the migration code neither unlocks nor releases the fault page the fault path locked",

@@ -7,8 +7,8 @@ device-private, ``wake_up_var`` for FS-DAX; 1->0: ``__put_page`` ->
 ``put_dev_pagemap``), E2/E3's ``free_zone_device_page``, E4's
 ``free_zone_device_folio``, E5's large-folio free (``folio_free`` then
 ``percpu_ref_put_many(ref, nr)``); the ``page_free`` callbacks (the
-device-private driver's free list, ``p2pdma_page_free``); and for system RAM
-``__folio_put`` back to the buddy allocator.
+device-private or coherent driver's free list, ``p2pdma_page_free``); and
+for system RAM ``__folio_put`` back to the buddy allocator.
 
 A reference on any page of a compound folio is a reference on its head
 (``compound_head``): tails' own refcounts stay 0.
@@ -29,6 +29,7 @@ from zdfuzz_reference.flags import (
     PG_POOL,
 )
 from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN
+from zdfuzz_reference.rules import DRIVER_ALLOCATED
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -162,7 +163,7 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
             for p in range(pfn, pfn + nr):
                 m.s.flags[p] &= ~PG_INIT_REF
             # E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
-            refs = nr if (m.rules.private.alloc_pgmap_ref == "tryget_many" and t == "private") else 1
+            refs = nr if (m.rules.private.alloc_pgmap_ref == "tryget_many" and t in DRIVER_ALLOCATED) else 1
             pgmap.pgmap_put(m, g, cpu, refs, "put_dev_pagemap (page refcount reached 0)")
         if tr.reset_on_zero:
             m.s.rc[pfn] = 1
@@ -195,7 +196,8 @@ def page_free(m: Machine, pfn: int, cpu: int) -> None:
                 ),
             )
     t = m.layout.type_of(pfn)
-    if t == "private":
+    if t in DRIVER_ALLOCATED:
+        # device-private and coherent pages go back to their driver's free list
         if nr > 1 and m.rules.thp.free_prepare:
             # free_zone_device_folio_prepare: standalone order-0 pages
             folio.restore_order0(m, pfn, nr)

@@ -4,13 +4,14 @@ Mirrors mm/memremap.c: ``memremap_pages`` (``percpu_ref_init`` of
 ``pgmap->ref`` with a release that completes ``pgmap->done``,
 ``memmap_init_zone_device``, one init reference per page where the era takes
 them); ``memunmap_pages`` as a task with the steps the kernel blocks between —
-shut user access down, ``percpu_ref_kill``, drop the init references (E1:
-``put_page`` on every pfn; E2+: ``percpu_ref_put_many``; E3+ device-private:
-none), wait for ``pgmap->done``, tear down (``percpu_ref_exit`` then
-``pageunmap_range`` after ``synchronize_rcu``); and ``get_dev_pagemap(pfn,
-cached)`` as a task whose two steps are the RCU-protected ``xa_load`` and the
-tryget. Every percpu_ref operation's misuse events and its release go to the
-oracle here.
+shut user access down (nothing to zap for the device-private and coherent
+pages a driver migrates back itself), ``percpu_ref_kill``, drop the init
+references (E1: ``put_page`` on every pfn; E2+: ``percpu_ref_put_many``; E3+
+device-private and coherent: none), wait for ``pgmap->done``, tear down
+(``percpu_ref_exit`` then ``pageunmap_range`` after ``synchronize_rcu``); and
+``get_dev_pagemap(pfn, cached)`` as a task whose two steps are the
+RCU-protected ``xa_load`` and the tryget. Every percpu_ref operation's misuse
+events and its release go to the oracle here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zdfuzz_reference import dax, page, process, sched
 from zdfuzz_reference.flags import PG_FREE_LIST, PG_INIT_REF
 from zdfuzz_reference.oracle import KILLED, LOCK_NONE, REGISTERED, SAFETY, TORN_DOWN, Holders
 from zdfuzz_reference.percpu_ref import EVENTS, Effects, PercpuRef
+from zdfuzz_reference.rules import DRIVER_ALLOCATED
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -160,7 +162,7 @@ def memremap_pages(m: Machine, g: int) -> None:
         m.s.pincount[p] = 0
         m.s.emc[p] = 0
         m.s.ledger.locker[p] = LOCK_NONE
-        if t == "private":
+        if t in DRIVER_ALLOCATED:
             m.s.flags[p] |= PG_FREE_LIST
         m.s.ledger.init_rc[p] = tr.init_rc
         m.s.ledger.pages[p] = Holders()
@@ -187,6 +189,8 @@ def memunmap_step(m: Machine, g: int, pc: int, cpu: int) -> int | None:
         elif t == "fsdax":
             process.zap_pgmap_mappings(m, g, cpu)
             dax.dax_drop_filesystem(m, g)
+        # device-private and coherent pages: nothing to unmap (their driver
+        # migrates its pages back itself)
         return MU_KILL
     if pc == MU_KILL:
         m.touch_pgmap(g)

@@ -5,11 +5,12 @@ rmap and its reference; a devmap PTE and a migration entry drop nothing;
 unmapping part of a huge page splits its PMD first), ``exit_mmap``, and
 ``copy_page_range`` for fork: ``copy_nonpresent_pte`` copies a device-private
 or migration entry (+1 reference and mapcount for a device-private one), both
-made read-only; ``copy_present_pte`` shares an anonymous page read-only, except
-a page that may be DMA-pinned, which the child gets a copy of at once
-(``page_needs_cow_for_dma``); ``copy_huge_pmd`` likewise (a pinned THP is
-split); P2P mappings (VM_MIXEDMAP) are copied with a reference; shared DAX
-and device-dax mappings are not copied (the child faults them in again).
+made read-only; ``copy_present_pte`` shares an anonymous page (system RAM or
+MEMORY_DEVICE_COHERENT) read-only, except a page that may be DMA-pinned,
+which the child gets a copy of at once (``page_needs_cow_for_dma``);
+``copy_huge_pmd`` likewise (a pinned THP is split); P2P mappings
+(VM_MIXEDMAP) are copied with a reference; shared DAX and device-dax mappings
+are not copied (the child faults them in again).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def fork_copies_needed(m: Machine, parent: int) -> int:
         e = pagetable.entry(m, parent, a)[0]
         if (
             e.kind == pagetable.PRESENT
-            and m.layout.is_ram(e.pfn)
+            and m.layout.is_cpu_anon(e.pfn)
             and _maybe_pinned(m, e.pfn)
             and m.rules.gup.fork_copies_pinned
         ):
@@ -106,7 +107,8 @@ def fork(m: Machine, parent: int, child: int) -> None:
             ro = pagetable.make_readonly(pte)
             m.s.ptes[ps] = ro
             pagetable.install_entry(m, child, addr, PTE, ro, 1, "copy_nonpresent_pte: get_page")
-        elif pte.kind == pagetable.PRESENT and lay.is_ram(p):
+        elif pte.kind == pagetable.PRESENT and lay.is_cpu_anon(p):
+            # system RAM and coherent pages: vm_normal_page returns both
             if _maybe_pinned(m, p) and m.rules.gup.fork_copies_pinned:
                 # copy_present_page: the child gets its own copy now
                 n = ram.ram_alloc(m, 0)

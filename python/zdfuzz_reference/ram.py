@@ -1,11 +1,12 @@
-"""System RAM: the anonymous memory device-private memory migrates from and to.
+"""System RAM: the anonymous memory device memory migrates from and to.
 
 Mirrors the page allocator as far as refcounts go (``alloc_pages``: a folio
 leaves the buddy allocator at refcount 1; ``__folio_put`` returns it at 0),
 the anonymous faults (``do_anonymous_page``: a zeroed page mapped writable, on
 the LRU; ``do_huge_pmd_anonymous_page``: a THP mapped by one PMD),
-copy-on-write (``do_wp_page``: reuse an exclusive page, else copy it), and the
-LRU flag migration isolates (``folio_isolate_lru``, ``folio_putback_lru``).
+copy-on-write (``do_wp_page``: reuse an exclusive page, else copy it into
+system RAM — a shared coherent page too), and the LRU flag migration isolates
+(``folio_isolate_lru``, ``folio_putback_lru``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def do_huge_pmd_anonymous_page(m: Machine, proc: int, addr: int) -> None:
 def write_needs_copy(m: Machine, proc: int, addr: int) -> bool:
     """Would a write need a copy-on-write of a shared anonymous page?"""
     e, _ = pagetable.entry(m, proc, addr)
-    if e.kind == pagetable.PRESENT and not e.write and m.layout.is_ram(e.pfn):
+    if e.kind == pagetable.PRESENT and not e.write and m.layout.is_cpu_anon(e.pfn):
         h = page.head_of(m, e.pfn)
         # do_wp_page reuses a page only it maps and nobody else holds
         return not (folio.folio_mapcount(m, h) == 1 and m.s.rc[h] == 1)

@@ -10,14 +10,17 @@ The switch names and meanings are those of ``rust/core/src/rules.rs`` (see
 ``docs/model.md`` §3 and §9.1): per-type rows (``types.<type>.*``: initial
 and free refcounts, what a put does at 2->1 and at 1->0, whether mappings hold
 references) and per-subsystem tables (``private``, ``p2p``, ``dax``,
-``pgmap``, ``gup``, ``migrate``, ``fault``, ``thp``).
+``pgmap``, ``gup``, ``migrate``, ``fault``, ``thp``). The row of
+MEMORY_DEVICE_COHERENT (``types.coherent``, v6.0: "mm: add zone device
+coherent type memory support") exists only in the eras that have the type
+(``e3`` on); a shape naming it under an older era is a configuration error.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -52,8 +55,25 @@ class _HasToml(Protocol):
 #: the preset machines and programs use when none is named (DEFAULT_PRESET)
 DEFAULT_PRESET = "e3"
 
-#: device types in the Rust enum's order
-DEVICE_TYPES = ("private", "fsdax", "generic", "p2pdma")
+#: device types in the Rust enum's order (``DeviceType::ALL``; bit ``i`` of a
+#: type set is ``DEVICE_TYPES[i]``)
+DEVICE_TYPES = ("private", "fsdax", "generic", "p2pdma", "coherent")
+#: the types a shape has when none are named (``DeviceType::DEFAULT``): the
+#: four every era has. MEMORY_DEVICE_COHERENT exists only from v6.0 on, so it
+#: is asked for by name.
+DEFAULT_TYPES = ("private", "fsdax", "generic", "p2pdma")
+#: the types whose driver allocates and frees the pages itself
+#: (``zone_device_page_init``, ``->page_free``): mm/memremap.c tests
+#: ``type == MEMORY_DEVICE_PRIVATE || type == MEMORY_DEVICE_COHERENT``
+DRIVER_ALLOCATED = ("private", "coherent")
+#: the kernel's names of the types (``DeviceType::kernel_name``)
+KERNEL_NAMES = {
+    "private": "MEMORY_DEVICE_PRIVATE",
+    "fsdax": "MEMORY_DEVICE_FS_DAX",
+    "generic": "MEMORY_DEVICE_GENERIC",
+    "p2pdma": "MEMORY_DEVICE_PCI_P2PDMA",
+    "coherent": "MEMORY_DEVICE_COHERENT",
+}
 
 _ALIASES = {
     "private": "private",
@@ -67,6 +87,9 @@ _ALIASES = {
     "p2pdma": "p2pdma",
     "pci_p2pdma": "p2pdma",
     "p2p": "p2pdma",
+    "coherent": "coherent",
+    "device_coherent": "coherent",
+    "coh": "coherent",
 }
 
 
@@ -134,8 +157,16 @@ class PgmapRules:
 @dataclass(frozen=True)
 class GupRules:
     pin_bias: int
+    #: GUP never returns a device-private page: the entry is not present, so
+    #: GUP faults the page back to system RAM (``faultin_page`` ->
+    #: ``do_swap_page``) and grabs that (false: the I-G3 what-if)
     refuses_device_private: bool
     fork_copies_pinned: bool
+    #: a FOLL_LONGTERM GUP moves a MEMORY_DEVICE_COHERENT page to system RAM
+    #: and pins the copy (``migrate_device_coherent_page``, v6.0); optional in
+    #: a rules file (false: eras without the type, or the what-if of a GUP
+    #: that pins the coherent page itself)
+    longterm_migrates_coherent: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,11 +205,13 @@ T = TypeVar("T")
 
 
 def _table(cls: type[T], data: Any, where: str) -> T:
-    """Build one switch table, insisting on exactly the known switches."""
+    """Build one switch table, insisting on exactly the known switches (a
+    switch with a default may be left out, as serde's ``default``)."""
     if not isinstance(data, dict):
         raise RulesError(f"rules: [{where}] must be a table")
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    missing = names - data.keys()
+    required = {f.name for f in fields(cls) if f.default is MISSING}  # type: ignore[arg-type]
+    missing = required - data.keys()
     extra = data.keys() - names
     if missing or extra:
         raise RulesError(f"rules: [{where}] missing {sorted(missing)}, unknown {sorted(extra)}")
@@ -190,6 +223,7 @@ class Rules:
     """One era's rules, read from TOML."""
 
     name: str
+    #: the types the era has, each with its row (``coherent`` only from v6.0)
     types: dict[str, TypeRules]
     private: PrivateRules
     p2p: P2pRules
@@ -199,10 +233,28 @@ class Rules:
     migrate: MigrateRules
     fault: FaultRules
     thp: ThpRules
+    #: the kernel version the preset stands for (e.g. "v5.10")
+    kernel: str = ""
 
     def of(self, t: str) -> TypeRules:
         """The per-type row of device type ``t``."""
         return self.types[t]
+
+    def has(self, t: str) -> bool:
+        """Does the era have device type ``t``?"""
+        return t in self.types
+
+    def check_types(self, types: list[str]) -> str | None:
+        """None if every type of ``types`` exists in this era, else the
+        error naming the first that does not (``Rules::check_types``)."""
+        for t in types:
+            if not self.has(t):
+                return (
+                    f"rules {self.name} ({self.kernel}) have no {KERNEL_NAMES[t]}: it arrived in v6.0 "
+                    '("mm: add zone device coherent type memory support"); use e3 or a later era, or drop '
+                    f'"{t}" from the types'
+                )
+        return None
 
     @staticmethod
     def from_toml(text: str) -> Rules:
@@ -212,9 +264,18 @@ class Rules:
     @staticmethod
     def from_table(d: dict[str, Any]) -> Rules:
         types = d.get("types", {})
+        extra = types.keys() - set(DEVICE_TYPES) if isinstance(types, dict) else set()
+        if extra:
+            raise RulesError(f"rules: [types] has unknown rows {sorted(extra)}")
         return Rules(
             name=str(d.get("name", "")),
-            types={t: _table(TypeRules, types.get(t), f"types.{t}") for t in DEVICE_TYPES},
+            kernel=str(d.get("kernel", "")),
+            # the four rows every era has; MEMORY_DEVICE_COHERENT's when present
+            types={
+                t: _table(TypeRules, types.get(t), f"types.{t}")
+                for t in DEVICE_TYPES
+                if t in DEFAULT_TYPES or types.get(t) is not None
+            },
             private=_table(PrivateRules, d.get("private"), "private"),
             p2p=_table(P2pRules, d.get("p2p"), "p2p"),
             dax=_table(DaxRules, d.get("dax"), "dax"),
@@ -281,6 +342,11 @@ def _merge(base: dict[str, Any], user: dict[str, Any], path: str, file: str) -> 
     for k, v in user.items():
         where = f"{path}.{k}" if path else k
         if not path and k in META:
+            continue
+        if k not in base and where == "types.coherent" and isinstance(v, dict):
+            # an era gains MEMORY_DEVICE_COHERENT: the row is new, so it names
+            # every switch (a missing one is reported when the table is read)
+            base[k] = dict(v)
             continue
         if k not in base:
             raise RulesError(f"unknown switch `{where}`; known here: {', '.join(sorted(base))}", file=file)

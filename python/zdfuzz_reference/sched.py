@@ -283,6 +283,7 @@ def _state_key(m: Machine) -> tuple[object, ...]:
             c.fault_ref,
             c.fault_locked,
             c.oom,
+            c.gup,
         )
         for i, c in enumerate(s.mig)
     )
@@ -316,13 +317,7 @@ def drain(m: Machine) -> None:
         while m.violation is None and _is_lookup(m.s.tasks[slot]):
             m.drain_step(Op.new("step", slot))
     # 1. GUP callers and kernel users release what they hold.
-    for p in range(lay.npfns):
-        while m.violation is None and m.s.ledger.pages[p].gup_pins > 0:
-            m.drain_step(Op.new("unpin_user_page", p, 0))
-        while m.violation is None and m.s.ledger.pages[p].gup_gets > 0:
-            m.drain_step(Op.new("put_page", p, BY_GUP, 0))
-        while m.violation is None and m.s.ledger.pages[p].kernel_gets > 0:
-            m.drain_step(Op.new("put_page", p, BY_KERNEL, 0))
+    _release_page_holders(m)
     for g in range(lay.npgmaps):
         while m.violation is None and m.s.ledger.kernel_pgmap_refs[g] > 0:
             m.drain_step(Op.new("put_dev_pagemap", g, 0))
@@ -330,6 +325,9 @@ def drain(m: Machine) -> None:
     for c in m.s.mig:
         c.retries = 0
     _drive_tasks(m, only_migrations=True)
+    #    A GUP call that faulted a device-private page in grabbed it when its
+    #    fault returned: its caller releases it too.
+    _release_page_holders(m)
     # 2. Processes exit.
     for proc in range(lay.procs):
         if m.violation is None and m.s.alive[proc] and proc_has_mappings(m, proc):
@@ -340,8 +338,10 @@ def drain(m: Machine) -> None:
             m.drain_step(Op.new("free_device_page", p, 0))
         if m.violation is None and m.s.p2p_len[p] > 0:
             m.drain_step(Op.new("pci_free_p2pmem", p, 0))
-    # 4. Tasks already running finish.
+    # 4. Tasks already running finish (a GUP's fault among them: its caller
+    #    releases what it got).
     _drive_tasks(m)
+    _release_page_holders(m)
     # 5. Filesystems truncate their files.
     for file in range(lay.nfiles):
         for index in range(lay.file_pages):
@@ -379,6 +379,18 @@ def drain(m: Machine) -> None:
                 lambda: (f"hang: {d} never completes: {why}{extra}", "completes", "blocked forever"),
             )
     m.at_label = None
+
+
+def _release_page_holders(m: Machine) -> None:
+    """Drain step 1: GUP callers and kernel users release the page
+    references and pins they hold."""
+    for p in range(m.layout.npfns):
+        while m.violation is None and m.s.ledger.pages[p].gup_pins > 0:
+            m.drain_step(Op.new("unpin_user_page", p, 0))
+        while m.violation is None and m.s.ledger.pages[p].gup_gets > 0:
+            m.drain_step(Op.new("put_page", p, BY_GUP, 0))
+        while m.violation is None and m.s.ledger.pages[p].kernel_gets > 0:
+            m.drain_step(Op.new("put_page", p, BY_KERNEL, 0))
 
 
 def _is_lookup(t: Task | None) -> bool:

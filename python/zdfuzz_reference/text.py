@@ -33,6 +33,7 @@ from zdfuzz_reference.ops import (
     MAX_ARGS,
     SELECT,
     SELECT_COMPOUND,
+    SELECT_DEVICE_COHERENT,
     SELECT_DEVICE_PRIVATE,
     SELECT_SYSTEM,
     SELECT_VALUES,
@@ -40,7 +41,7 @@ from zdfuzz_reference.ops import (
     SITE_NAMES,
     Op,
 )
-from zdfuzz_reference.rules import device_type
+from zdfuzz_reference.rules import DEVICE_TYPES, device_type
 
 
 class ProgramError(ReferenceError_):
@@ -65,6 +66,8 @@ def select_text(v: int) -> str:
         parts.append("SYSTEM")
     if v & SELECT_DEVICE_PRIVATE:
         parts.append("DEVICE_PRIVATE")
+    if v & SELECT_DEVICE_COHERENT:
+        parts.append("DEVICE_COHERENT")
     if v & SELECT_COMPOUND:
         parts.append("COMPOUND")
     return "|".join(parts)
@@ -144,6 +147,8 @@ def _parse_value(dim: str, text: str) -> int | None:
                 "system": SELECT_SYSTEM,
                 "DEVICE_PRIVATE": SELECT_DEVICE_PRIVATE,
                 "device_private": SELECT_DEVICE_PRIVATE,
+                "DEVICE_COHERENT": SELECT_DEVICE_COHERENT,
+                "device_coherent": SELECT_DEVICE_COHERENT,
                 "COMPOUND": SELECT_COMPOUND,
                 "compound": SELECT_COMPOUND,
             }.get(p)
@@ -234,9 +239,7 @@ def parse_program(text: str) -> Program:
                     for t in v.split(","):
                         dt = device_type(t)
                         if dt is None:
-                            raise ProgramError(
-                                line, c + 6, f"unknown device type `{t}` (private, fsdax, generic, p2pdma)"
-                            )
+                            raise ProgramError(line, c + 6, f"unknown device type `{t}` ({', '.join(DEVICE_TYPES)})")
                         types.append(dt)
                     p.shape.types = types
                 elif k in dict(p.shape.fields()) or k == "faults":

@@ -9,7 +9,7 @@ fn main() {
     let n: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let seed: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let rules = Rules::preset("p20").unwrap();
-    let shape = Shape { types: DeviceType::ALL.to_vec(), ..Shape::default() };
+    let shape = Shape { types: DeviceType::DEFAULT.to_vec(), ..Shape::default() };
     let mut m = Machine::new(Config::with_shape(rules.clone(), shape.clone())).unwrap();
     let mut rng = Rng::new(seed);
     // a program of exactly n actions whose violation comes at its end

@@ -8,7 +8,7 @@ fn main() {
     let seed: u64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let max: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
     let preset = std::env::var("ZD_RULES").unwrap_or_else(|_| "p20".into());
-    let mut cfg = NativeConfig::new(Rules::preset(&preset).unwrap(), DeviceType::ALL.to_vec(), seed);
+    let mut cfg = NativeConfig::new(Rules::preset(&preset).unwrap(), DeviceType::DEFAULT.to_vec(), seed);
     cfg.max_actions = max;
     cfg.swarm = std::env::var("ZD_NOSWARM").is_err();
     let mut f = NativeFuzzer::new(cfg).unwrap();

@@ -7,7 +7,7 @@ use zdfuzz_core::fuzz::{NativeConfig, NativeFuzzer};
 use zdfuzz_core::{DeviceType, Rules};
 fn main() {
     let n: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    let cfg = NativeConfig::new(Rules::preset("p20").unwrap(), DeviceType::ALL.to_vec(), 1);
+    let cfg = NativeConfig::new(Rules::preset("p20").unwrap(), DeviceType::DEFAULT.to_vec(), 1);
     let mut f = NativeFuzzer::new(cfg).unwrap();
     let found = f.run(n, None);
     let s = f.stats();

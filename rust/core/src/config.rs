@@ -68,7 +68,7 @@ impl Default for Shape {
     /// pages of system RAM, order-1 (two-page) huge pages.
     fn default() -> Shape {
         Shape {
-            types: DeviceType::ALL.to_vec(),
+            types: DeviceType::DEFAULT.to_vec(),
             pgmaps: 1,
             pages: 4,
             cpus: 2,
@@ -89,7 +89,7 @@ impl Shape {
     /// anonymous memory around it): a shape without MEMORY_DEVICE_PRIVATE
     /// gets none unless asked, so the other types' searches are not diluted.
     pub fn default_ram(types: &[DeviceType]) -> usize {
-        if types.contains(&DeviceType::Private) {
+        if types.iter().any(|t| t.driver_allocated()) {
             Shape::default().ram
         } else {
             0
@@ -302,7 +302,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.shape.validate()
+        self.shape.validate()?;
+        self.rules.check_types(&self.shape.types).map_err(ConfigError)
     }
 }
 
@@ -390,6 +391,40 @@ impl Layout {
     #[inline]
     pub fn is_private(&self, pfn: usize) -> bool {
         self.type_of(pfn) == Some(DeviceType::Private)
+    }
+
+    #[inline]
+    pub fn is_coherent(&self, pfn: usize) -> bool {
+        self.type_of(pfn) == Some(DeviceType::Coherent)
+    }
+
+    /// A page its driver allocates and frees (MEMORY_DEVICE_PRIVATE or
+    /// _COHERENT): anonymous memory migrates into it and out of it.
+    #[inline]
+    pub fn is_driver_allocated(&self, pfn: usize) -> bool {
+        self.type_of(pfn).is_some_and(DeviceType::driver_allocated)
+    }
+
+    /// Anonymous memory the CPU maps with present PTEs (system RAM and
+    /// MEMORY_DEVICE_COHERENT): fork shares it copy-on-write and a write
+    /// to a shared page copies it (`vm_normal_page` returns coherent pages
+    /// like any other).
+    #[inline]
+    pub fn is_cpu_anon(&self, pfn: usize) -> bool {
+        self.is_ram(pfn) || self.is_coherent(pfn)
+    }
+
+    /// Pages whose data moves with migration (system RAM, device-private,
+    /// coherent): what they hold is compared after every move.
+    #[inline]
+    pub fn moves(&self, pfn: usize) -> bool {
+        self.is_ram(pfn) || self.is_driver_allocated(pfn)
+    }
+
+    /// Does the layout have a MEMORY_DEVICE_COHERENT pgmap?
+    #[inline]
+    pub fn has_coherent(&self) -> bool {
+        self.pgmap_type.contains(&DeviceType::Coherent)
     }
 
     /// The system RAM pfns.

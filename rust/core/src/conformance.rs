@@ -3,7 +3,7 @@
 //!
 //! Unlike the oracle (`oracle.rs`), these checks read the rules on purpose:
 //! I-F5 (a free page has the preset's free refcount), I-G1 (pin accounting,
-//! `GUP_PIN_COUNTING_BIAS`), I-M1 (an anonymous or device-private folio's
+//! `GUP_PIN_COUNTING_BIAS`), I-M1 (an anonymous, device-private or coherent folio's
 //! refcount is what its holders account for) and I-P1 (`pgmap->ref` is the
 //! references the preset accounts for: init references, E3+ allocation
 //! references, P2P allocations, `get_dev_pagemap` users). A failure means
@@ -97,7 +97,7 @@ impl Machine {
                 });
             }
         }
-        if in_use && (t.is_none() || t == Some(DeviceType::Private)) {
+        if in_use && t.is_none_or(DeviceType::driver_allocated) {
             let expected = self.expected_folio_refs(h);
             if rc != expected {
                 self.violate(Invariant::M1, &[("pfn", p as u32)], || {
@@ -149,7 +149,7 @@ impl Machine {
                 _ => self.layout.pages as i64,
             };
         }
-        if t == DeviceType::Private && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
+        if t.driver_allocated() && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
             r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
         }
         r += self.s.split_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];

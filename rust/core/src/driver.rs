@@ -48,20 +48,26 @@ impl Machine {
         self.put_page_refs(p, 1, cpu, "free_device_page: put_page");
     }
 
+    /// The entry `migrate_vma_insert_page` writes for the driver's page `p`
+    /// in a writable anonymous VMA: a device-private swap entry
+    /// (`SWP_DEVICE_WRITE`), or for a coherent page an ordinary present PTE,
+    /// made writable and dirty (`pte_mkwrite(pte_mkdirty(entry))`).
+    pub(crate) fn device_anon_entry(&self, p: usize) -> Pte {
+        if self.layout.is_coherent(p) {
+            Pte::Present { pfn: p as u16, write: true, refcounted: true, dirty: true }
+        } else {
+            Pte::DevicePrivate { pfn: p as u16, write: true }
+        }
+    }
+
     /// migrate_vma_insert_page + the finalize of a hole-fill migration. A
     /// large folio fills the PMD block containing `addr`.
     pub(crate) fn migrate_vma_insert_page(&mut self, proc: usize, addr: usize, p: usize, cpu: usize) {
         let large = self.folio_nr(p) > 1;
         let (level, at) = if large { (Level::Pmd, self.block_start(addr)) } else { (Level::Pte, addr) };
         // folio_get(dst) for the new mapping; folio_add_new_anon_rmap
-        self.install_entry(
-            proc,
-            at,
-            level,
-            Pte::DevicePrivate { pfn: p as u16, write: true },
-            1,
-            "migrate_vma_insert_page: folio_get",
-        );
+        let entry = self.device_anon_entry(p);
+        self.install_entry(proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get");
         self.s.mapping[p] = MAPPING_ANON;
         let n = if large { self.layout.nr_huge() } else { 1 };
         for a in at..at + n {
@@ -85,11 +91,15 @@ impl Machine {
     /// Is `AllocDevicePage / AllocDeviceFolio` allowed now (the actor's contract)?
     pub(crate) fn alloc_device_page_enabled(&self, op: &Op) -> Result<(), &'static str> {
         let g = op.a(0);
-        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(
+            self.layout.pgmap_type[g].driver_allocated(),
+            "not a pgmap whose driver allocates pages (device-private or coherent)",
+        )?;
         let bound = self.pgmap_live(g)
             || (self.rules.private.alloc_while_unbinding && self.s.pgmaps[g].state == PgmapState::Unbinding);
         ok(bound, "the driver is not bound (registered and not unbinding)")?;
         if op.kind == OpKind::AllocDeviceFolio {
+            ok(self.layout.pgmap_type[g] == DeviceType::Private, "large folios are device-private only in the model")?;
             ok(self.rules.thp.device_private && self.layout.order > 0, "no large device-private folios in this era")?;
             ok(self.device_folio_fit(g).is_some(), "the driver has no free aligned block")
         } else {

@@ -1732,7 +1732,7 @@ mod tests {
 
     #[test]
     fn enabled_into_matches_enabled_actions() {
-        let c = cfg("e3", &DeviceType::ALL, 2);
+        let c = cfg("e3", &DeviceType::DEFAULT, 2);
         let mut m = Machine::new(c).unwrap();
         let mut buf = Vec::new();
         for step in 0..12 {
@@ -1807,7 +1807,7 @@ mod tests {
 
     #[test]
     fn a_stop_request_gives_a_partial_result() {
-        let c = cfg("e4", &DeviceType::ALL, 2);
+        let c = cfg("e4", &DeviceType::DEFAULT, 2);
         let ctl = Control::new();
         ctl.stop();
         let o = explore(&c, &Options { depth: 5, threads: 2, ..Options::default() }, &ctl).unwrap();

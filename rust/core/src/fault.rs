@@ -30,7 +30,7 @@
 //! livelock the v6.15 trylock fixed (I-D3, detected by the drain).
 
 use crate::machine::{ok, Machine};
-use crate::migrate::{MigCtx, Origin};
+use crate::migrate::{MigCtx, Origin, GUP_FAULT, GUP_FAULT_PIN};
 use crate::oracle::{lock_task, Obs, LOCK_NONE};
 use crate::page::{PG_FREE_LIST, PG_LOCKED};
 use crate::pagetable::{Level, Pte};
@@ -57,8 +57,76 @@ impl Machine {
         self.spawn_migration(ctx, F_READ, cpu);
     }
 
+    /// Spawn the fault a GUP call takes on a device-private entry
+    /// (`__get_user_pages`: `follow_page_mask` finds no present page, so
+    /// `faultin_page` → `handle_mm_fault` → `do_swap_page`). When the fault
+    /// returns, GUP looks the address up again ([`Machine::gup_retry`]).
+    pub(crate) fn spawn_gup_fault(&mut self, proc: usize, addr: usize, flags: u16, pin: bool, cpu: usize) {
+        let gup = GUP_FAULT | if pin { GUP_FAULT_PIN } else { 0 } | (flags as u8) << 2;
+        let ctx = MigCtx { origin: Origin::Fault, proc: proc as u8, addr: addr as u16, gup, ..MigCtx::default() };
+        if let Some(slot) = self.spawn_migration(ctx, F_READ, cpu) {
+            self.trace_note(|| format!("GUP faults the device-private entry in: task {slot}"));
+        }
+    }
+
     /// One step of a migration or fault task; the next pc, or None when done.
     pub(crate) fn migrate_step(&mut self, slot: usize, pc: u8, cpu: usize) -> Option<u8> {
+        let next = self.migrate_step_inner(slot, pc, cpu);
+        let ctx = self.s.mig[slot];
+        if next.is_none() && ctx.origin == Origin::Fault && ctx.gup != 0 && self.violation.is_none() {
+            return self.gup_retry(slot, cpu);
+        }
+        next
+    }
+
+    /// `__get_user_pages` once `faultin_page` returned: look the address up
+    /// again. A present page now: grab it — the GUP call returns it (a
+    /// FOLL_WRITE pin of a page the fault mapped read-only breaks COW first,
+    /// as the write fault would). A device-private or migration entry again:
+    /// fault again (the read step waits out a migration). Nothing mapped,
+    /// the process gone, or the fault out of memory: the call fails.
+    fn gup_retry(&mut self, slot: usize, cpu: usize) -> Option<u8> {
+        let ctx = self.s.mig[slot];
+        let (proc, addr) = (ctx.proc as usize, ctx.addr as usize);
+        if ctx.oom {
+            self.trace_note(|| "GUP -> -ENOMEM (VM_FAULT_OOM)".into());
+            return None;
+        }
+        if !self.s.alive[proc] {
+            self.trace_note(|| "GUP -> -EFAULT (the process exited)".into());
+            return None;
+        }
+        let (e, _) = self.entry(proc, addr);
+        match e {
+            Pte::DevicePrivate { .. } | Pte::Migration { .. } => {
+                self.s.mig[slot].retries = self.s.mig[slot].retries.wrapping_add(1);
+                self.trace_note(|| "GUP: still not present: fault again".into());
+                Some(F_READ)
+            }
+            Pte::None => {
+                self.trace_note(|| "GUP -> -EFAULT (nothing mapped any more)".into());
+                None
+            }
+            Pte::Present { pfn, .. } => {
+                let pin = ctx.gup & GUP_FAULT_PIN != 0;
+                if pin && !e.writable() && self.layout.is_cpu_anon(pfn as usize) {
+                    self.do_wp_page(proc, addr, cpu);
+                    if !self.entry(proc, addr).0.writable() {
+                        self.trace_note(|| "GUP -> -ENOMEM (no page for the COW copy)".into());
+                        return None;
+                    }
+                }
+                let r = self.gup(proc, addr, (ctx.gup >> 2) as u16, pin, cpu);
+                self.trace_note(|| match r {
+                    Ok(p) => format!("GUP -> pfn {p}"),
+                    Err(e) => format!("GUP -> {}", e.errno()),
+                });
+                None
+            }
+        }
+    }
+
+    fn migrate_step_inner(&mut self, slot: usize, pc: u8, cpu: usize) -> Option<u8> {
         let origin = self.s.mig[slot].origin;
         match pc {
             M_COLLECT => {

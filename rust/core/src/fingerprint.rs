@@ -273,7 +273,7 @@ fn pte_from(tag: u64, pfn: u16) -> Result<Pte, DecodeError> {
 fn canon_pte_code(p: Pte, l: &Layout) -> (u64, Option<u16>) {
     let (tag, pfn) = pte_code(p);
     match pfn {
-        Some(q) if !l.is_ram(q as usize) && !l.is_private(q as usize) => (tag & !16, pfn),
+        Some(q) if !l.moves(q as usize) => (tag & !16, pfn),
         _ => (tag, pfn),
     }
 }
@@ -337,6 +337,7 @@ fn mig_ctx_words(m: &MigCtx, pfn: impl Fn(u16) -> u64, with_retries: bool) -> [u
         fault_locked,
         retries,
         oom,
+        gup,
     } = *m;
     let (otag, opfn) = pte_code(orig);
     [
@@ -347,7 +348,8 @@ fn mig_ctx_words(m: &MigCtx, pfn: impl Fn(u16) -> u64, with_retries: bool) -> [u
             | (fault_locked as u64) << 33
             | (oom as u64) << 34
             | (orig_pmd as u64) << 35
-            | if with_retries { (retries as u64) << 40 } else { 0 },
+            | if with_retries { (retries as u64) << 40 } else { 0 }
+            | (gup as u64) << 48,
         otag << 16 | opfn.map_or(0, |p| pfn(p) + 1),
     ]
 }
@@ -704,6 +706,7 @@ impl State {
                 oom: w1 >> 34 & 1 != 0,
                 orig_pmd: w1 >> 35 & 1 != 0,
                 retries: (w1 >> 40) as u8,
+                gup: (w1 >> 48) as u8,
                 orig: if opfn == 0 { Pte::None } else { pte_from(w2 >> 16, opfn - 1)? },
             };
         }
@@ -1187,7 +1190,7 @@ impl Canon {
         //    and the tokens of virtual pages that map them or map nothing
         //    (a new mapping sets its token), are never compared: dropped.
         //    The rest are renamed in order of first appearance.
-        let movable = |p: usize| l.is_ram(p) || l.is_private(p);
+        let movable = |p: usize| l.moves(p);
         self.tokens.clear();
         let tokens = &mut self.tokens;
         let mut rename = |t: u32| -> u64 {
@@ -1343,7 +1346,7 @@ step task=1
         let m = after("e3", BUSY);
         let mut bytes = Vec::new();
         m.s.encode(&mut bytes);
-        let mut other = machine("e3", &DeviceType::ALL);
+        let mut other = machine("e3", &DeviceType::DEFAULT);
         other.s.decode(&bytes).unwrap();
         let mut again = Vec::new();
         other.s.encode(&mut again);
@@ -1353,13 +1356,13 @@ step task=1
             assert_eq!(c.fingerprint(&m.s, &m.layout, mode), c.fingerprint(&other.s, &other.layout, mode));
         }
         // the initial state differs
-        let fresh = machine("e3", &DeviceType::ALL);
+        let fresh = machine("e3", &DeviceType::DEFAULT);
         assert_ne!(
             c.fingerprint(&m.s, &m.layout, Reduction::None),
             c.fingerprint(&fresh.s, &fresh.layout, Reduction::None)
         );
         // copy_from gives the same bytes
-        let mut copy = machine("e3", &DeviceType::ALL);
+        let mut copy = machine("e3", &DeviceType::DEFAULT);
         copy.s.copy_from(&m.s);
         let mut third = Vec::new();
         copy.s.encode(&mut third);
@@ -1368,7 +1371,7 @@ step task=1
 
     #[test]
     fn decode_rejects_garbage_without_panicking() {
-        let mut m = machine("e3", &DeviceType::ALL);
+        let mut m = machine("e3", &DeviceType::DEFAULT);
         let mut bytes = Vec::new();
         m.s.encode(&mut bytes);
         assert!(m.s.decode(&bytes[..bytes.len() - 1]).is_err());
@@ -1502,7 +1505,7 @@ step task=1
             assert!(seen.insert(fp), "{name}: same fingerprint as another mutation");
             let mut bytes = Vec::new();
             m.s.encode(&mut bytes);
-            let mut back = machine("e3", &DeviceType::ALL);
+            let mut back = machine("e3", &DeviceType::DEFAULT);
             back.s.decode(&bytes).unwrap();
             assert_eq!(c.fingerprint(&back.s, &back.layout, Reduction::None), fp, "{name}: lost by encode/decode");
         }

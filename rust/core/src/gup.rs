@@ -6,15 +6,20 @@
 //! FS-DAX waiters). In E1–E3 a devmap PTE is only followed after
 //! `get_dev_pagemap` succeeds (`tryget_live`: fails once the pgmap is
 //! killed), and that pgmap reference is dropped again before GUP returns: the
-//! page reference outlives it. Refusals per type: device-private entries are
-//! not present (GUP faults instead), FS-DAX refuses FOLL_LONGTERM, P2P pages
-//! need FOLL_PCI_P2PDMA and refuse FOLL_LONGTERM (v6.2+). The oracle
+//! page reference outlives it. A device-private entry is not present: GUP
+//! faults it back to system RAM (`faultin_page` → `do_swap_page` →
+//! `migrate_to_ram`, a task: `fault.rs`) and grabs the RAM page when the
+//! fault returns. Refusals per type: FS-DAX refuses FOLL_LONGTERM, P2P pages
+//! need FOLL_PCI_P2PDMA and refuse FOLL_LONGTERM (v6.2+); a coherent page
+//! is moved to system RAM before a FOLL_LONGTERM pin (v6.0+). The oracle
 //! re-checks each grant from the ledger: a granted longterm FS-DAX pin
-//! (I-X4), device-private page (I-G3) or flagless P2P page (I-G4) is a violation
+//! (I-X4), device-private page (I-G3), flagless P2P page (I-G4) or longterm
+//! coherent pin (I-G5) is a violation
 //! whatever the rules said.
 
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
+use crate::page::PG_LOCKED;
 use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB};
 use crate::rules::DeviceType;
@@ -22,7 +27,8 @@ use crate::rules::DeviceType;
 /// Why GUP refused (the errno it returns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GupError {
-    /// -EFAULT: nothing mapped, or a device-private entry (GUP would fault)
+    /// -EFAULT: nothing mapped (a device-private entry is faulted in: a
+    /// task of its own, `fault.rs`)
     Fault,
     /// -EOPNOTSUPP: FOLL_LONGTERM on FS-DAX, or FOLL_LONGTERM|FOLL_PCI_P2PDMA
     NotSupported,
@@ -33,6 +39,9 @@ pub enum GupError {
     /// -ENOMEM: `try_grab_folio` refused (an injected failure: the
     /// refcount-overflow guard)
     NoMem,
+    /// -EBUSY: a FOLL_LONGTERM GUP could not migrate a coherent page to
+    /// system RAM (`migrate_device_coherent_page` failed)
+    Busy,
 }
 
 impl GupError {
@@ -43,6 +52,7 @@ impl GupError {
             GupError::RemoteIo => "-EREMOTEIO",
             GupError::PgmapDying => "-EFAULT (get_dev_pagemap: pgmap dying)",
             GupError::NoMem => "-ENOMEM (try_grab_folio)",
+            GupError::Busy => "-EBUSY (migrate_device_coherent_page)",
         }
     }
 }
@@ -103,6 +113,19 @@ impl Machine {
                 self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)");
             }
             return Err(GupError::NoMem);
+        }
+        if t == DeviceType::Coherent && longterm && self.rules.gup.longterm_migrates_coherent {
+            // check_and_migrate_movable_pages: not longterm-pinnable, so the
+            // grab becomes a reference the migration to RAM consumes, and
+            // GUP retries on the page it moved to (-EAGAIN) or fails
+            let moved = self.migrate_device_coherent_page(p, cpu);
+            if walk_ref {
+                self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap");
+            }
+            if !moved {
+                return Err(GupError::Busy);
+            }
+            return self.gup(proc, addr, flags, pin, cpu);
         }
         self.gup_grab(proc, addr, p, pin, longterm);
         if walk_ref {
@@ -189,8 +212,21 @@ impl Machine {
         ok(!self.slot_is_empty(op.a(0), op.a(1)), "nothing is mapped there")?;
         ok(!self.entry_at(op.a(0), op.a(1)).is_migration(), "GUP waits for the migration to finish")?;
         let e = self.entry_at(op.a(0), op.a(1));
+        if matches!(e, Pte::DevicePrivate { .. }) && self.rules.gup.refuses_device_private {
+            // GUP faults the page back to system RAM: a task of its own
+            ok(self.free_task_slot(), "no free task slot for the fault")?;
+            ok(
+                !(op.kind == OpKind::PinUserPages && !e.writable()),
+                "a FOLL_WRITE pin of a read-only entry breaks COW after the fault (do_swap_page, then cpu_write)",
+            )?;
+        }
         ok(
-            !(op.kind == OpKind::PinUserPages && e.pfn().is_some_and(|p| self.layout.is_ram(p)) && !e.writable()),
+            !(op.args[2] & FOLL_LONGTERM != 0
+                && e.pfn().is_some_and(|p| self.layout.is_coherent(p) && self.s.flags[p] & PG_LOCKED != 0)),
+            "migrate_device_coherent_page's lock_page waits for the page lock",
+        )?;
+        ok(
+            !(op.kind == OpKind::PinUserPages && e.pfn().is_some_and(|p| self.layout.is_cpu_anon(p)) && !e.writable()),
             "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",
         )
     }

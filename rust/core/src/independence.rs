@@ -202,7 +202,7 @@ mod tests {
         let mut checked = 0u64;
         for preset in Rules::preset_names() {
             for faults in [0, 1] {
-                let shape = Shape { types: DeviceType::ALL.to_vec(), pages: 2, faults, ..Shape::default() };
+                let shape = Shape { types: DeviceType::DEFAULT.to_vec(), pages: 2, faults, ..Shape::default() };
                 let cfg = Config::with_shape(Rules::preset(preset).unwrap(), shape);
                 let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ preset.len() as u64;
                 for _walk in 0..6 {

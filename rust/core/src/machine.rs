@@ -659,6 +659,12 @@ impl Machine {
             Fork => self.fork(a(0), a(1)),
             ExitMmap => self.exit_mmap(a(0), cpu),
             Munmap => self.munmap(a(0), a(1), cpu),
+            GetUserPages | PinUserPages
+                if matches!(self.entry(a(0), a(1)).0, Pte::DevicePrivate { .. })
+                    && self.rules.gup.refuses_device_private =>
+            {
+                self.spawn_gup_fault(a(0), a(1), op.args[2], op.kind == PinUserPages, cpu);
+            }
             GetUserPages | PinUserPages => {
                 let pin = op.kind == PinUserPages;
                 let r = self.gup(a(0), a(1), op.args[2], pin, cpu);

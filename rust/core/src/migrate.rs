@@ -42,7 +42,7 @@ use crate::machine::{ok, Machine};
 use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
 use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
-use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC};
+use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_COHERENT, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC};
 use crate::rules::{AllocPgmapRef, DeviceCheck};
 
 /// `MIGRATE_PFN_MIGRATE`
@@ -96,7 +96,15 @@ pub struct MigCtx {
     pub retries: u8,
     /// a destination allocation failed (the fault returns VM_FAULT_OOM)
     pub oom: bool,
+    /// a GUP call took this fault (`faultin_page` → `handle_mm_fault`) and
+    /// retries its grab when the fault returns: 0 = a CPU access, else
+    /// [`GUP_FAULT`] | [`GUP_FAULT_PIN`] | the GUP flags << 2
+    pub gup: u8,
 }
+
+/// `MigCtx::gup` bits: a GUP fault, and a FOLL_PIN one.
+pub const GUP_FAULT: u8 = 1;
+pub const GUP_FAULT_PIN: u8 = 2;
 
 /// One `src[i]` / `dst[i]` pair: pfns + 1 (0 = none) and MIGRATE_PFN_* flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -301,6 +309,10 @@ impl Machine {
             sel & SELECT_SYSTEM != 0 && self.s.mapping[h] == MAPPING_ANON
         } else if self.layout.is_private(h) {
             sel & SELECT_DEVICE_PRIVATE != 0 && self.layout.pgmap_of(h) == ctx.pgmap as usize
+        } else if self.layout.is_coherent(h) {
+            // migrate_vma_collect_pmd: a coherent page only with
+            // SELECT_DEVICE_COHERENT and the caller's own pgmap (owner)
+            sel & SELECT_DEVICE_COHERENT != 0 && self.layout.pgmap_of(h) == ctx.pgmap as usize
         } else {
             // FS-DAX, device-dax and P2P pages are not anonymous
             false
@@ -711,14 +723,8 @@ impl Machine {
                 }
                 let level = if compound { Level::Pmd } else { Level::Pte };
                 let at = if compound { self.block_start(a) } else { a };
-                self.install_entry(
-                    proc,
-                    at,
-                    level,
-                    Pte::DevicePrivate { pfn: d as u16, write: true },
-                    1,
-                    "migrate_vma_insert_page: folio_get",
-                );
+                let entry = self.device_anon_entry(d);
+                self.install_entry(proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get");
                 self.s.mapping[d] = MAPPING_ANON;
                 let k = if compound { self.layout.nr_huge() } else { 1 };
                 for x in at..at + k {
@@ -863,6 +869,97 @@ impl Machine {
     }
 
     // ------------------------------------------------------------------
+    // migrate_device_coherent_page (GUP's FOLL_LONGTERM path)
+    // ------------------------------------------------------------------
+
+    /// `migrate_device_coherent_page` (mm/migrate_device.c, v6.0), as
+    /// `migrate_longterm_unpinnable_pages` (mm/gup.c) calls it for a
+    /// coherent page a FOLL_LONGTERM GUP grabbed: a coherent page must stay
+    /// evictable ("Coherent device memory must always allow eviction",
+    /// `is_longterm_pinnable_page`), so GUP moves it to system RAM and
+    /// retries there. GUP's pin has become the caller's plain reference
+    /// (`folio_get` + `gup_put_folio`), which the migration consumes on
+    /// both paths. The page is locked for the whole step (`lock_page`: GUP
+    /// waits while another holds the lock, see the contract; the model does
+    /// not record a lock taken and dropped inside one step), unmapped to migration entries
+    /// (`migrate_device_unmap`: `try_to_migrate`, then the pre-filter
+    /// `migrate_vma_check_page`), copied to a fresh RAM page
+    /// (`alloc_page`), moved if the exact gate (`folio_migrate_mapping`)
+    /// sees no reference beyond the caller's, and finalized: mappings
+    /// restored to the destination (or back to the source), the source
+    /// unlocked and put — its last put frees it to the driver
+    /// (`->page_free` + `put_dev_pagemap`). True if the page moved.
+    ///
+    /// One step: the kernel's windows between unmap, copy and finalize are
+    /// not modelled here.
+    pub(crate) fn migrate_device_coherent_page(&mut self, p: usize, cpu: usize) -> bool {
+        // the caller's reference (accounted as the migration's, like collect's)
+        self.page_get(p, 1, "migrate_longterm_unpinnable_pages: folio_get");
+        self.s.ledger.pages[p].collect += 1;
+        self.trace_note(|| format!("migrate_device_coherent_page(pfn {p})"));
+        // migrate_device_unmap: try_to_migrate every mapping
+        while let Some((proc, a, level)) = self.find_entry(p, 1, |x| x.is_mapping()) {
+            let (x, _) = self.entry(proc, a);
+            let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
+            if let Pte::Present { dirty: true, .. } = x {
+                self.s.ledger.pages[p].dirty_pte = true;
+                self.s.flags[p] |= PG_DIRTY;
+            }
+            self.replace_with_migration_entry(proc, a, level, kind, cpu);
+        }
+        // migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
+        // extra one are expected
+        let checked = self.s.rc[p] - 2 <= self.folio_mapcount(p);
+        let dst = if !checked {
+            self.trace_note(|| format!("migrate_vma_check_page(pfn {p}) fails: -EBUSY"));
+            None
+        } else if self.inject(SITE_ALLOC) {
+            self.trace_note(|| "alloc_page failed".into());
+            None
+        } else {
+            self.ram_alloc(0)
+        };
+        // migrate_device_pages: the exact gate
+        let moved = match dst {
+            Some(_) if self.rules.migrate.exact_gate && self.s.rc[p] != 1 => {
+                let rc = self.s.rc[p];
+                self.trace_note(|| format!("folio_migrate_mapping(pfn {p}): refcount {rc} != 1: -EAGAIN"));
+                false
+            }
+            Some(_) => true,
+            None => false,
+        };
+        match dst {
+            Some(d) if moved => {
+                self.observe(Obs::Migrated { head: p, nr: 1, own_fault_ref: false });
+                self.s.content[d] = self.s.content[p];
+                if self.s.flags[p] & PG_DIRTY != 0 {
+                    self.s.flags[d] |= PG_DIRTY;
+                }
+                self.s.ledger.migrated_away[p] = true;
+                self.s.ledger.pages[d].mig_dst = true;
+                self.add_lru(d);
+                self.remove_migration_ptes(p, d, "remove_migration_ptes");
+                let u = self.s.ledger.pages[p].dirty_pte;
+                self.s.ledger.pages[d].dirty_pte |= u;
+                self.s.ledger.pages[d].mig_dst = false;
+                self.put_page_refs(d, 1, cpu, "migrate_device_finalize: folio_put(dst)");
+            }
+            _ => {
+                if let Some(d) = dst {
+                    // the destination was not used: back to the buddy
+                    self.put_page_refs(d, 1, cpu, "migrate_device_finalize: folio_put(dst)");
+                }
+                self.observe_restored(p);
+                self.remove_migration_ptes(p, p, "migrate_device_coherent_page (restore)");
+            }
+        }
+        self.s.ledger.pages[p].collect -= 1;
+        self.put_page_refs(p, 1, cpu, "migrate_device_finalize: folio_put(src)");
+        moved
+    }
+
+    // ------------------------------------------------------------------
     // device-private allocation (shared with the driver's own actions)
     // ------------------------------------------------------------------
 
@@ -938,7 +1035,20 @@ impl Machine {
     /// Is `MigrateVmaSetup` allowed now (the actor's contract)?
     pub(crate) fn migrate_vma_setup_enabled(&self, op: &Op) -> Result<(), &'static str> {
         let (proc, addr, g, sel) = (op.a(0), op.a(1), op.a(2), op.args[3]);
-        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        let t = self.layout.pgmap_type[g];
+        ok(t.driver_allocated(), "not a device-private or coherent pgmap")?;
+        ok(
+            sel & SELECT_DEVICE_COHERENT == 0 || t == DeviceType::Coherent,
+            "MIGRATE_VMA_SELECT_DEVICE_COHERENT needs a coherent pgmap",
+        )?;
+        ok(
+            sel & SELECT_DEVICE_PRIVATE == 0 || t == DeviceType::Private,
+            "MIGRATE_VMA_SELECT_DEVICE_PRIVATE needs a device-private pgmap",
+        )?;
+        ok(
+            sel & SELECT_COMPOUND == 0 || t == DeviceType::Private,
+            "coherent folios are order-0 in the model (no COMPOUND)",
+        )?;
         ok(self.pgmap_live(g), "the driver is not bound")?;
         // the driver takes mmap_read_lock: it runs beside faults and
         // other migrations, not beside a task holding the PTL
@@ -954,7 +1064,7 @@ impl Machine {
     /// Is `MigrateDeviceRange` allowed now (the actor's contract)?
     pub(crate) fn migrate_device_range_enabled(&self, op: &Op) -> Result<(), &'static str> {
         let g = op.a(0);
-        ok(self.layout.pgmap_type[g] == DeviceType::Private, "not a device-private pgmap")?;
+        ok(self.layout.pgmap_type[g].driver_allocated(), "not a device-private or coherent pgmap")?;
         ok(self.rules.migrate.device_range, "no migrate_device_range in this era (v6.1+)")?;
         ok(self.pgmap_live(g), "the driver is not bound")?;
         ok(!self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].driver), "the driver frees its own pages first")?;

@@ -306,7 +306,8 @@ invariants! {
     G1 = "I-G1", Conformance, "pin accounting: a pinned small page carries GUP_PIN_COUNTING_BIAS per pin (conformance)";
     G3 = "I-G3", Safety, "GUP never returns a device-private page";
     G4 = "I-G4", Safety, "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM";
-    M1 = "I-M1", Conformance, "an anonymous or device-private folio's refcount equals what its holders account for (conformance)";
+    G5 = "I-G5", Safety, "no FOLL_LONGTERM pin of a MEMORY_DEVICE_COHERENT page is granted (it must stay evictable)";
+    M1 = "I-M1", Conformance, "an anonymous, device-private or coherent folio's refcount equals what its holders account for (conformance)";
     M2 = "I-M2", Safety, "a page with references migration cannot account for (GUP, pins, fault path) is never migrated";
     M3 = "I-M3", Safety, "no migration entry survives migrate_vma_finalize";
     M4 = "I-M4", Safety, "the migration code neither unlocks nor releases the fault page the fault path locked";
@@ -622,6 +623,7 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             Some(DeviceType::Fsdax) if longterm => Some(Judged::new(X4, &[pfn_obj(pfn)])),
             Some(DeviceType::Private) => Some(Judged::new(G3, &[pfn_obj(pfn)])),
             Some(DeviceType::P2pdma) if !p2pdma || longterm => Some(Judged::new(G4, &[pfn_obj(pfn)])),
+            Some(DeviceType::Coherent) if longterm => Some(Judged::new(G5, &[pfn_obj(pfn)])),
             _ => None,
         },
         Obs::MigrationUnlocked { pfn, fault_path_lock } => fault_path_lock.then(|| Judged::new(M4, &[pfn_obj(pfn)])),
@@ -854,6 +856,11 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
             Invariant::G3 => {
                 (format!("GUP returned device-private pfn {p}"), "-EFAULT (fault, migrate)".into(), "granted".into())
             }
+            Invariant::G5 => (
+                format!("a FOLL_LONGTERM pin of coherent pfn {p} was granted"),
+                "migrated to system RAM first (migrate_device_coherent_page)".into(),
+                "granted".into(),
+            ),
             _ => (
                 format!(
                     "GUP returned P2P pfn {p} {}",
@@ -1046,6 +1053,39 @@ mod tests {
         assert_eq!(j.invariant.class(), Class::Safety);
         let (message, _, _) = describe(&Obs::Warned { warn, what: "put_page" }, &j, &l, &layout);
         assert!(message.contains("the free path WARNs"), "{message}");
+    }
+
+    /// The messages name what was seen: a percpu_ref WARN its count when
+    /// it has one, a RAM page freed while held (I-F9) or while locked
+    /// (I-M7), and a release's users of both kinds added up.
+    #[test]
+    fn messages_name_what_was_seen() {
+        let (mut l, layout) = setup();
+        let warned = |value| {
+            let warn = Warn::PercpuRef { pgmap: 1, event: RefEvent::Underflow, value };
+            let obs = Obs::Warned { warn, what: "put_dev_pagemap" };
+            let j = judge(&obs, &l, &layout).unwrap();
+            describe(&obs, &j, &l, &layout).2
+        };
+        assert!(warned(-2).ends_with("(count -2)"), "{}", warned(-2));
+        assert!(!warned(0).contains("count"), "{}", warned(0));
+        let ram = layout.ndev;
+        let buddy = Obs::ReturnedToBuddy { head: ram, nr: 1 };
+        l.pages[ram].kernel_gets = 1;
+        let j = judge(&buddy, &l, &layout).unwrap();
+        let (m, _, _) = describe(&buddy, &j, &l, &layout);
+        assert!(m.contains("freed to the buddy allocator while it is held by"), "{m}");
+        l.pages[ram].kernel_gets = 0;
+        l.locker[ram] = LOCK_DRIVER;
+        let j = judge(&buddy, &l, &layout).unwrap();
+        let (m, _, _) = describe(&buddy, &j, &l, &layout);
+        assert!(m.contains("freed while still locked"), "{m}");
+        l.kernel_pgmap_refs[0] = 2;
+        l.inflight_pgmap_refs[0] = 3;
+        let rel = Obs::Released { pgmap: 0 };
+        let j = judge(&rel, &l, &layout).unwrap();
+        let (m, _, _) = describe(&rel, &j, &l, &layout);
+        assert!(m.contains("while 5 get_dev_pagemap reference(s)"), "{m}");
     }
 
     /// A page returned to its allocator is judged from the ledger.

@@ -151,12 +151,11 @@ impl Machine {
                     self.s.flags[p] &= !PG_INIT_REF;
                 }
                 // E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
-                let refs =
-                    if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t == DeviceType::Private {
-                        nr
-                    } else {
-                        1
-                    };
+                let refs = if self.rules.private.alloc_pgmap_ref == AllocPgmapRef::TrygetMany && t.driver_allocated() {
+                    nr
+                } else {
+                    1
+                };
                 self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
             }
             if tr.reset_on_zero {
@@ -189,14 +188,14 @@ impl Machine {
         });
         // the driver's free list is the driver's view: a page already on
         // it is freed twice
-        let already_free = if self.layout.type_of(pfn) == Some(DeviceType::Private) {
+        let already_free = if self.layout.is_driver_allocated(pfn) {
             (pfn..pfn + nr).find(|&p| self.s.flags[p] & PG_FREE_LIST != 0)
         } else {
             None
         };
         self.observe(Obs::ReturnedToAllocator { pgmap: g, head: pfn, nr, already_free });
         match self.layout.type_of(pfn) {
-            Some(DeviceType::Private) => {
+            Some(DeviceType::Private | DeviceType::Coherent) => {
                 if nr > 1 && self.rules.thp.free_prepare {
                     // free_zone_device_folio_prepare: standalone order-0 pages
                     self.restore_order0(pfn, nr);
@@ -265,6 +264,23 @@ mod tests {
 config types=private pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1
 memremap_pages pgmap=0
 ";
+
+    /// E1: the put that takes a page to 0 gives back that page's init
+    /// reference (`__put_page` -> `put_dev_pagemap`): the page no longer
+    /// counts among those `memunmap_pages` still owes a reference for, and
+    /// only that page.
+    #[test]
+    fn an_e1_page_reaching_zero_gives_back_its_own_init_reference() {
+        let two = ONE_PRIVATE.replace("pages=1", "pages=2");
+        let mut m = machine("e1", &two);
+        assert!((0..2).all(|p| m.s.flags[p] & PG_INIT_REF != 0));
+        let before = m.s.pgmaps[0].pref.count();
+        m.put_page_refs(1, 1, 0, "put_page");
+        assert_eq!(m.s.rc[1], 0);
+        assert_eq!(m.s.flags[1] & PG_INIT_REF, 0, "pfn 1 gave its init reference back");
+        assert_ne!(m.s.flags[0] & PG_INIT_REF, 0, "pfn 0 still owes one");
+        assert_eq!(m.s.pgmaps[0].pref.count(), before - 1);
+    }
 
     /// A page of a torn-down pgmap is not touched: the get or put is I-L3
     /// and the refcount stays as it was.

@@ -922,6 +922,8 @@ mod tests {
     /// harmless no-op.
     #[test]
     fn an_uninitialised_ref_is_used_after_exit() {
+        assert!(!SimRef::new(2, 0).is_exited(), "a live ref is not exited");
+        assert!(!SimRef::new(2, init_flags::INIT_ATOMIC).is_exited());
         let fresh = SimRef::uninit(2);
         let again = SimRef::new(2, 0);
         again.deinit();

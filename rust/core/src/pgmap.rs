@@ -158,7 +158,7 @@ impl Machine {
             self.s.pincount[p] = 0;
             self.s.emc[p] = 0;
             self.s.ledger.locker[p] = crate::oracle::LOCK_NONE;
-            if t == DeviceType::Private {
+            if t.driver_allocated() {
                 self.s.flags[p] |= PG_FREE_LIST;
             }
             self.s.ledger.init_rc[p] = tr.init_rc as i32;
@@ -186,7 +186,9 @@ impl Machine {
                         self.zap_pgmap_mappings(g, cpu);
                         self.dax_drop_filesystem(g);
                     }
-                    DeviceType::Private => {}
+                    // the driver's pages: nothing to unmap (a device-private
+                    // or coherent driver migrates its pages back itself)
+                    DeviceType::Private | DeviceType::Coherent => {}
                 }
                 Some(MU_KILL)
             }
@@ -352,7 +354,7 @@ impl Machine {
             "the driver frees the pages it still holds before it unbinds",
         )?;
         ok(
-            !(self.layout.pgmap_type[g] == DeviceType::Private
+            !(self.layout.pgmap_type[g].driver_allocated()
                 && self.rules.private.unbind_after_eviction
                 && self.layout.pfns_of(g).any(|p| self.s.ledger.pages[p].in_use())),
             "the driver migrates its pages back before it unbinds (private.unbind_after_eviction)",

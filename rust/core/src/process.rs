@@ -63,7 +63,7 @@ impl Machine {
         (0..self.layout.addrs)
             .filter(|&a| match self.entry(parent, a).0 {
                 Pte::Present { pfn, .. } => {
-                    self.layout.is_ram(pfn as usize)
+                    self.layout.is_cpu_anon(pfn as usize)
                         && self.maybe_pinned(pfn as usize)
                         && self.rules.gup.fork_copies_pinned
                 }
@@ -111,7 +111,7 @@ impl Machine {
                     self.s.ptes[ps] = ro;
                     self.install_entry(child, addr, Level::Pte, ro, 1, "copy_nonpresent_pte: get_page");
                 }
-                Pte::Present { .. } if self.layout.is_ram(p) => {
+                Pte::Present { .. } if self.layout.is_cpu_anon(p) => {
                     if self.maybe_pinned(p) && self.rules.gup.fork_copies_pinned {
                         // copy_present_page: the child gets its own copy now
                         let Some(n) = self.ram_alloc(0) else { continue };

@@ -79,7 +79,7 @@ impl Machine {
     /// shared anonymous page)?
     pub(crate) fn write_needs_copy(&self, proc: usize, addr: usize) -> bool {
         match self.entry(proc, addr).0 {
-            Pte::Present { pfn, write: false, .. } if self.layout.is_ram(pfn as usize) => {
+            Pte::Present { pfn, write: false, .. } if self.layout.is_cpu_anon(pfn as usize) => {
                 let h = self.head_of(pfn as usize);
                 // do_wp_page reuses a page only it maps and nobody else holds
                 !(self.folio_mapcount(h) == 1 && self.s.rc[h] == 1)

@@ -194,7 +194,10 @@ pub struct PgmapRules {
 pub struct GupRules {
     /// `GUP_PIN_COUNTING_BIAS`: refcount added per FOLL_PIN of a small folio.
     pub pin_bias: u32,
-    /// GUP refuses device-private pages (they have no present PTE).
+    /// GUP never returns a device-private page: the entry is not present,
+    /// so GUP faults the page back to system RAM (`faultin_page` →
+    /// `do_swap_page`) and grabs that. False: GUP returns the device-private
+    /// page itself (a what-if, reported as I-G3).
     pub refuses_device_private: bool,
     /// fork gives the child its own copy of a page that may be DMA-pinned
     /// (`page_needs_cow_for_dma`, "mm: Do early cow for pinned pages during
@@ -202,6 +205,14 @@ pub struct GupRules {
     /// next write moves it to a copy while the pinned DMA goes on into the
     /// page the child now owns.
     pub fork_copies_pinned: bool,
+    /// A FOLL_LONGTERM GUP moves a MEMORY_DEVICE_COHERENT page to system
+    /// RAM and pins the copy (`migrate_device_coherent_page`, "mm/gup:
+    /// migrate device coherent pages when pinning instead of failing",
+    /// v6.0). False pins the coherent page itself: what a GUP would do that
+    /// forgot coherent pages are not longterm-pinnable. Eras without the
+    /// type leave it false.
+    #[serde(default)]
+    pub longterm_migrates_coherent: bool,
 }
 
 /// How `migrate_vma_check_page` (the pre-filter of `migrate_vma_setup`)
@@ -325,7 +336,8 @@ pub struct ThpRules {
     pub walkers_know_device_pmd: bool,
 }
 
-/// The four per-type rule rows.
+/// The per-type rule rows: the four every era has, and
+/// MEMORY_DEVICE_COHERENT for the eras that have it (v6.0+).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TypeTable {
@@ -333,16 +345,30 @@ pub struct TypeTable {
     pub fsdax: TypeRules,
     pub generic: TypeRules,
     pub p2pdma: TypeRules,
+    /// None: the era has no MEMORY_DEVICE_COHERENT (before v6.0,
+    /// "mm: add zone device coherent type memory support", Alex Sierra),
+    /// and a shape cannot ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coherent: Option<TypeRules>,
 }
 
 impl TypeTable {
+    /// The row of type `t`. An era without MEMORY_DEVICE_COHERENT never
+    /// builds a machine with it ([`Rules::check_types`]); the private row
+    /// stands in so this never fails.
     pub fn get(&self, t: DeviceType) -> &TypeRules {
         match t {
             DeviceType::Private => &self.private,
             DeviceType::Fsdax => &self.fsdax,
             DeviceType::Generic => &self.generic,
             DeviceType::P2pdma => &self.p2pdma,
+            DeviceType::Coherent => self.coherent.as_ref().unwrap_or(&self.private),
         }
+    }
+
+    /// Does the era have type `t`?
+    pub fn has(&self, t: DeviceType) -> bool {
+        t != DeviceType::Coherent || self.coherent.is_some()
     }
 }
 
@@ -517,6 +543,22 @@ impl Rules {
         self.types.get(t)
     }
 
+    /// Every type of `types` exists in this era; else the error names the
+    /// first that does not.
+    pub fn check_types(&self, types: &[DeviceType]) -> Result<(), String> {
+        match types.iter().find(|t| !self.types.has(**t)) {
+            None => Ok(()),
+            Some(t) => Err(format!(
+                "rules {} ({}) have no {}: it arrived in v6.0 (\"mm: add zone device coherent type memory support\"); use e3 or a \
+                 later era, or drop {:?} from the types",
+                self.name,
+                self.kernel,
+                t.kernel_name(),
+                t.name()
+            )),
+        }
+    }
+
     /// Load rules from TOML text: `base` names a preset whose switches the
     /// file overrides; a file without `base` names every switch (as `e1`
     /// does). `file` is used in error messages only.
@@ -680,6 +722,11 @@ fn merge(
                 }
                 *bv = uv.clone();
             }
+            (None, uv @ toml::Value::Table(_)) if path.len() == 2 && path[0] == "types" && path[1] == "coherent" => {
+                // an era gains MEMORY_DEVICE_COHERENT: the row is new, so it
+                // names every switch (serde reports a missing one)
+                base.insert(k.clone(), uv.clone());
+            }
             (None, _) => {
                 let (l, c) = here();
                 let parent: Vec<String> = base.keys().cloned().collect();
@@ -763,7 +810,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         }
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
-        (_, "refuses_device_private") => "GUP never returns a device-private page",
+        (_, "refuses_device_private") => {
+            "GUP never returns a device-private page: it faults it back to RAM (false: the I-G3 what-if)"
+        }
         (_, "check_device") => {
             "migrate_vma_check_page on ZONE_DEVICE pages: skip (v5.10) or one extra expected ref (v5.17+)"
         }
@@ -777,6 +826,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
         (_, "unmap_subpage_fix") => "try_to_migrate finds the right subpage of a device-private entry (2019 fix)",
         (_, "fork_copies_pinned") => "fork copies pinned anonymous pages for the child at once (v5.9)",
+        (_, "longterm_migrates_coherent") => {
+            "FOLL_LONGTERM GUP moves a coherent page to system RAM before pinning (v6.0; what-if when false)"
+        }
         (_, "compound") => "MIGRATE_VMA_SELECT_COMPOUND: huge folios migrate whole (E5, 2020 patch)",
         (_, "fault_page_prelocked") => "fault_page comes locked by the fault path; collect does not lock it (v6.15)",
         (_, "finalize_skips_fault_page") => "finalize/restore leave the fault page locked for the fault path (v6.15)",
@@ -877,7 +929,7 @@ mod tests {
     fn presets_encode_the_init_rc_table() {
         // docs/model.md §3.1 (`init_rc / free_rc` rows): init rc per era and type
         let rc = |p: &str, t: DeviceType| Rules::preset(p).unwrap().of(t).init_rc;
-        for t in DeviceType::ALL {
+        for t in DeviceType::DEFAULT {
             assert_eq!(rc("e1", t), 1);
             assert_eq!(rc("e2", t), 1);
         }

@@ -347,22 +347,7 @@ impl Machine {
             }
         }
         // 1. GUP callers and kernel users release what they hold.
-        for p in 0..self.layout.npfns {
-            let h = self.s.ledger.pages[p];
-            let releases = [
-                (h.gup_pins, Op::new(OpKind::UnpinUserPage, &[p as u16, 0])),
-                (h.gup_gets, Op::new(OpKind::PutPage, &[p as u16, BY_GUP, 0])),
-                (h.kernel_gets, Op::new(OpKind::PutPage, &[p as u16, BY_KERNEL, 0])),
-            ];
-            for (n, op) in releases {
-                for _ in 0..n {
-                    if self.violation.is_some() {
-                        break;
-                    }
-                    self.drain_step(op);
-                }
-            }
-        }
+        self.release_page_holders();
         for g in 0..self.layout.npgmaps {
             for _ in 0..self.s.ledger.kernel_pgmap_refs[g] {
                 if self.violation.is_some() {
@@ -378,6 +363,9 @@ impl Machine {
             self.s.mig[slot].retries = 0;
         }
         self.drive_tasks_where(|t| matches!(t.kind, TaskKind::Migrate { .. }));
+        //     A GUP call that faulted a device-private page in grabbed it
+        //     when its fault returned: its caller releases it too.
+        self.release_page_holders();
         // 2. Processes exit.
         for proc in 0..self.layout.procs {
             if self.violation.is_none() && self.s.alive[proc] && self.proc_has_mappings(proc) {
@@ -393,8 +381,10 @@ impl Machine {
                 self.drain_step(Op::new(OpKind::PciFreeP2pmem, &[p as u16, 0]));
             }
         }
-        // 4. Tasks already running finish.
+        // 4. Tasks already running finish (a GUP's fault among them: its
+        //    caller releases what it got).
         self.drive_tasks();
+        self.release_page_holders();
         // 5. Filesystems truncate their files.
         for file in 0..self.layout.nfiles {
             for index in 0..self.layout.file_pages {
@@ -434,6 +424,27 @@ impl Machine {
             }
         }
         self.at_label = None;
+    }
+
+    /// Drain step 1: GUP callers and kernel users release the page
+    /// references and pins they hold.
+    fn release_page_holders(&mut self) {
+        for p in 0..self.layout.npfns {
+            let h = self.s.ledger.pages[p];
+            let releases = [
+                (h.gup_pins, Op::new(OpKind::UnpinUserPage, &[p as u16, 0])),
+                (h.gup_gets, Op::new(OpKind::PutPage, &[p as u16, BY_GUP, 0])),
+                (h.kernel_gets, Op::new(OpKind::PutPage, &[p as u16, BY_KERNEL, 0])),
+            ];
+            for (n, op) in releases {
+                for _ in 0..n {
+                    if self.violation.is_some() {
+                        break;
+                    }
+                    self.drain_step(op);
+                }
+            }
+        }
     }
 
     /// I-F10: once nobody holds a page, its refcount is its initial value.

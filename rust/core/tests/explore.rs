@@ -121,7 +121,7 @@ fn p20_q1_minimum_does_not_shrink_on_a_bigger_machine() {
 
 #[test]
 fn e4_is_clean_at_small_bounds() {
-    let o = run("e4", &small(&DeviceType::ALL, 2), 5, 2, Reduction::Symmetry);
+    let o = run("e4", &small(&DeviceType::DEFAULT, 2), 5, 2, Reduction::Symmetry);
     assert_eq!((o.stop, o.depth_reached), (StopReason::Depth, 5), "{}", o.summary());
     assert!(o.counterexample.is_none());
     assert!(o.summary().starts_with("no violation reachable within depth 5"), "{}", o.summary());
@@ -137,7 +137,7 @@ fn e4_is_clean_at_small_bounds() {
 
 #[test]
 fn counts_are_identical_across_runs_and_thread_counts() {
-    let shape = small(&DeviceType::ALL, 2);
+    let shape = small(&DeviceType::DEFAULT, 2);
     let base = run("e3", &shape, 5, 1, Reduction::Symmetry);
     for threads in [1, 2, 3, 5] {
         let o = run("e3", &shape, 5, threads, Reduction::Symmetry);
@@ -158,7 +158,7 @@ fn counts_are_identical_across_runs_and_thread_counts() {
 
 #[test]
 fn depth_limited_numbers_grow_monotonically() {
-    let shape = small(&DeviceType::ALL, 2);
+    let shape = small(&DeviceType::DEFAULT, 2);
     let runs: Vec<Outcome> = (0..=5).map(|d| run("e4", &shape, d, 2, Reduction::Symmetry)).collect();
     for (d, o) in runs.iter().enumerate() {
         assert_eq!(o.depth_reached, d);
@@ -182,7 +182,7 @@ fn depth_limited_numbers_grow_monotonically() {
 #[test]
 fn symmetry_reduction_agrees_with_a_plain_bfs() {
     for (preset, types, depth) in [
-        ("e4", DeviceType::ALL.to_vec(), 4),
+        ("e4", DeviceType::DEFAULT.to_vec(), 4),
         ("e1", vec![DeviceType::Generic, DeviceType::Fsdax], 5),
         ("p20", vec![DeviceType::Private, DeviceType::P2pdma], 5),
     ] {
@@ -261,7 +261,7 @@ fn symmetry_reduction_keeps_the_shortest_counterexample_length() {
 
 #[test]
 fn bitstate_mode_states_its_coverage() {
-    let shape = small(&DeviceType::ALL, 2);
+    let shape = small(&DeviceType::DEFAULT, 2);
     let cfg = Config::with_shape(Rules::preset("e4").unwrap(), shape);
     let exact = explore(&cfg, &Options { depth: 5, threads: 2, ..Options::default() }, &Control::new()).unwrap();
     // roomy: 8 MiB of bits for a few thousand states — nothing lost
@@ -282,7 +282,7 @@ fn bitstate_mode_states_its_coverage() {
 
 #[test]
 fn limits_stop_the_search_with_a_partial_result() {
-    let cfg = Config::with_shape(Rules::preset("e4").unwrap(), small(&DeviceType::ALL, 2));
+    let cfg = Config::with_shape(Rules::preset("e4").unwrap(), small(&DeviceType::DEFAULT, 2));
     let o =
         explore(&cfg, &Options { depth: 6, threads: 2, max_memory: 1, ..Options::default() }, &Control::new()).unwrap();
     assert_eq!(o.stop, StopReason::MemoryCap);
@@ -312,7 +312,7 @@ fn run_por(preset: &str, shape: &Shape, depth: usize, reduction: Reduction, por:
 fn partial_order_reduction_keeps_states_depths_and_verdicts() {
     let mut pruned = 0u64;
     let mut counterexamples = 0;
-    let all = &DeviceType::ALL[..];
+    let all = &DeviceType::DEFAULT[..];
     let two = &[DeviceType::Generic, DeviceType::P2pdma][..];
     for preset in Rules::preset_names() {
         let mut runs = vec![(all, 4, Reduction::Symmetry), (all, 3, Reduction::None), (two, 5, Reduction::Symmetry)];
@@ -347,7 +347,7 @@ fn partial_order_reduction_keeps_states_depths_and_verdicts() {
 /// The reduced search is as deterministic as the plain one.
 #[test]
 fn partial_order_reduction_counts_do_not_depend_on_threads() {
-    let cfg = Config::with_shape(Rules::preset("e4").unwrap(), small(&DeviceType::ALL, 2));
+    let cfg = Config::with_shape(Rules::preset("e4").unwrap(), small(&DeviceType::DEFAULT, 2));
     let mut seen = None;
     for threads in [1, 2, 3] {
         let opts = Options { depth: 5, threads, por: true, ..Options::default() };

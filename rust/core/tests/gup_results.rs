@@ -115,3 +115,64 @@ fn the_buffer_a_pin_was_taken_through_is_forgotten_with_the_last_pin() {
     let again = format!("{TWO_PINS}unpin_user_page pfn=0 cpu=0\nunpin_user_page pfn=0 cpu=0\npin_user_pages proc=0 addr=1 flags=0 cpu=0\n");
     assert_eq!(machine_after(&again, "e4").s.ledger.pin_vpage[0], 2);
 }
+
+/// A device-private page mapped into a process, then pinned through GUP: no
+/// present PTE, so GUP faults it back to system RAM (`faultin_page` →
+/// `do_swap_page` → `migrate_to_ram`) and pins the RAM page when the fault
+/// returns.
+const GUP_ON_DEVICE_PRIVATE: &str = "
+config types=private pgmaps=1 pages=1 cpus=2 procs=1 addrs=1 tasks=1 ram=1 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+pin_user_pages proc=0 addr=0 flags=0 cpu=1
+";
+
+#[test]
+fn gup_faults_a_device_private_page_back_and_pins_the_ram_page() {
+    for (era, steps) in [("e1", 7), ("e3", 9), ("e4", 9)] {
+        let text = format!("{GUP_ON_DEVICE_PRIVATE}{}", "step task=0\n".repeat(steps));
+        let v = run_as(&text, Rules::preset(era).unwrap());
+        assert!(v.reported().is_none(), "{era}: {}", show(&v));
+        assert!(gup_note(&v, 3).contains("GUP faults the device-private entry in: task 0"), "{era}: {}", show(&v));
+        let last = v.trace.iter().filter(|t| !t.drain).last().unwrap();
+        assert!(last.notes.iter().any(|n| n == "GUP -> pfn 1"), "{era}: {}", show(&v));
+        // the pin is on the RAM page (pfn 1): the drain's unpin releases it
+        assert!(
+            v.trace.iter().any(|t| t.drain && t.action.starts_with("unpin_user_page pfn=1")),
+            "{era}: {}",
+            show(&v)
+        );
+    }
+}
+
+#[test]
+fn a_gup_fault_in_flight_at_the_end_is_finished_and_released_by_the_drain() {
+    let v = run_as(GUP_ON_DEVICE_PRIVATE, Rules::preset("e4").unwrap());
+    assert!(v.reported().is_none(), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| t.drain && t.notes.iter().any(|n| n == "GUP -> pfn 1")), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| t.drain && t.action.starts_with("unpin_user_page pfn=1")), "{}", show(&v));
+}
+
+#[test]
+fn a_gup_fault_reaches_the_pre_v6_1_fault_race() {
+    // E2's fault path holds no page reference across migrate_to_ram: the
+    // GUP's fault reads the entry, a CPU fault on the same page migrates it
+    // to RAM and the driver frees it, and the GUP's fault then calls
+    // migrate_to_ram on the free page (I-D1, fixed by 16ce101db85d)
+    let race = |cpu_fault_steps: usize| {
+        format!(
+            "{}do_swap_page proc=0 addr=0 cpu=0\nstep task=0\n{}step task=0\nstep task=0\n",
+            GUP_ON_DEVICE_PRIVATE.replace("tasks=1", "tasks=2"),
+            "step task=1\n".repeat(cpu_fault_steps)
+        )
+    };
+    let v = run_as(&race(7), Rules::preset("e2").unwrap());
+    assert_eq!(v.reported().map(|x| x.invariant.id()), Some("I-D1"), "{}", show(&v));
+    // E3 re-checks the entry under the PTL: the GUP's fault sees the RAM
+    // page the other fault mapped, and GUP pins that
+    let v = run_as(&race(9), Rules::preset("e3").unwrap());
+    assert!(v.reported().is_none(), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n == "pte_same fails: the entry changed")), "{}", show(&v));
+    assert!(v.trace.iter().any(|t| !t.drain && t.notes.iter().any(|n| n == "GUP -> pfn 1")), "{}", show(&v));
+}

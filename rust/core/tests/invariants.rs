@@ -526,6 +526,28 @@ migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
 get_user_pages proc=0 addr=0 flags=0 cpu=1
 ";
 
+const GUP_PINS_COHERENT: &str = r#"
+name = "gup-pins-coherent"
+base = "e4"
+description = "FOLL_LONGTERM GUP forgets that coherent pages are not longterm-pinnable"
+[gup]
+longterm_migrates_coherent = false
+"#;
+
+/// Anonymous memory migrated into a coherent page, then pinned for long.
+const COHERENT_LONGTERM_PIN: &str = "
+config types=coherent ram=2
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=1
+";
+
 const P2P_NO_FLAG: &str = r#"
 name = "p2p-gup-no-flag"
 base = "e3"
@@ -971,6 +993,13 @@ const FIRES: &[Fires] = &[
         "pfn 0 has 1 pin(s) but refcount 2 < 1 x GUP_PIN_COUNTING_BIAS",
     ),
     fire("I-G3", Toml(GUP_DEVICE_PRIVATE), PRIVATE_GUP, Safety, "GUP returned device-private pfn 0"),
+    fire(
+        "I-G5",
+        Toml(GUP_PINS_COHERENT),
+        COHERENT_LONGTERM_PIN,
+        Safety,
+        "a FOLL_LONGTERM pin of coherent pfn 0 was granted",
+    ),
     fire("I-G4", Toml(P2P_NO_FLAG), P2P_GUP_NO_FLAG, Safety, "GUP returned P2P pfn 0 without FOLL_PCI_P2PDMA"),
     fire("I-G4", Toml(P2P_NO_FLAG), P2P_PIN_LONGTERM, Safety, "GUP returned P2P pfn 0 for FOLL_LONGTERM"),
     fire(
@@ -1321,6 +1350,18 @@ fn i_g3_fires() {
 #[test]
 fn i_g3_quiet() {
     quiet(PRIVATE_GUP, "e3");
+}
+
+#[test]
+fn i_g5_fires() {
+    fires("I-G5");
+}
+
+#[test]
+fn i_g5_quiet() {
+    // GUP moves the page to system RAM and pins the copy (v6.0+)
+    quiet(COHERENT_LONGTERM_PIN, "e4");
+    quiet(COHERENT_LONGTERM_PIN, "e5");
 }
 
 #[test]

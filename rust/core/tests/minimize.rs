@@ -49,7 +49,7 @@ fn minimized_findings_are_one_minimal_under_every_preset() {
     let mut checked = 0;
     for preset in ["e1", "e2", "e3", "e4", "p20"] {
         let rules = Rules::preset(preset).unwrap();
-        let mut cfg = NativeConfig::new(rules.clone(), DeviceType::ALL.to_vec(), 7);
+        let mut cfg = NativeConfig::new(rules.clone(), DeviceType::DEFAULT.to_vec(), 7);
         cfg.max_actions = 48;
         let mut f = NativeFuzzer::new(cfg).unwrap();
         for finding in f.run(5000, None) {

@@ -15,7 +15,7 @@ fn clean_programs_allocate_nothing() {
     let mut checked = 0;
     for preset in ["e1", "e2", "e3", "e4", "e5", "p20"] {
         for types in
-            [vec![DeviceType::Private], vec![DeviceType::P2pdma], vec![DeviceType::Fsdax], DeviceType::ALL.to_vec()]
+            [vec![DeviceType::Private], vec![DeviceType::P2pdma], vec![DeviceType::Fsdax], DeviceType::DEFAULT.to_vec()]
         {
             let shape = Shape { types, ..Shape::default() };
             let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), shape)).unwrap();

@@ -37,7 +37,7 @@ fn shapes() -> Vec<Shape> {
     let mut out = Vec::new();
     for mask in 1..16usize {
         let types: Vec<DeviceType> =
-            DeviceType::ALL.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, t)| *t).collect();
+            DeviceType::DEFAULT.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, t)| *t).collect();
         for (pages, cpus, order) in [(1, 1, 0), (4, 2, 1), (8, 4, 0)] {
             let mut s = Shape { types: types.clone(), pages, cpus, ..Shape::default() };
             if types.contains(&DeviceType::Private) {

@@ -33,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_PRESET", zdfuzz_core::DEFAULT_PRESET)?;
     m.add("DEVICE_TYPES", shape::device_types())?;
+    m.add("DEFAULT_DEVICE_TYPES", shape::default_device_types())?;
     m.add("ZdfuzzError", py.get_type::<ZdfuzzError>())?;
     m.add("ProgramError", py.get_type::<ProgramError>())?;
     m.add("RulesError", py.get_type::<RulesError>())?;

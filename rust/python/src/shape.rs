@@ -153,3 +153,9 @@ pub fn shape_arg(obj: Option<&Bound<'_, PyAny>>) -> Result<Shape> {
 pub fn device_types() -> Vec<&'static str> {
     DeviceType::names().to_vec()
 }
+
+/// The types of a shape that names none (MEMORY_DEVICE_COHERENT is asked
+/// for by name).
+pub fn default_device_types() -> Vec<&'static str> {
+    DeviceType::DEFAULT.map(DeviceType::name).to_vec()
+}

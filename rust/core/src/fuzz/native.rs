@@ -470,7 +470,7 @@ mod tests {
     use super::*;
 
     fn engine(seed: u64) -> NativeFuzzer {
-        NativeFuzzer::new(NativeConfig::new(Rules::preset("p20").unwrap(), DeviceType::ALL.to_vec(), seed)).unwrap()
+        NativeFuzzer::new(NativeConfig::new(Rules::preset("p20").unwrap(), DeviceType::DEFAULT.to_vec(), seed)).unwrap()
     }
 
     #[test]

@@ -175,7 +175,8 @@ impl Machine {
             RcuGracePeriod => self.any_switch_pending(),
             GetDevPagemap => free_slot(),
             PutDevPagemap => s.ledger.kernel_pgmap_refs.iter().any(|&n| n > 0),
-            AllocDevicePage | AllocDeviceFolio => live_of(DeviceType::Private),
+            AllocDevicePage => live_of(DeviceType::Private) || live_of(DeviceType::Coherent),
+            AllocDeviceFolio => live_of(DeviceType::Private),
             FreeDevicePage | LockPage | UnlockPage => s.ledger.pages.iter().any(|h| h.driver),
             MigrateVmaInsertPage => s.ledger.locker.contains(&crate::oracle::LOCK_DRIVER) && room(),
             PciAllocP2pmem => (0..l.npgmaps).any(|g| l.pgmap_type[g] == DeviceType::P2pdma),
@@ -201,8 +202,14 @@ impl Machine {
                 any_entry(|p| matches!(p, Pte::DevicePrivate { .. }))
                     || (kind == DeviceWrite && s.ledger.pages.iter().any(|h| h.driver))
             }
-            MigrateVmaSetup => free_slot() && live_of(DeviceType::Private) && alive(),
-            MigrateDeviceRange => self.rules.migrate.device_range && free_slot() && live_of(DeviceType::Private),
+            MigrateVmaSetup => {
+                free_slot() && (live_of(DeviceType::Private) || live_of(DeviceType::Coherent)) && alive()
+            }
+            MigrateDeviceRange => {
+                self.rules.migrate.device_range
+                    && free_slot()
+                    && (live_of(DeviceType::Private) || live_of(DeviceType::Coherent))
+            }
             SplitHugePmd | Mbind => s.pmds.iter().any(|p| *p != Pte::None),
             SplitHugePage => l.order > 0 && s.order.iter().any(|&o| o > 0),
         }

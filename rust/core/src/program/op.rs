@@ -17,9 +17,19 @@ pub const FOLL_PCI_P2PDMA: u16 = 2;
 pub const SELECT_SYSTEM: u16 = 1;
 pub const SELECT_DEVICE_PRIVATE: u16 = 2;
 pub const SELECT_COMPOUND: u16 = 4;
-/// The select values an operand can take, in domain order.
-pub const SELECT_VALUES: [u16; 4] =
-    [SELECT_SYSTEM, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM | SELECT_COMPOUND, SELECT_DEVICE_PRIVATE | SELECT_COMPOUND];
+/// `MIGRATE_VMA_SELECT_DEVICE_COHERENT` (v6.0): collect the driver's
+/// coherent pages, to move them back to system RAM.
+pub const SELECT_DEVICE_COHERENT: u16 = 8;
+/// The select values an operand can take, in domain order. The last is in
+/// the domain only of layouts with a MEMORY_DEVICE_COHERENT pgmap, so the
+/// byte encoding of every other layout is what it was before the type.
+pub const SELECT_VALUES: [u16; 5] = [
+    SELECT_SYSTEM,
+    SELECT_DEVICE_PRIVATE,
+    SELECT_SYSTEM | SELECT_COMPOUND,
+    SELECT_DEVICE_PRIVATE | SELECT_COMPOUND,
+    SELECT_DEVICE_COHERENT,
+];
 
 /// Who drops a `put_page`: a GUP caller (FOLL_GET) or a kernel user.
 pub const BY_GUP: u16 = 0;
@@ -79,7 +89,7 @@ impl Dim {
             Dim::Flags => 4,
             Dim::Cached => l.npgmaps + 1,
             Dim::By => 2,
-            Dim::Select => SELECT_VALUES.len(),
+            Dim::Select => SELECT_VALUES.len() - (!l.has_coherent()) as usize,
             Dim::Site => SITE_NAMES.len(),
         }
     }

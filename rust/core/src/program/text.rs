@@ -26,7 +26,7 @@
 
 use super::op::{
     Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KINDS, MAX_ARGS, SELECT_COMPOUND,
-    SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES, SITE_NAMES,
+    SELECT_DEVICE_COHERENT, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES, SITE_NAMES,
 };
 use super::{Program, ProgramError, Shape};
 use crate::rules::DeviceType;
@@ -55,6 +55,9 @@ pub fn select_text(v: u16) -> String {
     }
     if v & SELECT_DEVICE_PRIVATE != 0 {
         parts.push("DEVICE_PRIVATE");
+    }
+    if v & SELECT_DEVICE_COHERENT != 0 {
+        parts.push("DEVICE_COHERENT");
     }
     if v & SELECT_COMPOUND != 0 {
         parts.push("COMPOUND");
@@ -145,6 +148,7 @@ fn parse_value(dim: Dim, text: &str) -> Option<u16> {
                 v |= match part.trim().trim_start_matches("MIGRATE_VMA_SELECT_") {
                     "SYSTEM" | "system" => SELECT_SYSTEM,
                     "DEVICE_PRIVATE" | "device_private" => SELECT_DEVICE_PRIVATE,
+                    "DEVICE_COHERENT" | "device_coherent" => SELECT_DEVICE_COHERENT,
                     "COMPOUND" | "compound" => SELECT_COMPOUND,
                     _ => return None,
                 };
@@ -297,7 +301,11 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         let mut types = Vec::new();
                         for t in v.split(',') {
                             types.push(DeviceType::from_name(t).ok_or_else(|| {
-                                err(line, c + 6, format!("unknown device type `{t}` (private, fsdax, generic, p2pdma)"))
+                                err(
+                                    line,
+                                    c + 6,
+                                    format!("unknown device type `{t}` ({})", DeviceType::names().join(", ")),
+                                )
                             })?);
                         }
                         shape.types = types;
