@@ -97,7 +97,7 @@ impl Machine {
                 });
             }
         }
-        if in_use && t.is_none_or(DeviceType::driver_allocated) {
+        if in_use && t.map_or(true, DeviceType::driver_allocated) {
             let expected = self.expected_folio_refs(h);
             if rc != expected {
                 self.violate(Invariant::M1, &[("pfn", p as u32)], || {

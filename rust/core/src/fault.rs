@@ -347,3 +347,38 @@ impl Machine {
         ok(self.free_task_slot(), "no free task slot")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::text::parse_program;
+    use crate::{Config, Machine, Rules};
+
+    /// A GUP fault remembers where it faulted and what the GUP asked for:
+    /// the retry pins the RAM page at that address, as FOLL_LONGTERM.
+    #[test]
+    fn a_gup_fault_retries_the_gup_it_was_spawned_for() {
+        let text = "
+config types=private pgmaps=1 pages=1 cpus=1 procs=2 addrs=2 tasks=1 ram=1 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=1 addr=1 pfn=0 cpu=0
+pin_user_pages proc=1 addr=1 flags=FOLL_LONGTERM cpu=0
+";
+        let p = parse_program(text).unwrap();
+        let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+        for op in &p.ops {
+            m.step(op).unwrap();
+        }
+        let ctx = m.s.mig[0];
+        assert_eq!((ctx.proc, ctx.addr), (1, 1));
+        let step = crate::program::op::Op::new(crate::program::op::OpKind::Step, &[0]);
+        for _ in 0..9 {
+            m.step(&step).unwrap();
+        }
+        assert!(m.s.tasks[0].is_none() && m.violation().is_none());
+        let ram = m.layout.ndev;
+        assert_eq!(m.entry(1, 1).0.pfn(), Some(ram));
+        let h = m.s.ledger.pages[ram];
+        assert_eq!((h.gup_pins, h.longterm_pins, h.gup_gets), (1, 1, 0));
+    }
+}

@@ -1341,6 +1341,34 @@ memunmap_pages pgmap=2 cpu=1
 step task=1
 ";
 
+    /// What a page that moves holds, and the dirty bits of its mappings,
+    /// are observable (collect reads dirty bits; the data oracle compares
+    /// tokens after a move): RAM and coherent pages keep both in the
+    /// canonical state. An FS-DAX page never moves: its mapping's dirty bit
+    /// is dropped.
+    #[test]
+    fn data_and_dirty_bits_of_pages_that_move_are_kept() {
+        let written = |text: &str, preset: &str| {
+            let (a, b) = (after(preset, text), after(preset, &format!("{text}cpu_write proc=0 addr=0 cpu=0\n")));
+            let mut c = Canon::new();
+            let f = |m: &Machine, c: &mut Canon| {
+                [Reduction::None, Reduction::Symmetry].map(|r| c.fingerprint(&m.s, &m.layout, r))
+            };
+            let (fa, fb) = (f(&a, &mut c), f(&b, &mut c));
+            (0..2).all(|i| fa[i] != fb[i])
+        };
+        let ram = "config types=generic pgmaps=1 pages=1 procs=1 addrs=1 ram=1\nmemremap_pages pgmap=0\n\
+                   do_anonymous_page proc=0 addr=0 cpu=0\n";
+        assert!(written(ram, "e3"), "a write to a RAM page");
+        let coherent = "config types=coherent pgmaps=1 pages=1 procs=1 addrs=1 ram=1\nmemremap_pages pgmap=0\n\
+                        alloc_device_page pgmap=0 cpu=0\nmigrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0\n";
+        assert!(written(coherent, "e4"), "a write to a coherent page");
+        let fsdax = "config types=fsdax pgmaps=1 pages=1 procs=1 addrs=1 files=1 file_pages=1\n\
+                     memremap_pages pgmap=0\ndax_associate_entry file=0 index=0 pfn=0\n\
+                     dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0\n";
+        assert!(!written(fsdax, "e3"), "a write to an FS-DAX page is not observable");
+    }
+
     #[test]
     fn encode_decode_round_trips_and_keeps_the_exact_fingerprint() {
         let m = after("e3", BUSY);

@@ -216,7 +216,7 @@ impl Machine {
             // GUP faults the page back to system RAM: a task of its own
             ok(self.free_task_slot(), "no free task slot for the fault")?;
             ok(
-                !(op.kind == OpKind::PinUserPages && !e.writable()),
+                op.kind != OpKind::PinUserPages || e.writable(),
                 "a FOLL_WRITE pin of a read-only entry breaks COW after the fault (do_swap_page, then cpu_write)",
             )?;
         }

@@ -135,7 +135,7 @@ fn gup_faults_a_device_private_page_back_and_pins_the_ram_page() {
         let v = run_as(&text, Rules::preset(era).unwrap());
         assert!(v.reported().is_none(), "{era}: {}", show(&v));
         assert!(gup_note(&v, 3).contains("GUP faults the device-private entry in: task 0"), "{era}: {}", show(&v));
-        let last = v.trace.iter().filter(|t| !t.drain).last().unwrap();
+        let last = v.trace.iter().rfind(|t| !t.drain).unwrap();
         assert!(last.notes.iter().any(|n| n == "GUP -> pfn 1"), "{era}: {}", show(&v));
         // the pin is on the RAM page (pfn 1): the drain's unpin releases it
         assert!(

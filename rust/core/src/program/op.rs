@@ -353,3 +353,23 @@ impl std::fmt::Display for DomainError {
 }
 
 impl std::error::Error for DomainError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Shape;
+    use crate::device::DeviceType;
+
+    /// `SELECT_DEVICE_COHERENT` is in the operand's domain only where a
+    /// coherent pgmap exists, so every other layout decodes bytes as before.
+    #[test]
+    fn the_coherent_select_value_exists_only_with_coherent_memory() {
+        let plain = Layout::new(&Shape::default());
+        assert_eq!(Dim::Select.size(&plain), 4);
+        assert_eq!(Dim::Select.index(SELECT_DEVICE_COHERENT, &plain), None);
+        let coh = Layout::new(&Shape { types: vec![DeviceType::Private, DeviceType::Coherent], ..Shape::default() });
+        assert_eq!(Dim::Select.size(&coh), 5);
+        assert_eq!(Dim::Select.value(4), SELECT_DEVICE_COHERENT);
+        assert_eq!(Dim::Select.index(SELECT_DEVICE_COHERENT, &coh), Some(4));
+    }
+}
