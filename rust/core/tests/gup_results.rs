@@ -176,3 +176,28 @@ fn a_gup_fault_reaches_the_pre_v6_1_fault_race() {
     assert!(v.trace.iter().any(|t| t.notes.iter().any(|n| n == "pte_same fails: the entry changed")), "{}", show(&v));
     assert!(v.trace.iter().any(|t| !t.drain && t.notes.iter().any(|n| n == "GUP -> pfn 1")), "{}", show(&v));
 }
+
+#[test]
+fn a_pin_of_a_read_only_device_private_entry_waits_for_the_cow_break() {
+    // after fork both entries are read-only: a FOLL_GET may fault the page
+    // in, a FOLL_WRITE pin needs the process's write (do_swap_page, then
+    // cpu_write) first
+    let text = "
+config types=private pgmaps=1 pages=1 cpus=1 procs=2 addrs=1 tasks=1 ram=1 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+exit_mmap proc=1 cpu=0
+fork proc=0 child=1
+";
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+    for op in &p.ops {
+        m.step(op).unwrap();
+    }
+    let pin = parse_program("pin_user_pages proc=0 addr=0 flags=0 cpu=0\n").unwrap().ops[0];
+    let e = m.step(&pin).unwrap_err();
+    assert!(format!("{e:?}").contains("a FOLL_WRITE pin of a read-only entry"), "{e:?}");
+    let get = parse_program("get_user_pages proc=0 addr=0 flags=0 cpu=0\n").unwrap().ops[0];
+    m.step(&get).unwrap();
+}
