@@ -127,6 +127,34 @@ def test_random_walks_agree_under_presets_and_what_ifs(tmp_path: Path) -> None:
     assert checked == 600 and actions > 15000
 
 
+def test_gup_flags_never_decide_whether_gup_is_enabled_on_a_locked_coherent_page() -> None:
+    """A coherent page another migration holds locked between its collect
+    and unmap steps: a FOLL_LONGTERM GUP is enabled like any other (the byte
+    decoders probe GUP without its flags) and fails -EBUSY on both sides. A
+    10-minute differential run once found the two decoders apart here, when
+    the lock made FOLL_LONGTERM a condition of the action."""
+    text = """rules e4
+config types=coherent pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 tasks=2 ram=2
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+migrate_device_range pgmap=0 cpu=0
+step task=0
+"""
+    for flags in ("0", "FOLL_LONGTERM", "FOLL_LONGTERM|FOLL_PCI_P2PDMA"):
+        prog = text + f"pin_user_pages proc=0 addr=0 flags={flags} cpu=0\n"
+        a, b = diff.rust_outcome(prog, "e4"), diff.reference_outcome(prog, "e4")
+        assert diff.first_difference(a, b) is None, flags
+    longterm = text + "pin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=0\n"
+    notes = [n for t in diff.rust_outcome(longterm, "e4")["trace"] for n in t["notes"]]
+    assert any("locked by a migration: -EBUSY" in n for n in notes), notes
+
+
 def test_coherent_programs_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """MEMORY_DEVICE_COHERENT (v6.0, the ``e3`` era on): the generator puts
     it in the shapes of the eras that have it and never in the others, and

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import folio, gup, migrate, page, pagetable, ram, sched
+from zdfuzz_reference import folio, gup, migrate, page, pagetable, sched
 from zdfuzz_reference.flags import PG_FREE_LIST, PG_LOCKED
 from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE
 from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN, lock_task
@@ -91,10 +91,8 @@ def migrate_step(m: Machine, slot: int, pc: int, cpu: int) -> int | None:
 
 def _gup_retry(m: Machine, slot: int, cpu: int) -> int | None:
     """``__get_user_pages`` once ``faultin_page`` returned: look the address
-    up again. A present page now: grab it — the GUP call returns it (a
-    FOLL_WRITE pin of a page the fault mapped read-only breaks COW first, as
-    the write fault would, ``do_wp_page``). A device-private or migration
-    entry again: fault again (the read step waits out a migration). Nothing
+    up again. A present page now: grab it — the GUP call returns it. A
+    device-private or migration entry again: fault again (the read step waits out a migration). Nothing
     mapped, the process gone, or the fault out of memory: the call fails."""
     ctx = m.s.mig[slot]
     proc, addr = ctx.proc, ctx.addr
@@ -112,12 +110,10 @@ def _gup_retry(m: Machine, slot: int, cpu: int) -> int | None:
     if e.kind == pagetable.NONE:
         m.trace_note(lambda: "GUP -> -EFAULT (nothing mapped any more)")
         return None
+    # a FOLL_WRITE pin started on a writable entry (the contract), and
+    # nothing write-protects the address while the fault holds the mmap_lock
+    # (fork takes it for writing): no COW break here
     pin = ctx.gup & migrate.GUP_FAULT_PIN != 0
-    if pin and not e.writable() and m.layout.is_cpu_anon(e.pfn):
-        ram.do_wp_page(m, proc, addr, cpu)
-        if not pagetable.entry(m, proc, addr)[0].writable():
-            m.trace_note(lambda: "GUP -> -ENOMEM (no page for the COW copy)")
-            return None
     r = gup.gup(m, proc, addr, ctx.gup >> 2, pin, cpu)
     m.trace_note(lambda: f"GUP -> pfn {r}" if isinstance(r, int) else f"GUP -> {r}")
     return None

@@ -42,7 +42,6 @@ from zdfuzz_reference.flags import PG_BUDDY, PG_FREE_LIST, PG_INIT_REF, PG_LOCKE
 from zdfuzz_reference.migrate import MigCtx, MigEntry
 from zdfuzz_reference.ops import (
     BY_GUP,
-    FOLL_LONGTERM,
     KINDS,
     SELECT_COMPOUND,
     SELECT_DEVICE_COHERENT,
@@ -479,15 +478,6 @@ class Machine:
                 (
                     not (faults and k == "pin_user_pages" and not e.writable()),
                     "a FOLL_WRITE pin of a read-only entry breaks COW after the fault (do_swap_page, then cpu_write)",
-                ),
-                (
-                    not (
-                        op.args[2] & FOLL_LONGTERM
-                        and e.has_pfn()
-                        and lay.is_coherent(e.pfn)
-                        and s.flags[e.pfn] & PG_LOCKED
-                    ),
-                    "migrate_device_coherent_page's lock_page waits for the page lock",
                 ),
                 (
                     not (k == "pin_user_pages" and e.has_pfn() and lay.is_cpu_anon(e.pfn) and not e.writable()),

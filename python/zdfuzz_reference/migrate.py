@@ -762,6 +762,12 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
     source — its last put frees it to the driver (``->page_free`` +
     ``put_dev_pagemap``). True if the page moved. One step: the windows
     between unmap, copy and finalize are not modelled."""
+    if m.s.flags[p] & PG_LOCKED:
+        # a migration holds the page locked (between its collect and finalize
+        # steps); its finalize unlocks before it puts its own reference, so
+        # the check below can still refuse: that outcome, at once
+        m.trace_note(lambda: f"migrate_device_coherent_page(pfn {p}): locked by a migration: -EBUSY")
+        return False
     # the caller's reference (accounted as the migration's, like collect's)
     page.page_get(m, p, 1, "migrate_longterm_unpinnable_pages: folio_get")
     m.s.ledger.pages[p].collect += 1

@@ -80,9 +80,8 @@ impl Machine {
     }
 
     /// `__get_user_pages` once `faultin_page` returned: look the address up
-    /// again. A present page now: grab it — the GUP call returns it (a
-    /// FOLL_WRITE pin of a page the fault mapped read-only breaks COW first,
-    /// as the write fault would). A device-private or migration entry again:
+    /// again. A present page now: grab it — the GUP call returns it. A
+    /// device-private or migration entry again:
     /// fault again (the read step waits out a migration). Nothing mapped,
     /// the process gone, or the fault out of memory: the call fails.
     fn gup_retry(&mut self, slot: usize, cpu: usize) -> Option<u8> {
@@ -107,15 +106,12 @@ impl Machine {
                 self.trace_note(|| "GUP -> -EFAULT (nothing mapped any more)".into());
                 None
             }
-            Pte::Present { pfn, .. } => {
+            Pte::Present { .. } => {
+                // a FOLL_WRITE pin started on a writable entry (the contract),
+                // and nothing write-protects the address while the fault
+                // holds the mmap_lock (fork takes it for writing): the
+                // migration maps the RAM page writable, so no COW break here
                 let pin = ctx.gup & GUP_FAULT_PIN != 0;
-                if pin && !e.writable() && self.layout.is_cpu_anon(pfn as usize) {
-                    self.do_wp_page(proc, addr, cpu);
-                    if !self.entry(proc, addr).0.writable() {
-                        self.trace_note(|| "GUP -> -ENOMEM (no page for the COW copy)".into());
-                        return None;
-                    }
-                }
                 let r = self.gup(proc, addr, (ctx.gup >> 2) as u16, pin, cpu);
                 self.trace_note(|| match r {
                     Ok(p) => format!("GUP -> pfn {p}"),
@@ -380,5 +376,23 @@ pin_user_pages proc=1 addr=1 flags=FOLL_LONGTERM cpu=0
         assert_eq!(m.entry(1, 1).0.pfn(), Some(ram));
         let h = m.s.ledger.pages[ram];
         assert_eq!((h.gup_pins, h.longterm_pins, h.gup_gets), (1, 1, 0));
+        // a FOLL_GET stays a FOLL_GET; a CPU fault remembers its address too
+        let get =
+            text.replace("pin_user_pages proc=1 addr=1 flags=FOLL_LONGTERM", "get_user_pages proc=1 addr=1 flags=0");
+        let cpu = text.replace("pin_user_pages proc=1 addr=1 flags=FOLL_LONGTERM", "do_swap_page proc=1 addr=1");
+        for (t, gets) in [(get, 1), (cpu, 0)] {
+            let p = parse_program(&t).unwrap();
+            let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+            for op in &p.ops {
+                m.step(op).unwrap();
+            }
+            assert_eq!((m.s.mig[0].proc, m.s.mig[0].addr), (1, 1));
+            for _ in 0..9 {
+                m.step(&step).unwrap();
+            }
+            let h = m.s.ledger.pages[ram];
+            assert_eq!((h.gup_pins, h.gup_gets), (0, gets), "{t}");
+            assert_eq!(m.entry(1, 1).0.pfn(), Some(ram));
+        }
     }
 }

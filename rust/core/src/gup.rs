@@ -19,7 +19,6 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
-use crate::page::PG_LOCKED;
 use crate::pagetable::Pte;
 use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB};
 use crate::rules::DeviceType;
@@ -220,11 +219,6 @@ impl Machine {
                 "a FOLL_WRITE pin of a read-only entry breaks COW after the fault (do_swap_page, then cpu_write)",
             )?;
         }
-        ok(
-            !(op.args[2] & FOLL_LONGTERM != 0
-                && e.pfn().is_some_and(|p| self.layout.is_coherent(p) && self.s.flags[p] & PG_LOCKED != 0)),
-            "migrate_device_coherent_page's lock_page waits for the page lock",
-        )?;
         ok(
             !(op.kind == OpKind::PinUserPages && e.pfn().is_some_and(|p| self.layout.is_cpu_anon(p)) && !e.writable()),
             "a FOLL_WRITE pin of a read-only anonymous page breaks COW first (use cpu_write)",

@@ -879,9 +879,9 @@ impl Machine {
     /// `is_longterm_pinnable_page`), so GUP moves it to system RAM and
     /// retries there. GUP's pin has become the caller's plain reference
     /// (`folio_get` + `gup_put_folio`), which the migration consumes on
-    /// both paths. The page is locked for the whole step (`lock_page`: GUP
-    /// waits while another holds the lock, see the contract; the model does
-    /// not record a lock taken and dropped inside one step), unmapped to migration entries
+    /// both paths. The page is locked for the whole step (a page another
+    /// migration holds locked fails at once, see below; the model does not
+    /// record a lock taken and dropped inside one step), unmapped to migration entries
     /// (`migrate_device_unmap`: `try_to_migrate`, then the pre-filter
     /// `migrate_vma_check_page`), copied to a fresh RAM page
     /// (`alloc_page`), moved if the exact gate (`folio_migrate_mapping`)
@@ -893,6 +893,16 @@ impl Machine {
     /// One step: the kernel's windows between unmap, copy and finalize are
     /// not modelled here.
     pub(crate) fn migrate_device_coherent_page(&mut self, p: usize, cpu: usize) -> bool {
+        if self.s.flags[p] & PG_LOCKED != 0 {
+            // a migration holds the page locked (between its collect and
+            // finalize steps). lock_page would sleep until it unlocks; its
+            // finalize unlocks before it puts its own reference, so the
+            // check below can still see that reference and refuse: the
+            // model takes that outcome at once (GUP does not sleep inside
+            // one action)
+            self.trace_note(|| format!("migrate_device_coherent_page(pfn {p}): locked by a migration: -EBUSY"));
+            return false;
+        }
         // the caller's reference (accounted as the migration's, like collect's)
         self.page_get(p, 1, "migrate_longterm_unpinnable_pages: folio_get");
         self.s.ledger.pages[p].collect += 1;

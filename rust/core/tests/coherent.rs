@@ -178,3 +178,20 @@ fn final_machine(text: &str) -> Machine {
 fn pte(m: &Machine, proc: usize, addr: usize) -> String {
     m.view().procs[proc].ptes[addr].clone()
 }
+
+#[test]
+fn a_longterm_pin_of_a_page_another_migration_holds_locked_fails_with_ebusy() {
+    // migrate_device_range's collect locked the page and left it mapped
+    // until its unmap step: GUP's FOLL_LONGTERM path fails at once, and the
+    // action is enabled whatever the flags (the byte decoders rely on it)
+    let text = format!(
+        "{TO_COHERENT}migrate_device_range pgmap=0 cpu=0\nstep task=0\npin_user_pages proc=0 addr=0 flags=FOLL_LONGTERM cpu=0\n"
+    );
+    let m = final_machine(&text);
+    assert!(m.view().pages[0].locked);
+    let v = run_as(&text, e4());
+    assert!(v.reported().is_none(), "{}", show(&v));
+    let n = note(&v, 11);
+    assert!(n.contains("locked by a migration: -EBUSY") && n.contains("-> -EBUSY"), "{}", show(&v));
+    assert!(v.trace[11].changes.is_empty(), "nothing changed: {}", show(&v));
+}
