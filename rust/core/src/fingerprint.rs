@@ -1504,6 +1504,7 @@ step task=1
             ("ptl", |s| s.ptl[0] = 1),
             ("mig", |s| s.mig[2].retries = 3),
             ("mig.gup", |s| s.mig[2].gup = 5),
+            ("mig.orig_pmd", |s| s.mig[2].orig_pmd ^= true),
             ("mig_entries", |s| s.mig_entries[5].flags = 1),
             ("split_pgmap_refs", |s| s.split_pgmap_refs[0] = 1),
             ("page_pgmap_refs", |s| s.page_pgmap_refs[0] = 1),
