@@ -7,8 +7,7 @@
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 
-use counting_alloc::ALLOCS;
-use std::sync::atomic::Ordering;
+use counting_alloc::allocs_here;
 use zdfuzz_core::fuzz::{NativeConfig, NativeFuzzer};
 use zdfuzz_core::{DeviceType, Rules};
 
@@ -20,9 +19,9 @@ fn allocations_come_only_from_corpus_growth_and_violations() {
                 .unwrap();
         f.run(3000, None); // warm up: buffers reach their size
         let s0 = f.stats();
-        let a0 = ALLOCS.load(Ordering::Relaxed);
+        let a0 = allocs_here();
         f.run(4000, None);
-        let allocs = ALLOCS.load(Ordering::Relaxed) - a0;
+        let allocs = allocs_here() - a0;
         let s1 = f.stats();
         let grown = (s1.corpus - s0.corpus) as u64;
         let violations = s1.violations - s0.violations;

@@ -5,8 +5,7 @@
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 
-use counting_alloc::ALLOCS;
-use std::sync::atomic::Ordering;
+use counting_alloc::allocs_here;
 use zdfuzz_core::{Config, DeviceType, Machine, Rules, Shape};
 
 #[test]
@@ -27,9 +26,9 @@ fn clean_programs_allocate_nothing() {
                     seed ^= seed << 17;
                     *b = (seed >> 32) as u8;
                 }
-                let before = ALLOCS.load(Ordering::Relaxed);
+                let before = allocs_here();
                 let v = m.run_bytes(&data);
-                let after = ALLOCS.load(Ordering::Relaxed);
+                let after = allocs_here();
                 if v.ok() {
                     assert_eq!(
                         after,
