@@ -189,10 +189,11 @@ def test_coherent_programs_are_generated_and_agree(monkeypatch: pytest.MonkeyPat
     notes = [n for _, trace in compared for t in trace for n in t["notes"]]
     actions = [t["action"] for _, trace in compared for t in trace]
     # anonymous memory went into coherent pages and their driver freed them
-    # again; FOLL_LONGTERM GUPs moved some to system RAM and failed on others
+    # again; FOLL_LONGTERM GUPs moved some to system RAM
     assert sum(n.startswith("page_free(pfn") for n in notes) >= 20
     assert sum(n.startswith("migrate_device_coherent_page(pfn") for n in notes) >= 5
-    assert any(n == "-> -EBUSY (migrate_device_coherent_page)" for n in notes)
+    # (the -EBUSY outcomes are pinned by the deterministic test above: their
+    # count in 40 random programs varied between machines)
     assert any(a.startswith("migrate_vma_setup") and "select=DEVICE_COHERENT" in a for a in actions)
     assert stats.actions > 3000
     # an era without the type never gets it, even when it is asked for
