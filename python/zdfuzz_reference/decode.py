@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import pgmap
+from zdfuzz_reference import memory_failure, pgmap, sched
 from zdfuzz_reference.ops import KIND_INDEX, KINDS, MAX_ARGS, Op, dim_index, dim_size, dim_value
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def _kind_possible(m: Machine, kind: str) -> bool:
     led = s.ledger.pages
     if kind == "fail_next":
         return lay.faults and 0 in s.armed
+    if kind == "memory_failure":
+        return lay.faults and lay.ndev > 0 and sched.free_task_slot(m) and not memory_failure.running(m)
     if kind == "step":
         return any(t is not None for t in s.tasks)
     if kind == "rcu_grace_period":

@@ -27,6 +27,7 @@ from zdfuzz_reference import (
     fault,
     folio,
     gup,
+    memory_failure,
     migrate,
     p2pdma,
     page,
@@ -586,6 +587,8 @@ class Machine:
             )
         if k == "fail_next":
             return failure.fail_next_enabled(self, a(0))
+        if k == "memory_failure":
+            return memory_failure.memory_failure_enabled(self, a(0))
         if k == "mbind":
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here")
@@ -780,6 +783,8 @@ class Machine:
             folio.mbind(self, a(0), a(1))
         elif k == "fail_next":
             failure.fail_next(self, a(0), a(1))
+        elif k == "memory_failure":
+            sched.spawn(self, sched.MemoryFailure(a(0)), cpu)
         else:
             raise ValueError(f"unknown action kind {k!r}")
 

@@ -163,6 +163,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("split_huge_page", "pfn", "cpu"),
     _k("mbind", "proc", "addr", "cpu"),
     _k("fail_next", "site", "nth:pages"),
+    _k("memory_failure", "pfn", "cpu"),
 )
 
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}

@@ -152,6 +152,9 @@ class PgmapRules:
     teardown_syncs_rcu: bool
     get_dev_pagemap_live: bool
     page_refs_take_pgmap_refs: bool
+    #: memory_failure holds its get_dev_pagemap reference across the
+    #: ZONE_DEVICE handler (false: the I-L3 what-if)
+    memory_failure_gets_pgmap: bool
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import dax, fault, folio, migrate, pagetable, pgmap
+from zdfuzz_reference import dax, fault, folio, memory_failure, migrate, pagetable, pgmap
 from zdfuzz_reference.ops import BY_GUP, BY_KERNEL, Op
 from zdfuzz_reference.oracle import LIVENESS, REGISTERED, SAFETY
 
@@ -61,7 +61,16 @@ class Migrate:
     origin: str  # migrate.VMA, migrate.DEVICE_RANGE or migrate.FAULT
 
 
-TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate
+@dataclass(frozen=True)
+class MemoryFailure:
+    """memory_failure(pfn) on a ZONE_DEVICE page; ``found`` is the pgmap its
+    lookup returned (valid from pc 1)."""
+
+    pfn: int
+    found: int = 0
+
+
+TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure
 
 # steps of the truncate task
 TR_SCAN = 0
@@ -77,7 +86,12 @@ class Task:
 
     def is_rcu_reader(self) -> bool:
         """Between ``xa_load`` and the tryget: inside ``rcu_read_lock()``."""
-        return isinstance(self.kind, GetDevPagemap) and self.pc == 1
+        return isinstance(self.kind, (GetDevPagemap, MemoryFailure)) and self.pc == 1
+
+    def returns_unaided(self) -> bool:
+        """Never blocks and holds nothing the drain releases before it
+        returns: the drain lets it return first."""
+        return isinstance(self.kind, (GetDevPagemap, MemoryFailure))
 
     def describe(self) -> str:
         k = self.kind
@@ -86,6 +100,9 @@ class Task:
             return f'memunmap_pages(pgmap={k.pgmap}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
         if isinstance(k, GetDevPagemap):
             return f'get_dev_pagemap(pfn={k.pfn}) at "{"xa_load" if self.pc == 0 else "tryget"}"'
+        if isinstance(k, MemoryFailure):
+            steps = ["xa_load", "tryget", "memory_failure_dev_pagemap"]
+            return f'memory_failure(pfn={k.pfn}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
         if isinstance(k, Truncate):
             steps = ["dax_layout_busy_page", "wait for idle page", "free block"]
             return f'truncate(file={k.file}, index={k.index}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
@@ -161,6 +178,9 @@ def task_step(m: Machine, slot: int) -> None:
     elif isinstance(k, Truncate):
         pc = dax.truncate_step(m, k.file, k.index, t.pc, t.cpu)
         nxt = None if pc is None else (pc, k)
+    elif isinstance(k, MemoryFailure):
+        r = memory_failure.memory_failure_step(m, k.pfn, k.found, t.pc, t.cpu)
+        nxt = None if r is None else (r[0], MemoryFailure(k.pfn, r[1]))
     else:
         pc = fault.migrate_step(m, slot, t.pc, t.cpu)
         nxt = None if pc is None else (pc, k)
@@ -394,7 +414,7 @@ def _release_page_holders(m: Machine) -> None:
 
 
 def _is_lookup(t: Task | None) -> bool:
-    return t is not None and isinstance(t.kind, GetDevPagemap)
+    return t is not None and t.returns_unaided()
 
 
 def check_pgmap_leaks(m: Machine, g: int) -> None:

@@ -6,6 +6,11 @@ fuzz uses on stable Rust): each branch of the model becomes an inline 8-bit
 counter with a PC table, and comparisons are traced, so libFuzzer's ``cov:``
 counts the model's branches and its mutations can solve comparisons.
 
+Only the model crate is instrumented (``SANCOV_CRATES``, through the wrapper
+``scripts/rustc-sancov.sh``): with plain RUSTFLAGS every crate of the build
+was, and a third of the counters libFuzzer scans after each execution (and
+many compare hooks) were serde's, toml's and pyo3's, not the model's.
+
 The build is kept apart from the normal one (cargo profile ``fuzz``, target
 directory ``target/sancov``): its ``__sanitizer_cov_*`` symbols are
 undefined until atheris's ``asan_with_fuzzer.so`` is preloaded, so the
@@ -27,6 +32,10 @@ SANCOV_RUSTFLAGS = [
     "-Cllvm-args=-sanitizer-coverage-trace-compares",
     "-Ccodegen-units=1",
 ]
+
+#: the crates that get the flags: the model (rust/core), not its
+#: dependencies nor the binding crate that only converts
+SANCOV_CRATES = ["zdfuzz_core"]
 
 
 class SetupError(Exception):
@@ -91,12 +100,19 @@ def build_instrumented(root: Path | None = None, quiet: bool = True) -> Path:
             "to a checkout"
         )
     env = dict(os.environ)
-    env["RUSTFLAGS"] = " ".join(SANCOV_RUSTFLAGS)
+    wrapper = root / "scripts" / "rustc-sancov.sh"
+    if not os.access(wrapper, os.X_OK):
+        raise SetupError(f"{wrapper} is missing or not executable (the instrumented build's rustc wrapper)")
+    env.pop("RUSTFLAGS", None)
+    env["RUSTC_WORKSPACE_WRAPPER"] = str(wrapper)
+    env["ZDFUZZ_SANCOV_FLAGS"] = " ".join(SANCOV_RUSTFLAGS)
+    env["ZDFUZZ_SANCOV_CRATES"] = " ".join(SANCOV_CRATES)
     env["CARGO_TARGET_DIR"] = str(root / "target" / "sancov")
     env.setdefault("PYO3_PYTHON", sys.executable)
     triple = host_triple()
-    # an explicit --target keeps RUSTFLAGS away from build scripts and proc
-    # macros (they run on the host and would not link without the preload)
+    # an explicit --target keeps the build apart from host builds (build
+    # scripts and proc macros run on the host and would not link with the
+    # sancov symbols unresolved; the wrapper's crate list excludes them too)
     cmd = ["cargo", "build", "-p", "zdfuzz-python", "--lib", "--profile", "fuzz", "--target", triple]
     if quiet:
         cmd.append("--quiet")

@@ -23,6 +23,7 @@ mod gup;
 pub mod independence;
 pub mod machine;
 pub mod memory;
+mod memory_failure;
 pub mod migrate;
 pub mod minimize;
 pub mod oracle;

@@ -457,6 +457,7 @@ impl Machine {
             SplitHugePage => self.split_huge_page_enabled(op),
             Mbind => self.mbind_enabled(op),
             FailNext => self.fail_next_enabled(op),
+            MemoryFailure => self.memory_failure_enabled(op),
         }
     }
 
@@ -706,6 +707,9 @@ impl Machine {
             }
             Mbind => self.mbind(a(0), a(1)),
             FailNext => self.fail_next(a(0), a(1)),
+            MemoryFailure => {
+                self.spawn(TaskKind::MemoryFailure { pfn: op.args[0], found: 0 }, cpu);
+            }
         }
     }
 

@@ -186,6 +186,12 @@ pub struct PgmapRules {
     /// page references without `get_page`, so its later `put_page` drops a
     /// pgmap reference nobody took.
     pub page_refs_take_pgmap_refs: bool,
+    /// `memory_failure` holds the `get_dev_pagemap` reference it looked up
+    /// across `memory_failure_dev_pagemap` (every kernel since 6100e34b2526,
+    /// v4.19, which taught memory_failure about ZONE_DEVICE pages). False is
+    /// a what-if: the handler reads the page with no reference on its pgmap,
+    /// so an unbind can tear the struct pages down under it (I-L3).
+    pub memory_failure_gets_pgmap: bool,
 }
 
 /// GUP (mm/gup.c).
@@ -809,6 +815,9 @@ pub fn switch_doc(path: &str) -> &'static str {
             "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)"
         }
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
+        (_, "memory_failure_gets_pgmap") => {
+            "memory_failure holds a pgmap reference across its ZONE_DEVICE handler (false: the I-L3 what-if)"
+        }
         (_, "pin_bias") => "GUP_PIN_COUNTING_BIAS added to the refcount per pin of a small folio",
         (_, "refuses_device_private") => {
             "GUP never returns a device-private page: it faults it back to RAM (false: the I-G3 what-if)"

@@ -38,6 +38,9 @@ pub enum TaskKind {
     /// device-private fault and its `migrate_to_ram`; its arrays live in
     /// `State::mig[slot]`
     Migrate { origin: Origin },
+    /// memory_failure(pfn) on a ZONE_DEVICE page (memory_failure.rs);
+    /// `found` is the pgmap its lookup returned (valid from pc 1)
+    MemoryFailure { pfn: u16, found: u8 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +68,7 @@ impl TaskKind {
             TaskKind::Migrate { origin: Origin::Vma } => OpKind::MigrateVmaSetup,
             TaskKind::Migrate { origin: Origin::DeviceRange } => OpKind::MigrateDeviceRange,
             TaskKind::Migrate { origin: Origin::Fault } => OpKind::DoSwapPage,
+            TaskKind::MemoryFailure { .. } => OpKind::MemoryFailure,
         }
     }
 
@@ -72,7 +76,9 @@ impl TaskKind {
     pub fn pgmap(self, l: &crate::config::Layout) -> Option<usize> {
         match self {
             TaskKind::Memunmap { pgmap } => Some(pgmap as usize),
-            TaskKind::GetDevPagemap { pfn, .. } => (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize)),
+            TaskKind::GetDevPagemap { pfn, .. } | TaskKind::MemoryFailure { pfn, .. } => {
+                (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize))
+            }
             TaskKind::Truncate { file, .. } => (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize)),
             // the pgmap is in the migration's context, not in the kind
             TaskKind::Migrate { .. } => None,
@@ -83,7 +89,14 @@ impl TaskKind {
 impl Task {
     /// Between `xa_load` and the tryget: inside `rcu_read_lock()`.
     pub fn is_rcu_reader(&self) -> bool {
-        matches!(self.kind, TaskKind::GetDevPagemap { .. }) && self.pc == 1
+        matches!(self.kind, TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. }) && self.pc == 1
+    }
+
+    /// A task that never blocks and holds nothing a drain releases before
+    /// it returns: the drain lets it return first (`get_dev_pagemap`,
+    /// `memory_failure`).
+    pub fn returns_unaided(&self) -> bool {
+        matches!(self.kind, TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. })
     }
 
     /// What the task is and which step it is at, for traces and reports.
@@ -96,6 +109,10 @@ impl Task {
             }
             TaskKind::GetDevPagemap { pfn, .. } => {
                 format!("get_dev_pagemap(pfn={pfn}) at \"{}\"", if self.pc == 0 { "xa_load" } else { "tryget" })
+            }
+            TaskKind::MemoryFailure { pfn, .. } => {
+                let step = ["xa_load", "tryget", "memory_failure_dev_pagemap"];
+                format!("memory_failure(pfn={pfn}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
             }
             TaskKind::Truncate { file, index } => {
                 let step = ["dax_layout_busy_page", "wait for idle page", "free block"];
@@ -158,7 +175,7 @@ impl Machine {
         let t = self.s.tasks.get(slot).copied().flatten()?;
         match t.kind {
             TaskKind::Memunmap { pgmap } => self.memunmap_blocked(pgmap as usize, t.pc),
-            TaskKind::GetDevPagemap { .. } => None,
+            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } => None,
             TaskKind::Truncate { file, index } => {
                 if t.pc == TR_WAIT {
                     let slot = self.layout.entry_slot(file as usize, index as usize);
@@ -194,6 +211,9 @@ impl Machine {
                 self.truncate_step(file as usize, index as usize, t.pc, cpu).map(|pc| (pc, t.kind))
             }
             TaskKind::Migrate { .. } => self.migrate_step(slot, t.pc, cpu).map(|pc| (pc, t.kind)),
+            TaskKind::MemoryFailure { pfn, found } => self
+                .memory_failure_step(pfn as usize, found as usize, t.pc, cpu)
+                .map(|(pc, found)| (pc, TaskKind::MemoryFailure { pfn, found: found as u8 })),
         };
         self.s.tasks[slot] = next.map(|(pc, kind)| Task { kind, pc, cpu: t.cpu });
         if next.is_none() {
@@ -331,16 +351,16 @@ impl Machine {
     /// The end-of-program drain and the final sweep.
     pub(crate) fn drain(&mut self) {
         // 0. Lookups in flight return (they never block); their result is
-        //    then held like any other reference and released below.
+        //    then held like any other reference and released below. So does
+        //    a memory_failure in flight (it never blocks, and puts what it
+        //    got itself).
         //    (Every loop here is bounded by the count it drains: a release
         //    that did not release — a model bug, or a mutant of one — ends
         //    the drain with holders left, which teardown then reports,
         //    instead of spinning for ever.)
         for slot in 0..self.s.tasks.len() {
             for _ in 0..TASK_STEPS_MAX {
-                if self.violation.is_some()
-                    || !matches!(self.s.tasks[slot], Some(Task { kind: TaskKind::GetDevPagemap { .. }, .. }))
-                {
+                if self.violation.is_some() || !self.s.tasks[slot].is_some_and(|t| t.returns_unaided()) {
                     break;
                 }
                 self.drain_step(Op::new(OpKind::Step, &[slot as u16]));

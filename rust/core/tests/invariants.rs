@@ -293,6 +293,53 @@ step task=0   # teardown (synchronize_rcu would wait for task 1 here)
 step task=1   # tryget on the pgmap memunmap_pages freed
 ";
 
+/// memory_failure without its get_dev_pagemap reference (a what-if: every
+/// kernel since 6100e34b2526 holds one across the handler).
+const MF_NO_PGMAP_REF: &str = r#"
+name = "memory-failure-no-pgmap-ref"
+base = "e4"
+description = "memory_failure runs its ZONE_DEVICE handler without a pgmap reference"
+[pgmap]
+memory_failure_gets_pgmap = false
+"#;
+
+/// A hardware memory error on a mapped device-dax page; the lookup has
+/// found the pgmap when the unbind runs to its teardown; then the handler
+/// reads the page. With the reference the unbind's wait holds the teardown
+/// until the handler has put it.
+const MF_ACROSS_TEARDOWN: &str = "
+config types=generic pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=2 faults=1
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+memory_failure pfn=0 cpu=0   # task 0
+step task=0                  # xa_load
+step task=0                  # tryget_live (or, in the what-if, nothing)
+memunmap_pages pgmap=0 cpu=0 # task 1
+step task=1                  # shut user access down
+step task=1                  # percpu_ref_kill
+step task=1                  # drop the init references
+step task=0                  # memory_failure_dev_pagemap, put_dev_pagemap
+";
+
+/// The same, with the unbind's wait and teardown before the handler (a
+/// grace period completes the kill's switch to atomic mode).
+const MF_TEARDOWN_FIRST: &str = "
+config types=generic pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=2 faults=1
+memremap_pages pgmap=0
+dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0
+memory_failure pfn=0 cpu=0   # task 0
+step task=0                  # xa_load
+step task=0                  # the what-if takes no reference
+memunmap_pages pgmap=0 cpu=0 # task 1
+step task=1                  # shut user access down
+step task=1                  # percpu_ref_kill
+step task=1                  # drop the init references
+rcu_grace_period             # the ref reaches zero: release
+step task=1                  # wait_for_completion
+step task=1                  # teardown
+step task=0                  # memory_failure_dev_pagemap reads the freed page
+";
+
 /// E1's generic row with memunmap_pages still putting every page but a page
 /// reaching 0 no longer dropping its pgmap reference (half of RFC [1]): the
 /// init references are never dropped and memunmap_pages waits forever.
@@ -913,6 +960,13 @@ const FIRES: &[Fires] = &[
         "get_dev_pagemap touches pgmap 0 after memunmap_pages freed it",
     ),
     fire(
+        "I-L3",
+        Toml(MF_NO_PGMAP_REF),
+        MF_TEARDOWN_FIRST,
+        Safety,
+        "memory_failure_dev_pagemap touches pfn 0 after memunmap_pages tore pgmap 0 down",
+    ),
+    fire(
         "I-L4",
         Toml(HALF_RFC1),
         GENERIC_UNBIND,
@@ -1196,6 +1250,10 @@ fn i_l3_quiet() {
     // synchronize_rcu holds the teardown until the lookup's tryget_live,
     // which fails on the killed pgmap
     quiet(LOOKUP_ACROSS_TEARDOWN, "e3");
+    // memory_failure's reference holds the unbind's teardown back
+    for era in ["e1", "e3", "e4", "e5"] {
+        quiet(MF_ACROSS_TEARDOWN, era);
+    }
 }
 
 #[test]
