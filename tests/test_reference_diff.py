@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 import zdfuzz
 from zdfuzz_reference import SUPPORTED_KINDS, diff, p2pdma
 from zdfuzz_reference.config import Shape
+from zdfuzz_reference.ops import Op
 from zdfuzz_reference.rules import DEVICE_TYPES
 from zdfuzz_reference.text import parse_program
 
@@ -322,3 +324,46 @@ def test_native_entry_layout() -> None:
         assert (shape.ram, shape.order) == ((4, 1) if "private" in shape.types else (0, 0))
     with pytest.raises(ValueError, match="not a native corpus entry"):
         diff.native_entry(b"\x02" + bytes(20))
+
+
+def test_hmm_snapshots_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hmm_range_fault`` after device-private pages are mapped
+    (:func:`diff.private_prefix` with the GUP replaced by the driver's
+    snapshot), then a random walk that races the driver's retry check, under
+    e4, e5 and the what-if that skips the check. The two models agree, the
+    snapshot is taken and used, and invalidated ones are retried (or, in the
+    what-if, reported: I-H1)."""
+    compared: list[list[dict[str, Any]]] = []
+    real = diff.reference_outcome
+
+    def spy(text: str, rules: str) -> diff.Outcome:
+        out = real(text, rules)
+        compared.append(out.get("trace", []))
+        return out
+
+    monkeypatch.setattr(diff, "reference_outcome", spy)
+    whatif = next(t for t in _what_if_presets() if 'name = "hmm-no-retry-check"' in t)
+    rng = random.Random(20261202)
+    found: set[str] = set()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "noretry.toml"
+        path.write_text(whatif)
+        for rules in ("e4", "e5", str(path)):
+            compared.clear()
+            for _ in range(40):
+                shape = diff.random_shape(rng, ["private"], rules)
+                prefix = diff.private_prefix(rng, shape)[:-1]
+                g = shape.types.index("private") * shape.pgmaps
+                prefix.append(Op.new("hmm_range_fault", rng.randrange(shape.procs), rng.randrange(shape.addrs), g, 0))
+                text = diff.random_walk(rng, rules, shape, rng.randint(0, 30), prefix=prefix)
+                rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
+                assert "error" not in rust, (rust, text)
+                d_ = diff.first_difference(rust, ref)
+                assert d_ is None, f"{rules}: {d_}\n{diff.minimize(text, rules)}"
+                if rust.get("violation"):
+                    found.add(rust["violation"]["invariant"])
+            notes = [n for trace in compared for t in trace for n in t["notes"]]
+            assert sum("(no reference taken)" in n for n in notes) >= 10, rules
+            if rules != str(path):
+                assert any(n.startswith("mmu_interval_read_retry: the range was invalidated") for n in notes), rules
+    assert "I-H1" in found

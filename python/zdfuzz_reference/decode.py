@@ -51,6 +51,11 @@ def _kind_possible(m: Machine, kind: str) -> bool:
     led = s.ledger.pages
     if kind == "fail_next":
         return lay.faults and 0 in s.armed
+    if kind == "hmm_range_fault":
+        live_private = any(
+            lay.pgmap_type[g] == "private" and s.pgmaps[g].state == pgmap.LIVE for g in range(lay.npgmaps)
+        )
+        return live_private and sched.free_task_slot(m) and any(s.alive)
     if kind == "memory_failure":
         return lay.faults and lay.ndev > 0 and sched.free_task_slot(m) and not memory_failure.running(m)
     if kind == "step":

@@ -27,6 +27,7 @@ from zdfuzz_reference import (
     fault,
     folio,
     gup,
+    hmm,
     memory_failure,
     migrate,
     p2pdma,
@@ -589,6 +590,8 @@ class Machine:
             return failure.fail_next_enabled(self, a(0))
         if k == "memory_failure":
             return memory_failure.memory_failure_enabled(self, a(0))
+        if k == "hmm_range_fault":
+            return hmm.hmm_range_fault_enabled(self, a(0), a(2))
         if k == "mbind":
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here")
@@ -785,6 +788,8 @@ class Machine:
             failure.fail_next(self, a(0), a(1))
         elif k == "memory_failure":
             sched.spawn(self, sched.MemoryFailure(a(0)), cpu)
+        elif k == "hmm_range_fault":
+            hmm.hmm_range_fault(self, a(0), a(1), a(2), cpu)
         else:
             raise ValueError(f"unknown action kind {k!r}")
 

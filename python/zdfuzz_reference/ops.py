@@ -163,6 +163,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("split_huge_page", "pfn", "cpu"),
     _k("mbind", "proc", "addr", "cpu"),
     _k("fail_next", "site", "nth:pages"),
+    _k("hmm_range_fault", "proc", "addr", "pgmap", "cpu"),
     _k("memory_failure", "pfn", "cpu"),
 )
 

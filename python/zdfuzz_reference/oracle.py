@@ -220,6 +220,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-G3": "GUP never returns a device-private page",
     "I-G4": "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM",
     "I-G5": "no FOLL_LONGTERM pin of a MEMORY_DEVICE_COHERENT page is granted (it must stay evictable)",
+    "I-H1": "a device maps through an HMM snapshot only what the CPU maps at that address (mmu_interval_read_retry)",
     "I-M1": "an anonymous, device-private or coherent folio's refcount equals what its holders account for (conformance)",
     "I-M2": "a page with references migration cannot account for (GUP, pins, fault path) is never migrated",
     "I-M3": "no migration entry survives migrate_vma_finalize",

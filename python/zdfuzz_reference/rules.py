@@ -125,6 +125,8 @@ class PrivateRules:
     free_clears_mapping: bool
     alloc_while_unbinding: bool
     unbind_after_eviction: bool
+    #: mmu_interval_read_retry before the device maps an HMM snapshot
+    hmm_checks_retry: bool
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import dax, fault, folio, memory_failure, migrate, pagetable, pgmap
+from zdfuzz_reference import dax, fault, folio, hmm, memory_failure, migrate, pagetable, pgmap
 from zdfuzz_reference.ops import BY_GUP, BY_KERNEL, Op
 from zdfuzz_reference.oracle import LIVENESS, REGISTERED, SAFETY
 
@@ -70,7 +70,20 @@ class MemoryFailure:
     found: int = 0
 
 
-TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure
+@dataclass(frozen=True)
+class HmmRangeFault:
+    """The driver of pgmap ``owner`` between its ``hmm_range_fault`` walk of
+    (proc, addr), which saw ``pfn`` (``write``), and its
+    ``mmu_interval_read_retry``."""
+
+    proc: int
+    addr: int
+    owner: int
+    pfn: int
+    write: bool
+
+
+TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure | HmmRangeFault
 
 # steps of the truncate task
 TR_SCAN = 0
@@ -91,7 +104,7 @@ class Task:
     def returns_unaided(self) -> bool:
         """Never blocks and holds nothing the drain releases before it
         returns: the drain lets it return first."""
-        return isinstance(self.kind, (GetDevPagemap, MemoryFailure))
+        return isinstance(self.kind, (GetDevPagemap, MemoryFailure, HmmRangeFault))
 
     def describe(self) -> str:
         k = self.kind
@@ -103,6 +116,8 @@ class Task:
         if isinstance(k, MemoryFailure):
             steps = ["xa_load", "tryget", "memory_failure_dev_pagemap"]
             return f'memory_failure(pfn={k.pfn}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
+        if isinstance(k, HmmRangeFault):
+            return f'hmm_range_fault(proc={k.proc}, addr={k.addr}) saw pfn {k.pfn} at "mmu_interval_read_retry"'
         if isinstance(k, Truncate):
             steps = ["dax_layout_busy_page", "wait for idle page", "free block"]
             return f'truncate(file={k.file}, index={k.index}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
@@ -178,6 +193,8 @@ def task_step(m: Machine, slot: int) -> None:
     elif isinstance(k, Truncate):
         pc = dax.truncate_step(m, k.file, k.index, t.pc, t.cpu)
         nxt = None if pc is None else (pc, k)
+    elif isinstance(k, HmmRangeFault):
+        hmm.hmm_commit(m, k.proc, k.addr, k.owner, k.pfn, k.write)
     elif isinstance(k, MemoryFailure):
         r = memory_failure.memory_failure_step(m, k.pfn, k.found, t.pc, t.cpu)
         nxt = None if r is None else (r[0], MemoryFailure(k.pfn, r[1]))

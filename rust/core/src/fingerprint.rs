@@ -563,6 +563,14 @@ impl State {
                             put(out, pfn as u64);
                             put(out, found as u64);
                         }
+                        TaskKind::HmmRangeFault { proc, addr, owner, pfn, write } => {
+                            put(out, 6);
+                            put(out, proc as u64);
+                            put(out, addr as u64);
+                            put(out, owner as u64);
+                            put(out, pfn as u64);
+                            put(out, write as u64);
+                        }
                     }
                     put(out, *pc as u64);
                     put(out, *cpu as u64);
@@ -741,6 +749,13 @@ impl State {
                         3 => TaskKind::Truncate { file: r.small()?, index: r.small()? },
                         4 => TaskKind::Migrate { origin: origin_from(r.get()?)? },
                         5 => TaskKind::MemoryFailure { pfn: r.small()?, found: r.small()? },
+                        6 => TaskKind::HmmRangeFault {
+                            proc: r.small()?,
+                            addr: r.small()?,
+                            owner: r.small()?,
+                            pfn: r.small()?,
+                            write: r.get()? != 0,
+                        },
                         _ => return Err(DecodeError("bad task kind")),
                     };
                     Some(Task { kind, pc: r.small()?, cpu: r.small()? })
@@ -1174,9 +1189,16 @@ impl Canon {
         //    without their refault counter (read only by the drain's
         //    livelock check, which resets it)
         for (slot, t) in tasks.iter().enumerate() {
+            // an HMM snapshot's pfn is compared with the page mapped at its
+            // address when the driver checks it: renamed like every page
+            let hmm = t.is_some_and(|t| matches!(t.kind, TaskKind::HmmRangeFault { .. }));
             w.push(task_word(
                 t,
-                |pfn| if l.is_ram(pfn as usize) { 0xffff } else { l.pgmap_of(pfn as usize) as u64 },
+                |pfn| match () {
+                    _ if hmm => np(pfn as usize) as u64,
+                    _ if l.is_ram(pfn as usize) => 0xffff,
+                    _ => l.pgmap_of(pfn as usize) as u64,
+                },
                 false,
             ));
             if t.is_some_and(|t| matches!(t.kind, TaskKind::Migrate { .. })) {
@@ -1267,6 +1289,12 @@ fn task_word(t: &Option<Task>, pfn: impl Fn(u16) -> u64, with_cpu: bool) -> u64 
         TaskKind::Truncate { file, index } => 3 | (file as u64) << 8 | (index as u64) << 16,
         TaskKind::Migrate { origin } => 4 | origin_code(origin) << 8,
         TaskKind::MemoryFailure { pfn: p, found } => 5 | pfn(p) << 8 | (found as u64) << 32,
+        // 40 bits: kind 0..4, proc 4..7, owner 7..12, write 12, addr
+        // 13..24, pfn 24..40 (the shape caps: 4 processes, 16 pgmaps, 1024
+        // addresses; pc and cpu start at bit 40)
+        TaskKind::HmmRangeFault { proc, addr, owner, pfn: p, write } => {
+            6 | (proc as u64) << 4 | (owner as u64) << 7 | (write as u64) << 12 | (addr as u64) << 13 | pfn(p) << 24
+        }
     };
     k | (pc as u64) << 40 | if with_cpu { (cpu as u64) << 48 } else { 0 }
 }
@@ -1439,6 +1467,12 @@ step task=1
             TaskKind::MemoryFailure { pfn: 1, found: 0 },
             TaskKind::MemoryFailure { pfn: 2, found: 0 },
             TaskKind::MemoryFailure { pfn: 1, found: 1 },
+            TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: 1, write: false },
+            TaskKind::HmmRangeFault { proc: 1, addr: 0, owner: 0, pfn: 1, write: false },
+            TaskKind::HmmRangeFault { proc: 0, addr: 1, owner: 0, pfn: 1, write: false },
+            TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 1, pfn: 1, write: false },
+            TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: 2, write: false },
+            TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: 1, write: true },
         ];
         let mut c = Canon::new();
         for mode in [Reduction::None, Reduction::Symmetry] {
@@ -1447,7 +1481,7 @@ step task=1
                 // #3 and #12 differ from an earlier kind only in a pfn: on a
                 // fresh machine every page is like every other, and symmetry
                 // rightly identifies them
-                if mode == Reduction::Symmetry && (i == 3 || i == 12) {
+                if mode == Reduction::Symmetry && (i == 3 || i == 12 || i == 18) {
                     continue;
                 }
                 let mut m = machine("e4", &[DeviceType::Private]);
@@ -1461,6 +1495,40 @@ step task=1
                 assert_eq!(back.s.tasks[0].map(|t| t.kind), Some(kind), "{kind:?} lost by encode/decode");
             }
         }
+    }
+
+    /// Under symmetry a lookup remembers only the pgmap of its pfn (every
+    /// RAM pfn alike), but an HMM snapshot keeps its page: the driver
+    /// compares it with the page mapped at its address.
+    #[test]
+    fn task_pfns_under_symmetry() {
+        let mut c = Canon::new();
+        let sym = |c: &mut Canon, m: &Machine| c.fingerprint(&m.s, &m.layout, Reduction::Symmetry);
+        let shape = "config types=generic pgmaps=1 pages=2 procs=1 addrs=2 tasks=2 ram=4\nmemremap_pages pgmap=0\n";
+        // two RAM pfns two pages apart (pgmap_of would tell them apart)
+        let lookup = |p: u16| {
+            let mut m = after("e4", shape);
+            m.s.tasks[0] = Some(Task { kind: TaskKind::GetDevPagemap { pfn: p, cached: 0, found: 0 }, pc: 1, cpu: 0 });
+            m
+        };
+        assert!(m_is_ram(&lookup(2), 2) && m_is_ram(&lookup(5), 5));
+        assert_eq!(sym(&mut c, &lookup(2)), sym(&mut c, &lookup(5)));
+        // two device-dax pages told apart by where they are mapped: a
+        // snapshot of the one at addr 0 is not a snapshot of the other
+        let mapped = format!(
+            "{shape}dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0\ndev_dax_huge_fault proc=0 addr=1 pfn=1 cpu=0\n"
+        );
+        let snap = |p: u16| {
+            let mut m = after("e4", &mapped);
+            let kind = TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: p, write: true };
+            m.s.tasks[0] = Some(Task { kind, pc: 0, cpu: 0 });
+            m
+        };
+        assert_ne!(sym(&mut c, &snap(0)), sym(&mut c, &snap(1)));
+    }
+
+    fn m_is_ram(m: &Machine, p: usize) -> bool {
+        m.layout.is_ram(p)
     }
 
     #[test]

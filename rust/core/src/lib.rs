@@ -20,6 +20,7 @@ pub mod fingerprint;
 mod folio;
 pub mod fuzz;
 mod gup;
+pub mod hmm;
 pub mod independence;
 pub mod machine;
 pub mod memory;

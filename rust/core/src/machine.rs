@@ -458,6 +458,7 @@ impl Machine {
             Mbind => self.mbind_enabled(op),
             FailNext => self.fail_next_enabled(op),
             MemoryFailure => self.memory_failure_enabled(op),
+            HmmRangeFault => self.hmm_range_fault_enabled(op),
         }
     }
 
@@ -710,6 +711,7 @@ impl Machine {
             MemoryFailure => {
                 self.spawn(TaskKind::MemoryFailure { pfn: op.args[0], found: 0 }, cpu);
             }
+            HmmRangeFault => self.hmm_range_fault(a(0), a(1), a(2), cpu),
         }
     }
 

@@ -307,6 +307,7 @@ invariants! {
     G3 = "I-G3", Safety, "GUP never returns a device-private page";
     G4 = "I-G4", Safety, "GUP returns P2P pages only with FOLL_PCI_P2PDMA and never for FOLL_LONGTERM";
     G5 = "I-G5", Safety, "no FOLL_LONGTERM pin of a MEMORY_DEVICE_COHERENT page is granted (it must stay evictable)";
+    H1 = "I-H1", Safety, "a device maps through an HMM snapshot only what the CPU maps at that address (mmu_interval_read_retry)";
     M1 = "I-M1", Conformance, "an anonymous, device-private or coherent folio's refcount equals what its holders account for (conformance)";
     M2 = "I-M2", Safety, "a page with references migration cannot account for (GUP, pins, fault path) is never migrated";
     M3 = "I-M3", Safety, "no migration entry survives migrate_vma_finalize";
@@ -420,6 +421,10 @@ pub enum Warn {
 /// `what` names the kernel function or call site, for messages.
 #[derive(Clone, Copy, Debug)]
 pub enum Obs<'a> {
+    /// a driver programs its device's page table with `pfn` for
+    /// (proc, addr) from an `hmm_range_fault` snapshot; `now` is what the
+    /// walk would report at this moment
+    DeviceMapped { proc: usize, addr: usize, pfn: usize, write: bool, now: crate::hmm::Snapshot },
     /// a page of a device pfn is touched (get, put, zap, insert)
     PageTouched { pfn: usize, what: &'a str },
     /// a pgmap's percpu_ref is used (get, put, tryget)
@@ -627,6 +632,8 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             _ => None,
         },
         Obs::MigrationUnlocked { pfn, fault_path_lock } => fault_path_lock.then(|| Judged::new(M4, &[pfn_obj(pfn)])),
+        Obs::DeviceMapped { proc, addr, pfn, write, now } => (now != Some((pfn, write)))
+            .then(|| Judged::new(H1, &[("proc", proc as u32), ("addr", addr as u32), pfn_obj(pfn)])),
         Obs::Migrated { head, nr, own_fault_ref } => {
             for p in head..head + nr {
                 let mut n = l.pages[p].unexplained_for_migration();
@@ -847,6 +854,22 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 ),
                 "device-private entry skipped".into(),
                 "treated as present".into(),
+            )
+        }
+        Obs::DeviceMapped { proc, addr, pfn, write, now } => {
+            let page = if l.pages[pfn].in_use() { "still in use elsewhere" } else { "no longer held by anyone" };
+            let cpu = match now {
+                Some((q, w)) => format!("pfn {q}{}", if w { " writable" } else { " read-only" }),
+                None => "nothing".into(),
+            };
+            (
+                format!(
+                    "the device maps pfn {pfn}{} at proc {proc} addr {addr} from a stale hmm_range_fault snapshot: \
+                     the CPU now maps {cpu} there, and pfn {pfn} is {page} (no reference was taken)",
+                    if write { " writable" } else { "" }
+                ),
+                "the driver retries (mmu_interval_read_retry)".into(),
+                "stale snapshot used".into(),
             )
         }
         Obs::GupGranted { pfn: p, longterm, .. } => match j.invariant {

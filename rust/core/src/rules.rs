@@ -117,6 +117,11 @@ pub struct PrivateRules {
     /// a what-if for asking "is the design safe under that contract?".
     #[serde(default)]
     pub unbind_after_eviction: bool,
+    /// The driver checks `mmu_interval_read_retry` before it maps an
+    /// `hmm_range_fault` snapshot into its device (every in-tree HMM user:
+    /// test_hmm, nouveau, amdkfd). False is a what-if: the device may map a
+    /// page the CPU no longer maps there (I-H1).
+    pub hmm_checks_retry: bool,
 }
 
 /// PCI P2PDMA (drivers/pci/p2pdma.c).
@@ -815,6 +820,9 @@ pub fn switch_doc(path: &str) -> &'static str {
             "get_page/put_page on a device page also get/put a pgmap ref (before v4.11)"
         }
         (_, "get_dev_pagemap_live") => "get_dev_pagemap uses tryget_live (fails once killed)",
+        (_, "hmm_checks_retry") => {
+            "the driver checks mmu_interval_read_retry before it maps an HMM snapshot (false: the I-H1 what-if)"
+        }
         (_, "memory_failure_gets_pgmap") => {
             "memory_failure holds a pgmap reference across its ZONE_DEVICE handler (false: the I-L3 what-if)"
         }
@@ -895,6 +903,15 @@ fn locate(text: &str, path: &[&str]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The switches of ZONE_DEVICE memory failure and HMM say what they
+    /// switch (`zdfuzz rules show` prints these).
+    #[test]
+    fn switch_docs_name_their_kernel_code() {
+        assert!(switch_doc("pgmap.memory_failure_gets_pgmap").contains("memory_failure holds a pgmap reference"));
+        assert!(switch_doc("private.hmm_checks_retry").contains("mmu_interval_read_retry"));
+        assert_ne!(switch_doc("private.hmm_checks_retry"), switch_doc("pgmap.memory_failure_gets_pgmap"));
+    }
 
     #[test]
     fn names_follow_one_grammar() {

@@ -41,6 +41,10 @@ pub enum TaskKind {
     /// memory_failure(pfn) on a ZONE_DEVICE page (memory_failure.rs);
     /// `found` is the pgmap its lookup returned (valid from pc 1)
     MemoryFailure { pfn: u16, found: u8 },
+    /// the driver of pgmap `owner` between its `hmm_range_fault` walk of
+    /// (proc, addr), which saw `pfn` (`write`), and its
+    /// `mmu_interval_read_retry` (hmm.rs)
+    HmmRangeFault { proc: u8, addr: u16, owner: u8, pfn: u16, write: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,6 +73,7 @@ impl TaskKind {
             TaskKind::Migrate { origin: Origin::DeviceRange } => OpKind::MigrateDeviceRange,
             TaskKind::Migrate { origin: Origin::Fault } => OpKind::DoSwapPage,
             TaskKind::MemoryFailure { .. } => OpKind::MemoryFailure,
+            TaskKind::HmmRangeFault { .. } => OpKind::HmmRangeFault,
         }
     }
 
@@ -82,6 +87,7 @@ impl TaskKind {
             TaskKind::Truncate { file, .. } => (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize)),
             // the pgmap is in the migration's context, not in the kind
             TaskKind::Migrate { .. } => None,
+            TaskKind::HmmRangeFault { owner, .. } => Some(owner as usize),
         }
     }
 }
@@ -96,7 +102,10 @@ impl Task {
     /// it returns: the drain lets it return first (`get_dev_pagemap`,
     /// `memory_failure`).
     pub fn returns_unaided(&self) -> bool {
-        matches!(self.kind, TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. })
+        matches!(
+            self.kind,
+            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } | TaskKind::HmmRangeFault { .. }
+        )
     }
 
     /// What the task is and which step it is at, for traces and reports.
@@ -113,6 +122,9 @@ impl Task {
             TaskKind::MemoryFailure { pfn, .. } => {
                 let step = ["xa_load", "tryget", "memory_failure_dev_pagemap"];
                 format!("memory_failure(pfn={pfn}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
+            }
+            TaskKind::HmmRangeFault { proc, addr, pfn, .. } => {
+                format!("hmm_range_fault(proc={proc}, addr={addr}) saw pfn {pfn} at \"mmu_interval_read_retry\"")
             }
             TaskKind::Truncate { file, index } => {
                 let step = ["dax_layout_busy_page", "wait for idle page", "free block"];
@@ -175,7 +187,7 @@ impl Machine {
         let t = self.s.tasks.get(slot).copied().flatten()?;
         match t.kind {
             TaskKind::Memunmap { pgmap } => self.memunmap_blocked(pgmap as usize, t.pc),
-            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } => None,
+            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } | TaskKind::HmmRangeFault { .. } => None,
             TaskKind::Truncate { file, index } => {
                 if t.pc == TR_WAIT {
                     let slot = self.layout.entry_slot(file as usize, index as usize);
@@ -214,6 +226,10 @@ impl Machine {
             TaskKind::MemoryFailure { pfn, found } => self
                 .memory_failure_step(pfn as usize, found as usize, t.pc, cpu)
                 .map(|(pc, found)| (pc, TaskKind::MemoryFailure { pfn, found: found as u8 })),
+            TaskKind::HmmRangeFault { proc, addr, owner, pfn, write } => {
+                self.hmm_commit(proc as usize, addr as usize, owner as usize, pfn as usize, write);
+                None
+            }
         };
         self.s.tasks[slot] = next.map(|(pc, kind)| Task { kind, pc, cpu: t.cpu });
         if next.is_none() {
@@ -351,9 +367,9 @@ impl Machine {
     /// The end-of-program drain and the final sweep.
     pub(crate) fn drain(&mut self) {
         // 0. Lookups in flight return (they never block); their result is
-        //    then held like any other reference and released below. So does
-        //    a memory_failure in flight (it never blocks, and puts what it
-        //    got itself).
+        //    then held like any other reference and released below. So do a
+        //    memory_failure in flight (it never blocks, and puts what it got
+        //    itself) and a driver's HMM snapshot (it holds nothing).
         //    (Every loop here is bounded by the count it drains: a release
         //    that did not release — a model bug, or a mutant of one — ends
         //    the drain with holders left, which teardown then reports,
@@ -514,5 +530,30 @@ impl Machine {
             None => Err("no such task"),
             Some(_) => self.task_blocked(op.a(0)).map_or(Ok(()), Err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskKind;
+    use crate::config::{Layout, Shape};
+    use crate::rules::DeviceType;
+
+    /// The pgmap a task works on (a finding inside it is filed under that
+    /// pgmap's device type): a lookup's and a memory_failure's is the pgmap
+    /// of their pfn, none for system RAM; an HMM snapshot's is its driver's.
+    #[test]
+    fn a_task_names_the_pgmap_it_works_on() {
+        let shape =
+            Shape { types: vec![DeviceType::Private, DeviceType::Generic], pages: 2, ram: 2, ..Shape::default() };
+        let l = Layout::new(&shape);
+        assert_eq!((l.ndev, l.pgmap_of(2)), (4, 1));
+        for (pfn, want) in [(0, Some(0)), (1, Some(0)), (2, Some(1)), (3, Some(1)), (4, None), (5, None)] {
+            let lookup = TaskKind::GetDevPagemap { pfn, cached: 0, found: 0 };
+            let mf = TaskKind::MemoryFailure { pfn, found: 0 };
+            assert_eq!((lookup.pgmap(&l), mf.pgmap(&l)), (want, want), "pfn {pfn}");
+        }
+        let hmm = TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 1, pfn: 0, write: false };
+        assert_eq!(hmm.pgmap(&l), Some(1));
     }
 }

@@ -340,6 +340,33 @@ step task=1                  # teardown
 step task=0                  # memory_failure_dev_pagemap reads the freed page
 ";
 
+/// A driver that maps an HMM snapshot without checking
+/// `mmu_interval_read_retry` (a what-if: every in-tree HMM user checks).
+const HMM_NO_RETRY: &str = r#"
+name = "hmm-no-retry-check"
+base = "e4"
+description = "the driver maps hmm_range_fault snapshots without mmu_interval_read_retry"
+[private]
+hmm_checks_retry = false
+"#;
+
+/// A driver snapshots its device-private page mapped at addr 0; the process
+/// unmaps it before the driver uses the snapshot.
+const HMM_STALE: &str = "
+config types=private pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=2 ram=1
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
+hmm_range_fault proc=0 addr=0 pgmap=0 cpu=0   # task 0: saw pfn 0
+munmap proc=0 addr=0 cpu=0                    # the notifier invalidates the range
+step task=0                                   # the driver maps what it saw
+";
+
 /// E1's generic row with memunmap_pages still putting every page but a page
 /// reaching 0 no longer dropping its pgmap reference (half of RFC [1]): the
 /// init references are never dropped and memunmap_pages waits forever.
@@ -966,6 +993,7 @@ const FIRES: &[Fires] = &[
         Safety,
         "memory_failure_dev_pagemap touches pfn 0 after memunmap_pages tore pgmap 0 down",
     ),
+    fire("I-H1", Toml(HMM_NO_RETRY), HMM_STALE, Safety, "from a stale hmm_range_fault snapshot"),
     fire(
         "I-L4",
         Toml(HALF_RFC1),
@@ -1238,6 +1266,20 @@ fn i_l2_fires() {
 fn i_l2_quiet() {
     quiet(UNBIND_UNDER_PGMAP_REF, "e3");
     quiet(Q1_PIN, "e1");
+}
+
+#[test]
+fn i_h1_fires() {
+    fires("I-H1");
+}
+
+#[test]
+fn i_h1_quiet() {
+    // the driver's mmu_interval_read_retry sees the invalidation and retries
+    // (e4 and e5: the migration into the device reaches e1-e3's I-M6 first)
+    for era in ["e4", "e5"] {
+        quiet(HMM_STALE, era);
+    }
 }
 
 #[test]

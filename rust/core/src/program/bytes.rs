@@ -170,6 +170,7 @@ impl Machine {
         match kind {
             MemremapPages => s.pgmaps.iter().any(|p| p.state == PgmapState::Unused),
             FailNext => l.faults && s.armed.contains(&0),
+            HmmRangeFault => live_of(DeviceType::Private) && free_slot() && alive(),
             MemoryFailure => l.faults && l.ndev > 0 && free_slot() && !self.memory_failure_running(),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
             Step => s.tasks.iter().any(|t| t.is_some()),

@@ -216,6 +216,8 @@ kinds! {
         "a page-table walker (mbind's queue_folios_pmd, MADV_COLD) inspects the PMD covering addr";
     FailNext = "fail_next" ["site": Site, "nth": Pages]
         "fault injection (shapes with faults=1): the nth next call at site (vm_insert, try_grab, alloc, gen_pool) fails";
+    HmmRangeFault = "hmm_range_fault" ["proc": Proc, "addr": Addr, "pgmap": Pgmap, "cpu": Cpu]
+        "the driver of a device-private pgmap snapshots addr for its device (no page reference), then checks mmu_interval_read_retry and maps it";
     MemoryFailure = "memory_failure" ["pfn": Pfn, "cpu": Cpu]
         "a hardware memory error on a device page (shapes with faults=1): spawn memory_failure (get_dev_pagemap, unmap every mapping, put)";
 }
