@@ -12,16 +12,12 @@
 #[path = "common/programs.rs"]
 mod programs;
 
-use programs::{run_as, show};
+use programs::{notes, run_as, show};
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Config, Machine, Rules, Verdict};
 
 fn note(v: &Verdict, step: usize) -> String {
     v.trace.iter().find(|t| t.step == step).map(|t| t.notes.join("; ")).unwrap_or_default()
-}
-
-fn notes(v: &Verdict) -> String {
-    v.trace.iter().map(|t| t.notes.join("; ")).collect::<Vec<_>>().join("\n")
 }
 
 /// A process's anonymous page migrated to the coherent pgmap, then pinned.

@@ -7,25 +7,10 @@
 #[path = "common/programs.rs"]
 mod programs;
 
-use programs::{run_as, show};
+use programs::{machine_after_under as machine_after, notes, run_as, show};
 use zdfuzz_core::pagetable::Pte;
 use zdfuzz_core::program::text::parse_program;
-use zdfuzz_core::{Config, Machine, Rules, Verdict};
-
-fn notes(v: &Verdict) -> String {
-    v.trace.iter().map(|t| t.notes.join("; ")).collect::<Vec<_>>().join("\n")
-}
-
-/// The machine after every action of `text` (each must be enabled).
-fn machine_after(text: &str, rules: Rules) -> Machine {
-    let p = parse_program(text).unwrap();
-    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
-    for (i, op) in p.ops.iter().enumerate() {
-        m.enabled(op).unwrap_or_else(|e| panic!("op {i} ({op:?}) not enabled: {e}"));
-        m.step(op).unwrap();
-    }
-    m
-}
+use zdfuzz_core::{Config, Machine, Rules};
 
 /// The lookup and the tryget have run; task 0 is about to run the handler.
 const LOOKED_UP: &str = "

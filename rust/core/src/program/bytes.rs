@@ -451,6 +451,19 @@ mod tests {
         assert!(decoded > 20_000, "{decoded}");
     }
 
+    /// ... and it does skip: on a machine with nothing registered yet, the
+    /// kinds that need a live pgmap, a task, a holder or `faults=1` are
+    /// ruled out without a probe.
+    #[test]
+    fn kind_possible_rules_out_kinds_with_nothing_to_act_on() {
+        use crate::program::op::OpKind::*;
+        let m = Machine::new(Config::new(Rules::preset("e4").unwrap())).unwrap();
+        for k in [Step, HmmRangeFault, MemoryFailure, FailNext, PutDevPagemap, UnpinUserPage, AllocDevicePage] {
+            assert!(!m.kind_possible(k), "{k:?}");
+        }
+        assert!(m.kind_possible(MemremapPages));
+    }
+
     /// `kind_possible` only skips kinds with no enabled action: it is a
     /// necessary condition, checked on the states random programs reach.
     #[test]

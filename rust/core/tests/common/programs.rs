@@ -20,3 +20,22 @@ pub fn show(v: &Verdict) -> String {
     }
     s
 }
+
+/// Every trace note of a verdict, one action's notes per line.
+#[allow(dead_code)] // not every test file that includes this module reads notes
+pub fn notes(v: &Verdict) -> String {
+    v.trace.iter().map(|t| t.notes.join("; ")).collect::<Vec<_>>().join("\n")
+}
+
+/// The machine after every action of `text` under `rules` (no drain); an
+/// action that is not enabled panics with its index and the reason.
+#[allow(dead_code)] // not every test file that includes this module needs it
+pub fn machine_after_under(text: &str, rules: Rules) -> Machine {
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(rules, p.shape.clone())).unwrap();
+    for (i, op) in p.ops.iter().enumerate() {
+        m.enabled(op).unwrap_or_else(|e| panic!("op {i} ({op:?}) not enabled: {e}"));
+        m.step(op).unwrap();
+    }
+    m
+}
