@@ -57,7 +57,7 @@ def _kind_possible(m: Machine, kind: str) -> bool:
         )
         return live_private and sched.free_task_slot(m) and any(s.alive)
     if kind == "memory_failure":
-        return lay.faults and lay.ndev > 0 and sched.free_task_slot(m) and not memory_failure.running(m)
+        return lay.faults and sched.free_task_slot(m) and not memory_failure.running(m)
     if kind == "step":
         return any(t is not None for t in s.tasks)
     if kind == "rcu_grace_period":

@@ -171,7 +171,7 @@ impl Machine {
             MemremapPages => s.pgmaps.iter().any(|p| p.state == PgmapState::Unused),
             FailNext => l.faults && s.armed.contains(&0),
             HmmRangeFault => live_of(DeviceType::Private) && free_slot() && alive(),
-            MemoryFailure => l.faults && l.ndev > 0 && free_slot() && !self.memory_failure_running(),
+            MemoryFailure => l.faults && free_slot() && !self.memory_failure_running(),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
             Step => s.tasks.iter().any(|t| t.is_some()),
             RcuGracePeriod => self.any_switch_pending(),
@@ -289,7 +289,7 @@ pub fn encode_ops(l: &Layout, ops: &[Op]) -> Vec<u8> {
 mod tests {
     use super::deciding_args;
     use crate::fuzz::Rng;
-    use crate::program::op::{KindSet, Op, KINDS, MAX_ARGS};
+    use crate::program::op::{KindSet, Op, OpKind, KINDS, MAX_ARGS};
     use crate::{Config, Machine, Rules};
 
     /// The search for an enabled action tries at most `decode_probes`
@@ -456,7 +456,7 @@ mod tests {
     /// ruled out without a probe.
     #[test]
     fn kind_possible_rules_out_kinds_with_nothing_to_act_on() {
-        use crate::program::op::OpKind::*;
+        use OpKind::*;
         let m = Machine::new(Config::new(Rules::preset("e4").unwrap())).unwrap();
         for k in [Step, HmmRangeFault, MemoryFailure, FailNext, PutDevPagemap, UnpinUserPage, AllocDevicePage] {
             assert!(!m.kind_possible(k), "{k:?}");
@@ -470,8 +470,16 @@ mod tests {
     fn kind_possible_never_hides_an_enabled_action() {
         let mut rng = Rng::new(9);
         let mut checked = 0;
-        for preset in ["e1", "e3", "e4", "p20"] {
-            let mut m = Machine::new(Config::new(Rules::preset(preset).unwrap())).unwrap();
+        let mut injected = 0;
+        // the default shape, and one with faults=1 (fail_next, memory_failure)
+        let faults = crate::config::Shape { faults: 1, tasks: 3, ..crate::config::Shape::default() };
+        for (preset, shape) in [("e1", None), ("e3", None), ("e4", None), ("p20", None), ("e4", Some(faults))] {
+            let rules = Rules::preset(preset).unwrap();
+            let cfg = match shape {
+                Some(s) => Config::with_shape(rules, s),
+                None => Config::new(rules),
+            };
+            let mut m = Machine::new(cfg).unwrap();
             for _ in 0..25 {
                 let data: Vec<u8> = (0..400).map(|_| rng.byte()).collect();
                 m.reset();
@@ -482,6 +490,7 @@ mod tests {
                         if enabled.iter().any(|op| op.kind == info.kind) {
                             assert!(m.kind_possible(info.kind), "{preset}: {} enabled but skipped", info.name);
                             checked += 1;
+                            injected += usize::from(matches!(info.kind, OpKind::MemoryFailure | OpKind::FailNext));
                         }
                     }
                     match m.decode_op(&data, &mut pos) {
@@ -492,5 +501,6 @@ mod tests {
             }
         }
         assert!(checked > 4_000, "{checked}");
+        assert!(injected > 200, "{injected}");
     }
 }
