@@ -56,11 +56,7 @@ def memory_failure_step(m: Machine, p: int, found: int, pc: int, cpu: int) -> tu
         if not m.rules.pgmap.memory_failure_gets_pgmap:
             m.trace_note(lambda: f"memory_failure: pgmap {found} without a reference (what-if)")
             return (MF_HANDLE, found)
-        if m.rules.pgmap.get_dev_pagemap_live:
-            got = pgmap.pgmap_tryget_live(m, found, cpu, "memory_failure: get_dev_pagemap")
-        else:
-            got = pgmap.pgmap_tryget_many(m, found, cpu, 1, "memory_failure: get_dev_pagemap")
-        if got:
+        if pgmap.get_dev_pagemap_ref(m, found, cpu, "memory_failure: get_dev_pagemap"):
             m.s.ledger.inflight_pgmap_refs[found] += 1
             return (MF_HANDLE, found)
         m.trace_note(lambda: "memory_failure: get_dev_pagemap -> NULL (dying) -> -ENXIO")

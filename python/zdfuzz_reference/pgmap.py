@@ -304,12 +304,18 @@ def get_dev_pagemap_lookup(m: Machine, pfn: int, cached: int, cpu: int) -> int |
     return None
 
 
+def get_dev_pagemap_ref(m: Machine, g: int, cpu: int, what: str) -> bool:
+    """The reference ``get_dev_pagemap`` takes on the pgmap its lookup
+    found: ``percpu_ref_tryget_live``, or plain ``tryget`` where the rules
+    say so (every caller: a kernel user, memory_failure)."""
+    if m.rules.pgmap.get_dev_pagemap_live:
+        return pgmap_tryget_live(m, g, cpu, what)
+    return pgmap_tryget_many(m, g, cpu, 1, what)
+
+
 def get_dev_pagemap_tryget(m: Machine, g: int, cpu: int) -> None:
     """get_dev_pagemap step 2: ``percpu_ref_tryget_live`` (or ``tryget``)."""
-    if m.rules.pgmap.get_dev_pagemap_live:
-        ok = pgmap_tryget_live(m, g, cpu, "get_dev_pagemap")
-    else:
-        ok = pgmap_tryget_many(m, g, cpu, 1, "get_dev_pagemap")
+    ok = get_dev_pagemap_ref(m, g, cpu, "get_dev_pagemap")
     if ok:
         m.s.ledger.kernel_pgmap_refs[g] += 1
     m.trace_note(lambda: f"get_dev_pagemap -> {'pgmap' if ok else 'NULL (dying)'}")

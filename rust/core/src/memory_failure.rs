@@ -75,12 +75,7 @@ impl Machine {
                     self.trace_note(|| format!("memory_failure: pgmap {found} without a reference (what-if)"));
                     return Some((MF_HANDLE, found));
                 }
-                let got = if self.rules.pgmap.get_dev_pagemap_live {
-                    self.pgmap_tryget_live(found, cpu, "memory_failure: get_dev_pagemap")
-                } else {
-                    self.pgmap_tryget_many(found, cpu, 1, "memory_failure: get_dev_pagemap")
-                };
-                if got {
+                if self.get_dev_pagemap_ref(found, cpu, "memory_failure: get_dev_pagemap") {
                     self.s.ledger.inflight_pgmap_refs[found] += 1;
                     Some((MF_HANDLE, found))
                 } else {

@@ -311,13 +311,21 @@ impl Machine {
         }
     }
 
+    /// The reference `get_dev_pagemap` takes on the pgmap its lookup found:
+    /// `percpu_ref_tryget_live`, or plain `tryget` where the rules say so.
+    /// Every caller of `get_dev_pagemap` (a kernel user, memory_failure)
+    /// goes through it.
+    pub(crate) fn get_dev_pagemap_ref(&mut self, g: usize, cpu: usize, what: &str) -> bool {
+        if self.rules.pgmap.get_dev_pagemap_live {
+            self.pgmap_tryget_live(g, cpu, what)
+        } else {
+            self.pgmap_tryget_many(g, cpu, 1, what)
+        }
+    }
+
     /// get_dev_pagemap step 2: `percpu_ref_tryget_live` (or `tryget`).
     pub(crate) fn get_dev_pagemap_tryget(&mut self, g: usize, cpu: usize) {
-        let ok = if self.rules.pgmap.get_dev_pagemap_live {
-            self.pgmap_tryget_live(g, cpu, "get_dev_pagemap")
-        } else {
-            self.pgmap_tryget_many(g, cpu, 1, "get_dev_pagemap")
-        };
+        let ok = self.get_dev_pagemap_ref(g, cpu, "get_dev_pagemap");
         if ok {
             self.s.ledger.kernel_pgmap_refs[g] += 1;
         }
