@@ -219,7 +219,10 @@ def random_kinds(rng: random.Random, supported: frozenset[str] = SUPPORTED_KINDS
     lets the others go deeper (a program without exit_mmap keeps its
     processes; one without memunmap_pages keeps its pgmaps)."""
     keep = rng.choice((0.3, 0.5, 0.8, 1.0))
-    chosen = {k for k in supported - ALWAYS if rng.random() < keep}
+    # sorted: a set of strings iterates in an order that changes with
+    # PYTHONHASHSEED, which made the swarm for a given seed differ from run
+    # to run
+    chosen = {k for k in sorted(supported - ALWAYS) if rng.random() < keep}
     if rng.random() < 0.7:
         chosen.discard("exit_mmap")
     return frozenset((ALWAYS & supported) | chosen)
