@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -163,9 +165,31 @@ def test_kill_9_of_a_jobs_campaign_leaves_no_worker_and_no_temporary_file(tmp_pa
     assert not list(corpus.rglob(".*.tmp"))
 
 
-def test_ctrl_c_of_a_jobs_campaign_exits_130_with_the_summary_only(tmp_path: Path) -> None:
+def _read_until(p: subprocess.Popen[str], pattern: str, seconds: float = 60.0) -> list[str]:
+    """Lines of ``p``'s stdout up to the first that matches ``pattern``
+    (bounded: the deadline is a failure, not a measurement)."""
+    assert p.stdout is not None
+    deadline = time.monotonic() + seconds
+    lines: list[str] = []
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {pattern!r} in {lines}"
+        ready, _, _ = select.select([p.stdout], [], [], left)
+        if ready:
+            line = p.stdout.readline()
+            assert line, f"the campaign ended before {pattern!r}: {lines}"
+            lines.append(line)
+            if re.search(pattern, line):
+                return lines
+
+
+@pytest.mark.parametrize("engine", ["native", "hypothesis"])
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_ctrl_c_of_a_jobs_campaign_exits_130_with_the_summary_only(tmp_path: Path, engine: str, when: str) -> None:
     p = subprocess.Popen(
-        CLI + ["fuzz", "--jobs", "2", "--time", "300", "--corpus", str(tmp_path / "c"), "--types", "generic"],
+        CLI
+        + ["fuzz", "--engine", engine, "--jobs", "2", "--time", "300", "--corpus", str(tmp_path / "c")]
+        + ["--types", "generic"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -173,6 +197,10 @@ def test_ctrl_c_of_a_jobs_campaign_exits_130_with_the_summary_only(tmp_path: Pat
     )
     try:
         _wait("two workers", lambda: len(_children(p.pid)) >= 2)
+        if when == "running":
+            # the workers report: a stopped campaign must stop them too, not
+            # wait for their last words until the deadline
+            _read_until(p, r"\b[1-9]\d* execs")
         workers = _children(p.pid)
         # a terminal's Ctrl-C: SIGINT to the whole foreground process group
         os.killpg(p.pid, signal.SIGINT)

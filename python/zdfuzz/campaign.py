@@ -624,7 +624,7 @@ def _worker_setup(parent: int) -> None:
         os._exit(0)
 
 
-def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int, stop: Any) -> None:
     _worker_setup(parent)
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
@@ -642,7 +642,7 @@ def _native_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent
             deadline,
             execs,
             emit,
-            lambda: os.getppid() == parent,
+            lambda: os.getppid() == parent and not stop.is_set(),
         )
     finally:
         q.put((job, "done", None))
@@ -653,10 +653,13 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
     seed+job; this process deduplicates, minimizes and writes."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
+    # set on Ctrl-C (or a stop_on finding): the workers ignore SIGINT and
+    # would otherwise fuzz on, and report, until the campaign's deadline
+    stop = ctx.Event()
     wcfg = worker_config(c)
     assert wcfg.deadline is not None
     procs = [
-        ctx.Process(target=target, args=(wcfg, j, sorted(c.known), q, os.getpid()), daemon=True)
+        ctx.Process(target=target, args=(wcfg, j, sorted(c.known), q, os.getpid(), stop), daemon=True)
         for j in range(c.cfg.jobs)
     ]
     running = len(procs)
@@ -711,12 +714,19 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
         stopped = True
         raise
     finally:
-        # past the deadline the workers have stopped fuzzing: take what they
-        # sent (a finding is never dropped), then stop any straggler
+        # past the deadline, or on Ctrl-C: every worker stops at its next
+        # check (native: a quarter second; hypothesis: its round); take what
+        # they sent (a finding is never dropped), then stop any straggler
+        stop.set()
+        last_words = time.monotonic() + WORKER_GRACE
         while running:
             try:
                 job, what, data = q.get(timeout=0.5)
-            except Exception:  # empty, or a worker died mid-message
+            except queue.Empty:
+                if time.monotonic() < last_words and any(p.is_alive() for p in procs):
+                    continue
+                break
+            except Exception:  # a worker died mid-message
                 break
             if what == "done":
                 running -= 1
@@ -739,7 +749,13 @@ def _run_workers(c: Campaign, target: Callable[..., None]) -> None:
 
 
 def _hypothesis_loop(
-    cfg: Config, seed: int, known: set[Signature], deadline: float, execs: int | None, emit: Callable[[str, Any], None]
+    cfg: Config,
+    seed: int,
+    known: set[Signature],
+    deadline: float,
+    execs: int | None,
+    emit: Callable[[str, Any], None],
+    alive: Callable[[], bool] | None = None,
 ) -> None:
     from zdfuzz.hypothesis import Finding, run_campaign
 
@@ -757,6 +773,7 @@ def _hypothesis_loop(
         lambda s: emit("stats", s),
         max_examples=execs,
         shape={"faults": 1} if cfg.faults else None,
+        alive=alive,
     )
 
 
@@ -777,7 +794,7 @@ def run_hypothesis(c: Campaign) -> None:
     _run_workers(c, _hypothesis_worker)
 
 
-def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int) -> None:
+def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, parent: int, stop: Any) -> None:
     _worker_setup(parent)
     assert cfg.seed is not None
     execs = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)
@@ -789,6 +806,7 @@ def _hypothesis_worker(cfg: Config, job: int, known: list[Signature], q: Any, pa
             worker_deadline(cfg),
             execs,
             lambda what, data: q.put((job, what, data)),
+            lambda: os.getppid() == parent and not stop.is_set(),
         )
     finally:
         q.put((job, "done", None))

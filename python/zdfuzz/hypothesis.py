@@ -330,9 +330,10 @@ def run_campaign(
     steps_per_example: int = 30,
     examples_per_round: int = 100,
     shape: dict[str, int] | None = None,
+    alive: Callable[[], bool] | None = None,
 ) -> None:
     """Run the state machine in rounds until ``seconds`` pass (or
-    ``max_examples`` examples ran). Each round has its own seed derived from
+    ``max_examples`` examples ran, or ``alive()`` turns false between rounds). Each round has its own seed derived from
     ``seed`` and at most ``examples_per_round`` examples, fewer when the time
     left is short (a round cannot be interrupted); a finding is reported
     through ``on_finding(finding, seconds_since_start)`` and then known, so
@@ -359,7 +360,11 @@ def run_campaign(
         examples = 0
         round_ = 0
         per_example = 0.05  # seconds; learnt from each round
-        while time.monotonic() - start < seconds and (max_examples is None or examples < max_examples):
+        while (
+            time.monotonic() - start < seconds
+            and (max_examples is None or examples < max_examples)
+            and (alive is None or alive())
+        ):
             left = seconds - (time.monotonic() - start)
             n = max(1, min(examples_per_round, int(left / per_example)))
             if max_examples is not None:
