@@ -170,6 +170,15 @@ BUGS: tuple[Bug, ...] = (
         "docs/coverage.md #13",
     ),
     Bug(
+        "free-path-reads-reused-folio",
+        "v6.19-orig",
+        ("private",),
+        "I-F3",
+        "e5",
+        "85be0a262e39 mm/zone_device: do not touch device folio after calling ->folio_free() (2026, Fixes d245f9b4ab80)",
+        "docs/coverage.md #13b",
+    ),
+    Bug(
         "pmd-walker-reads-device-pmd",
         "v6.19-orig",
         ("private",),

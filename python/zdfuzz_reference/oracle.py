@@ -209,6 +209,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-L5": "no device page is allocated (zone_device_page_init) after the pgmap was killed",
     "I-F1": "a page refcount never goes negative and never rises from zero outside allocation",
     "I-F2": "a page handed to a new owner carries no stale mapping from its previous life",
+    "I-F3": "after ->folio_free() returns, the free path reads nothing of the folio the driver may have reused",
     "I-F4": "a page a device-private driver hands out carries no stale compound metadata of an earlier folio",
     "I-F5": "a free page has the refcount the preset says free pages have (conformance)",
     "I-F8": "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import folio, pgmap
+from zdfuzz_reference import folio, pgmap, sched
 from zdfuzz_reference.flags import (
     MAPPING_NONE,
     PG_BUDDY,
@@ -153,8 +153,7 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
                     "0",
                 ),
             )
-        # the folio's size is read before the callback (the 2026 fix "do not
-        # touch device folio after calling ->folio_free()")
+        # the folio's size is read before the callback in every era
         nr = folio_nr(m, pfn)
         if tr.page_free_on_zero:
             page_free(m, pfn, cpu)
@@ -164,11 +163,48 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
                 m.s.flags[p] &= ~PG_INIT_REF
             # E3: put_dev_pagemap; E5: percpu_ref_put_many(ref, nr)
             refs = nr if (m.rules.private.alloc_pgmap_ref == "tryget_many" and t in DRIVER_ALLOCATED) else 1
-            pgmap.pgmap_put(m, g, cpu, refs, "put_dev_pagemap (page refcount reached 0)")
+            # where folio->pgmap is read only after ->folio_free() and the
+            # driver can hand pages out inside larger folios, the rest of the
+            # free path is a task (coherent pages are order-0: never a tail)
+            window = (
+                t == "private"
+                and tr.page_free_on_zero
+                and m.rules.thp.free_rereads_pgmap
+                and m.rules.thp.device_private
+            )
+            if window and sched.spawn(m, sched.FreeFolio(pfn, refs), cpu) is not None:
+                m.s.ledger.inflight_pgmap_refs[g] += refs
+            else:
+                pgmap.pgmap_put(m, g, cpu, refs, "put_dev_pagemap (page refcount reached 0)")
         if tr.reset_on_zero:
             m.s.rc[pfn] = 1
         if tr.wake_on_zero:
             _note_wake(m, pfn)
+
+
+def free_folio_put_pgmap(m: Machine, pfn: int, nr: int, cpu: int) -> None:
+    """The rest of ``free_zone_device_folio`` once ``->folio_free()`` has
+    returned: ``percpu_ref_put_many(&folio->pgmap->ref, nr)`` with
+    ``folio->pgmap`` read now. A page reallocated as a tail holds its
+    compound head in that word (I-F3)."""
+    head = m.s.head[pfn]
+    if head != pfn:
+        m.violate(
+            "I-F3",
+            SAFETY,
+            [("pfn", pfn)],
+            lambda: (
+                f"free_zone_device_folio reads folio->pgmap of pfn {pfn} after ->folio_free() returned, but the driver "
+                f"has reallocated pfn {pfn} as a tail of the folio at pfn {head}: the word holds that compound head, "
+                "and percpu_ref_put_many goes through it",
+                "the pgmap read before ->folio_free()",
+                f"compound_head {head}",
+            ),
+        )
+        return
+    g = m.layout.pgmap_of(pfn)
+    m.s.ledger.inflight_pgmap_refs[g] -= nr
+    pgmap.pgmap_put(m, g, cpu, nr, "percpu_ref_put_many (folio->pgmap read after ->folio_free())")
 
 
 def _note_wake(m: Machine, pfn: int) -> None:

@@ -204,6 +204,9 @@ class ThpRules:
     can_split_extra_pin: bool
     free_prepare: bool
     walkers_know_device_pmd: bool
+    #: free_zone_device_folio reads folio->pgmap after ->folio_free()
+    #: (until 85be0a262e39); with large device folios a task (page.py)
+    free_rereads_pgmap: bool = False
 
 
 T = TypeVar("T")

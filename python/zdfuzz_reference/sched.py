@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import dax, fault, folio, hmm, memory_failure, migrate, pagetable, pgmap
+from zdfuzz_reference import dax, fault, folio, hmm, memory_failure, migrate, page, pagetable, pgmap
 from zdfuzz_reference.ops import BY_GUP, BY_KERNEL, Op
 from zdfuzz_reference.oracle import LIVENESS, REGISTERED, SAFETY
 
@@ -83,7 +83,17 @@ class HmmRangeFault:
     write: bool
 
 
-TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure | HmmRangeFault
+@dataclass(frozen=True)
+class FreeFolio:
+    """``free_zone_device_folio`` after ``->folio_free()`` returned: its
+    ``percpu_ref_put_many(&folio->pgmap->ref, nr)`` is still to run
+    (page.py; only where ``thp.free_rereads_pgmap`` opens the window)."""
+
+    pfn: int
+    nr: int
+
+
+TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure | HmmRangeFault | FreeFolio
 
 # steps of the truncate task
 TR_SCAN = 0
@@ -104,7 +114,7 @@ class Task:
     def returns_unaided(self) -> bool:
         """Never blocks and holds nothing the drain releases before it
         returns: the drain lets it return first."""
-        return isinstance(self.kind, (GetDevPagemap, MemoryFailure, HmmRangeFault))
+        return isinstance(self.kind, (GetDevPagemap, MemoryFailure, HmmRangeFault, FreeFolio))
 
     def describe(self) -> str:
         k = self.kind
@@ -118,6 +128,8 @@ class Task:
             return f'memory_failure(pfn={k.pfn}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
         if isinstance(k, HmmRangeFault):
             return f'hmm_range_fault(proc={k.proc}, addr={k.addr}) saw pfn {k.pfn} at "mmu_interval_read_retry"'
+        if isinstance(k, FreeFolio):
+            return f'free_zone_device_folio(pfn={k.pfn}, nr={k.nr}) at "percpu_ref_put_many after ->folio_free()"'
         if isinstance(k, Truncate):
             steps = ["dax_layout_busy_page", "wait for idle page", "free block"]
             return f'truncate(file={k.file}, index={k.index}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
@@ -195,6 +207,8 @@ def task_step(m: Machine, slot: int) -> None:
         nxt = None if pc is None else (pc, k)
     elif isinstance(k, HmmRangeFault):
         hmm.hmm_commit(m, k.proc, k.addr, k.owner, k.pfn, k.write)
+    elif isinstance(k, FreeFolio):
+        page.free_folio_put_pgmap(m, k.pfn, k.nr, t.cpu)
     elif isinstance(k, MemoryFailure):
         r = memory_failure.memory_failure_step(m, k.pfn, k.found, t.pc, t.cpu)
         nxt = None if r is None else (r[0], MemoryFailure(k.pfn, r[1]))

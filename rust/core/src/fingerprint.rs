@@ -571,6 +571,11 @@ impl State {
                             put(out, pfn as u64);
                             put(out, write as u64);
                         }
+                        TaskKind::FreeFolio { pfn, nr } => {
+                            put(out, 7);
+                            put(out, pfn as u64);
+                            put(out, nr as u64);
+                        }
                     }
                     put(out, *pc as u64);
                     put(out, *cpu as u64);
@@ -756,6 +761,7 @@ impl State {
                             pfn: r.small()?,
                             write: r.get()? != 0,
                         },
+                        7 => TaskKind::FreeFolio { pfn: r.small()?, nr: r.small()? },
                         _ => return Err(DecodeError("bad task kind")),
                     };
                     Some(Task { kind, pc: r.small()?, cpu: r.small()? })
@@ -1191,7 +1197,8 @@ impl Canon {
         for (slot, t) in tasks.iter().enumerate() {
             // an HMM snapshot's pfn is compared with the page mapped at its
             // address when the driver checks it: renamed like every page
-            let hmm = t.is_some_and(|t| matches!(t.kind, TaskKind::HmmRangeFault { .. }));
+            // and so is the page a pending free will read folio->pgmap of
+            let hmm = t.is_some_and(|t| matches!(t.kind, TaskKind::HmmRangeFault { .. } | TaskKind::FreeFolio { .. }));
             w.push(task_word(
                 t,
                 |pfn| {
@@ -1299,6 +1306,7 @@ fn task_word(t: &Option<Task>, pfn: impl Fn(u16) -> u64, with_cpu: bool) -> u64 
         TaskKind::HmmRangeFault { proc, addr, owner, pfn: p, write } => {
             6 | (proc as u64) << 4 | (owner as u64) << 7 | (write as u64) << 12 | (addr as u64) << 13 | pfn(p) << 24
         }
+        TaskKind::FreeFolio { pfn: p, nr } => 7 | pfn(p) << 8 | (nr as u64) << 24,
     };
     k | (pc as u64) << 40 | if with_cpu { (cpu as u64) << 48 } else { 0 }
 }
@@ -1477,6 +1485,9 @@ step task=1
             TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 1, pfn: 1, write: false },
             TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: 2, write: false },
             TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 0, pfn: 1, write: true },
+            TaskKind::FreeFolio { pfn: 1, nr: 1 },
+            TaskKind::FreeFolio { pfn: 2, nr: 1 },
+            TaskKind::FreeFolio { pfn: 1, nr: 2 },
         ];
         let mut c = Canon::new();
         for mode in [Reduction::None, Reduction::Symmetry] {

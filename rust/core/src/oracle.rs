@@ -296,6 +296,7 @@ invariants! {
     L5 = "I-L5", Safety, "no device page is allocated (zone_device_page_init) after the pgmap was killed";
     F1 = "I-F1", Safety, "a page refcount never goes negative and never rises from zero outside allocation";
     F2 = "I-F2", Safety, "a page handed to a new owner carries no stale mapping from its previous life";
+    F3 = "I-F3", Safety, "after ->folio_free() returns, the free path reads nothing of the folio the driver may have reused";
     F4 = "I-F4", Safety, "a page a device-private driver hands out carries no stale compound metadata of an earlier folio";
     F5 = "I-F5", Conformance, "a free page has the refcount the preset says free pages have (conformance)";
     F8 = "I-F8", Safety, "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN";
@@ -459,6 +460,11 @@ pub enum Obs<'a> {
     /// `pfn` becomes part of an order-`order` folio at `head`; its old
     /// compound head and that head's order
     CompoundPrepared { pfn: usize, head: usize, order: usize, old_head: usize, old_order: usize },
+    /// `free_zone_device_folio` reads `folio->pgmap` of the folio it freed
+    /// at `pfn` after `->folio_free()` returned; `head` is what the page's
+    /// first word holds now: the page itself if it is a head (its `pgmap`),
+    /// else the compound head of the folio the driver reallocated it into
+    PgmapReadAfterFree { pfn: usize, head: usize },
     /// a split left the folio's pages with `total` references where it had `expect`
     SplitRefs { head: usize, nr: usize, total: i32, expect: i32 },
     /// a split changed pgmap `pgmap`'s ref from `before` to `after`
@@ -614,6 +620,9 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             let same_shape = old_head == head && old_order == order;
             (!layout.is_ram(pfn) && !standalone && !same_shape).then(|| Judged::new(F4, &[pfn_obj(pfn)]))
         }
+        // a tail page's first word is its compound head, not a pgmap: the
+        // put_many that follows goes through a wild pointer
+        Obs::PgmapReadAfterFree { pfn, head } => (head != pfn).then(|| Judged::new(F3, &[pfn_obj(pfn)])),
         Obs::SplitRefs { head, total, expect, .. } => (total != expect).then(|| Judged::new(T2, &[pfn_obj(head)])),
         Obs::SplitPgmapRef { pgmap, head, before, after } => {
             (after != before).then(|| Judged::new(T2, &[pgmap_obj(pgmap), pfn_obj(head)]).variant(1))
@@ -828,6 +837,15 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
             ),
             "standalone order-0 page".into(),
             format!("tail of pfn {oh}"),
+        ),
+        Obs::PgmapReadAfterFree { pfn: p, head: h } => (
+            format!(
+                "free_zone_device_folio reads folio->pgmap of pfn {p} after ->folio_free() returned, but the driver \
+                 has reallocated pfn {p} as a tail of the folio at pfn {h}: the word holds that compound head, and \
+                 percpu_ref_put_many goes through it"
+            ),
+            "the pgmap read before ->folio_free()".into(),
+            format!("compound_head {h}"),
         ),
         Obs::SplitRefs { head: h, nr, total, expect } => (
             format!(

@@ -20,6 +20,7 @@
 use crate::machine::Machine;
 use crate::oracle::{Obs, Warn, LOCK_NONE};
 use crate::rules::{AllocPgmapRef, DeviceType};
+use crate::sched::TaskKind;
 
 pub use crate::pagetable::Pte;
 
@@ -139,8 +140,7 @@ impl Machine {
                 self.observe(Obs::Warned { warn: Warn::FreeWithoutPageFree { pfn, ty: t }, what });
             }
             // free_zone_device_folio: the folio's size is read before the
-            // callback (the 2026 fix "do not touch device folio after
-            // calling ->folio_free()")
+            // callback in every era (`nr = folio_nr_pages(folio)` at the top)
             let nr = self.folio_nr(pfn);
             if tr.page_free_on_zero {
                 self.page_free(pfn, cpu);
@@ -156,7 +156,24 @@ impl Machine {
                 } else {
                     1
                 };
-                self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
+                // Where the era reads folio->pgmap only now, after the
+                // driver got the folio back, and the driver can hand its
+                // pages out as parts of larger folios, the rest of the free
+                // path is a task: the driver may reallocate the page before
+                // it runs. Without a free task slot it runs at once (the
+                // shape's `tasks` bounds what can be in flight).
+                // (Coherent pages are order-0 in the model: never a tail.)
+                let window = t == DeviceType::Private
+                    && tr.page_free_on_zero
+                    && self.rules.thp.free_rereads_pgmap
+                    && self.rules.thp.device_private;
+                let kind = TaskKind::FreeFolio { pfn: pfn as u16, nr: refs as u16 };
+                if window && self.spawn(kind, cpu).is_some() {
+                    // the task holds those references until it puts them
+                    self.s.ledger.inflight_pgmap_refs[g] += refs as u16;
+                } else {
+                    self.pgmap_put(g, cpu, refs as u64, "put_dev_pagemap (page refcount reached 0)");
+                }
             }
             if tr.reset_on_zero {
                 self.s.rc[pfn] = 1;
@@ -165,6 +182,26 @@ impl Machine {
                 self.note_wake(pfn);
             }
         }
+    }
+
+    /// The rest of `free_zone_device_folio` once `->folio_free()` has
+    /// returned, as a task (the window `thp.free_rereads_pgmap` opens):
+    /// `percpu_ref_put_many(&folio->pgmap->ref, nr)` with `nr` read before
+    /// the callback and `folio->pgmap` read now. `pgmap` shares its word
+    /// with `compound_head` (struct folio overlays it on the head page's
+    /// `lru`; a tail page keeps its head there, bit 0 set), so if the driver
+    /// reallocated the page as a tail of a larger folio in the meantime the
+    /// read returns that head, not a pgmap (I-F3), and the put goes through
+    /// a wild pointer. A page reallocated as a head still holds its pgmap:
+    /// a page never changes pgmap.
+    pub(crate) fn free_folio_put_pgmap(&mut self, pfn: usize, nr: usize, cpu: usize) {
+        let head = self.head_of(pfn);
+        if self.observe(Obs::PgmapReadAfterFree { pfn, head }) {
+            return;
+        }
+        let g = self.layout.pgmap_of(pfn);
+        self.s.ledger.inflight_pgmap_refs[g] -= nr as u16;
+        self.pgmap_put(g, cpu, nr as u64, "percpu_ref_put_many (folio->pgmap read after ->folio_free())");
     }
 
     /// FS-DAX `wake_up_var`: layout waiters re-check on their next step.

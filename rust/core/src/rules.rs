@@ -340,6 +340,22 @@ pub struct ThpRules {
     /// device-private folio is made a standalone order-0 page before
     /// `folio_free` (the 2026 fix for d245f9b4ab80).
     pub free_prepare: bool,
+    /// `free_zone_device_folio` reads `folio->pgmap` again *after*
+    /// `->folio_free()` returned, for its `percpu_ref_put_many` (v6.1's
+    /// `put_dev_pagemap(page->pgmap)`, v6.15's and v6.19's
+    /// `percpu_ref_put_many(&folio->pgmap->ref, nr)`), instead of the local
+    /// it read before the callback (the 2026 fix "mm/zone_device: do not
+    /// touch device folio after calling ->folio_free()", 85be0a262e39).
+    /// Once the driver has the folio back it may hand its pages out again,
+    /// and a page reallocated as a tail of a larger folio holds its
+    /// compound head in the word that is `pgmap` on a head page. With large
+    /// device-private folios (`device_private`) the model opens that window:
+    /// the rest of the free path becomes a task (I-F3). Without them a
+    /// freed page is always reallocated as an order-0 head whose `pgmap`
+    /// word never changes, so the late read is benign and the free path
+    /// stays one step.
+    #[serde(default)]
+    pub free_rereads_pgmap: bool,
     /// Page-walkers that look at a non-present PMD (mbind's
     /// `queue_folios_pmd`, MADV_COLD/PAGEOUT, MADV_FREE) tell device-private
     /// and migration entries from a present THP (the 2026 fixes for
@@ -859,6 +875,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "split_pgmap_get") => "split of a device-private folio takes get_many(nr - 1) on the pgmap (2020 patch)",
         (_, "can_split_extra_pin") => "can_split_huge_page expects an extra pin on device-private folios (2020 patch)",
         (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
+        (_, "free_rereads_pgmap") => {
+            "the free path reads folio->pgmap after ->folio_free() returned (until the 2026 fix 85be0a262e39)"
+        }
         (_, "walkers_know_device_pmd") => {
             "PMD walkers (mbind, madvise) recognise device-private PMD entries (2026 fixes)"
         }

@@ -45,6 +45,11 @@ pub enum TaskKind {
     /// (proc, addr), which saw `pfn` (`write`), and its
     /// `mmu_interval_read_retry` (hmm.rs)
     HmmRangeFault { proc: u8, addr: u16, owner: u8, pfn: u16, write: bool },
+    /// `free_zone_device_folio` after `->folio_free()` returned: its
+    /// `percpu_ref_put_many(&folio->pgmap->ref, nr)` is still to run, with
+    /// `nr` read before the callback and `folio->pgmap` read when it runs
+    /// (page.rs; only where `thp.free_rereads_pgmap` opens the window)
+    FreeFolio { pfn: u16, nr: u16 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +79,8 @@ impl TaskKind {
             TaskKind::Migrate { origin: Origin::Fault } => OpKind::DoSwapPage,
             TaskKind::MemoryFailure { .. } => OpKind::MemoryFailure,
             TaskKind::HmmRangeFault { .. } => OpKind::HmmRangeFault,
+            // the last put ran the free path (put_page → free_zone_device_folio)
+            TaskKind::FreeFolio { .. } => OpKind::PutPage,
         }
     }
 
@@ -88,6 +95,7 @@ impl TaskKind {
             // the pgmap is in the migration's context, not in the kind
             TaskKind::Migrate { .. } => None,
             TaskKind::HmmRangeFault { owner, .. } => Some(owner as usize),
+            TaskKind::FreeFolio { pfn, .. } => (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize)),
         }
     }
 }
@@ -104,7 +112,10 @@ impl Task {
     pub fn returns_unaided(&self) -> bool {
         matches!(
             self.kind,
-            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } | TaskKind::HmmRangeFault { .. }
+            TaskKind::GetDevPagemap { .. }
+                | TaskKind::MemoryFailure { .. }
+                | TaskKind::HmmRangeFault { .. }
+                | TaskKind::FreeFolio { .. }
         )
     }
 
@@ -125,6 +136,9 @@ impl Task {
             }
             TaskKind::HmmRangeFault { proc, addr, pfn, .. } => {
                 format!("hmm_range_fault(proc={proc}, addr={addr}) saw pfn {pfn} at \"mmu_interval_read_retry\"")
+            }
+            TaskKind::FreeFolio { pfn, nr } => {
+                format!("free_zone_device_folio(pfn={pfn}, nr={nr}) at \"percpu_ref_put_many after ->folio_free()\"")
             }
             TaskKind::Truncate { file, index } => {
                 let step = ["dax_layout_busy_page", "wait for idle page", "free block"];
@@ -187,7 +201,10 @@ impl Machine {
         let t = self.s.tasks.get(slot).copied().flatten()?;
         match t.kind {
             TaskKind::Memunmap { pgmap } => self.memunmap_blocked(pgmap as usize, t.pc),
-            TaskKind::GetDevPagemap { .. } | TaskKind::MemoryFailure { .. } | TaskKind::HmmRangeFault { .. } => None,
+            TaskKind::GetDevPagemap { .. }
+            | TaskKind::MemoryFailure { .. }
+            | TaskKind::HmmRangeFault { .. }
+            | TaskKind::FreeFolio { .. } => None,
             TaskKind::Truncate { file, index } => {
                 if t.pc == TR_WAIT {
                     let slot = self.layout.entry_slot(file as usize, index as usize);
@@ -228,6 +245,10 @@ impl Machine {
                 .map(|(pc, found)| (pc, TaskKind::MemoryFailure { pfn, found: found as u8 })),
             TaskKind::HmmRangeFault { proc, addr, owner, pfn, write } => {
                 self.hmm_commit(proc as usize, addr as usize, owner as usize, pfn as usize, write);
+                None
+            }
+            TaskKind::FreeFolio { pfn, nr } => {
+                self.free_folio_put_pgmap(pfn as usize, nr as usize, cpu);
                 None
             }
         };

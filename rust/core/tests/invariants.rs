@@ -901,6 +901,30 @@ free_device_page pfn=0 cpu=0
 alloc_device_page pgmap=0 cpu=0
 ";
 
+/// An order-0 device-private page freed, its free path left after
+/// `->folio_free()` (with the window open), and the page reallocated as
+/// the tail of an order-1 folio before the path reads `folio->pgmap`.
+const FREED_PAGE_REUSED_AS_TAIL: &str = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=1 tasks=1 ram=0 order=1
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+alloc_device_page pgmap=0 cpu=0
+free_device_page pfn=1 cpu=0
+free_device_page pfn=0 cpu=0
+alloc_device_folio pgmap=0 cpu=0
+step task=0
+";
+
+/// v6.19 as merged for the free path's late read only (docs/coverage.md
+/// #13b, fixed by 85be0a262e39).
+const E5_LATE_PGMAP_READ: &str = r#"
+name = "e5-late-pgmap-read"
+base = "e5"
+description = "v6.19 as merged: folio->pgmap read after ->folio_free()"
+[thp]
+free_rereads_pgmap = true
+"#;
+
 /// v6.19 as merged (docs/coverage.md #13, fixed 2026, Fixes: d245f9b4ab80).
 const E5_NO_PREPARE: &str = r#"
 name = "e5-no-prepare"
@@ -1090,6 +1114,13 @@ const FIRES: &[Fires] = &[
         DEVICE_FOLIO_REUSE,
         Safety,
         "still carries the compound head 0 of an earlier order-1 folio",
+    ),
+    fire(
+        "I-F3",
+        Toml(E5_LATE_PGMAP_READ),
+        FREED_PAGE_REUSED_AS_TAIL,
+        Safety,
+        "reallocated pfn 1 as a tail of the folio at pfn 0",
     ),
     fire("I-M1", Toml(E3_ALLOC_GET), PRIVATE_ALLOC_FREE, Conformance, "refcount is 2 but its holders account for 1"),
     fire(
@@ -1483,6 +1514,26 @@ fn i_f4_fires() {
 #[test]
 fn i_f4_quiet() {
     quiet(DEVICE_FOLIO_REUSE, "e5");
+}
+
+#[test]
+fn i_f3_fires() {
+    fires("I-F3");
+}
+
+/// With the fix the free path is one step (the program's last action is no
+/// action at all there), and what runs before it is clean; without it, a
+/// page reallocated as an order-0 head still holds its pgmap in that word.
+#[test]
+fn i_f3_quiet() {
+    let without_step = FREED_PAGE_REUSED_AS_TAIL.trim_end().trim_end_matches("step task=0");
+    quiet(without_step, "e5");
+    // (the lowest free page goes first: pfn 0, then pfn 1 again)
+    let as_head = without_step.replace(
+        "alloc_device_folio pgmap=0 cpu=0",
+        "alloc_device_page pgmap=0 cpu=0\nalloc_device_page pgmap=0 cpu=0",
+    );
+    quiet(&format!("{as_head}\nstep task=0\n"), "v6.19-orig");
 }
 
 #[test]
