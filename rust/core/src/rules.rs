@@ -930,6 +930,7 @@ mod tests {
         assert!(switch_doc("pgmap.memory_failure_gets_pgmap").contains("memory_failure holds a pgmap reference"));
         assert!(switch_doc("private.hmm_checks_retry").contains("mmu_interval_read_retry"));
         assert_ne!(switch_doc("private.hmm_checks_retry"), switch_doc("pgmap.memory_failure_gets_pgmap"));
+        assert!(switch_doc("thp.free_rereads_pgmap").contains("folio->pgmap after ->folio_free()"));
     }
 
     #[test]

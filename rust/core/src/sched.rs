@@ -95,7 +95,8 @@ impl TaskKind {
             // the pgmap is in the migration's context, not in the kind
             TaskKind::Migrate { .. } => None,
             TaskKind::HmmRangeFault { owner, .. } => Some(owner as usize),
-            TaskKind::FreeFolio { pfn, .. } => (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize)),
+            // only a device-private folio's free path is ever a task
+            TaskKind::FreeFolio { pfn, .. } => Some(l.pgmap_of(pfn as usize)),
         }
     }
 }
@@ -576,5 +577,8 @@ mod tests {
         }
         let hmm = TaskKind::HmmRangeFault { proc: 0, addr: 0, owner: 1, pfn: 0, write: false };
         assert_eq!(hmm.pgmap(&l), Some(1));
+        // a pending free path: the pgmap of the page it frees
+        let free = |pfn| TaskKind::FreeFolio { pfn, nr: 1 }.pgmap(&l);
+        assert_eq!((free(1), free(2)), (Some(0), Some(1)));
     }
 }
