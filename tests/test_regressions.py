@@ -33,6 +33,11 @@ def test_every_bug_has_a_reproducer_with_metadata(name: str) -> None:
     assert zdf.read_text().splitlines()[1].startswith(f"# Catalogue: {b.catalogue}. Found by the ")
     # the 60-second campaign under the fixing preset did not find the signature
     assert meta["fixed_campaign"]["signature_found"] is False, meta["fixed_campaign"]
+    # the message recorded (and in the header) is what the reproducer itself
+    # reports, with its own page numbers, not those of the program as found
+    text = zdf.read_text()
+    assert meta["message"] == regressions.replayed_message(text, b.preset)
+    assert f"# {b.preset}; {b.invariant}: {meta['message']}" in text.splitlines()
 
 
 @pytest.mark.parametrize("name", sorted(BUGS))

@@ -152,6 +152,15 @@ BUGS: tuple[Bug, ...] = (
         "docs/coverage.md #15",
     ),
     Bug(
+        "busy-scan-skips-locked-entry",
+        "v6.15-skip-locked-entry",
+        ("fsdax",),
+        "I-X2",
+        "e4",
+        "6be3e21d25ca fs/dax: don't skip locked entries when scanning entries (v6.15)",
+        "docs/coverage.md #15b",
+    ),
+    Bug(
         "trylock-put-before-unlock",
         "v6.15-rc-trylock-v1",
         ("private",),
@@ -217,6 +226,13 @@ def _campaign(
         return out
 
 
+def replayed_message(text: str, rules: str) -> str | None:
+    """The message of the violation ``text`` reports under ``rules``."""
+    p = zdfuzz.Program.parse(text)
+    v = zdfuzz.Machine.for_program(p, rules=rules).run(p)
+    return None if v.violation is None else v.violation.message
+
+
 def find(
     b: Bug,
     seconds: float = 60.0,
@@ -251,10 +267,14 @@ def find(
         == (f.signature.invariant, f.signature.kind, f.signature.device)
     ]
     out = reproducer_path(b, root)
+    # the finding's message names the pages of the program as found; the
+    # minimizer may have renamed them, so the record states what the
+    # reproducer itself reports
+    message = replayed_message(text, b.preset) or f.message
     header = (
         f"# {b.name}: {b.fix}\n"
         f"# Catalogue: {b.catalogue}. Found by the {engine} engine in {f.seconds:.2f}s (seed {s}) under\n"
-        f"# {b.preset}; {b.invariant}: {f.message}\n"
+        f"# {b.preset}; {b.invariant}: {message}\n"
         f"# Replay: zdfuzz replay {display_path(out) if root == ROOT else out.name}"
         f"   # and with --rules {b.fixed_in}: clean\n"
     )
@@ -266,7 +286,7 @@ def find(
         "types": list(b.types),
         "invariant": b.invariant,
         "signature": meta["signature"],
-        "message": f.message,
+        "message": message,
         "engine": engine,
         "seed": s,
         "seconds_to_find": round(f.seconds, 3),

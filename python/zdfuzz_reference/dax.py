@@ -97,6 +97,15 @@ def truncating(m: Machine, file: int) -> bool:
     return any(t is not None and isinstance(t.kind, sched.Truncate) and t.kind.file == file for t in m.s.tasks)
 
 
+def dax_entry_locked(m: Machine, file: int, index: int) -> bool:
+    """Is DAX entry (file, index) locked? Only a writeback task holds an
+    entry lock across steps."""
+    return any(
+        t is not None and isinstance(t.kind, sched.DaxWriteback) and (t.kind.file, t.kind.index) == (file, index)
+        for t in m.s.tasks
+    )
+
+
 def truncate_step(m: Machine, file: int, index: int, pc: int, cpu: int) -> int | None:
     """One step of the truncate task."""
     p = dax_entry(m, file, index)
@@ -107,14 +116,53 @@ def truncate_step(m: Machine, file: int, index: int, pc: int, cpu: int) -> int |
             m.trace_note(lambda: "dax_layout_busy_page_range: !mapping_mapped -> NULL")
             return sched.TR_FREE
         process.zap_pfn_mappings(m, p, cpu)  # unmap_mapping_pages
-        if dax_busy(m, p):
-            m.trace_note(lambda: f"dax_layout_busy_page -> pfn {p} busy")
-            return sched.TR_WAIT
-        return sched.TR_FREE
+        if dax_entry_locked(m, file, index):
+            if m.rules.dax.scan_waits_on_locked_entry:
+                return sched.TR_ENTRY_WAIT  # wait_entry_unlocked_exclusive
+            # get_unlocked_entry looks for the next present entry: this
+            # one's page is never tested
+            m.trace_note(lambda: f"dax_layout_busy_page_range: entry {index} locked -> get_unlocked_entry skips it")
+            return sched.TR_FREE
+        return _test_busy(m, p)
+    if pc == sched.TR_ENTRY_WAIT:
+        return _test_busy(m, p)  # runnable once unlocked
     if pc == sched.TR_WAIT:
         return sched.TR_SCAN  # runnable once the page is idle: rescan
     _dax_free_block(m, file, index, p)
     return None
+
+
+def _test_busy(m: Machine, p: int) -> int:
+    """``dax_busy_page`` on the scanned entry's page."""
+    if dax_busy(m, p):
+        m.trace_note(lambda: f"dax_layout_busy_page -> pfn {p} busy")
+        return sched.TR_WAIT
+    return sched.TR_FREE
+
+
+def truncate_blocked(m: Machine, file: int, index: int, pc: int) -> str | None:
+    """Why the truncate of (file, index) cannot take step ``pc`` now."""
+    if pc == sched.TR_WAIT:
+        p = dax_entry(m, file, index)
+        if p is not None and dax_busy(m, p):
+            return "wait_page_idle: waits for the DAX page to become idle"
+        return None
+    if pc == sched.TR_ENTRY_WAIT and dax_entry_locked(m, file, index):
+        return "wait_entry_unlocked_exclusive: waits for the DAX entry lock"
+    if pc == sched.TR_FREE and dax_entry_locked(m, file, index):
+        return "dax_delete_mapping_entry: waits for the DAX entry lock"
+    return None
+
+
+def dax_writeback(m: Machine, file: int, index: int, cpu: int) -> None:
+    """``dax_writeback_one``: ``dax_lock_entry``, then (the task) the flush."""
+    m.trace_note(lambda: f"dax_writeback_one: dax_lock_entry(file {file}, index {index})")
+    sched.spawn(m, sched.DaxWriteback(file, index), cpu)
+
+
+def dax_writeback_done(m: Machine, file: int, index: int) -> None:
+    """The flush (no page reference involved), then ``dax_unlock_entry``."""
+    m.trace_note(lambda: f"dax_writeback_one: dax_unlock_entry(file {file}, index {index})")
 
 
 def _dax_free_block(m: Machine, file: int, index: int, p: int) -> None:

@@ -72,7 +72,7 @@ def _kind_possible(m: Machine, kind: str) -> bool:
         return any(h.gup_gets > 0 or h.kernel_gets > 0 for h in led)
     if kind in ("unpin_user_page", "dma_write"):
         return any(h.gup_pins > 0 for h in led)
-    if kind in ("dax_associate_entry", "dax_iomap_fault", "truncate"):
+    if kind in ("dax_associate_entry", "dax_iomap_fault", "truncate", "dax_writeback"):
         return lay.nfiles > 0
     if kind in ("munmap", "get_user_pages", "pin_user_pages", "cpu_write", "do_swap_page"):
         return any(e.has_pfn() for e in s.ptes) or any(e.has_pfn() for e in s.pmds)

@@ -436,6 +436,15 @@ class Machine:
                 (lambda: dax.dax_entry(self, f, i) is not None, "the file offset has no block"),
                 (lambda: live(lay.file_pgmap(f)), "the filesystem's device is not bound"),
                 (lambda: not dax.truncating(self, f), "faults wait while the file is truncated"),
+                (lambda: not dax.dax_entry_locked(self, f, i), "the fault waits for the locked DAX entry"),
+            )
+        if k == "dax_writeback":
+            f, i = a(0), a(1)
+            return first(
+                (dax.dax_entry(self, f, i) is not None, "the file offset has no block"),
+                (lambda: live(lay.file_pgmap(f)), "the filesystem's device is not bound"),
+                (lambda: not dax.dax_entry_locked(self, f, i), "the DAX entry is locked"),
+                (lambda: sched.free_task_slot(self), "no free task slot"),
             )
         if k == "truncate":
             return first(
@@ -790,6 +799,8 @@ class Machine:
             sched.spawn(self, sched.MemoryFailure(a(0)), cpu)
         elif k == "hmm_range_fault":
             hmm.hmm_range_fault(self, a(0), a(1), a(2), cpu)
+        elif k == "dax_writeback":
+            dax.dax_writeback(self, a(0), a(1), cpu)
         else:
             raise ValueError(f"unknown action kind {k!r}")
 

@@ -165,6 +165,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("fail_next", "site", "nth:pages"),
     _k("hmm_range_fault", "proc", "addr", "pgmap", "cpu"),
     _k("memory_failure", "pfn", "cpu"),
+    _k("dax_writeback", "file", "index", "cpu"),
 )
 
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}

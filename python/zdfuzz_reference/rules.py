@@ -42,6 +42,7 @@ PRESET_FILES = (
     "v5.2",
     "v5.8",
     "v6.15-rc-trylock-v1",
+    "v6.15-skip-locked-entry",
     "v6.19-orig",
 )
 #: metadata keys of a rules file (not switches); aliases and fix are not inherited
@@ -146,6 +147,8 @@ class DaxRules:
     longterm_refused: bool
     unmount_waits_idle: bool
     busy_scan_needs_mapping: bool
+    #: the busy scan waits for a locked entry (6be3e21d25ca); else skips it
+    scan_waits_on_locked_entry: bool
 
 
 @dataclass(frozen=True)

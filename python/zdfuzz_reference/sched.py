@@ -93,12 +93,22 @@ class FreeFolio:
     nr: int
 
 
-TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure | HmmRangeFault | FreeFolio
+@dataclass(frozen=True)
+class DaxWriteback:
+    """``dax_writeback_one`` between ``dax_lock_entry`` and
+    ``dax_unlock_entry``: the entry is locked while this task exists."""
+
+    file: int
+    index: int
+
+
+TaskKind = Memunmap | GetDevPagemap | Truncate | Migrate | MemoryFailure | HmmRangeFault | FreeFolio | DaxWriteback
 
 # steps of the truncate task
 TR_SCAN = 0
 TR_WAIT = 1
 TR_FREE = 2
+TR_ENTRY_WAIT = 3
 
 
 @dataclass(frozen=True)
@@ -114,7 +124,7 @@ class Task:
     def returns_unaided(self) -> bool:
         """Never blocks and holds nothing the drain releases before it
         returns: the drain lets it return first."""
-        return isinstance(self.kind, (GetDevPagemap, MemoryFailure, HmmRangeFault, FreeFolio))
+        return isinstance(self.kind, (GetDevPagemap, MemoryFailure, HmmRangeFault, FreeFolio, DaxWriteback))
 
     def describe(self) -> str:
         k = self.kind
@@ -128,10 +138,12 @@ class Task:
             return f'memory_failure(pfn={k.pfn}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
         if isinstance(k, HmmRangeFault):
             return f'hmm_range_fault(proc={k.proc}, addr={k.addr}) saw pfn {k.pfn} at "mmu_interval_read_retry"'
+        if isinstance(k, DaxWriteback):
+            return f'dax_writeback_one(file={k.file}, index={k.index}) at "dax_flush + dax_unlock_entry"'
         if isinstance(k, FreeFolio):
             return f'free_zone_device_folio(pfn={k.pfn}, nr={k.nr}) at "percpu_ref_put_many after ->folio_free()"'
         if isinstance(k, Truncate):
-            steps = ["dax_layout_busy_page", "wait for idle page", "free block"]
+            steps = ["dax_layout_busy_page", "wait for idle page", "free block", "wait for the entry lock"]
             return f'truncate(file={k.file}, index={k.index}) at "{steps[self.pc] if self.pc < len(steps) else "?"}"'
         what = {
             migrate.VMA: "migrate_vma",
@@ -176,11 +188,7 @@ def task_blocked(m: Machine, slot: int) -> str | None:
     if isinstance(k, Memunmap):
         return pgmap.memunmap_blocked(m, k.pgmap, t.pc)
     if isinstance(k, Truncate):
-        if t.pc == TR_WAIT:
-            pfn = m.s.dax[m.layout.entry_slot(k.file, k.index)]
-            if pfn > 0 and dax.dax_busy(m, pfn - 1):
-                return "wait_page_idle: waits for the DAX page to become idle"
-        return None
+        return dax.truncate_blocked(m, k.file, k.index, t.pc)
     if isinstance(k, Migrate):
         return fault.migrate_blocked(m, slot, t.pc)
     return None
@@ -209,6 +217,8 @@ def task_step(m: Machine, slot: int) -> None:
         hmm.hmm_commit(m, k.proc, k.addr, k.owner, k.pfn, k.write)
     elif isinstance(k, FreeFolio):
         page.free_folio_put_pgmap(m, k.pfn, k.nr, t.cpu)
+    elif isinstance(k, DaxWriteback):
+        dax.dax_writeback_done(m, k.file, k.index)
     elif isinstance(k, MemoryFailure):
         r = memory_failure.memory_failure_step(m, k.pfn, k.found, t.pc, t.cpu)
         nxt = None if r is None else (r[0], MemoryFailure(k.pfn, r[1]))

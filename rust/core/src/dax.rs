@@ -20,7 +20,7 @@ use crate::page::{MAPPING_FILE, MAPPING_NONE};
 use crate::pagetable::{Level, Pte};
 use crate::program::op::SITE_VM_INSERT;
 use crate::rules::DeviceType;
-use crate::sched::{TaskKind, TR_FREE, TR_SCAN, TR_WAIT};
+use crate::sched::{TaskKind, TR_ENTRY_WAIT, TR_FREE, TR_SCAN, TR_WAIT};
 
 impl Machine {
     /// The pfn of DAX entry (file, index), if associated.
@@ -93,6 +93,15 @@ impl Machine {
             .any(|t| matches!(t.kind, TaskKind::Truncate { file: f, .. } if f as usize == file))
     }
 
+    /// Is DAX entry (file, index) locked? Only `dax_writeback_one` holds
+    /// an entry lock across steps in the model (a fault's lock is taken and
+    /// dropped inside its one action), so the lock is the writeback task.
+    pub(crate) fn dax_entry_locked(&self, file: usize, index: usize) -> bool {
+        self.s.tasks.iter().flatten().any(
+            |t| matches!(t.kind, TaskKind::DaxWriteback { file: f, index: i } if f as usize == file && i as usize == index),
+        )
+    }
+
     /// One step of the truncate task.
     pub(crate) fn truncate_step(&mut self, file: usize, index: usize, pc: u8, cpu: usize) -> Option<u8> {
         let p = self.dax_entry(file, index)?;
@@ -104,19 +113,66 @@ impl Machine {
                     return Some(TR_FREE);
                 }
                 self.zap_pfn_mappings(p, cpu); // unmap_mapping_pages
-                if self.dax_busy(p) {
-                    self.trace_note(|| format!("dax_layout_busy_page -> pfn {p} busy"));
-                    Some(TR_WAIT)
-                } else {
-                    Some(TR_FREE)
+                if self.dax_entry_locked(file, index) {
+                    if self.rules.dax.scan_waits_on_locked_entry {
+                        // wait_entry_unlocked_exclusive: the iterator stays
+                        return Some(TR_ENTRY_WAIT);
+                    }
+                    // get_unlocked_entry looks for the next present entry
+                    // (xas_find_conflict): this one's page is never tested
+                    self.trace_note(|| {
+                        format!("dax_layout_busy_page_range: entry {index} locked -> get_unlocked_entry skips it")
+                    });
+                    return Some(TR_FREE);
                 }
+                Some(self.truncate_test_busy(p))
             }
-            TR_WAIT => Some(TR_SCAN), // runnable once the page is idle; rescan
+            TR_ENTRY_WAIT => Some(self.truncate_test_busy(p)), // runnable once unlocked
+            TR_WAIT => Some(TR_SCAN),                          // runnable once the page is idle; rescan
             _ => {
                 self.dax_free_block(file, index, p);
                 None
             }
         }
+    }
+
+    /// `dax_busy_page` on the scanned entry's page: wait for it, or go on.
+    fn truncate_test_busy(&mut self, p: usize) -> u8 {
+        if self.dax_busy(p) {
+            self.trace_note(|| format!("dax_layout_busy_page -> pfn {p} busy"));
+            TR_WAIT
+        } else {
+            TR_FREE
+        }
+    }
+
+    /// Why the truncate of (file, index) cannot take its step `pc` now.
+    pub(crate) fn truncate_blocked(&self, file: usize, index: usize, pc: u8) -> Option<&'static str> {
+        let locked = || self.dax_entry_locked(file, index);
+        match pc {
+            TR_WAIT => self
+                .dax_entry(file, index)
+                .is_some_and(|p| self.dax_busy(p))
+                .then_some("wait_page_idle: waits for the DAX page to become idle"),
+            TR_ENTRY_WAIT if locked() => Some("wait_entry_unlocked_exclusive: waits for the DAX entry lock"),
+            // truncate_inode_pages_range -> dax_delete_mapping_entry waits
+            // for the entry lock (a fresh lookup of that index)
+            TR_FREE if locked() => Some("dax_delete_mapping_entry: waits for the DAX entry lock"),
+            _ => None,
+        }
+    }
+
+    /// `dax_writeback_one`: `dax_lock_entry`, then (the task) the flush.
+    pub(crate) fn dax_writeback(&mut self, file: usize, index: usize, cpu: usize) {
+        self.trace_note(|| format!("dax_writeback_one: dax_lock_entry(file {file}, index {index})"));
+        let _ = self.spawn(TaskKind::DaxWriteback { file: file as u8, index: index as u8 }, cpu);
+    }
+
+    /// The rest of `dax_writeback_one`: `dax_entry_mkclean` + `dax_flush`
+    /// (no page reference is taken or dropped; the data is not modelled),
+    /// then `dax_unlock_entry`, which wakes the entry's waiters.
+    pub(crate) fn dax_writeback_done(&mut self, file: usize, index: usize) {
+        self.trace_note(|| format!("dax_writeback_one: dax_unlock_entry(file {file}, index {index})"));
     }
 
     /// dax_disassociate_entry + the filesystem freeing the block: the oracle
@@ -189,7 +245,19 @@ impl Machine {
         ok(self.slot_is_empty(proc, addr), "the address is mapped")?;
         ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
         ok(self.pgmap_live(self.layout.file_pgmap(f)), "the filesystem's device is not bound")?;
-        ok(!self.truncating(f), "faults wait while the file is truncated")
+        ok(!self.truncating(f), "faults wait while the file is truncated")?;
+        // grab_mapping_entry sleeps on a locked entry
+        ok(!self.dax_entry_locked(f, i), "the fault waits for the locked DAX entry")
+    }
+
+    /// Is `DaxWriteback` allowed now (the actor's contract)?
+    pub(crate) fn dax_writeback_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (f, i) = (op.a(0), op.a(1));
+        ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
+        ok(self.pgmap_live(self.layout.file_pgmap(f)), "the filesystem's device is not bound")?;
+        // a second writeback of the entry waits for the first
+        ok(!self.dax_entry_locked(f, i), "the DAX entry is locked")?;
+        ok(self.free_task_slot(), "no free task slot")
     }
 
     /// Is `Truncate` allowed now (the actor's contract)?

@@ -576,6 +576,11 @@ impl State {
                             put(out, pfn as u64);
                             put(out, nr as u64);
                         }
+                        TaskKind::DaxWriteback { file, index } => {
+                            put(out, 8);
+                            put(out, file as u64);
+                            put(out, index as u64);
+                        }
                     }
                     put(out, *pc as u64);
                     put(out, *cpu as u64);
@@ -762,6 +767,7 @@ impl State {
                             write: r.get()? != 0,
                         },
                         7 => TaskKind::FreeFolio { pfn: r.small()?, nr: r.small()? },
+                        8 => TaskKind::DaxWriteback { file: r.small()?, index: r.small()? },
                         _ => return Err(DecodeError("bad task kind")),
                     };
                     Some(Task { kind, pc: r.small()?, cpu: r.small()? })
@@ -1307,6 +1313,7 @@ fn task_word(t: &Option<Task>, pfn: impl Fn(u16) -> u64, with_cpu: bool) -> u64 
             6 | (proc as u64) << 4 | (owner as u64) << 7 | (write as u64) << 12 | (addr as u64) << 13 | pfn(p) << 24
         }
         TaskKind::FreeFolio { pfn: p, nr } => 7 | pfn(p) << 8 | (nr as u64) << 24,
+        TaskKind::DaxWriteback { file, index } => 8 | (file as u64) << 8 | (index as u64) << 16,
     };
     k | (pc as u64) << 40 | if with_cpu { (cpu as u64) << 48 } else { 0 }
 }
@@ -1488,6 +1495,9 @@ step task=1
             TaskKind::FreeFolio { pfn: 1, nr: 1 },
             TaskKind::FreeFolio { pfn: 2, nr: 1 },
             TaskKind::FreeFolio { pfn: 1, nr: 2 },
+            TaskKind::DaxWriteback { file: 0, index: 1 },
+            TaskKind::DaxWriteback { file: 1, index: 0 },
+            TaskKind::DaxWriteback { file: 0, index: 0 },
         ];
         let mut c = Canon::new();
         for mode in [Reduction::None, Reduction::Symmetry] {

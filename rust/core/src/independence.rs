@@ -114,8 +114,9 @@ impl Machine {
     ///   index` — contract: the process is alive, no fault/migration task
     ///   holds its mmap_lock or the slot's page-table lock (only global
     ///   actions spawn or step those), the slot is empty, the page's pgmap is
-    ///   live (and the file's entry exists, no truncate runs on it: spawned
-    ///   and stepped by global actions only). Effect: the slot, the user's
+    ///   live (and the file's entry exists, no truncate runs on it and no
+    ///   writeback holds its lock: spawned and stepped by global actions
+    ///   only). Effect: the slot, the user's
     ///   view of it, and the page's refcount, mapcount and holders (on its
     ///   pgmap, possibly a `pgmap->ref` get); the failure sites when armed.
     /// * `dax_associate_entry file index pfn` — the file's entry, the page's

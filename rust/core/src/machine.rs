@@ -459,6 +459,7 @@ impl Machine {
             FailNext => self.fail_next_enabled(op),
             MemoryFailure => self.memory_failure_enabled(op),
             HmmRangeFault => self.hmm_range_fault_enabled(op),
+            DaxWriteback => self.dax_writeback_enabled(op),
         }
     }
 
@@ -658,6 +659,7 @@ impl Machine {
             Truncate => {
                 self.spawn(TaskKind::Truncate { file: op.args[0] as u8, index: op.args[1] as u8 }, cpu);
             }
+            DaxWriteback => self.dax_writeback(a(0), a(1), cpu),
             Fork => self.fork(a(0), a(1)),
             ExitMmap => self.exit_mmap(a(0), cpu),
             Munmap => self.munmap(a(0), a(1), cpu),

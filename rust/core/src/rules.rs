@@ -171,6 +171,13 @@ pub struct DaxRules {
     /// `dax_layout_busy_page_range` returns early when the file has no
     /// user mappings (the bug fixed by cee91fa13a8e in v6.15).
     pub busy_scan_needs_mapping: bool,
+    /// `dax_layout_busy_page_range` waits for a locked entry to be unlocked
+    /// and then tests its page (`wait_entry_unlocked_exclusive`, the fix
+    /// 6be3e21d25ca in v6.15). False: the scan calls `get_unlocked_entry`,
+    /// which looks for the next present entry and so never tests the
+    /// locked entry's page — a DMA-busy page under a locked entry is missed
+    /// and its block freed (I-X2).
+    pub scan_waits_on_locked_entry: bool,
 }
 
 /// pgmap lifetime (mm/memremap.c).
@@ -495,6 +502,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("v5.2.toml", include_str!("../../../python/zdfuzz/presets/v5.2.toml")),
     ("v5.8.toml", include_str!("../../../python/zdfuzz/presets/v5.8.toml")),
     ("v6.15-rc-trylock-v1.toml", include_str!("../../../python/zdfuzz/presets/v6.15-rc-trylock-v1.toml")),
+    ("v6.15-skip-locked-entry.toml", include_str!("../../../python/zdfuzz/presets/v6.15-skip-locked-entry.toml")),
     ("v6.19-orig.toml", include_str!("../../../python/zdfuzz/presets/v6.19-orig.toml")),
 ];
 
@@ -875,6 +883,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "split_pgmap_get") => "split of a device-private folio takes get_many(nr - 1) on the pgmap (2020 patch)",
         (_, "can_split_extra_pin") => "can_split_huge_page expects an extra pin on device-private folios (2020 patch)",
         (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
+        (_, "scan_waits_on_locked_entry") => {
+            "the DAX busy-page scan waits for a locked entry and tests it (false: skips it; fixed by 6be3e21d25ca)"
+        }
         (_, "free_rereads_pgmap") => {
             "the free path reads folio->pgmap after ->folio_free() returned (until the 2026 fix 85be0a262e39)"
         }
@@ -931,6 +942,7 @@ mod tests {
         assert!(switch_doc("private.hmm_checks_retry").contains("mmu_interval_read_retry"));
         assert_ne!(switch_doc("private.hmm_checks_retry"), switch_doc("pgmap.memory_failure_gets_pgmap"));
         assert!(switch_doc("thp.free_rereads_pgmap").contains("folio->pgmap after ->folio_free()"));
+        assert!(switch_doc("dax.scan_waits_on_locked_entry").contains("waits for a locked entry"));
     }
 
     #[test]
@@ -998,7 +1010,7 @@ mod tests {
 
     #[test]
     fn regression_presets_differ_from_their_fix_in_a_few_switches() {
-        assert_eq!(Rules::regression_names().len(), 6);
+        assert_eq!(Rules::regression_names().len(), 7);
         for bug in Rules::regressions() {
             let fixed_in = bug.base.as_deref().unwrap_or_else(|| panic!("{} has no base", bug.name));
             let fixed = Rules::preset(fixed_in).unwrap();

@@ -50,6 +50,10 @@ pub enum TaskKind {
     /// `nr` read before the callback and `folio->pgmap` read when it runs
     /// (page.rs; only where `thp.free_rereads_pgmap` opens the window)
     FreeFolio { pfn: u16, nr: u16 },
+    /// `dax_writeback_one` on DAX entry (file, index) between
+    /// `dax_lock_entry` and `dax_unlock_entry` (dax.rs): the entry is
+    /// locked while this task exists
+    DaxWriteback { file: u8, index: u8 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,10 +65,13 @@ pub struct Task {
     pub cpu: u8,
 }
 
-/// Steps of the truncate task.
+/// Steps of the truncate task: the busy scan, waiting for the busy page to
+/// go idle (then scanning again), freeing the block, and (with
+/// `dax.scan_waits_on_locked_entry`) the scan waiting for a locked entry.
 pub const TR_SCAN: u8 = 0;
 pub const TR_WAIT: u8 = 1;
 pub const TR_FREE: u8 = 2;
+pub const TR_ENTRY_WAIT: u8 = 3;
 
 impl TaskKind {
     /// The action that spawns this kind of task: findings made inside a
@@ -81,6 +88,7 @@ impl TaskKind {
             TaskKind::HmmRangeFault { .. } => OpKind::HmmRangeFault,
             // the last put ran the free path (put_page → free_zone_device_folio)
             TaskKind::FreeFolio { .. } => OpKind::PutPage,
+            TaskKind::DaxWriteback { .. } => OpKind::DaxWriteback,
         }
     }
 
@@ -91,7 +99,9 @@ impl TaskKind {
             TaskKind::GetDevPagemap { pfn, .. } | TaskKind::MemoryFailure { pfn, .. } => {
                 (usize::from(pfn) < l.ndev).then(|| l.pgmap_of(pfn as usize))
             }
-            TaskKind::Truncate { file, .. } => (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize)),
+            TaskKind::Truncate { file, .. } | TaskKind::DaxWriteback { file, .. } => {
+                (usize::from(file) < l.nfiles).then(|| l.file_pgmap(file as usize))
+            }
             // the pgmap is in the migration's context, not in the kind
             TaskKind::Migrate { .. } => None,
             TaskKind::HmmRangeFault { owner, .. } => Some(owner as usize),
@@ -117,6 +127,7 @@ impl Task {
                 | TaskKind::MemoryFailure { .. }
                 | TaskKind::HmmRangeFault { .. }
                 | TaskKind::FreeFolio { .. }
+                | TaskKind::DaxWriteback { .. }
         )
     }
 
@@ -141,8 +152,11 @@ impl Task {
             TaskKind::FreeFolio { pfn, nr } => {
                 format!("free_zone_device_folio(pfn={pfn}, nr={nr}) at \"percpu_ref_put_many after ->folio_free()\"")
             }
+            TaskKind::DaxWriteback { file, index } => {
+                format!("dax_writeback_one(file={file}, index={index}) at \"dax_flush + dax_unlock_entry\"")
+            }
             TaskKind::Truncate { file, index } => {
-                let step = ["dax_layout_busy_page", "wait for idle page", "free block"];
+                let step = ["dax_layout_busy_page", "wait for idle page", "free block", "wait for the entry lock"];
                 format!("truncate(file={file}, index={index}) at \"{}\"", step.get(self.pc as usize).unwrap_or(&"?"))
             }
             TaskKind::Migrate { origin } => {
@@ -205,17 +219,9 @@ impl Machine {
             TaskKind::GetDevPagemap { .. }
             | TaskKind::MemoryFailure { .. }
             | TaskKind::HmmRangeFault { .. }
-            | TaskKind::FreeFolio { .. } => None,
-            TaskKind::Truncate { file, index } => {
-                if t.pc == TR_WAIT {
-                    let slot = self.layout.entry_slot(file as usize, index as usize);
-                    let pfn = self.s.dax[slot] as usize;
-                    if pfn > 0 && self.dax_busy(pfn - 1) {
-                        return Some("wait_page_idle: waits for the DAX page to become idle");
-                    }
-                }
-                None
-            }
+            | TaskKind::FreeFolio { .. }
+            | TaskKind::DaxWriteback { .. } => None,
+            TaskKind::Truncate { file, index } => self.truncate_blocked(file as usize, index as usize, t.pc),
             TaskKind::Migrate { .. } => self.migrate_blocked(slot, t.pc),
         }
     }
@@ -250,6 +256,10 @@ impl Machine {
             }
             TaskKind::FreeFolio { pfn, nr } => {
                 self.free_folio_put_pgmap(pfn as usize, nr as usize, cpu);
+                None
+            }
+            TaskKind::DaxWriteback { file, index } => {
+                self.dax_writeback_done(file as usize, index as usize);
                 None
             }
         };
@@ -580,5 +590,16 @@ mod tests {
         // a pending free path: the pgmap of the page it frees
         let free = |pfn| TaskKind::FreeFolio { pfn, nr: 1 }.pgmap(&l);
         assert_eq!((free(1), free(2)), (Some(0), Some(1)));
+        // a truncate's and a writeback's: the pgmap of the file's
+        // filesystem; none for a file the shape does not have
+        let dax = Shape { types: vec![DeviceType::Generic, DeviceType::Fsdax], files: 2, ..Shape::default() };
+        let l = Layout::new(&dax);
+        assert_eq!(l.nfiles, 2);
+        for file in [0, 1, 2] {
+            let want = (file < 2).then_some(1);
+            let tr = TaskKind::Truncate { file, index: 0 }.pgmap(&l);
+            let wb = TaskKind::DaxWriteback { file, index: 0 }.pgmap(&l);
+            assert_eq!((tr, wb), (want, want), "file {file}");
+        }
     }
 }

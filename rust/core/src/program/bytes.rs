@@ -172,6 +172,7 @@ impl Machine {
             FailNext => l.faults && s.armed.contains(&0),
             HmmRangeFault => live_of(DeviceType::Private) && free_slot() && alive(),
             MemoryFailure => l.faults && free_slot() && !self.memory_failure_running(),
+            DaxWriteback => free_slot() && s.dax.iter().any(|&e| e > 0),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
             Step => s.tasks.iter().any(|t| t.is_some()),
             RcuGracePeriod => self.any_switch_pending(),
@@ -458,7 +459,9 @@ mod tests {
     fn kind_possible_rules_out_kinds_with_nothing_to_act_on() {
         use OpKind::*;
         let m = Machine::new(Config::new(Rules::preset("e4").unwrap())).unwrap();
-        for k in [Step, HmmRangeFault, MemoryFailure, FailNext, PutDevPagemap, UnpinUserPage, AllocDevicePage] {
+        for k in
+            [Step, HmmRangeFault, MemoryFailure, FailNext, PutDevPagemap, UnpinUserPage, AllocDevicePage, DaxWriteback]
+        {
             assert!(!m.kind_possible(k), "{k:?}");
         }
         assert!(m.kind_possible(MemremapPages));

@@ -220,6 +220,8 @@ kinds! {
         "the driver of a device-private pgmap snapshots addr for its device (no page reference), then checks mmu_interval_read_retry and maps it";
     MemoryFailure = "memory_failure" ["pfn": Pfn, "cpu": Cpu]
         "a hardware memory error on a device page (shapes with faults=1): spawn memory_failure (get_dev_pagemap, unmap every mapping, put)";
+    DaxWriteback = "dax_writeback" ["file": File, "index": Index, "cpu": Cpu]
+        "the filesystem writes one DAX entry back (dax_writeback_one): lock the entry, then (a step) flush and unlock it";
 }
 
 impl OpKind {
