@@ -91,3 +91,27 @@ fn an_unlocked_entry_is_tested_in_every_era() {
         assert!(notes(&v).contains("pfn 0 busy"), "{era}: {}", show(&v));
     }
 }
+
+/// A truncate that waited for a busy page scans again once the page is
+/// idle: if a writeback locked the entry meanwhile, the rescan meets the
+/// lock (and waits for it, with the fix) instead of freeing the block.
+#[test]
+fn the_rescan_after_an_idle_wait_meets_a_new_lock() {
+    let text = "
+config types=fsdax pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 files=1 file_pages=2 tasks=2 ram=0
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+get_user_pages proc=0 addr=0 flags=0 cpu=0
+truncate file=0 index=0 cpu=0
+step task=0
+dax_writeback file=0 index=0 cpu=0
+put_page pfn=0 by=gup cpu=0
+step task=0
+step task=0
+";
+    let m = machine_after(text, preset("e4"));
+    assert!(m.s.dax[0] > 0, "the block was freed under the writeback's lock");
+    let op = parse_program(&format!("{text}step task=0\n")).unwrap().ops.pop().unwrap();
+    assert!(m.enabled(&op).unwrap_err().contains("wait_entry_unlocked_exclusive"));
+}
