@@ -23,8 +23,12 @@ python -m ruff format --check python tests benchmarks
 echo "== import-linter (layering contracts in pyproject.toml)"
 lint-imports --no-cache
 
-echo "== cargo test (workspace)"
-cargo test --workspace --quiet
+echo "== cargo test (workspace, the \`mutants\` profile)"
+# opt-level 1 with the test profile's debug assertions and overflow checks:
+# the explorer and stress tests run several times faster than at opt-level 0,
+# for about the same build time, and cargo-mutants (CI's last step) reuses
+# the build
+cargo test --workspace --profile mutants --quiet
 
 echo "== loom (percpu_ref interleavings)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
