@@ -78,7 +78,7 @@ def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
 
 
 def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    # (seed 2: a seed whose 800 examples find Q1, so there is a finding to
+    # (seed 9: a seed whose 300 examples find Q1, so there is a finding to
     # compare; which seeds do changes whenever an action kind is added)
     runs = []
     for d in ("a", "b"):
@@ -87,11 +87,11 @@ def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
             "p20",
             ("generic",),
             600,
-            2,
+            9,
             str(tmp_path / d),
             [],
             lambda f, _s: found.append(f),
-            max_examples=800,
+            max_examples=300,
             steps_per_example=15,
             examples_per_round=100,
             shape={"pages": 1, "procs": 1, "addrs": 1, "cpus": 1, "tasks": 2},
@@ -136,9 +136,9 @@ def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
             "--types",
             "generic",
             "--seed",
-            "1",
+            "6",
             "--execs",
-            "1500",
+            "500",
             "--time",
             "120",
             "--corpus",
