@@ -1201,14 +1201,16 @@ impl Canon {
         //    without their refault counter (read only by the drain's
         //    livelock check, which resets it)
         for (slot, t) in tasks.iter().enumerate() {
-            // an HMM snapshot's pfn is compared with the page mapped at its
-            // address when the driver checks it: renamed like every page
-            // and so is the page a pending free will read folio->pgmap of
-            let hmm = t.is_some_and(|t| matches!(t.kind, TaskKind::HmmRangeFault { .. } | TaskKind::FreeFolio { .. }));
+            // a task that will read its page keeps it, renamed like every
+            // page: an HMM snapshot's pfn is compared with the page mapped at
+            // its address when the driver checks it, and a pending free reads
+            // folio->pgmap of its page
+            let keeps_page =
+                t.is_some_and(|t| matches!(t.kind, TaskKind::HmmRangeFault { .. } | TaskKind::FreeFolio { .. }));
             w.push(task_word(
                 t,
                 |pfn| {
-                    if hmm {
+                    if keeps_page {
                         np(pfn as usize) as u64
                     } else if l.is_ram(pfn as usize) {
                         0xffff
