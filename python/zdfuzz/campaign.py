@@ -85,6 +85,9 @@ class Config:
     max_actions: int = 64
     #: failure injection (native and hypothesis engines): programs may arm `fail_next`
     faults: bool = False
+    #: device-dax devices aligned to a PMD (PMD mappings, compound folios
+    #: from v5.17): the ``devdax_pmd=1`` shape
+    devdax_pmd: bool = False
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
     stop_on: frozenset[Signature] = frozenset()
@@ -545,7 +548,7 @@ def _run_one(cfg: Config, console: Console, judge: zdfuzz.Rules | None = None) -
 def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
     f = zdfuzz.NativeFuzzer(
         cfg.rules,
-        shape=zdfuzz.Shape(types=list(cfg.types), faults=int(cfg.faults)),
+        shape=zdfuzz.Shape(types=list(cfg.types), faults=int(cfg.faults), devdax_pmd=int(cfg.devdax_pmd)),
         seed=seed,
         max_actions=cfg.max_actions,
     )
@@ -772,9 +775,15 @@ def _hypothesis_loop(
         on_finding,
         lambda s: emit("stats", s),
         max_examples=execs,
-        shape={"faults": 1} if cfg.faults else None,
+        shape=_shape_extras(cfg),
         alive=alive,
     )
+
+
+def _shape_extras(cfg: Config) -> dict[str, int] | None:
+    """The shape fields a campaign turns on beyond the types (None: none)."""
+    extras = {k: 1 for k in ("faults", "devdax_pmd") if getattr(cfg, k)}
+    return extras or None
 
 
 def run_hypothesis(c: Campaign) -> None:

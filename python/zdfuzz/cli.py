@@ -366,6 +366,11 @@ def kinds() -> None:
 @click.option("--ram", default=0, show_default=True, help="Pages of system RAM (migration needs some).")
 @click.option("--order", default=0, show_default=True, help="Huge page order (0: no THPs).")
 @click.option("--faults", is_flag=True, help="Failure injection: kernel calls may fail (fail_next), error paths run.")
+@click.option(
+    "--devdax-pmd",
+    is_flag=True,
+    help="Device-dax aligned to a PMD: faults map PMDs, pages are compound folios from v5.17 (implies --order 1 at least).",
+)
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
 @click.option("--threads", default=0, type=click.IntRange(0), show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
@@ -420,6 +425,7 @@ def explore(
     ram: int,
     order: int,
     faults: bool,
+    devdax_pmd: bool,
     depth: int,
     threads: int,
     no_symmetry: bool,
@@ -496,8 +502,9 @@ def explore(
             file_pages=file_pages,
             tasks=tasks,
             ram=ram,
-            order=order,
+            order=max(order, 1) if devdax_pmd else order,
             faults=int(faults),
+            devdax_pmd=int(devdax_pmd),
         )
         if ray_address is not None:
             _ray_or_exit()
@@ -727,6 +734,11 @@ def _types(value: str) -> tuple[str, ...]:
     help="Failure injection (native, hypothesis): programs may make kernel calls fail (fail_next), so error paths run.",
 )
 @click.option(
+    "--devdax-pmd",
+    is_flag=True,
+    help="Device-dax aligned to a PMD (native, hypothesis): faults map PMDs, pages are compound folios from v5.17.",
+)
+@click.option(
     "--baseline",
     "baseline_name",
     help="Replay each finding under these rules and label it new or shared "
@@ -754,6 +766,7 @@ def fuzz(
     execs: int | None,
     max_actions: int,
     faults: bool,
+    devdax_pmd: bool,
     baseline_name: str | None,
     both: bool,
     as_json: bool,
@@ -775,6 +788,15 @@ def fuzz(
     if faults and engine == "atheris":
         err_console.print("--faults: the native and hypothesis engines inject failures (not atheris)", style="red")
         raise SystemExit(2)
+    if devdax_pmd:
+        if engine == "atheris":
+            err_console.print(
+                "--devdax-pmd: the native and hypothesis engines take shape options (not atheris)", style="red"
+            )
+            raise SystemExit(2)
+        if "generic" not in types:
+            err_console.print("--devdax-pmd needs the generic (device-dax) type in --types", style="red")
+            raise SystemExit(2)
     if baseline_name is None:
         baseline_name = rules.base
     elif baseline_name.lower() == "none":
@@ -797,6 +819,7 @@ def fuzz(
         execs=execs,
         max_actions=max_actions,
         faults=faults,
+        devdax_pmd=devdax_pmd,
         baseline=baseline_name,
         both=both,
     )

@@ -77,6 +77,7 @@ def _shape_fields(shape: zdfuzz.Shape) -> dict[str, Any]:
     names = ("types", "pgmaps", "pages", "cpus", "procs", "addrs", "files", "file_pages", "tasks", "ram", "order")
     fields: dict[str, Any] = {n: getattr(shape, n) for n in names}
     fields["faults"] = int(shape.faults)
+    fields["devdax_pmd"] = int(shape.devdax_pmd)
     return fields
 
 
@@ -292,6 +293,7 @@ class FuzzWorker:
         rules_toml: str,
         types: list[str],
         faults: bool,
+        devdax_pmd: bool,
         seed: int,
         max_actions: int,
         known: list[tuple[str, str, str, str]],
@@ -299,7 +301,7 @@ class FuzzWorker:
     ) -> None:
         self.f = zdfuzz.NativeFuzzer(
             zdfuzz.Rules.from_toml(rules_toml),
-            shape=zdfuzz.Shape(types=types, faults=int(faults)),
+            shape=zdfuzz.Shape(types=types, faults=int(faults), devdax_pmd=int(devdax_pmd)),
             seed=seed,
             max_actions=max_actions,
         )
@@ -355,7 +357,7 @@ def run_campaign(c: Campaign, slice_seconds: float = 1.0) -> None:
     entries = c.corpus.native_entries()
     toml = c.rules.to_toml()
     workers = [
-        cls.remote(toml, list(cfg.types), cfg.faults, cfg.seed + j, cfg.max_actions, known, entries)
+        cls.remote(toml, list(cfg.types), cfg.faults, cfg.devdax_pmd, cfg.seed + j, cfg.max_actions, known, entries)
         for j in range(cfg.jobs)
     ]
     per_worker = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)

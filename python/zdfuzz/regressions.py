@@ -54,6 +54,9 @@ class Bug:
     catalogue: str
     #: why ``fixed_in`` is not simply the first era with the fix, if it is not
     note: str = ""
+    #: shape options the campaigns turn on (``faults``, ``devdax_pmd``): the
+    #: bug is on an error path, or needs a PMD-aligned device-dax device
+    options: tuple[str, ...] = ()
 
 
 BUGS: tuple[Bug, ...] = (
@@ -94,6 +97,18 @@ BUGS: tuple[Bug, ...] = (
         "e1",
         "mm: Do early cow for pinned pages during fork() (v5.9)",
         "docs/coverage.md #19",
+    ),
+    Bug(
+        "gup-fast-devmap-pmd-leak",
+        "e1",
+        ("generic",),
+        "I-L4",
+        "e2",
+        "6401c4eb57f9 mm/gup: fix potential pgmap refcnt leak in __gup_device_huge() (v5.15)",
+        "docs/coverage.md kc extra 1",
+        "the leak entered in v5.7 (3faa52c03f44 made the grab fallible) and the fix is in v5.15, so e1 (v5.10) "
+        "has it and e2 (v5.18) does not; it needs a PMD-aligned device-dax device and a failing try_grab_page",
+        ("faults", "devdax_pmd"),
     ),
     Bug(
         "unbind-with-mapped-device-page",
@@ -211,12 +226,27 @@ def reproducer_path(b: Bug, root: Path = ROOT) -> Path:
 
 
 def _campaign(
-    rules: str, types: tuple[str, ...], seconds: float, seed: int, engine: str, console: Console
+    rules: str,
+    types: tuple[str, ...],
+    seconds: float,
+    seed: int,
+    engine: str,
+    console: Console,
+    options: tuple[str, ...] = (),
 ) -> list[Any]:
     from zdfuzz import campaign
 
     with tempfile.TemporaryDirectory(prefix="zdfuzz-regression-") as tmp:
-        cfg = campaign.Config(rules=rules, types=types, engine=engine, seconds=seconds, corpus=Path(tmp), seed=seed)
+        cfg = campaign.Config(
+            rules=rules,
+            types=types,
+            engine=engine,
+            seconds=seconds,
+            corpus=Path(tmp),
+            seed=seed,
+            faults="faults" in options,
+            devdax_pmd="devdax_pmd" in options,
+        )
         c = campaign.run(cfg, console)
         out = []
         for f in c.found:
@@ -249,7 +279,7 @@ def find(
     for s in (seed, seed + 1, seed + 2):
         hits = [
             x
-            for x in _campaign(b.preset, b.types, seconds, s, engine, console)
+            for x in _campaign(b.preset, b.types, seconds, s, engine, console, b.options)
             if x[0].signature.invariant == b.invariant
         ]
         if hits:
@@ -259,7 +289,7 @@ def find(
         console.print(f"{b.name}: {b.invariant} not found under {b.preset}", style="red")
         return None
     # under the fix: the same campaign must not find this signature
-    fixed = _campaign(b.fixed_in, b.types, seconds, s, engine, console)
+    fixed = _campaign(b.fixed_in, b.types, seconds, s, engine, console, b.options)
     same = [
         x
         for x in fixed
@@ -296,6 +326,7 @@ def find(
         "fix": b.fix,
         "catalogue": b.catalogue,
         "note": b.note,
+        **({"options": list(b.options)} if b.options else {}),
         "fixed_campaign": {
             "seconds": seconds,
             "seed": s,

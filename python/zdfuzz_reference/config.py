@@ -52,13 +52,20 @@ class Shape:
     order: int = 1
     #: 1: ``fail_next`` may make kernel calls fail (the error paths run)
     faults: int = 0
+    #: 1: device-dax devices are PMD-aligned (faults map PMDs; compound
+    #: folios from v5.17's ``vmemmap_shift``)
+    devdax_pmd: int = 0
 
     def fields(self) -> list[tuple[str, int]]:
         return [(k, int(getattr(self, k))) for k in FIELDS]
 
     def header_fields(self) -> list[tuple[str, int]]:
-        """What a program header writes: ``faults`` only when on."""
-        return self.fields() + ([("faults", self.faults)] if self.faults else [])
+        """What a program header writes: ``faults`` and ``devdax_pmd`` only
+        when on."""
+        extra = [("faults", self.faults)] if self.faults else []
+        if self.devdax_pmd:
+            extra.append(("devdax_pmd", self.devdax_pmd))
+        return self.fields() + extra
 
     def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
         """System RAM exists for the migrations of the driver-allocated types
@@ -68,6 +75,9 @@ class Shape:
             self.ram = 4 if any(t in DRIVER_ALLOCATED for t in self.types) else 0
         if not order_set:
             self.order = 1 if "private" in self.types else 0
+            if self.devdax_pmd and self.order == 0:
+                # a PMD-aligned device-dax device needs huge pages
+                self.order = 1
 
     def validate(self) -> None:
         """Raise ConfigError with the Rust side's message if out of range."""
@@ -92,6 +102,21 @@ class Shape:
         rng("ram", self.ram, 0, MAX_RAM)
         rng("order", self.order, 0, MAX_ORDER)
         rng("faults", self.faults, 0, 1)
+        rng("devdax_pmd", self.devdax_pmd, 0, 1)
+        if self.devdax_pmd:
+            nr = 1 << self.order
+            if "generic" not in self.types:
+                raise ConfigError("devdax_pmd=1 needs the generic (device-dax) type")
+            if self.order == 0 or self.addrs < nr:
+                raise ConfigError(
+                    "devdax_pmd=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order "
+                    f"(order={self.order}, addrs={self.addrs})"
+                )
+            if self.pages % nr:
+                raise ConfigError(
+                    f"devdax_pmd=1 needs whole folios: pages per pgmap ({self.pages}) must be a multiple of "
+                    f"1 << order ({nr})"
+                )
 
 
 def make_shape(types: Any = None, ram: int | None = None, order: int | None = None, **fields: int) -> Shape:
@@ -107,7 +132,7 @@ def make_shape(types: Any = None, ram: int | None = None, order: int | None = No
                 raise ConfigError(f"unknown device type {t!r}; types: {', '.join(DEVICE_TYPES)}")
             shape.types.append(dt)
     for k, v in fields.items():
-        if k not in FIELDS and k != "faults":
+        if k not in FIELDS and k not in ("faults", "devdax_pmd"):
             raise ConfigError(f"unknown shape field `{k}`")
         setattr(shape, k, v)
     shape.apply_memory_defaults(ram is not None, order is not None)
@@ -157,6 +182,8 @@ class Layout:
         self.nfiles = len(self.fs_pgmap) * shape.files
         #: failure injection is on (``fail_next`` can be enabled)
         self.faults = shape.faults != 0
+        #: device-dax devices are PMD-aligned
+        self.devdax_pmd = shape.devdax_pmd != 0
 
     def pgmap_of(self, pfn: int) -> int:
         return pfn // self.pages
@@ -167,6 +194,10 @@ class Layout:
 
     def is_ram(self, pfn: int) -> bool:
         return pfn >= self.ndev
+
+    def is_devdax_pmd(self, pfn: int) -> bool:
+        """A page of a PMD-aligned device-dax device (mapped by PMDs)?"""
+        return self.devdax_pmd and self.type_of(pfn) == "generic"
 
     def is_private(self, pfn: int) -> bool:
         return self.type_of(pfn) == "private"

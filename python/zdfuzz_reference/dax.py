@@ -19,7 +19,7 @@ from zdfuzz_reference import failure, page, pagetable, process, sched
 from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
 from zdfuzz_reference.ops import SITE_VM_INSERT
 from zdfuzz_reference.oracle import SAFETY
-from zdfuzz_reference.pte import PTE
+from zdfuzz_reference.pte import PMD, PTE
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -63,7 +63,33 @@ def dax_iomap_fault(m: Machine, proc: int, addr: int, file: int, index: int) -> 
 
 
 def dev_dax_huge_fault(m: Machine, proc: int, addr: int, p: int) -> None:
-    insert_device_mapping(m, proc, addr, p, "dev_dax_huge_fault")
+    if m.layout.is_devdax_pmd(p):
+        dev_dax_pmd_fault(m, proc, addr, p)
+    else:
+        insert_device_mapping(m, proc, addr, p, "dev_dax_huge_fault")
+
+
+def dev_dax_pmd_fault(m: Machine, proc: int, addr: int, p: int) -> None:
+    """``__dev_dax_pmd_fault`` of a PMD-aligned device: the block of
+    ``addr`` maps the ``1 << order`` pages from ``p``. E1-E3
+    ``vmf_insert_pfn_pmd`` (a devmap PMD, no reference); E4 on
+    ``vmf_insert_folio_pmd`` (one reference and the entire mapcount on the
+    head; VM_FAULT_SIGBUS for a folio that is not PMD-sized)."""
+    what = "dev_dax_huge_fault (PMD)"
+    if failure.inject(m, SITE_VM_INSERT):
+        m.trace_note(lambda: f"{what}: vmf_insert_*_pmd failed -> VM_FAULT_OOM, nothing mapped")
+        return
+    refcounted = m.rules.of("generic").map_refcounted
+    nr = m.layout.nr_huge()
+    if refcounted and page.folio_nr(m, page.head_of(m, p)) != nr:
+        m.trace_note(lambda: f"{what}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS")
+        return
+    if not refcounted and page.page_torn_down(m, p, what):
+        return
+    start = pagetable.block_start(m, addr)
+    pagetable.install_entry(m, proc, start, PMD, pagetable.present(p, True, refcounted), 1, what)
+    for i in range(nr):
+        m.s.ledger.vcontent[m.layout.pte_slot(proc, start + i)] = m.s.content[p + i]
 
 
 def dax_busy(m: Machine, p: int) -> bool:

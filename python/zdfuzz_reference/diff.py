@@ -175,6 +175,22 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None, rules: 
         pool = era_types(rules)
         rng.shuffle(pool)
         types = pool[: rng.randint(1, len(pool))]
+    return _devdax_pmd(rng, _random_shape(rng, types))
+
+
+def _devdax_pmd(rng: random.Random, shape: Shape) -> Shape:
+    """A third of the shapes with device-dax have it PMD-aligned (PMD
+    mappings, compound folios from v5.17): the shape is adjusted to fit."""
+    if "generic" in shape.types and rng.random() < 0.3:
+        shape.order = max(shape.order, 1)
+        nr = 1 << shape.order
+        shape.addrs = max(shape.addrs, nr)
+        shape.pages = max(nr, shape.pages - shape.pages % nr)
+        shape.devdax_pmd = 1
+    return shape
+
+
+def _random_shape(rng: random.Random, types: Sequence[str]) -> Shape:
     if rng.random() < 0.05:
         # now and then a larger machine: more than 24 pages touched by one
         # action (every page is then checked), 3-page P2P chunks, order-3 THPs

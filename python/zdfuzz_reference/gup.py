@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import failure, migrate, page, pagetable, pgmap
-from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB
+from zdfuzz_reference.ops import FOLL_LONGTERM, FOLL_PCI_P2PDMA, GUP_FAST, SITE_TRY_GRAB
 from zdfuzz_reference.oracle import SAFETY
+from zdfuzz_reference.pte import PMD
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -38,12 +39,23 @@ ENOMEM = "-ENOMEM (try_grab_folio)"
 EBUSY = "-EBUSY (migrate_device_coherent_page)"
 
 
+def _grab_failed(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> int | str:
+    """After a failed ``try_grab_folio``: the slow walk returns -ENOMEM; the
+    lockless walk of a ``_fast`` caller took nothing and hands the address to
+    the slow walk, which tries again."""
+    if not flags & GUP_FAST:
+        return ENOMEM
+    m.trace_note(lambda: "GUP-fast: the lockless walk took nothing, the slow walk retries")
+    return gup(m, proc, addr, flags & ~GUP_FAST, pin, cpu)
+
+
 def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> int | str:
     """GUP one address: the pfn granted (the caller now holds a reference or
     pin), or the errno string of the refusal."""
     longterm = flags & FOLL_LONGTERM != 0
     p2pdma = flags & FOLL_PCI_P2PDMA != 0
-    pte = pagetable.entry(m, proc, addr)[0]
+    fast = flags & GUP_FAST != 0
+    pte, level = pagetable.entry(m, proc, addr)
     if pte.kind in (pagetable.NONE, pagetable.MIGRATION):
         return EFAULT
     if pte.kind == pagetable.DEVICE_PRIVATE and m.rules.gup.refuses_device_private:
@@ -52,7 +64,7 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
     t = m.layout.type_of(p)
     if t is None:
         if failure.inject(m, SITE_TRY_GRAB):
-            return ENOMEM
+            return _grab_failed(m, proc, addr, flags, pin, cpu)
         return _grab(m, proc, addr, p, pin, longterm)  # an ordinary anonymous page
     if t == "p2pdma" and m.rules.p2p.gup_needs_flag:
         if not p2pdma:
@@ -67,10 +79,18 @@ def gup(m: Machine, proc: int, addr: int, flags: int, pin: bool, cpu: int) -> in
     if walk_ref and not pgmap.pgmap_tryget_live(m, g, cpu, "GUP: get_dev_pagemap"):
         return EPGMAP_DYING
     if failure.inject(m, SITE_TRY_GRAB):
-        # try_grab_folio failed: every era puts the pgmap reference back
+        # try_grab_folio failed: the slow walk and GUP-fast's PTE level put
+        # the pgmap reference back; GUP-fast's devmap PMD (__gup_device_huge)
+        # did not until 6401c4eb57f9
         if walk_ref:
-            pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)")
-        return ENOMEM
+            if fast and level == PMD and m.rules.gup.device_huge_grab_failure_leaks_pgmap:
+                m.trace_note(
+                    lambda: f"__gup_device_huge: try_grab_page failed, returns without put_dev_pagemap (pgmap {g})"
+                )
+                m.s.lost_pgmap_refs[g] += 1
+            else:
+                pgmap.pgmap_put(m, g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)")
+        return _grab_failed(m, proc, addr, flags, pin, cpu)
     if t == "coherent" and longterm and m.rules.gup.longterm_migrates_coherent:
         # check_and_migrate_movable_pages: not longterm-pinnable, so the grab
         # becomes a reference the migration to RAM consumes, and GUP retries

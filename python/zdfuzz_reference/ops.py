@@ -15,6 +15,9 @@ from zdfuzz_reference.config import MAX_ALLOC_PAGES, Layout
 # GUP flag bits as operands
 FOLL_LONGTERM = 1
 FOLL_PCI_P2PDMA = 2
+#: the ``_fast`` GUP API (lockless walk, then the slow walk); an operand only
+#: in shapes with failure injection
+GUP_FAST = 4
 
 # MIGRATE_VMA_SELECT_* as operands
 SELECT_SYSTEM = 1
@@ -78,7 +81,7 @@ def dim_size(dim: str, lay: Layout) -> int:
         FILE: lay.nfiles,
         INDEX: lay.file_pages,
         PAGES: MAX_ALLOC_PAGES,
-        FLAGS: 4,
+        FLAGS: 8 if lay.faults else 4,
         CACHED: lay.npgmaps + 1,
         BY: 2,
         SELECT: len(SELECT_VALUES) - (not lay.has_coherent()),

@@ -167,9 +167,36 @@ def memremap_pages(m: Machine, g: int) -> None:
         m.s.ledger.init_rc[p] = tr.init_rc
         m.s.ledger.pages[p] = Holders()
         m.touch_page(p)
+    shift = vmemmap_shift(m, g)
+    if shift:
+        # memmap_init_compound: every page points at its folio's head, the
+        # head keeps the initial refcount, the tails are at 0
+        nr = 1 << shift
+        for h in range(m.layout.pfns_of(g).start, m.layout.pfns_of(g).stop, nr):
+            m.s.order[h] = shift
+            for p in range(h + 1, h + nr):
+                m.s.head[p] = h
+                m.s.rc[p] = 0
+                m.s.ledger.init_rc[p] = 0
+                m.s.flags[p] &= ~PG_INIT_REF  # the folio's one init reference is its head's
     if tr.init_pgmap_refs:
-        pgmap_get(m, g, 0, m.layout.pages, "memremap_pages")
+        # percpu_ref_get_many(&pgmap->ref, pfn_len): one per folio
+        pgmap_get(m, g, 0, init_pgmap_refs(m, g), "memremap_pages")
     m.touch_pgmap(g)
+
+
+def vmemmap_shift(m: Machine, g: int) -> int:
+    """``pgmap->vmemmap_shift``: the order of the compound pages
+    ``memremap_pages`` builds (a PMD-aligned device-dax device from v5.17),
+    0 for order-0 pages."""
+    devdax = m.layout.pgmap_type[g] == "generic" and m.layout.devdax_pmd
+    return m.layout.order if devdax and m.rules.dax.devdax_compound else 0
+
+
+def init_pgmap_refs(m: Machine, g: int) -> int:
+    """The init references of pgmap ``g``: ``pfn_len``, one per page
+    shifted by ``vmemmap_shift`` (one per folio)."""
+    return m.layout.pages >> vmemmap_shift(m, g)
 
 
 def spawn_memunmap(m: Machine, g: int, cpu: int) -> None:
@@ -202,13 +229,15 @@ def memunmap_step(m: Machine, g: int, pc: int, cpu: int) -> int | None:
         sched.check_pgmap_leaks(m, g)
         if tr.init_pgmap_refs:
             if tr.memunmap_put == "every_page":
-                for p in m.layout.pfns_of(g):
+                # one put per struct page, or per folio where they are compound
+                pfns = m.layout.pfns_of(g)
+                for p in range(pfns.start, pfns.stop, 1 << vmemmap_shift(m, g)):
                     page.put_page_refs(m, p, 1, cpu, "memunmap_pages: put_page")
             elif tr.memunmap_put == "put_many":
                 m.s.pgmaps[g].init_dropped = True
                 for p in m.layout.pfns_of(g):
                     m.s.flags[p] &= ~PG_INIT_REF
-                pgmap_put(m, g, cpu, m.layout.pages, "memunmap_pages: percpu_ref_put_many")
+                pgmap_put(m, g, cpu, init_pgmap_refs(m, g), "memunmap_pages: percpu_ref_put_many")
         return MU_WAIT
     if pc == MU_WAIT:
         return MU_TEARDOWN  # runnable only once pgmap->done completed

@@ -41,8 +41,11 @@ def zap_pte(m: Machine, proc: int, addr: int, cpu: int) -> None:
 
 
 def munmap(m: Machine, proc: int, addr: int, cpu: int) -> None:
-    """``munmap`` of one page: a PMD-mapped huge page is split first."""
-    if pagetable.entry(m, proc, addr)[1] == PMD:
+    """``munmap`` of one page: a PMD-mapped huge page is split first; a
+    device-dax PMD is not (``dev_dax_may_split``: the unmap is of the whole
+    aligned range, and zaps the PMD)."""
+    e, level = pagetable.entry(m, proc, addr)
+    if level == PMD and not (e.has_pfn() and m.layout.is_devdax_pmd(e.pfn)):
         pagetable.split_huge_pmd(m, proc, addr)
     zap_pte(m, proc, addr, cpu)
 
@@ -87,6 +90,8 @@ def fork(m: Machine, parent: int, child: int) -> None:
         pmd = m.s.pmds[ps]
         if not pmd.has_pfn():
             continue
+        if lay.is_devdax_pmd(pmd.pfn):
+            continue  # a shared device-dax mapping is not copied (vma_needs_copy)
         if pmd.kind == pagetable.PRESENT and _maybe_pinned(m, pmd.pfn) and m.rules.gup.fork_copies_pinned:
             pagetable.split_huge_pmd(m, parent, a)
             continue
@@ -132,21 +137,22 @@ def fork(m: Machine, parent: int, child: int) -> None:
 
 
 def zap_pfn_mappings(m: Machine, p: int, cpu: int) -> None:
-    """Zap every user mapping of pfn ``p`` (``unmap_mapping_pages``)."""
+    """Zap every user mapping of pfn ``p`` (``unmap_mapping_pages``): a PTE
+    that maps it, or the whole PMD of a device-dax block it is part of."""
     lay = m.layout
     for proc in range(lay.procs):
         for addr in range(lay.addrs):
-            e = m.s.ptes[lay.pte_slot(proc, addr)]
+            e = pagetable.entry(m, proc, addr)[0]
             if e.has_pfn() and e.pfn == p:
                 zap_pte(m, proc, addr, cpu)
 
 
 def zap_pgmap_mappings(m: Machine, g: int, cpu: int) -> None:
-    """Zap every user mapping of any page of pgmap ``g``."""
+    """Zap every user mapping of any page of pgmap ``g`` (PTEs and PMDs)."""
     lay = m.layout
     pfns = lay.pfns_of(g)
     for proc in range(lay.procs):
         for addr in range(lay.addrs):
-            e = m.s.ptes[lay.pte_slot(proc, addr)]
+            e = pagetable.entry(m, proc, addr)[0]
             if e.has_pfn() and e.pfn in pfns:
                 zap_pte(m, proc, addr, cpu)

@@ -149,6 +149,9 @@ class DaxRules:
     busy_scan_needs_mapping: bool
     #: the busy scan waits for a locked entry (6be3e21d25ca); else skips it
     scan_waits_on_locked_entry: bool
+    #: device-dax pages of a PMD-aligned device are compound folios
+    #: (``vmemmap_shift``, 14606001efb4, v5.17); optional in a rules file
+    devdax_compound: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ class GupRules:
     #: a rules file (false: eras without the type, or the what-if of a GUP
     #: that pins the coherent page itself)
     longterm_migrates_coherent: bool = False
+    #: GUP-fast on a devmap PMD forgets ``put_dev_pagemap`` when
+    #: ``try_grab_page`` fails (v5.7-v5.14; fixed by 6401c4eb57f9)
+    device_huge_grab_failure_leaks_pgmap: bool = False
 
 
 @dataclass(frozen=True)

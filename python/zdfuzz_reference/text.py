@@ -28,6 +28,7 @@ from zdfuzz_reference.ops import (
     FLAGS,
     FOLL_LONGTERM,
     FOLL_PCI_P2PDMA,
+    GUP_FAST,
     KIND_INDEX,
     KINDS,
     MAX_ARGS,
@@ -57,6 +58,8 @@ def flags_text(v: int) -> str:
         parts.append("FOLL_LONGTERM")
     if v & FOLL_PCI_P2PDMA:
         parts.append("FOLL_PCI_P2PDMA")
+    if v & GUP_FAST:
+        parts.append("GUP_FAST")
     return "|".join(parts) if parts else "0"
 
 
@@ -122,7 +125,7 @@ def _parse_value(dim: str, text: str) -> int | None:
     if dim == FLAGS:
         if text.isdigit():
             v = int(text)
-            return v if v < 4 else None
+            return v if v < 8 else None
         v = 0
         for part in text.split("|"):
             bit = {
@@ -130,6 +133,8 @@ def _parse_value(dim: str, text: str) -> int | None:
                 "longterm": FOLL_LONGTERM,
                 "FOLL_PCI_P2PDMA": FOLL_PCI_P2PDMA,
                 "p2pdma": FOLL_PCI_P2PDMA,
+                "GUP_FAST": GUP_FAST,
+                "fast": GUP_FAST,
             }.get(part.strip())
             if bit is None:
                 return None
@@ -242,7 +247,7 @@ def parse_program(text: str) -> Program:
                             raise ProgramError(line, c + 6, f"unknown device type `{t}` ({', '.join(DEVICE_TYPES)})")
                         types.append(dt)
                     p.shape.types = types
-                elif k in dict(p.shape.fields()) or k == "faults":
+                elif k in dict(p.shape.fields()) or k in ("faults", "devdax_pmd"):
                     if not v.isdigit():
                         raise ProgramError(line, c + len(k) + 1, f"`{k}` needs a number, got `{v}`")
                     setattr(p.shape, k, int(v))
@@ -252,7 +257,7 @@ def parse_program(text: str) -> Program:
                     raise ProgramError(
                         line,
                         c,
-                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults)",
+                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd)",
                     )
         else:
             p.ops.append(_parse_op(ws, line))

@@ -60,6 +60,13 @@ pub struct Shape {
     /// error), so the error paths run. 0 (the default): nothing fails, and
     /// the state space is exactly that of a shape without failure injection.
     pub faults: usize,
+    /// 1: device-dax devices are aligned to a PMD (`daxctl reconfigure-device
+    /// --align 2M`, the default of a devdax namespace): `dev_dax_huge_fault`
+    /// maps `1 << order` pages with one PMD, and from v5.17 the pages are
+    /// compound folios of that order (`pgmap->vmemmap_shift`). 0 (the
+    /// default): 4 KiB alignment, PTE mappings of order-0 pages, and the
+    /// state space of a shape without it.
+    pub devdax_pmd: usize,
 }
 
 impl Default for Shape {
@@ -80,6 +87,7 @@ impl Default for Shape {
             ram: 4,
             order: 1,
             faults: 0,
+            devdax_pmd: 0,
         }
     }
 }
@@ -113,6 +121,10 @@ impl Shape {
         }
         if !order_set {
             self.order = Shape::default_order(&self.types);
+            if self.devdax_pmd != 0 && self.order == 0 {
+                // a PMD-aligned device-dax device needs huge pages
+                self.order = Shape::default().order;
+            }
         }
     }
 
@@ -140,6 +152,9 @@ impl Shape {
         if self.faults != 0 {
             v.push(("faults", self.faults));
         }
+        if self.devdax_pmd != 0 {
+            v.push(("devdax_pmd", self.devdax_pmd));
+        }
         v
     }
 
@@ -157,6 +172,7 @@ impl Shape {
             "ram" => self.ram = v,
             "order" => self.order = v,
             "faults" => self.faults = v,
+            "devdax_pmd" => self.devdax_pmd = v,
             _ => return false,
         }
         true
@@ -229,6 +245,26 @@ impl Shape {
         range("ram", self.ram, 0, MAX_RAM)?;
         range("order", self.order, 0, MAX_ORDER)?;
         range("faults", self.faults, 0, 1)?;
+        range("devdax_pmd", self.devdax_pmd, 0, 1)?;
+        if self.devdax_pmd != 0 {
+            let nr = 1usize << self.order;
+            if !self.types.contains(&DeviceType::Generic) {
+                return Err(ConfigError("devdax_pmd=1 needs the generic (device-dax) type".into()));
+            }
+            if self.order == 0 || self.addrs < nr {
+                return Err(ConfigError(format!(
+                    "devdax_pmd=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order (order={}, \
+                     addrs={})",
+                    self.order, self.addrs
+                )));
+            }
+            if self.pages % nr != 0 {
+                return Err(ConfigError(format!(
+                    "devdax_pmd=1 needs whole folios: pages per pgmap ({}) must be a multiple of 1 << order ({nr})",
+                    self.pages
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -334,6 +370,8 @@ pub struct Layout {
     pub nfiles: usize,
     /// failure injection is on (`fail_next` can be enabled)
     pub faults: bool,
+    /// device-dax devices are PMD-aligned (`Shape::devdax_pmd`)
+    pub devdax_pmd: bool,
 }
 
 impl Layout {
@@ -364,6 +402,7 @@ impl Layout {
             pgmap_type,
             fs_pgmap,
             faults: c.faults != 0,
+            devdax_pmd: c.devdax_pmd != 0,
         }
     }
 
@@ -419,6 +458,12 @@ impl Layout {
     #[inline]
     pub fn moves(&self, pfn: usize) -> bool {
         self.is_ram(pfn) || self.is_driver_allocated(pfn)
+    }
+
+    /// Is `pfn` a page of a PMD-aligned device-dax device (mapped by PMDs)?
+    #[inline]
+    pub fn is_devdax_pmd(&self, pfn: usize) -> bool {
+        self.devdax_pmd && self.type_of(pfn) == Some(DeviceType::Generic)
     }
 
     /// Does the layout have a MEMORY_DEVICE_COHERENT pgmap?

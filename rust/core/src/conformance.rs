@@ -146,13 +146,13 @@ impl Machine {
                     pfns.clone().filter(|&p| self.s.flags[p] & PG_INIT_REF != 0).count() as i64
                 }
                 _ if pg.init_dropped => 0,
-                _ => self.layout.pages as i64,
+                _ => self.init_pgmap_refs(g) as i64,
             };
         }
         if t.driver_allocated() && self.rules.private.alloc_pgmap_ref != AllocPgmapRef::None {
             r += pfns.clone().filter(|&p| self.s.flags[p] & PG_FREE_LIST == 0).count() as i64;
         }
-        r += self.s.split_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];
+        r += self.s.split_pgmap_refs[g] as i64 + self.s.lost_pgmap_refs[g] as i64 + self.s.page_pgmap_refs[g];
         if t == DeviceType::P2pdma {
             if self.rules.p2p.alloc_pgmap_ref {
                 r += self.s.ledger.p2p_allocs[g] as i64;

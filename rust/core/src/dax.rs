@@ -68,7 +68,44 @@ impl Machine {
     }
 
     pub(crate) fn dev_dax_huge_fault(&mut self, proc: usize, addr: usize, p: usize) {
-        self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
+        if self.layout.is_devdax_pmd(p) {
+            self.dev_dax_pmd_fault(proc, addr, p);
+        } else {
+            self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
+        }
+    }
+
+    /// `__dev_dax_pmd_fault` of a device aligned to a PMD: the block of
+    /// `addr` maps the `1 << order` pages from `p` (the program names the
+    /// first pfn; the kernel derives it from the file offset, which decides
+    /// nothing about references). E1–E3 `vmf_insert_pfn_pmd`: a devmap PMD,
+    /// no reference. E4 on (`vmf_insert_folio_pmd`, "mm/huge_memory: add
+    /// vmf_insert_folio_pmd()", v6.15): `folio_get` and
+    /// `folio_add_file_rmap_pmd`, one reference and the entire mapcount on
+    /// the head; it refuses a folio that is not PMD-sized
+    /// (`WARN_ON_ONCE(folio_order(folio) != PMD_ORDER)`, VM_FAULT_SIGBUS).
+    fn dev_dax_pmd_fault(&mut self, proc: usize, addr: usize, p: usize) {
+        const WHAT: &str = "dev_dax_huge_fault (PMD)";
+        if self.inject(SITE_VM_INSERT) {
+            self.trace_note(|| format!("{WHAT}: vmf_insert_*_pmd failed -> VM_FAULT_OOM, nothing mapped"));
+            return;
+        }
+        let refcounted = self.rules.of(DeviceType::Generic).map_refcounted;
+        let nr = self.layout.nr_huge();
+        if refcounted && self.folio_nr(self.head_of(p)) != nr {
+            self.trace_note(|| format!("{WHAT}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS"));
+            return;
+        }
+        if !refcounted && self.page_torn_down(p, WHAT) {
+            return;
+        }
+        let start = self.block_start(addr);
+        let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
+        self.install_entry(proc, start, Level::Pmd, e, 1, WHAT);
+        for i in 0..nr {
+            let v = self.layout.pte_slot(proc, start + i);
+            self.s.ledger.vcontent[v] = self.s.content[p + i];
+        }
     }
 
     /// `dax_busy_page`: references beyond the idle value and the counted
@@ -224,6 +261,13 @@ impl Machine {
         ok(self.layout.type_of(p) == Some(DeviceType::Generic), "not a device-dax page")?;
         ok(self.pgmap_live(self.layout.pgmap_of(p)), "the device-dax device is not bound")?;
         self.mm_ok(proc, addr)?;
+        if self.layout.is_devdax_pmd(p) {
+            // the device's alignment decides the fault size: a PMD-aligned
+            // device maps whole aligned blocks (check_vma, dev_dax's align)
+            ok(p % self.layout.nr_huge() == 0, "the pfn is not aligned to the device's alignment")?;
+            ok(self.layout.in_block(addr), "the address is not in a PMD-sized block")?;
+            return ok(self.block_empty(proc, addr), "the block is mapped");
+        }
         ok(self.slot_is_empty(proc, addr), "the address is mapped")
     }
 

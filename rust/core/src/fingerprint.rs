@@ -385,6 +385,7 @@ impl State {
             mig,
             mig_entries,
             split_pgmap_refs,
+            lost_pgmap_refs,
             page_pgmap_refs,
             alive,
             dax,
@@ -404,6 +405,7 @@ impl State {
         mig.clone_from(&src.mig);
         mig_entries.clone_from(&src.mig_entries);
         split_pgmap_refs.clone_from(&src.split_pgmap_refs);
+        lost_pgmap_refs.clone_from(&src.lost_pgmap_refs);
         page_pgmap_refs.clone_from(&src.page_pgmap_refs);
         for (d, s) in pgmaps.iter_mut().zip(&src.pgmaps) {
             let Pgmap { state, pref, done, init_dropped } = d;
@@ -469,6 +471,7 @@ impl State {
             mig,
             mig_entries,
             split_pgmap_refs,
+            lost_pgmap_refs,
             page_pgmap_refs,
             alive,
             dax,
@@ -522,7 +525,7 @@ impl State {
         for e in mig_entries {
             put(out, mig_entry_word(e, |p| p as u64));
         }
-        for v in split_pgmap_refs {
+        for v in split_pgmap_refs.iter().chain(lost_pgmap_refs) {
             put(out, *v as u64);
         }
         for v in page_pgmap_refs {
@@ -659,6 +662,7 @@ impl State {
             mig,
             mig_entries,
             split_pgmap_refs,
+            lost_pgmap_refs,
             page_pgmap_refs,
             alive,
             dax,
@@ -737,7 +741,7 @@ impl State {
             let w = r.get()?;
             *e = MigEntry { src: w as u16, dst: (w >> 16) as u16, flags: (w >> 32) as u8 };
         }
-        for v in split_pgmap_refs.iter_mut() {
+        for v in split_pgmap_refs.iter_mut().chain(lost_pgmap_refs.iter_mut()) {
             *v = r.small()?;
         }
         for v in page_pgmap_refs.iter_mut() {
@@ -937,6 +941,7 @@ impl Canon {
             mig,
             mig_entries,
             split_pgmap_refs,
+            lost_pgmap_refs,
             page_pgmap_refs,
             alive,
             dax,
@@ -972,7 +977,7 @@ impl Canon {
             w.extend_from_slice(&mig_ctx_words(m, |p| p as u64, true));
         }
         w.extend(mig_entries.iter().map(|e| mig_entry_word(e, |p| p as u64)));
-        w.extend(split_pgmap_refs.iter().map(|&v| v as u64));
+        w.extend(split_pgmap_refs.iter().chain(lost_pgmap_refs).map(|&v| v as u64));
         w.extend(page_pgmap_refs.iter().map(|&v| v as u64));
         w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
         w.extend(dax.iter().map(|&d| d as u64));
@@ -1087,6 +1092,7 @@ impl Canon {
             mig,
             mig_entries,
             split_pgmap_refs,
+            lost_pgmap_refs,
             page_pgmap_refs,
             alive,
             dax,
@@ -1172,7 +1178,7 @@ impl Canon {
                 count,
                 ctl,
                 sum,
-                split_pgmap_refs[g] as u64,
+                split_pgmap_refs[g] as u64 | (lost_pgmap_refs[g] as u64) << 32,
                 page_pgmap_refs[g] as u64,
             ]);
         }
@@ -1283,8 +1289,15 @@ fn symmetric_pgmaps(l: &Layout) -> u64 {
     if l.pages < 2 {
         return 0;
     }
+    // a PMD-aligned device-dax device maps runs of adjacent pfns by one
+    // PMD (and from v5.17 they are one compound folio): its pages are not
+    // interchangeable
     (0..l.npgmaps)
-        .filter(|&g| matches!(l.pgmap_type[g], DeviceType::Generic | DeviceType::Fsdax))
+        .filter(|&g| match l.pgmap_type[g] {
+            DeviceType::Generic => !l.devdax_pmd,
+            DeviceType::Fsdax => true,
+            _ => false,
+        })
         .fold(0u64, |m, g| m | 1 << (g % 64))
 }
 
@@ -1597,6 +1610,7 @@ step task=1
             mig: _,
             mig_entries: _,
             split_pgmap_refs: _,
+            lost_pgmap_refs: _,
             page_pgmap_refs: _,
             alive: _,
             dax: _,
@@ -1649,6 +1663,7 @@ step task=1
             ("mig.orig_pmd", |s| s.mig[2].orig_pmd ^= true),
             ("mig_entries", |s| s.mig_entries[5].flags = 1),
             ("split_pgmap_refs", |s| s.split_pgmap_refs[0] = 1),
+            ("lost_pgmap_refs", |s| s.lost_pgmap_refs[0] = 1),
             ("page_pgmap_refs", |s| s.page_pgmap_refs[0] = 1),
             ("ledger.locker", |s| s.ledger.locker[16] = 1),
             ("ledger.vcontent", |s| s.ledger.vcontent[3] = 9),

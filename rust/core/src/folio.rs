@@ -207,6 +207,11 @@ impl Machine {
     /// Is `Mbind` allowed now (the actor's contract)?
     pub(crate) fn mbind_enabled(&self, op: &Op) -> Result<(), &'static str> {
         self.mm_ok(op.a(0), op.a(1))?;
-        ok(self.entry(op.a(0), op.a(1)).1 == Level::Pmd, "no PMD entry here")
+        let (e, level) = self.entry(op.a(0), op.a(1));
+        ok(level == Level::Pmd, "no PMD entry here")?;
+        ok(
+            !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)),
+            "the walkers skip a DAX VMA (vma_migratable is false for it)",
+        )
     }
 }

@@ -19,8 +19,8 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
-use crate::pagetable::Pte;
-use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA, SITE_TRY_GRAB};
+use crate::pagetable::{Level, Pte};
+use crate::program::op::{FOLL_LONGTERM, FOLL_PCI_P2PDMA, GUP_FAST, SITE_TRY_GRAB};
 use crate::rules::DeviceType;
 
 /// Why GUP refused (the errno it returns).
@@ -68,7 +68,8 @@ impl Machine {
     ) -> Result<usize, GupError> {
         let longterm = flags & FOLL_LONGTERM != 0;
         let p2pdma = flags & FOLL_PCI_P2PDMA != 0;
-        let pte = self.entry(proc, addr).0;
+        let fast = flags & GUP_FAST != 0;
+        let (pte, level) = self.entry(proc, addr);
         let p = match pte {
             Pte::None | Pte::Migration { .. } => return Err(GupError::Fault),
             Pte::DevicePrivate { pfn, .. } => {
@@ -82,7 +83,7 @@ impl Machine {
         let Some(t) = self.layout.type_of(p) else {
             // system RAM: an ordinary anonymous page
             if self.inject(SITE_TRY_GRAB) {
-                return Err(GupError::NoMem);
+                return self.gup_grab_failed(proc, addr, flags, pin, cpu);
             }
             return Ok(self.gup_grab(proc, addr, p, pin, longterm));
         };
@@ -105,13 +106,23 @@ impl Machine {
             return Err(GupError::PgmapDying);
         }
         if self.inject(SITE_TRY_GRAB) {
-            // try_grab_folio failed: every era's GUP (follow_page_pte's
-            // ctx.pgmap, gup_fast_pte_range's and __gup_device_huge's
-            // undo) puts the pgmap reference it took back
+            // try_grab_folio failed: the slow walk (follow_page_pte's and
+            // follow_devmap_pmd's ctx.pgmap) and GUP-fast's PTE level
+            // (gup_pte_range's pte_unmap label) put the pgmap reference
+            // they took back; GUP-fast's devmap PMD (__gup_device_huge)
+            // did not until 6401c4eb57f9
             if walk_ref {
-                self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)");
+                let leaks = fast && level == Level::Pmd && self.rules.gup.device_huge_grab_failure_leaks_pgmap;
+                if leaks {
+                    self.trace_note(|| {
+                        format!("__gup_device_huge: try_grab_page failed, returns without put_dev_pagemap (pgmap {g})")
+                    });
+                    self.s.lost_pgmap_refs[g] += 1;
+                } else {
+                    self.pgmap_put(g, cpu, 1, "GUP: put_dev_pagemap (try_grab_folio failed)");
+                }
             }
-            return Err(GupError::NoMem);
+            return self.gup_grab_failed(proc, addr, flags, pin, cpu);
         }
         if t == DeviceType::Coherent && longterm && self.rules.gup.longterm_migrates_coherent {
             // check_and_migrate_movable_pages: not longterm-pinnable, so the
@@ -132,6 +143,25 @@ impl Machine {
         }
         self.observe(Obs::GupGranted { pfn: p, ty: Some(t), longterm, p2pdma });
         Ok(p)
+    }
+
+    /// After a failed `try_grab_folio`: the slow walk returns -ENOMEM; the
+    /// lockless walk of a `_fast` caller took nothing (its undo ran) and
+    /// hands the address to the slow walk (`gup_fast_fallback` →
+    /// `__gup_longterm_locked`), which tries again.
+    fn gup_grab_failed(
+        &mut self,
+        proc: usize,
+        addr: usize,
+        flags: u16,
+        pin: bool,
+        cpu: usize,
+    ) -> Result<usize, GupError> {
+        if flags & GUP_FAST == 0 {
+            return Err(GupError::NoMem);
+        }
+        self.trace_note(|| "GUP-fast: the lockless walk took nothing, the slow walk retries".into());
+        self.gup(proc, addr, flags & !GUP_FAST, pin, cpu)
     }
 
     /// `try_grab_folio`: a reference (FOLL_GET), or a pin (FOLL_PIN: a

@@ -61,6 +61,11 @@ pub struct State {
     /// per pgmap: pgmap references the split of a device-private folio took
     /// (the 2020 THP patch's `get_many(nr - 1)`), for I-P1's accounting
     pub split_pgmap_refs: Vec<u32>,
+    /// per pgmap: references a kernel error path took and never put (the
+    /// leak of a modelled bug, e.g. `__gup_device_huge` before
+    /// 6401c4eb57f9): I-P1 counts them; nothing ever puts them, so the
+    /// unbind that waits for the pgmap to reach zero hangs (I-L4)
+    pub lost_pgmap_refs: Vec<u32>,
     /// per pgmap: pgmap references taken by get_page minus those dropped by
     /// put_page (before v4.11, `pgmap.page_refs_take_pgmap_refs`)
     pub page_pgmap_refs: Vec<i64>,
@@ -212,6 +217,7 @@ impl Machine {
             mig: vec![MigCtx::default(); layout.tasks],
             mig_entries: vec![MigEntry::default(); layout.tasks * layout.mig_cap()],
             split_pgmap_refs: vec![0; layout.npgmaps],
+            lost_pgmap_refs: vec![0; layout.npgmaps],
             page_pgmap_refs: vec![0; layout.npgmaps],
             alive: vec![true; layout.procs],
             dax: vec![0; layout.nfiles * layout.file_pages],
@@ -273,6 +279,7 @@ impl Machine {
         s.mig.fill(MigCtx::default());
         s.mig_entries.fill(MigEntry::default());
         s.split_pgmap_refs.fill(0);
+        s.lost_pgmap_refs.fill(0);
         s.page_pgmap_refs.fill(0);
         s.alive.fill(true);
         s.dax.fill(0);

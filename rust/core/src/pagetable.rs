@@ -363,6 +363,11 @@ impl Machine {
     /// Is `SplitHugePmd` allowed now (the actor's contract)?
     pub(crate) fn split_huge_pmd_enabled(&self, op: &Op) -> Result<(), &'static str> {
         self.mm_ok(op.a(0), op.a(1))?;
-        ok(self.entry(op.a(0), op.a(1)).1 == Level::Pmd, "no PMD mapping here")
+        let (e, level) = self.entry(op.a(0), op.a(1));
+        ok(level == Level::Pmd, "no PMD mapping here")?;
+        ok(
+            !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)),
+            "a device-dax mapping is not split below the device's alignment (dev_dax_may_split: -EINVAL)",
+        )
     }
 }

@@ -165,11 +165,47 @@ impl Machine {
             self.s.ledger.pages[p] = Default::default();
             self.touch_page(p);
         }
+        let shift = self.vmemmap_shift(g);
+        if shift > 0 {
+            // memmap_init_compound: every page points at its folio's head,
+            // the head keeps the initial refcount, the tails are at 0
+            let nr = 1usize << shift;
+            for h in self.layout.pfns_of(g).step_by(nr) {
+                self.s.order[h] = shift as u8;
+                for p in h + 1..h + nr {
+                    self.s.head[p] = h as u16;
+                    self.s.rc[p] = 0;
+                    self.s.ledger.init_rc[p] = 0;
+                    // the folio's one init reference is its head's
+                    self.s.flags[p] &= !PG_INIT_REF;
+                }
+            }
+        }
         if tr.init_pgmap_refs {
-            // percpu_ref_get_many(&pgmap->ref, pfn_len(pgmap, range_id))
-            self.pgmap_get(g, 0, self.layout.pages as u64, "memremap_pages");
+            // percpu_ref_get_many(&pgmap->ref, pfn_len(pgmap, range_id)):
+            // one per folio (pfn_len is shifted by vmemmap_shift)
+            self.pgmap_get(g, 0, self.init_pgmap_refs(g), "memremap_pages");
         }
         self.touch_pgmap(g);
+    }
+
+    /// `pgmap->vmemmap_shift`: the order of the compound pages
+    /// `memremap_pages` builds (device-dax aligned to a PMD, from v5.17),
+    /// 0 for order-0 pages.
+    pub(crate) fn vmemmap_shift(&self, g: usize) -> usize {
+        let devdax = self.layout.pgmap_type[g] == DeviceType::Generic && self.layout.devdax_pmd;
+        if devdax && self.rules.dax.devdax_compound {
+            self.layout.order
+        } else {
+            0
+        }
+    }
+
+    /// The init references `memremap_pages` takes on pgmap `g`:
+    /// `pfn_len(pgmap, range_id)`, one per page shifted by `vmemmap_shift`
+    /// (one per folio).
+    pub(crate) fn init_pgmap_refs(&self, g: usize) -> u64 {
+        (self.layout.pages >> self.vmemmap_shift(g)) as u64
     }
 
     /// One step of the memunmap_pages task for pgmap `g`; returns the next pc
@@ -205,7 +241,10 @@ impl Machine {
                 if tr.init_pgmap_refs {
                     match tr.memunmap_put {
                         MemunmapPut::EveryPage => {
-                            for p in self.layout.pfns_of(g) {
+                            // one put per struct page, or per folio (its
+                            // head) where the pages are compound
+                            let nr = 1usize << self.vmemmap_shift(g);
+                            for p in self.layout.pfns_of(g).step_by(nr) {
                                 self.put_page_refs(p, 1, cpu, "memunmap_pages: put_page");
                             }
                         }
@@ -214,7 +253,8 @@ impl Machine {
                             for p in self.layout.pfns_of(g) {
                                 self.s.flags[p] &= !PG_INIT_REF;
                             }
-                            self.pgmap_put(g, cpu, self.layout.pages as u64, "memunmap_pages: percpu_ref_put_many");
+                            let n = self.init_pgmap_refs(g);
+                            self.pgmap_put(g, cpu, n, "memunmap_pages: percpu_ref_put_many");
                         }
                         MemunmapPut::None => {}
                     }

@@ -38,9 +38,13 @@ impl Machine {
         self.clear_entry(proc, at, level, cpu, "zap_pte_range: put_page");
     }
 
-    /// `munmap` of one page: a PMD-mapped huge page is split first.
+    /// `munmap` of one page: a PMD-mapped huge page is split first. A
+    /// device-dax PMD is not: `dev_dax_may_split` refuses a split below the
+    /// device's alignment (-EINVAL), so an unmap there is one of the whole
+    /// aligned range, and zaps the PMD.
     pub(crate) fn munmap(&mut self, proc: usize, addr: usize, cpu: usize) {
-        if self.entry(proc, addr).1 == Level::Pmd {
+        let (e, level) = self.entry(proc, addr);
+        if level == Level::Pmd && !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)) {
             self.split_huge_pmd(proc, addr);
         }
         self.zap_pte(proc, addr, cpu);
@@ -87,6 +91,10 @@ impl Machine {
             let ps = self.layout.pmd_slot(parent, a);
             let pmd = self.s.pmds[ps];
             let Some(h) = pmd.pfn() else { continue };
+            if self.layout.is_devdax_pmd(h) {
+                // a shared device-dax mapping is not copied (vma_needs_copy)
+                continue;
+            }
             if matches!(pmd, Pte::Present { .. }) && self.maybe_pinned(h) && self.rules.gup.fork_copies_pinned {
                 self.split_huge_pmd(parent, a);
                 continue;
@@ -138,23 +146,24 @@ impl Machine {
         }
     }
 
-    /// Zap every user mapping of pfn `p` (unmap_mapping_pages).
+    /// Zap every user mapping of pfn `p` (unmap_mapping_pages): a PTE
+    /// that maps it, or the whole PMD of a device-dax block it is part of.
     pub(crate) fn zap_pfn_mappings(&mut self, p: usize, cpu: usize) {
         for proc in 0..self.layout.procs {
             for addr in 0..self.layout.addrs {
-                if self.s.ptes[self.layout.pte_slot(proc, addr)].pfn() == Some(p) {
+                if self.entry(proc, addr).0.pfn() == Some(p) {
                     self.zap_pte(proc, addr, cpu);
                 }
             }
         }
     }
 
-    /// Zap every user mapping of any page of pgmap `g`.
+    /// Zap every user mapping of any page of pgmap `g` (PTEs and PMDs).
     pub(crate) fn zap_pgmap_mappings(&mut self, g: usize, cpu: usize) {
         let pfns = self.layout.pfns_of(g);
         for proc in 0..self.layout.procs {
             for addr in 0..self.layout.addrs {
-                if self.s.ptes[self.layout.pte_slot(proc, addr)].pfn().is_some_and(|p| pfns.contains(&p)) {
+                if self.entry(proc, addr).0.pfn().is_some_and(|p| pfns.contains(&p)) {
                     self.zap_pte(proc, addr, cpu);
                 }
             }

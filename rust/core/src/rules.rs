@@ -178,6 +178,15 @@ pub struct DaxRules {
     /// locked entry's page — a DMA-busy page under a locked entry is missed
     /// and its block freed (I-X2).
     pub scan_waits_on_locked_entry: bool,
+    /// A device-dax device aligned above PAGE_SIZE has compound pages of
+    /// its alignment (`pgmap->vmemmap_shift`, 14606001efb4 "device-dax:
+    /// compound devmap support", v5.17): one refcount per folio on its
+    /// head, and `memremap_pages` / `memunmap_pages` take and drop one
+    /// pgmap reference per folio (`pfn_len` is shifted by
+    /// `vmemmap_shift`). False: order-0 pages under the PMD (v5.10). Only
+    /// shapes with `devdax_pmd=1` have such a device.
+    #[serde(default)]
+    pub devdax_compound: bool,
 }
 
 /// pgmap lifetime (mm/memremap.c).
@@ -231,6 +240,15 @@ pub struct GupRules {
     /// type leave it false.
     #[serde(default)]
     pub longterm_migrates_coherent: bool,
+    /// GUP-fast on a devmap PMD (`__gup_device_huge`) returns from a
+    /// failed `try_grab_page` without `put_dev_pagemap`: the pgmap
+    /// reference it took leaks and the device's unbind waits forever. In
+    /// v5.7 (3faa52c03f44 "mm/gup: track FOLL_PIN pages" made the grab
+    /// fallible there) to v5.14; fixed by 6401c4eb57f9 ("mm/gup: fix
+    /// potential pgmap refcnt leak in __gup_device_huge()", v5.15). The
+    /// slow walk (`follow_devmap_pmd`, `ctx.pgmap`) always put it back.
+    #[serde(default)]
+    pub device_huge_grab_failure_leaks_pgmap: bool,
 }
 
 /// How `migrate_vma_check_page` (the pre-filter of `migrate_vma_setup`)
@@ -885,6 +903,10 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "free_prepare") => "free_zone_device_folio_prepare restores order-0 pages before folio_free (2026 fix)",
         (_, "scan_waits_on_locked_entry") => {
             "the DAX busy-page scan waits for a locked entry and tests it (false: skips it; fixed by 6be3e21d25ca)"
+        }
+        (_, "devdax_compound") => "device-dax pages of a PMD-aligned device are compound folios (vmemmap_shift, v5.17)",
+        (_, "device_huge_grab_failure_leaks_pgmap") => {
+            "GUP-fast on a devmap PMD leaks its pgmap reference when try_grab fails (v5.7-v5.14; 6401c4eb57f9)"
         }
         (_, "free_rereads_pgmap") => {
             "the free path reads folio->pgmap after ->folio_free() returned (until the 2026 fix 85be0a262e39)"

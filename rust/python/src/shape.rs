@@ -23,7 +23,7 @@ pub struct PyShape {
 impl PyShape {
     #[new]
     #[pyo3(signature = (types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
-                        file_pages = 2, tasks = 4, ram = None, order = None, faults = 0))]
+                        file_pages = 2, tasks = 4, ram = None, order = None, faults = 0, devdax_pmd = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         types: Option<Vec<String>>,
@@ -38,6 +38,7 @@ impl PyShape {
         ram: Option<usize>,
         order: Option<usize>,
         faults: usize,
+        devdax_pmd: usize,
     ) -> Result<PyShape> {
         let fields = [
             ("pgmaps", pgmaps),
@@ -49,6 +50,7 @@ impl PyShape {
             ("file_pages", file_pages),
             ("tasks", tasks),
             ("faults", faults),
+            ("devdax_pmd", devdax_pmd),
         ];
         Ok(PyShape { inner: Shape::build(types.as_deref(), &fields, ram, order)? })
     }
@@ -102,6 +104,12 @@ impl PyShape {
     #[getter]
     fn faults(&self) -> usize {
         self.inner.faults
+    }
+    /// 1: device-dax devices are PMD-aligned (faults map PMDs; compound
+    /// folios from v5.17).
+    #[getter]
+    fn devdax_pmd(&self) -> usize {
+        self.inner.devdax_pmd
     }
 
     /// Every field: {"types": [...], "pgmaps": 1, ...} (what `Shape(**d)` takes).

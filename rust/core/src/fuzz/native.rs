@@ -133,7 +133,11 @@ impl NativeFuzzer {
         let mut machines = Vec::new();
         for bits in 1usize..(1 << n) {
             let sub: Vec<DeviceType> = (0..n).filter(|i| bits >> i & 1 == 1).map(|i| types[i]).collect();
-            let shape = Shape { types: sub.clone(), ..cfg.shape.clone() };
+            let mut shape = Shape { types: sub.clone(), ..cfg.shape.clone() };
+            if !sub.contains(&DeviceType::Generic) {
+                // a PMD-aligned device-dax device needs one
+                shape.devdax_pmd = 0;
+            }
             machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape))?);
             subsets.push(sub);
         }

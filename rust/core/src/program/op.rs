@@ -10,6 +10,13 @@ use crate::config::{Layout, MAX_ALLOC_PAGES};
 /// GUP flag bits as operands (the kernel's FOLL_* are different numbers).
 pub const FOLL_LONGTERM: u16 = 1;
 pub const FOLL_PCI_P2PDMA: u16 = 2;
+/// The caller uses `get_user_pages_fast` / `pin_user_pages_fast`: the
+/// lockless walk first, then the slow walk for what it did not take. Not a
+/// FOLL_* bit of the kernel (the API is), and an operand only in shapes with
+/// failure injection: without a failure both walks take the same references
+/// on every entry the model has (the lockless walk hands everything it does
+/// not handle to the slow one), so elsewhere it would only multiply states.
+pub const GUP_FAST: u16 = 4;
 
 /// `MIGRATE_VMA_SELECT_*` as operands: which pages a migration collects
 /// (and so its direction: system RAM → device, or device-private → RAM),
@@ -61,7 +68,8 @@ pub enum Dim {
     Index,
     /// a page count, 1..=MAX_ALLOC_PAGES
     Pages,
-    /// FOLL_LONGTERM | FOLL_PCI_P2PDMA bits
+    /// FOLL_LONGTERM | FOLL_PCI_P2PDMA bits, and GUP_FAST where failures
+    /// can be injected
     Flags,
     /// optional pgmap: 0 = none, g+1 = pgmap g
     Cached,
@@ -86,7 +94,13 @@ impl Dim {
             Dim::File => l.nfiles,
             Dim::Index => l.file_pages,
             Dim::Pages => MAX_ALLOC_PAGES,
-            Dim::Flags => 4,
+            Dim::Flags => {
+                if l.faults {
+                    8
+                } else {
+                    4
+                }
+            }
             Dim::Cached => l.npgmaps + 1,
             Dim::By => 2,
             Dim::Select => SELECT_VALUES.len() - (!l.has_coherent()) as usize,

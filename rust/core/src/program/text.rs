@@ -18,14 +18,14 @@
 //! header    := "rules" NAME | "config" (key "=" value)*
 //! action    := KIND (operand "=" value)*          KIND: a kernel function name (see `zdfuzz kinds`)
 //! value     := decimal | "none" (cached) | "gup" | "kernel" (by)
-//!            | "0" | FOLL_LONGTERM | FOLL_PCI_P2PDMA | FOLL_LONGTERM|FOLL_PCI_P2PDMA (flags)
+//!            | "0" | FOLL_LONGTERM | FOLL_PCI_P2PDMA | GUP_FAST, joined by | (flags)
 //! ```
 //!
 //! Operands may come in any order; `cpu` defaults to 0 and `cached` to none.
 //! The config keys are `types` (comma-separated) and the [`Shape`] fields.
 
 use super::op::{
-    Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, KINDS, MAX_ARGS, SELECT_COMPOUND,
+    Dim, Op, OpKind, BY_GUP, BY_KERNEL, FOLL_LONGTERM, FOLL_PCI_P2PDMA, GUP_FAST, KINDS, MAX_ARGS, SELECT_COMPOUND,
     SELECT_DEVICE_COHERENT, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SELECT_VALUES, SITE_NAMES,
 };
 use super::{Program, ProgramError, Shape};
@@ -39,6 +39,9 @@ fn flags_text(v: u16) -> String {
     }
     if v & FOLL_PCI_P2PDMA != 0 {
         parts.push("FOLL_PCI_P2PDMA");
+    }
+    if v & GUP_FAST != 0 {
+        parts.push("GUP_FAST");
     }
     if parts.is_empty() {
         "0".into()
@@ -129,13 +132,14 @@ fn parse_value(dim: Dim, text: &str) -> Option<u16> {
         },
         Dim::Flags => {
             if let Ok(v) = text.parse::<u16>() {
-                return (v < 4).then_some(v);
+                return (v < 8).then_some(v);
             }
             let mut v = 0;
             for part in text.split('|') {
                 v |= match part.trim() {
                     "FOLL_LONGTERM" | "longterm" => FOLL_LONGTERM,
                     "FOLL_PCI_P2PDMA" | "p2pdma" => FOLL_PCI_P2PDMA,
+                    "GUP_FAST" | "fast" => GUP_FAST,
                     _ => return None,
                 };
             }
@@ -218,7 +222,7 @@ pub fn parse_op(ws: &[(usize, &str)], line: usize) -> Result<Op, ProgramError> {
             let what = match dim {
                 Dim::Cached => "a pgmap number or none",
                 Dim::By => "gup or kernel",
-                Dim::Flags => "0, FOLL_LONGTERM, FOLL_PCI_P2PDMA or both joined by |",
+                Dim::Flags => "0, FOLL_LONGTERM, FOLL_PCI_P2PDMA, GUP_FAST (faults=1 shapes) or several joined by |",
                 Dim::Select => "SYSTEM or DEVICE_PRIVATE, optionally |COMPOUND",
                 Dim::Site => "vm_insert, try_grab, alloc or gen_pool",
                 _ => "a non-negative number",
@@ -317,7 +321,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         order_set |= k == "order";
                         if !shape.set(k, n) {
                             return Err(err(line, c, format!(
-                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults)")));
+                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd)")));
                         }
                     }
                 }
