@@ -200,3 +200,21 @@ def test_a_report_of_the_wrong_kind_does_not_confirm_a_violation() -> None:
     row = compare(sc, predict(sc, "e3"), observe(records, len(sc.steps), ""), "6.12", "done", "")
     assert row.result == "agree" and not row.confirmed
     assert "not the kind of report I-X2 would give" in row.reasons[-1]
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_f1_on_a_2m_aligned_device_dax_the_put_of_a_tail_page_oopses_after_the_unbind(kernel: str) -> None:
+    # the fault mapped 2 MiB with one devmap PMD (a 4 KiB fault of a 2M-aligned
+    # device is SIGBUS), vmsplice's GUP-fast took the reference on the
+    # compound folio through a tail page, and nothing waited for it
+    sc, obs, row = verdict(f"f1-pmd-vmsplice-oops-{kernel}")
+    assert "devdax_pmd=1" in sc.config and sc.setup == "devdax-2m"
+    touch = next(i for i, s in enumerate(sc.steps) if "touch" in s.text)
+    assert obs.steps[touch].status == "ok"
+    unbind = next(i for i, s in enumerate(sc.steps) if "unbind_dax" in s.text)
+    assert obs.steps[unbind].status == "ok"
+    assert obs.steps[unbind + 1].status == "died"
+    [oops] = [e for e in obs.events if e.kind == "oops"]
+    assert oops.func == "page_cache_pipe_buf_release"
+    assert row.result == "agree" and row.confirmed
+    assert row.model.startswith("I-L2") and "pfn 1" in row.model

@@ -7,7 +7,8 @@ command line (``memmap=128M!1G``: the e820 "protected" range that
 
 * ``devdax`` — ``ndctl create-namespace -m devdax``: ``/dev/dax0.0``, a
   device-dax (MEMORY_DEVICE_GENERIC) pgmap whose struct pages live in system
-  RAM (``map=dev``).
+  RAM (``map=dev``), 4 KiB-aligned; ``devdax-2m`` the same aligned to 2 MiB
+  (PMD mappings, compound folios from v5.17).
 * ``fsdax-ext4`` / ``fsdax-xfs`` — ``-m fsdax``: ``/dev/pmem0`` with a
   MEMORY_DEVICE_FS_DAX pgmap, a file system on it mounted with ``-o dax``.
 
@@ -59,6 +60,14 @@ SETUPS: dict[str, Setup] = {
         "/dev/dax0.0: device-dax over the legacy pmem region (MEMORY_DEVICE_GENERIC)",
         ["nd_e820", "nd_pmem", "dax_pmem", "device_dax"],
         [(CREATE + ["-m", "devdax", "-M", "dev", "-a", "4096"], "ndctl")],
+        ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
+    ),
+    "devdax-2m": Setup(
+        "devdax-2m",
+        "/dev/dax0.0 aligned to 2 MiB (ndctl -a 2M, the default of a devdax namespace): faults map PMDs, and from "
+        "v5.17 the pages are compound folios of that order (the model's devdax_pmd=1)",
+        ["nd_e820", "nd_pmem", "dax_pmem", "device_dax"],
+        [(CREATE + ["-m", "devdax", "-M", "dev", "-a", "2M"], "ndctl")],
         ["CONFIG_ZONE_DEVICE", "CONFIG_LIBNVDIMM", "CONFIG_X86_PMEM_LEGACY", "CONFIG_DEV_DAX", "CONFIG_DEV_DAX_PMEM"],
     ),
     "devdax-altmap": Setup(

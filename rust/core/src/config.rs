@@ -526,3 +526,55 @@ impl Layout {
         proc * self.addrs + addr
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(types: &[&str], fields: &[(&str, usize)], order: Option<usize>) -> Result<Shape, ConfigError> {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        Shape::build(Some(&types), fields, None, order)
+    }
+
+    /// RAM and huge pages come with the types that need them, and a
+    /// PMD-aligned device-dax device brings huge pages of its own.
+    #[test]
+    fn memory_defaults_follow_the_types_and_the_devdax_alignment() {
+        let s = built(&["generic"], &[], None).unwrap();
+        assert_eq!((s.ram, s.order), (0, 0), "device-dax alone needs neither");
+        let s = built(&["private"], &[], None).unwrap();
+        assert_eq!((s.ram, s.order), (Shape::default().ram, Shape::default().order));
+        let s = built(&["generic"], &[("devdax_pmd", 1)], None).unwrap();
+        assert_eq!((s.ram, s.order), (0, 1), "a PMD-aligned device needs huge pages");
+        let s = built(&["generic"], &[("devdax_pmd", 1)], Some(2)).unwrap();
+        assert_eq!(s.order, 2, "an explicit order stays");
+        let e = built(&["generic"], &[("devdax_pmd", 1)], Some(0)).unwrap_err();
+        assert!(e.0.contains("order >= 1"), "{e}");
+    }
+
+    #[test]
+    fn a_pmd_aligned_device_dax_shape_is_checked() {
+        let e = built(&["fsdax"], &[("devdax_pmd", 1)], None).unwrap_err();
+        assert!(e.0.contains("generic"), "{e}");
+        let e = built(&["generic"], &[("devdax_pmd", 1), ("pages", 3)], None).unwrap_err();
+        assert!(e.0.contains("multiple of"), "{e}");
+        let e = built(&["generic"], &[("devdax_pmd", 1), ("addrs", 1)], None).unwrap_err();
+        assert!(e.0.contains("addrs >= 1 << order"), "{e}");
+        let e = built(&["generic"], &[("devdax_pmd", 2)], None).unwrap_err();
+        assert!(e.0.contains("devdax_pmd must be between 0 and 1"), "{e}");
+    }
+
+    /// The header writes the options only when on, after the ten fields, so
+    /// every program written before them reads and writes unchanged.
+    #[test]
+    fn header_fields_name_the_options_only_when_on() {
+        let plain = Shape::default();
+        assert_eq!(plain.header_fields(), plain.fields().to_vec());
+        let s = Shape { faults: 1, devdax_pmd: 1, ..Shape::default() };
+        let h = s.header_fields();
+        assert_eq!(h[..10], plain.fields()[..]);
+        assert_eq!(h[10..], [("faults", 1), ("devdax_pmd", 1)]);
+        let only = Shape { devdax_pmd: 1, ..Shape::default() };
+        assert_eq!(only.header_fields()[10..], [("devdax_pmd", 1)]);
+    }
+}
