@@ -57,12 +57,14 @@ def test_the_state_machine_has_a_rule_per_action_kind() -> None:
 def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
     # the small-scope shape and the seed keep this test to ~20 s; the
     # budget (3000 examples of 15 steps) is what it must find Q1 within
+    # (seed 3: seeds 2-4 find it, seed 1 not since madvise_dontneed became
+    # a rule; which seeds do changes whenever an action kind is added)
     found: list[Finding] = []
     run_campaign(
         "p20",
         ("generic",),
         600,
-        1,
+        3,
         str(tmp_path / "db"),
         [],
         lambda f, _s: found.append(f),
@@ -78,7 +80,7 @@ def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
 
 
 def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    # (seed 9: a seed whose 300 examples find Q1, so there is a finding to
+    # (seed 2: a seed whose 300 examples find Q1, so there is a finding to
     # compare; which seeds do changes whenever an action kind is added)
     runs = []
     for d in ("a", "b"):
@@ -87,7 +89,7 @@ def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
             "p20",
             ("generic",),
             600,
-            9,
+            2,
             str(tmp_path / d),
             [],
             lambda f, _s: found.append(f),
@@ -136,7 +138,7 @@ def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
             "--types",
             "generic",
             "--seed",
-            "6",
+            "1",
             "--execs",
             "500",
             "--time",

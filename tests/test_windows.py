@@ -1,9 +1,12 @@
 """Kernel sequences with a window in the middle, as task steps the engines
 reach: the free path after ``->folio_free()`` (I-F3; fixed by 85be0a262e39
 "mm/zone_device: do not touch device folio after calling ->folio_free()")
-and a DAX entry lock held across a writeback step, which the busy-page scan
+a DAX entry lock held across a writeback step, which the busy-page scan
 skipped before 6be3e21d25ca "fs/dax: don't skip locked entries when
-scanning entries" (I-X2).
+scanning entries" (I-X2), and the TLB flush of a migration's collect after
+the page-table lock was dropped, which a MADV_DONTNEED could return inside
+before 60bae7370896 "mm/migrate_device.c: flush TLB while holding PTL"
+(I-W2).
 
 Each is found by a native campaign (a fixed number of executions, seeded:
 the same programs on every machine) and by the explorer under the preset
@@ -28,6 +31,8 @@ SHAPES = {
     "I-F3": ["--types", "private", "--pages", "2", "--procs", "1", "--addrs", "1", "--tasks", "2", "--order", "1"],
     # one FS-DAX file of two blocks, mapped and pinned by one process
     "I-X2": ["--types", "fsdax", "--pages", "2", "--procs", "1", "--addrs", "2", "--tasks", "2", "--files", "1"],
+    # one page of RAM the device-private driver migrates
+    "I-W2": ["--types", "private", "--pages", "1", "--procs", "1", "--addrs", "1", "--tasks", "1", "--ram", "1"],
 }
 #: e5 with only the free path's late read turned back (v6.19-orig also
 #: lacks free_zone_device_folio_prepare, whose I-F4 is shorter)
@@ -36,10 +41,19 @@ base = "e5"
 [thp]
 free_rereads_pgmap = true
 """
+#: e4 with only the collect's flush order turned back (e2, which has it,
+#: reaches the LRU putback bug 41cddf83d8b0 fixed, I-M6, in fewer actions)
+LATE_FLUSH = """name = "e4-late-tlb-flush"
+base = "e4"
+[migrate]
+collect_flush_after_unlock = true
+"""
+TOMLS = {"late-read.toml": LATE_READ, "late-flush.toml": LATE_FLUSH}
 CASES = [
     # (invariant, rules with the old code, preset with the fix, shortest)
     ("I-F3", "late-read.toml", "e5", 6),
     ("I-X2", "v6.15-skip-locked-entry", "e4", 9),
+    ("I-W2", "late-flush.toml", "e4", 5),
 ]
 
 
@@ -53,7 +67,7 @@ def test_the_explorer_finds_the_window_only_in_the_old_code(
 ) -> None:
     shape = SHAPES[inv]
     if bug.endswith(".toml"):
-        (tmp_path / bug).write_text(LATE_READ)
+        (tmp_path / bug).write_text(TOMLS[bug])
         bug = str(tmp_path / bug)
     r = CliRunner().invoke(main, ["explore", "--rules", bug, *shape, "--depth", str(shortest), "--quiet"])
     assert r.exit_code == 1, r.output
@@ -80,6 +94,7 @@ REPRODUCERS = [
     / "regressions"
     / "v6.15-skip-locked-entry"
     / "busy-scan-skips-locked-entry.zdf",
+    Path(__file__).resolve().parents[1] / "corpus" / "regressions" / "e2" / "collect-flushes-tlb-after-unlock.zdf",
 ]
 
 
@@ -87,7 +102,8 @@ REPRODUCERS = [
 def test_both_models_agree_on_the_reproducers_under_both_presets(path: Path) -> None:
     text = path.read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith(("#", "rules ")))
-    for rules in (path.parent.name, "e5" if "v6.19" in path.parent.name else "e4"):
+    fixed = {"v6.19-orig": "e5"}.get(path.parent.name, "e4")
+    for rules in (path.parent.name, fixed):
         a, b = diff.rust_outcome(body, rules), diff.reference_outcome(body, rules)
         assert diff.first_difference(a, b) is None, (rules, diff.first_difference(a, b))
         assert (a["violation"] is not None) == (rules == path.parent.name), (rules, a["violation"])

@@ -129,6 +129,18 @@ BUGS: tuple[Bug, ...] = (
         "docs/coverage.md #8",
     ),
     Bug(
+        "collect-flushes-tlb-after-unlock",
+        "e2",
+        ("private",),
+        "I-W2",
+        "e4",
+        "60bae7370896 mm/migrate_device.c: flush TLB while holding PTL (v6.0)",
+        "docs/coverage.md #20",
+        "e3 has the fix too (e2 stands for the code before the v6.0 fixes, as for fd35ca3d12cc), but the "
+        "reproducer's migration then completes and meets the LRU putback 41cddf83d8b0 fixed (I-M6, v6.14): e4 is "
+        "the first preset where it replays clean",
+    ),
+    Bug(
         "collect-drops-dirty-bit",
         "e2",
         ("private",),

@@ -84,8 +84,7 @@ def dev_dax_pmd_fault(m: Machine, proc: int, addr: int, p: int) -> None:
     if refcounted and page.folio_nr(m, page.head_of(m, p)) != nr:
         m.trace_note(lambda: f"{what}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS")
         return
-    if not refcounted and page.page_torn_down(m, p, what):
-        return
+    # (the fault is enabled only on a live pgmap: its struct pages are there)
     start = pagetable.block_start(m, addr)
     pagetable.install_entry(m, proc, start, PMD, pagetable.present(p, True, refcounted), 1, what)
     for i in range(nr):

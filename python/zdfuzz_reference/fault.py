@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import folio, gup, migrate, page, pagetable, sched
+from zdfuzz_reference import folio, gup, migrate, page, pagetable, process, sched
 from zdfuzz_reference.flags import PG_FREE_LIST, PG_LOCKED
 from zdfuzz_reference.ops import SELECT_COMPOUND, SELECT_DEVICE_PRIVATE
 from zdfuzz_reference.oracle import LOCK_NONE, SAFETY, TORN_DOWN, lock_task
@@ -46,6 +46,9 @@ M_UNMAP = 1
 M_COPY = 2
 M_PAGES = 3
 M_FINALIZE = 4
+#: collect's flush_tlb_range after pte_unmap_unlock (before v6.0:
+#: migrate.collect_flush_after_unlock)
+M_FLUSH = 5
 # steps of the fault path around its migration
 F_READ = 10
 F_LOCK = 11
@@ -123,6 +126,18 @@ def _migrate_step(m: Machine, slot: int, pc: int, cpu: int) -> int | None:
     origin = m.s.mig[slot].origin
     if pc == M_COLLECT:
         migrate.migrate_collect(m, slot, cpu)
+        # before 60bae7370896 the PTL is dropped before the TLB flush: a step
+        # of its own where a present PTE was replaced
+        ctx = m.s.mig[slot]
+        window = (
+            m.rules.migrate.collect_flush_after_unlock
+            and origin != migrate.DEVICE_RANGE
+            and any(process.collected_present(m, slot, a) is not None for a in range(ctx.addr, ctx.addr + ctx.npages))
+        )
+        return M_FLUSH if window else M_UNMAP
+    if pc == M_FLUSH:
+        ctx = m.s.mig[slot]
+        m.trace_note(lambda: f"flush_tlb_range(proc {ctx.proc}, {ctx.addr}..{ctx.addr + ctx.npages})")
         return M_UNMAP
     if pc == M_UNMAP:
         migrate.migrate_unmap(m, slot, cpu)

@@ -486,6 +486,18 @@ class Machine:
             )
         if k == "munmap":
             return mm_ok(a(0), a(1)) or first((lambda: entry(a(0), a(1)) != EMPTY, "nothing is mapped there"))
+        if k == "madvise_dontneed":
+            proc, addr = a(0), a(1)
+            if not s.alive[proc]:
+                return "no such process"
+            # the read side of the mmap_lock: only the page-table lock excludes it
+            if pagetable.ptl_owner(self, proc, addr) is not None:
+                return "a task holds the page-table lock"
+            e = entry(proc, addr)
+            if e == EMPTY:
+                return "nothing is mapped there"
+            anon = lay.is_cpu_anon(e.pfn) if e.kind == pagetable.PRESENT else True
+            return None if anon else "not anonymous memory (MADV_DONTNEED is modelled on anonymous mappings)"
         if k in ("get_user_pages", "pin_user_pages"):
             why = mm_ok(a(0), a(1))
             if why:
@@ -773,6 +785,8 @@ class Machine:
             process.exit_mmap(self, a(0), cpu)
         elif k == "munmap":
             process.munmap(self, a(0), a(1), cpu)
+        elif k == "madvise_dontneed":
+            process.madvise_dontneed(self, a(0), a(1), cpu)
         elif (
             k in ("get_user_pages", "pin_user_pages")
             and pagetable.entry(self, a(0), a(1))[0].kind == pagetable.DEVICE_PRIVATE

@@ -169,6 +169,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("hmm_range_fault", "proc", "addr", "pgmap", "cpu"),
     _k("memory_failure", "pfn", "cpu"),
     _k("dax_writeback", "file", "index", "cpu"),
+    _k("madvise_dontneed", "proc", "addr", "cpu"),
 )
 
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}

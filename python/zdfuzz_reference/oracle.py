@@ -236,6 +236,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-T2": "a split neither invents nor drops page or pgmap references",
     "I-T3": "page-table walkers tell device-private and migration PMD entries from a present THP",
     "I-W1": "no lost write: a live mapping shows the last value written to its virtual page",
+    "I-W2": "when an unmap of an address returns, no CPU can still reach its old page through a stale TLB entry",
 }
 
 #: every invariant id the machine can report, in the Rust side's order

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from zdfuzz_reference import data, page, pagetable, ram
 from zdfuzz_reference.flags import PG_LRU
+from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PMD, PTE
 
 if TYPE_CHECKING:
@@ -48,6 +49,65 @@ def munmap(m: Machine, proc: int, addr: int, cpu: int) -> None:
     if level == PMD and not (e.has_pfn() and m.layout.is_devdax_pmd(e.pfn)):
         pagetable.split_huge_pmd(m, proc, addr)
     zap_pte(m, proc, addr, cpu)
+
+
+def madvise_dontneed(m: Machine, proc: int, addr: int, cpu: int) -> None:
+    """``madvise(MADV_DONTNEED)`` of one anonymous page: munmap's zap, under
+    the mmap read lock. A non-present entry is cleared without a TLB flush of
+    its own, so if a migration's collect replaced a present PTE there and has
+    not flushed yet (before 60bae7370896), the call returns while a CPU may
+    still reach the old page through its stale TLB entry (I-W2)."""
+    munmap(m, proc, addr, cpu)
+    stale = stale_translation(m, proc, addr)
+    if stale is not None:
+        task, pfn = stale
+        m.violate(
+            "I-W2",
+            SAFETY,
+            [("proc", proc), ("addr", addr), ("pfn", pfn)],
+            lambda: (
+                f"madvise(MADV_DONTNEED) of process {proc} address {addr} returns while task {task}'s collect has "
+                f"replaced its PTE for pfn {pfn} and not flushed the TLB yet: a CPU can still write pfn {pfn} through "
+                "its stale TLB entry after the call returned",
+                "TLB flushed before the PTL is released",
+                "stale TLB entry",
+            ),
+        )
+
+
+def stale_translation(m: Machine, proc: int, addr: int) -> tuple[int, int] | None:
+    """(task, old pfn) of a migration whose collect replaced the present PTE
+    of (proc, addr) and whose flush_tlb_range has not run yet."""
+    from zdfuzz_reference import fault, sched
+
+    for slot, t in enumerate(m.s.tasks):
+        if t is None or t.pc != fault.M_FLUSH or not isinstance(t.kind, sched.Migrate):
+            continue
+        if m.s.mig[slot].proc != proc:
+            continue
+        p = collected_present(m, slot, addr)
+        if p is not None:
+            return slot, p
+    return None
+
+
+def collected_present(m: Machine, slot: int, addr: int) -> int | None:
+    """The page whose present PTE at ``addr`` the collect of task ``slot``
+    replaced with a migration entry, if it did."""
+    from zdfuzz_reference import migrate
+
+    ctx = m.s.mig[slot]
+    i = addr - ctx.addr
+    if i < 0 or i >= ctx.npages:
+        return None
+    e0 = migrate.mig_entry(m, slot, 0)
+    e, off = (e0, i) if e0.flags & migrate.MF_COMPOUND else (migrate.mig_entry(m, slot, i), 0)
+    src = e.src_pfn()
+    if src is None or not e.flags & migrate.MF_COLLECTED:
+        return None
+    src += off
+    # only a present PTE can be cached in a TLB
+    return src if m.layout.is_cpu_anon(src) else None
 
 
 def exit_mmap(m: Machine, proc: int, cpu: int) -> None:

@@ -196,6 +196,9 @@ class MigrateRules:
     compound: bool
     fault_page_prelocked: bool
     finalize_skips_fault_page: bool
+    #: collect flushes the TLB after dropping the PTL (until 60bae7370896,
+    #: v6.0): a stale-TLB window (I-W2); optional in a rules file
+    collect_flush_after_unlock: bool = False
 
 
 @dataclass(frozen=True)

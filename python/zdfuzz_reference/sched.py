@@ -152,6 +152,7 @@ class Task:
         }[k.origin]
         step = {
             fault.M_COLLECT: "collect",
+            fault.M_FLUSH: "flush_tlb_range (PTL released)",
             fault.M_UNMAP: "unmap",
             fault.M_COPY: "alloc and copy",
             fault.M_PAGES: "migrate_vma_pages",

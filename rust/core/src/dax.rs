@@ -96,9 +96,8 @@ impl Machine {
             self.trace_note(|| format!("{WHAT}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS"));
             return;
         }
-        if !refcounted && self.page_torn_down(p, WHAT) {
-            return;
-        }
+        // (the device is bound: the fault is enabled only on a live pgmap, so
+        // its struct pages are there)
         let start = self.block_start(addr);
         let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
         self.install_entry(proc, start, Level::Pmd, e, 1, WHAT);

@@ -43,6 +43,9 @@ pub const M_UNMAP: u8 = 1;
 pub const M_COPY: u8 = 2;
 pub const M_PAGES: u8 = 3;
 pub const M_FINALIZE: u8 = 4;
+/// collect's `flush_tlb_range` after `pte_unmap_unlock` (before v6.0; see
+/// `migrate.collect_flush_after_unlock`)
+pub const M_FLUSH: u8 = 5;
 /// Steps of the fault path around its migration.
 pub const F_READ: u8 = 10;
 pub const F_LOCK: u8 = 11;
@@ -127,6 +130,21 @@ impl Machine {
         match pc {
             M_COLLECT => {
                 self.migrate_collect(slot, cpu);
+                // before 60bae7370896 the PTL is dropped before the TLB
+                // flush: a step of its own where a present PTE was replaced
+                // (a device-private entry is never in a TLB)
+                let ctx = self.s.mig[slot];
+                let window = self.rules.migrate.collect_flush_after_unlock
+                    && origin != Origin::DeviceRange
+                    && (ctx.addr as usize..ctx.addr as usize + ctx.npages as usize)
+                        .any(|a| self.collected_present(slot, a).is_some());
+                Some(if window { M_FLUSH } else { M_UNMAP })
+            }
+            M_FLUSH => {
+                let ctx = self.s.mig[slot];
+                self.trace_note(|| {
+                    format!("flush_tlb_range(proc {}, {}..{})", ctx.proc, ctx.addr, ctx.addr + ctx.npages)
+                });
                 Some(M_UNMAP)
             }
             M_UNMAP => {

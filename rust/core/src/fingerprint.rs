@@ -1713,6 +1713,30 @@ step task=1
         }
     }
 
+    /// The per-pgmap reference counters the I-P1 accounting adds up are in
+    /// the reduced fingerprint too (a lost reference is a different state:
+    /// the unbind hangs on it).
+    #[test]
+    fn pgmap_reference_counters_survive_the_symmetry_reduction() {
+        let base = after("e3", BUSY);
+        let mut c = Canon::new();
+        let fp0 = c.fingerprint(&base.s, &base.layout, Reduction::Symmetry);
+        let mut seen = std::collections::HashSet::new();
+        type Mutator = fn(&mut State);
+        let muts: [(&str, Mutator); 3] = [
+            ("split_pgmap_refs", |s| s.split_pgmap_refs[0] = 1),
+            ("lost_pgmap_refs", |s| s.lost_pgmap_refs[0] = 1),
+            ("page_pgmap_refs", |s| s.page_pgmap_refs[0] = 1),
+        ];
+        for (name, f) in muts {
+            let mut m = after("e3", BUSY);
+            f(&mut m.s);
+            let fp = c.fingerprint(&m.s, &m.layout, Reduction::Symmetry);
+            assert_ne!(fp, fp0, "{name}: the reduced fingerprint ignores it");
+            assert!(seen.insert(fp), "{name}: same reduced fingerprint as another counter");
+        }
+    }
+
     #[test]
     fn cpu_identity_is_forgotten_only_under_symmetry() {
         let on = |cpu: u16| {

@@ -450,6 +450,7 @@ impl Machine {
             Fork => self.fork_enabled(op),
             ExitMmap => self.exit_mmap_enabled(op),
             Munmap => self.munmap_enabled(op),
+            MadviseDontneed => self.madvise_dontneed_enabled(op),
             GetUserPages | PinUserPages => self.get_user_pages_enabled(op),
             UnpinUserPage => self.unpin_user_page_enabled(op),
             DoAnonymousPage => self.do_anonymous_page_enabled(op),
@@ -670,6 +671,7 @@ impl Machine {
             Fork => self.fork(a(0), a(1)),
             ExitMmap => self.exit_mmap(a(0), cpu),
             Munmap => self.munmap(a(0), a(1), cpu),
+            MadviseDontneed => self.madvise_dontneed(a(0), a(1), cpu),
             GetUserPages | PinUserPages
                 if matches!(self.entry(a(0), a(1)).0, Pte::DevicePrivate { .. })
                     && self.rules.gup.refuses_device_private =>

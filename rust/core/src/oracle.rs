@@ -323,6 +323,7 @@ invariants! {
     T2 = "I-T2", Safety, "a split neither invents nor drops page or pgmap references";
     T3 = "I-T3", Safety, "page-table walkers tell device-private and migration PMD entries from a present THP";
     W1 = "I-W1", Safety, "no lost write: a live mapping shows the last value written to its virtual page";
+    W2 = "I-W2", Safety, "when an unmap of an address returns, no CPU can still reach its old page through a stale TLB entry";
 }
 
 impl Invariant {
@@ -472,6 +473,9 @@ pub enum Obs<'a> {
     /// a page-table walker read the PMD of (proc, ...) and took it for a
     /// present THP or not
     PmdWalked { proc: usize, pmd: Pte, taken_for_thp: bool },
+    /// an unmap of (proc, addr) returned while migration task `task` had
+    /// replaced its present PTE for `pfn` and not yet flushed the TLB
+    StaleTlbAfterUnmap { proc: usize, addr: usize, pfn: usize, task: usize },
     /// GUP granted `pfn` (of type `ty`, None for RAM)
     GupGranted { pfn: usize, ty: Option<DeviceType>, longterm: bool, p2pdma: bool },
     /// migration code unlocked `pfn`; `fault_path_lock`: the fault path
@@ -632,6 +636,9 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             // is a swap entry read as a folio pointer
             let bogus = taken_for_thp && !matches!(pmd, Pte::Present { .. });
             bogus.then(|| Judged::new(T3, &[("proc", proc as u32), pfn_obj(pmd.pfn().unwrap_or(0))]))
+        }
+        Obs::StaleTlbAfterUnmap { proc, addr, pfn, .. } => {
+            Some(Judged::new(W2, &[("proc", proc as u32), ("addr", addr as u32), pfn_obj(pfn)]))
         }
         Obs::GupGranted { pfn, ty, longterm, p2pdma } => match ty {
             Some(DeviceType::Fsdax) if longterm => Some(Judged::new(X4, &[pfn_obj(pfn)])),
@@ -874,6 +881,15 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 "treated as present".into(),
             )
         }
+        Obs::StaleTlbAfterUnmap { proc, addr, pfn, task } => (
+            format!(
+                "madvise(MADV_DONTNEED) of process {proc} address {addr} returns while task {task}'s collect has \
+                 replaced its PTE for pfn {pfn} and not flushed the TLB yet: a CPU can still write pfn {pfn} through \
+                 its stale TLB entry after the call returned"
+            ),
+            "TLB flushed before the PTL is released".into(),
+            "stale TLB entry".into(),
+        ),
         Obs::DeviceMapped { proc, addr, pfn, write, now } => {
             let page = if l.pages[pfn].in_use() { "still in use elsewhere" } else { "no longer held by anyone" };
             let cpu = match now {

@@ -165,20 +165,19 @@ impl Machine {
             self.s.ledger.pages[p] = Default::default();
             self.touch_page(p);
         }
+        // memmap_init_compound where vmemmap_shift > 0 (a no-op for order-0
+        // pages): every page points at its folio's head, the head keeps the
+        // initial refcount, the tails are at 0
         let shift = self.vmemmap_shift(g);
-        if shift > 0 {
-            // memmap_init_compound: every page points at its folio's head,
-            // the head keeps the initial refcount, the tails are at 0
-            let nr = 1usize << shift;
-            for h in self.layout.pfns_of(g).step_by(nr) {
-                self.s.order[h] = shift as u8;
-                for p in h + 1..h + nr {
-                    self.s.head[p] = h as u16;
-                    self.s.rc[p] = 0;
-                    self.s.ledger.init_rc[p] = 0;
-                    // the folio's one init reference is its head's
-                    self.s.flags[p] &= !PG_INIT_REF;
-                }
+        let nr = 1usize << shift;
+        for h in self.layout.pfns_of(g).step_by(nr) {
+            self.s.order[h] = shift as u8;
+            for p in h + 1..h + nr {
+                self.s.head[p] = h as u16;
+                self.s.rc[p] = 0;
+                self.s.ledger.init_rc[p] = 0;
+                // the folio's one init reference is its head's
+                self.s.flags[p] &= !PG_INIT_REF;
             }
         }
         if tr.init_pgmap_refs {

@@ -14,10 +14,14 @@
 //! (VM_MIXEDMAP) are copied with a reference and a mapcount; shared DAX and
 //! device-dax mappings are not copied — the child faults them in again.
 
+use crate::fault::M_FLUSH;
 use crate::machine::{ok, Machine};
+use crate::migrate::{MF_COLLECTED, MF_COMPOUND};
+use crate::oracle::Obs;
 use crate::page::PG_LRU;
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::rules::DeviceType;
+use crate::sched::TaskKind;
 
 impl Machine {
     /// zap one address: its PTE, or (a whole-block unmap) the PMD covering it.
@@ -48,6 +52,51 @@ impl Machine {
             self.split_huge_pmd(proc, addr);
         }
         self.zap_pte(proc, addr, cpu);
+    }
+
+    /// `madvise(MADV_DONTNEED)` of one anonymous page: `zap_page_range`
+    /// under the mmap *read* lock, so it runs while a migration or a fault
+    /// of the process (which hold that lock too) is between steps. The zap is
+    /// munmap's (a huge page is split first). A non-present entry (a
+    /// migration or device-private entry) is cleared without a TLB flush of
+    /// its own: nothing of it can be cached. So if a migration's collect
+    /// replaced a present PTE there and has not flushed yet
+    /// (`migrate.collect_flush_after_unlock`, before 60bae7370896), the call
+    /// returns while a CPU may still reach the old page through its stale TLB
+    /// entry (I-W2).
+    pub(crate) fn madvise_dontneed(&mut self, proc: usize, addr: usize, cpu: usize) {
+        self.munmap(proc, addr, cpu);
+        if let Some((task, pfn)) = self.stale_translation(proc, addr) {
+            self.observe(Obs::StaleTlbAfterUnmap { proc, addr, pfn, task });
+        }
+    }
+
+    /// A migration task whose collect replaced the present PTE of (proc,
+    /// addr) and whose `flush_tlb_range` has not run yet: (task, old pfn).
+    pub(crate) fn stale_translation(&self, proc: usize, addr: usize) -> Option<(usize, usize)> {
+        (0..self.s.tasks.len()).find_map(|slot| {
+            let t = self.s.tasks[slot]?;
+            let flushing = t.pc == M_FLUSH && matches!(t.kind, TaskKind::Migrate { .. });
+            if !flushing || self.s.mig[slot].proc as usize != proc {
+                return None;
+            }
+            self.collected_present(slot, addr).map(|p| (slot, p))
+        })
+    }
+
+    /// The page whose present PTE at `addr` (in the migration's process)
+    /// the collect of task `slot` replaced with a migration entry, if it did.
+    pub(crate) fn collected_present(&self, slot: usize, addr: usize) -> Option<usize> {
+        let ctx = self.s.mig[slot];
+        let i = addr.checked_sub(ctx.addr as usize).filter(|&i| i < ctx.npages as usize)?;
+        // a PMD collected whole is entry 0 for the whole block
+        let (e, off) = match self.mig_entry(slot, 0) {
+            e0 if e0.flags & MF_COMPOUND != 0 => (e0, i),
+            _ => (self.mig_entry(slot, i), 0),
+        };
+        let src = e.src().filter(|_| e.flags & MF_COLLECTED != 0)? + off;
+        // only a present PTE can be cached in a TLB
+        self.layout.is_cpu_anon(src).then_some(src)
     }
 
     pub(crate) fn exit_mmap(&mut self, proc: usize, cpu: usize) {
@@ -202,6 +251,23 @@ impl Machine {
         ok(self.s.alive[op.a(0)], "no such process")?;
         ok(!self.mm_busy(op.a(0)), "a thread of the process is in a fault or a migration holds its mmap_lock")?;
         ok(!self.s.ptl.iter().any(|&o| o != 0), "a task holds a page-table lock")
+    }
+
+    /// Is `MadviseDontneed` allowed now (the actor's contract)? Not on a
+    /// mapping of file or device memory (DAX, device-dax, P2P): the model
+    /// offers MADV_DONTNEED for anonymous memory, where it races migration.
+    pub(crate) fn madvise_dontneed_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        let (proc, addr) = (op.a(0), op.a(1));
+        ok(self.s.alive[proc], "no such process")?;
+        // the read side of the mmap_lock: a migration or fault of the
+        // process does not exclude it, only the page-table lock does
+        ok(self.ptl_owner(proc, addr).is_none(), "a task holds the page-table lock")?;
+        let anon = match self.entry(proc, addr).0 {
+            Pte::None => return Err("nothing is mapped there"),
+            Pte::Present { pfn, .. } => self.layout.is_cpu_anon(pfn as usize),
+            Pte::DevicePrivate { .. } | Pte::Migration { .. } => true,
+        };
+        ok(anon, "not anonymous memory (MADV_DONTNEED is modelled on anonymous mappings)")
     }
 
     /// Is `Munmap` allowed now (the actor's contract)?

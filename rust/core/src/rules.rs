@@ -312,6 +312,14 @@ pub struct MigrateRules {
     /// `fault_page_prelocked` this is the v6.15 design; the two apart model
     /// a half-applied backport.
     pub finalize_skips_fault_page: bool,
+    /// `migrate_vma_collect_pmd` releases the page-table lock before its
+    /// `flush_tlb_range` (8c3328f1f36a, v4.14, until 60bae7370896
+    /// "mm/migrate_device.c: flush TLB while holding PTL", v6.0): between the
+    /// two, a MADV_DONTNEED of a collected address finds a non-present entry,
+    /// zaps it without a flush of its own and returns while another CPU may
+    /// still reach the page through its stale TLB entry (I-W2).
+    #[serde(default)]
+    pub collect_flush_after_unlock: bool,
 }
 
 /// Which device-private CPU fault path (`do_swap_page` on a device-private
@@ -907,6 +915,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "devdax_compound") => "device-dax pages of a PMD-aligned device are compound folios (vmemmap_shift, v5.17)",
         (_, "device_huge_grab_failure_leaks_pgmap") => {
             "GUP-fast on a devmap PMD leaks its pgmap reference when try_grab fails (v5.7-v5.14; 6401c4eb57f9)"
+        }
+        (_, "collect_flush_after_unlock") => {
+            "collect flushes the TLB after dropping the PTL, opening a stale-TLB window (until 60bae7370896, v6.0)"
         }
         (_, "free_rereads_pgmap") => {
             "the free path reads folio->pgmap after ->folio_free() returned (until the 2026 fix 85be0a262e39)"

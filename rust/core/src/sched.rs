@@ -167,6 +167,7 @@ impl Task {
                 };
                 let step = match self.pc {
                     M_COLLECT => "collect",
+                    M_FLUSH => "flush_tlb_range (PTL released)",
                     M_UNMAP => "unmap",
                     M_COPY => "alloc and copy",
                     M_PAGES => "migrate_vma_pages",

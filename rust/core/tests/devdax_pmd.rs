@@ -157,3 +157,86 @@ fn gup_fast_is_an_operand_only_where_failures_can_be_injected() {
     assert!(err.contains("flags"), "{err}");
     assert_eq!(in_domain(&text.replace("devdax_pmd=1", "devdax_pmd=1 faults=1")), Ok(()));
 }
+
+/// `pgmap->ref` is what the preset accounts for at every step of the
+/// unbind, with one init reference per folio (`pfn_len` shifted by
+/// `vmemmap_shift`) taken at probe and dropped by the put_many.
+#[test]
+fn the_pgmap_accounting_holds_through_the_unbind_with_compound_folios() {
+    for era in ["e1", "e2", "e3", "e4", "e5"] {
+        let mut m = after(era, "dev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\nexit_mmap proc=0 cpu=0\n");
+        let unbind = zdfuzz_core::program::text::parse_action("memunmap_pages pgmap=0 cpu=0").unwrap();
+        m.step(&unbind).unwrap();
+        let step = zdfuzz_core::program::text::parse_action("step task=0").unwrap();
+        let grace = zdfuzz_core::program::text::parse_action("rcu_grace_period").unwrap();
+        let mut checked = 0;
+        for _ in 0..8 {
+            if m.s.pgmaps[0].done {
+                break;
+            }
+            assert_eq!(m.expected_pgmap_refs(0), m.s.pgmaps[0].pref.count(), "{era} after {checked} step(s)");
+            checked += 1;
+            if m.enabled(&step).is_ok() {
+                m.step(&step).unwrap();
+            } else {
+                m.step(&grace).unwrap();
+            }
+        }
+        assert!(m.s.pgmaps[0].done, "{era}: the unbind's wait completes");
+        assert!(checked >= 3, "{era}");
+    }
+}
+
+/// The slow walk a `_fast` caller falls back to keeps the caller's other
+/// flags (a P2P page needs FOLL_PCI_P2PDMA there too) and is not fast.
+#[test]
+fn the_fallback_keeps_the_callers_flags() {
+    let text = "config types=p2pdma pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1 faults=1
+memremap_pages pgmap=0
+p2pmem_alloc_mmap pgmap=0 proc=0 addr=0 pages=1 cpu=0
+fail_next site=try_grab nth=1
+get_user_pages proc=0 addr=0 flags=FOLL_PCI_P2PDMA|GUP_FAST cpu=0
+";
+    let m = machine_after_under(text, Rules::preset("e3").unwrap());
+    assert_eq!(m.s.ledger.pages[0].gup_gets, 1, "the slow walk granted the page");
+    let v = run_as(text, Rules::preset("e3").unwrap());
+    let n = notes(&v);
+    assert!(n.contains("the slow walk retries") && n.contains("-> pfn 0"), "{n}");
+    assert_eq!(n.matches("the slow walk retries").count(), 1, "{n}");
+}
+
+/// `munmap` of one address of a THP of RAM splits the PMD and unmaps that
+/// page only; of a device-dax block it unmaps the block (no split below the
+/// device's alignment).
+#[test]
+fn munmap_splits_a_thp_but_unmaps_a_device_dax_block_whole() {
+    let thp = "config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 tasks=1 ram=2 order=1
+memremap_pages pgmap=0
+do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0
+munmap proc=0 addr=1 cpu=0
+";
+    let m = machine_after_under(thp, Rules::preset("e3").unwrap());
+    assert!(m.s.pmds[0].pfn().is_none(), "the PMD was split");
+    assert!(m.s.ptes[0].pfn().is_some() && m.s.ptes[1].pfn().is_none(), "only address 1 is unmapped");
+    let m = after("e3", "dev_dax_huge_fault proc=0 addr=0 pfn=0 cpu=0\nmunmap proc=0 addr=1 cpu=0\n");
+    assert!(m.s.pmds[0].pfn().is_none() && m.s.ptes.iter().all(|e| e.pfn().is_none()), "the block is unmapped");
+}
+
+/// A rules file may give compound device-dax pages E1's per-page init
+/// references (one `put_page` per folio at unbind, each dropping the
+/// folio's pgmap reference at zero): the accounting counts one per folio.
+#[test]
+fn per_folio_init_references_with_the_e1_unbind() {
+    let rules = Rules::from_toml_str(
+        "name = \"e2-devdax-every-page\"\nbase = \"e2\"\n[types.generic]\nmemunmap_put = \"every_page\"\n\
+         put_pgmap_on_zero = true\nzero_warns = false\nreset_on_zero = false\n",
+        "every-page.toml",
+    )
+    .unwrap();
+    let text = format!(
+        "{SHAPE}memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\nmemunmap_pages pgmap=0 cpu=0\n"
+    );
+    let v = run_as(&text, rules);
+    assert!(v.ok(), "{}", show(&v));
+    assert!(notes(&v).contains("complete(&pgmap->done)"), "{}", show(&v));
+}

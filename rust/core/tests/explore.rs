@@ -263,7 +263,10 @@ fn symmetry_reduction_keeps_the_shortest_counterexample_length() {
         assert_eq!(len(&sym), len(&exact), "{preset} {t:?}");
         found.insert((preset, t), len(&sym));
     }
-    assert_eq!(found[&("e1", DeviceType::Private)], Some(7), "docs/model.md §7.1: I-F9 after 7 actions");
+    // the device-private fault of v5.10 takes no reference: a MADV_DONTNEED
+    // between its read of the entry and migrate_to_ram frees the page
+    // (I-D1, docs/model.md §9.7), one action shorter than §7.1's I-F9
+    assert_eq!(found[&("e1", DeviceType::Private)], Some(6), "docs/model.md §9.7: I-D1 after 6 actions");
     assert_eq!(found[&("e4", DeviceType::Fsdax)], None);
 }
 

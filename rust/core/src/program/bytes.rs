@@ -197,7 +197,7 @@ impl Machine {
             Truncate => s.dax.iter().any(|&e| e > 0) && free_slot(),
             Fork => alive() && s.alive.iter().any(|&a| !a),
             ExitMmap => alive(),
-            Munmap | GetUserPages | PinUserPages => any_entry(|p| *p != Pte::None),
+            Munmap | GetUserPages | PinUserPages | MadviseDontneed => any_entry(|p| *p != Pte::None),
             UnpinUserPage | DmaWrite => s.ledger.pages.iter().any(|h| h.gup_pins > 0),
             DoAnonymousPage | DoHugePmdAnonymousPage => l.npfns > l.ndev && room(),
             CpuWrite => any_entry(|p| matches!(p, Pte::Present { .. })),
@@ -459,9 +459,17 @@ mod tests {
     fn kind_possible_rules_out_kinds_with_nothing_to_act_on() {
         use OpKind::*;
         let m = Machine::new(Config::new(Rules::preset("e4").unwrap())).unwrap();
-        for k in
-            [Step, HmmRangeFault, MemoryFailure, FailNext, PutDevPagemap, UnpinUserPage, AllocDevicePage, DaxWriteback]
-        {
+        for k in [
+            Step,
+            HmmRangeFault,
+            MemoryFailure,
+            FailNext,
+            PutDevPagemap,
+            UnpinUserPage,
+            AllocDevicePage,
+            DaxWriteback,
+            MadviseDontneed,
+        ] {
             assert!(!m.kind_possible(k), "{k:?}");
         }
         assert!(m.kind_possible(MemremapPages));

@@ -236,6 +236,8 @@ kinds! {
         "a hardware memory error on a device page (shapes with faults=1): spawn memory_failure (get_dev_pagemap, unmap every mapping, put)";
     DaxWriteback = "dax_writeback" ["file": File, "index": Index, "cpu": Cpu]
         "the filesystem writes one DAX entry back (dax_writeback_one): lock the entry, then (a step) flush and unlock it";
+    MadviseDontneed = "madvise_dontneed" ["proc": Proc, "addr": Addr, "cpu": Cpu]
+        "a thread discards one anonymous page (MADV_DONTNEED: zap_page_range under the mmap read lock, so while a migration or fault of the process runs)";
 }
 
 impl OpKind {
