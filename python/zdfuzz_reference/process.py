@@ -100,10 +100,12 @@ def collected_present(m: Machine, slot: int, addr: int) -> int | None:
     i = addr - ctx.addr
     if i < 0 or i >= ctx.npages:
         return None
+    # a PMD collected whole is entry 0 for the whole block; right after collect
+    # an entry has a source exactly when collect took its page
     e0 = migrate.mig_entry(m, slot, 0)
     e, off = (e0, i) if e0.flags & migrate.MF_COMPOUND else (migrate.mig_entry(m, slot, i), 0)
     src = e.src_pfn()
-    if src is None or not e.flags & migrate.MF_COLLECTED:
+    if src is None:
         return None
     src += off
     # only a present PTE can be cached in a TLB

@@ -16,7 +16,7 @@
 
 use crate::fault::M_FLUSH;
 use crate::machine::{ok, Machine};
-use crate::migrate::{MF_COLLECTED, MF_COMPOUND};
+use crate::migrate::MF_COMPOUND;
 use crate::oracle::Obs;
 use crate::page::PG_LRU;
 use crate::pagetable::{Level, MigKind, Pte};
@@ -88,13 +88,14 @@ impl Machine {
     /// the collect of task `slot` replaced with a migration entry, if it did.
     pub(crate) fn collected_present(&self, slot: usize, addr: usize) -> Option<usize> {
         let ctx = self.s.mig[slot];
-        let i = addr.checked_sub(ctx.addr as usize).filter(|&i| i < ctx.npages as usize)?;
-        // a PMD collected whole is entry 0 for the whole block
+        let i = (0..ctx.npages as usize).find(|&i| ctx.addr as usize + i == addr)?;
+        // a PMD collected whole is entry 0 for the whole block; right after
+        // collect an entry has a source exactly when collect took its page
         let (e, off) = match self.mig_entry(slot, 0) {
             e0 if e0.flags & MF_COMPOUND != 0 => (e0, i),
             _ => (self.mig_entry(slot, i), 0),
         };
-        let src = e.src().filter(|_| e.flags & MF_COLLECTED != 0)? + off;
+        let src = e.src()? + off;
         // only a present PTE can be cached in a TLB
         self.layout.is_cpu_anon(src).then_some(src)
     }

@@ -106,3 +106,22 @@ fn without_large_device_folios_the_late_read_opens_no_window() {
     let text = SETUP.replace(" order=1", "");
     assert!(machine_after(&text, r).s.tasks[0].is_none());
 }
+
+/// Before v6.0 a collect that replaced a present PTE stops at its TLB flush,
+/// a step of its own that the task's description names; from v6.0 the flush
+/// is part of collect and the next step is unmap.
+#[test]
+fn collects_tlb_flush_is_a_step_of_its_own_before_v6_0() {
+    let text = "config types=private pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 tasks=1 ram=1 order=0
+memremap_pages pgmap=0
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+";
+    for (era, at) in [("e2", "flush_tlb_range (PTL released)"), ("e3", "unmap")] {
+        let m = programs::machine_after_under(text, zdfuzz_core::Rules::preset(era).unwrap());
+        let tasks = m.view().tasks;
+        assert_eq!(tasks.len(), 1, "{era}");
+        assert!(tasks[0].1.ends_with(&format!("at \"{at}\"")), "{era}: {}", tasks[0].1);
+    }
+}

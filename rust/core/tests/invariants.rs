@@ -1751,6 +1751,49 @@ fn i_w2_quiet() {
     assert!(v.violation.as_ref().is_none_or(|x| x.invariant.id() != "I-W2"), "{}", show(&v));
 }
 
+/// A THP collected whole (MIGRATE_VMA_SELECT_COMPOUND): a MADV_DONTNEED of
+/// its second address in the window names the subpage that address mapped.
+#[test]
+fn i_w2_names_the_subpage_of_a_huge_page_collected_whole() {
+    let rules = Rules::from_toml_str(
+        "name = \"e5-late-flush\"\nbase = \"e5\"\n[migrate]\ncollect_flush_after_unlock = true\n",
+        "late-flush.toml",
+    )
+    .unwrap();
+    let text = "
+config types=private pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 tasks=1 ram=2 order=1
+memremap_pages pgmap=0
+do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=0
+step task=0
+madvise_dontneed proc=0 addr=1 cpu=0
+";
+    let v = run(text, rules);
+    let x = v.violation.as_ref().unwrap_or_else(|| panic!("{}", show(&v)));
+    assert_eq!(x.invariant.id(), "I-W2", "{}", show(&v));
+    // the THP is pfns 2..4 (RAM after the two device pages): address 1 is pfn 3
+    assert_eq!(x.objects, [("proc", 0), ("addr", 1), ("pfn", 3)], "{}", show(&v));
+    // the same block mapped by two PTEs of order-0 pages faulted in the
+    // other order (address 1 has pfn 2): one entry per page
+    let ptes = text.replace(
+        "do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0",
+        "do_anonymous_page proc=0 addr=1 cpu=0\ndo_anonymous_page proc=0 addr=0 cpu=0",
+    );
+    let rules = Rules::from_toml_str(
+        "name = \"e5-late-flush\"\nbase = \"e5\"\n[migrate]\ncollect_flush_after_unlock = true\n",
+        "late-flush.toml",
+    )
+    .unwrap();
+    let v = run(&ptes, rules);
+    let x = v.violation.as_ref().unwrap_or_else(|| panic!("{}", show(&v)));
+    assert_eq!(
+        (x.invariant.id(), &x.objects[..]),
+        ("I-W2", &[("proc", 0), ("addr", 1), ("pfn", 2)][..]),
+        "{}",
+        show(&v)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Coverage
 // ---------------------------------------------------------------------------
