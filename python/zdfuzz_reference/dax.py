@@ -39,7 +39,12 @@ def dax_associate_entry(m: Machine, file: int, index: int, p: int) -> None:
 
 
 def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -> None:
-    """Map a page into a process the way the type's fault path does."""
+    """Map a page into a process the way the type's fault path does: one
+    PTE, or on a PMD-aligned device-dax device one PMD for the block of
+    ``addr`` mapping the ``1 << order`` pages from ``p``. E1-E3 map devmap
+    entries without a reference; E4 on take a reference and a mapcount (the
+    entire mapcount for a PMD: ``vmf_insert_folio_pmd``, VM_FAULT_SIGBUS for
+    a folio that is not PMD-sized)."""
     t = m.layout.type_of(p)
     if t is None:
         return
@@ -47,13 +52,21 @@ def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -
         # vmf_insert_* failed before it touched the page: nothing mapped or taken
         m.trace_note(lambda: f"{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped")
         return
+    if m.layout.is_devdax_pmd(p):
+        level, at, nr = PMD, pagetable.block_start(m, addr), m.layout.nr_huge()
+    else:
+        level, at, nr = PTE, addr, 1
     tr = m.rules.of(t)
+    if tr.map_refcounted and level == PMD and page.folio_nr(m, page.head_of(m, p)) != nr:
+        m.trace_note(lambda: f"{what}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS")
+        return
     if not tr.map_refcounted and page.page_torn_down(m, p, what):
         return
     # a 0-based type's first mapping takes the first reference
     minimum = 0 if tr.init_rc == 0 else 1
-    pagetable.install_entry(m, proc, addr, PTE, pagetable.present(p, True, tr.map_refcounted), minimum, what)
-    m.s.ledger.vcontent[m.layout.pte_slot(proc, addr)] = m.s.content[p]
+    pagetable.install_entry(m, proc, at, level, pagetable.present(p, True, tr.map_refcounted), minimum, what)
+    for i in range(nr):
+        m.s.ledger.vcontent[m.layout.pte_slot(proc, at + i)] = m.s.content[p + i]
 
 
 def dax_iomap_fault(m: Machine, proc: int, addr: int, file: int, index: int) -> None:
@@ -63,32 +76,7 @@ def dax_iomap_fault(m: Machine, proc: int, addr: int, file: int, index: int) -> 
 
 
 def dev_dax_huge_fault(m: Machine, proc: int, addr: int, p: int) -> None:
-    if m.layout.is_devdax_pmd(p):
-        dev_dax_pmd_fault(m, proc, addr, p)
-    else:
-        insert_device_mapping(m, proc, addr, p, "dev_dax_huge_fault")
-
-
-def dev_dax_pmd_fault(m: Machine, proc: int, addr: int, p: int) -> None:
-    """``__dev_dax_pmd_fault`` of a PMD-aligned device: the block of
-    ``addr`` maps the ``1 << order`` pages from ``p``. E1-E3
-    ``vmf_insert_pfn_pmd`` (a devmap PMD, no reference); E4 on
-    ``vmf_insert_folio_pmd`` (one reference and the entire mapcount on the
-    head; VM_FAULT_SIGBUS for a folio that is not PMD-sized)."""
-    what = "dev_dax_huge_fault (PMD)"
-    if failure.inject(m, SITE_VM_INSERT):
-        m.trace_note(lambda: f"{what}: vmf_insert_*_pmd failed -> VM_FAULT_OOM, nothing mapped")
-        return
-    refcounted = m.rules.of("generic").map_refcounted
-    nr = m.layout.nr_huge()
-    if refcounted and page.folio_nr(m, page.head_of(m, p)) != nr:
-        m.trace_note(lambda: f"{what}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS")
-        return
-    # (the fault is enabled only on a live pgmap: its struct pages are there)
-    start = pagetable.block_start(m, addr)
-    pagetable.install_entry(m, proc, start, PMD, pagetable.present(p, True, refcounted), 1, what)
-    for i in range(nr):
-        m.s.ledger.vcontent[m.layout.pte_slot(proc, start + i)] = m.s.content[p + i]
+    insert_device_mapping(m, proc, addr, p, "dev_dax_huge_fault")
 
 
 def dax_busy(m: Machine, p: int) -> bool:

@@ -610,7 +610,7 @@ class Machine:
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD mapping here"),
                 (
-                    lambda: not lay.is_devdax_pmd(pagetable.entry(self, a(0), a(1))[0].pfn),
+                    lambda: not pagetable.maps_devdax_block(self, pagetable.entry(self, a(0), a(1))[0]),
                     "a device-dax mapping is not split below the device's alignment (dev_dax_may_split: -EINVAL)",
                 ),
             )
@@ -633,7 +633,7 @@ class Machine:
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here"),
                 (
-                    lambda: not lay.is_devdax_pmd(pagetable.entry(self, a(0), a(1))[0].pfn),
+                    lambda: not pagetable.maps_devdax_block(self, pagetable.entry(self, a(0), a(1))[0]),
                     "the walkers skip a DAX VMA (vma_migratable is false for it)",
                 ),
             )

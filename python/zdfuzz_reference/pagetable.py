@@ -64,6 +64,7 @@ __all__ = [
     "find_entry",
     "install_entry",
     "make_readonly",
+    "maps_devdax_block",
     "migration",
     "present",
     "ptl_count",
@@ -103,6 +104,13 @@ def block_empty(m: Machine, proc: int, addr: int) -> bool:
     return m.s.pmds[lay.pmd_slot(proc, addr)] == EMPTY and all(
         m.s.ptes[lay.pte_slot(proc, a)] == EMPTY for a in range(start, start + lay.nr_huge())
     )
+
+
+def maps_devdax_block(m: Machine, e: Pte) -> bool:
+    """Does ``e`` map a page of a PMD-aligned device-dax device? Such a
+    mapping is never split below the device's alignment, and the walkers
+    skip its DAX VMA."""
+    return e.has_pfn() and m.layout.is_devdax_pmd(e.pfn)
 
 
 def block_start(m: Machine, addr: int) -> int:

@@ -46,7 +46,7 @@ def munmap(m: Machine, proc: int, addr: int, cpu: int) -> None:
     device-dax PMD is not (``dev_dax_may_split``: the unmap is of the whole
     aligned range, and zaps the PMD)."""
     e, level = pagetable.entry(m, proc, addr)
-    if level == PMD and not (e.has_pfn() and m.layout.is_devdax_pmd(e.pfn)):
+    if level == PMD and not pagetable.maps_devdax_block(m, e):
         pagetable.split_huge_pmd(m, proc, addr)
     zap_pte(m, proc, addr, cpu)
 

@@ -37,18 +37,36 @@ impl Machine {
         self.s.ledger.pages[p].fs = true;
     }
 
-    /// Map a page into a process the way the type's fault path does.
+    /// Map a page into a process the way the type's fault path does: one
+    /// PTE, or on a PMD-aligned device-dax device (`__dev_dax_pmd_fault`)
+    /// one PMD for the block of `addr`, mapping the `1 << order` pages from
+    /// `p` (the program names the first pfn; the kernel derives it from the
+    /// file offset, which decides nothing about references). E1–E3 map
+    /// devmap entries without a reference (`vmf_insert_mixed`,
+    /// `vmf_insert_pfn_pmd`); E4 on take one reference and a mapcount — the
+    /// entire mapcount on the head for a PMD (`vmf_insert_folio_pmd`,
+    /// "mm/huge_memory: add vmf_insert_folio_pmd()", v6.15, which refuses a
+    /// folio that is not PMD-sized: `WARN_ON_ONCE(folio_order(folio) !=
+    /// PMD_ORDER)`, VM_FAULT_SIGBUS).
     pub(crate) fn insert_device_mapping(&mut self, proc: usize, addr: usize, p: usize, what: &str) {
         let Some(t) = self.layout.type_of(p) else { return };
         if self.inject(SITE_VM_INSERT) {
-            // vmf_insert_mixed / vmf_insert_page_mkwrite failed before it
-            // touched the page (no page table: VM_FAULT_OOM): the fault
-            // returns an error and nothing is mapped or taken, in every era
+            // vmf_insert_* failed before it touched the page (no page
+            // table: VM_FAULT_OOM): the fault returns an error and nothing
+            // is mapped or taken, in every era
             self.trace_note(|| format!("{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped"));
             return;
         }
-        let tr = *self.rules.of(t);
-        let refcounted = tr.map_refcounted;
+        let (level, at, nr) = if self.layout.is_devdax_pmd(p) {
+            (Level::Pmd, self.block_start(addr), self.layout.nr_huge())
+        } else {
+            (Level::Pte, addr, 1)
+        };
+        let refcounted = self.rules.of(t).map_refcounted;
+        if refcounted && level == Level::Pmd && self.folio_nr(self.head_of(p)) != nr {
+            self.trace_note(|| format!("{what}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS"));
+            return;
+        }
         if !refcounted && self.page_torn_down(p, what) {
             return;
         }
@@ -56,9 +74,11 @@ impl Machine {
         // refcount memremap_pages left (observed in the ledger) is 0
         let min = if self.s.ledger.init_rc[p] == 0 { 0 } else { 1 };
         let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
-        self.install_entry(proc, addr, Level::Pte, e, min, what);
-        let v = self.layout.pte_slot(proc, addr);
-        self.s.ledger.vcontent[v] = self.s.content[p];
+        self.install_entry(proc, at, level, e, min, what);
+        for i in 0..nr {
+            let v = self.layout.pte_slot(proc, at + i);
+            self.s.ledger.vcontent[v] = self.s.content[p + i];
+        }
     }
 
     pub(crate) fn dax_iomap_fault(&mut self, proc: usize, addr: usize, file: usize, index: usize) {
@@ -68,43 +88,7 @@ impl Machine {
     }
 
     pub(crate) fn dev_dax_huge_fault(&mut self, proc: usize, addr: usize, p: usize) {
-        if self.layout.is_devdax_pmd(p) {
-            self.dev_dax_pmd_fault(proc, addr, p);
-        } else {
-            self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
-        }
-    }
-
-    /// `__dev_dax_pmd_fault` of a device aligned to a PMD: the block of
-    /// `addr` maps the `1 << order` pages from `p` (the program names the
-    /// first pfn; the kernel derives it from the file offset, which decides
-    /// nothing about references). E1–E3 `vmf_insert_pfn_pmd`: a devmap PMD,
-    /// no reference. E4 on (`vmf_insert_folio_pmd`, "mm/huge_memory: add
-    /// vmf_insert_folio_pmd()", v6.15): `folio_get` and
-    /// `folio_add_file_rmap_pmd`, one reference and the entire mapcount on
-    /// the head; it refuses a folio that is not PMD-sized
-    /// (`WARN_ON_ONCE(folio_order(folio) != PMD_ORDER)`, VM_FAULT_SIGBUS).
-    fn dev_dax_pmd_fault(&mut self, proc: usize, addr: usize, p: usize) {
-        const WHAT: &str = "dev_dax_huge_fault (PMD)";
-        if self.inject(SITE_VM_INSERT) {
-            self.trace_note(|| format!("{WHAT}: vmf_insert_*_pmd failed -> VM_FAULT_OOM, nothing mapped"));
-            return;
-        }
-        let refcounted = self.rules.of(DeviceType::Generic).map_refcounted;
-        let nr = self.layout.nr_huge();
-        if refcounted && self.folio_nr(self.head_of(p)) != nr {
-            self.trace_note(|| format!("{WHAT}: vmf_insert_folio_pmd: folio not PMD-sized -> VM_FAULT_SIGBUS"));
-            return;
-        }
-        // (the device is bound: the fault is enabled only on a live pgmap, so
-        // its struct pages are there)
-        let start = self.block_start(addr);
-        let e = Pte::Present { pfn: p as u16, write: true, refcounted, dirty: false };
-        self.install_entry(proc, start, Level::Pmd, e, 1, WHAT);
-        for i in 0..nr {
-            let v = self.layout.pte_slot(proc, start + i);
-            self.s.ledger.vcontent[v] = self.s.content[p + i];
-        }
+        self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
     }
 
     /// `dax_busy_page`: references beyond the idle value and the counted

@@ -209,9 +209,6 @@ impl Machine {
         self.mm_ok(op.a(0), op.a(1))?;
         let (e, level) = self.entry(op.a(0), op.a(1));
         ok(level == Level::Pmd, "no PMD entry here")?;
-        ok(
-            !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)),
-            "the walkers skip a DAX VMA (vma_migratable is false for it)",
-        )
+        ok(!self.maps_devdax_block(e), "the walkers skip a DAX VMA (vma_migratable is false for it)")
     }
 }

@@ -183,6 +183,14 @@ impl Machine {
             && (start..start + l.nr_huge()).all(|a| self.s.ptes[l.pte_slot(proc, a)] == Pte::None)
     }
 
+    /// Does `e` map a page of a PMD-aligned device-dax device? Such a
+    /// mapping is never split below the device's alignment
+    /// (`dev_dax_may_split`), and the walkers skip its DAX VMA.
+    #[inline]
+    pub(crate) fn maps_devdax_block(&self, e: Pte) -> bool {
+        e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p))
+    }
+
     /// The first address slot of the PMD block containing `addr`.
     #[inline]
     pub(crate) fn block_start(&self, addr: usize) -> usize {
@@ -366,7 +374,7 @@ impl Machine {
         let (e, level) = self.entry(op.a(0), op.a(1));
         ok(level == Level::Pmd, "no PMD mapping here")?;
         ok(
-            !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)),
+            !self.maps_devdax_block(e),
             "a device-dax mapping is not split below the device's alignment (dev_dax_may_split: -EINVAL)",
         )
     }

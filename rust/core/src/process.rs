@@ -48,7 +48,7 @@ impl Machine {
     /// aligned range, and zaps the PMD.
     pub(crate) fn munmap(&mut self, proc: usize, addr: usize, cpu: usize) {
         let (e, level) = self.entry(proc, addr);
-        if level == Level::Pmd && !e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p)) {
+        if level == Level::Pmd && !self.maps_devdax_block(e) {
             self.split_huge_pmd(proc, addr);
         }
         self.zap_pte(proc, addr, cpu);

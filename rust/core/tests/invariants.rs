@@ -1768,7 +1768,7 @@ migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM|COMPOUND cpu=0
 step task=0
 madvise_dontneed proc=0 addr=1 cpu=0
 ";
-    let v = run(text, rules);
+    let v = run(text, rules.clone());
     let x = v.violation.as_ref().unwrap_or_else(|| panic!("{}", show(&v)));
     assert_eq!(x.invariant.id(), "I-W2", "{}", show(&v));
     // the THP is pfns 2..4 (RAM after the two device pages): address 1 is pfn 3
@@ -1779,11 +1779,6 @@ madvise_dontneed proc=0 addr=1 cpu=0
         "do_huge_pmd_anonymous_page proc=0 addr=0 cpu=0",
         "do_anonymous_page proc=0 addr=1 cpu=0\ndo_anonymous_page proc=0 addr=0 cpu=0",
     );
-    let rules = Rules::from_toml_str(
-        "name = \"e5-late-flush\"\nbase = \"e5\"\n[migrate]\ncollect_flush_after_unlock = true\n",
-        "late-flush.toml",
-    )
-    .unwrap();
     let v = run(&ptes, rules);
     let x = v.violation.as_ref().unwrap_or_else(|| panic!("{}", show(&v)));
     assert_eq!(
