@@ -240,3 +240,36 @@ fn per_folio_init_references_with_the_e1_unbind() {
     assert!(v.ok(), "{}", show(&v));
     assert!(notes(&v).contains("complete(&pgmap->done)"), "{}", show(&v));
 }
+
+/// `vmf_insert_folio_pmd` refuses a folio that is not PMD-sized
+/// (`WARN_ON_ONCE(folio_order(folio) != PMD_ORDER)`, VM_FAULT_SIGBUS): a
+/// rules file that keeps the v6.15 refcounted fault but gives the device
+/// order-0 pages gets a fault that maps nothing; the same pages behind a
+/// PTE-aligned device are mapped one by one.
+#[test]
+fn a_refcounted_pmd_fault_on_order_0_pages_is_sigbus() {
+    let mut rules = Rules::preset("e4").unwrap();
+    rules.dax.devdax_compound = false;
+    let v = run_as(
+        &format!("{SHAPE}memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\n"),
+        rules.clone(),
+    );
+    assert!(v.ok(), "{}", show(&v));
+    assert!(notes(&v).contains("folio not PMD-sized -> VM_FAULT_SIGBUS"), "{}", show(&v));
+    let m = machine_after_under(
+        &format!("{SHAPE}memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\n"),
+        rules.clone(),
+    );
+    assert!(m.s.pmds[0].pfn().is_none() && m.s.ptes.iter().all(|e| e.pfn().is_none()), "nothing mapped");
+    // with the v5.17 compound folios the same fault maps the block
+    let m = after("e4", "dev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\n");
+    assert_eq!(m.s.pmds[0].pfn(), Some(2));
+    // a PTE-aligned device under the same rules maps an order-0 page by PTE
+    let pte = SHAPE.replace(" devdax_pmd=1", "").replace("order=1", "order=0");
+    let m = machine_after_under(
+        &format!("{pte}memremap_pages pgmap=0\ndev_dax_huge_fault proc=0 addr=0 pfn=2 cpu=0\n"),
+        rules,
+    );
+    assert_eq!(m.s.ptes[0].pfn(), Some(2), "one PTE, refcounted");
+    assert_eq!(m.s.mc[2], 1);
+}
