@@ -88,6 +88,9 @@ class Config:
     #: device-dax devices aligned to a PMD (PMD mappings, compound folios
     #: from v5.17): the ``devdax_pmd=1`` shape
     devdax_pmd: bool = False
+    #: FS-DAX entries PMD-sized (PMD mappings, compound folios from v6.15):
+    #: the ``fsdax_pmd=1`` shape
+    fsdax_pmd: bool = False
     #: stop as soon as one of these signatures is found (after it is written):
     #: time-to-bug measurements need the first detection, not the full budget
     stop_on: frozenset[Signature] = frozenset()
@@ -548,7 +551,12 @@ def _run_one(cfg: Config, console: Console, judge: zdfuzz.Rules | None = None) -
 def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
     f = zdfuzz.NativeFuzzer(
         cfg.rules,
-        shape=zdfuzz.Shape(types=list(cfg.types), faults=int(cfg.faults), devdax_pmd=int(cfg.devdax_pmd)),
+        shape=zdfuzz.Shape(
+            types=list(cfg.types),
+            faults=int(cfg.faults),
+            devdax_pmd=int(cfg.devdax_pmd),
+            fsdax_pmd=int(cfg.fsdax_pmd),
+        ),
         seed=seed,
         max_actions=cfg.max_actions,
     )
@@ -782,7 +790,7 @@ def _hypothesis_loop(
 
 def _shape_extras(cfg: Config) -> dict[str, int] | None:
     """The shape fields a campaign turns on beyond the types (None: none)."""
-    extras = {k: 1 for k in ("faults", "devdax_pmd") if getattr(cfg, k)}
+    extras = {k: 1 for k in ("faults", "devdax_pmd", "fsdax_pmd") if getattr(cfg, k)}
     return extras or None
 
 

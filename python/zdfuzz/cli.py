@@ -371,6 +371,11 @@ def kinds() -> None:
     is_flag=True,
     help="Device-dax aligned to a PMD: faults map PMDs, pages are compound folios from v5.17 (implies --order 1 at least).",
 )
+@click.option(
+    "--fsdax-pmd",
+    is_flag=True,
+    help="FS-DAX with PMD-sized extents: faults map PMDs, entries hold compound folios from v6.15 (implies --order 1).",
+)
 @click.option("--depth", required=True, type=click.IntRange(0), help="Longest program explored (actions).")
 @click.option("--threads", default=0, type=click.IntRange(0), show_default=True, help="Worker threads (0: every core).")
 @click.option("--no-symmetry", is_flag=True, help="Explore exact states (no CPU/page symmetry reduction).")
@@ -426,6 +431,7 @@ def explore(
     order: int,
     faults: bool,
     devdax_pmd: bool,
+    fsdax_pmd: bool,
     depth: int,
     threads: int,
     no_symmetry: bool,
@@ -502,9 +508,10 @@ def explore(
             file_pages=file_pages,
             tasks=tasks,
             ram=ram,
-            order=max(order, 1) if devdax_pmd else order,
+            order=max(order, 1) if devdax_pmd or fsdax_pmd else order,
             faults=int(faults),
             devdax_pmd=int(devdax_pmd),
+            fsdax_pmd=int(fsdax_pmd),
         )
         if ray_address is not None:
             _ray_or_exit()
@@ -739,6 +746,11 @@ def _types(value: str) -> tuple[str, ...]:
     help="Device-dax aligned to a PMD (native, hypothesis): faults map PMDs, pages are compound folios from v5.17.",
 )
 @click.option(
+    "--fsdax-pmd",
+    is_flag=True,
+    help="FS-DAX with PMD-sized extents (native, hypothesis): faults map PMDs, compound folios from v6.15.",
+)
+@click.option(
     "--baseline",
     "baseline_name",
     help="Replay each finding under these rules and label it new or shared "
@@ -767,6 +779,7 @@ def fuzz(
     max_actions: int,
     faults: bool,
     devdax_pmd: bool,
+    fsdax_pmd: bool,
     baseline_name: str | None,
     both: bool,
     as_json: bool,
@@ -788,14 +801,19 @@ def fuzz(
     if faults and engine == "atheris":
         err_console.print("--faults: the native and hypothesis engines inject failures (not atheris)", style="red")
         raise SystemExit(2)
-    if devdax_pmd:
+    for flag, on, ty, what in (
+        ("--devdax-pmd", devdax_pmd, "generic", "the generic (device-dax) type"),
+        ("--fsdax-pmd", fsdax_pmd, "fsdax", "the fsdax type"),
+    ):
+        if not on:
+            continue
         if engine == "atheris":
             err_console.print(
-                "--devdax-pmd: the native and hypothesis engines take shape options (not atheris)", style="red"
+                f"{flag}: the native and hypothesis engines take shape options (not atheris)", style="red"
             )
             raise SystemExit(2)
-        if "generic" not in types:
-            err_console.print("--devdax-pmd needs the generic (device-dax) type in --types", style="red")
+        if ty not in types:
+            err_console.print(f"{flag} needs {what} in --types", style="red")
             raise SystemExit(2)
     if baseline_name is None:
         baseline_name = rules.base
@@ -820,6 +838,7 @@ def fuzz(
         max_actions=max_actions,
         faults=faults,
         devdax_pmd=devdax_pmd,
+        fsdax_pmd=fsdax_pmd,
         baseline=baseline_name,
         both=both,
     )

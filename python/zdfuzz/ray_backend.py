@@ -78,6 +78,7 @@ def _shape_fields(shape: zdfuzz.Shape) -> dict[str, Any]:
     fields: dict[str, Any] = {n: getattr(shape, n) for n in names}
     fields["faults"] = int(shape.faults)
     fields["devdax_pmd"] = int(shape.devdax_pmd)
+    fields["fsdax_pmd"] = int(shape.fsdax_pmd)
     return fields
 
 
@@ -294,6 +295,7 @@ class FuzzWorker:
         types: list[str],
         faults: bool,
         devdax_pmd: bool,
+        fsdax_pmd: bool,
         seed: int,
         max_actions: int,
         known: list[tuple[str, str, str, str]],
@@ -301,7 +303,7 @@ class FuzzWorker:
     ) -> None:
         self.f = zdfuzz.NativeFuzzer(
             zdfuzz.Rules.from_toml(rules_toml),
-            shape=zdfuzz.Shape(types=types, faults=int(faults), devdax_pmd=int(devdax_pmd)),
+            shape=zdfuzz.Shape(types=types, faults=int(faults), devdax_pmd=int(devdax_pmd), fsdax_pmd=int(fsdax_pmd)),
             seed=seed,
             max_actions=max_actions,
         )
@@ -357,7 +359,17 @@ def run_campaign(c: Campaign, slice_seconds: float = 1.0) -> None:
     entries = c.corpus.native_entries()
     toml = c.rules.to_toml()
     workers = [
-        cls.remote(toml, list(cfg.types), cfg.faults, cfg.devdax_pmd, cfg.seed + j, cfg.max_actions, known, entries)
+        cls.remote(
+            toml,
+            list(cfg.types),
+            cfg.faults,
+            cfg.devdax_pmd,
+            cfg.fsdax_pmd,
+            cfg.seed + j,
+            cfg.max_actions,
+            known,
+            entries,
+        )
         for j in range(cfg.jobs)
     ]
     per_worker = None if cfg.execs is None else -(-cfg.execs // cfg.jobs)

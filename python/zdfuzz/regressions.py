@@ -54,8 +54,9 @@ class Bug:
     catalogue: str
     #: why ``fixed_in`` is not simply the first era with the fix, if it is not
     note: str = ""
-    #: shape options the campaigns turn on (``faults``, ``devdax_pmd``): the
-    #: bug is on an error path, or needs a PMD-aligned device-dax device
+    #: shape options the campaigns turn on (``faults``, ``devdax_pmd``,
+    #: ``fsdax_pmd``): the bug is on an error path, or needs a PMD-aligned
+    #: device-dax device or PMD-sized FS-DAX extents
     options: tuple[str, ...] = ()
 
 
@@ -223,6 +224,18 @@ BUGS: tuple[Bug, ...] = (
         "mm/mempolicy, madvise: handle device-private PMD entries (2026, Fixes 368076f52ebe)",
         "docs/coverage.md #14",
     ),
+    Bug(
+        "fsdax-pmd-folio-free-warns",
+        "v6.19-orig",
+        ("fsdax",),
+        "I-F11",
+        "e5",
+        "mm/memremap: fix spurious large folio warning for FS-DAX (2026, Fixes d245f9b4ab80)",
+        "docs/coverage.md #17",
+        "needs PMD-sized FS-DAX extents (an XFS with 2 MiB stripe alignment), whose v6.15 compound folio reaches "
+        "free_zone_device_folio when its last mapping goes",
+        ("fsdax_pmd",),
+    ),
 )
 
 
@@ -258,6 +271,7 @@ def _campaign(
             seed=seed,
             faults="faults" in options,
             devdax_pmd="devdax_pmd" in options,
+            fsdax_pmd="fsdax_pmd" in options,
         )
         c = campaign.run(cfg, console)
         out = []

@@ -55,16 +55,21 @@ class Shape:
     #: 1: device-dax devices are PMD-aligned (faults map PMDs; compound
     #: folios from v5.17's ``vmemmap_shift``)
     devdax_pmd: int = 0
+    #: 1: FS-DAX entries are PMD-sized (faults map PMDs; compound folios
+    #: from v6.15's ``dax_folio_init``)
+    fsdax_pmd: int = 0
 
     def fields(self) -> list[tuple[str, int]]:
         return [(k, int(getattr(self, k))) for k in FIELDS]
 
     def header_fields(self) -> list[tuple[str, int]]:
-        """What a program header writes: ``faults`` and ``devdax_pmd`` only
-        when on."""
+        """What a program header writes: ``faults``, ``devdax_pmd`` and
+        ``fsdax_pmd`` only when on."""
         extra = [("faults", self.faults)] if self.faults else []
         if self.devdax_pmd:
             extra.append(("devdax_pmd", self.devdax_pmd))
+        if self.fsdax_pmd:
+            extra.append(("fsdax_pmd", self.fsdax_pmd))
         return self.fields() + extra
 
     def apply_memory_defaults(self, ram_set: bool, order_set: bool) -> None:
@@ -75,8 +80,8 @@ class Shape:
             self.ram = 4 if any(t in DRIVER_ALLOCATED for t in self.types) else 0
         if not order_set:
             self.order = 1 if "private" in self.types else 0
-            if self.devdax_pmd and self.order == 0:
-                # a PMD-aligned device-dax device needs huge pages
+            if (self.devdax_pmd or self.fsdax_pmd) and self.order == 0:
+                # a PMD-aligned device-dax device or FS-DAX extent needs huge pages
                 self.order = 1
 
     def validate(self) -> None:
@@ -103,18 +108,24 @@ class Shape:
         rng("order", self.order, 0, MAX_ORDER)
         rng("faults", self.faults, 0, 1)
         rng("devdax_pmd", self.devdax_pmd, 0, 1)
-        if self.devdax_pmd:
+        rng("fsdax_pmd", self.fsdax_pmd, 0, 1)
+        for name, on, ty, what in (
+            ("devdax_pmd", self.devdax_pmd, "generic", "the generic (device-dax) type"),
+            ("fsdax_pmd", self.fsdax_pmd, "fsdax", "the fsdax type"),
+        ):
+            if not on:
+                continue
             nr = 1 << self.order
-            if "generic" not in self.types:
-                raise ConfigError("devdax_pmd=1 needs the generic (device-dax) type")
+            if ty not in self.types:
+                raise ConfigError(f"{name}=1 needs {what}")
             if self.order == 0 or self.addrs < nr:
                 raise ConfigError(
-                    "devdax_pmd=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order "
+                    f"{name}=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order "
                     f"(order={self.order}, addrs={self.addrs})"
                 )
             if self.pages % nr:
                 raise ConfigError(
-                    f"devdax_pmd=1 needs whole folios: pages per pgmap ({self.pages}) must be a multiple of "
+                    f"{name}=1 needs whole folios: pages per pgmap ({self.pages}) must be a multiple of "
                     f"1 << order ({nr})"
                 )
 
@@ -132,7 +143,7 @@ def make_shape(types: Any = None, ram: int | None = None, order: int | None = No
                 raise ConfigError(f"unknown device type {t!r}; types: {', '.join(DEVICE_TYPES)}")
             shape.types.append(dt)
     for k, v in fields.items():
-        if k not in FIELDS and k not in ("faults", "devdax_pmd"):
+        if k not in FIELDS and k not in ("faults", "devdax_pmd", "fsdax_pmd"):
             raise ConfigError(f"unknown shape field `{k}`")
         setattr(shape, k, v)
     shape.apply_memory_defaults(ram is not None, order is not None)
@@ -184,6 +195,8 @@ class Layout:
         self.faults = shape.faults != 0
         #: device-dax devices are PMD-aligned
         self.devdax_pmd = shape.devdax_pmd != 0
+        #: FS-DAX entries are PMD entries
+        self.fsdax_pmd = shape.fsdax_pmd != 0
 
     def pgmap_of(self, pfn: int) -> int:
         return pfn // self.pages
@@ -198,6 +211,18 @@ class Layout:
     def is_devdax_pmd(self, pfn: int) -> bool:
         """A page of a PMD-aligned device-dax device (mapped by PMDs)?"""
         return self.devdax_pmd and self.type_of(pfn) == "generic"
+
+    def is_fsdax_pmd(self, pfn: int) -> bool:
+        """A page of an FS-DAX filesystem whose entries are PMD-sized?"""
+        return self.fsdax_pmd and self.type_of(pfn) == "fsdax"
+
+    def is_dax_pmd(self, pfn: int) -> bool:
+        """A DAX page mapped by PMDs (device-dax or FS-DAX)?"""
+        return self.is_devdax_pmd(pfn) or self.is_fsdax_pmd(pfn)
+
+    def dax_entry_nr(self, pfn: int) -> int:
+        """Pages of one DAX entry of ``pfn``'s type."""
+        return self.nr_huge() if self.is_fsdax_pmd(pfn) else 1
 
     def is_private(self, pfn: int) -> bool:
         return self.type_of(pfn) == "private"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import failure, page, pagetable, process, sched
+from zdfuzz_reference import failure, folio, page, pagetable, process, sched
 from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
 from zdfuzz_reference.ops import SITE_VM_INSERT
 from zdfuzz_reference.oracle import SAFETY
@@ -32,10 +32,19 @@ def dax_entry(m: Machine, file: int, index: int) -> int | None:
 
 
 def dax_associate_entry(m: Machine, file: int, index: int, p: int) -> None:
-    m.touch_page(p)
+    """The block at ``p`` becomes file data: ``mapping`` on every page of
+    the entry; a PMD entry's pages become one compound folio from v6.15
+    (``dax_folio_init``)."""
     m.s.dax[m.layout.entry_slot(file, index)] = p + 1
-    m.s.mapping[p] = MAPPING_FILE + file
-    m.s.ledger.pages[p].fs = True
+    nr = m.layout.dax_entry_nr(p)
+    for q in range(p, p + nr):
+        m.touch_page(q)
+        m.s.mapping[q] = MAPPING_FILE + file
+        m.s.ledger.pages[q].fs = True
+    if nr > 1 and m.rules.dax.fsdax_compound:
+        order = m.layout.order
+        m.trace_note(lambda: f"dax_folio_init: pfn {p}..{p + nr - 1} becomes a folio of order {order}")
+        folio.prep_compound(m, p, order)
 
 
 def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -> None:
@@ -52,7 +61,7 @@ def insert_device_mapping(m: Machine, proc: int, addr: int, p: int, what: str) -
         # vmf_insert_* failed before it touched the page: nothing mapped or taken
         m.trace_note(lambda: f"{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped")
         return
-    if m.layout.is_devdax_pmd(p):
+    if m.layout.is_dax_pmd(p):
         level, at, nr = PMD, pagetable.block_start(m, addr), m.layout.nr_huge()
     else:
         level, at, nr = PTE, addr, 1
@@ -80,11 +89,17 @@ def dev_dax_huge_fault(m: Machine, proc: int, addr: int, p: int) -> None:
 
 
 def dax_busy(m: Machine, p: int) -> bool:
-    """``dax_busy_page``: references beyond the idle value and the counted
-    mappings (E1-E3: refcount > 1; E4: refcount - mapcount > 0)."""
+    """``dax_busy_page`` on the entry whose first page is ``p``: E1-E3 test
+    every page of the entry (refcount > 1), E4 the entry's folio (refcount
+    - ``folio_mapcount`` > 0)."""
     tr = m.rules.of("fsdax")
-    mapped = m.s.mc[p] if tr.map_refcounted else 0
-    return m.s.rc[p] - mapped > tr.init_rc
+    for q in range(p, p + m.layout.dax_entry_nr(p)):
+        if page.head_of(m, q) != q:
+            continue
+        mapped = folio.folio_mapcount(m, q) if tr.map_refcounted else 0
+        if m.s.rc[q] - mapped > tr.init_rc:
+            return True
+    return False
 
 
 def _fs_files(m: Machine, g: int) -> range:
@@ -179,32 +194,49 @@ def dax_writeback_done(m: Machine, file: int, index: int) -> None:
 
 
 def _dax_free_block(m: Machine, file: int, index: int, p: int) -> None:
-    """dax_disassociate_entry + the filesystem freeing the block (I-X2)."""
-    h = m.s.ledger.pages[p]
+    """dax_disassociate_entry + the filesystem freeing the block: no page of
+    the entry may still be held (I-X2)."""
+    for q in range(p, p + m.layout.dax_entry_nr(p)):
+        _check_block_idle(m, file, index, q)
+    _dax_drop_entry(m, file, index, p)
+    # from v6.15 dax_folio_put splits a compound PMD folio back into order-0
+    # pages once its last entry lets go
+    if page.folio_nr(m, p) > 1:
+        m.trace_note(lambda: f"dax_folio_put: the folio at pfn {p} is split back into order-0 pages")
+        folio.restore_order0(m, p, m.layout.dax_entry_nr(p))
+
+
+def _check_block_idle(m: Machine, file: int, index: int, q: int) -> None:
+    """I-X2 on one page of the block being freed."""
+    h = m.s.ledger.pages[q]
     if h.extra_refs() > 0 or h.maps > 0:
         m.violate(
             "I-X2",
             SAFETY,
-            [("file", file), ("pfn", p)],
+            [("file", file), ("pfn", q)],
             lambda: (
-                f"truncate frees the block of file {file} index {index} (pfn {p}) while it is held by {h.describe()}",
+                f"truncate frees the block of file {file} index {index} (pfn {q}) while it is held by {h.describe()}",
                 "idle page",
                 h.describe(),
             ),
         )
-    _dax_drop_entry(m, file, index, p)
 
 
 def _dax_drop_entry(m: Machine, file: int, index: int, p: int) -> None:
-    m.touch_page(p)
+    """``dax_disassociate_entry``: every page of the entry forgets its file."""
     m.s.dax[m.layout.entry_slot(file, index)] = 0
-    m.s.mapping[p] = MAPPING_NONE
-    m.s.ledger.pages[p].fs = False
+    nr = m.layout.dax_entry_nr(p)
+    for q in range(p, p + nr):
+        m.touch_page(q)
+        m.s.mapping[q] = MAPPING_NONE
+        m.s.ledger.pages[q].fs = False
 
 
 def dax_drop_filesystem(m: Machine, g: int) -> None:
     """The filesystem on pgmap ``g`` shuts down before its device goes: its
-    entries are dropped (the blocks are not freed: the data stays)."""
+    entries are dropped (the blocks are not freed: the data stays; a
+    compound folio is not split — the kernel's entries stay until eviction,
+    which waits for idle pages first)."""
     for file in _fs_files(m, g):
         for index in range(m.layout.file_pages):
             p = dax_entry(m, file, index)

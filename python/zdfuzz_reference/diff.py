@@ -175,7 +175,7 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None, rules: 
         pool = era_types(rules)
         rng.shuffle(pool)
         types = pool[: rng.randint(1, len(pool))]
-    return _devdax_pmd(rng, _random_shape(rng, types))
+    return _fsdax_pmd(rng, _devdax_pmd(rng, _random_shape(rng, types)))
 
 
 def _devdax_pmd(rng: random.Random, shape: Shape) -> Shape:
@@ -187,6 +187,18 @@ def _devdax_pmd(rng: random.Random, shape: Shape) -> Shape:
         shape.addrs = max(shape.addrs, nr)
         shape.pages = max(nr, shape.pages - shape.pages % nr)
         shape.devdax_pmd = 1
+    return shape
+
+
+def _fsdax_pmd(rng: random.Random, shape: Shape) -> Shape:
+    """A third of the shapes with FS-DAX have PMD-sized extents (PMD
+    mappings, compound folios from v6.15): the shape is adjusted to fit."""
+    if "fsdax" in shape.types and rng.random() < 0.3:
+        shape.order = max(shape.order, 1)
+        nr = 1 << shape.order
+        shape.addrs = max(shape.addrs, nr)
+        shape.pages = max(nr, shape.pages - shape.pages % nr)
+        shape.fsdax_pmd = 1
     return shape
 
 
@@ -573,6 +585,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m zdfuzz_reference.diff", description=__doc__.split("\n\n")[0])
     ap.add_argument("--time", type=float, default=60.0, help="seconds to run (default 60)")
     ap.add_argument(
+        "--programs",
+        type=int,
+        default=None,
+        help="stop after this many programs, whatever the time (with --seed: an exactly reproducible run)",
+    )
+    ap.add_argument(
         "--rules", default=",".join(PRESETS), help="comma-separated presets or .toml files (default: every preset)"
     )
     ap.add_argument("--types", default=None, help="comma-separated device types (default: a random subset each)")
@@ -619,7 +637,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     native = NativePool()
     start = time.monotonic()
     last = start
-    while time.monotonic() - start < args.time and stats.disagreements < args.max_reports:
+
+    def more() -> bool:
+        if args.programs is not None:
+            return stats.programs < args.programs
+        return time.monotonic() - start < args.time
+
+    while more() and stats.disagreements < args.max_reports:
         report = check_one(
             rng,
             rng.choice(rules),

@@ -438,14 +438,29 @@ class Machine:
                 (live(g), "the filesystem's device is not bound"),
                 (not lay.is_ram(p) and lay.pgmap_of(p) == g, "the block is not on this filesystem's device"),
                 (lambda: dax.dax_entry(self, f, i) is None, "the file offset already has a block"),
-                (lambda: not s.ledger.pages[p].fs, "the block belongs to a file"),
+                (lambda: p % lay.dax_entry_nr(p) == 0, "the extent is not aligned to a PMD"),
+                (
+                    lambda: not any(s.ledger.pages[q].fs for q in range(p, p + lay.dax_entry_nr(p))),
+                    "the block belongs to a file",
+                ),
                 (lambda: not dax.truncating(self, f), "the file is being truncated"),
             )
         if k == "dax_iomap_fault":
             proc, addr, f, i = a(0), a(1), a(2), a(3)
-            return mm_ok(proc, addr) or first(
-                (lambda: entry(proc, addr) == EMPTY, "the address is mapped"),
-                (lambda: dax.dax_entry(self, f, i) is not None, "the file offset has no block"),
+            if why := mm_ok(proc, addr):
+                return why
+            blk = dax.dax_entry(self, f, i)
+            if blk is None:
+                return "the file offset has no block"
+            if lay.is_fsdax_pmd(blk):
+                # dax_iomap_pmd_fault: the PMD-sized extent at the block of addr
+                why = first(
+                    (lay.in_block(addr), "the address is not in a PMD-sized block"),
+                    (lambda: pagetable.block_empty(self, proc, addr), "the block is mapped"),
+                )
+            else:
+                why = first((lambda: entry(proc, addr) == EMPTY, "the address is mapped"))
+            return why or first(
                 (lambda: live(lay.file_pgmap(f)), "the filesystem's device is not bound"),
                 (lambda: not dax.truncating(self, f), "faults wait while the file is truncated"),
                 (lambda: not dax.dax_entry_locked(self, f, i), "the fault waits for the locked DAX entry"),
@@ -610,14 +625,16 @@ class Machine:
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD mapping here"),
                 (
-                    lambda: not pagetable.maps_devdax_block(self, pagetable.entry(self, a(0), a(1))[0]),
-                    "a device-dax mapping is not split below the device's alignment (dev_dax_may_split: -EINVAL)",
+                    lambda: not pagetable.maps_dax_block(self, pagetable.entry(self, a(0), a(1))[0]),
+                    "a DAX PMD is not split into PTEs (device-dax: dev_dax_may_split -EINVAL; FS-DAX: the split zaps "
+                    "it, as munmap does)",
                 ),
             )
         if k == "split_huge_page":
             hd = page.head_of(self, a(0))
             return first(
                 (page.folio_nr(self, hd) > 1, "not part of a large folio"),
+                (not lay.is_dax_pmd(hd), "a DAX folio is not split (only dax_folio_put undoes it)"),
                 (s.rc[hd] > 0, "the folio is free"),
                 (s.flags[hd] & PG_LOCKED == 0, "the folio is locked"),
                 (not s.ledger.pages[hd].driver, "the driver holds the folio"),
@@ -633,7 +650,7 @@ class Machine:
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here"),
                 (
-                    lambda: not pagetable.maps_devdax_block(self, pagetable.entry(self, a(0), a(1))[0]),
+                    lambda: not pagetable.maps_dax_block(self, pagetable.entry(self, a(0), a(1))[0]),
                     "the walkers skip a DAX VMA (vma_migratable is false for it)",
                 ),
             )

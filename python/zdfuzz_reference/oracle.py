@@ -213,6 +213,7 @@ INVARIANT_DOCS: dict[str, str] = {
     "I-F4": "a page a device-private driver hands out carries no stale compound metadata of an earlier folio",
     "I-F5": "a free page has the refcount the preset says free pages have (conformance)",
     "I-F8": "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN",
+    "I-F11": "the free path takes every folio its type makes without a WARN (a large FS-DAX folio included)",
     "I-F9": "a page is returned to its allocator only when nobody holds it, and only once",
     "I-F10": "once every holder is gone, a page's refcount is back at its initial value (no leak)",
     "I-X2": "a truncate frees a DAX block only when no DMA/GUP reference to its page remains",

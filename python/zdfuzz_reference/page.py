@@ -155,6 +155,20 @@ def put_page_refs(m: Machine, pfn: int, n: int, cpu: int, what: str) -> None:
             )
         # the folio's size is read before the callback in every era
         nr = folio_nr(m, pfn)
+        # v6.19: VM_WARN_ON_ONCE(folio_test_large(folio)) for a folio that is
+        # not anonymous, FS-DAX PMD folios included until the fix
+        if nr > 1 and t == "fsdax" and m.rules.thp.free_warns_large_file_folio:
+            m.violate(
+                "I-F11",
+                SAFETY,
+                [("pfn", pfn)],
+                lambda: (
+                    f"{what} takes the {nr}-page {t} folio at pfn {pfn} to refcount 0: free_zone_device_folio WARNs "
+                    "(VM_WARN_ON_ONCE(folio_test_large(folio)) for a folio that is not anonymous)",
+                    "no WARN",
+                    "WARN",
+                ),
+            )
         if tr.page_free_on_zero:
             page_free(m, pfn, cpu)
         if tr.put_pgmap_on_zero:

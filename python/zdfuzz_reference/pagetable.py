@@ -64,7 +64,7 @@ __all__ = [
     "find_entry",
     "install_entry",
     "make_readonly",
-    "maps_devdax_block",
+    "maps_dax_block",
     "migration",
     "present",
     "ptl_count",
@@ -106,11 +106,12 @@ def block_empty(m: Machine, proc: int, addr: int) -> bool:
     )
 
 
-def maps_devdax_block(m: Machine, e: Pte) -> bool:
-    """Does ``e`` map a page of a PMD-aligned device-dax device? Such a
-    mapping is never split below the device's alignment, and the walkers
-    skip its DAX VMA."""
-    return e.has_pfn() and m.layout.is_devdax_pmd(e.pfn)
+def maps_dax_block(m: Machine, e: Pte) -> bool:
+    """Does ``e`` map a page of a PMD-sized DAX block (a PMD-aligned
+    device-dax device, or an FS-DAX PMD entry)? Such a PMD is never split
+    into PTEs (device-dax refuses; the split of a file VMA's PMD zaps it),
+    and the walkers skip DAX VMAs."""
+    return e.has_pfn() and m.layout.is_dax_pmd(e.pfn)
 
 
 def block_start(m: Machine, addr: int) -> int:

@@ -46,7 +46,7 @@ def munmap(m: Machine, proc: int, addr: int, cpu: int) -> None:
     device-dax PMD is not (``dev_dax_may_split``: the unmap is of the whole
     aligned range, and zaps the PMD)."""
     e, level = pagetable.entry(m, proc, addr)
-    if level == PMD and not pagetable.maps_devdax_block(m, e):
+    if level == PMD and not pagetable.maps_dax_block(m, e):
         pagetable.split_huge_pmd(m, proc, addr)
     zap_pte(m, proc, addr, cpu)
 
@@ -152,8 +152,8 @@ def fork(m: Machine, parent: int, child: int) -> None:
         pmd = m.s.pmds[ps]
         if not pmd.has_pfn():
             continue
-        if lay.is_devdax_pmd(pmd.pfn):
-            continue  # a shared device-dax mapping is not copied (vma_needs_copy)
+        if lay.is_dax_pmd(pmd.pfn):
+            continue  # a shared DAX mapping is not copied (vma_needs_copy)
         if pmd.kind == pagetable.PRESENT and _maybe_pinned(m, pmd.pfn) and m.rules.gup.fork_copies_pinned:
             pagetable.split_huge_pmd(m, parent, a)
             continue

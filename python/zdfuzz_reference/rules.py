@@ -152,6 +152,9 @@ class DaxRules:
     #: device-dax pages of a PMD-aligned device are compound folios
     #: (``vmemmap_shift``, 14606001efb4, v5.17); optional in a rules file
     devdax_compound: bool = False
+    #: an FS-DAX PMD entry's pages are a compound folio while associated
+    #: (``dax_folio_init`` / ``dax_folio_put``, v6.15); optional
+    fsdax_compound: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,9 @@ class ThpRules:
     #: free_zone_device_folio reads folio->pgmap after ->folio_free()
     #: (until 85be0a262e39); with large device folios a task (page.py)
     free_rereads_pgmap: bool = False
+    #: free_zone_device_folio WARNs on a large FS-DAX folio (v6.19 as merged,
+    #: until "mm/memremap: fix spurious large folio warning for FS-DAX")
+    free_warns_large_file_folio: bool = False
 
 
 T = TypeVar("T")

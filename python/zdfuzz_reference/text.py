@@ -247,7 +247,7 @@ def parse_program(text: str) -> Program:
                             raise ProgramError(line, c + 6, f"unknown device type `{t}` ({', '.join(DEVICE_TYPES)})")
                         types.append(dt)
                     p.shape.types = types
-                elif k in dict(p.shape.fields()) or k in ("faults", "devdax_pmd"):
+                elif k in dict(p.shape.fields()) or k in ("faults", "devdax_pmd", "fsdax_pmd"):
                     if not v.isdigit():
                         raise ProgramError(line, c + len(k) + 1, f"`{k}` needs a number, got `{v}`")
                     setattr(p.shape, k, int(v))
@@ -257,7 +257,7 @@ def parse_program(text: str) -> Program:
                     raise ProgramError(
                         line,
                         c,
-                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd)",
+                        f"unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd, fsdax_pmd)",
                     )
         else:
             p.ops.append(_parse_op(ws, line))

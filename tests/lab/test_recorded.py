@@ -218,3 +218,22 @@ def test_f1_on_a_2m_aligned_device_dax_the_put_of_a_tail_page_oopses_after_the_u
     assert oops.func == "page_cache_pipe_buf_release"
     assert row.result == "agree" and row.confirmed
     assert row.model.startswith("I-L2") and "pfn 1" in row.model
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_a_pin_on_a_tail_page_of_a_pmd_mapped_fs_dax_extent_holds_the_truncate(kernel: str) -> None:
+    # XFS with a 2 MiB stripe unit: the fault mapped the extent by a PMD (the
+    # tracepoint read back says the PMD fault inserted it: NOPAGE, not
+    # FALLBACK), vmsplice took a reference through a tail page, and the
+    # truncate's busy scan (dax_busy_page over every pfn of the entry before
+    # v6.15) waited for it, as the model's fsdax_pmd=1 shape predicts
+    sc, obs, row = verdict(f"fsdax-pmd-truncate-waits-{kernel}")
+    assert "fsdax_pmd=1" in sc.config and sc.setup == "fsdax-xfs-2m"
+    trace = next(i for i, s in enumerate(sc.steps) if "tracing/trace" in s.text)
+    done = [line for line in obs.steps[trace].detail.splitlines() if "dax_pmd_fault_done" in line]
+    assert len(done) == 1 and done[0].endswith("NOPAGE"), obs.steps[trace].detail
+    t = next(i for i, s in enumerate(sc.steps) if s.text.startswith("- truncate"))
+    put = next(i for i, s in enumerate(sc.steps) if "close_pipe" in s.text)
+    assert obs.steps[t].status == "blocked" and obs.steps[t].completed_during == put
+    assert "xfs_break_dax_layouts" in obs.steps[t].stack
+    assert row.result == "agree" and obs.events == []

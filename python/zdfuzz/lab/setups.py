@@ -10,7 +10,9 @@ command line (``memmap=128M!1G``: the e820 "protected" range that
   RAM (``map=dev``), 4 KiB-aligned; ``devdax-2m`` the same aligned to 2 MiB
   (PMD mappings, compound folios from v5.17).
 * ``fsdax-ext4`` / ``fsdax-xfs`` — ``-m fsdax``: ``/dev/pmem0`` with a
-  MEMORY_DEVICE_FS_DAX pgmap, a file system on it mounted with ``-o dax``.
+  MEMORY_DEVICE_FS_DAX pgmap, a file system on it mounted with ``-o dax``;
+  ``fsdax-xfs-2m`` the XFS with a 2 MiB stripe unit, so extents are
+  PMD-aligned and faults map PMDs.
 
 The region is 128 MiB at 1 GiB of a 2 GiB guest (512 MiB for XFS, whose
 mkfs refuses less than 300 MB): whole x86-64 memory sections (128 MiB each)
@@ -133,6 +135,42 @@ SETUPS: dict[str, Setup] = {
             "CONFIG_X86_PMEM_LEGACY",
             "CONFIG_BLK_DEV_PMEM",
             "CONFIG_FS_DAX",
+            "CONFIG_XFS_FS",
+        ],
+        pmem="512M",
+    ),
+    "fsdax-xfs-2m": Setup(
+        "fsdax-xfs-2m",
+        "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS made with a 2 MiB stripe unit (mkfs.xfs -d su=2m,sw=1, as in "
+        "the reproducer of 'mm/memremap: fix spurious large folio warning for FS-DAX'), mounted -o dax on /mnt: "
+        "file extents are 2 MiB-aligned, so faults map PMDs (the model's fsdax_pmd=1)",
+        ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
+        [
+            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
+            (
+                [
+                    "/usr/sbin/mkfs.xfs",
+                    "-q",
+                    "-f",
+                    "-m",
+                    "reflink=0",
+                    "-d",
+                    "su=2m,sw=1,agcount=2",
+                    "-l",
+                    "size=64m",
+                    "/dev/pmem0",
+                ],
+                "xfsprogs",
+            ),
+            (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
+        ],
+        [
+            "CONFIG_ZONE_DEVICE",
+            "CONFIG_LIBNVDIMM",
+            "CONFIG_X86_PMEM_LEGACY",
+            "CONFIG_BLK_DEV_PMEM",
+            "CONFIG_FS_DAX",
+            "CONFIG_FS_DAX_PMD",
             "CONFIG_XFS_FS",
         ],
         pmem="512M",

@@ -67,6 +67,13 @@ pub struct Shape {
     /// default): 4 KiB alignment, PTE mappings of order-0 pages, and the
     /// state space of a shape without it.
     pub devdax_pmd: usize,
+    /// 1: FS-DAX filesystems map PMD-sized extents (an XFS with 2 MiB stripe
+    /// alignment): every DAX entry is a PMD entry of `1 << order` pages,
+    /// `dax_iomap_fault` maps it with one PMD, and from v6.15 its pages are
+    /// a compound folio while the entry holds them (`dax_folio_init`). 0 (the
+    /// default): PTE entries of order-0 pages, and the state space of a
+    /// shape without it.
+    pub fsdax_pmd: usize,
 }
 
 impl Default for Shape {
@@ -88,6 +95,7 @@ impl Default for Shape {
             order: 1,
             faults: 0,
             devdax_pmd: 0,
+            fsdax_pmd: 0,
         }
     }
 }
@@ -121,8 +129,8 @@ impl Shape {
         }
         if !order_set {
             self.order = Shape::default_order(&self.types);
-            if self.devdax_pmd != 0 && self.order == 0 {
-                // a PMD-aligned device-dax device needs huge pages
+            if (self.devdax_pmd != 0 || self.fsdax_pmd != 0) && self.order == 0 {
+                // a PMD-aligned device-dax device or FS-DAX extent needs huge pages
                 self.order = Shape::default().order;
             }
         }
@@ -155,6 +163,9 @@ impl Shape {
         if self.devdax_pmd != 0 {
             v.push(("devdax_pmd", self.devdax_pmd));
         }
+        if self.fsdax_pmd != 0 {
+            v.push(("fsdax_pmd", self.fsdax_pmd));
+        }
         v
     }
 
@@ -173,6 +184,7 @@ impl Shape {
             "order" => self.order = v,
             "faults" => self.faults = v,
             "devdax_pmd" => self.devdax_pmd = v,
+            "fsdax_pmd" => self.fsdax_pmd = v,
             _ => return false,
         }
         true
@@ -246,21 +258,28 @@ impl Shape {
         range("order", self.order, 0, MAX_ORDER)?;
         range("faults", self.faults, 0, 1)?;
         range("devdax_pmd", self.devdax_pmd, 0, 1)?;
-        if self.devdax_pmd != 0 {
+        range("fsdax_pmd", self.fsdax_pmd, 0, 1)?;
+        for (name, on, ty, what) in [
+            ("devdax_pmd", self.devdax_pmd, DeviceType::Generic, "the generic (device-dax) type"),
+            ("fsdax_pmd", self.fsdax_pmd, DeviceType::Fsdax, "the fsdax type"),
+        ] {
+            if on == 0 {
+                continue;
+            }
             let nr = 1usize << self.order;
-            if !self.types.contains(&DeviceType::Generic) {
-                return Err(ConfigError("devdax_pmd=1 needs the generic (device-dax) type".into()));
+            if !self.types.contains(&ty) {
+                return Err(ConfigError(format!("{name}=1 needs {what}")));
             }
             if self.order == 0 || self.addrs < nr {
                 return Err(ConfigError(format!(
-                    "devdax_pmd=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order (order={}, \
+                    "{name}=1 needs huge pages that fit a process: order >= 1 and addrs >= 1 << order (order={}, \
                      addrs={})",
                     self.order, self.addrs
                 )));
             }
             if self.pages % nr != 0 {
                 return Err(ConfigError(format!(
-                    "devdax_pmd=1 needs whole folios: pages per pgmap ({}) must be a multiple of 1 << order ({nr})",
+                    "{name}=1 needs whole folios: pages per pgmap ({}) must be a multiple of 1 << order ({nr})",
                     self.pages
                 )));
             }
@@ -372,6 +391,8 @@ pub struct Layout {
     pub faults: bool,
     /// device-dax devices are PMD-aligned (`Shape::devdax_pmd`)
     pub devdax_pmd: bool,
+    /// FS-DAX entries are PMD entries (`Shape::fsdax_pmd`)
+    pub fsdax_pmd: bool,
 }
 
 impl Layout {
@@ -403,6 +424,7 @@ impl Layout {
             fs_pgmap,
             faults: c.faults != 0,
             devdax_pmd: c.devdax_pmd != 0,
+            fsdax_pmd: c.fsdax_pmd != 0,
         }
     }
 
@@ -464,6 +486,29 @@ impl Layout {
     #[inline]
     pub fn is_devdax_pmd(&self, pfn: usize) -> bool {
         self.devdax_pmd && self.type_of(pfn) == Some(DeviceType::Generic)
+    }
+
+    /// Is `pfn` a page of an FS-DAX filesystem whose entries are PMD-sized?
+    #[inline]
+    pub fn is_fsdax_pmd(&self, pfn: usize) -> bool {
+        self.fsdax_pmd && self.type_of(pfn) == Some(DeviceType::Fsdax)
+    }
+
+    /// Is `pfn` a DAX page mapped by PMDs (device-dax or FS-DAX)?
+    #[inline]
+    pub fn is_dax_pmd(&self, pfn: usize) -> bool {
+        self.is_devdax_pmd(pfn) || self.is_fsdax_pmd(pfn)
+    }
+
+    /// Pages of one DAX entry of pfn `p`'s type: a PMD's worth where the
+    /// entries are PMD-sized, else one.
+    #[inline]
+    pub fn dax_entry_nr(&self, pfn: usize) -> usize {
+        if self.is_fsdax_pmd(pfn) {
+            self.nr_huge()
+        } else {
+            1
+        }
     }
 
     /// Does the layout have a MEMORY_DEVICE_COHERENT pgmap?
@@ -564,6 +609,24 @@ mod tests {
         assert!(e.0.contains("devdax_pmd must be between 0 and 1"), "{e}");
     }
 
+    #[test]
+    fn a_pmd_sized_fs_dax_shape_is_checked() {
+        let s = built(&["fsdax"], &[("fsdax_pmd", 1)], None).unwrap();
+        assert_eq!(s.order, 1, "PMD-sized FS-DAX entries need huge pages");
+        let e = built(&["generic"], &[("fsdax_pmd", 1)], None).unwrap_err();
+        assert!(e.0.contains("fsdax_pmd=1 needs the fsdax type"), "{e}");
+        let e = built(&["fsdax"], &[("fsdax_pmd", 1), ("pages", 3)], None).unwrap_err();
+        assert!(e.0.contains("fsdax_pmd=1 needs whole folios"), "{e}");
+        let e = built(&["fsdax"], &[("fsdax_pmd", 1), ("addrs", 1)], None).unwrap_err();
+        assert!(e.0.contains("addrs >= 1 << order"), "{e}");
+        let e = built(&["fsdax"], &[("fsdax_pmd", 1)], Some(0)).unwrap_err();
+        assert!(e.0.contains("order >= 1"), "{e}");
+        let l = Layout::new(&built(&["fsdax", "generic"], &[("fsdax_pmd", 1)], None).unwrap());
+        assert!(l.is_fsdax_pmd(0) && l.is_dax_pmd(0) && !l.is_devdax_pmd(0));
+        assert!(!l.is_dax_pmd(l.pages), "device-dax stays 4 KiB-aligned");
+        assert_eq!((l.dax_entry_nr(0), l.dax_entry_nr(l.pages)), (2, 1));
+    }
+
     /// The header writes the options only when on, after the ten fields, so
     /// every program written before them reads and writes unchanged.
     #[test]
@@ -576,5 +639,7 @@ mod tests {
         assert_eq!(h[10..], [("faults", 1), ("devdax_pmd", 1)]);
         let only = Shape { devdax_pmd: 1, ..Shape::default() };
         assert_eq!(only.header_fields()[10..], [("devdax_pmd", 1)]);
+        let fs = Shape { fsdax_pmd: 1, ..Shape::default() };
+        assert_eq!(fs.header_fields()[10..], [("fsdax_pmd", 1)]);
     }
 }

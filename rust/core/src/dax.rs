@@ -30,11 +30,24 @@ impl Machine {
         (v > 0).then(|| v as usize - 1)
     }
 
+    /// `dax_associate_entry`: the block at `p` becomes the data of (file,
+    /// index): `mapping`/`index` on every page of the entry
+    /// (`for_each_mapped_pfn` before v6.15). A PMD entry's pages become one
+    /// compound folio from v6.15 (`dax_folio_init` → `prep_compound_page`:
+    /// the head carries the refcount, the tails point at it).
     pub(crate) fn dax_associate_entry(&mut self, file: usize, index: usize, p: usize) {
-        self.touch_page(p);
         self.s.dax[self.layout.entry_slot(file, index)] = p as u16 + 1;
-        self.s.mapping[p] = MAPPING_FILE + file as u8;
-        self.s.ledger.pages[p].fs = true;
+        let nr = self.layout.dax_entry_nr(p);
+        for q in p..p + nr {
+            self.touch_page(q);
+            self.s.mapping[q] = MAPPING_FILE + file as u8;
+            self.s.ledger.pages[q].fs = true;
+        }
+        if nr > 1 && self.rules.dax.fsdax_compound {
+            let order = self.layout.order;
+            self.trace_note(|| format!("dax_folio_init: pfn {p}..{} becomes a folio of order {order}", p + nr - 1));
+            self.prep_compound(p, order);
+        }
     }
 
     /// Map a page into a process the way the type's fault path does: one
@@ -57,7 +70,7 @@ impl Machine {
             self.trace_note(|| format!("{what}: vmf_insert_* failed -> VM_FAULT_OOM, nothing mapped"));
             return;
         }
-        let (level, at, nr) = if self.layout.is_devdax_pmd(p) {
+        let (level, at, nr) = if self.layout.is_dax_pmd(p) {
             (Level::Pmd, self.block_start(addr), self.layout.nr_huge())
         } else {
             (Level::Pte, addr, 1)
@@ -91,12 +104,17 @@ impl Machine {
         self.insert_device_mapping(proc, addr, p, "dev_dax_huge_fault");
     }
 
-    /// `dax_busy_page`: references beyond the idle value and the counted
-    /// mappings (E1–E3: refcount > 1; E4: refcount - mapcount > 0).
+    /// `dax_busy_page` on the entry whose first page is `p`: references
+    /// beyond the idle value and the counted mappings. E1–E3 test every page
+    /// of the entry (`for_each_mapped_pfn`: refcount > 1); E4 tests the
+    /// entry's folio (refcount − `folio_mapcount` > 0), whose one refcount
+    /// a compound PMD folio keeps on its head.
     pub(crate) fn dax_busy(&self, p: usize) -> bool {
         let tr = self.rules.of(DeviceType::Fsdax);
-        let mapped = if tr.map_refcounted { self.s.mc[p] } else { 0 };
-        self.s.rc[p] - mapped > tr.init_rc as i32
+        (p..p + self.layout.dax_entry_nr(p)).filter(|&q| self.head_of(q) == q).any(|q| {
+            let mapped = if tr.map_refcounted { self.folio_mapcount(q) } else { 0 };
+            self.s.rc[q] - mapped > tr.init_rc as i32
+        })
     }
 
     /// Does any process map a page of `file`? (`mapping_mapped`)
@@ -198,20 +216,36 @@ impl Machine {
     /// dax_disassociate_entry + the filesystem freeing the block: the oracle
     /// checks no DMA/GUP user still holds the page (I-X2).
     fn dax_free_block(&mut self, file: usize, index: usize, p: usize) {
-        self.observe(Obs::BlockFreed { file, index, pfn: p });
+        for q in p..p + self.layout.dax_entry_nr(p) {
+            self.observe(Obs::BlockFreed { file, index, pfn: q });
+        }
         self.dax_drop_entry(file, index, p);
+        // from v6.15 dax_folio_put splits a compound PMD folio back into
+        // order-0 pages (ClearPageHead, clear_compound_head) once its last
+        // entry lets go, so the block can be associated at any size again
+        if self.folio_nr(p) > 1 {
+            self.trace_note(|| format!("dax_folio_put: the folio at pfn {p} is split back into order-0 pages"));
+            self.restore_order0(p, self.layout.dax_entry_nr(p));
+        }
     }
 
+    /// `dax_disassociate_entry`: every page of the entry forgets its file.
     fn dax_drop_entry(&mut self, file: usize, index: usize, p: usize) {
-        self.touch_page(p);
         self.s.dax[self.layout.entry_slot(file, index)] = 0;
-        self.s.mapping[p] = MAPPING_NONE;
-        self.s.ledger.pages[p].fs = false;
+        let nr = self.layout.dax_entry_nr(p);
+        for q in p..p + nr {
+            self.touch_page(q);
+            self.s.mapping[q] = MAPPING_NONE;
+            self.s.ledger.pages[q].fs = false;
+        }
     }
 
     /// The filesystem on pgmap `g` shuts down before its device goes
     /// (unmount / MF_MEM_PRE_REMOVE): its entries are dropped. Blocks are not
-    /// freed — the data stays on the medium.
+    /// freed — the data stays on the medium — and a compound folio is not
+    /// split: in the kernel the entries stay in the dead filesystem's
+    /// inodes until eviction, whose `dax_break_layout_final` waits for the
+    /// pages to be idle before `dax_folio_put` splits them.
     pub(crate) fn dax_drop_filesystem(&mut self, g: usize) {
         for file in self.fs_files(g) {
             for index in 0..self.layout.file_pages {
@@ -261,7 +295,11 @@ impl Machine {
         ok(self.pgmap_live(g), "the filesystem's device is not bound")?;
         ok(self.is_device_pfn(p) && self.layout.pgmap_of(p) == g, "the block is not on this filesystem's device")?;
         ok(self.dax_entry(f, i).is_none(), "the file offset already has a block")?;
-        ok(!self.s.ledger.pages[p].fs, "the block belongs to a file")?;
+        let nr = self.layout.dax_entry_nr(p);
+        // a PMD entry needs a PMD-aligned extent (the filesystem's stripe
+        // alignment; an unaligned one would fall back to PTEs)
+        ok(p % nr == 0, "the extent is not aligned to a PMD")?;
+        ok(!self.s.ledger.pages[p..p + nr].iter().any(|h| h.fs), "the block belongs to a file")?;
         ok(!self.truncating(f), "the file is being truncated")
     }
 
@@ -269,8 +307,14 @@ impl Machine {
     pub(crate) fn dax_iomap_fault_enabled(&self, op: &Op) -> Result<(), &'static str> {
         let (proc, addr, f, i) = (op.a(0), op.a(1), op.a(2), op.a(3));
         self.mm_ok(proc, addr)?;
-        ok(self.slot_is_empty(proc, addr), "the address is mapped")?;
-        ok(self.dax_entry(f, i).is_some(), "the file offset has no block")?;
+        let p = self.dax_entry(f, i).ok_or("the file offset has no block")?;
+        if self.layout.is_fsdax_pmd(p) {
+            // dax_iomap_pmd_fault: the PMD-sized extent at the block of addr
+            ok(self.layout.in_block(addr), "the address is not in a PMD-sized block")?;
+            ok(self.block_empty(proc, addr), "the block is mapped")?;
+        } else {
+            ok(self.slot_is_empty(proc, addr), "the address is mapped")?;
+        }
         ok(self.pgmap_live(self.layout.file_pgmap(f)), "the filesystem's device is not bound")?;
         ok(!self.truncating(f), "faults wait while the file is truncated")?;
         // grab_mapping_entry sleeps on a locked entry

@@ -1289,13 +1289,13 @@ fn symmetric_pgmaps(l: &Layout) -> u64 {
     if l.pages < 2 {
         return 0;
     }
-    // a PMD-aligned device-dax device maps runs of adjacent pfns by one
-    // PMD (and from v5.17 they are one compound folio): its pages are not
-    // interchangeable
+    // a PMD-aligned device-dax device or PMD-sized FS-DAX entries map runs
+    // of adjacent pfns by one PMD (and in the eras with compound DAX folios
+    // they are one folio): their pages are not interchangeable
     (0..l.npgmaps)
         .filter(|&g| match l.pgmap_type[g] {
             DeviceType::Generic => !l.devdax_pmd,
-            DeviceType::Fsdax => true,
+            DeviceType::Fsdax => !l.fsdax_pmd,
             _ => false,
         })
         .fold(0u64, |m, g| m | 1 << (g % 64))

@@ -198,6 +198,9 @@ impl Machine {
         let p = op.a(0);
         let h = self.head_of(p);
         ok(self.folio_nr(h) > 1, "not part of a large folio")?;
+        // a DAX folio is neither anonymous nor in a page cache the split
+        // knows: nothing splits it but dax_folio_put when its entry goes
+        ok(!self.layout.is_dax_pmd(h), "a DAX folio is not split (only dax_folio_put undoes it)")?;
         ok(self.s.rc[h] > 0, "the folio is free")?;
         ok(self.s.flags[h] & PG_LOCKED == 0, "the folio is locked")?;
         ok(!self.s.ledger.pages[h].driver, "the driver holds the folio")?;
@@ -209,6 +212,6 @@ impl Machine {
         self.mm_ok(op.a(0), op.a(1))?;
         let (e, level) = self.entry(op.a(0), op.a(1));
         ok(level == Level::Pmd, "no PMD entry here")?;
-        ok(!self.maps_devdax_block(e), "the walkers skip a DAX VMA (vma_migratable is false for it)")
+        ok(!self.maps_dax_block(e), "the walkers skip a DAX VMA (vma_migratable is false for it)")
     }
 }

@@ -300,6 +300,7 @@ invariants! {
     F4 = "I-F4", Safety, "a page a device-private driver hands out carries no stale compound metadata of an earlier folio";
     F5 = "I-F5", Conformance, "a free page has the refcount the preset says free pages have (conformance)";
     F8 = "I-F8", Safety, "device-dax and kernel P2P pages only bounce 1->2->1; reaching 0 hits the free path's WARN";
+    F11 = "I-F11", Safety, "the free path takes every folio its type makes without a WARN (a large FS-DAX folio included)";
     F9 = "I-F9", Safety, "a page is returned to its allocator only when nobody holds it, and only once";
     F10 = "I-F10", Liveness, "once every holder is gone, a page's refcount is back at its initial value (no leak)";
     X2 = "I-X2", Safety, "a truncate frees a DAX block only when no DMA/GUP reference to its page remains";
@@ -417,6 +418,9 @@ pub enum Warn {
     /// A percpu_ref misuse WARN (lib/percpu-refcount.c), or a misuse the
     /// kernel does not notice (`put_below_zero`).
     PercpuRef { pgmap: usize, event: RefEvent, value: i64 },
+    /// v6.19 `free_zone_device_folio`: a large folio that is not anonymous
+    /// reached refcount 0 (`VM_WARN_ON_ONCE(folio_test_large(folio))`).
+    LargeFolioNotAnon { pfn: usize, ty: DeviceType, nr: usize },
 }
 
 /// Something that happened, as machine code records it for the oracle.
@@ -587,6 +591,7 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             Warn::FreeWithoutPageFree { pfn, .. } => Judged::new(F8, &[pfn_obj(pfn)]),
             Warn::TrygetLiveFailed { pgmap, pfn } => Judged::new(L5, &[pgmap_obj(pgmap), pfn_obj(pfn)]).variant(1),
             Warn::PercpuRef { pgmap, event, .. } => Judged::new(Invariant::of_ref_event(event), &[pgmap_obj(pgmap)]),
+            Warn::LargeFolioNotAnon { pfn, .. } => Judged::new(F11, &[pfn_obj(pfn)]),
         }),
         Obs::ReturnedToAllocator { pgmap, head, nr, already_free } => {
             if let Some(p) = (head..head + nr).find(|&p| l.pages[p].in_use()) {
@@ -755,6 +760,15 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 format!("percpu_ref misuse on pgmap {g}'s ref during {what}: {}", event.name()),
                 "no WARN".into(),
                 if value != 0 { format!("{} (count {value})", event.name()) } else { event.name().into() },
+            ),
+            Warn::LargeFolioNotAnon { pfn, ty, nr } => (
+                format!(
+                    "{what} takes the {nr}-page {} folio at pfn {pfn} to refcount 0: free_zone_device_folio WARNs \
+                     (VM_WARN_ON_ONCE(folio_test_large(folio)) for a folio that is not anonymous)",
+                    ty.name()
+                ),
+                "no WARN".into(),
+                "WARN".into(),
             ),
         },
         Obs::ReturnedToAllocator { .. } => {

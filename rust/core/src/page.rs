@@ -142,6 +142,16 @@ impl Machine {
             // free_zone_device_folio: the folio's size is read before the
             // callback in every era (`nr = folio_nr_pages(folio)` at the top)
             let nr = self.folio_nr(pfn);
+            // v6.19 (d245f9b4ab80): an anonymous folio clears AnonExclusive
+            // on every page; any other large folio is not expected
+            // (`VM_WARN_ON_ONCE(folio_test_large(folio))`), and an FS-DAX
+            // PMD folio is one, until "mm/memremap: fix spurious large folio
+            // warning for FS-DAX" exempted FS-DAX. (The same test would see
+            // a large device-private folio its driver frees before it was
+            // ever mapped; docs/findings.md says why that is not modelled.)
+            if nr > 1 && t == DeviceType::Fsdax && self.rules.thp.free_warns_large_file_folio {
+                self.observe(Obs::Warned { warn: Warn::LargeFolioNotAnon { pfn, ty: t, nr }, what });
+            }
             if tr.page_free_on_zero {
                 self.page_free(pfn, cpu);
             }

@@ -183,12 +183,16 @@ impl Machine {
             && (start..start + l.nr_huge()).all(|a| self.s.ptes[l.pte_slot(proc, a)] == Pte::None)
     }
 
-    /// Does `e` map a page of a PMD-aligned device-dax device? Such a
-    /// mapping is never split below the device's alignment
-    /// (`dev_dax_may_split`), and the walkers skip its DAX VMA.
+    /// Does `e` map a page of a PMD-sized DAX block (a PMD-aligned
+    /// device-dax device, or an FS-DAX PMD entry)? Such a PMD is never split
+    /// into PTEs: device-dax refuses a split below its alignment
+    /// (`dev_dax_may_split`), and `__split_huge_pmd_locked` of a file VMA
+    /// zaps the PMD instead (the next fault maps what it needs) — either
+    /// way an unmap of one address unmaps the block. The walkers skip DAX
+    /// VMAs.
     #[inline]
-    pub(crate) fn maps_devdax_block(&self, e: Pte) -> bool {
-        e.pfn().is_some_and(|p| self.layout.is_devdax_pmd(p))
+    pub(crate) fn maps_dax_block(&self, e: Pte) -> bool {
+        e.pfn().is_some_and(|p| self.layout.is_dax_pmd(p))
     }
 
     /// The first address slot of the PMD block containing `addr`.
@@ -374,8 +378,8 @@ impl Machine {
         let (e, level) = self.entry(op.a(0), op.a(1));
         ok(level == Level::Pmd, "no PMD mapping here")?;
         ok(
-            !self.maps_devdax_block(e),
-            "a device-dax mapping is not split below the device's alignment (dev_dax_may_split: -EINVAL)",
+            !self.maps_dax_block(e),
+            "a DAX PMD is not split into PTEs (device-dax: dev_dax_may_split -EINVAL; FS-DAX: the split zaps it, as munmap does)",
         )
     }
 }

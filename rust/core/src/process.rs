@@ -42,13 +42,13 @@ impl Machine {
         self.clear_entry(proc, at, level, cpu, "zap_pte_range: put_page");
     }
 
-    /// `munmap` of one page: a PMD-mapped huge page is split first. A
-    /// device-dax PMD is not: `dev_dax_may_split` refuses a split below the
-    /// device's alignment (-EINVAL), so an unmap there is one of the whole
-    /// aligned range, and zaps the PMD.
+    /// `munmap` of one page: a PMD-mapped huge page is split first. A DAX
+    /// PMD is not: `dev_dax_may_split` refuses a split below the device's
+    /// alignment (-EINVAL), and the split of an FS-DAX PMD (a file VMA)
+    /// zaps it, so an unmap there zaps the PMD of the whole block.
     pub(crate) fn munmap(&mut self, proc: usize, addr: usize, cpu: usize) {
         let (e, level) = self.entry(proc, addr);
-        if level == Level::Pmd && !self.maps_devdax_block(e) {
+        if level == Level::Pmd && !self.maps_dax_block(e) {
             self.split_huge_pmd(proc, addr);
         }
         self.zap_pte(proc, addr, cpu);
@@ -141,8 +141,9 @@ impl Machine {
             let ps = self.layout.pmd_slot(parent, a);
             let pmd = self.s.pmds[ps];
             let Some(h) = pmd.pfn() else { continue };
-            if self.layout.is_devdax_pmd(h) {
-                // a shared device-dax mapping is not copied (vma_needs_copy)
+            if self.layout.is_dax_pmd(h) {
+                // a shared DAX mapping is not copied (vma_needs_copy): the
+                // child faults it in again
                 continue;
             }
             if matches!(pmd, Pte::Present { .. }) && self.maybe_pinned(h) && self.rules.gup.fork_copies_pinned {

@@ -187,6 +187,16 @@ pub struct DaxRules {
     /// shapes with `devdax_pmd=1` have such a device.
     #[serde(default)]
     pub devdax_compound: bool,
+    /// The pages of an FS-DAX PMD entry are one compound folio while the
+    /// entry holds them (v6.15, "fs/dax: properly refcount fs dax pages" in
+    /// the series "fs/dax: Fix ZONE_DEVICE page reference counts"):
+    /// `dax_associate_entry` calls `dax_folio_init` (`prep_compound_page` of
+    /// the entry's order), and `dax_folio_put` splits the folio back into
+    /// order-0 pages when the last entry lets go (WARN if a page still has a
+    /// refcount). False: order-0 pages under a devmap PMD (E1–E3). Only
+    /// shapes with `fsdax_pmd=1` have PMD entries.
+    #[serde(default)]
+    pub fsdax_compound: bool,
 }
 
 /// pgmap lifetime (mm/memremap.c).
@@ -394,6 +404,14 @@ pub struct ThpRules {
     /// and migration entries from a present THP (the 2026 fixes for
     /// 368076f52ebe).
     pub walkers_know_device_pmd: bool,
+    /// `free_zone_device_folio` warns on any large folio that is not
+    /// anonymous (`VM_WARN_ON_ONCE(folio_test_large(folio))`, added with
+    /// large device-private folios by d245f9b4ab80): an FS-DAX PMD folio is
+    /// one, so the last unmap of a PMD-mapped FS-DAX extent warns. Fixed by
+    /// "mm/memremap: fix spurious large folio warning for FS-DAX" (2026,
+    /// `<20251219123717.39330-1-john@groves.net>`), which exempts FS-DAX.
+    #[serde(default)]
+    pub free_warns_large_file_folio: bool,
 }
 
 /// The per-type rule rows: the four every era has, and
@@ -913,6 +931,12 @@ pub fn switch_doc(path: &str) -> &'static str {
             "the DAX busy-page scan waits for a locked entry and tests it (false: skips it; fixed by 6be3e21d25ca)"
         }
         (_, "devdax_compound") => "device-dax pages of a PMD-aligned device are compound folios (vmemmap_shift, v5.17)",
+        (_, "fsdax_compound") => {
+            "an FS-DAX PMD entry's pages are a compound folio while associated (dax_folio_init, v6.15)"
+        }
+        (_, "free_warns_large_file_folio") => {
+            "free_zone_device_folio warns on a large non-anonymous folio, an FS-DAX PMD folio too (v6.19 as merged)"
+        }
         (_, "device_huge_grab_failure_leaks_pgmap") => {
             "GUP-fast on a devmap PMD leaks its pgmap reference when try_grab fails (v5.7-v5.14; 6401c4eb57f9)"
         }

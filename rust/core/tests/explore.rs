@@ -184,11 +184,14 @@ fn symmetry_reduction_agrees_with_a_plain_bfs() {
     // a PMD-aligned device-dax device: its pages are not interchangeable
     // (PMD mappings, compound folios), the FS-DAX pages beside it still are
     let devdax_pmd = Shape { order: 1, devdax_pmd: 1, ..small(&[DeviceType::Generic, DeviceType::Fsdax], 2) };
+    // PMD-sized FS-DAX extents: the same, the other way round
+    let fsdax_pmd = Shape { order: 1, fsdax_pmd: 1, ..small(&[DeviceType::Generic, DeviceType::Fsdax], 2) };
     for (preset, shape, depth, factor) in [
         ("e4", small(&DeviceType::DEFAULT, 2), 4, 4),
         ("e1", small(&[DeviceType::Generic, DeviceType::Fsdax], 2), 5, 4),
         ("p20", small(&[DeviceType::Private, DeviceType::P2pdma], 2), 5, 4),
         ("e3", devdax_pmd, 5, 1),
+        ("e4", fsdax_pmd, 5, 1),
     ] {
         let cfg = Config::with_shape(Rules::preset(preset).unwrap(), shape.clone());
         let mut m = Machine::new(cfg.clone()).unwrap();

@@ -532,6 +532,16 @@ free_rc = 0
 map_refcounted = true
 "#;
 
+/// An FS-DAX file whose extent is PMD-sized: the fault maps it with one
+/// PMD (v6.15: a compound folio, one reference), the unmap takes it to 0.
+const FSDAX_PMD_MAP_UNMAP: &str = "
+config types=fsdax pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 files=1 file_pages=1 tasks=1 order=1 fsdax_pmd=1
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+munmap proc=0 addr=1 cpu=0
+";
+
 const DEVDAX_MAP_UNMAP: &str = "
 config types=generic
 memremap_pages pgmap=0
@@ -1066,6 +1076,13 @@ const FIRES: &[Fires] = &[
         "takes pfn 0 (generic) to refcount 0: the free path WARNs",
     ),
     fire(
+        "I-F11",
+        Preset("v6.19-orig"),
+        FSDAX_PMD_MAP_UNMAP,
+        Safety,
+        "takes the 2-page fsdax folio at pfn 0 to refcount 0: free_zone_device_folio WARNs",
+    ),
+    fire(
         "I-F9",
         Toml(E1_NO_ALLOC_GET),
         PRIVATE_MIGRATE,
@@ -1463,6 +1480,21 @@ fn i_f8_fires() {
 fn i_f8_quiet() {
     quiet(DEVDAX_MAP_UNMAP, "e2");
     quiet(DEVDAX_MAP_UNMAP, "e4");
+}
+
+#[test]
+fn i_f11_fires() {
+    fires("I-F11");
+}
+
+#[test]
+fn i_f11_quiet() {
+    // with the fix that exempts FS-DAX, and in the eras before the WARN
+    // (v6.15 has the compound folio; E1-E3 map a devmap PMD without a
+    // reference)
+    for era in ["e5", "e4", "e3", "e1"] {
+        quiet(FSDAX_PMD_MAP_UNMAP, era);
+    }
 }
 
 #[test]

@@ -23,7 +23,8 @@ pub struct PyShape {
 impl PyShape {
     #[new]
     #[pyo3(signature = (types = None, pgmaps = 1, pages = 4, cpus = 2, procs = 2, addrs = 4, files = 2,
-                        file_pages = 2, tasks = 4, ram = None, order = None, faults = 0, devdax_pmd = 0))]
+                        file_pages = 2, tasks = 4, ram = None, order = None, faults = 0, devdax_pmd = 0,
+                        fsdax_pmd = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         types: Option<Vec<String>>,
@@ -39,6 +40,7 @@ impl PyShape {
         order: Option<usize>,
         faults: usize,
         devdax_pmd: usize,
+        fsdax_pmd: usize,
     ) -> Result<PyShape> {
         let fields = [
             ("pgmaps", pgmaps),
@@ -51,6 +53,7 @@ impl PyShape {
             ("tasks", tasks),
             ("faults", faults),
             ("devdax_pmd", devdax_pmd),
+            ("fsdax_pmd", fsdax_pmd),
         ];
         Ok(PyShape { inner: Shape::build(types.as_deref(), &fields, ram, order)? })
     }
@@ -110,6 +113,12 @@ impl PyShape {
     #[getter]
     fn devdax_pmd(&self) -> usize {
         self.inner.devdax_pmd
+    }
+    /// 1: FS-DAX entries are PMD-sized (faults map PMDs; compound folios
+    /// from v6.15).
+    #[getter]
+    fn fsdax_pmd(&self) -> usize {
+        self.inner.fsdax_pmd
     }
 
     /// Every field: {"types": [...], "pgmaps": 1, ...} (what `Shape(**d)` takes).

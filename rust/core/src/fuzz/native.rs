@@ -138,6 +138,10 @@ impl NativeFuzzer {
                 // a PMD-aligned device-dax device needs one
                 shape.devdax_pmd = 0;
             }
+            if !sub.contains(&DeviceType::Fsdax) {
+                // PMD-sized FS-DAX entries need a filesystem
+                shape.fsdax_pmd = 0;
+            }
             machines.push(Machine::new(Config::with_shape(cfg.rules.clone(), shape))?);
             subsets.push(sub);
         }

@@ -321,7 +321,7 @@ pub fn parse_program(text: &str) -> Result<Program, ProgramError> {
                         order_set |= k == "order";
                         if !shape.set(k, n) {
                             return Err(err(line, c, format!(
-                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd)")));
+                                "unknown config key `{k}` (types, pgmaps, pages, cpus, procs, addrs, files, file_pages, tasks, ram, order, faults, devdax_pmd, fsdax_pmd)")));
                         }
                     }
                 }
