@@ -230,7 +230,7 @@ BUGS: tuple[Bug, ...] = (
         ("fsdax",),
         "I-F11",
         "e5",
-        "mm/memremap: fix spurious large folio warning for FS-DAX (2026, Fixes d245f9b4ab80)",
+        "077d925b60c3 mm/memremap: fix spurious large folio warning for FS-DAX (v6.19-rc, Fixes d245f9b4ab80)",
         "docs/coverage.md #17",
         "needs PMD-sized FS-DAX extents (an XFS with 2 MiB stripe alignment), whose v6.15 compound folio reaches "
         "free_zone_device_folio when its last mapping goes",

@@ -638,10 +638,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     last = start
 
+    limit: int | None = args.programs
+    seconds: float = args.time
+
     def more() -> bool:
-        if args.programs is not None:
-            return stats.programs < args.programs
-        return time.monotonic() - start < args.time
+        if limit is not None:
+            return stats.programs < limit
+        return time.monotonic() - start < seconds
 
     while more() and stats.disagreements < args.max_reports:
         report = check_one(

@@ -338,3 +338,37 @@ impl Machine {
         ok(self.free_task_slot(), "no free task slot")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::program::text::parse_program;
+    use crate::{Config, Machine, Rules};
+
+    fn machine(preset: &str, text: &str) -> Machine {
+        let p = parse_program(text).unwrap();
+        let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), p.shape.clone())).unwrap();
+        for op in &p.ops {
+            m.step(op).unwrap();
+        }
+        m
+    }
+
+    /// `dax_busy_page`'s test on its own: a mapping is not a reason to wait
+    /// (E4 subtracts the mapcount from the refcount; E1-E3's devmap mapping
+    /// takes no reference), a GUP reference is. (The truncate unmaps the
+    /// file before it tests, so its own runs never see a mapped page.)
+    #[test]
+    fn a_mapping_is_not_busy_a_gup_reference_is() {
+        let text = "config types=fsdax pgmaps=1 pages=1 cpus=1 procs=1 addrs=1 files=1 file_pages=1 tasks=1
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+";
+        for era in ["e3", "e4"] {
+            let m = machine(era, text);
+            assert!(!m.dax_busy(0), "{era}: mapped only");
+            let m = machine(era, &format!("{text}get_user_pages proc=0 addr=0 flags=0 cpu=0\n"));
+            assert!(m.dax_busy(0), "{era}: a GUP reference");
+        }
+    }
+}

@@ -188,8 +188,9 @@ pub struct DaxRules {
     #[serde(default)]
     pub devdax_compound: bool,
     /// The pages of an FS-DAX PMD entry are one compound folio while the
-    /// entry holds them (v6.15, "fs/dax: properly refcount fs dax pages" in
-    /// the series "fs/dax: Fix ZONE_DEVICE page reference counts"):
+    /// entry holds them (v6.15, 38607c62b34b "fs/dax: Properly refcount fs
+    /// dax pages" in the series "fs/dax: Fix ZONE_DEVICE page reference
+    /// counts"):
     /// `dax_associate_entry` calls `dax_folio_init` (`prep_compound_page` of
     /// the entry's order), and `dax_folio_put` splits the folio back into
     /// order-0 pages when the last entry lets go (WARN if a page still has a
@@ -408,8 +409,9 @@ pub struct ThpRules {
     /// anonymous (`VM_WARN_ON_ONCE(folio_test_large(folio))`, added with
     /// large device-private folios by d245f9b4ab80): an FS-DAX PMD folio is
     /// one, so the last unmap of a PMD-mapped FS-DAX extent warns. Fixed by
-    /// "mm/memremap: fix spurious large folio warning for FS-DAX" (2026,
-    /// `<20251219123717.39330-1-john@groves.net>`), which exempts FS-DAX.
+    /// 077d925b60c3 "mm/memremap: fix spurious large folio warning for
+    /// FS-DAX" (v6.19-rc, `<20251219123717.39330-1-john@groves.net>`), which
+    /// exempts FS-DAX.
     #[serde(default)]
     pub free_warns_large_file_folio: bool,
 }

@@ -168,3 +168,32 @@ memunmap_pages pgmap=0 cpu=0
         assert!(v.ok(), "{era}: {}", show(&v));
     }
 }
+
+/// `dax_folio_put` splits only a compound folio: an order-0 entry (a PTE-sized
+/// one, or a PMD entry of E1-E3's order-0 pages) is dropped without it.
+#[test]
+fn only_a_compound_folio_is_split_when_its_entry_goes() {
+    let body = "dax_associate_entry file=0 index=0 pfn=0\ntruncate file=0 index=0 cpu=0\nstep task=0\nstep task=0\n";
+    let split = |text: &str, era: &str| notes(&run_as(text, Rules::preset(era).unwrap())).contains("dax_folio_put");
+    let pmd = format!("{SHAPE}memremap_pages pgmap=0\n{body}");
+    assert!(split(&pmd, "e4"), "v6.15: the compound folio is split");
+    assert!(!split(&pmd, "e3"), "E1-E3: order-0 pages under the PMD entry");
+    let pte = pmd.replace(" fsdax_pmd=1", "");
+    assert!(!split(&pte, "e4"), "a PTE-sized entry's page is order-0");
+}
+
+/// A block in one file's entry is not given to another: every page of the
+/// extent is checked, whatever its position on the device.
+#[test]
+fn a_block_of_a_file_is_not_associated_again() {
+    for shape in [SHAPE.to_string(), SHAPE.replace(" fsdax_pmd=1", "").replace("order=1", "order=0")] {
+        for pfn in [0, 2] {
+            let m = machine_after_under(
+                &format!("{shape}memremap_pages pgmap=0\ndax_associate_entry file=0 index=0 pfn={pfn}\n"),
+                Rules::preset("e4").unwrap(),
+            );
+            let again = enabled(&m, &format!("dax_associate_entry file=1 index=0 pfn={pfn}"));
+            assert!(again.as_ref().is_err_and(|e| e.contains("belongs to a file")), "{shape} pfn {pfn}: {again:?}");
+        }
+    }
+}
