@@ -61,6 +61,16 @@ def test_a_native_campaign_finds_the_warn_under_v6_19_orig_and_not_under_e5(tmp_
     assert not any(s.startswith("I-F11") for s in _signatures(tmp_path / "pte"))
 
 
+def test_a_hypothesis_campaign_reaches_the_pmd_extent_and_the_warn(tmp_path: Path) -> None:
+    args = ["fuzz", "--engine", "hypothesis", "--types", "fsdax", "--fsdax-pmd", "--seed", "1", "--execs", "300"]
+    r = CliRunner().invoke(main, [*args, "--rules", "v6.19-orig", "--time", "600", "--corpus", str(tmp_path / "h")])
+    assert r.exit_code == 0, r.output
+    found = Corpus(tmp_path / "h").findings()
+    f11 = [f for f in found if str(f.signature).startswith("I-F11")]
+    assert f11, _signatures(tmp_path / "h")
+    assert "fsdax_pmd=1" in f11[0].zdf.read_text()
+
+
 def test_the_explorer_finds_the_warn_in_three_actions() -> None:
     shape = zdfuzz.Shape(
         types=["fsdax"], pages=2, cpus=1, procs=1, addrs=2, files=1, file_pages=1, tasks=1, fsdax_pmd=1
