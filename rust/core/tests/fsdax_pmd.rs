@@ -197,3 +197,23 @@ fn a_block_of_a_file_is_not_associated_again() {
         }
     }
 }
+
+/// `__gup_device_huge` served every devmap PMD, FS-DAX's too: before
+/// 6401c4eb57f9 (v5.15) a failed grab there leaked the pgmap reference, and
+/// the unbind hangs (I-L4), as it does through a device-dax PMD.
+#[test]
+fn the_gup_fast_pgmap_leak_is_reached_through_an_fs_dax_pmd_too() {
+    let text = "config types=fsdax pgmaps=1 pages=2 cpus=1 procs=1 addrs=2 files=1 file_pages=1 tasks=1 order=1 faults=1 fsdax_pmd=1
+memremap_pages pgmap=0
+dax_associate_entry file=0 index=0 pfn=0
+dax_iomap_fault proc=0 addr=0 file=0 index=0 cpu=0
+fail_next site=try_grab nth=1
+get_user_pages proc=0 addr=1 flags=GUP_FAST cpu=0
+";
+    let v = run_as(text, Rules::preset("e1").unwrap());
+    let viol = v.violation.as_ref().unwrap_or_else(|| panic!("{}", show(&v)));
+    assert_eq!(viol.invariant.id(), "I-L4", "{}", show(&v));
+    assert!(notes(&v).contains("__gup_device_huge: try_grab_page failed"), "{}", show(&v));
+    let v = run_as(text, Rules::preset("e2").unwrap());
+    assert!(v.ok(), "{}", show(&v));
+}
