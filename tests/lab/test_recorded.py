@@ -237,3 +237,20 @@ def test_a_pin_on_a_tail_page_of_a_pmd_mapped_fs_dax_extent_holds_the_truncate(k
     assert obs.steps[t].status == "blocked" and obs.steps[t].completed_during == put
     assert "xfs_break_dax_layouts" in obs.steps[t].stack
     assert row.result == "agree" and obs.events == []
+
+
+@pytest.mark.parametrize("kernel", ["6.12", "6.1"])
+def test_f3_through_a_pmd_mapped_fs_dax_extent_oopses_at_the_put_of_the_tail_page(kernel: str) -> None:
+    # the PMD fault mapped the extent (NOPAGE), the pipe held a tail page,
+    # the unmap dropped the whole PMD, nothing waited for the reference at
+    # the unbind, and the pipe's put touched the removed memmap
+    sc, obs, row = verdict(f"fsdax-pmd-unbind-oops-{kernel}")
+    assert "fsdax_pmd=1" in sc.config and sc.setup == "fsdax-xfs-2m"
+    trace = next(i for i, s in enumerate(sc.steps) if "tracing/trace" in s.text)
+    assert any(line.endswith("NOPAGE") for line in obs.steps[trace].detail.splitlines() if "dax_pmd_fault_done" in line)
+    unbind = next(i for i, s in enumerate(sc.steps) if "unbind_pmem" in s.text)
+    assert obs.steps[unbind].status == "ok" and obs.steps[unbind + 1].status == "died"
+    [oops] = [e for e in obs.events if e.kind == "oops"]
+    assert oops.func == "page_cache_pipe_buf_release"
+    assert row.result == "agree" and row.confirmed
+    assert row.model.startswith("I-L2") and "pfn 1" in row.model
