@@ -81,3 +81,11 @@ def test_q1_explorer_bounds() -> None:
     # GENERIC: the shortest p20 counterexample is the 10 actions of q1-generic.zdf
     g = zdfuzz.explore("p20", shape=dict(types=["generic"], pages=1, procs=1, addrs=1, tasks=1), depth=12)
     assert g.counterexample is not None and len(g.counterexample) == 10
+
+
+def test_q2_bounds_with_pmd_sized_extents() -> None:
+    shape = dict(types=["fsdax"], pages=4, procs=1, addrs=2, tasks=2, files=1, file_pages=2, fsdax_pmd=1)
+    e3 = zdfuzz.explore("e3", shape=shape, depth=8)
+    assert e3.violation is not None and e3.violation.invariant == "I-X2" and e3.depth_reached == 8
+    e4 = zdfuzz.explore("e4", shape=shape, depth=10)
+    assert e4.counterexample is None and (e4.states, e4.transitions) == (105829, 741177)
