@@ -70,6 +70,11 @@ ENGINES = ("native", "hypothesis", "atheris")
 DEFAULT_CAMPAIGN_RULES = "p20"
 
 
+#: the shape options a campaign can turn on (each a ``Config`` flag and a
+#: ``zdfuzz.Shape`` field of the same name)
+SHAPE_OPTIONS = ("faults", "devdax_pmd", "fsdax_pmd")
+
+
 @dataclass
 class Config:
     rules: str = DEFAULT_CAMPAIGN_RULES
@@ -551,12 +556,7 @@ def _run_one(cfg: Config, console: Console, judge: zdfuzz.Rules | None = None) -
 def _native_fuzzer(cfg: Config, seed: int, known: set[Signature], corpus: Corpus) -> zdfuzz.NativeFuzzer:
     f = zdfuzz.NativeFuzzer(
         cfg.rules,
-        shape=zdfuzz.Shape(
-            types=list(cfg.types),
-            faults=int(cfg.faults),
-            devdax_pmd=int(cfg.devdax_pmd),
-            fsdax_pmd=int(cfg.fsdax_pmd),
-        ),
+        shape=campaign_shape(cfg),
         seed=seed,
         max_actions=cfg.max_actions,
     )
@@ -790,8 +790,13 @@ def _hypothesis_loop(
 
 def _shape_extras(cfg: Config) -> dict[str, int] | None:
     """The shape fields a campaign turns on beyond the types (None: none)."""
-    extras = {k: 1 for k in ("faults", "devdax_pmd", "fsdax_pmd") if getattr(cfg, k)}
+    extras = {k: 1 for k in SHAPE_OPTIONS if getattr(cfg, k)}
     return extras or None
+
+
+def campaign_shape(cfg: Config) -> zdfuzz.Shape:
+    """The shape of a native engine of the campaign: its types and options."""
+    return zdfuzz.Shape(types=list(cfg.types), **(_shape_extras(cfg) or {}))
 
 
 def run_hypothesis(c: Campaign) -> None:

@@ -37,6 +37,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import zdfuzz
+from zdfuzz.campaign import campaign_shape
 from zdfuzz.corpus import Signature
 
 if TYPE_CHECKING:
@@ -71,15 +72,6 @@ def connect(address: str = LOCAL, num_cpus: int | None = None) -> Any:
         else:
             ray.init(address=address, log_to_driver=False)
     return ray
-
-
-def _shape_fields(shape: zdfuzz.Shape) -> dict[str, Any]:
-    names = ("types", "pgmaps", "pages", "cpus", "procs", "addrs", "files", "file_pages", "tasks", "ram", "order")
-    fields: dict[str, Any] = {n: getattr(shape, n) for n in names}
-    fields["faults"] = int(shape.faults)
-    fields["devdax_pmd"] = int(shape.devdax_pmd)
-    fields["fsdax_pmd"] = int(shape.fsdax_pmd)
-    return fields
 
 
 def _ordinal(o: int) -> bytes:
@@ -224,7 +216,7 @@ def explore(
     shape = shape or zdfuzz.Shape(ram=0, order=0)
     t0 = time.monotonic()
     here = zdfuzz._core.Expander(r, shape=shape, symmetry=symmetry)
-    fields = _shape_fields(shape)
+    fields = shape.to_dict()
     cls = _remote_shard()
     shards = [cls.remote(r.to_toml(), fields, symmetry, i, workers) for i in range(workers)]
     fp, state, initial_breaks = here.initial()
@@ -292,10 +284,7 @@ class FuzzWorker:
     def __init__(
         self,
         rules_toml: str,
-        types: list[str],
-        faults: bool,
-        devdax_pmd: bool,
-        fsdax_pmd: bool,
+        shape: dict[str, Any],
         seed: int,
         max_actions: int,
         known: list[tuple[str, str, str, str]],
@@ -303,7 +292,7 @@ class FuzzWorker:
     ) -> None:
         self.f = zdfuzz.NativeFuzzer(
             zdfuzz.Rules.from_toml(rules_toml),
-            shape=zdfuzz.Shape(types=types, faults=int(faults), devdax_pmd=int(devdax_pmd), fsdax_pmd=int(fsdax_pmd)),
+            shape=zdfuzz.Shape(**shape),
             seed=seed,
             max_actions=max_actions,
         )
@@ -358,13 +347,11 @@ def run_campaign(c: Campaign, slice_seconds: float = 1.0) -> None:
     known = sorted((s.invariant, s.kind, s.device, s.rules) for s in c.known)
     entries = c.corpus.native_entries()
     toml = c.rules.to_toml()
+    shape = campaign_shape(cfg).to_dict()
     workers = [
         cls.remote(
             toml,
-            list(cfg.types),
-            cfg.faults,
-            cfg.devdax_pmd,
-            cfg.fsdax_pmd,
+            shape,
             cfg.seed + j,
             cfg.max_actions,
             known,

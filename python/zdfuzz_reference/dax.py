@@ -201,9 +201,10 @@ def _dax_free_block(m: Machine, file: int, index: int, p: int) -> None:
     _dax_drop_entry(m, file, index, p)
     # from v6.15 dax_folio_put splits a compound PMD folio back into order-0
     # pages once its last entry lets go
-    if page.folio_nr(m, p) > 1:
+    nr = page.folio_nr(m, p)
+    if nr > 1:
         m.trace_note(lambda: f"dax_folio_put: the folio at pfn {p} is split back into order-0 pages")
-        folio.restore_order0(m, p, m.layout.dax_entry_nr(p))
+        folio.restore_order0(m, p, nr)
 
 
 def _check_block_idle(m: Machine, file: int, index: int, q: int) -> None:

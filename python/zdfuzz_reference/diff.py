@@ -175,31 +175,24 @@ def random_shape(rng: random.Random, types: Sequence[str] | None = None, rules: 
         pool = era_types(rules)
         rng.shuffle(pool)
         types = pool[: rng.randint(1, len(pool))]
-    return _fsdax_pmd(rng, _devdax_pmd(rng, _random_shape(rng, types)))
+    shape = _random_shape(rng, types)
+    # a third of the shapes with device-dax have it PMD-aligned (compound
+    # folios from v5.17), a third of those with FS-DAX PMD-sized extents
+    # (compound folios from v6.15)
+    _pmd_option(rng, shape, "generic", "devdax_pmd")
+    _pmd_option(rng, shape, "fsdax", "fsdax_pmd")
+    return shape
 
 
-def _devdax_pmd(rng: random.Random, shape: Shape) -> Shape:
-    """A third of the shapes with device-dax have it PMD-aligned (PMD
-    mappings, compound folios from v5.17): the shape is adjusted to fit."""
-    if "generic" in shape.types and rng.random() < 0.3:
+def _pmd_option(rng: random.Random, shape: Shape, ty: str, option: str) -> None:
+    """Turn on the PMD shape option ``option`` of type ``ty`` in a third of
+    the shapes that have the type, adjusting the shape to fit it."""
+    if ty in shape.types and rng.random() < 0.3:
         shape.order = max(shape.order, 1)
         nr = 1 << shape.order
         shape.addrs = max(shape.addrs, nr)
         shape.pages = max(nr, shape.pages - shape.pages % nr)
-        shape.devdax_pmd = 1
-    return shape
-
-
-def _fsdax_pmd(rng: random.Random, shape: Shape) -> Shape:
-    """A third of the shapes with FS-DAX have PMD-sized extents (PMD
-    mappings, compound folios from v6.15): the shape is adjusted to fit."""
-    if "fsdax" in shape.types and rng.random() < 0.3:
-        shape.order = max(shape.order, 1)
-        nr = 1 << shape.order
-        shape.addrs = max(shape.addrs, nr)
-        shape.pages = max(nr, shape.pages - shape.pages % nr)
-        shape.fsdax_pmd = 1
-    return shape
+        setattr(shape, option, 1)
 
 
 def _random_shape(rng: random.Random, types: Sequence[str]) -> Shape:

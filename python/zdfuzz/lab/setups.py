@@ -55,6 +55,33 @@ class Setup:
 NDCTL = "/usr/bin/ndctl"
 CREATE = [NDCTL, "create-namespace", "-f", "-e", "namespace0.0"]
 
+
+def _xfs_setup(name: str, doc: str, mkfs_options: list[str], needs: tuple[str, ...] = ()) -> Setup:
+    """An fsdax namespace with XFS (reflink off, plus ``mkfs_options``)
+    mounted ``-o dax`` on /mnt, in a 512 MiB region (mkfs.xfs refuses less
+    than 300 MB)."""
+    return Setup(
+        name,
+        doc,
+        ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
+        [
+            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
+            (["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=0", *mkfs_options, "/dev/pmem0"], "xfsprogs"),
+            (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
+        ],
+        [
+            "CONFIG_ZONE_DEVICE",
+            "CONFIG_LIBNVDIMM",
+            "CONFIG_X86_PMEM_LEGACY",
+            "CONFIG_BLK_DEV_PMEM",
+            "CONFIG_FS_DAX",
+            *needs,
+            "CONFIG_XFS_FS",
+        ],
+        pmem="512M",
+    )
+
+
 SETUPS: dict[str, Setup] = {
     "none": Setup("none", "no ZONE_DEVICE memory (system RAM only)", []),
     "devdax": Setup(
@@ -120,60 +147,19 @@ SETUPS: dict[str, Setup] = {
             "CONFIG_EXT4_FS",
         ],
     ),
-    "fsdax-xfs": Setup(
+    "fsdax-xfs": _xfs_setup(
         "fsdax-xfs",
         "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS (reflink off) mounted -o dax on /mnt",
-        ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
-        [
-            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
-            (["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=0", "/dev/pmem0"], "xfsprogs"),
-            (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
-        ],
-        [
-            "CONFIG_ZONE_DEVICE",
-            "CONFIG_LIBNVDIMM",
-            "CONFIG_X86_PMEM_LEGACY",
-            "CONFIG_BLK_DEV_PMEM",
-            "CONFIG_FS_DAX",
-            "CONFIG_XFS_FS",
-        ],
-        pmem="512M",
+        [],
     ),
-    "fsdax-xfs-2m": Setup(
+    "fsdax-xfs-2m": _xfs_setup(
         "fsdax-xfs-2m",
         "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS made with a 2 MiB stripe unit (mkfs.xfs -d su=2m,sw=1, as in "
         "the reproducer of 'mm/memremap: fix spurious large folio warning for FS-DAX'), mounted -o dax on /mnt: "
         "file extents are 2 MiB-aligned, so faults map PMDs (the model's fsdax_pmd=1)",
-        ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
-        [
-            (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
-            (
-                [
-                    "/usr/sbin/mkfs.xfs",
-                    "-q",
-                    "-f",
-                    "-m",
-                    "reflink=0",
-                    "-d",
-                    "su=2m,sw=1,agcount=2",
-                    "-l",
-                    "size=64m",
-                    "/dev/pmem0",
-                ],
-                "xfsprogs",
-            ),
-            (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
-        ],
-        [
-            "CONFIG_ZONE_DEVICE",
-            "CONFIG_LIBNVDIMM",
-            "CONFIG_X86_PMEM_LEGACY",
-            "CONFIG_BLK_DEV_PMEM",
-            "CONFIG_FS_DAX",
-            "CONFIG_FS_DAX_PMD",
-            "CONFIG_XFS_FS",
-        ],
-        pmem="512M",
+        # the log and AG options only make mkfs accept the 512 MiB region
+        ["-d", "su=2m,sw=1,agcount=2", "-l", "size=64m"],
+        ("CONFIG_FS_DAX_PMD",),
     ),
 }
 

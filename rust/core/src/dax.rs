@@ -223,9 +223,10 @@ impl Machine {
         // from v6.15 dax_folio_put splits a compound PMD folio back into
         // order-0 pages (ClearPageHead, clear_compound_head) once its last
         // entry lets go, so the block can be associated at any size again
-        if self.folio_nr(p) > 1 {
+        let nr = self.folio_nr(p);
+        if nr > 1 {
             self.trace_note(|| format!("dax_folio_put: the folio at pfn {p} is split back into order-0 pages"));
-            self.restore_order0(p, self.layout.dax_entry_nr(p));
+            self.restore_order0(p, nr);
         }
     }
 
