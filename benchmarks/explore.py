@@ -42,6 +42,10 @@ RULES = "e4"
 STANDARD: dict[str, Any] = dict(
     types=["private", "fsdax", "generic", "p2pdma"], pgmaps=1, pages=4, cpus=2, ram=0, order=0
 )
+#: the standard configuration's one known violation, reached at depth 6: the
+#: device-private eviction's rmap walk of an anon_vma a process exit freed
+#: (docs/findings.md F5). The benchmark measures the search past it.
+IGNORE = ["I-M10 migrate_device_range private"]
 
 
 def cpu_seconds() -> float:
@@ -51,7 +55,9 @@ def cpu_seconds() -> float:
 
 def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
     c0, w0 = cpu_seconds(), time.perf_counter()
-    r = zdfuzz.explore(RULES, shape=zdfuzz.Shape(**STANDARD), depth=depth, threads=threads, symmetry=symmetry)
+    r = zdfuzz.explore(
+        RULES, shape=zdfuzz.Shape(**STANDARD), depth=depth, threads=threads, symmetry=symmetry, ignore=IGNORE
+    )
     cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
     assert r.complete and r.counterexample is None, r.summary()
     return {
@@ -70,7 +76,10 @@ def explore_row(depth: int, threads: int, symmetry: bool) -> dict[str, Any]:
 
 
 def deepest_in(budget: float, symmetry: bool, por: bool) -> int:
-    """The deepest depth completely explored in ``budget`` seconds (1 thread)."""
+    """The deepest depth completely explored in ``budget`` seconds (1 thread).
+    Sleep sets cannot be combined with ignored signatures, so both searches
+    stop at the known violation's depth (6), beyond what either completes in
+    the budgets used here."""
     r = zdfuzz.explore(
         RULES, shape=zdfuzz.Shape(**STANDARD), depth=64, threads=1, symmetry=symmetry, por=por, max_seconds=budget
     )

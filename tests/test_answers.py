@@ -67,7 +67,7 @@ def test_q1_explorer_bounds() -> None:
     p20 = zdfuzz.explore(
         "p20", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8
     )
-    assert p20.counterexample is None and p20.states == 16619
+    assert p20.counterexample is None and p20.states == 20570
     e1 = zdfuzz.explore("e1", shape=dict(types=["p2pdma"], pages=4, procs=2, addrs=2, tasks=2, ram=0, order=0), depth=8)
     assert e1.violation is not None and e1.violation.invariant == "I-F1" and e1.depth_reached == 7
     # PRIVATE under the eviction contract: nothing, in either era

@@ -54,5 +54,6 @@ def test_the_explorer_finds_the_shortest_stale_snapshot(tmp_path: Path) -> None:
     acts = [a for a in bug.counterexample.to_text().splitlines() if a and not a.startswith(("#", "config", "rules"))]
     assert len(acts) == 4 and acts[2].startswith("hmm_range_fault"), acts
     assert "stale hmm_range_fault snapshot" in bug.violation.message
-    ok = zdfuzz.explore("e4", shape=shape, depth=8, threads=1)
+    # past the eviction's walk of a freed anon_vma (docs/findings.md F5)
+    ok = zdfuzz.explore("e4", shape=shape, depth=8, threads=1, ignore=["I-M10 migrate_device_range private"])
     assert ok.counterexample is None and ok.states > 1000

@@ -72,7 +72,10 @@ def test_the_explorer_finds_the_window_only_in_the_old_code(
     r = CliRunner().invoke(main, ["explore", "--rules", bug, *shape, "--depth", str(shortest), "--quiet"])
     assert r.exit_code == 1, r.output
     assert f"{inv} (safety) reachable in {shortest} actions (shortest)" in r.output, r.output
-    r = CliRunner().invoke(main, ["explore", "--rules", fix, *shape, "--depth", str(shortest), "--quiet"])
+    # past the eviction's walk of a freed anon_vma (docs/findings.md F5), which every era with
+    # migrate_device_range has
+    past = ["--ignore", "I-M10 migrate_device_range private"]
+    r = CliRunner().invoke(main, ["explore", "--rules", fix, *shape, "--depth", str(shortest), "--quiet", *past])
     assert r.exit_code == 0, r.output
     assert f"no violation reachable within depth {shortest}" in r.output, r.output
 

@@ -80,6 +80,18 @@ BUGS: tuple[Bug, ...] = (
         "docs/coverage.md #2",
     ),
     Bug(
+        "anon-mapping-reuse",
+        "v5.2-anon-mapping-reuse",
+        ("private",),
+        "I-F2",
+        "e1",
+        "7ab0ad0e74f8 mm/hmm: fix ZONE_DEVICE anon page mapping reuse (v5.3)",
+        "docs/coverage.md #21",
+        "a freed device-private page keeps its old anon_vma in page->mapping; reused for another process, "
+        "__page_set_anon_rmap's PageAnon check leaves it, so rmap walks miss the new mapping: reported where "
+        "folio_add_new_anon_rmap keeps it (I-F2)",
+    ),
+    Bug(
         "bad-subpage-pointer",
         "v5.2",
         ("private",),

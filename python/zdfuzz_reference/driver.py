@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import migrate, page, pagetable
-from zdfuzz_reference.flags import MAPPING_ANON, PG_FREE_LIST, PG_LOCKED
+from zdfuzz_reference import migrate, page, pagetable, rmap
+from zdfuzz_reference.flags import PG_FREE_LIST, PG_LOCKED
 from zdfuzz_reference.oracle import LOCK_DRIVER, LOCK_NONE
 from zdfuzz_reference.pte import PMD, PTE, Pte
 
@@ -71,7 +71,7 @@ def migrate_vma_insert_page(m: Machine, proc: int, addr: int, p: int, cpu: int) 
     large = page.folio_nr(m, p) > 1
     level, at = (PMD, pagetable.block_start(m, addr)) if large else (PTE, addr)
     pagetable.install_entry(m, proc, at, level, device_anon_entry(m, p), 1, "migrate_vma_insert_page: folio_get")
-    m.s.mapping[p] = MAPPING_ANON
+    rmap.folio_add_new_anon_rmap(m, p, proc)
     n = m.layout.nr_huge() if large else 1
     for a in range(at, at + n):
         m.s.ledger.vcontent[m.layout.pte_slot(proc, a)] = m.s.content[p + (a - at)]

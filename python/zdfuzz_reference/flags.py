@@ -16,5 +16,22 @@ PG_BUDDY = 1 << 6  # free in the buddy allocator (system RAM)
 
 # page->mapping
 MAPPING_NONE = 0
-MAPPING_ANON = 1
 MAPPING_FILE = 2  # + file id
+MAPPING_ANON_BIT = 0x80  # PAGE_MAPPING_ANON: the low bits are the anon_vma (a process slot)
+
+
+def anon_mapping(av: int) -> int:
+    """``page->mapping`` for anon_vma ``av``."""
+    return MAPPING_ANON_BIT | (av & 0x7F)
+
+
+def is_anon_mapping(mp: int) -> bool:
+    return mp & MAPPING_ANON_BIT != 0
+
+
+def anon_vma_of(mp: int) -> int | None:
+    return mp & 0x7F if is_anon_mapping(mp) else None
+
+
+def is_file_mapping(mp: int) -> bool:
+    return mp >= MAPPING_FILE and not is_anon_mapping(mp)

@@ -124,11 +124,11 @@ def split_folio(m: Machine, h: int, caller_refs: int, per_piece_refs: int, cpu: 
     if private and m.rules.thp.split_pgmap_get and g is not None:
         pgmap.pgmap_get(m, g, 0, nr - 1, "split_huge_page: percpu_ref_get_many(nr - 1)")
         m.s.split_pgmap_refs[g] += nr - 1
-    if private:
-        # pgmap->ops->folio_split for each new folio: mapping is copied
-        mp = m.s.mapping[h]
-        for p in range(h + 1, h + nr):
-            m.s.mapping[p] = mp
+    # __split_huge_page_tail: page_tail->mapping = head->mapping (and
+    # pgmap->ops->folio_split for a device-private folio)
+    mp = m.s.mapping[h]
+    for p in range(h + 1, h + nr):
+        m.s.mapping[p] = mp
     m.trace_note(lambda: f"split folio {h} ({nr} pages){', folio_split callbacks' if private else ''}")
     # I-T2: a split moves references, it never creates or drops them
     expect = rc_before + (nr - 1) * per_piece_refs

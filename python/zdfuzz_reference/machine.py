@@ -101,6 +101,8 @@ class State:
         # (before v4.11, pgmap.page_refs_take_pgmap_refs)
         self.page_pgmap_refs = [0] * lay.npgmaps
         self.alive = [True] * lay.procs
+        #: per process: the anon_vmas its VMA is linked to (anon_vma_chain), a bit each
+        self.avc = [1 << p for p in range(lay.procs)]
         self.dax = [0] * (lay.nfiles * lay.file_pages)  # DAX entries: pfn + 1
         self.p2p_len = [0] * n  # pci_alloc_p2pmem: length at the start pfn
         self.armed = [0] * len(SITE_NAMES)  # fail_next: 0, or the n-th next call fails

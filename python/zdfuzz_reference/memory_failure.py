@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import page, pgmap, process, sched
-from zdfuzz_reference.flags import MAPPING_FILE, MAPPING_NONE
+from zdfuzz_reference.flags import MAPPING_NONE, is_file_mapping
 
 if TYPE_CHECKING:
     from zdfuzz_reference.machine import Machine
@@ -77,7 +77,7 @@ def _dev_pagemap(m: Machine, p: int, g: int, cpu: int) -> None:
     # fault, never cleared before v6.15); an FS-DAX page has one while a file
     # owns its block; nothing else has a DAX mapping
     t = m.layout.pgmap_type[g]
-    if not (t == "generic" or (t == "fsdax" and m.s.mapping[p] >= MAPPING_FILE)):
+    if not (t == "generic" or (t == "fsdax" and is_file_mapping(m.s.mapping[p]))):
         why = "NULL" if m.s.mapping[p] == MAPPING_NONE else "not a DAX mapping"
         m.trace_note(lambda: f"dax_lock_page: page->mapping {why} -> -EBUSY")
         return

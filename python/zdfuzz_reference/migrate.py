@@ -35,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from zdfuzz_reference import data, driver, failure, folio, page, pagetable, pgmap, ram
-from zdfuzz_reference.flags import MAPPING_ANON, MAPPING_NONE, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU
+from zdfuzz_reference import data, driver, failure, folio, page, pagetable, pgmap, ram, rmap
+from zdfuzz_reference.flags import PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU, is_anon_mapping
 from zdfuzz_reference.ops import (
     SELECT_COMPOUND,
     SELECT_DEVICE_COHERENT,
@@ -246,7 +246,7 @@ def _collect_selects(m: Machine, slot: int, h: int) -> bool:
     """Does this migration select folio ``h`` (by type and owner)?"""
     ctx = m.s.mig[slot]
     if m.layout.is_ram(h):
-        return ctx.select & SELECT_SYSTEM != 0 and m.s.mapping[h] == MAPPING_ANON
+        return ctx.select & SELECT_SYSTEM != 0 and is_anon_mapping(m.s.mapping[h])
     if m.layout.is_private(h):
         return ctx.select & SELECT_DEVICE_PRIVATE != 0 and m.layout.pgmap_of(h) == ctx.pgmap
     if m.layout.is_coherent(h):
@@ -336,9 +336,11 @@ def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
             else:
                 _set_mig_entry(m, slot, i, e._replace(flags=e.flags & ~MF_MIGRATE))
                 continue
-        # try_to_migrate: every other mapping becomes a migration entry
+        # try_to_migrate (only on a mapped folio): every other mapping the
+        # rmap walk finds becomes a migration entry
         nr = page.folio_nr(m, p)
-        while (found := pagetable.find_entry(m, p, nr, "mapping")) is not None:
+        walk = rmap.rmap_walk_procs(m, p, p, "try_to_migrate") if folio.folio_mapcount(m, p) > 0 else 0
+        while (found := pagetable.find_entry(m, p, nr, "mapping", walk)) is not None:
             proc, a, level = found
             x, _ = pagetable.entry(m, proc, a)
             kind = pagetable.MIG_WRITE if x.writable() else pagetable.MIG_READ
@@ -367,6 +369,10 @@ def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
                 m.s.ledger.pages[p].dirty_pte = True
                 m.s.flags[p] |= PG_DIRTY
             _replace_with_migration_entry(m, proc, a, level, kind, cpu)
+        # a mapping the walk missed leaves the folio mapped: restored
+        if rmap.rmap_walk_missed(m, walk, p, nr, "mapping", "try_to_migrate"):
+            _set_mig_entry(m, slot, i, e._replace(flags=e.flags & ~MF_MIGRATE))
+            continue
         if not _migrate_check_page(m, slot, p):
             m.trace_note(lambda: f"migrate_vma_check_page(pfn {p}) fails: restored")
             _set_mig_entry(m, slot, i, e._replace(flags=e.flags & ~MF_MIGRATE))
@@ -440,7 +446,9 @@ def _remove_migration_ptes(m: Machine, src: int, dst: int, what: str) -> None:
     shows is checked (I-W1)."""
     nr = page.folio_nr(m, src)
     dst_private = m.layout.is_private(dst)
-    while (found := pagetable.find_entry(m, src, nr, "migration")) is not None:
+    # rmap_walk(dst): where dst's mapping leads (folio_migrate_mapping copied the source's)
+    walk = rmap.rmap_walk_procs(m, dst, src, "remove_migration_ptes")
+    while (found := pagetable.find_entry(m, src, nr, "migration", walk)) is not None:
         proc, a, level = found
         x, _ = pagetable.entry(m, proc, a)
         if x.kind != pagetable.MIGRATION:
@@ -463,12 +471,12 @@ def _remove_migration_ptes(m: Machine, src: int, dst: int, what: str) -> None:
         write = x.mig == pagetable.MIG_WRITE
         e = pagetable.device_private(target, write) if dst_private else pagetable.present(target, write)
         pagetable.install_entry(m, proc, at, level, e, 1, what)
-        m.s.mapping[page.head_of(m, target)] = MAPPING_ANON
         if level == PMD:
             for k in range(nr):
                 data.check_vpage(m, proc, at + k, "after migration")
         else:
             data.check_vpage(m, proc, at, "after migration")
+    rmap.rmap_walk_missed(m, walk, src, nr, "migration", "remove_migration_ptes")
 
 
 # -- the driver: allocate destinations and copy ---------------------------------------
@@ -578,7 +586,7 @@ def migrate_pages(m: Machine, slot: int) -> None:
             at = pagetable.block_start(m, a) if compound else a
             entry = driver.device_anon_entry(m, d)
             pagetable.install_entry(m, proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get")
-            m.s.mapping[d] = MAPPING_ANON
+            rmap.folio_add_new_anon_rmap(m, d, proc)
             k = m.layout.nr_huge() if compound else 1
             for x in range(at, at + k):
                 m.s.ledger.vcontent[m.layout.pte_slot(proc, x)] = 0
@@ -599,7 +607,7 @@ def migrate_pages(m: Machine, slot: int) -> None:
         # folio_migrate_flags
         if m.s.flags[s] & PG_DIRTY:
             m.s.flags[d] |= PG_DIRTY
-        m.s.mapping[d] = MAPPING_ANON
+        m.s.mapping[d] = m.s.mapping[s]  # folio_migrate_mapping
         for k in range(page.folio_nr(m, s)):
             m.s.ledger.migrated_away[s + k] = True
 
@@ -772,8 +780,9 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
     page.page_get(m, p, 1, "migrate_longterm_unpinnable_pages: folio_get")
     m.s.ledger.pages[p].collect += 1
     m.trace_note(lambda: f"migrate_device_coherent_page(pfn {p})")
-    # migrate_device_unmap: try_to_migrate every mapping
-    while (found := pagetable.find_entry(m, p, 1, "mapping")) is not None:
+    # migrate_device_unmap: try_to_migrate every mapping the rmap walk finds
+    walk = rmap.rmap_walk_procs(m, p, p, "try_to_migrate") if folio.folio_mapcount(m, p) > 0 else 0
+    while (found := pagetable.find_entry(m, p, 1, "mapping", walk)) is not None:
         proc, a, level = found
         x, _ = pagetable.entry(m, proc, a)
         kind = pagetable.MIG_WRITE if x.writable() else pagetable.MIG_READ
@@ -783,8 +792,9 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
         _replace_with_migration_entry(m, proc, a, level, kind, cpu)
     # migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
     # extra one are expected
+    missed = rmap.rmap_walk_missed(m, walk, p, 1, "mapping", "try_to_migrate")
     dst: int | None = None
-    if m.s.rc[p] - 2 > folio.folio_mapcount(m, p):
+    if missed or m.s.rc[p] - 2 > folio.folio_mapcount(m, p):
         m.trace_note(lambda: f"migrate_vma_check_page(pfn {p}) fails: -EBUSY")
     elif failure.inject(m, SITE_ALLOC):
         m.trace_note(lambda: "alloc_page failed")
@@ -807,6 +817,7 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
         m.s.ledger.migrated_away[p] = True
         m.s.ledger.pages[d].mig_dst = True
         ram.add_lru(m, d)
+        m.s.mapping[d] = m.s.mapping[p]  # folio_migrate_mapping
         _remove_migration_ptes(m, p, d, "remove_migration_ptes")
         if m.s.ledger.pages[p].dirty_pte:
             m.s.ledger.pages[d].dirty_pte = True
@@ -846,18 +857,6 @@ def device_alloc(m: Machine, g: int, h: int, order: int, cpu: int, locker: int) 
     for p in range(h, h + nr):
         m.touch_page(p)
         m.s.flags[p] &= ~PG_FREE_LIST
-        if m.s.mapping[p] != MAPPING_NONE:
-            mp = m.s.mapping[p]
-            m.violate(
-                "I-F2",
-                SAFETY,
-                [("pfn", p)],
-                lambda: (
-                    f"pfn {p} is handed out again with a stale page->mapping from its previous life",
-                    "mapping == NULL",
-                    f"mapping {mp}",
-                ),
-            )
     if m.s.ledger.life[g] == KILLED:
         m.violate(
             "I-L5",

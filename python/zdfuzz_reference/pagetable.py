@@ -252,7 +252,7 @@ def split_huge_pmd(m: Machine, proc: int, addr: int) -> None:
     m.trace_note(lambda: f"split_huge_pmd(proc {proc}, block at {start}): pfn {h}..{h + nr} by PTEs")
 
 
-def find_entry(m: Machine, h: int, nr: int, want: str) -> tuple[int, int, str] | None:
+def find_entry(m: Machine, h: int, nr: int, want: str, procs: int = 0xFF) -> tuple[int, int, str] | None:
     """The first slot (proc, addr, level) whose entry points into the folio
     ``h .. h + nr`` and is a mapping (``want == "mapping"``) or a migration
     entry (``want == "migration"``); PMDs of a process before its PTEs."""
@@ -264,6 +264,8 @@ def find_entry(m: Machine, h: int, nr: int, want: str) -> tuple[int, int, str] |
         return e.is_mapping() if want == "mapping" else e.is_migration()
 
     for proc in range(lay.procs):
+        if not (procs >> proc) & 1:
+            continue
         for b in range(lay.blocks):
             if inside(m.s.pmds[proc * lay.blocks + b]):
                 return proc, b << lay.order, PMD

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import data, page, pagetable, ram
-from zdfuzz_reference.flags import PG_LRU
+from zdfuzz_reference.flags import PG_LRU, anon_mapping
 from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PMD, PTE
 
@@ -119,6 +119,7 @@ def exit_mmap(m: Machine, proc: int, cpu: int) -> None:
         if pagetable.entry(m, proc, addr)[0] != pagetable.EMPTY:
             zap_pte(m, proc, addr, cpu)
     m.s.alive[proc] = False
+    m.s.avc[proc] = 0  # unlink_anon_vmas
 
 
 def _maybe_pinned(m: Machine, p: int) -> bool:
@@ -145,6 +146,8 @@ def fork_copies_needed(m: Machine, parent: int) -> int:
 def fork(m: Machine, parent: int, child: int) -> None:
     lay = m.layout
     m.s.alive[child] = True
+    # anon_vma_fork: linked to the parent's anon_vmas, and one of its own
+    m.s.avc[child] = m.s.avc[parent] | 1 << child
     # huge PMDs: share write-protected unless pinned, then split
     for b in range(lay.blocks):
         a = b << lay.order
@@ -184,6 +187,7 @@ def fork(m: Machine, parent: int, child: int) -> None:
                 m.s.content[n] = m.s.content[p]
                 m.s.ledger.pages[n].dirty_pte = m.s.ledger.pages[p].dirty_pte
                 m.s.rc[n] = 0
+                m.s.mapping[n] = anon_mapping(child)  # folio_add_new_anon_rmap
                 # the new PTE is made dirty (pte_mkdirty): the copy exists only
                 # in memory, so reclaim or migration must not treat it as clean
                 pagetable.install_entry(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import folio, page, pagetable
-from zdfuzz_reference.flags import MAPPING_ANON, PG_BUDDY, PG_LRU
+from zdfuzz_reference.flags import PG_BUDDY, PG_LRU, anon_mapping
 from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PMD, PTE
 
@@ -46,7 +46,8 @@ def ram_alloc(m: Machine, order: int) -> int | None:
     if order > 0:
         folio.prep_compound(m, h, order)
     page.page_set_count(m, h, 1)
-    m.s.mapping[h] = MAPPING_ANON
+    # page->mapping is set by whoever maps it (folio_add_new_anon_rmap, or
+    # folio_migrate_mapping for a migration's destination)
     return h
 
 
@@ -61,6 +62,7 @@ def do_anonymous_page(m: Machine, proc: int, addr: int) -> None:
         return
     # the allocation reference becomes the mapping's (folio_add_new_anon_rmap)
     m.s.rc[p] = 0
+    m.s.mapping[p] = anon_mapping(proc)
     pagetable.install_entry(m, proc, addr, PTE, pagetable.present(p, True), 0, "do_anonymous_page")
     m.s.flags[p] |= PG_LRU
     m.s.ledger.vcontent[m.layout.pte_slot(proc, addr)] = 0
@@ -72,6 +74,7 @@ def do_huge_pmd_anonymous_page(m: Machine, proc: int, addr: int) -> None:
     if h is None:
         return
     m.s.rc[h] = 0
+    m.s.mapping[h] = anon_mapping(proc)  # folio_add_new_anon_rmap
     start = pagetable.block_start(m, addr)
     pagetable.install_entry(m, proc, start, PMD, pagetable.present(h, True), 0, "do_huge_pmd_anonymous_page")
     m.s.flags[h] |= PG_LRU
@@ -112,6 +115,7 @@ def do_wp_page(m: Machine, proc: int, addr: int, cpu: int) -> None:
     m.s.content[n] = m.s.content[p]
     m.s.ledger.pages[n].dirty_pte = m.s.ledger.pages[p].dirty_pte
     m.s.rc[n] = 0
+    m.s.mapping[n] = anon_mapping(proc)  # wp_page_copy: folio_add_new_anon_rmap
     pagetable.clear_entry(m, proc, addr, PTE, cpu, "do_wp_page: put old page")
     pagetable.install_entry(m, proc, addr, PTE, pagetable.present(n, True), 0, "do_wp_page: new page")
     m.s.flags[n] |= PG_LRU

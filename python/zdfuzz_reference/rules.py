@@ -40,6 +40,7 @@ PRESET_FILES = (
     "v4.10",
     "v5.1",
     "v5.2",
+    "v5.2-anon-mapping-reuse",
     "v5.8",
     "v6.15-rc-trylock-v1",
     "v6.15-skip-locked-entry",
@@ -196,6 +197,7 @@ class MigrateRules:
     finalize_putback_src: bool
     device_range: bool
     unmap_subpage_fix: bool
+    new_anon_rmap_keeps_anon: bool
     compound: bool
     fault_page_prelocked: bool
     finalize_skips_fault_page: bool

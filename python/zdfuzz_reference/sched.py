@@ -366,6 +366,7 @@ def _state_key(m: Machine) -> tuple[object, ...]:
         tuple(s.mig_entries),
         s.ledger.key(),
         tuple(s.alive),
+        tuple(s.avc),
         migs,
         pgmaps,
     )

@@ -17,7 +17,7 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::{LOCK_DRIVER, LOCK_NONE};
-use crate::page::{MAPPING_ANON, PG_FREE_LIST, PG_LOCKED};
+use crate::page::{PG_FREE_LIST, PG_LOCKED};
 use crate::pagetable::{Level, Pte};
 
 impl Machine {
@@ -68,7 +68,7 @@ impl Machine {
         // folio_get(dst) for the new mapping; folio_add_new_anon_rmap
         let entry = self.device_anon_entry(p);
         self.install_entry(proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get");
-        self.s.mapping[p] = MAPPING_ANON;
+        self.folio_add_new_anon_rmap(p, proc);
         let n = if large { self.layout.nr_huge() } else { 1 };
         for a in at..at + n {
             let v = self.layout.pte_slot(proc, a);

@@ -388,6 +388,7 @@ impl State {
             lost_pgmap_refs,
             page_pgmap_refs,
             alive,
+            avc,
             dax,
             p2p_len,
             armed,
@@ -420,6 +421,7 @@ impl State {
         mapping.clone_from(&src.mapping);
         ptes.clone_from(&src.ptes);
         alive.clone_from(&src.alive);
+        avc.clone_from(&src.avc);
         dax.clone_from(&src.dax);
         p2p_len.clone_from(&src.p2p_len);
         *armed = src.armed;
@@ -474,6 +476,7 @@ impl State {
             lost_pgmap_refs,
             page_pgmap_refs,
             alive,
+            avc,
             dax,
             p2p_len,
             armed,
@@ -533,6 +536,9 @@ impl State {
         }
         for a in alive {
             put(out, *a as u64);
+        }
+        for c in avc {
+            put(out, *c as u64);
         }
         for d in dax {
             put(out, *d as u64);
@@ -665,6 +671,7 @@ impl State {
             lost_pgmap_refs,
             page_pgmap_refs,
             alive,
+            avc,
             dax,
             p2p_len,
             armed,
@@ -749,6 +756,9 @@ impl State {
         }
         for a in alive.iter_mut() {
             *a = r.get()? != 0;
+        }
+        for c in avc.iter_mut() {
+            *c = r.small()?;
         }
         for d in dax.iter_mut() {
             *d = r.small()?;
@@ -944,6 +954,7 @@ impl Canon {
             lost_pgmap_refs,
             page_pgmap_refs,
             alive,
+            avc,
             dax,
             p2p_len,
             armed,
@@ -980,6 +991,7 @@ impl Canon {
         w.extend(split_pgmap_refs.iter().chain(lost_pgmap_refs).map(|&v| v as u64));
         w.extend(page_pgmap_refs.iter().map(|&v| v as u64));
         w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
+        w.push(avc.iter().fold(0u64, |acc, &c| acc << 8 | c as u64));
         w.extend(dax.iter().map(|&d| d as u64));
         for t in tasks {
             w.push(task_word(t, |pfn| pfn as u64, true));
@@ -1095,6 +1107,7 @@ impl Canon {
             lost_pgmap_refs,
             page_pgmap_refs,
             alive,
+            avc,
             dax,
             p2p_len: _,
             armed,
@@ -1200,6 +1213,7 @@ impl Canon {
         }
         w.extend(ptl.iter().map(|&o| o as u64));
         w.push(alive.iter().fold(0u64, |acc, &a| acc << 1 | a as u64));
+        w.push(avc.iter().fold(0u64, |acc, &c| acc << 8 | c as u64));
         w.extend(dax.iter().map(|&d| if d == 0 { 0 } else { np(d as usize - 1) as u64 + 1 }));
         // armed failure sites name no page or CPU: as they are
         w.extend(armed.iter().map(|&a| a as u64));
@@ -1613,6 +1627,7 @@ step task=1
             lost_pgmap_refs: _,
             page_pgmap_refs: _,
             alive: _,
+            avc: _,
             dax: _,
             p2p_len: _,
             armed: _,
@@ -1675,6 +1690,7 @@ step task=1
             ("ledger.pages.mig_entries", |s| s.ledger.pages[3].mig_entries += 1),
             ("ledger.pages.dirty_pte", |s| s.ledger.pages[3].dirty_pte ^= true),
             ("alive", |s| s.alive[1] ^= true),
+            ("avc", |s| s.avc[1] ^= 1),
             ("dax", |s| s.dax[0] = 5),
             ("p2p_len", |s| s.p2p_len[15] = 1),
             ("armed", |s| s.armed[1] = 2),

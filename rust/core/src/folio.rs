@@ -130,10 +130,12 @@ impl Machine {
                 self.s.split_pgmap_refs[g] += nr as u32 - 1;
             }
         }
-        if private {
-            // pgmap->ops->folio_split(head, tail) for each new folio: the
-            // default copies pgmap (implicit here: a pfn's pgmap is fixed) and
-            // mapping to the new folio
+        {
+            // __split_huge_page_tail: `page_tail->mapping = head->mapping`
+            // (an anonymous folio's pieces keep its anon_vma); for a
+            // device-private folio pgmap->ops->folio_split(head, tail) does
+            // the same (the default copies pgmap — implicit here: a pfn's
+            // pgmap is fixed — and mapping)
             let m = self.s.mapping[h];
             for p in h + 1..h + nr {
                 self.s.mapping[p] = m;

@@ -37,6 +37,7 @@ mod process;
 pub mod program;
 mod ram;
 pub mod rcu;
+mod rmap;
 pub mod rules;
 pub mod sched;
 pub mod signature;

@@ -70,6 +70,11 @@ pub struct State {
     /// put_page (before v4.11, `pgmap.page_refs_take_pgmap_refs`)
     pub page_pgmap_refs: Vec<i64>,
     pub alive: Vec<bool>,
+    /// per process: the anon_vmas its VMA is linked to (`anon_vma_chain`),
+    /// one bit per anon_vma id: its own (bit `proc`) and, after a fork, its
+    /// parent's chain (`anon_vma_fork` → `anon_vma_clone`). Empty once it
+    /// exited (`unlink_anon_vmas`). `rmap.rs` walks it.
+    pub avc: Vec<u8>,
     /// DAX entries: files × file_pages, pfn + 1 (0 = none)
     pub dax: Vec<u16>,
     /// pci_alloc_p2pmem allocations: length at the start pfn
@@ -220,6 +225,7 @@ impl Machine {
             lost_pgmap_refs: vec![0; layout.npgmaps],
             page_pgmap_refs: vec![0; layout.npgmaps],
             alive: vec![true; layout.procs],
+            avc: (0..layout.procs).map(|p| 1u8 << p).collect(),
             dax: vec![0; layout.nfiles * layout.file_pages],
             p2p_len: vec![0; n],
             armed: [0; SITE_NAMES.len()],
@@ -282,6 +288,9 @@ impl Machine {
         s.lost_pgmap_refs.fill(0);
         s.page_pgmap_refs.fill(0);
         s.alive.fill(true);
+        for (p, c) in s.avc.iter_mut().enumerate() {
+            *c = 1 << p;
+        }
         s.dax.fill(0);
         s.p2p_len.fill(0);
         s.armed = [0; SITE_NAMES.len()];

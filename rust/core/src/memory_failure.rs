@@ -34,7 +34,7 @@
 //! memory_failure on system RAM. `mf_mutex` serialises calls: one at a time.
 
 use crate::machine::{ok, Machine};
-use crate::page::{MAPPING_FILE, MAPPING_NONE};
+use crate::page::{is_file_mapping, MAPPING_NONE};
 use crate::program::op::Op;
 use crate::rules::DeviceType;
 use crate::sched::TaskKind;
@@ -109,7 +109,7 @@ impl Machine {
         // FS-DAX page has one while a file owns the block; nothing else has
         // a DAX mapping
         let t = self.layout.pgmap_type[g];
-        let dax = t == DeviceType::Generic || (t == DeviceType::Fsdax && self.s.mapping[p] >= MAPPING_FILE);
+        let dax = t == DeviceType::Generic || (t == DeviceType::Fsdax && is_file_mapping(self.s.mapping[p]));
         if !dax {
             let why = if self.s.mapping[p] == MAPPING_NONE { "NULL" } else { "not a DAX mapping" };
             self.trace_note(|| format!("dax_lock_page: page->mapping {why} -> -EBUSY"));

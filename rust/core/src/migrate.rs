@@ -40,7 +40,7 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::{lock_task, Obs, Warn, LOCK_NONE};
-use crate::page::{MAPPING_ANON, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
+use crate::page::{is_anon_mapping, PG_DIRTY, PG_FREE_LIST, PG_LOCKED, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::program::op::{SELECT_COMPOUND, SELECT_DEVICE_COHERENT, SELECT_DEVICE_PRIVATE, SELECT_SYSTEM, SITE_ALLOC};
 use crate::rules::{AllocPgmapRef, DeviceCheck};
@@ -306,7 +306,7 @@ impl Machine {
         let ctx = self.s.mig[slot];
         let sel = ctx.select as u16;
         if self.layout.is_ram(h) {
-            sel & SELECT_SYSTEM != 0 && self.s.mapping[h] == MAPPING_ANON
+            sel & SELECT_SYSTEM != 0 && is_anon_mapping(self.s.mapping[h])
         } else if self.layout.is_private(h) {
             sel & SELECT_DEVICE_PRIVATE != 0 && self.layout.pgmap_of(h) == ctx.pgmap as usize
         } else if self.layout.is_coherent(h) {
@@ -417,9 +417,12 @@ impl Machine {
                     continue;
                 }
             }
-            // try_to_migrate: every other mapping becomes a migration entry
+            // try_to_migrate: every other mapping the rmap walk finds
+            // becomes a migration entry
             let nr = self.folio_nr(p);
-            while let Some((proc, a, level)) = self.find_entry(p, nr, |x| x.is_mapping()) {
+            // `if (folio_mapped(folio)) try_to_migrate(folio, 0)`
+            let walk = if self.folio_mapcount(p) > 0 { self.rmap_walk_procs(p, p, "try_to_migrate") } else { 0 };
+            while let Some((proc, a, level)) = self.find_entry_in(walk, p, nr, |x| x.is_mapping()) {
                 let (x, _) = self.entry(proc, a);
                 let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
                 if !self.rules.migrate.unmap_subpage_fix
@@ -452,6 +455,13 @@ impl Machine {
                     self.s.flags[p] |= PG_DIRTY;
                 }
                 self.replace_with_migration_entry(proc, a, level, kind, cpu);
+            }
+            // a mapping the walk missed leaves the folio mapped:
+            // `folio_mapped()` after try_to_migrate, restored
+            if self.rmap_walk_missed(walk, p, nr, |x| x.is_mapping(), "try_to_migrate") {
+                e.flags &= !MF_MIGRATE;
+                self.set_mig_entry(slot, i, e);
+                continue;
             }
             if !self.migrate_check_page(slot, p) {
                 self.trace_note(|| format!("migrate_vma_check_page(pfn {p}) fails: restored"));
@@ -530,10 +540,15 @@ impl Machine {
     /// device-private entry if `dst` is device-private, else a present PTE
     /// (PMD) — taking a reference and a mapcount; the data it shows is
     /// checked (I-W1).
+    ///
+    /// The walk is `rmap_walk(dst)`: it goes where `dst`'s `mapping` leads
+    /// (`folio_migrate_mapping` copied the source's; a failed migration
+    /// walks the source itself).
     fn remove_migration_ptes(&mut self, src: usize, dst: usize, what: &str) {
         let nr = self.folio_nr(src);
         let dst_private = self.layout.is_private(dst);
-        while let Some((proc, a, level)) = self.find_entry(src, nr, |x| x.is_migration()) {
+        let walk = self.rmap_walk_procs(dst, src, "remove_migration_ptes");
+        while let Some((proc, a, level)) = self.find_entry_in(walk, src, nr, |x| x.is_migration()) {
             let (x, _) = self.entry(proc, a);
             let Pte::Migration { pfn, kind } = x else { break };
             let off = pfn as usize - src;
@@ -560,9 +575,9 @@ impl Machine {
             } else {
                 Pte::present(target, write)
             };
+            // remove_migration_pte: folio_add_anon_rmap_pte on a folio that
+            // is anonymous already (its mapping stays)
             self.install_entry(proc, at, level, e, 1, what);
-            let th = self.head_of(target);
-            self.s.mapping[th] = MAPPING_ANON;
             if level == Level::Pmd {
                 for k in 0..nr {
                     self.check_vpage(proc, at + k, "after migration");
@@ -571,6 +586,7 @@ impl Machine {
                 self.check_vpage(proc, at, "after migration");
             }
         }
+        self.rmap_walk_missed(walk, src, nr, |x| x.is_migration(), "remove_migration_ptes");
     }
 
     // ------------------------------------------------------------------
@@ -725,7 +741,7 @@ impl Machine {
                 let at = if compound { self.block_start(a) } else { a };
                 let entry = self.device_anon_entry(d);
                 self.install_entry(proc, at, level, entry, 1, "migrate_vma_insert_page: folio_get");
-                self.s.mapping[d] = MAPPING_ANON;
+                self.folio_add_new_anon_rmap(d, proc);
                 let k = if compound { self.layout.nr_huge() } else { 1 };
                 for x in at..at + k {
                     let v = self.layout.pte_slot(proc, x);
@@ -754,7 +770,8 @@ impl Machine {
             if self.s.flags[s] & PG_DIRTY != 0 {
                 self.s.flags[d] |= PG_DIRTY;
             }
-            self.s.mapping[d] = MAPPING_ANON;
+            // folio_migrate_mapping(NULL, dst, src): dst->mapping = src->mapping
+            self.s.mapping[d] = self.s.mapping[s];
             let nr = self.folio_nr(s);
             for k in 0..nr {
                 self.s.ledger.migrated_away[s + k] = true;
@@ -907,8 +924,9 @@ impl Machine {
         self.page_get(p, 1, "migrate_longterm_unpinnable_pages: folio_get");
         self.s.ledger.pages[p].collect += 1;
         self.trace_note(|| format!("migrate_device_coherent_page(pfn {p})"));
-        // migrate_device_unmap: try_to_migrate every mapping
-        while let Some((proc, a, level)) = self.find_entry(p, 1, |x| x.is_mapping()) {
+        // migrate_device_unmap: try_to_migrate every mapping the rmap walk finds
+        let walk = if self.folio_mapcount(p) > 0 { self.rmap_walk_procs(p, p, "try_to_migrate") } else { 0 };
+        while let Some((proc, a, level)) = self.find_entry_in(walk, p, 1, |x| x.is_mapping()) {
             let (x, _) = self.entry(proc, a);
             let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
             if let Pte::Present { dirty: true, .. } = x {
@@ -917,9 +935,10 @@ impl Machine {
             }
             self.replace_with_migration_entry(proc, a, level, kind, cpu);
         }
+        let missed = self.rmap_walk_missed(walk, p, 1, |x| x.is_mapping(), "try_to_migrate");
         // migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
         // extra one are expected
-        let checked = self.s.rc[p] - 2 <= self.folio_mapcount(p);
+        let checked = !missed && self.s.rc[p] - 2 <= self.folio_mapcount(p);
         let dst = if !checked {
             self.trace_note(|| format!("migrate_vma_check_page(pfn {p}) fails: -EBUSY"));
             None
@@ -949,6 +968,8 @@ impl Machine {
                 self.s.ledger.migrated_away[p] = true;
                 self.s.ledger.pages[d].mig_dst = true;
                 self.add_lru(d);
+                // folio_migrate_mapping: dst->mapping = src->mapping
+                self.s.mapping[d] = self.s.mapping[p];
                 self.remove_migration_ptes(p, d, "remove_migration_ptes");
                 let u = self.s.ledger.pages[p].dirty_pte;
                 self.s.ledger.pages[d].dirty_pte |= u;
@@ -993,7 +1014,6 @@ impl Machine {
         for p in h..h + nr {
             self.touch_page(p);
             self.s.flags[p] &= !PG_FREE_LIST;
-            self.observe(Obs::HandedOut { pfn: p, mapping: self.s.mapping[p] });
         }
         self.observe(Obs::DeviceAllocated { pgmap: g, pfn: h });
         match pr.alloc_pgmap_ref {

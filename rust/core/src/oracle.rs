@@ -295,7 +295,7 @@ invariants! {
     L4 = "I-L4", Liveness, "memunmap_pages and every other kernel task terminate once all users are gone";
     L5 = "I-L5", Safety, "no device page is allocated (zone_device_page_init) after the pgmap was killed";
     F1 = "I-F1", Safety, "a page refcount never goes negative and never rises from zero outside allocation";
-    F2 = "I-F2", Safety, "a page handed to a new owner carries no stale mapping from its previous life";
+    F2 = "I-F2", Safety, "a folio newly mapped as anonymous names an anon_vma of the VMA that maps it (no stale page->mapping)";
     F3 = "I-F3", Safety, "after ->folio_free() returns, the free path reads nothing of the folio the driver may have reused";
     F4 = "I-F4", Safety, "a page a device-private driver hands out carries no stale compound metadata of an earlier folio";
     F5 = "I-F5", Conformance, "a free page has the refcount the preset says free pages have (conformance)";
@@ -318,6 +318,8 @@ invariants! {
     M6 = "I-M6", Safety, "no folio about to be freed goes on an LRU, and no ZONE_DEVICE folio ever does";
     M7 = "I-M7", Safety, "every page a migration locked is unlocked exactly once";
     M8 = "I-M8", Safety, "rmap walkers derive a struct page only from a present PTE (no wild page pointer from a swap entry)";
+    M9 = "I-M9", Safety, "an rmap walk reaches every page-table entry of the folio it walks (try_to_migrate, remove_migration_ptes)";
+    M10 = "I-M10", Safety, "an rmap walk follows only a live anon_vma (page->mapping never names a freed one)";
     D1 = "I-D1", Safety, "migrate_to_ram runs only on a page the fault path holds a reference to (no use after free)";
     D2 = "I-D2", Safety, "every exit of the fault path releases the page-table lock";
     D3 = "I-D3", Liveness, "concurrent faults on one device-private page make progress (no livelock)";
@@ -458,8 +460,17 @@ pub enum Obs<'a> {
     Released { pgmap: usize },
     /// `memunmap_pages` removed the struct pages (`pageunmap_range`)
     TornDown { pgmap: usize },
-    /// a device page is handed out with `page->mapping` = `mapping`
-    HandedOut { pfn: usize, mapping: u8 },
+    /// `folio_add_new_anon_rmap` mapped the folio at `pfn` into `proc`'s
+    /// VMA and left `page->mapping` = `mapping`; `linked`: it names an
+    /// anon_vma that VMA is linked to (so rmap walks find the new mapping)
+    NewAnonRmap { pfn: usize, proc: usize, mapping: u8, linked: bool },
+    /// an rmap walk of the folio at `pfn` (`what`) finished without visiting
+    /// `proc`, whose entry at `addr` maps the folio (or is its migration
+    /// entry)
+    RmapMissed { pfn: usize, proc: usize, addr: usize, mapping: u8, what: &'static str },
+    /// an rmap walk of the folio at `pfn` followed `page->mapping` to
+    /// anon_vma `av`, which no VMA is linked to any more: freed
+    AnonVmaFreed { pfn: usize, av: usize, what: &'static str },
     /// a device-private driver allocated a folio at `pfn` of `pgmap`
     DeviceAllocated { pgmap: usize, pfn: usize },
     /// `pfn` becomes part of an order-`order` folio at `head`; its old
@@ -556,6 +567,15 @@ impl Judged {
     }
 }
 
+/// `page->mapping` in words.
+fn mapping_name(m: u8) -> String {
+    match crate::page::anon_vma_of(m) {
+        Some(av) => format!("the anon_vma of process {av}"),
+        None if m == crate::page::MAPPING_NONE => "NULL".into(),
+        None => format!("file {}", m - crate::page::MAPPING_FILE),
+    }
+}
+
 fn pfn_obj(p: usize) -> (&'static str, u32) {
     ("pfn", p as u32)
 }
@@ -620,7 +640,13 @@ pub fn judge(obs: &Obs<'_>, l: &Ledger, layout: &Layout) -> Option<Judged> {
             }
             (l.pgmap_users(pgmap) > 0).then(|| Judged::new(L2, &[pgmap_obj(pgmap)]).variant(1))
         }
-        Obs::HandedOut { pfn, mapping } => (mapping != 0).then(|| Judged::new(F2, &[pfn_obj(pfn)])),
+        Obs::NewAnonRmap { pfn, proc, linked, .. } => {
+            (!linked).then(|| Judged::new(F2, &[pfn_obj(pfn), ("proc", proc as u32)]))
+        }
+        Obs::RmapMissed { pfn, proc, addr, .. } => {
+            Some(Judged::new(M9, &[pfn_obj(pfn), ("proc", proc as u32), ("addr", addr as u32)]))
+        }
+        Obs::AnonVmaFreed { pfn, .. } => Some(Judged::new(M10, &[pfn_obj(pfn)])),
         Obs::DeviceAllocated { pgmap, pfn } => {
             (l.life[pgmap] == Life::Killed).then(|| Judged::new(L5, &[pgmap_obj(pgmap), pfn_obj(pfn)]))
         }
@@ -843,10 +869,32 @@ pub fn describe(obs: &Obs<'_>, j: &Judged, l: &Ledger, layout: &Layout) -> (Stri
                 )
             }
         }
-        Obs::HandedOut { pfn, mapping } => (
-            format!("pfn {pfn} is handed out again with a stale page->mapping from its previous life"),
-            "mapping == NULL".into(),
-            format!("mapping {mapping}"),
+        Obs::NewAnonRmap { pfn, proc, mapping, .. } => (
+            format!(
+                "folio_add_new_anon_rmap maps pfn {pfn} into process {proc}, but page->mapping still names {}: the \
+                 page was already PageAnon (a stale mapping from its previous life), so __page_set_anon_rmap left \
+                 it, and rmap walks of the page will not find this mapping",
+                mapping_name(mapping)
+            ),
+            format!("the anon_vma of process {proc}'s VMA"),
+            mapping_name(mapping),
+        ),
+        Obs::RmapMissed { pfn, proc, addr, mapping, what } => (
+            format!(
+                "{what}: the rmap walk of pfn {pfn} (page->mapping {}) never visits process {proc}, whose entry at \
+                 address {addr} still maps it",
+                mapping_name(mapping)
+            ),
+            "every entry of the folio visited".into(),
+            format!("process {proc} missed"),
+        ),
+        Obs::AnonVmaFreed { pfn, av, what } => (
+            format!(
+                "{what}: the rmap walk for pfn {pfn} follows page->mapping to the anon_vma of process {av}, which \
+                 no VMA is linked to any more (freed: the walk's anon_vma_lock_read is a use after free)"
+            ),
+            "a live anon_vma".into(),
+            "freed anon_vma".into(),
         ),
         Obs::DeviceAllocated { pgmap: g, pfn: h } => {
             (format!("pfn {h} is allocated after memunmap_pages killed pgmap {g}"), "live pgmap".into(), "killed".into())

@@ -39,11 +39,43 @@ pub const PG_DIRTY: u8 = 1 << 5;
 /// Free in the buddy allocator (system RAM).
 pub const PG_BUDDY: u8 = 1 << 6;
 
-/// `page->mapping`: none, anonymous (device-private pages mapped into a
-/// process, anonymous system RAM), or a DAX file (`MAPPING_FILE + file`).
+/// `page->mapping`: none, a DAX file (`MAPPING_FILE + file`), or an
+/// `anon_vma` with `PAGE_MAPPING_ANON` set (device-private and coherent pages
+/// mapped into a process, anonymous system RAM): [`anon_mapping`] of the
+/// anon_vma's id. Each process's VMA has its own anon_vma, whose id is the
+/// process slot (`rmap.rs`).
 pub const MAPPING_NONE: u8 = 0;
-pub const MAPPING_ANON: u8 = 1;
 pub const MAPPING_FILE: u8 = 2;
+/// The `PAGE_MAPPING_ANON` bit of the model's `mapping` byte.
+pub const MAPPING_ANON_BIT: u8 = 0x80;
+
+/// `page->mapping` for anon_vma `av` (`anon_vma + PAGE_MAPPING_ANON`).
+#[inline]
+pub const fn anon_mapping(av: usize) -> u8 {
+    MAPPING_ANON_BIT | (av as u8 & 0x7f)
+}
+
+/// `PageAnon`: the mapping names an anon_vma.
+#[inline]
+pub const fn is_anon_mapping(m: u8) -> bool {
+    m & MAPPING_ANON_BIT != 0
+}
+
+/// The anon_vma an anonymous mapping names, if it is one.
+#[inline]
+pub const fn anon_vma_of(m: u8) -> Option<usize> {
+    if is_anon_mapping(m) {
+        Some((m & 0x7f) as usize)
+    } else {
+        None
+    }
+}
+
+/// A DAX file's `address_space`.
+#[inline]
+pub const fn is_file_mapping(m: u8) -> bool {
+    m >= MAPPING_FILE && !is_anon_mapping(m)
+}
 
 impl Machine {
     /// A page of a pgmap whose struct pages are gone is being touched.

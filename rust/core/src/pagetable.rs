@@ -347,9 +347,21 @@ impl Machine {
     /// Every slot (proc, addr, level) whose entry points into the folio
     /// `h .. h + nr`, PMDs included. `want` filters by entry.
     pub(crate) fn find_entry(&self, h: usize, nr: usize, want: impl Fn(Pte) -> bool) -> Option<(usize, usize, Level)> {
+        self.find_entry_in(u8::MAX, h, nr, want)
+    }
+
+    /// [`Machine::find_entry`] over the processes in `procs` (a bit each):
+    /// what an rmap walk that visits those VMAs finds.
+    pub(crate) fn find_entry_in(
+        &self,
+        procs: u8,
+        h: usize,
+        nr: usize,
+        want: impl Fn(Pte) -> bool,
+    ) -> Option<(usize, usize, Level)> {
         let l = &self.layout;
         let inside = |e: Pte| e.pfn().is_some_and(|p| p >= h && p < h + nr) && want(e);
-        for proc in 0..l.procs {
+        for proc in (0..l.procs).filter(|&p| procs >> p & 1 != 0) {
             for b in 0..l.blocks {
                 if inside(self.s.pmds[proc * l.blocks + b]) {
                     return Some((proc, b << l.order, Level::Pmd));

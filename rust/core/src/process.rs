@@ -18,7 +18,7 @@ use crate::fault::M_FLUSH;
 use crate::machine::{ok, Machine};
 use crate::migrate::MF_COMPOUND;
 use crate::oracle::Obs;
-use crate::page::PG_LRU;
+use crate::page::{anon_mapping, PG_LRU};
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::rules::DeviceType;
 use crate::sched::TaskKind;
@@ -110,6 +110,8 @@ impl Machine {
             }
         }
         self.s.alive[proc] = false;
+        // unlink_anon_vmas: the VMA leaves every anon_vma it was linked to
+        self.s.avc[proc] = 0;
     }
 
     /// Pinned anonymous pages the child would need copies of.
@@ -135,6 +137,11 @@ impl Machine {
 
     pub(crate) fn fork(&mut self, parent: usize, child: usize) {
         self.s.alive[child] = true;
+        // anon_vma_fork: the child's VMA is linked to every anon_vma of the
+        // parent's (anon_vma_clone), so a walk from a page the parent mapped
+        // finds the child's copies, and gets an anon_vma of its own for the
+        // pages it maps from now on
+        self.s.avc[child] = self.s.avc[parent] | 1 << child;
         // huge PMDs: share (write-protected) unless pinned, then split
         for b in 0..self.layout.blocks {
             let a = b << self.layout.order;
@@ -177,6 +184,8 @@ impl Machine {
                         self.s.content[n] = self.s.content[p];
                         self.s.ledger.pages[n].dirty_pte = self.s.ledger.pages[p].dirty_pte;
                         self.s.rc[n] = 0;
+                        // folio_add_new_anon_rmap(new_folio, dst_vma)
+                        self.s.mapping[n] = anon_mapping(child);
                         // the new PTE is made dirty (pte_mkdirty): the copy exists
                         // only in memory, so reclaim or migration must not treat it
                         // as clean

@@ -311,6 +311,14 @@ pub struct MigrateRules {
     /// swap entry is used as if it were a present PTE's, so the migration
     /// entry names the wrong page).
     pub unmap_subpage_fix: bool,
+    /// `folio_add_new_anon_rmap` leaves a page that is already anonymous
+    /// alone (`__page_set_anon_rmap`'s `if (PageAnon(page))` early exit,
+    /// read in Debian's linux-source-6.1 mm/rmap.c; 6.12's
+    /// `__folio_set_anon` always writes the VMA's anon_vma). With a stale
+    /// mapping left by the free path (`private.free_clears_mapping =
+    /// false`) the new mapping is then invisible to rmap walks: the bug the
+    /// 2019 fix "mm/hmm: fix ZONE_DEVICE anon page mapping reuse" describes.
+    pub new_anon_rmap_keeps_anon: bool,
     /// `MIGRATE_VMA_SELECT_COMPOUND`: a huge folio migrates whole, as one
     /// `MIGRATE_PFN_COMPOUND` entry (E5; the 2020 patch); otherwise
     /// collect splits a PMD-mapped THP first.
@@ -546,6 +554,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("v4.10.toml", include_str!("../../../python/zdfuzz/presets/v4.10.toml")),
     ("v5.1.toml", include_str!("../../../python/zdfuzz/presets/v5.1.toml")),
     ("v5.2.toml", include_str!("../../../python/zdfuzz/presets/v5.2.toml")),
+    ("v5.2-anon-mapping-reuse.toml", include_str!("../../../python/zdfuzz/presets/v5.2-anon-mapping-reuse.toml")),
     ("v5.8.toml", include_str!("../../../python/zdfuzz/presets/v5.8.toml")),
     ("v6.15-rc-trylock-v1.toml", include_str!("../../../python/zdfuzz/presets/v6.15-rc-trylock-v1.toml")),
     ("v6.15-skip-locked-entry.toml", include_str!("../../../python/zdfuzz/presets/v6.15-skip-locked-entry.toml")),
@@ -912,6 +921,9 @@ pub fn switch_doc(path: &str) -> &'static str {
         (_, "finalize_putback_src") => "finalize puts a migrated-away RAM source back on the LRU (bug, fixed v6.14)",
         (_, "device_range") => "migrate_device_range exists for driver eviction (v6.1+)",
         (_, "unmap_subpage_fix") => "try_to_migrate finds the right subpage of a device-private entry (2019 fix)",
+        (_, "new_anon_rmap_keeps_anon") => {
+            "folio_add_new_anon_rmap keeps an anonymous page's existing anon_vma (PageAnon check, until 6.x)"
+        }
         (_, "fork_copies_pinned") => "fork copies pinned anonymous pages for the child at once (v5.9)",
         (_, "longterm_migrates_coherent") => {
             "FOLL_LONGTERM GUP moves a coherent page to system RAM before pinning (v6.0; what-if when false)"
@@ -1069,7 +1081,7 @@ mod tests {
 
     #[test]
     fn regression_presets_differ_from_their_fix_in_a_few_switches() {
-        assert_eq!(Rules::regression_names().len(), 7);
+        assert_eq!(Rules::regression_names().len(), 8);
         for bug in Rules::regressions() {
             let fixed_in = bug.base.as_deref().unwrap_or_else(|| panic!("{} has no base", bug.name));
             let fixed = Rules::preset(fixed_in).unwrap();

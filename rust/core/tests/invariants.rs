@@ -452,12 +452,61 @@ free_clears_mapping = false
 "#;
 
 const PRIVATE_REUSE: &str = "
-config types=private
+config types=private procs=2
 memremap_pages pgmap=0
 alloc_device_page pgmap=0 cpu=0                # pfn 0
 migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
 munmap proc=0 addr=0 cpu=0                     # last reference: page_free
 alloc_device_page pgmap=0 cpu=0                # pfn 0 again
+migrate_vma_insert_page proc=1 addr=0 pfn=0 cpu=0
+";
+
+/// The same with 6.12's `__folio_set_anon`, which sets the VMA's anon_vma
+/// whatever the page held: the stale mapping is overwritten.
+const STALE_MAPPING_SET_ANON: &str = r#"
+name = "stale-mapping-set-anon"
+base = "e3"
+description = "stale page->mapping, but folio_add_new_anon_rmap always sets it"
+[private]
+free_clears_mapping = false
+[migrate]
+new_anon_rmap_keeps_anon = false
+"#;
+
+/// A process maps a device-private page; a driver evicts its pgmap with
+/// `migrate_device_range` (no mmap_lock); the process exits between the
+/// eviction's unmap and its finalize, which walks the anon_vma the exit
+/// freed (I-M10; docs/findings.md).
+const RANGE_EVICT_EXIT: &str = "
+config types=private pgmaps=1 pages=2 cpus=2 procs=1 addrs=2 tasks=2 ram=2 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+migrate_device_range pgmap=0 cpu=0
+step task=0                                    # collect, try_to_migrate
+exit_mmap proc=0 cpu=0                         # zaps the migration entry, frees the anon_vma
+step task=0
+step task=0
+step task=0
+step task=0
+";
+
+/// The eviction of RANGE_EVICT_EXIT without the exit: the process faults
+/// the page back through its migration entry's restore.
+const RANGE_EVICT: &str = "
+config types=private pgmaps=1 pages=2 cpus=2 procs=2 addrs=2 tasks=2 ram=2 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+exit_mmap proc=1 cpu=0
+fork proc=0 child=1
+exit_mmap proc=0 cpu=0
+migrate_device_range pgmap=0 cpu=0
+step task=0
+step task=0
+step task=0
+step task=0
+step task=0
 ";
 
 /// A generic row whose free refcount disagrees with its initial one.
@@ -740,6 +789,35 @@ step task=0
     assert_eq!(m.s.ptes[slot].pfn(), Some(5));
     m.s.ptes[slot] = zdfuzz_core::pagetable::Pte::Migration { pfn: 5, kind: zdfuzz_core::pagetable::MigKind::Read };
     m.step(&parse_program("step task=0").unwrap().ops[0]).unwrap();
+    m.finish();
+    m.verdict()
+}
+
+/// A device-private page mapped by process 0, whose `mapping` is set by
+/// hand to process 1's anon_vma; process 0 migrates it back to RAM.
+fn wrong_anon_vma() -> Verdict {
+    let text = "
+config types=private pgmaps=1 pages=2 cpus=2 procs=2 addrs=2 tasks=2 ram=2 order=0
+memremap_pages pgmap=0
+alloc_device_page pgmap=0 cpu=0
+migrate_vma_insert_page proc=0 addr=0 pfn=0 cpu=0
+";
+    let p = parse_program(text).unwrap();
+    let mut m = Machine::new(Config::with_shape(Rules::preset("e4").unwrap(), p.shape.clone())).unwrap();
+    for op in &p.ops {
+        m.step(op).unwrap();
+    }
+    assert!(m.violation().is_none());
+    assert_eq!(m.s.mapping[0], zdfuzz_core::page::anon_mapping(0));
+    m.s.mapping[0] = zdfuzz_core::page::anon_mapping(1);
+    let rest = "migrate_vma_setup proc=0 addr=0 pgmap=0 select=DEVICE_PRIVATE cpu=0\n".to_string()
+        + &"step task=0\n".repeat(5);
+    for op in &parse_program(&format!("config types=private\n{rest}")).unwrap().ops {
+        if m.violation().is_some() {
+            break;
+        }
+        m.step(op).unwrap();
+    }
     m.finish();
     m.verdict()
 }
@@ -1060,7 +1138,13 @@ const FIRES: &[Fires] = &[
         Safety,
         "put_page drops pfn 0's refcount below zero (0 - 1)",
     ),
-    fire("I-F2", Toml(STALE_MAPPING), PRIVATE_REUSE, Safety, "stale page->mapping"),
+    fire(
+        "I-F2",
+        Toml(STALE_MAPPING),
+        PRIVATE_REUSE,
+        Safety,
+        "folio_add_new_anon_rmap maps pfn 0 into process 1, but page->mapping still names the anon_vma of process 0",
+    ),
     fire(
         "I-F5",
         Toml(BAD_FREE_RC),
@@ -1162,6 +1246,27 @@ const FIRES: &[Fires] = &[
             message: "a migration entry for pfn 5 survives migrate_vma_finalize",
         },
     },
+    // an anonymous folio whose mapping names another process's anon_vma:
+    // the walk of finalize's remove_migration_ptes never visits the
+    // process whose migration entry it must remove (no preset reaches it
+    // before I-F2 reports the stale mapping; set by hand)
+    Fires {
+        id: "I-M9",
+        how: How::Injected {
+            make: wrong_anon_vma,
+            class: Safety,
+            message: "remove_migration_ptes: the rmap walk of pfn 0 (page->mapping the anon_vma of process 1) never \
+                      visits process 0",
+        },
+    },
+    fire(
+        "I-M10",
+        Preset("e4"),
+        RANGE_EVICT_EXIT,
+        Safety,
+        "remove_migration_ptes: the rmap walk for pfn 0 follows page->mapping to the anon_vma of process 0, which \
+         no VMA is linked to any more",
+    ),
     // before v5.3 try_to_unmap_one took a device-private entry's bits for a
     // present PTE's pfn (1de13ee59225): a wild struct page pointer
     fire(
@@ -1432,6 +1537,9 @@ fn i_f2_fires() {
 fn i_f2_quiet() {
     quiet(PRIVATE_REUSE, "e3");
     quiet(PRIVATE_REUSE, "e4");
+    // 6.12's __folio_set_anon overwrites the stale mapping
+    let v = run(PRIVATE_REUSE, Src::Toml(STALE_MAPPING_SET_ANON).rules());
+    assert!(v.ok(), "{}", show(&v));
 }
 
 #[test]
@@ -1638,6 +1746,40 @@ fn i_m8_quiet() {
 fn i_m3_quiet() {
     for p in BUILTIN {
         quiet(PRIVATE_FORKED_EVICT, p);
+    }
+}
+
+#[test]
+fn i_m9_fires() {
+    fires("I-M9");
+}
+
+#[test]
+fn i_m9_and_i_m10_quiet() {
+    for p in BUILTIN {
+        quiet(PRIVATE_FORKED_EVICT, p);
+        quiet(FAULT_MIGRATE, p);
+    }
+    // the parent's page is found through the child's link to the parent's
+    // anon_vma after the parent exited
+    for p in ["e3", "e4", "e5"] {
+        quiet(RANGE_EVICT, p);
+    }
+}
+
+#[test]
+fn i_m10_fires() {
+    fires("I-M10");
+}
+
+/// The freed anon_vma is a finding of every era with `migrate_device_range`
+/// (nothing in mm/migrate_device.c holds the anon_vma); the same program
+/// without the exit is clean (RANGE_EVICT above).
+#[test]
+fn i_m10_in_every_era_with_device_range() {
+    for p in ["e3", "e4", "e5"] {
+        let v = run(RANGE_EVICT_EXIT, Rules::preset(p).unwrap());
+        assert_eq!(v.violation.as_ref().map(|x| x.invariant.id()), Some("I-M10"), "{p}\n{}", show(&v));
     }
 }
 
