@@ -369,10 +369,8 @@ def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
                 m.s.ledger.pages[p].dirty_pte = True
                 m.s.flags[p] |= PG_DIRTY
             _replace_with_migration_entry(m, proc, a, level, kind, cpu)
-        # a mapping the walk missed leaves the folio mapped: restored
-        if rmap.rmap_walk_missed(m, walk, p, nr, "mapping", "try_to_migrate"):
-            _set_mig_entry(m, slot, i, e._replace(flags=e.flags & ~MF_MIGRATE))
-            continue
+        # a mapping the walk missed is a safety violation (I-M9): the program ends there
+        rmap.rmap_walk_missed(m, walk, p, nr, "mapping", "try_to_migrate")
         if not _migrate_check_page(m, slot, p):
             m.trace_note(lambda: f"migrate_vma_check_page(pfn {p}) fails: restored")
             _set_mig_entry(m, slot, i, e._replace(flags=e.flags & ~MF_MIGRATE))
@@ -792,9 +790,9 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
         _replace_with_migration_entry(m, proc, a, level, kind, cpu)
     # migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
     # extra one are expected
-    missed = rmap.rmap_walk_missed(m, walk, p, 1, "mapping", "try_to_migrate")
+    rmap.rmap_walk_missed(m, walk, p, 1, "mapping", "try_to_migrate")
     dst: int | None = None
-    if missed or m.s.rc[p] - 2 > folio.folio_mapcount(m, p):
+    if m.s.rc[p] - 2 > folio.folio_mapcount(m, p):
         m.trace_note(lambda: f"migrate_vma_check_page(pfn {p}) fails: -EBUSY")
     elif failure.inject(m, SITE_ALLOC):
         m.trace_note(lambda: "alloc_page failed")

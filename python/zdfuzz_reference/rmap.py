@@ -87,12 +87,12 @@ def rmap_walk_procs(m: Machine, h: int, pfn: int, what: str) -> int:
     return 0
 
 
-def rmap_walk_missed(m: Machine, mask: int, h: int, nr: int, want: str, what: str) -> bool:
+def rmap_walk_missed(m: Machine, mask: int, h: int, nr: int, want: str, what: str) -> None:
     """Does an entry of the folio remain in a process the walk over ``mask``
     did not visit? Reported (I-M9)."""
     found = pagetable.find_entry(m, h, nr, want, procs=~mask & 0xFF)
     if found is None:
-        return False
+        return
     proc, addr, _ = found
     mapping = m.s.mapping[page.head_of(m, h)]
     m.violate(
@@ -106,4 +106,3 @@ def rmap_walk_missed(m: Machine, mask: int, h: int, nr: int, want: str, what: st
             f"process {proc} missed",
         ),
     )
-    return True

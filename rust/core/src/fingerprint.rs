@@ -1691,6 +1691,7 @@ step task=1
             ("ledger.pages.dirty_pte", |s| s.ledger.pages[3].dirty_pte ^= true),
             ("alive", |s| s.alive[1] ^= true),
             ("avc", |s| s.avc[1] ^= 1),
+            ("avc of the first process", |s| s.avc[0] ^= 2),
             ("dax", |s| s.dax[0] = 5),
             ("p2p_len", |s| s.p2p_len[15] = 1),
             ("armed", |s| s.armed[1] = 2),
@@ -1750,6 +1751,24 @@ step task=1
             let fp = c.fingerprint(&m.s, &m.layout, Reduction::Symmetry);
             assert_ne!(fp, fp0, "{name}: the reduced fingerprint ignores it");
             assert!(seen.insert(fp), "{name}: same reduced fingerprint as another counter");
+        }
+    }
+
+    /// Which anon_vmas each process is linked to decides where rmap walks
+    /// go and whether an anon_vma is still alive (I-M10): processes are
+    /// never permuted, so the reduced fingerprint keeps every link.
+    #[test]
+    fn anon_vma_links_survive_the_symmetry_reduction() {
+        let base = after("e3", BUSY);
+        let mut c = Canon::new();
+        let fp0 = c.fingerprint(&base.s, &base.layout, Reduction::Symmetry);
+        let mut seen = std::collections::HashSet::new();
+        for (proc, bit) in [(0, 2u8), (1, 1u8)] {
+            let mut m = after("e3", BUSY);
+            m.s.avc[proc] ^= bit;
+            let fp = c.fingerprint(&m.s, &m.layout, Reduction::Symmetry);
+            assert_ne!(fp, fp0, "process {proc}'s links: the reduced fingerprint ignores them");
+            assert!(seen.insert(fp), "process {proc}'s links: same reduced fingerprint as the other's");
         }
     }
 

@@ -456,13 +456,10 @@ impl Machine {
                 }
                 self.replace_with_migration_entry(proc, a, level, kind, cpu);
             }
-            // a mapping the walk missed leaves the folio mapped:
-            // `folio_mapped()` after try_to_migrate, restored
-            if self.rmap_walk_missed(walk, p, nr, |x| x.is_mapping(), "try_to_migrate") {
-                e.flags &= !MF_MIGRATE;
-                self.set_mig_entry(slot, i, e);
-                continue;
-            }
+            // a mapping the walk missed is a safety violation (I-M9); the
+            // program ends there, so what the kernel does next (the folio
+            // is still mapped: restored) is not modelled
+            self.rmap_walk_missed(walk, p, nr, |x| x.is_mapping(), "try_to_migrate");
             if !self.migrate_check_page(slot, p) {
                 self.trace_note(|| format!("migrate_vma_check_page(pfn {p}) fails: restored"));
                 e.flags &= !MF_MIGRATE;
@@ -935,10 +932,10 @@ impl Machine {
             }
             self.replace_with_migration_entry(proc, a, level, kind, cpu);
         }
-        let missed = self.rmap_walk_missed(walk, p, 1, |x| x.is_mapping(), "try_to_migrate");
+        self.rmap_walk_missed(walk, p, 1, |x| x.is_mapping(), "try_to_migrate");
         // migrate_vma_check_page: the caller's reference and the ZONE_DEVICE
         // extra one are expected
-        let checked = !missed && self.s.rc[p] - 2 <= self.folio_mapcount(p);
+        let checked = self.s.rc[p] - 2 <= self.folio_mapcount(p);
         let dst = if !checked {
             self.trace_note(|| format!("migrate_vma_check_page(pfn {p}) fails: -EBUSY"));
             None

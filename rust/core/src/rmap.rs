@@ -72,7 +72,7 @@ impl Machine {
 
     /// After an rmap walk over `mask` of the folio at `h` (`nr` pages) that
     /// acted on every entry `want` accepts: does such an entry remain in a
-    /// process the walk did not visit? Reported (I-M9); returns true then.
+    /// process the walk did not visit? Reported (I-M9).
     pub(crate) fn rmap_walk_missed(
         &mut self,
         mask: u8,
@@ -80,10 +80,10 @@ impl Machine {
         nr: usize,
         want: impl Fn(Pte) -> bool,
         what: &'static str,
-    ) -> bool {
-        let Some((proc, addr, _)) = self.find_entry_in(!mask, h, nr, want) else { return false };
-        let mapping = self.s.mapping[self.head_of(h)];
-        self.observe(Obs::RmapMissed { pfn: h, proc, addr, mapping, what });
-        true
+    ) {
+        if let Some((proc, addr, _)) = self.find_entry_in(!mask, h, nr, want) {
+            let mapping = self.s.mapping[self.head_of(h)];
+            self.observe(Obs::RmapMissed { pfn: h, proc, addr, mapping, what });
+        }
     }
 }

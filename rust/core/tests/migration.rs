@@ -250,13 +250,21 @@ proptest! {
         }
     }
 
-    /// The newest eras are clean on device-private memory, THPs included.
+    /// The newest eras are clean on device-private memory, THPs included,
+    /// but for one finding: the eviction's walk of an anon_vma a process
+    /// exit freed (docs/findings.md F5), reported in a migration task of
+    /// `migrate_device_range`.
     #[test]
     fn newest_eras_are_clean_on_private_memory(data in proptest::collection::vec(any::<u8>(), 0..300), order in 0usize..3) {
         for preset in ["e4", "e5"] {
             let mut m = Machine::new(Config::with_shape(Rules::preset(preset).unwrap(), private_shape(order))).unwrap();
             let v = m.run_bytes(&data);
-            prop_assert!(v.ok(), "{}: {:?} {:?}", preset, v.violation, v.conformance);
+            let f5 = v.conformance.is_none()
+                && v.violation.as_ref().is_some_and(|x| {
+                    x.invariant.id() == "I-M10"
+                        && x.task == Some(zdfuzz_core::sched::TaskKind::Migrate { origin: zdfuzz_core::migrate::Origin::DeviceRange })
+                });
+            prop_assert!(v.ok() || f5, "{}: {:?} {:?}", preset, v.violation, v.conformance);
         }
     }
 }
