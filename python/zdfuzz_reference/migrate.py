@@ -339,7 +339,7 @@ def migrate_unmap(m: Machine, slot: int, cpu: int) -> None:
         # try_to_migrate (only on a mapped folio): every other mapping the
         # rmap walk finds becomes a migration entry
         nr = page.folio_nr(m, p)
-        walk = rmap.rmap_walk_procs(m, p, p, "try_to_migrate") if folio.folio_mapcount(m, p) > 0 else 0
+        walk = rmap.try_to_migrate_procs(m, p)
         while (found := pagetable.find_entry(m, p, nr, "mapping", walk)) is not None:
             proc, a, level = found
             x, _ = pagetable.entry(m, proc, a)
@@ -779,7 +779,7 @@ def migrate_device_coherent_page(m: Machine, p: int, cpu: int) -> bool:
     m.s.ledger.pages[p].collect += 1
     m.trace_note(lambda: f"migrate_device_coherent_page(pfn {p})")
     # migrate_device_unmap: try_to_migrate every mapping the rmap walk finds
-    walk = rmap.rmap_walk_procs(m, p, p, "try_to_migrate") if folio.folio_mapcount(m, p) > 0 else 0
+    walk = rmap.try_to_migrate_procs(m, p)
     while (found := pagetable.find_entry(m, p, 1, "mapping", walk)) is not None:
         proc, a, level = found
         x, _ = pagetable.entry(m, proc, a)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import data, page, pagetable, ram
-from zdfuzz_reference.flags import PG_LRU, anon_mapping
+from zdfuzz_reference import data, page, pagetable, ram, rmap
+from zdfuzz_reference.flags import PG_LRU
 from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PMD, PTE
 
@@ -187,7 +187,7 @@ def fork(m: Machine, parent: int, child: int) -> None:
                 m.s.content[n] = m.s.content[p]
                 m.s.ledger.pages[n].dirty_pte = m.s.ledger.pages[p].dirty_pte
                 m.s.rc[n] = 0
-                m.s.mapping[n] = anon_mapping(child)  # folio_add_new_anon_rmap
+                rmap.folio_add_new_anon_rmap(m, n, child)
                 # the new PTE is made dirty (pte_mkdirty): the copy exists only
                 # in memory, so reclaim or migration must not treat it as clean
                 pagetable.install_entry(

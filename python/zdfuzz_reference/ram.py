@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import folio, page, pagetable
-from zdfuzz_reference.flags import PG_BUDDY, PG_LRU, anon_mapping
+from zdfuzz_reference import folio, page, pagetable, rmap
+from zdfuzz_reference.flags import PG_BUDDY, PG_LRU
 from zdfuzz_reference.oracle import SAFETY
 from zdfuzz_reference.pte import PMD, PTE
 
@@ -62,7 +62,7 @@ def do_anonymous_page(m: Machine, proc: int, addr: int) -> None:
         return
     # the allocation reference becomes the mapping's (folio_add_new_anon_rmap)
     m.s.rc[p] = 0
-    m.s.mapping[p] = anon_mapping(proc)
+    rmap.folio_add_new_anon_rmap(m, p, proc)
     pagetable.install_entry(m, proc, addr, PTE, pagetable.present(p, True), 0, "do_anonymous_page")
     m.s.flags[p] |= PG_LRU
     m.s.ledger.vcontent[m.layout.pte_slot(proc, addr)] = 0
@@ -74,7 +74,7 @@ def do_huge_pmd_anonymous_page(m: Machine, proc: int, addr: int) -> None:
     if h is None:
         return
     m.s.rc[h] = 0
-    m.s.mapping[h] = anon_mapping(proc)  # folio_add_new_anon_rmap
+    rmap.folio_add_new_anon_rmap(m, h, proc)
     start = pagetable.block_start(m, addr)
     pagetable.install_entry(m, proc, start, PMD, pagetable.present(h, True), 0, "do_huge_pmd_anonymous_page")
     m.s.flags[h] |= PG_LRU
@@ -115,7 +115,7 @@ def do_wp_page(m: Machine, proc: int, addr: int, cpu: int) -> None:
     m.s.content[n] = m.s.content[p]
     m.s.ledger.pages[n].dirty_pte = m.s.ledger.pages[p].dirty_pte
     m.s.rc[n] = 0
-    m.s.mapping[n] = anon_mapping(proc)  # wp_page_copy: folio_add_new_anon_rmap
+    rmap.folio_add_new_anon_rmap(m, n, proc)  # wp_page_copy
     pagetable.clear_entry(m, proc, addr, PTE, cpu, "do_wp_page: put old page")
     pagetable.install_entry(m, proc, addr, PTE, pagetable.present(n, True), 0, "do_wp_page: new page")
     m.s.flags[n] |= PG_LRU

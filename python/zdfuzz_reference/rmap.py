@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import page, pagetable
-from zdfuzz_reference.flags import MAPPING_NONE, anon_mapping, anon_vma_of, is_anon_mapping, is_file_mapping
+from zdfuzz_reference import folio, page, pagetable
+from zdfuzz_reference.flags import (
+    MAPPING_FILE,
+    MAPPING_NONE,
+    anon_mapping,
+    anon_vma_of,
+    is_anon_mapping,
+    is_file_mapping,
+)
 from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
@@ -30,7 +37,7 @@ def mapping_name(mp: int) -> str:
         return f"the anon_vma of process {av}"
     if mp == MAPPING_NONE:
         return "NULL"
-    return f"file {mp - 2}"
+    return f"file {mp - MAPPING_FILE}"
 
 
 def folio_add_new_anon_rmap(m: Machine, h: int, proc: int) -> None:
@@ -56,6 +63,12 @@ def folio_add_new_anon_rmap(m: Machine, h: int, proc: int) -> None:
                 mapping_name(mapping),
             ),
         )
+
+
+def try_to_migrate_procs(m: Machine, p: int) -> int:
+    """The processes ``try_to_migrate`` walks for the folio at ``p``: none
+    for a folio nothing maps any more (``if (folio_mapped(folio))``)."""
+    return rmap_walk_procs(m, p, p, "try_to_migrate") if folio.folio_mapcount(m, p) > 0 else 0
 
 
 def rmap_walk_procs(m: Machine, h: int, pfn: int, what: str) -> int:

@@ -130,16 +130,14 @@ impl Machine {
                 self.s.split_pgmap_refs[g] += nr as u32 - 1;
             }
         }
-        {
-            // __split_huge_page_tail: `page_tail->mapping = head->mapping`
-            // (an anonymous folio's pieces keep its anon_vma); for a
-            // device-private folio pgmap->ops->folio_split(head, tail) does
-            // the same (the default copies pgmap — implicit here: a pfn's
-            // pgmap is fixed — and mapping)
-            let m = self.s.mapping[h];
-            for p in h + 1..h + nr {
-                self.s.mapping[p] = m;
-            }
+        // __split_huge_page_tail: `page_tail->mapping = head->mapping` (an
+        // anonymous folio's pieces keep its anon_vma); for a device-private
+        // folio pgmap->ops->folio_split(head, tail) does the same (the
+        // default copies pgmap — implicit here: a pfn's pgmap is fixed — and
+        // mapping)
+        let m = self.s.mapping[h];
+        for p in h + 1..h + nr {
+            self.s.mapping[p] = m;
         }
         self.trace_note(|| {
             format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" })

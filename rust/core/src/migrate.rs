@@ -420,8 +420,7 @@ impl Machine {
             // try_to_migrate: every other mapping the rmap walk finds
             // becomes a migration entry
             let nr = self.folio_nr(p);
-            // `if (folio_mapped(folio)) try_to_migrate(folio, 0)`
-            let walk = if self.folio_mapcount(p) > 0 { self.rmap_walk_procs(p, p, "try_to_migrate") } else { 0 };
+            let walk = self.try_to_migrate_procs(p);
             while let Some((proc, a, level)) = self.find_entry_in(walk, p, nr, |x| x.is_mapping()) {
                 let (x, _) = self.entry(proc, a);
                 let kind = if x.writable() { MigKind::Write } else { MigKind::Read };
@@ -922,7 +921,7 @@ impl Machine {
         self.s.ledger.pages[p].collect += 1;
         self.trace_note(|| format!("migrate_device_coherent_page(pfn {p})"));
         // migrate_device_unmap: try_to_migrate every mapping the rmap walk finds
-        let walk = if self.folio_mapcount(p) > 0 { self.rmap_walk_procs(p, p, "try_to_migrate") } else { 0 };
+        let walk = self.try_to_migrate_procs(p);
         while let Some((proc, a, level)) = self.find_entry_in(walk, p, 1, |x| x.is_mapping()) {
             let (x, _) = self.entry(proc, a);
             let kind = if x.writable() { MigKind::Write } else { MigKind::Read };

@@ -18,7 +18,7 @@ use crate::fault::M_FLUSH;
 use crate::machine::{ok, Machine};
 use crate::migrate::MF_COMPOUND;
 use crate::oracle::Obs;
-use crate::page::{anon_mapping, PG_LRU};
+use crate::page::PG_LRU;
 use crate::pagetable::{Level, MigKind, Pte};
 use crate::rules::DeviceType;
 use crate::sched::TaskKind;
@@ -184,8 +184,7 @@ impl Machine {
                         self.s.content[n] = self.s.content[p];
                         self.s.ledger.pages[n].dirty_pte = self.s.ledger.pages[p].dirty_pte;
                         self.s.rc[n] = 0;
-                        // folio_add_new_anon_rmap(new_folio, dst_vma)
-                        self.s.mapping[n] = anon_mapping(child);
+                        self.folio_add_new_anon_rmap(n, child);
                         // the new PTE is made dirty (pte_mkdirty): the copy exists
                         // only in memory, so reclaim or migration must not treat it
                         // as clean

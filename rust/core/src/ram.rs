@@ -11,7 +11,7 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
-use crate::page::{anon_mapping, PG_BUDDY, PG_LRU};
+use crate::page::{PG_BUDDY, PG_LRU};
 use crate::pagetable::{Level, Pte};
 
 impl Machine {
@@ -58,7 +58,7 @@ impl Machine {
         let Some(p) = self.ram_alloc(0) else { return };
         // the allocation reference becomes the mapping's (folio_add_new_anon_rmap)
         self.s.rc[p] = 0;
-        self.s.mapping[p] = anon_mapping(proc);
+        self.folio_add_new_anon_rmap(p, proc);
         self.install_entry(proc, addr, Level::Pte, Pte::present(p, true), 0, "do_anonymous_page");
         self.s.flags[p] |= PG_LRU;
         let v = self.layout.pte_slot(proc, addr);
@@ -69,8 +69,7 @@ impl Machine {
     pub(crate) fn do_huge_pmd_anonymous_page(&mut self, proc: usize, addr: usize) {
         let Some(h) = self.ram_alloc(self.layout.order) else { return };
         self.s.rc[h] = 0;
-        // folio_add_new_anon_rmap
-        self.s.mapping[h] = anon_mapping(proc);
+        self.folio_add_new_anon_rmap(h, proc);
         let start = self.block_start(addr);
         self.install_entry(proc, start, Level::Pmd, Pte::present(h, true), 0, "do_huge_pmd_anonymous_page");
         self.s.flags[h] |= PG_LRU;
@@ -124,8 +123,8 @@ impl Machine {
         self.s.content[n] = self.s.content[p];
         self.s.ledger.pages[n].dirty_pte = self.s.ledger.pages[p].dirty_pte;
         self.s.rc[n] = 0;
-        // wp_page_copy: folio_add_new_anon_rmap
-        self.s.mapping[n] = anon_mapping(proc);
+        // wp_page_copy
+        self.folio_add_new_anon_rmap(n, proc);
         self.clear_entry(proc, addr, Level::Pte, cpu, "do_wp_page: put old page");
         self.install_entry(proc, addr, Level::Pte, Pte::present(n, true), 0, "do_wp_page: new page");
         self.s.flags[n] |= PG_LRU;

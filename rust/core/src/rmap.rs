@@ -47,6 +47,18 @@ impl Machine {
         self.observe(Obs::NewAnonRmap { pfn: h, proc, mapping, linked });
     }
 
+    /// The processes `try_to_migrate(folio)` walks for the folio at `p`:
+    /// none for a folio nothing maps any more (`if (folio_mapped(folio))
+    /// try_to_migrate(folio, 0)`, mm/migrate_device.c), else
+    /// [`Machine::rmap_walk_procs`].
+    pub(crate) fn try_to_migrate_procs(&mut self, p: usize) -> u8 {
+        if self.folio_mapcount(p) > 0 {
+            self.rmap_walk_procs(p, p, "try_to_migrate")
+        } else {
+            0
+        }
+    }
+
     /// The processes `rmap_walk(folio)` visits for the folio at `h`, a bit
     /// each: the VMAs linked to its anon_vma; every process for a DAX file
     /// (`rmap_walk_file` over `i_mmap`: any process may map the file);
