@@ -136,9 +136,7 @@ impl Machine {
         // default copies pgmap — implicit here: a pfn's pgmap is fixed — and
         // mapping)
         let m = self.s.mapping[h];
-        for p in h + 1..h + nr {
-            self.s.mapping[p] = m;
-        }
+        self.s.mapping[h..h + nr].fill(m);
         self.trace_note(|| {
             format!("split folio {h} ({nr} pages){}", if private { ", folio_split callbacks" } else { "" })
         });
