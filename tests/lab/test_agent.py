@@ -107,6 +107,35 @@ def test_a_step_that_outlives_its_timeout_is_blocked_then_late(agent: Path, tmp_
     assert end["still_blocked"] == []
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_a_background_step_is_raced_not_waited_for(agent: Path, tmp_path: Path, background: bool) -> None:
+    # a step sent with timeout 0 is left running at once; after the next
+    # step, settling waits for steps still in the kernel (so a completion
+    # that step caused is reported during it), except a background one,
+    # which the scenario races on purpose: its completion comes at the wait
+    recs = run(
+        agent,
+        tmp_path,
+        {
+            "name": "t",
+            "actors": ["A", "B"],
+            "step_timeout_ms": 3000,
+            "settle_ms": 3000,
+            "final_wait_ms": 3000,
+            "steps": [
+                {"actor": "-", "op": "exec", "args": {"argv": ["/bin/sleep", "1"]}, "timeout_ms": 0}
+                | ({"background": True} if background else {}),
+                {"actor": "B", "op": "mmap", "args": {"pages": 1, "as": "m"}},
+                {"actor": "-", "op": "wait", "args": {"step": 0}, "timeout_ms": 5000},
+            ],
+        },
+    )
+    s = steps(recs)
+    assert s[0]["status"] == "blocked" and s[1]["status"] == "ok"
+    [late] = [r for r in recs if r.get("t") == "late"]
+    assert late["i"] == 0 and late["during"] == (2 if background else 1)
+
+
 def test_a_bad_scenario_file_is_reported_not_crashed_on(agent: Path, tmp_path: Path) -> None:
     f = tmp_path / "s.json"
     f.write_text("{not json")

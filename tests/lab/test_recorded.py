@@ -24,12 +24,44 @@ def recorded(name: str) -> dict[str, Any]:
     return d
 
 
-def verdict(name: str) -> Any:
-    d = recorded(name)
+def verdict(name: str, rules: str = "e3", d: dict[str, Any] | None = None) -> Any:
+    d = d or recorded(name)
     sc = scenario.load(scenario.find(d["scenario"]))
     obs = observe(d["agent_records"], len(sc.steps), d["console"])
-    row = compare(sc, predict(sc, "e3"), obs, d["kernel_release"], d["status"], d["message"])
+    row = compare(sc, predict(sc, rules), obs, d["kernel_release"], d["status"], d["message"])
     return sc, obs, row
+
+
+DEBIAN_612 = str(Path(scenario.__file__).parent / "presets" / "debian-6.12.toml")
+
+
+def test_f5_on_the_lab_kernel_kasan_reports_the_walk_of_the_freed_anon_vma() -> None:
+    # docs/findings.md F5: the eviction's finalize walks the anon_vma that the
+    # racing exit freed; KASAN (with CONFIG_SLUB_RCU_DEBUG) names the model's
+    # path: allocated by the fault's anon_vma_prepare, freed by exit_mmap's
+    # unlink_anon_vmas, read in rmap_walk_anon from migrate_device_finalize
+    sc, obs, row = verdict("evict-races-exit-kasan-lab-6.12", DEBIAN_612)
+    [kasan] = [e for e in obs.events if e.kind == "kasan"]
+    assert kasan.summary.startswith("BUG: KASAN: slab-use-after-free") and kasan.func == "rmap_walk_anon"
+    console = recorded("evict-races-exit-kasan-lab-6.12")["console"]
+    for frame in ("remove_migration_ptes", "migrate_device_finalize", "unlink_anon_vmas", "anon_vma_alloc"):
+        assert frame in console
+    close = next(i for i, s in enumerate(sc.steps) if s.text.startswith("B close"))
+    assert obs.steps[close].status == "blocked", "the guest raced the eviction instead of waiting for it"
+    assert row.result == "agree" and row.confirmed and row.model.startswith("I-M10")
+
+
+@pytest.mark.parametrize("during,confirmed", [("10", True), ("9", True), ("7", False)])
+def test_a_report_from_a_background_task_counts_from_the_step_that_started_it(during: str, confirmed: bool) -> None:
+    # the model runs the held eviction at the wait (step 11); the kernel may
+    # finish it during any step after the close (step 8) started it, but not
+    # before: a report read after step 7 is not this violation's
+    d = recorded("evict-races-exit-kasan-lab-6.12")
+    for r in d["agent_records"]:
+        if r.get("t") == "kmsg" and r.get("after") == "11":
+            r["after"] = during
+    _sc, _obs, row = verdict("", DEBIAN_612, d)
+    assert row.confirmed is confirmed
 
 
 def test_f1_on_6_12_the_unbind_returns_under_the_pin_and_the_unpin_oopses() -> None:
@@ -254,3 +286,25 @@ def test_f3_through_a_pmd_mapped_fs_dax_extent_oopses_at_the_put_of_the_tail_pag
     assert oops.func == "page_cache_pipe_buf_release"
     assert row.result == "agree" and row.confirmed
     assert row.model.startswith("I-L2") and "pfn 1" in row.model
+
+
+@pytest.mark.parametrize("name", ["reflink-read-both-warn-6.1", "reflink-cow-truncate-warn-6.1"])
+def test_fsdax_reflink_on_6_1_warns_in_dax_associate_entry_explained_by_f6(name: str) -> None:
+    # docs/findings.md F6: the model has no reflink and predicts clean; 6.1
+    # warns at dax_associate_entry's WARN_ON_ONCE(page->mapping) (fs/dax.c:380
+    # in Debian's 6.1.192), a disagreement known.toml explains
+    sc, obs, row = verdict(name)
+    [warn] = [e for e in obs.events if e.kind == "warning"]
+    assert warn.where == "fs/dax.c:380" and warn.func.startswith("dax_insert_entry")
+    last_touch = max(i for i, s in enumerate(sc.steps) if " touch " in f" {s.text} ")
+    assert warn.after == str(last_touch), "the warning comes from the last fault, not the first"
+    assert row.model == "clean" and row.result == "disagree" and row.explained == "F6"
+
+
+def test_the_cow_block_that_warns_is_the_one_truncate_left_flagged() -> None:
+    # the block g's write fault got (the CoW copy) is the first block of h
+    d = recorded("reflink-cow-truncate-warn-6.1")
+    sc = scenario.load(scenario.find(d["scenario"]))
+    pfn = {r["i"]: r["page"]["pfn"] for r in d["agent_records"] if r.get("t") == "step" and "page" in r}
+    g, h = (next(i for i, s in enumerate(sc.steps) if f"touch map={m} " in s.text) for m in ("mg", "mh"))
+    assert pfn[g] == pfn[h]

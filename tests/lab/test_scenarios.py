@@ -107,6 +107,42 @@ def test_a_short_term_pin_in_flight_holds_truncate_until_the_io_completes() -> N
     assert p.steps[t].outcome == "blocks" and p.steps[t].completes_at == w
 
 
+def test_a_zero_step_timeout_reaches_the_agent_as_zero() -> None:
+    # @timeout=0 means "do not wait": dropping it (0 is falsy) would give the
+    # step the default and serialise the race the scenario sets up
+    from zdfuzz.lab.guest import Image
+    from zdfuzz.lab.run import agent_scenario, setup_of
+
+    sc = load("hmm-evict-races-exit")
+    spec = agent_scenario(sc, setup_of(sc), Image(Path("."), [], ""), "tcg")
+    close = step_index(sc, "B close")
+    assert spec["steps"][close]["timeout_ms"] == 0
+    assert "timeout_ms" not in spec["steps"][step_index(sc, "A exit")]
+    with pytest.raises(ScenarioError, match="0 or more"):
+        scenario.parse(SUITE["hmm-evict-races-exit"].read_text().replace("@timeout=0", "@timeout=-1"))
+
+
+DEBIAN_612 = str(Path(scenario.__file__).parent / "presets" / "debian-6.12.toml")
+
+
+def test_a_background_eviction_is_held_open_so_the_exit_lands_inside_it() -> None:
+    # docs/findings.md F5: the eviction's task waits where its own actions left
+    # it (after the collect) until the `wait`, so the exit runs in the window
+    # and finalize's walk reads the freed anon_vma at the wait.
+    sc = load("hmm-evict-races-exit")
+    close, ex, w = step_index(sc, "B close"), step_index(sc, "A exit"), step_index(sc, "- wait")
+    p = predict(sc, DEBIAN_612)
+    assert p.violation is not None and p.violation.invariant == "I-M10" and p.violation.step == w
+    assert p.steps[close].outcome == "blocks" and p.steps[close].completes_at == w
+    assert p.steps[ex].outcome == "ok"
+    # the same steps with the eviction waited for: it finishes before the
+    # exit, and nothing is left to race
+    waited = scenario.parse(SUITE["hmm-evict-races-exit"].read_text().replace(" @background=yes @timeout=0", ""))
+    q = predict(waited, DEBIAN_612)
+    assert q.violation is None
+    assert q.steps[close].outcome == "ok"
+
+
 @pytest.mark.parametrize("name", ["fsdax-unbind-pmem-mounted", "fsdax-xfs-unbind-pmem-mounted"])
 def test_fsdax_unbind_under_a_reference_tears_down_under_e3(name: str) -> None:
     sc = load(name)

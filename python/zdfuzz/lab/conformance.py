@@ -88,6 +88,8 @@ EVIDENCE: dict[str, set[str]] = {
     "I-X2": {"warning", "bad-page", "vm-bug"},
     "I-M6": {"warning", "vm-bug", "bad-page"},
     "I-L4": {"hung-task"},
+    # a walk of a freed anon_vma: KASAN (with CONFIG_SLUB_RCU_DEBUG) or an oops
+    "I-M10": {"kasan", "kfence", "oops"},
     "I-D3": {"hung-task", "rcu-stall"},
 }
 
@@ -246,8 +248,9 @@ def compare(sc: Scenario, pred: Prediction, obs: Observation, kernel: str, run_s
                     "the model saw no violation, the kernel reported: " + "; ".join(e.summary for e in reports[:3])
                 )
             elif v is not None:
+                since = v.step if v.observable_from is None else v.observable_from
                 after = [
-                    e for e in reports if (_event_step(e) is None or v.step is None or (_event_step(e) or 0) >= v.step)
+                    e for e in reports if (_event_step(e) is None or since is None or (_event_step(e) or 0) >= since)
                 ]
                 evidence = evidence_for(v.invariant, after)
                 if evidence:

@@ -51,6 +51,10 @@ class ModelViolation:
     message: str
     step: int | None  # lab step; None = found by the end-of-program drain
     action: str
+    # The first lab step at which the kernel may show it: the step itself,
+    # or, for a violation in a task a @background step started, that step
+    # (the guest does not wait for it, so it can happen during any later one).
+    observable_from: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -130,12 +134,20 @@ def predict(sc: Scenario, rules: str) -> Prediction:
         for tid in [t for t in owner if t not in ids]:
             steps[owner.pop(tid)].completes_at = lab
 
+    # Lab steps marked @background whose kernel tasks are held where the
+    # step's own actions left them, until a `wait` for that step: the guest
+    # does not wait for such a step, so what the next steps do can land
+    # between the task's steps (a race the scenario sets up on purpose).
+    held: set[int] = set()
+
     def settle(lab: int) -> bool:
         for _ in range(10_000):
             live = tasks()
             for tid, _desc, blocked in live:
-                if blocked is None:
+                if blocked is None and owner.get(tid) not in held:
                     if not do(f"step task={tid}", lab, 0):
+                        if violation is not None and tid in owner and sc.steps[owner[tid]].background:
+                            violation.observable_from = owner[tid]
                         finished(lab)
                         return False
                     break
@@ -154,6 +166,9 @@ def predict(sc: Scenario, rules: str) -> Prediction:
         if stopped:
             steps[i].outcome = "not-run"
             continue
+        if st.op == "wait":
+            target = st.args.get("step")
+            held.difference_update(held if target is None else {target})
         if not st.model:
             if not settle(i):
                 stopped = True
@@ -177,6 +192,8 @@ def predict(sc: Scenario, rules: str) -> Prediction:
                 break
         for tid in {t[0] for t in tasks()} - before:
             owner[tid] = i
+        if st.background:
+            held.add(i)
         if steps[i].outcome == "refused":
             stopped = True
             continue

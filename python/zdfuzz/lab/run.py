@@ -99,7 +99,8 @@ def agent_scenario(sc: Scenario, setup: Setup, image: guest.Image, accel: str) -
         "actors": sc.actors,
         "steps": [
             {"actor": s.runner, "op": s.op, "args": s.args}
-            | ({"timeout_ms": int(s.timeout * 1000)} if s.timeout else {})
+            | ({"timeout_ms": int(s.timeout * 1000)} if s.timeout is not None else {})
+            | ({"background": True} if s.background else {})
             for s in sc.steps
         ],
     }

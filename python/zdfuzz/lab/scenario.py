@@ -34,8 +34,12 @@ ERRNO and the model did not predict it, the kernel does not offer this path
 (the scenario is reported as not applicable on that kernel, with the reason);
 ``@timeout=SECONDS`` — how long the step may take before it counts as blocked;
 ``@background=yes`` — the step stays in the kernel by design (an I/O in flight
-on a slow device, holding its pin): whether and when it returns is not
-compared, and a later ``- wait step=N`` waits for it.
+on a slow device, holding its pin, or a driver's eviction that another
+actor races): whether and when it returns is not compared, and a later
+``- wait step=N`` waits for it. With ``@timeout=0`` the guest goes on to the
+next step at once. The model leaves the kernel tasks such a step starts
+where its own actions (``=> ...; step task=N``) leave them until the
+``wait``, so the steps between run inside the window.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ OPS: dict[str, tuple[bool, dict[str, str], dict[str, str]]] = {
     "open": (True, {"path": STR, "as": STR}, {"flags": STR}),
     "close": (True, {"file": STR}, {}),
     "mmap": (True, {"as": STR}, {"file": STR, "pages": INT, "offset": INT, "shared": BOOL}),
-    "touch": (True, {"map": STR}, {"page": INT, "write": BOOL}),
+    "touch": (True, {"map": STR}, {"page": INT, "pages": INT, "write": BOOL}),
     "munmap": (True, {"map": STR}, {}),
     "vmsplice": (True, {"map": STR, "as": STR}, {"page": INT, "pages": INT}),
     "close_pipe": (True, {"pipe": STR}, {}),
@@ -73,6 +77,7 @@ OPS: dict[str, tuple[bool, dict[str, str], dict[str, str]]] = {
     "write_file": (False, {"path": STR}, {"pages": INT}),
     "truncate": (False, {"path": STR}, {"size": INT}),
     "punch_hole": (False, {"path": STR}, {"page": INT, "pages": INT}),
+    "reflink": (False, {"src": STR, "dst": STR}, {}),
     "mount": (False, {"dev": STR, "dir": STR, "fstype": STR}, {"options": STR}),
     "umount": (False, {"dir": STR}, {}),
     "sleep": (False, {"ms": INT}, {}),
@@ -268,6 +273,8 @@ def _parse_step(path: str, lineno: int, text: str, guest: str, model: str | None
                 step.timeout = float(v)
             except ValueError:
                 raise ScenarioError(path, lineno, f"@timeout={v!r}: expected seconds") from None
+            if not step.timeout >= 0:
+                raise ScenarioError(path, lineno, f"@timeout={v}: expected seconds, 0 or more")
         else:
             raise ScenarioError(path, lineno, f"unknown step option {k} (@unsupported, @timeout, @background)")
     if model is not None:

@@ -12,7 +12,8 @@ command line (``memmap=128M!1G``: the e820 "protected" range that
 * ``fsdax-ext4`` / ``fsdax-xfs`` — ``-m fsdax``: ``/dev/pmem0`` with a
   MEMORY_DEVICE_FS_DAX pgmap, a file system on it mounted with ``-o dax``;
   ``fsdax-xfs-2m`` the XFS with a 2 MiB stripe unit, so extents are
-  PMD-aligned and faults map PMDs.
+  PMD-aligned and faults map PMDs; ``fsdax-xfs-reflink`` the XFS with
+  reflink on, so files share blocks (the ``reflink`` step, FICLONE).
 
 The region is 128 MiB at 1 GiB of a 2 GiB guest (512 MiB for XFS, whose
 mkfs refuses less than 300 MB): whole x86-64 memory sections (128 MiB each)
@@ -56,17 +57,22 @@ NDCTL = "/usr/bin/ndctl"
 CREATE = [NDCTL, "create-namespace", "-f", "-e", "namespace0.0"]
 
 
-def _xfs_setup(name: str, doc: str, mkfs_options: list[str], needs: tuple[str, ...] = ()) -> Setup:
-    """An fsdax namespace with XFS (reflink off, plus ``mkfs_options``)
-    mounted ``-o dax`` on /mnt, in a 512 MiB region (mkfs.xfs refuses less
-    than 300 MB)."""
+def _xfs_setup(
+    name: str, doc: str, mkfs_options: list[str], needs: tuple[str, ...] = (), reflink: bool = False
+) -> Setup:
+    """An fsdax namespace with XFS (reflink off unless asked for, plus
+    ``mkfs_options``) mounted ``-o dax`` on /mnt, in a 512 MiB region
+    (mkfs.xfs refuses less than 300 MB)."""
     return Setup(
         name,
         doc,
         ["crc32c_generic", "nd_e820", "nd_pmem", "xfs"],
         [
             (CREATE + ["-m", "fsdax", "-M", "dev"], "ndctl"),
-            (["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", "reflink=0", *mkfs_options, "/dev/pmem0"], "xfsprogs"),
+            (
+                ["/usr/sbin/mkfs.xfs", "-q", "-f", "-m", f"reflink={int(reflink)}", *mkfs_options, "/dev/pmem0"],
+                "xfsprogs",
+            ),
             (["/bin/mount", "-t", "xfs", "-o", "dax", "/dev/pmem0", "/mnt"], "busybox-static"),
         ],
         [
@@ -151,6 +157,13 @@ SETUPS: dict[str, Setup] = {
         "fsdax-xfs",
         "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS (reflink off) mounted -o dax on /mnt",
         [],
+    ),
+    "fsdax-xfs-reflink": _xfs_setup(
+        "fsdax-xfs-reflink",
+        "/dev/pmem0 (MEMORY_DEVICE_FS_DAX) with XFS made with reflink on (mkfs.xfs -m reflink=1), mounted -o dax "
+        "on /mnt: files can share blocks (FICLONE), and a write fault on a shared block copies it (DAX CoW, v5.19+)",
+        [],
+        reflink=True,
     ),
     "fsdax-xfs-2m": _xfs_setup(
         "fsdax-xfs-2m",

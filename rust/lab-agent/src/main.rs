@@ -119,6 +119,10 @@ struct Runner {
     reply: LineReader,
     /// The step it is executing, if any.
     busy: Option<usize>,
+    /// The step it is executing was marked `@background`: the scenario
+    /// races it on purpose, so settling after later steps does not wait
+    /// for it (only a `wait` step does).
+    background: bool,
     started: Instant,
     dead: bool,
 }
@@ -237,6 +241,7 @@ impl Agent {
                         cmd: Some(File::from(fd)),
                         reply: LineReader::new(reply),
                         busy: None,
+                        background: false,
                         started: Instant::now(),
                         dead: false,
                     });
@@ -284,6 +289,7 @@ impl Agent {
                     cmd: None,
                     reply: LineReader::new(r),
                     busy: Some(i),
+                    background: false,
                     started: Instant::now(),
                     dead: false,
                 });
@@ -334,6 +340,12 @@ impl Agent {
 
     /// Collect replies and deaths; report completions of steps other than
     /// `current` as late. Returns the reply to `current` if it came.
+    /// Is a step still in the kernel that settling should wait for (any but
+    /// a background one)?
+    fn settling_on(&self) -> bool {
+        self.runners.iter().any(|r| r.busy.is_some() && !r.dead && !r.background)
+    }
+
     fn collect(&mut self, current: Option<usize>, timeout: Duration) -> Option<Value> {
         self.collect_until(current, timeout, false)
     }
@@ -342,7 +354,7 @@ impl Agent {
     /// to finish, so a completion the step caused (a put that wakes a waiter)
     /// is reported as happening during step `i`, not during a later one.
     fn settle(&mut self, i: usize, settle: Duration) {
-        if self.runners.iter().any(|r| r.busy.is_some() && !r.dead) {
+        if self.settling_on() {
             self.collect_until(Some(i), settle, true);
         }
     }
@@ -394,7 +406,7 @@ impl Agent {
             if got.is_some() {
                 return got;
             }
-            if until_idle && !self.runners.iter().any(|r| r.busy.is_some() && !r.dead) {
+            if until_idle && !self.settling_on() {
                 return None;
             }
             let now = Instant::now();
@@ -458,6 +470,9 @@ impl Agent {
                 self.rep.send(json!({"t": "step", "i": i, "status": "error", "errno": errno::of(&e), "detail": format!("fork a task: {e}")}));
                 return;
             }
+            if let Some(r) = self.runners.last_mut() {
+                r.background = step.get("background").and_then(Value::as_bool).unwrap_or(false);
+            }
         } else {
             if op == "fork" {
                 let child = args.get("child").and_then(Value::as_str).unwrap_or("").to_string();
@@ -493,6 +508,7 @@ impl Agent {
             let msg = json!({"i": i, "op": op, "args": args});
             let r = &mut self.runners[idx];
             r.busy = Some(i);
+            r.background = step.get("background").and_then(Value::as_bool).unwrap_or(false);
             r.started = Instant::now();
             let sent = r.cmd.as_mut().map(|c| writeln!(c, "{msg}").and_then(|_| c.flush()));
             if !matches!(sent, Some(Ok(()))) {

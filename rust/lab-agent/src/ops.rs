@@ -185,12 +185,19 @@ impl State {
                 }
             }
             "touch" => {
-                let (m, off, _) = self.range(args)?;
+                // one byte of each page of the range (one page by default);
+                // the report describes the first
+                let (m, off, len) = self.range(args)?;
                 let write = arg_bool(args, "write", true);
-                match m.touch(off, write) {
-                    Ok(_) => {
-                        let mut r =
-                            ok(format!("{} byte at page {}", if write { "stored a" } else { "loaded a" }, off / PAGE));
+                let n = (len / PAGE).max(1);
+                match (0..n).try_for_each(|k| m.touch(off + k * PAGE, write).map(|_| ())) {
+                    Ok(()) => {
+                        let what = if write { "stored a" } else { "loaded a" };
+                        let mut r = if n == 1 {
+                            ok(format!("{what} byte at page {}", off / PAGE))
+                        } else {
+                            ok(format!("{what} byte at pages {}..{}", off / PAGE, off / PAGE + n - 1))
+                        };
                         r["page"] = page_info(m.addr() + off);
                         r
                     }
@@ -435,6 +442,20 @@ fn run_stateless(op: &str, args: &Value) -> Result<Value, ArgError> {
             match OpenOptions::new().write(true).open(path).and_then(|f| sys::ftruncate(f.as_raw_fd(), size)) {
                 Ok(()) => ok(format!("truncated {path} to {size} bytes")),
                 Err(e) => err(&e, &format!("truncate {path}")),
+            }
+        }
+        "reflink" => {
+            // cp --reflink=always: dst (created or emptied) shares src's blocks
+            let src = arg_str(args, "src")?;
+            let dst = arg_str(args, "dst")?;
+            let r = File::open(src).and_then(|s| {
+                let d = File::create(dst)?;
+                sys::ficlone(d.as_raw_fd(), s.as_raw_fd())?;
+                d.sync_all()
+            });
+            match r {
+                Ok(()) => ok(format!("{dst} now shares the blocks of {src} (FICLONE)")),
+                Err(e) => err(&e, &format!("FICLONE {src} -> {dst}")),
             }
         }
         "punch_hole" => {
