@@ -80,7 +80,7 @@ def test_hypothesis_engine_finds_q1_within_its_budget(tmp_path: Path) -> None:
 
 
 def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    # (seed 2: a seed whose 300 examples find Q1, so there is a finding to
+    # (seed 5: a seed whose 300 examples find Q1, so there is a finding to
     # compare; which seeds do changes whenever an action kind is added)
     runs = []
     for d in ("a", "b"):
@@ -89,7 +89,7 @@ def test_hypothesis_engine_is_deterministic_for_a_seed(tmp_path: Path) -> None:
             "p20",
             ("generic",),
             600,
-            2,
+            5,
             str(tmp_path / d),
             [],
             lambda f, _s: found.append(f),
@@ -138,7 +138,7 @@ def test_hypothesis_campaign_from_the_cli_finds_q1(tmp_path: Path) -> None:
             "--types",
             "generic",
             "--seed",
-            "1",
+            "5",
             "--execs",
             "500",
             "--time",

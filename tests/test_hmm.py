@@ -42,9 +42,11 @@ def test_the_native_engine_finds_the_what_if_and_not_the_eras(tmp_path: Path) ->
 
 
 def test_the_explorer_finds_the_shortest_stale_snapshot(tmp_path: Path) -> None:
-    """Shortest (4 actions): an anonymous RAM page, the driver's snapshot of
-    it, the process exits (the notifier's invalidation), and the drain runs
-    the driver's step, which maps the freed page."""
+    """Shortest (3 actions): the driver's faulting walk (HMM_PFN_REQ_FAULT)
+    gives the hole an anonymous RAM page and snapshots it, the process exits
+    (the notifier's invalidation), and the drain runs the driver's step,
+    which maps the freed page. (Before ``hmm_fault`` it was 4: the CPU's
+    fault, then the snapshot-only walk.)"""
     shape = zdfuzz.Shape(types=["private"], pages=1, cpus=1, procs=1, addrs=1, tasks=2, ram=1)
     toml = tmp_path / "noretry.toml"
     toml.write_text(NO_RETRY)
@@ -52,7 +54,7 @@ def test_the_explorer_finds_the_shortest_stale_snapshot(tmp_path: Path) -> None:
     assert bug.violation is not None and bug.violation.invariant == "I-H1", bug
     assert bug.counterexample is not None
     acts = [a for a in bug.counterexample.to_text().splitlines() if a and not a.startswith(("#", "config", "rules"))]
-    assert len(acts) == 4 and acts[2].startswith("hmm_range_fault"), acts
+    assert len(acts) == 3 and acts[1].startswith("hmm_fault ") and acts[2].startswith("exit_mmap"), acts
     assert "stale hmm_range_fault snapshot" in bug.violation.message
     # past the eviction's walk of a freed anon_vma (docs/findings.md F5)
     ok = zdfuzz.explore("e4", shape=shape, depth=8, threads=1, ignore=["I-M10 migrate_device_range private"])

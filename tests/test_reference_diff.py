@@ -329,9 +329,9 @@ def test_native_entry_layout() -> None:
 
 
 def test_hmm_snapshots_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``hmm_range_fault`` after device-private pages are mapped
-    (:func:`diff.private_prefix` with the GUP replaced by the driver's
-    snapshot), then a random walk that races the driver's retry check, under
+    """``hmm_range_fault`` or ``hmm_fault`` after device-private pages are
+    mapped (:func:`diff.private_prefix` with the GUP replaced by the driver's
+    snapshot, with or without HMM_PFN_REQ_FAULT), then a random walk that races the driver's retry check, under
     e4, e5 and the what-if that skips the check. The two models agree, the
     snapshot is taken and used, and invalidated ones are retried (or, in the
     what-if, reported: I-H1)."""
@@ -356,7 +356,9 @@ def test_hmm_snapshots_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch) 
                 shape = diff.random_shape(rng, ["private"], rules)
                 prefix = diff.private_prefix(rng, shape)[:-1]
                 g = shape.types.index("private") * shape.pgmaps
-                prefix.append(Op.new("hmm_range_fault", rng.randrange(shape.procs), rng.randrange(shape.addrs), g, 0))
+                # the snapshot-only walk, or the faulting one (HMM_PFN_REQ_FAULT)
+                kind = rng.choice(["hmm_range_fault", "hmm_fault"])
+                prefix.append(Op.new(kind, rng.randrange(shape.procs), rng.randrange(shape.addrs), g, 0))
                 text = diff.random_walk(rng, rules, shape, rng.randint(0, 30), prefix=prefix)
                 rust, ref = diff.rust_outcome(text, rules), diff.reference_outcome(text, rules)
                 assert "error" not in rust, (rust, text)
@@ -366,6 +368,7 @@ def test_hmm_snapshots_are_generated_and_agree(monkeypatch: pytest.MonkeyPatch) 
                     found.add(rust["violation"]["invariant"])
             notes = [n for trace in compared for t in trace for n in t["notes"]]
             assert sum("(no reference taken)" in n for n in notes) >= 10, rules
+            assert any(n.startswith("hmm_vma_fault: handle_mm_fault on the hole") for n in notes), rules
             if rules != str(path):
                 assert any(n.startswith("mmu_interval_read_retry: the range was invalidated") for n in notes), rules
     assert "I-H1" in found

@@ -51,7 +51,7 @@ def _kind_possible(m: Machine, kind: str) -> bool:
     led = s.ledger.pages
     if kind == "fail_next":
         return lay.faults and 0 in s.armed
-    if kind == "hmm_range_fault":
+    if kind in ("hmm_range_fault", "hmm_fault"):
         live_private = any(
             lay.pgmap_type[g] == "private" and s.pgmaps[g].state == pgmap.LIVE for g in range(lay.npgmaps)
         )

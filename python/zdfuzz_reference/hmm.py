@@ -9,14 +9,17 @@ pgmap, and nothing for a hole or a migration entry; a snapshot with a pfn
 leaves a task whose step is the driver's retry check and its use of the
 snapshot. A changed entry means the notifier invalidated the range: the
 driver retries. The what-if ``private.hmm_checks_retry = false`` uses the
-snapshot anyway (I-H1).
+snapshot anyway (I-H1). ``hmm_fault`` is the walk with HMM_PFN_REQ_FAULT: a
+hole is faulted in (``do_anonymous_page``) and then reported, another
+owner's device-private entry takes the fault task (``do_swap_page``) and the
+call returns -EBUSY, a migration entry is waited out (-EBUSY).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zdfuzz_reference import pagetable, pgmap, sched
+from zdfuzz_reference import fault, pagetable, pgmap, ram, sched
 from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
@@ -36,6 +39,43 @@ def hmm_range_fault_enabled(m: Machine, proc: int, g: int) -> str | None:
     if not sched.free_task_slot(m):
         return "no free task slot"
     return None
+
+
+def hmm_fault_enabled(m: Machine, proc: int, addr: int, g: int) -> str | None:
+    why = hmm_range_fault_enabled(m, proc, g)
+    if why is not None:
+        return why
+    if pagetable.entry(m, proc, addr)[0].kind == pagetable.NONE:
+        # the hole is faulted in where the CPU's anonymous fault could run
+        if fault.mm_busy(m, proc):
+            return "a fault or a migration holds the process's mmap_lock"
+        if pagetable.ptl_owner(m, proc, addr) is not None:
+            return "a task holds the page-table lock"
+    return None
+
+
+def hmm_fault(m: Machine, proc: int, addr: int, owner: int, cpu: int) -> None:
+    """``hmm_range_fault`` with HMM_PFN_REQ_FAULT (``hmm_vma_fault``)."""
+    e = pagetable.entry(m, proc, addr)[0]
+    if e.kind == pagetable.NONE:
+        m.trace_note(lambda: "hmm_vma_fault: handle_mm_fault on the hole -> do_anonymous_page")
+        if ram.ram_fit(m, 0) is None:
+            m.trace_note(lambda: "no free system RAM: VM_FAULT_OOM -> -EFAULT")
+            return
+        ram.do_anonymous_page(m, proc, addr)
+        hmm_range_fault(m, proc, addr, owner, cpu)
+    elif e.kind == pagetable.DEVICE_PRIVATE and m.layout.pgmap_of(e.pfn) != owner:
+        m.trace_note(
+            lambda: (
+                "hmm_vma_fault: another owner's device-private page -> do_swap_page; "
+                "migrate_to_ram invalidates the range, so hmm_range_fault returns -EBUSY and the driver retries"
+            )
+        )
+        fault.spawn_fault(m, proc, addr, cpu)
+    elif e.kind == pagetable.MIGRATION:
+        m.trace_note(lambda: "migration_entry_wait, then -EBUSY (retry)")
+    else:
+        hmm_range_fault(m, proc, addr, owner, cpu)
 
 
 def hmm_view(m: Machine, proc: int, addr: int, owner: int) -> Snapshot:

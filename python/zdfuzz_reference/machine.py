@@ -648,6 +648,8 @@ class Machine:
             return memory_failure.memory_failure_enabled(self, a(0))
         if k == "hmm_range_fault":
             return hmm.hmm_range_fault_enabled(self, a(0), a(2))
+        if k == "hmm_fault":
+            return hmm.hmm_fault_enabled(self, a(0), a(1), a(2))
         if k == "mbind":
             return mm_ok(a(0), a(1)) or first(
                 (lambda: pagetable.entry(self, a(0), a(1))[1] == PMD, "no PMD entry here"),
@@ -852,6 +854,8 @@ class Machine:
             sched.spawn(self, sched.MemoryFailure(a(0)), cpu)
         elif k == "hmm_range_fault":
             hmm.hmm_range_fault(self, a(0), a(1), a(2), cpu)
+        elif k == "hmm_fault":
+            hmm.hmm_fault(self, a(0), a(1), a(2), cpu)
         elif k == "dax_writeback":
             dax.dax_writeback(self, a(0), a(1), cpu)
         else:

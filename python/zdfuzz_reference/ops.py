@@ -170,6 +170,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("memory_failure", "pfn", "cpu"),
     _k("dax_writeback", "file", "index", "cpu"),
     _k("madvise_dontneed", "proc", "addr", "cpu"),
+    _k("hmm_fault", "proc", "addr", "pgmap", "cpu"),
 )
 
 KIND_INDEX = {k.name: i for i, k in enumerate(KINDS)}

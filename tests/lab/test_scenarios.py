@@ -143,6 +143,18 @@ def test_a_background_eviction_is_held_open_so_the_exit_lands_inside_it() -> Non
     assert q.steps[close].outcome == "ok"
 
 
+def test_a_device_read_faults_another_owners_page_back_and_the_ioctl_succeeds() -> None:
+    # HMM_PFN_REQ_FAULT (hmm_fault): the walk's -EBUSY is the driver's to
+    # retry, not the ioctl's result, so the step is predicted to return
+    sc = load("hmm-device-read-other-owner")
+    p = predict(sc, DEBIAN_612)
+    assert p.violation is None
+    other, hole = (step_index(sc, f"cmd=read map=m page={i} ") for i in (0, 1))
+    assert p.steps[other].outcome == "ok" and p.steps[hole].outcome == "ok"
+    assert any("another owner's device-private page -> do_swap_page" in n for n in p.steps[other].notes)
+    assert any("on the hole -> do_anonymous_page" in n for n in p.steps[hole].notes)
+
+
 @pytest.mark.parametrize("name", ["fsdax-unbind-pmem-mounted", "fsdax-xfs-unbind-pmem-mounted"])
 def test_fsdax_unbind_under_a_reference_tears_down_under_e3(name: str) -> None:
     sc = load(name)

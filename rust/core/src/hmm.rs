@@ -33,9 +33,20 @@
 //! address within the folio) gives its pfn and write bit; a device-private
 //! entry gives its pfn only when its pgmap is the caller's
 //! (`pgmap->owner == range->dev_private_owner`), else 0; a migration entry or
-//! a hole gives 0 — nothing for the device to map, and no task. With
-//! HMM_PFN_REQ_FAULT the walk would fault holes and other owners' pages in
-//! (`handle_mm_fault`); not modelled here (GUP's fault path is, fault.rs).
+//! a hole gives 0 — nothing for the device to map, and no task.
+//!
+//! With HMM_PFN_REQ_FAULT (`hmm_fault`: test_hmm's `dmirror_fault` for a
+//! device read, nouveau's `nouveau_range_fault`), an entry the walk cannot
+//! report is faulted in first (`hmm_vma_fault` → `handle_mm_fault`, the CPU's
+//! own fault path): a hole gets an anonymous page (`do_anonymous_page`), and
+//! the walk goes on and reports it — filling an empty PTE invalidates no
+//! range, so `hmm_range_fault`'s loop re-walks instead of returning; another
+//! owner's device-private entry takes `do_swap_page` (the fault task, whose
+//! `migrate_to_ram` invalidates the range), so the call returns -EBUSY and
+//! the driver retries later; a migration entry is waited out
+//! (`migration_entry_wait`) and the call returns -EBUSY. A read fault only
+//! (HMM_PFN_REQ_WRITE is not modelled: a read-only present entry is reported
+//! as it is).
 //!
 //! Before v5.7 (992de9a8b751, v5.1, to 068354ade5dd) the walk took
 //! `get_dev_pagemap` on every devmap PTE (FS-DAX, device-dax), failing with
@@ -95,6 +106,48 @@ impl Machine {
             TaskKind::HmmRangeFault { proc: proc as u8, addr: addr as u16, owner: owner as u8, pfn: p as u16, write },
             cpu,
         );
+    }
+
+    /// Is `HmmFault` allowed now? As `hmm_range_fault`, and a hole is
+    /// faulted in only where the CPU's anonymous fault could run (the
+    /// process's mmap_lock and the address's PTL free).
+    pub(crate) fn hmm_fault_enabled(&self, op: &Op) -> Result<(), &'static str> {
+        self.hmm_range_fault_enabled(op)?;
+        if self.entry(op.a(0), op.a(1)).0 == Pte::None {
+            self.mm_ok(op.a(0), op.a(1))?;
+        }
+        Ok(())
+    }
+
+    /// `hmm_range_fault` with HMM_PFN_REQ_FAULT on one address for the
+    /// driver of pgmap `owner` (`hmm_vma_handle_pte`'s `required_fault`
+    /// paths, then `hmm_vma_fault`).
+    pub(crate) fn hmm_fault(&mut self, proc: usize, addr: usize, owner: usize, cpu: usize) {
+        match self.entry(proc, addr).0 {
+            Pte::None => {
+                self.trace_note(|| "hmm_vma_fault: handle_mm_fault on the hole -> do_anonymous_page".into());
+                if self.ram_fit(0).is_none() {
+                    // VM_FAULT_OOM is a VM_FAULT_ERROR: hmm_vma_fault fails
+                    self.trace_note(|| "no free system RAM: VM_FAULT_OOM -> -EFAULT".into());
+                    return;
+                }
+                self.do_anonymous_page(proc, addr);
+                // no invalidation: the walk goes on and reports the page
+                self.hmm_range_fault(proc, addr, owner, cpu);
+            }
+            Pte::DevicePrivate { pfn, .. } if self.layout.pgmap_of(pfn as usize) != owner => {
+                self.trace_note(|| {
+                    "hmm_vma_fault: another owner's device-private page -> do_swap_page; \
+                     migrate_to_ram invalidates the range, so hmm_range_fault returns -EBUSY and the driver retries"
+                        .into()
+                });
+                self.spawn_fault(proc, addr, cpu);
+            }
+            Pte::Migration { .. } => {
+                self.trace_note(|| "migration_entry_wait, then -EBUSY (retry)".into());
+            }
+            _ => self.hmm_range_fault(proc, addr, owner, cpu),
+        }
     }
 
     /// The driver's step: `mmu_interval_read_retry` under its mutex, then

@@ -476,6 +476,7 @@ impl Machine {
             FailNext => self.fail_next_enabled(op),
             MemoryFailure => self.memory_failure_enabled(op),
             HmmRangeFault => self.hmm_range_fault_enabled(op),
+            HmmFault => self.hmm_fault_enabled(op),
             DaxWriteback => self.dax_writeback_enabled(op),
         }
     }
@@ -732,6 +733,7 @@ impl Machine {
                 self.spawn(TaskKind::MemoryFailure { pfn: op.args[0], found: 0 }, cpu);
             }
             HmmRangeFault => self.hmm_range_fault(a(0), a(1), a(2), cpu),
+            HmmFault => self.hmm_fault(a(0), a(1), a(2), cpu),
         }
     }
 

@@ -7,6 +7,7 @@
 mod programs;
 
 use programs::{machine_after_under as machine_after, notes, run_as, show};
+use zdfuzz_core::pagetable::Pte;
 use zdfuzz_core::program::text::parse_program;
 use zdfuzz_core::{Config, Machine, Rules};
 
@@ -189,4 +190,124 @@ fn hmm_needs_a_bound_device_private_driver() {
     )
     .unwrap();
     assert!(dax.enabled(&p.ops[0]).unwrap_err().contains("device-private"));
+}
+
+/// What (proc 0, addr) maps: the pfn of a present PTE, if any.
+fn present_at(m: &Machine, addr: usize) -> Option<usize> {
+    match m.s.ptes[m.layout.pte_slot(0, addr)] {
+        Pte::Present { pfn, .. } => Some(pfn as usize),
+        _ => None,
+    }
+}
+
+fn op_of(t: &str) -> zdfuzz_core::program::op::Op {
+    parse_program(&format!("{ON_DEVICE}{t}\n")).unwrap().ops.pop().unwrap()
+}
+
+/// HMM_PFN_REQ_FAULT on a hole: `hmm_vma_fault` → `handle_mm_fault` gives
+/// the process an anonymous page, and the walk goes on and reports it (the
+/// snapshot task), where the snapshot-only walk reports nothing.
+#[test]
+fn a_faulting_walk_fills_a_hole_and_reports_the_new_page() {
+    let snap = machine_after(&format!("{ON_DEVICE}hmm_range_fault proc=0 addr=1 pgmap=0 cpu=0\n"), e4());
+    assert_eq!(present_at(&snap, 1), None);
+    let m = machine_after(&format!("{ON_DEVICE}hmm_fault proc=0 addr=1 pgmap=0 cpu=0\n"), e4());
+    let p = present_at(&m, 1).expect("the hole was not faulted in");
+    assert!(m.layout.is_ram(p));
+    assert!(m.s.tasks[0].is_some(), "the walk did not report the faulted page");
+    let v = run_as(&format!("{ON_DEVICE}hmm_fault proc=0 addr=1 pgmap=0 cpu=0\nstep task=0\n"), e4());
+    assert!(v.ok(), "{}", show(&v));
+    assert!(notes(&v).contains("handle_mm_fault on the hole -> do_anonymous_page"), "{}", show(&v));
+    assert!(notes(&v).contains(&format!("hmm_range_fault -> pfn {p} write")), "{}", show(&v));
+}
+
+/// HMM_PFN_REQ_FAULT on another device's page: the CPU's device-private
+/// fault (`do_swap_page` → that driver's `migrate_to_ram`) brings it to
+/// RAM; the call returns -EBUSY (no snapshot), and the retry reports the RAM
+/// page. The owner's own page is reported as it is, without a fault.
+#[test]
+fn a_faulting_walk_migrates_another_owners_page_back_and_retries() {
+    let own = machine_after(&format!("{ON_DEVICE}hmm_fault proc=0 addr=0 pgmap=0 cpu=0\n"), e4());
+    let kinds: Vec<_> = own.s.tasks.iter().flatten().map(|t| t.kind).collect();
+    assert!(
+        matches!(kinds[..], [zdfuzz_core::sched::TaskKind::HmmRangeFault { pfn: 0, write: true, .. }]),
+        "the owner's page is snapshotted, not faulted: {kinds:?}"
+    );
+    assert_eq!(present_at(&own, 0), None, "the owner's page was faulted");
+
+    let mut m = machine_after(&format!("{ON_DEVICE}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n"), e4());
+    assert!(
+        matches!(m.s.tasks[0].map(|t| t.kind), Some(zdfuzz_core::sched::TaskKind::Migrate { .. })),
+        "no fault task: {:?}",
+        m.s.tasks[0]
+    );
+    assert_eq!(present_at(&m, 0), None);
+    let step = op_of("step task=0");
+    while m.s.tasks[0].is_some() {
+        m.step(&step).unwrap();
+    }
+    assert!(m.violation().is_none(), "{:?}", m.violation());
+    let p = present_at(&m, 0).expect("the fault did not bring the page to RAM");
+    assert!(m.layout.is_ram(p));
+    assert!(m.s.tasks.iter().all(|t| t.is_none()), "-EBUSY: nothing was snapshotted");
+    m.step(&op_of("hmm_fault proc=0 addr=0 pgmap=1 cpu=0")).unwrap();
+    assert!(m.s.tasks[0].is_some(), "the retry did not report the RAM page");
+}
+
+/// No RAM for the hole: VM_FAULT_OOM, -EFAULT, nothing mapped or reported;
+/// and the hole is faulted only where the CPU's fault could run.
+#[test]
+fn a_faulting_walk_fails_without_ram_and_waits_for_the_mmap_lock() {
+    let full = "
+config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=1
+memremap_pages pgmap=0
+memremap_pages pgmap=1
+do_anonymous_page proc=0 addr=0 cpu=0
+hmm_fault proc=0 addr=1 pgmap=0 cpu=0
+";
+    let m = machine_after(full, e4());
+    assert_eq!(present_at(&m, 1), None);
+    assert!(m.s.tasks.iter().all(|t| t.is_none()));
+    assert!(notes(&run_as(full, e4())).contains("VM_FAULT_OOM -> -EFAULT"));
+    // a migration of the process holds its mmap_lock: the hole waits
+    let busy = machine_after(
+        "
+config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=2
+memremap_pages pgmap=0
+memremap_pages pgmap=1
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+",
+        e4(),
+    );
+    let why = busy.enabled(&op_of("hmm_fault proc=0 addr=1 pgmap=0 cpu=0")).unwrap_err();
+    assert!(why.contains("mmap_lock"), "{why}");
+    // the snapshot-only walk does not fault, so it does not wait
+    assert!(busy.enabled(&op_of("hmm_range_fault proc=0 addr=1 pgmap=0 cpu=0")).is_ok());
+}
+
+/// A migration entry (a migration of the process between collect and
+/// finalize): the faulting walk waits it out and returns -EBUSY, reporting
+/// nothing; no fault is taken.
+#[test]
+fn a_faulting_walk_waits_out_a_migration_entry() {
+    let text = "
+config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=2
+memremap_pages pgmap=0
+memremap_pages pgmap=1
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+step task=0
+";
+    let m = machine_after(text, e4());
+    assert!(
+        matches!(m.s.ptes[m.layout.pte_slot(0, 0)], Pte::Migration { .. }),
+        "{:?}",
+        m.s.ptes[m.layout.pte_slot(0, 0)]
+    );
+    let after = machine_after(&format!("{text}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n"), e4());
+    assert_eq!(after.s.tasks.iter().flatten().count(), 1, "only the migration's task");
+    assert_eq!(after.s.ptes, m.s.ptes);
+    assert!(notes(&run_as(&format!("{text}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n"), e4()))
+        .contains("migration_entry_wait, then -EBUSY"));
 }

@@ -170,7 +170,7 @@ impl Machine {
         match kind {
             MemremapPages => s.pgmaps.iter().any(|p| p.state == PgmapState::Unused),
             FailNext => l.faults && s.armed.contains(&0),
-            HmmRangeFault => live_of(DeviceType::Private) && free_slot() && alive(),
+            HmmRangeFault | HmmFault => live_of(DeviceType::Private) && free_slot() && alive(),
             MemoryFailure => l.faults && free_slot() && !self.memory_failure_running(),
             DaxWriteback => free_slot() && s.dax.iter().any(|&e| e > 0),
             MemunmapPages => free_slot() && s.pgmaps.iter().any(|p| p.state == PgmapState::Live),
@@ -462,6 +462,7 @@ mod tests {
         for k in [
             Step,
             HmmRangeFault,
+            HmmFault,
             MemoryFailure,
             FailNext,
             PutDevPagemap,

@@ -238,6 +238,8 @@ kinds! {
         "the filesystem writes one DAX entry back (dax_writeback_one): lock the entry, then (a step) flush and unlock it";
     MadviseDontneed = "madvise_dontneed" ["proc": Proc, "addr": Addr, "cpu": Cpu]
         "a thread discards one anonymous page (MADV_DONTNEED: zap_page_range under the mmap read lock, so while a migration or fault of the process runs)";
+    HmmFault = "hmm_fault" ["proc": Proc, "addr": Addr, "pgmap": Pgmap, "cpu": Cpu]
+        "the driver of a device-private pgmap faults addr in for its device (hmm_range_fault with HMM_PFN_REQ_FAULT: a hole or another owner's page is faulted first), then snapshots it as hmm_range_fault does";
 }
 
 impl OpKind {
