@@ -322,6 +322,18 @@ def mm_busy(m: Machine, proc: int) -> bool:
     )
 
 
+def mm_ok(m: Machine, proc: int, addr: int) -> str | None:
+    """A process's own page-table changes need its mmap_lock free of faults
+    and driver migrations, and the address's PTL free (``Machine::mm_ok``)."""
+    if not m.s.alive[proc]:
+        return "no such process"
+    if mm_busy(m, proc):
+        return "a fault or a migration holds the process's mmap_lock"
+    if pagetable.ptl_owner(m, proc, addr) is not None:
+        return "a task holds the page-table lock"
+    return None
+
+
 def driver_migrating(m: Machine, g: int) -> bool:
     """Does a migration of the driver of pgmap ``g`` run?"""
     return any(

@@ -47,10 +47,7 @@ def hmm_fault_enabled(m: Machine, proc: int, addr: int, g: int) -> str | None:
         return why
     if pagetable.entry(m, proc, addr)[0].kind == pagetable.NONE:
         # the hole is faulted in where the CPU's anonymous fault could run
-        if fault.mm_busy(m, proc):
-            return "a fault or a migration holds the process's mmap_lock"
-        if pagetable.ptl_owner(m, proc, addr) is not None:
-            return "a task holds the page-table lock"
+        return fault.mm_ok(m, proc, addr)
     return None
 
 

@@ -269,15 +269,7 @@ class Machine:
             return pagetable.entry(self, proc, addr)[0]
 
         def mm_ok(proc: int, addr: int) -> str | None:
-            """A process's own page-table changes need its mmap_lock free of
-            faults and driver migrations, and the address's PTL free."""
-            if not s.alive[proc]:
-                return "no such process"
-            if fault.mm_busy(self, proc):
-                return "a fault or a migration holds the process's mmap_lock"
-            if pagetable.ptl_owner(self, proc, addr) is not None:
-                return "a task holds the page-table lock"
-            return None
+            return fault.mm_ok(self, proc, addr)
 
         def first(*checks: tuple[bool | Callable[[], bool], str]) -> str | None:
             """The reason of the first failing check (checks run lazily, in order)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from zdfuzz.lab import scenario
+from zdfuzz.lab import kernels, scenario
 from zdfuzz.lab.conformance import compare
 from zdfuzz.lab.console import classify, observe
 from zdfuzz.lab.predict import predict
@@ -32,7 +32,7 @@ def verdict(name: str, rules: str = "e3", d: dict[str, Any] | None = None) -> An
     return sc, obs, row
 
 
-DEBIAN_612 = str(Path(scenario.__file__).parent / "presets" / "debian-6.12.toml")
+DEBIAN_612 = str(kernels.PRESETS_DIR / "debian-6.12.toml")
 
 
 def test_f5_on_the_lab_kernel_kasan_reports_the_walk_of_the_freed_anon_vma() -> None:

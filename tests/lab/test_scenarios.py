@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zdfuzz.lab import scenario
+from zdfuzz.lab import kernels, scenario
 from zdfuzz.lab.errors import ScenarioError
 from zdfuzz.lab.predict import predict
 
@@ -122,7 +122,7 @@ def test_a_zero_step_timeout_reaches_the_agent_as_zero() -> None:
         scenario.parse(SUITE["hmm-evict-races-exit"].read_text().replace("@timeout=0", "@timeout=-1"))
 
 
-DEBIAN_612 = str(Path(scenario.__file__).parent / "presets" / "debian-6.12.toml")
+DEBIAN_612 = str(kernels.PRESETS_DIR / "debian-6.12.toml")
 
 
 def test_a_background_eviction_is_held_open_so_the_exit_lands_inside_it() -> None:

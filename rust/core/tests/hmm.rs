@@ -254,6 +254,17 @@ fn a_faulting_walk_migrates_another_owners_page_back_and_retries() {
     assert!(m.s.tasks[0].is_some(), "the retry did not report the RAM page");
 }
 
+/// Process 0's anonymous page at addr 0 being migrated to pgmap 0: the
+/// migration task is spawned (it holds the process's mmap_lock) and has not
+/// run a step yet; addr 1 is a hole.
+const MIGRATING: &str = "
+config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=2
+memremap_pages pgmap=0
+memremap_pages pgmap=1
+do_anonymous_page proc=0 addr=0 cpu=0
+migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
+";
+
 /// No RAM for the hole: VM_FAULT_OOM, -EFAULT, nothing mapped or reported;
 /// and the hole is faulted only where the CPU's fault could run.
 #[test]
@@ -270,16 +281,7 @@ hmm_fault proc=0 addr=1 pgmap=0 cpu=0
     assert!(m.s.tasks.iter().all(|t| t.is_none()));
     assert!(notes(&run_as(full, e4())).contains("VM_FAULT_OOM -> -EFAULT"));
     // a migration of the process holds its mmap_lock: the hole waits
-    let busy = machine_after(
-        "
-config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=2
-memremap_pages pgmap=0
-memremap_pages pgmap=1
-do_anonymous_page proc=0 addr=0 cpu=0
-migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
-",
-        e4(),
-    );
+    let busy = machine_after(MIGRATING, e4());
     let why = busy.enabled(&op_of("hmm_fault proc=0 addr=1 pgmap=0 cpu=0")).unwrap_err();
     assert!(why.contains("mmap_lock"), "{why}");
     // the snapshot-only walk does not fault, so it does not wait
@@ -291,23 +293,17 @@ migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
 /// nothing; no fault is taken.
 #[test]
 fn a_faulting_walk_waits_out_a_migration_entry() {
-    let text = "
-config types=private pgmaps=2 pages=1 cpus=1 procs=1 addrs=2 tasks=2 ram=2
-memremap_pages pgmap=0
-memremap_pages pgmap=1
-do_anonymous_page proc=0 addr=0 cpu=0
-migrate_vma_setup proc=0 addr=0 pgmap=0 select=SYSTEM cpu=0
-step task=0
-";
-    let m = machine_after(text, e4());
+    // its collect step: the address holds a migration entry
+    let collected = format!("{MIGRATING}step task=0\n");
+    let m = machine_after(&collected, e4());
     assert!(
         matches!(m.s.ptes[m.layout.pte_slot(0, 0)], Pte::Migration { .. }),
         "{:?}",
         m.s.ptes[m.layout.pte_slot(0, 0)]
     );
-    let after = machine_after(&format!("{text}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n"), e4());
+    let faulted = format!("{collected}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n");
+    let after = machine_after(&faulted, e4());
     assert_eq!(after.s.tasks.iter().flatten().count(), 1, "only the migration's task");
     assert_eq!(after.s.ptes, m.s.ptes);
-    assert!(notes(&run_as(&format!("{text}hmm_fault proc=0 addr=0 pgmap=1 cpu=0\n"), e4()))
-        .contains("migration_entry_wait, then -EBUSY"));
+    assert!(notes(&run_as(&faulted, e4())).contains("migration_entry_wait, then -EBUSY"));
 }

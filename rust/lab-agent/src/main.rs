@@ -441,6 +441,7 @@ impl Agent {
         let actor = step.get("actor").and_then(Value::as_str).unwrap_or("-").to_string();
         let timeout =
             step.get("timeout_ms").and_then(Value::as_u64).map(Duration::from_millis).unwrap_or(self.step_timeout);
+        let background = step.get("background").and_then(Value::as_bool).unwrap_or(false);
         let start = Instant::now();
 
         if op == "wait" {
@@ -471,7 +472,7 @@ impl Agent {
                 return;
             }
             if let Some(r) = self.runners.last_mut() {
-                r.background = step.get("background").and_then(Value::as_bool).unwrap_or(false);
+                r.background = background;
             }
         } else {
             if op == "fork" {
@@ -508,7 +509,7 @@ impl Agent {
             let msg = json!({"i": i, "op": op, "args": args});
             let r = &mut self.runners[idx];
             r.busy = Some(i);
-            r.background = step.get("background").and_then(Value::as_bool).unwrap_or(false);
+            r.background = background;
             r.started = Instant::now();
             let sent = r.cmd.as_mut().map(|c| writeln!(c, "{msg}").and_then(|_| c.flush()));
             if !matches!(sent, Some(Ok(()))) {
