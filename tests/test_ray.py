@@ -63,6 +63,9 @@ except ImportError:  # the extra is not installed
 
 from zdfuzz import ray_backend  # noqa: E402  (imports ray only when used)
 
+# one local Ray cluster (the module fixture), not one per pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:

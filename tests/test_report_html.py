@@ -16,6 +16,10 @@ CHART_COLOUR = (0x00, 0x72, 0xB2)  # the first series (PALETTE[0])
 HEADER_COLOUR = (0x1F, 0x3B, 0x73)  # table headers
 
 
+# the module fixture runs two campaigns: once, in one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("report")
+
+
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("soak")
