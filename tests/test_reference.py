@@ -198,3 +198,29 @@ def test_thp_round_trip_agrees(order: int, rules: str) -> None:
     assert diff.first_difference(rust, ref) is None
     # the huge page really went to the device whole and came back
     assert any("entire mapcount" in c for t in ref["trace"] for c in t["changes"])
+
+
+SPLIT = (
+    "config types=private pgmaps=1 pages=2 cpus=1 procs=2 addrs=2 tasks=2 ram=2 order=1\n"
+    "memremap_pages pgmap=0\ndo_huge_pmd_anonymous_page proc=0 addr=0 cpu=0\n"
+)
+
+
+@pytest.mark.parametrize(
+    "body,note",
+    [
+        # the rmap walk reaches the child through the anon_vma_chain
+        ("exit_mmap proc=1 cpu=0\nfork proc=0 child=1\n", "split folio 2"),
+        # folio_get_anon_vma is NULL for a folio nothing maps
+        (
+            "pin_user_pages proc=0 addr=0 flags=0 cpu=0\nmunmap proc=0 addr=0 cpu=0\nmunmap proc=0 addr=1 cpu=0\n",
+            "folio_get_anon_vma: NULL",
+        ),
+    ],
+)
+def test_the_split_walks_the_anon_vma_in_both_models(body: str, note: str) -> None:
+    text = SPLIT + body + "split_huge_page pfn=2 cpu=0\n"
+    rust, ref = diff.rust_outcome(text, "e4"), diff.reference_outcome(text, "e4")
+    assert "error" not in rust
+    assert diff.first_difference(rust, ref) is None
+    assert any(note in n for t in ref["trace"] for n in t["notes"]), ref["trace"]

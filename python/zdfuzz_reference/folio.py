@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zdfuzz_reference import page, pagetable, pgmap
+from zdfuzz_reference.flags import anon_vma_of, is_file_mapping
 from zdfuzz_reference.oracle import SAFETY
 
 if TYPE_CHECKING:
@@ -82,6 +83,28 @@ def folio_in_use(m: Machine, h: int) -> bool:
     return any(x.in_use() for x in m.s.ledger.pages[h : h + nr])
 
 
+def split_walk_procs(m: Machine, h: int) -> int | None:
+    """The processes the split's ``unmap_folio`` walks (a bit each), or None
+    for -EBUSY: ``folio_get_anon_vma`` is NULL for an unmapped folio or a
+    dead anon_vma (a safe ``atomic_inc_not_zero``, no I-M10); a file folio
+    is walked through ``i_mmap`` (every process); no mapping is -EBUSY."""
+    mp = m.s.mapping[h]
+    av = anon_vma_of(mp)
+    if av is not None:
+        mask = 0
+        for p in range(m.layout.procs):
+            if (m.s.avc[p] >> av) & 1:
+                mask |= 1 << p
+        if folio_mapcount(m, h) == 0 or mask == 0:
+            m.trace_note(lambda: f"split of folio {h}: folio_get_anon_vma: NULL (not mapped): -EBUSY")
+            return None
+        return mask
+    if is_file_mapping(mp):
+        return 0xFF
+    m.trace_note(lambda: f"split of folio {h}: no mapping: -EBUSY")
+    return None
+
+
 def can_split_folio(m: Machine, h: int, caller_pins: int) -> bool:
     """Every reference is a mapping or one of the caller's."""
     extra = 1 if m.rules.thp.can_split_extra_pin and m.layout.is_private(h) else 0
@@ -97,12 +120,23 @@ def split_folio(m: Machine, h: int, caller_refs: int, per_piece_refs: int, cpu: 
     if nr == 1:
         return True
     lay = m.layout
-    # PMD mappings become PTE mappings first
-    for proc in range(lay.procs):
-        for b in range(lay.blocks):
-            pmd = m.s.pmds[proc * lay.blocks + b]
-            if pmd.has_pfn() and pmd.pfn == h:
-                pagetable.split_huge_pmd(m, proc, b << lay.order)
+    # PMD mappings become PTE mappings first: unmap_folio is an rmap walk
+    # (try_to_migrate with TTU_SPLIT_HUGE_PMD); an unmapped split has none
+    if per_piece_refs == 0:
+        mask = split_walk_procs(m, h)
+        if mask is None:
+            return False
+        for proc in range(lay.procs):
+            if not (mask >> proc) & 1:
+                continue
+            for b in range(lay.blocks):
+                pmd = m.s.pmds[proc * lay.blocks + b]
+                if pmd.has_pfn() and pmd.pfn == h:
+                    pagetable.split_huge_pmd(m, proc, b << lay.order)
+        # a PMD the walk missed keeps its reference: folio_ref_freeze fails
+        if any(e.has_pfn() and e.pfn == h for e in m.s.pmds):
+            m.trace_note(lambda: f"split of folio {h}: a PMD the rmap walk missed: -EAGAIN (folio_ref_freeze)")
+            return False
     if not can_split_folio(m, h, caller_refs):
         m.trace_note(lambda: f"split of folio {h}: -EBUSY (can_split_folio)")
         return False

@@ -19,6 +19,7 @@
 
 use crate::machine::{ok, Machine};
 use crate::oracle::Obs;
+use crate::page::{anon_vma_of, is_file_mapping};
 use crate::pagetable::Pte;
 use crate::rules::DeviceType;
 
@@ -68,6 +69,32 @@ impl Machine {
         self.s.emc[h] + self.s.mc[h..h + nr].iter().sum::<i32>()
     }
 
+    /// The processes the split's `unmap_folio` walks, a bit each, or None
+    /// when `split_huge_page_to_list_to_order` returns -EBUSY before it: an
+    /// anonymous folio is walked through its anon_vma, which the split first
+    /// pins with `folio_get_anon_vma` (NULL, so -EBUSY, unless the folio is
+    /// still mapped and its anon_vma still live: an `atomic_inc_not_zero`
+    /// under RCU, never a use after free, hence no I-M10 here); a file
+    /// folio through `i_mmap` (every process); a folio with no mapping is
+    /// -EBUSY (mm/huge_memory.c, since the v4.5 THP refcount rework).
+    pub(crate) fn split_walk_procs(&mut self, h: usize) -> Option<u8> {
+        let m = self.s.mapping[h];
+        if let Some(av) = anon_vma_of(m) {
+            let mask =
+                (0..self.layout.procs).filter(|&p| self.s.avc[p] >> av & 1 != 0).fold(0u8, |acc, p| acc | 1 << p);
+            if self.folio_mapcount(h) == 0 || mask == 0 {
+                self.trace_note(|| format!("split of folio {h}: folio_get_anon_vma: NULL (not mapped): -EBUSY"));
+                return None;
+            }
+            Some(mask)
+        } else if is_file_mapping(m) {
+            Some(u8::MAX)
+        } else {
+            self.trace_note(|| format!("split of folio {h}: no mapping: -EBUSY"));
+            None
+        }
+    }
+
     /// Is any page of the folio held by anybody (the ledger's view)?
     pub(crate) fn folio_in_use(&self, h: usize) -> bool {
         let nr = self.folio_nr(h);
@@ -94,13 +121,31 @@ impl Machine {
         if nr == 1 {
             return true;
         }
-        // PMD mappings become PTE mappings first (the split unmaps the folio
-        // and remaps it page by page)
-        for proc in 0..self.layout.procs {
-            for b in 0..self.layout.blocks {
-                if self.s.pmds[proc * self.layout.blocks + b].pfn() == Some(h) {
-                    self.split_huge_pmd(proc, b << self.layout.order);
+        // PMD mappings become PTE mappings first: `unmap_folio` is an rmap
+        // walk, `try_to_migrate(folio, TTU_SPLIT_HUGE_PMD)`, so only the
+        // VMAs the folio's anon_vma reaches are visited (a split of an
+        // unmapped folio, `per_piece_refs > 0`, has no mapping to walk)
+        if per_piece_refs == 0 {
+            let Some(mask) = self.split_walk_procs(h) else {
+                return false;
+            };
+            for proc in (0..self.layout.procs).filter(|&p| mask >> p & 1 != 0) {
+                for b in 0..self.layout.blocks {
+                    if self.s.pmds[proc * self.layout.blocks + b].pfn() == Some(h) {
+                        self.split_huge_pmd(proc, b << self.layout.order);
+                    }
                 }
+            }
+            // a PMD the walk did not reach still holds its reference, so
+            // `folio_ref_freeze(folio, 1 + extra_pins)` fails: -EAGAIN after
+            // remap_page (only with a wrong anon_vma, which I-F2 reports
+            // where it was set)
+            let left = (0..self.layout.procs * self.layout.blocks).any(|i| self.s.pmds[i].pfn() == Some(h));
+            if left {
+                self.trace_note(|| {
+                    format!("split of folio {h}: a PMD the rmap walk missed: -EAGAIN (folio_ref_freeze)")
+                });
+                return false;
             }
         }
         if !self.can_split_folio(h, caller_refs) {
